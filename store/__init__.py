@@ -1,0 +1,1 @@
+"""PostgreSQL access and migrations: the only place lastmile's SQL lives."""
