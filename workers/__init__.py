@@ -1,0 +1,1 @@
+"""Stream consumers: one module each, all on the shared loop in :mod:`workers.runner`."""
