@@ -1,0 +1,1 @@
+"""The live side of lastmile: ingest, stream sharding, the WebSocket hub, protocol adapters."""

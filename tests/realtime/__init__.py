@@ -1,0 +1,1 @@
+"""Tests of the live side: protocol adapters, validation and the driver WebSocket codec."""
