@@ -1,0 +1,156 @@
+"""Credentials: minting tokens, hashing them, and resolving a request to its principal.
+
+Tokens are 256-bit random strings with a kind prefix (``lmk_`` API keys, ``lmd_`` device
+tokens); only their SHA-256 is stored, which is enough for secrets of that entropy. Lookups are
+cached in-process for ``auth_cache_ttl_s`` (unknown tokens for a few seconds), so a revoked
+token stops working within that time while the hot ingest path rarely touches the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import HTTPConnection
+
+from schemas.auth import ApiPrincipal, DevicePrincipal, Role
+from store import tenants
+
+P = TypeVar("P")
+
+API_KEY_PREFIX = "lmk_"
+DEVICE_TOKEN_PREFIX = "lmd_"  # noqa: S105 - a prefix, not a secret
+NEGATIVE_TTL_S = 5.0
+
+
+def new_token(prefix: str) -> str:
+    """A fresh secret token with a kind prefix."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> bytes:
+    """What is stored for a token: its SHA-256."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def token_prefix(token: str) -> str:
+    """The first characters of a token, stored in clear so people can tell keys apart."""
+    return token[:10]
+
+
+class AuthError(Exception):
+    """The request carries no usable credential; ``reason`` says which and why."""
+
+    def __init__(self, reason: str, *, challenge: str = "Bearer") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.challenge = challenge
+
+
+class Forbidden(Exception):
+    """The credential is valid but its role may not do this."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Cache(Generic[P]):
+    ttl_s: float
+    max_entries: int = 100_000
+    _entries: OrderedDict[bytes, tuple[float, P | None]] = field(default_factory=OrderedDict)
+
+    async def get(self, key: bytes, load: Callable[[], Awaitable[P | None]]) -> P | None:
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = await load()
+        ttl = self.ttl_s if value is not None else min(self.ttl_s, NEGATIVE_TTL_S)
+        self._entries[key] = (now + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return value
+
+
+class Authenticator:
+    """Resolves tokens to principals through the database, with a small TTL cache."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, ttl_s: float) -> None:
+        self._pool = pool
+        self._devices: _Cache[DevicePrincipal] = _Cache(ttl_s)
+        self._keys: _Cache[ApiPrincipal] = _Cache(ttl_s)
+
+    async def device(self, token: str) -> DevicePrincipal | None:
+        """The device behind ``token``, or None when it is unknown or revoked."""
+
+        async def load() -> DevicePrincipal | None:
+            async with self._pool.connection() as conn:
+                return await tenants.find_device(conn, hash_token(token))
+
+        return await self._devices.get(hash_token(token), load)
+
+    async def api_key(self, token: str) -> ApiPrincipal | None:
+        """The API key behind ``token``, or None when it is unknown or revoked."""
+
+        async def load() -> ApiPrincipal | None:
+            async with self._pool.connection() as conn:
+                return await tenants.find_api_key(conn, hash_token(token))
+
+        return await self._keys.get(hash_token(token), load)
+
+    async def require_device(self, conn: HTTPConnection) -> DevicePrincipal:
+        """The calling device, from ``Authorization: Bearer`` or a ``token`` query parameter."""
+        token = bearer_token(conn) or conn.query_params.get("token")
+        if not token:
+            raise AuthError("a device token is required (Authorization: Bearer lmd_...)")
+        principal = await self.device(token)
+        if principal is None:
+            raise AuthError("unknown or revoked device token")
+        return principal
+
+    async def require_api_key(
+        self, conn: HTTPConnection, roles: tuple[Role, ...] = ("admin", "dispatcher")
+    ) -> ApiPrincipal:
+        """The calling API key, which must hold one of ``roles``."""
+        token = bearer_token(conn) or conn.query_params.get("token")
+        if not token:
+            raise AuthError("an API key is required (Authorization: Bearer lmk_...)")
+        principal = await self.api_key(token)
+        if principal is None:
+            raise AuthError("unknown or revoked API key")
+        if principal.role not in roles:
+            raise Forbidden(f"expected a key with role {' or '.join(roles)}, got {principal.role}")
+        return principal
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def basic_credentials(conn: HTTPConnection) -> tuple[str, str] | None:
+    """User and password of an ``Authorization: Basic`` header, if there is a valid one."""
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None

@@ -1,0 +1,346 @@
+"""The ``lastmile`` command: serve, run a worker, migrate, and administer organisations.
+
+Settings come from ``LASTMILE_*`` variables (see the README); options given here override
+them. With no database or Redis URL, commands start the embedded servers under the data folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from app.settings import Settings, SettingsError
+
+T = TypeVar("T")
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _services(settings: Settings, *, with_redis: bool = True) -> Iterator[Settings]:
+    """``settings`` with both URLs set, starting embedded servers for those missing."""
+    from app.embedded import embedded_services
+    from app.server import settings_with_urls
+
+    with embedded_services(
+        settings.data_dir,
+        database_url=settings.database_url,
+        redis_url=settings.redis_url,
+        with_redis=with_redis,
+    ) as urls:
+        yield settings_with_urls(settings, urls.database_url, urls.redis_url)
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(make())  # type: ignore[arg-type]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lastmile")
+def main() -> None:
+    """lastmile: real-time last-mile delivery orchestration."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [LASTMILE_HOST].")
+@click.option("--port", type=int, help="API port [LASTMILE_PORT, 8000].")
+@click.option("--osmand-port", type=int, help="OsmAnd listener port, 0 for none [5055].")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder [.lastmile].")
+@click.option("--workers/--no-workers", default=True, help="Run the workers as child processes.")
+@click.option("--demo/--no-demo", default=False, help="Create a demo organisation and print keys.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    osmand_port: int | None,
+    data_dir: Path | None,
+    workers: bool,
+    demo: bool,
+) -> None:
+    """Run the API server and the workers on this machine (embedded services if no URLs)."""
+    settings = _settings(ctx, host=host, port=port, data_dir=data_dir)
+    if osmand_port is not None:
+        import msgspec
+
+        settings = msgspec.structs.replace(settings, osmand_port=osmand_port or None)
+    _enable_multiprocess_metrics(settings.data_dir)
+    from app import logs
+
+    logs.configure(settings.log_level, settings.log_format)
+    with _services(settings) as resolved:
+        from store.migrate import upgrade
+
+        upgrade(resolved.database_url or "")
+        _run(lambda: _serve(resolved, workers=workers, demo=demo))
+
+
+async def _serve(settings: Settings, *, workers: bool, demo: bool) -> None:
+    from app.server import serve_api, stop_event_on_signals, worker_processes
+
+    stop = stop_event_on_signals()
+    banner = await _demo_banner(settings) if demo else ""
+
+    def ready() -> None:
+        click.echo(_where_to_look(settings) + banner, err=True)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if workers:
+            await stack.enter_async_context(worker_processes(settings, settings.workers))
+        await serve_api(settings, stop, on_ready=ready)
+
+
+def _where_to_look(settings: Settings) -> str:
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        "lastmile is running.",
+        f"  API           {base}/v1/",
+        f"  readiness     {base}/readyz",
+        f"  metrics       {base}/metrics",
+        f"  driver socket {base.replace('http', 'ws', 1)}/v1/driver/ws",
+    ]
+    if settings.osmand_port:
+        lines.append(f"  OsmAnd        http://{settings.host}:{settings.osmand_port}/")
+    lines.append(f"  data folder   {settings.data_dir.resolve()}")
+    lines.append("Stop with Ctrl-C.")
+    return "\n".join(lines)
+
+
+async def _demo_banner(settings: Settings) -> str:
+    from app.auth import API_KEY_PREFIX, DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+    from store import tenants
+    from store.db import open_pool
+
+    pool = await open_pool(settings.database_url or "", max_size=1)
+    try:
+        async with pool.connection() as conn:
+            row = await (
+                await conn.execute("SELECT id FROM orgs WHERE name = 'Demo fleet' LIMIT 1")
+            ).fetchone()
+            org_id = row[0] if row else await tenants.create_org(conn, "Demo fleet")
+            drivers = await tenants.list_drivers(conn, org_id)
+            for n in range(len(drivers), 3):
+                await tenants.create_driver(conn, org_id, name=f"Demo driver {n + 1}")
+            drivers = await tenants.list_drivers(conn, org_id)
+            key = new_token(API_KEY_PREFIX)
+            await tenants.create_api_key(
+                conn,
+                org_id,
+                name="demo dispatcher",
+                role="dispatcher",
+                token_hash=hash_token(key),
+                token_prefix=token_prefix(key),
+            )
+            lines = ["", f"Demo organisation {org_id}: dispatcher key {key}"]
+            for driver_id, name in drivers:
+                token = new_token(DEVICE_TOKEN_PREFIX)
+                await tenants.create_device(
+                    conn,
+                    org_id,
+                    driver_id,
+                    token_hash=hash_token(token),
+                    token_prefix=token_prefix(token),
+                )
+                lines.append(f"  {name} (driver {driver_id}): device token {token}")
+    finally:
+        await pool.close()
+    base = f"http://{settings.host}:{settings.port}"
+    lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
+    return "\n".join(lines)
+
+
+def _enable_multiprocess_metrics(data_dir: Path) -> None:
+    """Let /metrics add up the worker processes' metrics (must run before any metric exists)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = data_dir.expanduser().resolve() / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["persist"]))
+@click.option("--consumer", help="Consumer name in the group [host-NAME-0].")
+@click.option("--metrics-port", type=int, help="Serve this worker's /metrics on this port.")
+@click.pass_context
+def worker(ctx: click.Context, name: str, consumer: str | None, metrics_port: int | None) -> None:
+    """Run one worker process (for scaling out: start as many as you need)."""
+    settings = _settings(ctx)
+    from app import logs
+
+    logs.configure(settings.log_level, settings.log_format)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host)
+    if settings.database_url is None or settings.redis_url is None:
+        raise click.UsageError(
+            "a standalone worker needs LASTMILE_DATABASE_URL and LASTMILE_REDIS_URL"
+        )
+    from app.server import run_worker, stop_event_on_signals
+
+    async def go() -> None:
+        await run_worker(settings, name, stop_event_on_signals(), consumer_name=consumer)
+
+    _run(go)
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings(ctx)
+    from store.migrate import current, upgrade
+
+    with _services(settings, with_redis=False) as resolved:
+        upgrade(resolved.database_url or "")
+        click.echo(f"database at revision {current(resolved.database_url or '')}")
+
+
+@main.group()
+def org() -> None:
+    """Organisations."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA zone for local times.")
+@click.pass_context
+def org_create(ctx: click.Context, name: str, timezone: str) -> None:
+    """Create an organisation; prints its id."""
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        click.echo(await tenants.create_org(conn, name, timezone))
+
+    _with_connection(ctx, go)
+
+
+@main.group()
+def apikey() -> None:
+    """API keys (shown once; only their hash is stored)."""
+
+
+@apikey.command("create")
+@click.option("--org", "org_id", type=int, required=True)
+@click.option("--role", type=click.Choice(["admin", "dispatcher", "integration"]), required=True)
+@click.option("--name", default="api key", show_default=True)
+@click.pass_context
+def apikey_create(ctx: click.Context, org_id: int, role: str, name: str) -> None:
+    """Create an API key; prints the key, which cannot be shown again."""
+    from app.auth import API_KEY_PREFIX, hash_token, new_token, token_prefix
+    from schemas.ids import OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        if not await tenants.org_exists(conn, OrgId(org_id)):
+            raise click.BadParameter(f"no organisation {org_id}", param_hint="--org")
+        token = new_token(API_KEY_PREFIX)
+        await tenants.create_api_key(
+            conn,
+            OrgId(org_id),
+            name=name,
+            role=role,  # type: ignore[arg-type]
+            token_hash=hash_token(token),
+            token_prefix=token_prefix(token),
+        )
+        click.echo(token)
+
+    _with_connection(ctx, go)
+
+
+@main.group()
+def driver() -> None:
+    """Drivers and their devices."""
+
+
+@driver.command("create")
+@click.option("--org", "org_id", type=int, required=True)
+@click.option("--name", required=True)
+@click.option("--phone")
+@click.option("--ref", "external_ref", help="Your own identifier for this driver.")
+@click.pass_context
+def driver_create(
+    ctx: click.Context, org_id: int, name: str, phone: str | None, external_ref: str | None
+) -> None:
+    """Create a driver with one device; prints the driver id and the device token."""
+    from app.auth import DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+    from schemas.ids import OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        if not await tenants.org_exists(conn, OrgId(org_id)):
+            raise click.BadParameter(f"no organisation {org_id}", param_hint="--org")
+        driver_id = await tenants.create_driver(
+            conn, OrgId(org_id), name=name, phone=phone, external_ref=external_ref
+        )
+        token = new_token(DEVICE_TOKEN_PREFIX)
+        await tenants.create_device(
+            conn,
+            OrgId(org_id),
+            driver_id,
+            token_hash=hash_token(token),
+            token_prefix=token_prefix(token),
+        )
+        click.echo(f"driver {driver_id}\ndevice token {token}")
+
+    _with_connection(ctx, go)
+
+
+@driver.command("add-device")
+@click.option("--org", "org_id", type=int, required=True)
+@click.option("--driver", "driver_id", type=int, required=True)
+@click.option("--name", default="phone", show_default=True)
+@click.pass_context
+def driver_add_device(ctx: click.Context, org_id: int, driver_id: int, name: str) -> None:
+    """Give a driver another device; prints its token."""
+    from app.auth import DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+    from schemas.ids import DriverId, OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        token = new_token(DEVICE_TOKEN_PREFIX)
+        device = await tenants.create_device(
+            conn,
+            OrgId(org_id),
+            DriverId(driver_id),
+            token_hash=hash_token(token),
+            token_prefix=token_prefix(token),
+            name=name,
+        )
+        if device is None:
+            raise click.BadParameter(f"no driver {driver_id} in organisation {org_id}")
+        click.echo(token)
+
+    _with_connection(ctx, go)
+
+
+def _with_connection(ctx: click.Context, action: Callable[[Any], Awaitable[None]]) -> None:
+    settings = _settings(ctx)
+    import psycopg
+
+    from store.migrate import upgrade
+
+    with _services(settings, with_redis=False) as resolved:
+        url = resolved.database_url or ""
+        upgrade(url)
+
+        async def go() -> None:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await action(conn)
+
+        _run(go)

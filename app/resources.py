@@ -1,0 +1,125 @@
+"""The long-lived clients of one API process, opened and closed in one exit stack.
+
+:func:`open_resources` opens the Redis client, the PostgreSQL pool, the ping appender and the
+authenticator, and starts the process's upkeep tasks (daily partitions ahead of time, stream
+lag for ``/metrics``); leaving it cancels the tasks and closes the clients in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from app.auth import Authenticator
+from app.metrics import STREAM_LAG, STREAM_PENDING
+from app.settings import Settings
+from realtime.streams import APPEND_SCRIPT, PingAppender, StreamNames
+from store.db import open_pool
+from store.partitions import ensure_window
+
+log = structlog.get_logger(__name__)
+
+PARTITION_UPKEEP_S = 3600.0
+LAG_SAMPLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Everything a request handler may use."""
+
+    settings: Settings
+    redis: Redis
+    pool: AsyncConnectionPool
+    names: StreamNames
+    appender: PingAppender
+    auth: Authenticator
+
+
+def stream_names(settings: Settings) -> StreamNames:
+    """The key names for these settings."""
+    return StreamNames(prefix=settings.redis_prefix, shards=settings.ping_shards)
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """Open every client of an API process; ``settings`` must name both services."""
+    if settings.database_url is None or settings.redis_url is None:
+        raise ValueError("open_resources needs database_url and redis_url (start embedded first)")
+    async with contextlib.AsyncExitStack() as stack:
+        redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+        stack.push_async_callback(redis.aclose)
+        await redis.ping()
+        pool = await open_pool(settings.database_url, max_size=settings.db_pool_max)
+        stack.push_async_callback(pool.close)
+        names = stream_names(settings)
+        script = redis.register_script(APPEND_SCRIPT)
+
+        async def run_script(keys: Sequence[str], args: Sequence[Any]) -> list[bytes]:
+            result: list[bytes] = await script(keys=list(keys), args=list(args))
+            return result
+
+        resources = Resources(
+            settings=settings,
+            redis=redis,
+            pool=pool,
+            names=names,
+            appender=PingAppender(names=names, run_script=run_script),
+            auth=Authenticator(pool, ttl_s=settings.auth_cache_ttl_s),
+        )
+        tasks = [
+            asyncio.create_task(_every(PARTITION_UPKEEP_S, _partitions, resources)),
+            asyncio.create_task(_every(LAG_SAMPLE_S, _sample_lag, resources)),
+        ]
+        stack.push_async_callback(_cancel, tasks)
+        yield resources
+
+
+async def _every(period_s: float, job: Any, resources: Resources) -> None:
+    while True:
+        try:
+            await job(resources)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # upkeep must outlive a passing outage
+            log.warning("upkeep job failed", job=job.__name__, error=repr(exc))
+        await asyncio.sleep(period_s)
+
+
+async def _partitions(resources: Resources) -> None:
+    days_back = int(resources.settings.ping_max_age_s // 86400) + 1
+    async with resources.pool.connection() as conn:
+        created = await ensure_window(
+            conn,
+            datetime.now(UTC),
+            days_back=days_back,
+            days_ahead=resources.settings.partition_days_ahead,
+        )
+    if created:
+        log.info("created positions partitions", partitions=created)
+
+
+async def _sample_lag(resources: Resources) -> None:
+    for stream in resources.names.all_pings():
+        try:
+            groups = await resources.redis.xinfo_groups(stream)
+        except Exception:  # the stream does not exist until the first ping
+            log.debug("no stream info yet", stream=stream)
+            continue
+        for group in groups:
+            name = group["name"].decode()
+            STREAM_LAG.labels(stream, name).set(group.get("lag") or 0)
+            STREAM_PENDING.labels(stream, name).set(group.get("pending") or 0)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

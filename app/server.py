@@ -1,0 +1,181 @@
+"""Running lastmile: the API process (main port and OsmAnd listener) and worker processes.
+
+``serve`` is the one-machine shape: it starts embedded PostgreSQL and Valkey when no URLs are
+configured, migrates, runs each configured worker as a child process (restarted if it dies),
+and serves HTTP until SIGINT/SIGTERM; then it stops in reverse order: servers, workers,
+embedded services. ``worker NAME`` runs one worker in this process, for scaling out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+
+import msgspec
+import structlog
+import uvicorn
+from redis.asyncio import Redis
+
+from app.main import create_app, create_osmand_app
+from app.resources import open_resources, stream_names
+from app.settings import Settings
+from realtime.streams import trim_consumed
+from workers.persist import PersistConsumer
+from workers.runner import Runner, RunnerConfig
+
+log = structlog.get_logger(__name__)
+
+WORKERS = ("persist",)
+WORKER_STOP_TIMEOUT_S = 15.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us (two servers share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        ws="websockets-sansio",
+        ws_max_size=4 * 1024 * 1024,
+    )
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    """An event set by the first SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_api(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve the API (and the OsmAnd listener) until ``stop`` is set."""
+    async with open_resources(settings) as resources:
+        servers = [
+            _Server(_uvicorn_config(create_app(settings, resources), settings.host, settings.port))
+        ]
+        if settings.osmand_port is not None:
+            servers.append(
+                _Server(
+                    _uvicorn_config(
+                        create_osmand_app(resources), settings.host, settings.osmand_port
+                    )
+                )
+            )
+        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                for t in tasks:
+                    t.cancel()
+                raise SystemExit("the API could not start (is the port taken?)")
+            await asyncio.sleep(0.05)
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+        for s in servers:
+            s.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def worker_consumer_name(name: str, index: int = 0) -> str:
+    """A stable consumer name, so a restarted worker resumes its own pending entries."""
+    return f"{socket.gethostname()}-{name}-{index}"
+
+
+async def run_worker(
+    settings: Settings, name: str, stop: asyncio.Event, *, consumer_name: str | None = None
+) -> None:
+    """Run worker ``name`` until ``stop`` is set."""
+    if settings.database_url is None or settings.redis_url is None:
+        raise ValueError("a worker needs LASTMILE_DATABASE_URL and LASTMILE_REDIS_URL")
+    if name not in WORKERS:
+        raise ValueError(f"expected a worker name in {', '.join(WORKERS)}, got {name!r}")
+    names = stream_names(settings)
+    redis = Redis.from_url(settings.redis_url)
+    consumer = PersistConsumer(names=names, database_url=settings.database_url)
+    config = RunnerConfig(
+        consumer_name=consumer_name or worker_consumer_name(name),
+        batch_entries=settings.persist_batch,
+        block_ms=settings.persist_block_ms,
+        claim_idle_ms=settings.claim_idle_ms,
+        trim_every_s=30.0,
+        retention_s=settings.stream_retention_s,
+        dead_letter_stream=f"{settings.redis_prefix}dead",
+    )
+    try:
+        await Runner(redis, consumer, config, trim=trim_consumed).run(stop)
+    finally:
+        await consumer.close()
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def worker_processes(settings: Settings, names: Sequence[str]) -> AsyncIterator[None]:
+    """Run each named worker as a child process, restarting any that dies, until exit."""
+    env = dict(os.environ)
+    env["LASTMILE_DATABASE_URL"] = settings.database_url or ""
+    env["LASTMILE_REDIS_URL"] = settings.redis_url or ""
+    env["LASTMILE_DATA_DIR"] = str(settings.data_dir)
+    env["LASTMILE_REDIS_PREFIX"] = settings.redis_prefix
+    env["LASTMILE_PING_SHARDS"] = str(settings.ping_shards)
+    stopping = asyncio.Event()
+    procs: dict[str, asyncio.subprocess.Process] = {}
+
+    async def supervise(name: str) -> None:
+        delay = 0.5
+        while not stopping.is_set():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "app", "worker", name, env=env
+            )
+            procs[name] = proc
+            code = await proc.wait()
+            if stopping.is_set():
+                return
+            log.error("worker exited; restarting", worker=name, code=code, delay_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=delay)
+            delay = min(delay * 2, 30.0)
+
+    tasks = [asyncio.create_task(supervise(n)) for n in names]
+    try:
+        yield
+    finally:
+        stopping.set()
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in procs.items():
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=WORKER_STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("worker did not stop in time; killing it", worker=name)
+                proc.kill()
+                await proc.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def settings_with_urls(settings: Settings, database_url: str, redis_url: str) -> Settings:
+    """``settings`` with both service URLs filled in."""
+    return msgspec.structs.replace(settings, database_url=database_url, redis_url=redis_url)

@@ -1,0 +1,123 @@
+"""One typed, frozen settings object, read once from ``LASTMILE_*`` variables at process start.
+
+Nothing in lastmile reads the environment at import time: the CLI calls :meth:`Settings.from_env`
+and passes the result down. A value that cannot be read fails loudly, naming the variable.
+Every variable is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+PREFIX = "LASTMILE_"
+
+
+class Secret(str):
+    """A string whose repr never shows its value, for URLs with passwords and tokens."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+class SettingsError(ValueError):
+    """A ``LASTMILE_*`` variable holds a value that cannot be used."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Positive = Annotated[int, Meta(gt=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Process configuration. ``database_url``/``redis_url`` unset means: start embedded servers."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".lastmile")
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    osmand_port: Port | None = 5055
+    public_url: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    redis_prefix: str = ""
+    ping_shards: Annotated[int, Meta(ge=1, le=1024)] = 4
+    max_body_bytes: Positive = 4 * 1024 * 1024
+    ping_max_future_s: PositiveFloat = 300.0
+    ping_max_age_s: PositiveFloat = 7 * 86400.0
+    stream_retention_s: PositiveFloat = 3600.0
+    persist_batch: Positive = 2000
+    persist_block_ms: Positive = 1000
+    claim_idle_ms: Positive = 30_000
+    partition_days_ahead: Annotated[int, Meta(ge=1, le=60)] = 3
+    auth_cache_ttl_s: Annotated[float, Meta(ge=0)] = 30.0
+    db_pool_max: Annotated[int, Meta(ge=1, le=200)] = 10
+    workers: tuple[str, ...] = ("persist",)
+
+    def __repr__(self) -> str:
+        shown = {
+            name: getattr(self, name)
+            for name in self.__struct_fields__
+            if name not in {"database_url", "redis_url"}
+        }
+        hidden = {n: "***" for n in ("database_url", "redis_url") if getattr(self, n) is not None}
+        return f"Settings({shown | hidden})"
+
+    @property
+    def embedded(self) -> bool:
+        """True when at least one backing service must be started under ``data_dir``."""
+        return self.database_url is None or self.redis_url is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every ``LASTMILE_*`` variable; raise :class:`SettingsError` naming a bad one."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for name, field_type in _fields().items():
+            value = env.get(PREFIX + name.upper())
+            if value is None or value == "":
+                continue
+            raw[name] = _parse(name, value, field_type)
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return msgspec.convert(raw, cls, strict=False, dec_hook=_dec_hook)
+        except msgspec.ValidationError as exc:
+            name = _field_of(str(exc))
+            raise SettingsError(PREFIX + name.upper(), str(exc).split(" - at ")[0]) from None
+
+
+def _fields() -> dict[str, Any]:
+    return {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
+def _parse(name: str, value: str, field_type: Any) -> Any:
+    if name == "workers":
+        return tuple(w.strip() for w in value.split(",") if w.strip())
+    if name == "osmand_port" and value.lower() in {"off", "none", "0"}:
+        return None
+    return value
+
+
+def _dec_hook(typ: type, obj: Any) -> Any:
+    if typ is Path:
+        return Path(obj)
+    raise NotImplementedError(typ)
+
+
+def _field_of(message: str) -> str:
+    if "`$." in message:
+        return message.split("`$.")[1].split("`")[0].split("[")[0]
+    return "?"
