@@ -1,0 +1,43 @@
+"""Health, readiness and metrics."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import Tenant
+from tests.helpers import Trace
+
+
+async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
+    """/healthz answers, and /readyz reports PostgreSQL and Redis as ok."""
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+
+
+async def test_metrics_count_accepted_and_rejected_pings(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """/metrics counts accepted pings by source and rejected ones by reason."""
+
+    def value(text: str, line_start: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = (await http.get("/metrics")).text
+    pings = Trace(seed=31).pings(4)
+    pings[0]["lat"] = -100
+    await http.post(
+        "/v1/pings",
+        json={"pings": pings},
+        headers={"authorization": f"Bearer {tenant.drivers[0].token}"},
+    )
+    after = (await http.get("/metrics")).text
+    accepted = 'lastmile_pings_accepted_total{source="http"}'
+    rejected = 'lastmile_pings_rejected_total{reason="lat",source="http"}'
+    assert value(after, accepted) - value(before, accepted) == 3
+    assert value(after, rejected) - value(before, rejected) == 1
+    assert "lastmile_stream_lag_entries" in after or "lastmile_stream_lag_entries" in before

@@ -1,0 +1,61 @@
+"""Helpers that speak the domain: making pings, and waiting for them to be stored."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from schemas.ids import DriverId
+from store.positions import count_positions
+
+
+class Trace:
+    """A seeded GPS trace near Berlin: ``Trace(seed=7)`` always yields the same fixes."""
+
+    def __init__(self, seed: int, start: datetime | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.start = start or datetime.now(UTC) - timedelta(minutes=30)
+
+    def __repr__(self) -> str:
+        return f"Trace(seed={self.seed})"
+
+    def pings(self, n: int, *, offset: int = 0) -> list[dict[str, Any]]:
+        """``n`` fixes one second apart, starting ``offset`` seconds into the trace."""
+        return [
+            {
+                "time": (self.start + timedelta(seconds=offset + i)).isoformat(),
+                "lat": 52.52 + self.rng.uniform(-0.05, 0.05),
+                "lon": 13.40 + self.rng.uniform(-0.05, 0.05),
+                "speed_mps": round(self.rng.uniform(0, 15), 2),
+                "heading_deg": round(self.rng.uniform(0, 359), 1),
+                "accuracy_m": 5.0,
+                "battery": 0.8,
+                "seq": offset + i,
+            }
+            for i in range(n)
+        ]
+
+
+async def wait_for_positions(
+    conn: psycopg.AsyncConnection,
+    driver_id: DriverId | None,
+    expected: int,
+    *,
+    deadline_s: float = 30.0,
+) -> int:
+    """Poll ``positions`` until it holds ``expected`` rows (for the driver) or the deadline passes.
+
+    Returns the last count seen; the caller asserts on it, so a shortfall fails with numbers.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    count = await count_positions(conn, driver_id)
+    while count < expected and loop.time() < end:
+        await asyncio.sleep(0.05)
+        count = await count_positions(conn, driver_id)
+    return count

@@ -1,0 +1,131 @@
+"""The shared runner: dead letters, claiming, and trimming that never loses an entry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from app.settings import Settings
+from realtime.streams import trim_consumed
+from workers.runner import Entry, Runner, RunnerConfig
+
+
+@dataclass
+class Recorder:
+    """A consumer that records what it handled, failing the first ``fail_times`` batches."""
+
+    stream: str
+    group: str = "recorder"
+    fail_times: int = 0
+    seen: list[str] = field(default_factory=list)
+
+    def streams(self) -> Sequence[str]:
+        return [self.stream]
+
+    def decode(self, fields: dict[bytes, bytes]) -> str:
+        value = fields[b"v"].decode()
+        if value == "poison":
+            raise ValueError("cannot decode poison")
+        return value
+
+    async def handle(self, entries: Sequence[Entry[str]]) -> None:
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise ConnectionError("database down")
+        self.seen.extend(e.value for e in entries)
+
+
+async def run_until(runner: Runner[str], done: asyncio.Event, *, deadline_s: float = 20) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await asyncio.wait_for(done.wait(), timeout=deadline_s)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def test_undecodable_entries_are_dead_lettered_and_the_rest_handled(
+    redis: Redis, settings: Settings
+) -> None:
+    """A poison entry goes to the dead-letter stream, is acknowledged, and does not block others."""
+    stream = f"{settings.redis_prefix}s"
+    for value in ("a", "poison", "b"):
+        await redis.xadd(stream, {"v": value})
+    consumer = Recorder(stream)
+    done = asyncio.Event()
+    original = consumer.handle
+
+    async def handle(entries: Sequence[Entry[str]]) -> None:
+        await original(entries)
+        if len(consumer.seen) >= 2:
+            done.set()
+
+    consumer.handle = handle  # type: ignore[method-assign]
+    config = RunnerConfig(
+        consumer_name="c1", block_ms=50, dead_letter_stream=f"{settings.redis_prefix}dead"
+    )
+    await run_until(Runner(redis, consumer, config), done)
+    assert consumer.seen == ["a", "b"]
+    dead = await redis.xrange(f"{settings.redis_prefix}dead:recorder")
+    assert [d[1][b"v"] for d in dead] == [b"poison"]
+    assert (await redis.xpending(stream, "recorder"))["pending"] == 0
+
+
+async def test_a_failing_handler_is_retried_without_acknowledging(
+    redis: Redis, settings: Settings
+) -> None:
+    """Entries stay pending while the handler fails and are handled once it recovers."""
+    stream = f"{settings.redis_prefix}s"
+    await redis.xadd(stream, {"v": "x"})
+    consumer = Recorder(stream, fail_times=2)
+    done = asyncio.Event()
+    original = consumer.handle
+
+    async def handle(entries: Sequence[Entry[str]]) -> None:
+        await original(entries)
+        done.set()
+
+    consumer.handle = handle  # type: ignore[method-assign]
+    await run_until(Runner(redis, consumer, RunnerConfig(consumer_name="c1", block_ms=50)), done)
+    assert consumer.seen == ["x"]
+    assert (await redis.xpending(stream, "recorder"))["pending"] == 0
+
+
+async def test_entries_of_an_idle_consumer_are_claimed(redis: Redis, settings: Settings) -> None:
+    """An entry left pending by a vanished consumer is taken over after the idle time."""
+    stream = f"{settings.redis_prefix}s"
+    await redis.xgroup_create(stream, "recorder", id="0", mkstream=True)
+    await redis.xadd(stream, {"v": "orphan"})
+    await redis.xreadgroup("recorder", "vanished", {stream: ">"}, count=10)
+    consumer = Recorder(stream)
+    done = asyncio.Event()
+    original = consumer.handle
+
+    async def handle(entries: Sequence[Entry[str]]) -> None:
+        await original(entries)
+        done.set()
+
+    consumer.handle = handle  # type: ignore[method-assign]
+    config = RunnerConfig(consumer_name="heir", block_ms=50, claim_idle_ms=100, claim_every_s=0.1)
+    await run_until(Runner(redis, consumer, config), done)
+    assert consumer.seen == ["orphan"]
+
+
+async def test_trimming_keeps_unread_and_pending_entries(redis: Redis, settings: Settings) -> None:
+    """Trimming removes only entries every group acknowledged, never unread or pending ones."""
+    stream = f"{settings.redis_prefix}s"
+    await redis.xgroup_create(stream, "fast", id="0", mkstream=True)
+    await redis.xgroup_create(stream, "slow", id="0", mkstream=True)
+    ids = [await redis.xadd(stream, {"v": str(i)}) for i in range(6)]
+    fast = await redis.xreadgroup("fast", "f", {stream: ">"}, count=10)
+    await redis.xack(stream, "fast", *[e[0] for e in fast[0][1]])
+    await redis.xreadgroup("slow", "s", {stream: ">"}, count=4)
+    await redis.xack(stream, "slow", ids[0], ids[1])
+    removed = await trim_consumed(redis, stream, retention_s=0)
+    remaining = [e[0] for e in await redis.xrange(stream)]
+    assert removed == 2
+    assert remaining == ids[2:]
