@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from app.auth import AuthError, basic_credentials
 from app.errors import Unavailable
-from app.metrics import INGEST_SECONDS, PINGS_ACCEPTED, PINGS_REJECTED
+from app.metrics import INGEST_SECONDS, PINGS_REJECTED
 from app.resources import Resources
 from realtime.errors import InvalidPing, PayloadTooLarge, UnknownDevice
 from realtime.protocols import native, osmand, owntracks
@@ -60,7 +60,6 @@ async def accept(
     except (RedisError, OSError) as exc:
         PINGS_REJECTED.labels(source, "store_unavailable").inc(len(pings))
         raise Unavailable(f"the ping stream is unavailable ({type(exc).__name__}); retry") from exc
-    PINGS_ACCEPTED.labels(source).inc(len(pings))
     return len(pings)
 
 

@@ -7,6 +7,7 @@ anything imports prometheus_client, and ``/metrics`` then adds up every process'
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -50,6 +51,12 @@ WS_CONNECTIONS = Gauge(
     ["kind"],
     multiprocess_mode="livesum",
 )
+
+
+def count_accepted(stored: Mapping[str, int]) -> None:
+    """Count pings that reached a stream; called once per Redis round trip, not per request."""
+    for source, pings in stored.items():
+        PINGS_ACCEPTED.labels(source).inc(pings)
 
 
 def registry() -> CollectorRegistry:

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from app.auth import Authenticator
-from app.metrics import STREAM_LAG, STREAM_PENDING
+from app.metrics import STREAM_LAG, STREAM_PENDING, count_accepted
 from app.settings import Settings
 from realtime.streams import APPEND_SCRIPT, PingAppender, StreamNames
 from store.db import open_pool
@@ -71,7 +71,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             redis=redis,
             pool=pool,
             names=names,
-            appender=PingAppender(names=names, run_script=run_script),
+            appender=PingAppender(names=names, run_script=run_script, on_stored=count_accepted),
             auth=Authenticator(pool, ttl_s=settings.auth_cache_ttl_s),
         )
         tasks = [

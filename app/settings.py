@@ -59,7 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ping_max_future_s: PositiveFloat = 300.0
     ping_max_age_s: PositiveFloat = 7 * 86400.0
     stream_retention_s: PositiveFloat = 3600.0
-    persist_batch: Positive = 2000
+    persist_batch: Positive = 200
     persist_block_ms: Positive = 1000
     claim_idle_ms: Positive = 30_000
     partition_days_ahead: Annotated[int, Meta(ge=1, le=60)] = 3

@@ -38,6 +38,9 @@ class BenchEnv:
 @contextlib.contextmanager
 def bench_env() -> Iterator[BenchEnv]:
     """Configured services (``LASTMILE_*_URL``) or embedded ones, with a throwaway database."""
+    from app import logs
+
+    logs.configure("warning")
     with (
         tempfile.TemporaryDirectory(prefix="lastmile-bench-") as tmp,
         embedded_services(

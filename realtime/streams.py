@@ -16,7 +16,7 @@ import asyncio
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -97,6 +97,8 @@ class PingAppender:
 
     names: StreamNames
     run_script: ScriptRunner
+    on_stored: Callable[[Mapping[str, int]], None] | None = None
+    """Told, after each round trip, how many pings per source are now on the streams."""
     max_per_call: int = 256
     _queue: list[_Pending] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
@@ -163,6 +165,11 @@ class PingAppender:
         for item, entry_id in zip(items, ids, strict=True):
             if not item.future.done():
                 item.future.set_result(entry_id.decode())
+        if self.on_stored is not None:
+            stored: dict[str, int] = defaultdict(int)
+            for item in items:
+                stored[item.batch.source] += len(item.batch.pings)
+            self.on_stored(stored)
 
 
 def _epoch_us(moment: datetime) -> int:

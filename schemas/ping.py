@@ -92,7 +92,7 @@ class LivePosition(msgspec.Struct, frozen=True, kw_only=True):
     speed_mps: SpeedMps | None = None
     heading_deg: HeadingDeg | None = None
     accuracy_m: AccuracyM | None = None
-    battery_pct: BatteryPct | None = None
+    battery_pct: BatteryPct | None = msgspec.field(default=None, name="battery")
     received_at: AwareTime | None = None
 
 
