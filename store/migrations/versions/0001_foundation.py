@@ -69,16 +69,6 @@ def upgrade() -> None:
         revoked_at    timestamptz
     );
     CREATE INDEX devices_driver ON devices (driver_id);
-
-    CREATE TABLE idempotency_keys (
-        org_id       bigint      NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
-        key          text        NOT NULL,
-        request_hash bytea       NOT NULL,
-        status       smallint    NOT NULL,
-        response     bytea       NOT NULL,
-        created_at   timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (org_id, key)
-    );
     """)
     for statement in positions_ddl(op.get_bind()):
         op.execute(statement)
@@ -87,7 +77,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("""
     DROP TABLE positions;
-    DROP TABLE idempotency_keys;
     DROP TABLE devices;
     DROP TABLE drivers;
     DROP TABLE vehicles;
