@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -213,7 +213,8 @@ class Runner(Generic[T]):
             attempt += 1
             started = time.perf_counter()
             try:
-                await self.consumer.handle(entries)
+                async with self._keep_claimed(entries):
+                    await self.consumer.handle(entries)
             except Exception as exc:
                 FAILURES.labels(self.group).inc()
                 if stop.is_set():
@@ -226,10 +227,33 @@ class Runner(Generic[T]):
         await self._ack([(e.stream, e.id) for e in entries])
         ENTRIES.labels(self.group).inc(len(entries))
 
+    @contextlib.asynccontextmanager
+    async def _keep_claimed(self, entries: Sequence[Entry[T]]) -> AsyncIterator[None]:
+        """While a long ``handle`` runs, keep resetting its entries' idle time.
+
+        Without this, a handler slower than ``claim_idle_ms`` (a planning job) would see its
+        entries taken over by another consumer and done twice.
+        """
+        period_s = self.config.claim_idle_ms / 3000
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(period_s)
+                for stream, ids in _by_stream([(e.stream, e.id) for e in entries]).items():
+                    await self.redis.xclaim(
+                        stream, self.group, self.config.consumer_name, 0, ids, justid=True
+                    )
+
+        task = asyncio.create_task(refresh())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     async def _ack(self, ids: Sequence[tuple[str, str]]) -> None:
-        by_stream: dict[str, list[str]] = {}
-        for stream, entry_id in ids:
-            by_stream.setdefault(stream, []).append(entry_id)
+        by_stream = _by_stream(ids)
         if not by_stream:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -257,6 +281,13 @@ class Runner(Generic[T]):
         self._log.warning("worker step failed; backing off", error=repr(exc), delay_s=delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+def _by_stream(ids: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for stream, entry_id in ids:
+        grouped.setdefault(stream, []).append(entry_id)
+    return grouped
 
 
 @dataclass

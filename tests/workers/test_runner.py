@@ -129,3 +129,41 @@ async def test_trimming_keeps_unread_and_pending_entries(redis: Redis, settings:
     remaining = [e[0] for e in await redis.xrange(stream)]
     assert removed == 2
     assert remaining == ids[2:]
+
+
+async def test_a_slow_handler_keeps_its_entries_from_being_claimed(
+    redis: Redis, settings: Settings
+) -> None:
+    """While a handler runs longer than the claim idle time, no other consumer takes its entry."""
+    stream = f"{settings.redis_prefix}s"
+    await redis.xadd(stream, {"v": "long job"})
+    slow, rival = Recorder(stream), Recorder(stream)
+    release = asyncio.Event()
+    original = slow.handle
+
+    async def handle(entries: Sequence[Entry[str]]) -> None:
+        await release.wait()
+        await original(entries)
+
+    slow.handle = handle  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    slow_task = asyncio.create_task(
+        Runner(redis, slow, RunnerConfig(consumer_name="slow", block_ms=50, claim_idle_ms=150)).run(
+            stop
+        )
+    )
+    await asyncio.sleep(0.3)  # the slow consumer now holds the entry
+    rival_task = asyncio.create_task(
+        Runner(
+            redis,
+            rival,
+            RunnerConfig(consumer_name="rival", block_ms=50, claim_idle_ms=150, claim_every_s=0.05),
+        ).run(stop)
+    )
+    await asyncio.sleep(1.0)  # several claim rounds of the rival, each past the idle time
+    release.set()
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(slow_task, rival_task)
+    assert slow.seen == ["long job"]
+    assert rival.seen == []
