@@ -179,7 +179,7 @@ def _enable_multiprocess_metrics(data_dir: Path) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["persist"]))
+@click.argument("name", type=click.Choice(["persist", "planner"]))
 @click.option("--consumer", help="Consumer name in the group [host-NAME-0].")
 @click.option("--metrics-port", type=int, help="Serve this worker's /metrics on this port.")
 @click.pass_context

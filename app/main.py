@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from app import drivers, ingest, ops
+from app import dispatch, drivers, fleet, ingest, ops, orders, plans
 from app.driver_ws import driver_socket
 from app.errors import HANDLED, handle_error
 from app.metrics import metrics_endpoint
@@ -44,6 +44,36 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/owntracks", ingest.owntracks_location, methods=["POST"]),
         Route("/v1/drivers/live", drivers.live_positions),
         Route("/v1/drivers/{driver_id}/positions", drivers.driver_positions),
+        Route("/v1/settings/dimensions", fleet.dimensions, methods=["GET", "PUT"]),
+        Route("/v1/depots", fleet.depots, methods=["GET", "POST"]),
+        Route("/v1/depots/{depot_id}", fleet.depot, methods=["GET", "PATCH"]),
+        Route("/v1/carriers", fleet.carriers, methods=["GET", "POST"]),
+        Route("/v1/carriers/{carrier_id}", fleet.carrier, methods=["GET", "PATCH"]),
+        Route("/v1/vehicles", fleet.vehicles, methods=["GET", "POST"]),
+        Route("/v1/vehicles/{vehicle_id}", fleet.vehicle, methods=["GET", "PATCH"]),
+        Route("/v1/drivers", fleet.drivers, methods=["GET", "POST"]),
+        Route("/v1/drivers/{driver_id}", fleet.driver, methods=["GET", "PATCH"]),
+        Route("/v1/drivers/{driver_id}/devices", fleet.add_device, methods=["POST"]),
+        Route("/v1/shifts", fleet.shifts, methods=["GET", "POST"]),
+        Route("/v1/shifts/{shift_id}", fleet.shift, methods=["GET", "PATCH"]),
+        Route("/v1/shifts/{shift_id}/cancel", fleet.cancel_shift, methods=["POST"]),
+        Route("/v1/orders", orders.collection, methods=["GET", "POST"]),
+        Route("/v1/orders/import", orders.import_orders, methods=["POST"]),
+        Route("/v1/orders/{order_id}", orders.item, methods=["GET", "PATCH"]),
+        Route("/v1/orders/{order_id}/cancel", orders.cancel, methods=["POST"]),
+        Route("/v1/plans", plans.create_plan, methods=["POST"]),
+        Route("/v1/plans/{plan_id}", plans.get_plan),
+        Route("/v1/plans/{plan_id}/dispatch", plans.dispatch_plan, methods=["POST"]),
+        Route("/v1/routes", dispatch.list_routes),
+        Route("/v1/routes/insert", dispatch.insert_order, methods=["POST"]),
+        Route("/v1/routes/{route_id}", dispatch.get_route),
+        Route("/v1/routes/{route_id}/resequence", dispatch.resequence_route, methods=["POST"]),
+        Route("/v1/stops/{stop_id}/move", dispatch.move, methods=["POST"]),
+        Route("/v1/driver/route", dispatch.driver_route),
+        Route("/v1/driver/route/start", dispatch.driver_start, methods=["POST"]),
+        Route("/v1/driver/stops/{stop_id}/arrive", dispatch.stop_arrive, methods=["POST"]),
+        Route("/v1/driver/stops/{stop_id}/deliver", dispatch.stop_deliver, methods=["POST"]),
+        Route("/v1/driver/stops/{stop_id}/fail", dispatch.stop_fail, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -21,7 +21,9 @@ from redis.asyncio import Redis
 from app.auth import Authenticator
 from app.metrics import STREAM_LAG, STREAM_PENDING, count_accepted
 from app.settings import Settings
+from realtime.hub import Hub
 from realtime.streams import APPEND_SCRIPT, PingAppender, StreamNames
+from solver.matrix import ConstantSpeed, GreatCircleProvider, MatrixProvider
 from store.db import open_pool
 from store.partitions import ensure_window
 
@@ -41,6 +43,19 @@ class Resources:
     names: StreamNames
     appender: PingAppender
     auth: Authenticator
+    hub: Hub
+    provider: MatrixProvider
+
+
+def matrix_provider(settings: Settings) -> MatrixProvider:
+    """Travel times for planning and re-optimisation, as configured."""
+    if settings.osrm_url:
+        from workers.osrm import OsrmProvider
+
+        return OsrmProvider(settings.osrm_url)
+    return GreatCircleProvider(
+        speed=ConstantSpeed(settings.travel_speed_mps), circuity=settings.circuity
+    )
 
 
 def stream_names(settings: Settings) -> StreamNames:
@@ -60,6 +75,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         pool = await open_pool(settings.database_url, max_size=settings.db_pool_max)
         stack.push_async_callback(pool.close)
         names = stream_names(settings)
+        hub = Hub(Redis.from_url(settings.redis_url))
+        await hub.start()
+        stack.push_async_callback(hub.redis.aclose)
+        stack.push_async_callback(hub.close)
         script = redis.register_script(APPEND_SCRIPT)
 
         async def run_script(keys: Sequence[str], args: Sequence[Any]) -> list[bytes]:
@@ -73,6 +92,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             names=names,
             appender=PingAppender(names=names, run_script=run_script, on_stored=count_accepted),
             auth=Authenticator(pool, ttl_s=settings.auth_cache_ttl_s),
+            hub=hub,
+            provider=matrix_provider(settings),
         )
         tasks = [
             asyncio.create_task(_every(PARTITION_UPKEEP_S, _partitions, resources)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -22,15 +23,16 @@ import uvicorn
 from redis.asyncio import Redis
 
 from app.main import create_app, create_osmand_app
-from app.resources import open_resources, stream_names
+from app.resources import matrix_provider, open_resources, stream_names
 from app.settings import Settings
 from realtime.streams import trim_consumed
 from workers.persist import PersistConsumer
+from workers.planner import PlannerConsumer
 from workers.runner import Runner, RunnerConfig
 
 log = structlog.get_logger(__name__)
 
-WORKERS = ("persist",)
+WORKERS = ("persist", "planner")
 WORKER_STOP_TIMEOUT_S = 15.0
 
 
@@ -114,18 +116,30 @@ async def run_worker(
         raise ValueError(f"expected a worker name in {', '.join(WORKERS)}, got {name!r}")
     names = stream_names(settings)
     redis = Redis.from_url(settings.redis_url)
-    consumer = PersistConsumer(names=names, database_url=settings.database_url)
-    config = RunnerConfig(
+    base = RunnerConfig(
         consumer_name=consumer_name or worker_consumer_name(name),
-        batch_entries=settings.persist_batch,
         block_ms=settings.persist_block_ms,
         claim_idle_ms=settings.claim_idle_ms,
-        trim_every_s=30.0,
-        retention_s=settings.stream_retention_s,
         dead_letter_stream=f"{settings.redis_prefix}dead",
     )
+    consumer: PersistConsumer | PlannerConsumer
+    if name == "persist":
+        consumer = PersistConsumer(names=names, database_url=settings.database_url)
+        config = dataclasses.replace(
+            base,
+            batch_entries=settings.persist_batch,
+            trim_every_s=30.0,
+            retention_s=settings.stream_retention_s,
+        )
+        trim = trim_consumed
+    else:
+        consumer = PlannerConsumer(
+            names=names, database_url=settings.database_url, provider=matrix_provider(settings)
+        )
+        config = dataclasses.replace(base, batch_entries=1)
+        trim = None
     try:
-        await Runner(redis, consumer, config, trim=trim_consumed).run(stop)
+        await Runner(redis, consumer, config, trim=trim).run(stop)  # type: ignore[arg-type]
     finally:
         await consumer.close()
         await redis.aclose()

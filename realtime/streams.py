@@ -78,6 +78,19 @@ class StreamNames:
         """The domain events stream."""
         return f"{self.prefix}events"
 
+    @property
+    def plans(self) -> str:
+        """The stream of planning jobs."""
+        return f"{self.prefix}plans"
+
+    def driver_channel(self, driver_id: DriverId) -> str:
+        """The pub/sub channel that reaches a driver's connected app (route changes)."""
+        return f"{self.prefix}driver:{driver_id}"
+
+    def dead_letters(self, group: str) -> str:
+        """Where a group's undecodable entries go."""
+        return f"{self.prefix}dead:{group}"
+
 
 class ScriptRunner(Protocol):
     """What :class:`PingAppender` needs of a Redis client: run one registered script."""

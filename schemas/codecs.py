@@ -15,7 +15,7 @@ stream codecs, used both ways, say ``_ENCODER``/``_DECODER``:
 ``WS_CLIENT_JSON/_MSGPACK``         a driver WebSocket message (text frame / binary frame)
 ``WS_LOOSE_PINGS_JSON/_MSGPACK``    a ``pings`` message with its pings left undecoded
 ``WS_HEAD_JSON/_MSGPACK``           just ``type`` and ``id`` of a driver WebSocket message
-``WS_SERVER_JSON/_MSGPACK``         encoders for ``ack`` and ``error`` WebSocket messages
+``WS_SERVER_JSON/_MSGPACK``         encoders for ``ack``, ``error`` and ``route`` WebSocket messages
 ``INGEST_RESULT_JSON/_MSGPACK``     encoders for the answer to ``POST /v1/pings``
 ``PING_BATCH_ENCODER/_DECODER``     a ping-stream entry (MessagePack, array-like)
 ``LIVE_POSITION_ENCODER/_DECODER``  a driver's latest position as kept in Redis (MessagePack)
@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.driver_ws import ClientMessage
+from schemas.driver_ws import ClientMessage, RouteMessage
 from schemas.ping import LivePosition, Ping, PingBatch, PingBatchIn
 
 
@@ -77,3 +77,6 @@ PING_BATCH_ENCODER = msgspec.msgpack.Encoder()
 PING_BATCH_DECODER = msgspec.msgpack.Decoder(PingBatch)
 LIVE_POSITION_ENCODER = msgspec.msgpack.Encoder()
 LIVE_POSITION_DECODER = msgspec.msgpack.Decoder(LivePosition)
+
+ROUTE_MESSAGE_MSGPACK: msgspec.msgpack.Decoder[RouteMessage] = msgspec.msgpack.Decoder(RouteMessage)
+"""Decodes route pushes arriving from pub/sub (encoded by ``realtime.events.push_route``)."""

@@ -45,6 +45,7 @@ from schemas.ping import (
     Seq,
     SpeedMps,
 )
+from schemas.route import RouteView
 
 _PING_FIELDS = Ping.__struct_fields__
 
@@ -96,5 +97,15 @@ class ErrorMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", 
     field: str | None = None
 
 
-ServerMessage = Ack | ErrorMessage
+class RouteMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="route"):
+    """The driver's route, new or changed: the app replaces what it shows if ``version`` is newer.
+
+    Sent on dispatch, on every change to the remaining stops, and on connect (so a reconnecting
+    app resumes from the current route).
+    """
+
+    route: RouteView
+
+
+ServerMessage = Ack | ErrorMessage | RouteMessage
 """Everything the server sends a driver app (route updates will join this union)."""

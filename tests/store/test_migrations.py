@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import psycopg
+from alembic.script import ScriptDirectory
 
-from store.migrate import current, upgrade
+from store.migrate import alembic_config, current, upgrade
 
 
 async def test_upgrade_twice_is_harmless(database_url: str) -> None:
     """Running the migrations on an up-to-date database changes nothing."""
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
     upgrade(database_url)
-    assert current(database_url) == "0001"
+    assert head is not None
+    assert current(database_url) == head
 
 
 async def test_positions_is_partitioned_or_a_hypertable(db: psycopg.AsyncConnection) -> None:

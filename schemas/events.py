@@ -1,0 +1,94 @@
+"""Domain events on the ``events`` stream: what happened to routes, stops and orders.
+
+A tagged union (``type``), msgpack-encoded in the entry field ``e``. Consumers (notifications,
+webhooks, analytics, the dispatcher fan-out) switch on the type. Evolving: new event types are
+new members; existing members only gain fields with defaults.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from schemas.ids import DriverId, OrgId, RouteId, StopId
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    org_id: OrgId
+    at: datetime
+
+
+class RouteDispatched(_Event, frozen=True, kw_only=True, tag="route_dispatched"):
+    """A route reached its driver."""
+
+    route_id: RouteId
+    driver_id: DriverId
+    version: int
+    stops: int
+
+
+class RouteStarted(_Event, frozen=True, kw_only=True, tag="route_started"):
+    """The driver started the route."""
+
+    route_id: RouteId
+    driver_id: DriverId
+
+
+class RouteChanged(_Event, frozen=True, kw_only=True, tag="route_changed"):
+    """The remaining stops of a running route changed (and its driver was sent the new route)."""
+
+    route_id: RouteId
+    driver_id: DriverId
+    version: int
+    change: str
+    order_id: int | None = None
+
+
+class StopArrived(_Event, frozen=True, kw_only=True, tag="stop_arrived"):
+    """The driver reported arriving at a stop."""
+
+    route_id: RouteId
+    stop_id: StopId
+    order_id: int
+    driver_id: DriverId
+
+
+class StopDelivered(_Event, frozen=True, kw_only=True, tag="stop_delivered"):
+    """The stop's order was delivered."""
+
+    route_id: RouteId
+    stop_id: StopId
+    order_id: int
+    driver_id: DriverId
+
+
+class StopFailed(_Event, frozen=True, kw_only=True, tag="stop_failed"):
+    """The stop's order could not be delivered; ``reason`` says why."""
+
+    route_id: RouteId
+    stop_id: StopId
+    order_id: int
+    driver_id: DriverId
+    reason: str
+
+
+class OrderCancelled(_Event, frozen=True, kw_only=True, tag="order_cancelled"):
+    """An order was cancelled; ``route_id`` names the route it was removed from, if any."""
+
+    order_id: int
+    route_id: RouteId | None = None
+
+
+Event = (
+    RouteDispatched
+    | RouteStarted
+    | RouteChanged
+    | StopArrived
+    | StopDelivered
+    | StopFailed
+    | OrderCancelled
+)
+
+EVENT_ENCODER = msgspec.msgpack.Encoder()
+EVENT_DECODER: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)

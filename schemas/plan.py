@@ -1,0 +1,120 @@
+"""Planning jobs on the API: the request, and the job with its progress and result."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from schemas.ids import DriverId, OrgId, PlanId
+
+PlanStatus = Literal["queued", "running", "done", "failed"]
+
+
+class PlanRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``POST /v1/plans``: plan ``day``'s pending orders on its scheduled shifts.
+
+    ``order_ids`` restricts the plan to some orders. ``unassigned_penalty`` is what leaving one
+    order of priority 0, 1, 2 unserved costs (in the currency of the vehicles' costs).
+    """
+
+    day: date
+    time_limit_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    balance_workload: bool = False
+    order_ids: list[int] | None = None
+    unassigned_penalty: Annotated[list[float], Meta(min_length=3, max_length=3)] = msgspec.field(
+        default_factory=lambda: [1_000.0, 10_000.0, 100_000.0]
+    )
+
+
+class PlanJob(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """An entry of the ``plans`` stream: which plan to compute."""
+
+    org_id: OrgId
+    plan_id: PlanId
+
+
+class PlanProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """How far the search has come: best objective so far, solutions found, seconds spent."""
+
+    objective: float | None = None
+    solutions_found: int = 0
+    elapsed_s: float = 0.0
+
+
+class PlannedVisit(msgspec.Struct, frozen=True, kw_only=True):
+    """One stop of a planned route."""
+
+    order_id: int
+    order_ref: str
+    arrival: datetime
+    service_start: datetime
+    departure: datetime
+    load_after: list[int]
+    distance_from_previous_m: int
+
+
+class PlannedRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """One planned route: a shift (driver and vehicle) and its visits in order."""
+
+    shift_id: int
+    driver_id: DriverId
+    vehicle_id: int
+    start: datetime
+    end: datetime
+    distance_m: int
+    duration_s: int
+    load: list[int]
+    cost: float
+    visits: list[PlannedVisit]
+    breaks: list[tuple[datetime, int]] = []
+
+
+class LeftOut(msgspec.Struct, frozen=True, kw_only=True):
+    """An order the plan does not serve, with a code and a sentence saying why."""
+
+    order_id: int
+    order_ref: str
+    code: str
+    reason: str
+
+
+class PlanOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished plan: routes, orders left out, the dimensions of the loads, search figures."""
+
+    dimensions: list[str]
+    routes: list[PlannedRoute]
+    unassigned: list[LeftOut]
+    objective: float
+    wall_time_s: float
+    solutions_found: int
+    search_status: str
+
+
+class PlanView(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/plans/{id}``: the job, its progress while it runs, its outcome when done."""
+
+    id: PlanId
+    day: date
+    status: PlanStatus
+    progress: PlanProgress
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    outcome: PlanOutcome | None = None
+
+
+class DispatchRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``POST /v1/plans/{id}/dispatch``: all routes, or those of the named shifts."""
+
+    shift_ids: list[int] | None = None
+
+
+class DispatchResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The routes now on drivers' phones, and orders skipped because they changed meanwhile."""
+
+    route_ids: list[int]
+    skipped_order_ids: list[int]

@@ -1,0 +1,82 @@
+"""A dispatched route as drivers and dispatchers see it, and the driver's stop commands."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from schemas.ids import DriverId, PlanId, RouteId, StopId
+
+RouteStatus = Literal["dispatched", "started", "completed", "cancelled"]
+StopStatus = Literal["pending", "arrived", "delivered", "failed", "removed"]
+
+
+class Window(msgspec.Struct, frozen=True, kw_only=True):
+    """A customer's time window."""
+
+    start: datetime
+    end: datetime
+
+
+class RouteStop(msgspec.Struct, frozen=True, kw_only=True):
+    """One visit of a route, with what the driver needs at the door."""
+
+    id: StopId
+    seq: int
+    status: StopStatus
+    order_id: int
+    order_ref: str
+    customer_name: str | None = None
+    phone: str | None = None
+    address: str
+    lat: float
+    lon: float
+    windows: list[Window] = []
+    service_s: int = 0
+    barcodes: list[str] = []
+    notes: str | None = None
+    planned_arrival: datetime
+    planned_departure: datetime
+    lateness_s: int = 0
+    arrived_at: datetime | None = None
+    completed_at: datetime | None = None
+    failure_reason: str | None = None
+
+
+class RouteView(msgspec.Struct, frozen=True, kw_only=True):
+    """A route and its stops in order; ``version`` grows with every change to it."""
+
+    id: RouteId
+    plan_id: PlanId
+    driver_id: DriverId
+    vehicle_id: int
+    shift_id: int
+    day: str
+    status: RouteStatus
+    version: int
+    planned_start: datetime
+    planned_end: datetime
+    distance_m: int
+    stops: list[RouteStop]
+
+
+class FailStop(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``POST /v1/driver/stops/{id}/fail``."""
+
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+class InsertOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``POST /v1/routes/insert``: put a pending order into today's running routes."""
+
+    order_id: int
+
+
+class MoveStop(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``POST /v1/stops/{id}/move``: give the stop to another route."""
+
+    route_id: RouteId
+    position: Annotated[int, Meta(ge=0)] | None = None

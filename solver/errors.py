@@ -1,0 +1,43 @@
+"""Errors raised by the solver, each carrying the fields that explain it.
+
+Hierarchy::
+
+    SolverError                 base class; catch this to handle any solver failure
+    ├── ProblemError            the planning problem is inconsistent (unknown depot, misaligned
+    │                           amounts, a window that ends before it starts, ...)
+    └── MatrixError             a travel matrix or its points are unusable (wrong shape, a
+                                negative value, planar points given to a geographic provider, ...)
+
+Messages say what was expected and what came, e.g.
+``vehicle 'v1': expected capacity with 2 amounts (weight_kg, parcels), got 3``.
+"""
+
+from __future__ import annotations
+
+
+class SolverError(Exception):
+    """Base class of every error the solver raises on purpose."""
+
+
+class ProblemError(SolverError):
+    """The planning problem cannot be solved as given.
+
+    ``subject`` names the part at fault (``"vehicle 'v1'"``, ``"order 'o7'"``, ``"options"``)
+    and ``detail`` says what was expected and what came.
+    """
+
+    def __init__(self, subject: str, detail: str) -> None:
+        super().__init__(f"{subject}: {detail}")
+        self.subject = subject
+        self.detail = detail
+
+
+class MatrixError(SolverError):
+    """A travel matrix, or the points it is asked for, cannot be used.
+
+    ``detail`` says what was expected and what came.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

@@ -1,0 +1,628 @@
+"""Planning jobs, dispatched routes and stops: every query of the dispatch side.
+
+State machines, enforced here in SQL so that two racing requests cannot both win:
+
+* plan: ``queued → running → done | failed``;
+* route: ``dispatched → started → completed`` (``cancelled`` by a dispatcher);
+* stop: ``pending → arrived → delivered | failed``, ``pending → delivered | failed`` (no
+  arrival reported), and ``pending → removed`` (cancelled or moved away).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import msgspec
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from schemas.ids import DriverId, OrgId, PlanId, RouteId, StopId
+from schemas.route import RouteStop, RouteView, Window
+
+_JSON = msgspec.json.Encoder()
+
+
+# --- plans -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """A planning job as stored; ``result`` is the JSON-decoded plan once done."""
+
+    id: PlanId
+    org_id: OrgId
+    day: date
+    status: str
+    options: dict[str, Any]
+    order_ids: list[int] | None
+    progress: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+_PLAN_COLUMNS = (
+    "id, org_id, day, status, options, order_ids, progress, result, error,"
+    " created_at, started_at, finished_at"
+)
+
+
+def _plan(row: Sequence[Any]) -> PlanRow:
+    return PlanRow(
+        PlanId(row[0]), OrgId(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], *row[8:]
+    )
+
+
+async def create_plan(
+    conn: AsyncConnection,
+    org_id: OrgId,
+    day: date,
+    options: dict[str, Any],
+    order_ids: Sequence[int] | None,
+) -> PlanRow:
+    """Queue a planning job."""
+    row = await (
+        await conn.execute(
+            f"INSERT INTO plans (org_id, day, options, order_ids) VALUES (%s, %s, %s, %s)"
+            f" RETURNING {_PLAN_COLUMNS}",
+            (org_id, day, Jsonb(options), list(order_ids) if order_ids is not None else None),
+        )
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("INSERT ... RETURNING gave no row")
+    return _plan(row)
+
+
+async def get_plan(conn: AsyncConnection, org_id: OrgId, plan_id: PlanId) -> PlanRow | None:
+    """A plan of ``org_id``, or None."""
+    row = await (
+        await conn.execute(
+            f"SELECT {_PLAN_COLUMNS} FROM plans WHERE id = %s AND org_id = %s", (plan_id, org_id)
+        )
+    ).fetchone()
+    return None if row is None else _plan(row)
+
+
+async def claim_plan(conn: AsyncConnection, plan_id: PlanId) -> PlanRow | None:
+    """Move a queued (or abandoned running) plan to running; None when it is already finished."""
+    row = await (
+        await conn.execute(
+            "UPDATE plans SET status = 'running', started_at = now(), progress = '{}'"
+            f" WHERE id = %s AND status IN ('queued', 'running') RETURNING {_PLAN_COLUMNS}",
+            (plan_id,),
+        )
+    ).fetchone()
+    return None if row is None else _plan(row)
+
+
+async def save_progress(conn: AsyncConnection, plan_id: PlanId, progress: dict[str, Any]) -> None:
+    """Record how far a running plan's search has come."""
+    await conn.execute(
+        "UPDATE plans SET progress = %s WHERE id = %s AND status = 'running'",
+        (Jsonb(progress), plan_id),
+    )
+
+
+async def finish_plan(
+    conn: AsyncConnection, plan_id: PlanId, result: dict[str, Any], progress: dict[str, Any]
+) -> None:
+    """Store a running plan's result."""
+    await conn.execute(
+        "UPDATE plans SET status = 'done', result = %s, progress = %s, finished_at = now()"
+        " WHERE id = %s AND status = 'running'",
+        (Jsonb(result), Jsonb(progress), plan_id),
+    )
+
+
+async def fail_plan(conn: AsyncConnection, plan_id: PlanId, error: str) -> None:
+    """Mark a plan failed with a reason people can read."""
+    await conn.execute(
+        "UPDATE plans SET status = 'failed', error = %s, finished_at = now()"
+        " WHERE id = %s AND status IN ('queued', 'running')",
+        (error, plan_id),
+    )
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewStop:
+    """A stop of a route about to be dispatched."""
+
+    order_id: int
+    planned_arrival: datetime
+    planned_departure: datetime
+
+
+@dataclass(frozen=True)
+class NewRoute:
+    """A plan's route about to be dispatched."""
+
+    shift_id: int
+    driver_id: DriverId
+    vehicle_id: int
+    planned_start: datetime
+    planned_end: datetime
+    distance_m: int
+    stops: list[NewStop]
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What dispatching did: the routes created, and orders skipped because they changed."""
+
+    route_ids: list[RouteId]
+    skipped_orders: list[int]
+
+
+async def dispatch_routes(
+    conn: AsyncConnection, org_id: OrgId, plan_id: PlanId, day: date, routes: Sequence[NewRoute]
+) -> Dispatched:
+    """Create the routes and stops of a plan in one transaction; orders become ``dispatched``.
+
+    An order that is no longer pending (cancelled, or already on another dispatched route) is
+    skipped and reported. A route dispatched before from this plan is not created twice
+    (``(plan, shift)`` is unique); re-dispatching returns the existing one.
+    """
+    created: list[RouteId] = []
+    skipped: list[int] = []
+    async with conn.transaction():
+        for route in routes:
+            existing = await (
+                await conn.execute(
+                    "SELECT id FROM routes WHERE plan_id = %s AND shift_id = %s",
+                    (plan_id, route.shift_id),
+                )
+            ).fetchone()
+            if existing is not None:
+                created.append(RouteId(existing[0]))
+                continue
+            row = await (
+                await conn.execute(
+                    "INSERT INTO routes (org_id, plan_id, shift_id, driver_id, vehicle_id, day,"
+                    " planned_start, planned_end, distance_m)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (
+                        org_id,
+                        plan_id,
+                        route.shift_id,
+                        route.driver_id,
+                        route.vehicle_id,
+                        day,
+                        route.planned_start,
+                        route.planned_end,
+                        route.distance_m,
+                    ),
+                )
+            ).fetchone()
+            if row is None:
+                raise RuntimeError("INSERT ... RETURNING gave no row")
+            route_id = RouteId(row[0])
+            seq = 0
+            for stop in route.stops:
+                taken = await (
+                    await conn.execute(
+                        "UPDATE orders SET status = 'dispatched', updated_at = now()"
+                        " WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')"
+                        " RETURNING id",
+                        (org_id, stop.order_id),
+                    )
+                ).fetchone()
+                if taken is None:
+                    skipped.append(stop.order_id)
+                    continue
+                await conn.execute(
+                    "INSERT INTO stops (org_id, route_id, order_id, seq, planned_arrival,"
+                    " planned_departure) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        org_id,
+                        route_id,
+                        stop.order_id,
+                        seq,
+                        stop.planned_arrival,
+                        stop.planned_departure,
+                    ),
+                )
+                seq += 1
+            created.append(route_id)
+    return Dispatched(created, skipped)
+
+
+_ROUTE_COLUMNS = (
+    "id, plan_id, driver_id, vehicle_id, shift_id, day, status, version, planned_start,"
+    " planned_end, distance_m"
+)
+_STOPS = """
+SELECT s.id, s.seq, s.status, o.id, o.external_ref, o.customer_name, o.phone, o.address, o.lat,
+       o.lon, o.window_starts, o.window_ends, o.service_s, o.notes, s.planned_arrival,
+       s.planned_departure, s.lateness_s, s.arrived_at, s.completed_at, s.failure_reason,
+       coalesce((SELECT array_agg(p.barcode ORDER BY p.position) FROM parcels p
+                 WHERE p.order_id = o.id), '{}')
+FROM stops s JOIN orders o ON o.org_id = s.org_id AND o.id = s.order_id
+WHERE s.route_id = %s AND s.status <> 'removed'
+ORDER BY s.seq
+"""
+
+
+async def route_view(conn: AsyncConnection, org_id: OrgId, route_id: RouteId) -> RouteView | None:
+    """A route of ``org_id`` with its live stops in order, or None."""
+    row = await (
+        await conn.execute(
+            f"SELECT {_ROUTE_COLUMNS} FROM routes WHERE id = %s AND org_id = %s",
+            (route_id, org_id),
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    stops = await (await conn.execute(_STOPS, (route_id,))).fetchall()
+    return RouteView(
+        id=RouteId(row[0]),
+        plan_id=PlanId(row[1]),
+        driver_id=DriverId(row[2]),
+        vehicle_id=row[3],
+        shift_id=row[4],
+        day=row[5].isoformat(),
+        status=row[6],
+        version=row[7],
+        planned_start=row[8],
+        planned_end=row[9],
+        distance_m=row[10],
+        stops=[_stop(s) for s in stops],
+    )
+
+
+def _stop(r: Sequence[Any]) -> RouteStop:
+    return RouteStop(
+        id=StopId(r[0]),
+        seq=r[1],
+        status=r[2],
+        order_id=r[3],
+        order_ref=r[4],
+        customer_name=r[5],
+        phone=r[6],
+        address=r[7],
+        lat=r[8],
+        lon=r[9],
+        windows=[Window(start=a, end=b) for a, b in zip(r[10], r[11], strict=True)],
+        service_s=r[12],
+        notes=r[13],
+        planned_arrival=r[14],
+        planned_departure=r[15],
+        lateness_s=r[16],
+        arrived_at=r[17],
+        completed_at=r[18],
+        failure_reason=r[19],
+        barcodes=list(r[20]),
+    )
+
+
+async def current_route_id(
+    conn: AsyncConnection, org_id: OrgId, driver_id: DriverId
+) -> RouteId | None:
+    """The driver's route in hand: the latest dispatched or started one, if any."""
+    row = await (
+        await conn.execute(
+            "SELECT id FROM routes WHERE org_id = %s AND driver_id = %s"
+            " AND status IN ('dispatched', 'started') ORDER BY dispatched_at DESC, id DESC LIMIT 1",
+            (org_id, driver_id),
+        )
+    ).fetchone()
+    return None if row is None else RouteId(row[0])
+
+
+async def routes_of_day(conn: AsyncConnection, org_id: OrgId, day: date) -> list[RouteId]:
+    """Every route of ``org_id`` on ``day``, by id."""
+    cursor = await conn.execute(
+        "SELECT id FROM routes WHERE org_id = %s AND day = %s ORDER BY id", (org_id, day)
+    )
+    return [RouteId(r[0]) for r in await cursor.fetchall()]
+
+
+async def running_routes(conn: AsyncConnection, org_id: OrgId, day: date) -> list[RouteId]:
+    """Routes of ``day`` that can still take stops (dispatched or started), by id."""
+    cursor = await conn.execute(
+        "SELECT id FROM routes WHERE org_id = %s AND day = %s"
+        " AND status IN ('dispatched', 'started') ORDER BY id",
+        (org_id, day),
+    )
+    return [RouteId(r[0]) for r in await cursor.fetchall()]
+
+
+async def start_route(
+    conn: AsyncConnection, org_id: OrgId, driver_id: DriverId, route_id: RouteId
+) -> bool:
+    """The driver starts its dispatched route; False unless it was dispatched to this driver."""
+    cursor = await conn.execute(
+        "UPDATE routes SET status = 'started', started_at = now()"
+        " WHERE id = %s AND org_id = %s AND driver_id = %s AND status = 'dispatched'",
+        (route_id, org_id, driver_id),
+    )
+    return cursor.rowcount == 1
+
+
+@dataclass(frozen=True)
+class StopRef:
+    """Which route and order a stop belongs to."""
+
+    stop_id: StopId
+    route_id: RouteId
+    order_id: int
+    status: str
+
+
+async def stop_of_driver(
+    conn: AsyncConnection, org_id: OrgId, driver_id: DriverId, stop_id: StopId
+) -> StopRef | None:
+    """A live stop on one of the driver's routes, or None (another driver's stop looks missing)."""
+    row = await (
+        await conn.execute(
+            "SELECT s.id, s.route_id, s.order_id, s.status FROM stops s"
+            " JOIN routes r ON r.id = s.route_id"
+            " WHERE s.id = %s AND s.org_id = %s AND r.driver_id = %s AND s.status <> 'removed'",
+            (stop_id, org_id, driver_id),
+        )
+    ).fetchone()
+    return None if row is None else StopRef(StopId(row[0]), RouteId(row[1]), row[2], row[3])
+
+
+async def arrive(conn: AsyncConnection, stop_id: StopId) -> bool:
+    """Record arrival at a pending stop; False if it was not pending."""
+    cursor = await conn.execute(
+        "UPDATE stops SET status = 'arrived', arrived_at = now(), updated_at = now()"
+        " WHERE id = %s AND status = 'pending'",
+        (stop_id,),
+    )
+    return cursor.rowcount == 1
+
+
+async def complete(
+    conn: AsyncConnection, org_id: OrgId, stop: StopRef, *, delivered: bool, reason: str | None
+) -> bool:
+    """Close a pending or arrived stop as delivered or failed, with its order, in one step.
+
+    Also completes the route when no stop is left open. False if the stop was already closed.
+    """
+    async with conn.transaction():
+        cursor = await conn.execute(
+            "UPDATE stops SET status = %s, completed_at = now(), failure_reason = %s,"
+            " updated_at = now() WHERE id = %s AND status IN ('pending', 'arrived')",
+            ("delivered" if delivered else "failed", reason, stop.stop_id),
+        )
+        if cursor.rowcount != 1:
+            return False
+        await conn.execute(
+            "UPDATE orders SET status = %s, updated_at = now() WHERE org_id = %s AND id = %s",
+            ("delivered" if delivered else "failed", org_id, stop.order_id),
+        )
+        await conn.execute(
+            "UPDATE routes SET status = 'completed', completed_at = now()"
+            " WHERE id = %s AND status IN ('dispatched', 'started') AND NOT EXISTS"
+            " (SELECT 1 FROM stops WHERE route_id = %s AND status IN ('pending', 'arrived'))",
+            (stop.route_id, stop.route_id),
+        )
+    return True
+
+
+@dataclass(frozen=True)
+class PlannedTime:
+    """New planned times of one pending stop, in its new position."""
+
+    order_id: int
+    planned_arrival: datetime
+    planned_departure: datetime
+    lateness_s: int
+
+
+async def rewrite_pending(
+    conn: AsyncConnection,
+    org_id: OrgId,
+    route_id: RouteId,
+    expected_version: int,
+    pending: Sequence[PlannedTime],
+    *,
+    removed_order_ids: Sequence[int] = (),
+) -> int | None:
+    """Replace the route's pending stops with ``pending`` (in order), bump its version.
+
+    Visited stops (arrived, delivered, failed) keep their place ahead of the pending ones. An
+    order in ``pending`` without a live stop on this route gets one (an insertion or a move);
+    ``removed_order_ids`` are marked removed. Returns the new version, or None when the route
+    changed meanwhile (``expected_version`` is stale) — the caller re-reads and retries.
+    """
+    async with conn.transaction():
+        row = await (
+            await conn.execute(
+                "UPDATE routes SET version = version + 1 WHERE id = %s AND org_id = %s"
+                " AND version = %s AND status IN ('dispatched', 'started') RETURNING version",
+                (route_id, org_id, expected_version),
+            )
+        ).fetchone()
+        if row is None:
+            return None
+        if removed_order_ids:
+            await conn.execute(
+                "UPDATE stops SET status = 'removed', updated_at = now()"
+                " WHERE route_id = %s AND order_id = ANY(%s) AND status = 'pending'",
+                (route_id, list(removed_order_ids)),
+            )
+        visited = await (
+            await conn.execute(
+                "SELECT coalesce(max(seq), -1) FROM stops WHERE route_id = %s"
+                " AND status IN ('arrived', 'delivered', 'failed')",
+                (route_id,),
+            )
+        ).fetchone()
+        seq = (visited[0] if visited else -1) + 1
+        for item in pending:
+            updated = await conn.execute(
+                "UPDATE stops SET seq = %s, planned_arrival = %s, planned_departure = %s,"
+                " lateness_s = %s, updated_at = now()"
+                " WHERE route_id = %s AND order_id = %s AND status = 'pending'",
+                (
+                    seq,
+                    item.planned_arrival,
+                    item.planned_departure,
+                    item.lateness_s,
+                    route_id,
+                    item.order_id,
+                ),
+            )
+            if updated.rowcount == 0:
+                await conn.execute(
+                    "INSERT INTO stops (org_id, route_id, order_id, seq, planned_arrival,"
+                    " planned_departure, lateness_s) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        org_id,
+                        route_id,
+                        item.order_id,
+                        seq,
+                        item.planned_arrival,
+                        item.planned_departure,
+                        item.lateness_s,
+                    ),
+                )
+            seq += 1
+        return int(row[0])
+
+
+def now() -> datetime:
+    """The database-independent current instant used for planned times."""
+    return datetime.now(UTC)
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON bytes of a Struct or plain value."""
+    return _JSON.encode(value)
+
+
+@dataclass(frozen=True)
+class RouteHead:
+    """What re-optimisation needs of a route besides its stops."""
+
+    route_id: RouteId
+    org_id: OrgId
+    driver_id: DriverId
+    shift_id: int
+    day: date
+    status: str
+    version: int
+    started_at: datetime | None
+
+
+async def route_head(conn: AsyncConnection, org_id: OrgId, route_id: RouteId) -> RouteHead | None:
+    """The route's header, or None when ``org_id`` has no such route."""
+    row = await (
+        await conn.execute(
+            "SELECT id, org_id, driver_id, shift_id, day, status, version, started_at"
+            " FROM routes WHERE id = %s AND org_id = %s",
+            (route_id, org_id),
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    return RouteHead(RouteId(row[0]), OrgId(row[1]), DriverId(row[2]), *row[3:])
+
+
+@dataclass(frozen=True)
+class OpenStop:
+    """A stop still to visit, with what the re-optimiser needs of its order."""
+
+    stop_id: StopId
+    order_id: int
+    lat: float
+    lon: float
+    window_starts: list[datetime]
+    window_ends: list[datetime]
+    service_s: int
+    size: dict[str, int]
+    required_skills: list[str]
+
+
+async def open_stops(conn: AsyncConnection, route_id: RouteId) -> list[OpenStop]:
+    """The route's pending stops in their order."""
+    cursor = await conn.execute(
+        "SELECT s.id, o.id, o.lat, o.lon, o.window_starts, o.window_ends, o.service_s, o.size,"
+        " o.required_skills FROM stops s JOIN orders o ON o.org_id = s.org_id AND o.id = s.order_id"
+        " WHERE s.route_id = %s AND s.status = 'pending' ORDER BY s.seq",
+        (route_id,),
+    )
+    return [OpenStop(StopId(r[0]), *r[1:]) for r in await cursor.fetchall()]
+
+
+async def last_visited(conn: AsyncConnection, route_id: RouteId) -> tuple[float, float] | None:
+    """Where the route's latest visited stop is, if any stop was visited."""
+    row = await (
+        await conn.execute(
+            "SELECT o.lat, o.lon FROM stops s JOIN orders o ON o.org_id = s.org_id"
+            " AND o.id = s.order_id WHERE s.route_id = %s"
+            " AND s.status IN ('arrived', 'delivered', 'failed') ORDER BY s.seq DESC LIMIT 1",
+            (route_id,),
+        )
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+async def live_stop_of_order(
+    conn: AsyncConnection, org_id: OrgId, order_id: int
+) -> tuple[StopId, RouteId, str] | None:
+    """The order's live stop (id, route, status), if it is on a route."""
+    row = await (
+        await conn.execute(
+            "SELECT id, route_id, status FROM stops WHERE org_id = %s AND order_id = %s"
+            " AND status <> 'removed'",
+            (org_id, order_id),
+        )
+    ).fetchone()
+    return None if row is None else (StopId(row[0]), RouteId(row[1]), row[2])
+
+
+async def take_order(conn: AsyncConnection, org_id: OrgId, order_id: int) -> bool:
+    """Mark a pending order dispatched (it is being put on a route); False if not pending."""
+    cursor = await conn.execute(
+        "UPDATE orders SET status = 'dispatched', updated_at = now()"
+        " WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')",
+        (org_id, order_id),
+    )
+    return cursor.rowcount == 1
+
+
+async def order_day(conn: AsyncConnection, org_id: OrgId, order_id: int) -> date | None:
+    """The service day of an order of ``org_id``, or None."""
+    row = await (
+        await conn.execute(
+            "SELECT day FROM orders WHERE org_id = %s AND id = %s", (org_id, order_id)
+        )
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+async def stop_by_id(
+    conn: AsyncConnection, org_id: OrgId, stop_id: StopId
+) -> tuple[int, RouteId, str] | None:
+    """A live stop's order, route and status."""
+    row = await (
+        await conn.execute(
+            "SELECT order_id, route_id, status FROM stops WHERE org_id = %s AND id = %s"
+            " AND status <> 'removed'",
+            (org_id, stop_id),
+        )
+    ).fetchone()
+    return None if row is None else (row[0], RouteId(row[1]), row[2])
+
+
+async def pending_order(conn: AsyncConnection, org_id: OrgId, order_id: int) -> OpenStop | None:
+    """A pending order of ``org_id`` as a stop to place (its ``stop_id`` is 0: none yet)."""
+    row = await (
+        await conn.execute(
+            "SELECT 0, id, lat, lon, window_starts, window_ends, service_s, size, required_skills"
+            " FROM orders WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')",
+            (org_id, order_id),
+        )
+    ).fetchone()
+    return None if row is None else OpenStop(StopId(row[0]), *row[1:])

@@ -1,0 +1,1 @@
+"""Tests of :mod:`solver`: pure computation, no servers."""

@@ -1,0 +1,274 @@
+"""Planner worker: planning jobs from the ``plans`` stream → solved plans in PostgreSQL.
+
+``POST /v1/plans`` stores a queued plan and appends a :class:`~schemas.plan.PlanJob`. This worker
+claims the plan, loads the day (one consistent snapshot), turns it into a
+:class:`~schemas.planning.PlanningProblem` (:func:`problem_of`, pure), runs the OR-Tools search
+in a thread so the loop stays responsive, writes progress at most every
+:data:`PROGRESS_EVERY_S` while the search improves, and stores the outcome. A job redelivered
+after a crash claims the plan again and recomputes it; a finished plan is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+import psycopg
+import structlog
+
+from realtime.streams import StreamNames
+from schemas.delivery import Break as DayBreak
+from schemas.delivery import TimeWindow as DayWindow
+from schemas.ids import DriverId, PlanId
+from schemas.plan import (
+    LeftOut,
+    PlanJob,
+    PlannedRoute,
+    PlannedVisit,
+    PlanOutcome,
+    PlanProgress,
+)
+from schemas.planning import (
+    Break,
+    Depot,
+    DepotRef,
+    Location,
+    Order,
+    OrderRef,
+    PlanningOptions,
+    PlanningProblem,
+    PlanningResult,
+    TimeWindow,
+    Vehicle,
+    VehicleRef,
+)
+from solver.errors import SolverError
+from solver.matrix import MatrixProvider
+from solver.search import Progress
+from solver.vrptw import solve
+from store import routes as plans_store
+from store.delivery import DayPlace, DeliveryDay, load_day
+from workers.runner import Entry
+
+log = structlog.get_logger(__name__)
+
+GROUP = "planner"
+PROGRESS_EVERY_S = 0.5
+_JOB_DECODER = msgspec.msgpack.Decoder(PlanJob)
+JOB_ENCODER = msgspec.msgpack.Encoder()
+
+
+def _window(window: DayWindow) -> TimeWindow:
+    return TimeWindow(
+        start_epoch_s=int(window.start.timestamp()), end_epoch_s=int(window.end.timestamp())
+    )
+
+
+def _break(rest: DayBreak) -> Break:
+    return Break(
+        window=TimeWindow(
+            start_epoch_s=int(rest.earliest_start.timestamp()),
+            end_epoch_s=int(rest.latest_start.timestamp()),
+        ),
+        duration_s=rest.duration_s,
+    )
+
+
+def _place(place: DayPlace) -> tuple[DepotRef, Depot]:
+    ref = DepotRef(
+        f"d{place.depot_id}" if place.depot_id is not None else f"p{place.lat},{place.lon}"
+    )
+    return ref, Depot(ref=ref, location=Location(lat=place.lat, lon=place.lon))
+
+
+def problem_of(
+    day: DeliveryDay, options: PlanningOptions, order_ids: Sequence[int] | None = None
+) -> PlanningProblem:
+    """The planning problem of a delivery day: a vehicle per shift, an order per pending order.
+
+    Vehicle refs are shift ids and order refs are order ids (as strings), so the outcome maps
+    back without a lookup table. Only orders in ``order_ids`` are planned when it is given.
+    """
+    depots: dict[DepotRef, Depot] = {}
+    vehicles = []
+    for shift in day.shifts:
+        start_ref, start = _place(shift.start)
+        end_ref, end = _place(shift.end)
+        depots[start_ref] = start
+        depots[end_ref] = end
+        vehicles.append(
+            Vehicle(
+                ref=VehicleRef(str(shift.shift_id)),
+                start_depot=start_ref,
+                end_depot=end_ref,
+                shift=_window(shift.working_window),
+                breaks=[_break(b) for b in shift.breaks],
+                max_duration_s=shift.max_duration_s,
+                capacity=shift.capacity,
+                skills=frozenset(shift.skills),
+                fixed_cost=shift.fixed_cost,
+                cost_per_km=shift.cost_per_km,
+                cost_per_hour=shift.cost_per_hour,
+            )
+        )
+    wanted = set(order_ids) if order_ids is not None else None
+    orders = [
+        Order(
+            ref=OrderRef(str(order.order_id)),
+            location=Location(lat=order.lat, lon=order.lon),
+            time_windows=[_window(w) for w in order.time_windows],
+            service_s=order.service_s,
+            size=order.size,
+            priority=order.priority,
+            required_skills=frozenset(order.required_skills),
+        )
+        for order in day.orders
+        if wanted is None or order.order_id in wanted
+    ]
+    return PlanningProblem(
+        dimensions=day.dimensions,
+        depots=list(depots.values()),
+        vehicles=vehicles,
+        orders=orders,
+        options=options,
+    )
+
+
+def outcome_of(day: DeliveryDay, result: PlanningResult) -> PlanOutcome:
+    """The stored outcome: solver refs mapped back to shifts, drivers, vehicles and orders."""
+    shifts = {str(s.shift_id): s for s in day.shifts}
+    refs = {str(o.order_id): o.external_ref for o in day.orders}
+
+    def at(epoch_s: int) -> datetime:
+        return datetime.fromtimestamp(epoch_s, UTC)
+
+    routes = []
+    for route in result.routes:
+        shift = shifts[route.vehicle_ref]
+        routes.append(
+            PlannedRoute(
+                shift_id=shift.shift_id,
+                driver_id=DriverId(shift.driver_id),
+                vehicle_id=shift.vehicle_id,
+                start=at(route.start_epoch_s),
+                end=at(route.end_epoch_s),
+                distance_m=route.distance_m,
+                duration_s=route.duration_s,
+                load=route.load,
+                cost=route.cost,
+                visits=[
+                    PlannedVisit(
+                        order_id=int(stop.order_ref),
+                        order_ref=refs[stop.order_ref],
+                        arrival=at(stop.arrival_epoch_s),
+                        service_start=at(stop.service_start_epoch_s),
+                        departure=at(stop.departure_epoch_s),
+                        load_after=stop.load_after,
+                        distance_from_previous_m=stop.distance_from_previous_m,
+                    )
+                    for stop in route.stops
+                ],
+                breaks=[(at(b.start_epoch_s), b.duration_s) for b in route.breaks],
+            )
+        )
+    return PlanOutcome(
+        dimensions=day.dimensions,
+        routes=routes,
+        unassigned=[
+            LeftOut(
+                order_id=int(u.order_ref),
+                order_ref=refs[u.order_ref],
+                code=u.code,
+                reason=u.reason,
+            )
+            for u in result.unassigned
+        ],
+        objective=result.stats.objective,
+        wall_time_s=result.stats.wall_time_s,
+        solutions_found=result.stats.solutions_found,
+        search_status=result.stats.status,
+    )
+
+
+@dataclass
+class PlannerConsumer:
+    """Computes planning jobs, one at a time, on one database connection."""
+
+    names: StreamNames
+    database_url: str
+    provider: MatrixProvider
+    group: str = GROUP
+    _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
+
+    def streams(self) -> Sequence[str]:
+        return [self.names.plans]
+
+    def decode(self, fields: dict[bytes, bytes]) -> PlanJob:
+        job: PlanJob = _JOB_DECODER.decode(fields[b"j"])
+        return job
+
+    async def handle(self, entries: Sequence[Entry[PlanJob]]) -> None:
+        for entry in entries:
+            await self.compute(entry.value.plan_id)
+
+    async def compute(self, plan_id: PlanId) -> None:
+        """Solve one plan and store its outcome (or why it failed)."""
+        conn = await self._connection()
+        plan = await plans_store.claim_plan(conn, plan_id)
+        if plan is None:
+            return
+        options = msgspec.convert(plan.options, PlanningOptions)
+        day = await load_day(conn, plan.org_id, plan.day)
+        problem = problem_of(day, options, plan.order_ids)
+        loop = asyncio.get_running_loop()
+        last_write = 0.0
+        latest = PlanProgress()
+
+        def on_progress(progress: Progress) -> None:
+            nonlocal last_write, latest
+            latest = PlanProgress(
+                objective=progress.objective,
+                solutions_found=progress.solutions_found,
+                elapsed_s=round(progress.elapsed_s, 3),
+            )
+            if time.monotonic() - last_write >= PROGRESS_EVERY_S:
+                last_write = time.monotonic()
+                asyncio.run_coroutine_threadsafe(self._progress(plan_id, latest), loop)
+
+        log.info("planning", plan=plan_id, orders=len(problem.orders), shifts=len(problem.vehicles))
+        try:
+            result = await asyncio.to_thread(solve, problem, self.provider, on_progress=on_progress)
+        except SolverError as exc:
+            await plans_store.fail_plan(conn, plan_id, str(exc))
+            return
+        outcome = outcome_of(day, result)
+        final = PlanProgress(
+            objective=result.stats.objective,
+            solutions_found=result.stats.solutions_found,
+            elapsed_s=round(result.stats.wall_time_s, 3),
+        )
+        await plans_store.finish_plan(
+            conn, plan_id, msgspec.to_builtins(outcome), msgspec.to_builtins(final)
+        )
+        log.info(
+            "planned", plan=plan_id, routes=len(outcome.routes), left_out=len(outcome.unassigned)
+        )
+
+    async def _progress(self, plan_id: PlanId, progress: PlanProgress) -> None:
+        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as c:
+            await plans_store.save_progress(c, plan_id, msgspec.to_builtins(progress))
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+        return self._conn
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
