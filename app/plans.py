@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import msgspec
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -64,9 +65,9 @@ async def create_plan(request: Request) -> Response:
     )
     created: list[store.PlanRow] = []
 
-    async def command(conn: object) -> Answer:
+    async def command(conn: AsyncConnection) -> Answer:
         plan = await store.create_plan(
-            conn,  # type: ignore[arg-type]
+            conn,
             principal.org_id,
             wanted.day,
             msgspec.to_builtins(options),

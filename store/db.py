@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+
+T = TypeVar("T")
 
 
 async def open_pool(database_url: str, *, max_size: int = 10) -> AsyncConnectionPool:
@@ -17,7 +21,8 @@ async def open_pool(database_url: str, *, max_size: int = 10) -> AsyncConnection
         min_size=1,
         max_size=max_size,
         open=False,
-        kwargs={"autocommit": True},
+        # Times come back in UTC whatever the server's default zone, so answers are stable.
+        kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
         name="lastmile",
     )
     await pool.open(wait=True, timeout=30.0)
@@ -52,3 +57,10 @@ def with_database(url: str, name: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
+
+
+def returned(row: T | None) -> T:
+    """The row an ``INSERT ... RETURNING`` gave; such a statement always gives one."""
+    if row is None:
+        raise RuntimeError("expected INSERT ... RETURNING to give a row, got none")
+    return row

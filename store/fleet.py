@@ -39,6 +39,7 @@ from schemas.delivery import (
     VehicleIn,
 )
 from schemas.ids import OrgId
+from store.db import returned
 from store.delivery import breaks_of, translated
 
 In = TypeVar("In")
@@ -70,7 +71,7 @@ async def create(conn: AsyncConnection, entity: Entity[In, Out], org_id: OrgId, 
     async with translated(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, (org_id, *entity.values(data)))
         row = await cur.fetchone()
-    assert row is not None  # INSERT ... RETURNING always yields the row
+    row = returned(row)
     return entity.read(row)
 
 

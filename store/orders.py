@@ -29,6 +29,7 @@ from schemas.delivery import (
     Parcel,
 )
 from schemas.ids import OrgId
+from store.db import returned
 from store.delivery import WrongState, translated, windows_of
 
 _WRITTEN: Final = (
@@ -135,7 +136,7 @@ async def create_order(conn: AsyncConnection, org_id: OrgId, order: OrderIn) -> 
         row = await (
             await conn.execute(_INSERT, (org_id, order.external_ref, *_values(order)))
         ).fetchone()
-        assert row is not None  # INSERT ... RETURNING always yields the row
+        row = returned(row)
         order_id = OrderId(row[0])
         await _write_parcels(conn, org_id, order_id, order.parcels)
         created = await get_order(conn, org_id, order_id)

@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 
 from schemas.auth import ApiPrincipal, DevicePrincipal, Role
 from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId, VehicleId
+from store.db import returned
 
 
 async def create_org(conn: AsyncConnection, name: str, timezone: str = "UTC") -> OrgId:
@@ -19,7 +20,7 @@ async def create_org(conn: AsyncConnection, name: str, timezone: str = "UTC") ->
             "INSERT INTO orgs (name, timezone) VALUES (%s, %s) RETURNING id", (name, timezone)
         )
     ).fetchone()
-    assert row is not None  # INSERT ... RETURNING always yields the row
+    row = returned(row)
     return OrgId(row[0])
 
 
@@ -46,7 +47,7 @@ async def create_api_key(
             (org_id, name, role, token_hash, token_prefix),
         )
     ).fetchone()
-    assert row is not None
+    row = returned(row)
     return ApiKeyId(row[0])
 
 
@@ -83,7 +84,7 @@ async def create_vehicle(
             (org_id, name, external_ref),
         )
     ).fetchone()
-    assert row is not None
+    row = returned(row)
     return VehicleId(row[0])
 
 
@@ -104,7 +105,7 @@ async def create_driver(
             (org_id, name, phone, external_ref, vehicle_id),
         )
     ).fetchone()
-    assert row is not None
+    row = returned(row)
     return DriverId(row[0])
 
 
