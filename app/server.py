@@ -72,8 +72,14 @@ async def serve_api(
     stop: asyncio.Event,
     *,
     on_ready: Callable[[], None] | None = None,
+    sockets: Sequence[socket.socket] = (),
 ) -> None:
-    """Serve the API (and the OsmAnd listener) until ``stop`` is set."""
+    """Serve the API (and the OsmAnd listener) until ``stop`` is set.
+
+    ``sockets``, when given, are already-bound listening sockets for the main port and then the
+    OsmAnd port, used instead of binding ``settings``' ports (tests bind port 0 themselves so
+    that no other process can take the port in between).
+    """
     async with open_resources(settings) as resources:
         servers = [
             _Server(_uvicorn_config(create_app(settings, resources), settings.host, settings.port))
@@ -86,7 +92,10 @@ async def serve_api(
                     )
                 )
             )
-        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        tasks = [
+            asyncio.create_task(s.serve(sockets=[sockets[n]] if n < len(sockets) else None))
+            for n, s in enumerate(servers)
+        ]
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
                 for t in tasks:

@@ -54,23 +54,37 @@ def database_url(service_urls: ServiceUrls) -> Iterator[str]:
     drop_database(service_urls.database_url, name)
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def bound_socket() -> socket.socket:
+    """A TCP socket bound to a free loopback port, held so that nobody else can take it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 @pytest.fixture
-def settings(service_urls: ServiceUrls, database_url: str, tmp_path: Path) -> Settings:
+def listeners() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Bound sockets for the test's API port and OsmAnd port."""
+    pair = (bound_socket(), bound_socket())
+    yield pair
+    for sock in pair:
+        sock.close()
+
+
+@pytest.fixture
+def settings(
+    service_urls: ServiceUrls,
+    database_url: str,
+    tmp_path: Path,
+    listeners: tuple[socket.socket, socket.socket],
+) -> Settings:
     """Settings of one test: its own Redis prefix and ports, short claim times."""
     return Settings(
         database_url=database_url,
         redis_url=service_urls.redis_url,
         data_dir=tmp_path,
-        port=free_port(),
-        osmand_port=free_port(),
+        port=listeners[0].getsockname()[1],
+        osmand_port=listeners[1].getsockname()[1],
         redis_prefix=f"test-{secrets.token_hex(4)}:",
         ping_shards=2,
         claim_idle_ms=300,
@@ -167,11 +181,13 @@ class LiveServer:
 
 
 @pytest.fixture
-async def server(settings: Settings, redis: Redis) -> AsyncIterator[LiveServer]:
+async def server(
+    settings: Settings, redis: Redis, listeners: tuple[socket.socket, socket.socket]
+) -> AsyncIterator[LiveServer]:
     """The real API (uvicorn, both listeners) serving on this test's ports."""
     stop = asyncio.Event()
     ready = asyncio.Event()
-    task = asyncio.create_task(serve_api(settings, stop, on_ready=ready.set))
+    task = asyncio.create_task(serve_api(settings, stop, on_ready=ready.set, sockets=listeners))
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED, timeout=30)
     if task.done():
