@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import HTTPConnection
 
 from schemas.auth import ApiPrincipal, DevicePrincipal, Role
+from schemas.ids import DeviceId, DriverId, OrgId
 from store import tenants
 
 P = TypeVar("P")
@@ -154,3 +156,33 @@ def basic_credentials(conn: HTTPConnection) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return (user, password) if sep else None
+
+
+async def issue_api_key(conn: AsyncConnection, org_id: OrgId, *, role: Role, name: str) -> str:
+    """Create an API key for ``org_id`` and return it; only its hash is stored."""
+    token = new_token(API_KEY_PREFIX)
+    await tenants.create_api_key(
+        conn,
+        org_id,
+        name=name,
+        role=role,
+        token_hash=hash_token(token),
+        token_prefix=token_prefix(token),
+    )
+    return token
+
+
+async def issue_device_token(
+    conn: AsyncConnection, org_id: OrgId, driver_id: DriverId, *, name: str = "phone"
+) -> tuple[DeviceId, str] | None:
+    """Register a device for a driver of ``org_id``; its id and token, or None (no such driver)."""
+    token = new_token(DEVICE_TOKEN_PREFIX)
+    device_id = await tenants.create_device(
+        conn,
+        org_id,
+        driver_id,
+        token_hash=hash_token(token),
+        token_prefix=token_prefix(token),
+        name=name,
+    )
+    return None if device_id is None else (device_id, token)

@@ -25,7 +25,7 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+from app.auth import issue_device_token, token_prefix
 from app.bodies import (
     ADMINS,
     FLEET_WRITERS,
@@ -65,7 +65,7 @@ from schemas.delivery import (
     VehiclePatch,
 )
 from schemas.ids import DriverId, OrgId
-from store import fleet, tenants
+from store import fleet
 from store.delivery import Missing, org_settings, set_dimensions
 
 In = TypeVar("In", bound=msgspec.Struct)
@@ -275,19 +275,12 @@ async def add_device(request: Request) -> Response:
     driver_id = DriverId(path_id(request, "driver_id"))
     body = await _body(request)
     data = decode(body, request.headers.get("content-type"), DeviceIn, empty_ok=True)
-    token = new_token(DEVICE_TOKEN_PREFIX)
 
     async def command(conn: AsyncConnection) -> Answer:
-        device_id = await tenants.create_device(
-            conn,
-            principal.org_id,
-            driver_id,
-            token_hash=hash_token(token),
-            token_prefix=token_prefix(token),
-            name=data.name,
-        )
-        if device_id is None:
+        issued = await issue_device_token(conn, principal.org_id, driver_id, name=data.name)
+        if issued is None:
             raise NotFound(f"no driver {driver_id} in this organisation")
+        device_id, token = issued
         shown = DeviceCreated(
             device_id=device_id,
             driver_id=driver_id,

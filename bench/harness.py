@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from app.auth import API_KEY_PREFIX, DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+from app.auth import issue_api_key, issue_device_token
 from app.embedded import embedded_services
 from schemas.ids import DriverId, OrgId
 from store import tenants
@@ -75,27 +75,14 @@ def make_tenant(database_url: str, drivers: int) -> BenchTenant:
     async def go() -> BenchTenant:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             org = await tenants.create_org(conn, "bench")
-            key = new_token(API_KEY_PREFIX)
-            await tenants.create_api_key(
-                conn,
-                org,
-                name="bench",
-                role="admin",
-                token_hash=hash_token(key),
-                token_prefix=token_prefix(key),
-            )
+            key = await issue_api_key(conn, org, role="admin", name="bench")
             made = []
             for n in range(drivers):
                 driver = await tenants.create_driver(conn, org, name=f"bench {n}")
-                token = new_token(DEVICE_TOKEN_PREFIX)
-                await tenants.create_device(
-                    conn,
-                    org,
-                    driver,
-                    token_hash=hash_token(token),
-                    token_prefix=token_prefix(token),
-                )
-                made.append((driver, token))
+                issued = await issue_device_token(conn, org, driver)
+                if issued is None:
+                    raise RuntimeError(f"driver {driver} vanished")
+                made.append((driver, issued[1]))
             return BenchTenant(org, key, made)
 
     return asyncio.run(go())

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from redis.asyncio import Redis
 
-from app.auth import API_KEY_PREFIX, DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+from app.auth import issue_api_key, issue_device_token
 from app.embedded import ServiceUrls, embedded_services
 from app.server import run_worker, serve_api
 from app.settings import Settings
@@ -135,23 +135,13 @@ async def make_tenant(
 ) -> Tenant:
     """Create an organisation, an API key of ``role`` and ``drivers`` drivers with tokens."""
     org_id = await tenants.create_org(conn, f"org-{secrets.token_hex(3)}")
-    key = new_token(API_KEY_PREFIX)
-    await tenants.create_api_key(
-        conn,
-        org_id,
-        name="test",
-        role=role,
-        token_hash=hash_token(key),
-        token_prefix=token_prefix(key),
-    )
+    key = await issue_api_key(conn, org_id, role=role, name="test")
     made = []
     for n in range(drivers):
         driver_id = await tenants.create_driver(conn, org_id, name=f"driver {n}")
-        token = new_token(DEVICE_TOKEN_PREFIX)
-        await tenants.create_device(
-            conn, org_id, driver_id, token_hash=hash_token(token), token_prefix=token_prefix(token)
-        )
-        made.append(Driver(driver_id, token))
+        issued = await issue_device_token(conn, org_id, driver_id)
+        assert issued is not None
+        made.append(Driver(driver_id, issued[1]))
     return Tenant(org_id=org_id, api_key=key, drivers=tuple(made))
 
 
