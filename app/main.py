@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from app import dispatch, drivers, fleet, ingest, ops, orders, plans
 from app.driver_ws import driver_socket
 from app.errors import HANDLED, handle_error
+from app.live_ws import live_socket
 from app.metrics import metrics_endpoint
 from app.resources import Resources, open_resources
 from app.settings import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/metrics", metrics_endpoint),
         Route("/v1/pings", ingest.post_pings, methods=["POST"]),
         WebSocketRoute("/v1/driver/ws", driver_socket),
+        WebSocketRoute("/v1/live/ws", live_socket),
         Route("/osmand", ingest.osmand_fix, methods=["GET", "POST"]),
         Route("/owntracks", ingest.owntracks_location, methods=["POST"]),
         Route("/v1/drivers/live", drivers.live_positions),

@@ -22,18 +22,23 @@ _ROUTE_ENCODER = EVENT_ENCODER
 
 
 async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
-    """Append ``events`` to the events stream in one round trip."""
+    """Append ``events`` to the events stream, and show them to live screens, in one round trip."""
     if not events:
         return
+    payloads = [EVENT_ENCODER.encode(event) for event in events]
     async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.xadd(
-                names.events,
-                {"e": EVENT_ENCODER.encode(event)},
-                maxlen=EVENTS_MAXLEN,
-                approximate=True,
-            )
+        for payload in payloads:
+            pipe.xadd(names.events, {"e": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
+        ids = await pipe.execute()
+    # Live screens get ``entry id|event``: the id lets a reconnecting screen resume after it.
+    async with redis.pipeline(transaction=False) as pipe:
+        for event, entry_id, payload in zip(events, ids, payloads, strict=True):
+            pipe.publish(names.org_events_channel(event.org_id), _id(entry_id) + b"|" + payload)
         await pipe.execute()
+
+
+def _id(entry_id: bytes | str) -> bytes:
+    return entry_id if isinstance(entry_id, bytes) else entry_id.encode()
 
 
 async def push_route(redis: Any, names: StreamNames, route: RouteView) -> None:

@@ -12,8 +12,9 @@ bounded queue (``max_queue`` messages). When a message finds the queue full, the
 marked *overflowed* and receives nothing more; its socket handler sees that, closes the socket
 with :data:`~app.errors.CLOSE_TOO_SLOW` and a reason, and the client reconnects and resumes from
 the current state (a driver fetches its route again). Messages are never silently dropped from
-a subscription that stays open. Coalescing of positions (latest per driver wins) belongs to the
-dispatcher fan-out that issue #4 adds on top of this.
+a subscription that stays open. Positions use :class:`LatestSubscription` instead: the newest
+per driver wins, so a slow dispatcher screen skips intermediate positions but is never cut off
+for them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,32 @@ class Subscription:
         return message
 
 
+@dataclass(eq=False)
+class LatestSubscription:
+    """The newest message per key on one channel, for positions: latest per driver wins.
+
+    Messages are ``key|payload``. A reader that is slower than the channel skips intermediate
+    values but never misses a key's newest one, and its memory is bounded by the number of keys,
+    so it needs no cut-off.
+    """
+
+    channel: str
+    latest: dict[bytes, bytes] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def take(self) -> dict[bytes, bytes]:
+        """Wait for at least one new value; return every key's newest since the last take."""
+        await self.ready.wait()
+        self.ready.clear()
+        taken, self.latest = self.latest, {}
+        return taken
+
+    def offer(self, data: bytes) -> None:
+        key, _, payload = data.partition(b"|")
+        self.latest[key] = payload
+        self.ready.set()
+
+
 class Overflowed(Exception):
     """A subscription fell too far behind; its socket must close and its client resume."""
 
@@ -68,7 +95,9 @@ class Hub:
     redis: Any
     max_queue: int = DEFAULT_MAX_QUEUE
     _pubsub: Any = None
-    _subscribers: dict[str, set[Subscription]] = field(default_factory=lambda: defaultdict(set))
+    _subscribers: dict[str, set[Subscription | LatestSubscription]] = field(
+        default_factory=lambda: defaultdict(set)
+    )
     _reader: asyncio.Task[None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -91,6 +120,20 @@ class Hub:
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
         """Listen to ``channel`` for the duration of the ``async with`` block."""
         subscription = Subscription(channel, asyncio.Queue(maxsize=self.max_queue + 1))
+        async with self._listening(channel, subscription):
+            yield subscription
+
+    @contextlib.asynccontextmanager
+    async def subscribe_latest(self, channel: str) -> AsyncIterator[LatestSubscription]:
+        """Follow the newest value per key of ``channel`` for the ``async with`` block."""
+        subscription = LatestSubscription(channel)
+        async with self._listening(channel, subscription):
+            yield subscription
+
+    @contextlib.asynccontextmanager
+    async def _listening(
+        self, channel: str, subscription: Subscription | LatestSubscription
+    ) -> AsyncIterator[None]:
         async with self._lock:
             first = not self._subscribers[channel]
             self._subscribers[channel].add(subscription)
@@ -98,7 +141,7 @@ class Hub:
                 await self._pubsub.subscribe(channel)
                 self._ready.set()
         try:
-            yield subscription
+            yield
         finally:
             async with self._lock:
                 listeners = self._subscribers.get(channel)
@@ -130,6 +173,9 @@ class Hub:
     def deliver(self, channel: str, data: bytes) -> None:
         """Hand ``data`` to every local subscription of ``channel``, applying the policy."""
         for subscription in list(self._subscribers.get(channel, ())):
+            if isinstance(subscription, LatestSubscription):
+                subscription.offer(data)
+                continue
             if subscription.overflowed:
                 continue
             if subscription.queue.qsize() >= self.max_queue:

@@ -29,7 +29,7 @@ APPEND_SCRIPT = """
 local n = tonumber(ARGV[1])
 local ids = {}
 for i = 0, n - 1 do
-  local a = 2 + i * 4
+  local a = 2 + i * 5
   local driver, t = ARGV[a], ARGV[a + 1]
   ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'b', ARGV[a + 3])
   local live, live_t = KEYS[2 + i * 2], KEYS[3 + i * 2]
@@ -37,12 +37,14 @@ for i = 0, n - 1 do
   if (not cur) or tonumber(cur) < tonumber(t) then
     redis.call('HSET', live_t, driver, t)
     redis.call('HSET', live, driver, ARGV[a + 2])
+    redis.call('PUBLISH', ARGV[a + 4], driver .. '|' .. ARGV[a + 2])
   end
 end
 return ids
 """
 """KEYS: the shard's stream, then per batch its org's live and live-time hashes.
-ARGV: the batch count, then per batch: driver id, latest time (µs), live payload, entry."""
+ARGV: the batch count, then per batch: driver id, latest time (µs), live payload, entry, and the
+org's positions channel (where ``driver|payload`` is published when the position is newer)."""
 
 
 def shard_of(driver_id: DriverId, shards: int) -> int:
@@ -82,6 +84,14 @@ class StreamNames:
     def plans(self) -> str:
         """The stream of planning jobs."""
         return f"{self.prefix}plans"
+
+    def positions_channel(self, org_id: OrgId) -> str:
+        """Pub/sub channel of an organisation's newest driver positions (``driver|payload``)."""
+        return f"{self.prefix}positions:{org_id}"
+
+    def org_events_channel(self, org_id: OrgId) -> str:
+        """Pub/sub channel of an organisation's domain events, for live dispatcher screens."""
+        return f"{self.prefix}events:{org_id}"
 
     def driver_channel(self, driver_id: DriverId) -> str:
         """The pub/sub channel that reaches a driver's connected app (route changes)."""
@@ -166,6 +176,7 @@ class PingAppender:
                 )
             )
             args.append(PING_BATCH_ENCODER.encode(batch))
+            args.append(self.names.positions_channel(batch.org_id))
         try:
             ids = await self.run_script(keys, args)
         except BaseException as exc:  # every waiting caller must learn its batch failed

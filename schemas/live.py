@@ -1,0 +1,42 @@
+"""The dispatcher's live feed (``/v1/live/ws``): a snapshot, then positions and events.
+
+Server → client only. ``snapshot`` comes first on every connection; then ``positions`` (the
+newest position of each driver that moved since the last such message — coalesced, so a slow
+screen skips intermediate positions) and ``event`` (every domain event of the organisation, in
+order, with the events-stream ``id`` a reconnecting screen passes as ``?since=`` to replay what
+it missed).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from schemas.events import Event
+from schemas.ping import LivePosition
+from schemas.route import RouteView
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="snapshot"):
+    """Everything on the map now: every driver's latest position and today's routes."""
+
+    as_of: datetime
+    drivers: list[LivePosition]
+    routes: list[RouteView]
+
+
+class Positions(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="positions"):
+    """Drivers that moved: the newest position of each."""
+
+    drivers: list[LivePosition]
+
+
+class EventMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="event"):
+    """One domain event, with its id on the events stream."""
+
+    id: str
+    event: Event
+
+
+LiveMessage = Snapshot | Positions | EventMessage

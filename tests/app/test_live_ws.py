@@ -1,0 +1,127 @@
+"""The dispatcher's live feed: across API processes, coalesced positions, events and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+import websockets
+from redis.asyncio import Redis
+
+from app.server import serve_api
+from app.settings import Settings
+from realtime.events import emit
+from realtime.streams import StreamNames
+from schemas.events import OrderCancelled
+from tests.conftest import LiveServer, Tenant, bound_socket, make_tenant
+from tests.helpers import Trace
+
+
+@pytest.fixture
+async def second_server(settings: Settings, server: LiveServer) -> AsyncIterator[LiveServer]:
+    """Another API process on the same PostgreSQL and Redis, as behind a load balancer."""
+    sockets = (bound_socket(), bound_socket())
+    other = msgspec.structs.replace(
+        settings, port=sockets[0].getsockname()[1], osmand_port=sockets[1].getsockname()[1]
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve_api(other, stop, on_ready=ready.set, sockets=sockets))
+    await asyncio.wait_for(ready.wait(), 30)
+    yield LiveServer(other)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    for sock in sockets:
+        sock.close()
+
+
+async def receive(socket: Any, kind: str) -> dict[str, Any]:
+    """The next message of type ``kind`` (others are skipped)."""
+    while True:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        if message["type"] == kind:
+            return message
+
+
+def ping_of(tenant: Tenant, n: int) -> tuple[dict[str, str], dict[str, Any]]:
+    return {"authorization": f"Bearer {tenant.drivers[n].token}"}, {"pings": Trace(seed=n).pings(1)}
+
+
+async def test_a_ping_on_one_process_reaches_a_dispatcher_on_another(
+    server: LiveServer, second_server: LiveServer, tenant: Tenant
+) -> None:
+    """The snapshot has the known position; a ping ingested elsewhere arrives as a position."""
+    headers, body = ping_of(tenant, 0)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await http.post("/v1/pings", json=body, headers=headers)
+        url = f"{second_server.ws_url}/v1/live/ws?token={tenant.api_key}"
+        async with websockets.connect(url) as socket:
+            snapshot = await receive(socket, "snapshot")
+            assert [d["driver_id"] for d in snapshot["drivers"]] == [tenant.drivers[0].id]
+            headers, body = ping_of(tenant, 1)
+            await http.post("/v1/pings", json=body, headers=headers)
+            positions = await receive(socket, "positions")
+    assert [d["driver_id"] for d in positions["drivers"]] == [tenant.drivers[1].id]
+    assert positions["drivers"][0]["lat"] == body["pings"][0]["lat"]
+
+
+async def test_another_organisation_sees_none_of_it(
+    server: LiveServer, tenant: Tenant, db: psycopg.AsyncConnection
+) -> None:
+    """A stranger's screen gets an empty snapshot and no positions of this organisation."""
+    stranger = await make_tenant(db, drivers=1)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        url = f"{server.ws_url}/v1/live/ws?token={stranger.api_key}"
+        async with websockets.connect(url) as socket:
+            assert (await receive(socket, "snapshot"))["drivers"] == []
+            headers, body = ping_of(tenant, 0)
+            await http.post("/v1/pings", json=body, headers=headers)
+            own_headers, own_body = ping_of(stranger, 0)
+            await http.post("/v1/pings", json=own_body, headers=own_headers)
+            positions = await receive(socket, "positions")
+    assert [d["driver_id"] for d in positions["drivers"]] == [stranger.drivers[0].id]
+
+
+async def test_events_arrive_in_order_and_a_reconnect_resumes_after_the_last_seen(
+    server: LiveServer, tenant: Tenant, redis: Redis
+) -> None:
+    """Each event carries its id; reconnecting with ?since= replays exactly the missed ones."""
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+
+    def cancelled(order_id: int) -> OrderCancelled:
+        return OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=order_id)
+
+    url = f"{server.ws_url}/v1/live/ws?token={tenant.api_key}"
+    async with websockets.connect(url) as socket:
+        await receive(socket, "snapshot")
+        await emit(redis, names, cancelled(1))
+        first = await receive(socket, "event")
+    assert first["event"] == {
+        "type": "order_cancelled",
+        "org_id": tenant.org_id,
+        "at": first["event"]["at"],
+        "order_id": 1,
+        "route_id": None,
+    }
+    await emit(redis, names, cancelled(2), cancelled(3))
+    async with websockets.connect(f"{url}&since={first['id']}") as socket:
+        await receive(socket, "snapshot")
+        replayed = [await receive(socket, "event") for _ in range(2)]
+    assert [e["event"]["order_id"] for e in replayed] == [2, 3]
+
+
+async def test_a_bad_area_or_key_closes_with_a_reason(server: LiveServer, tenant: Tenant) -> None:
+    """A malformed bbox closes with 4400 and an unknown key with 4401, each with a reason."""
+    for query, code in ((f"token={tenant.api_key}&bbox=1,2,3", 4400), ("token=lmk_nope", 4401)):
+        async with websockets.connect(f"{server.ws_url}/v1/live/ws?{query}") as socket:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await socket.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == code
+        assert closed.value.rcvd.reason
