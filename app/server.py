@@ -26,13 +26,14 @@ from app.main import create_app, create_osmand_app
 from app.resources import matrix_provider, open_resources, stream_names
 from app.settings import Settings
 from realtime.streams import trim_consumed
+from workers.eta import EtaConsumer
 from workers.persist import PersistConsumer
 from workers.planner import PlannerConsumer
 from workers.runner import Runner, RunnerConfig
 
 log = structlog.get_logger(__name__)
 
-WORKERS = ("persist", "planner")
+WORKERS = ("persist", "planner", "eta")
 WORKER_STOP_TIMEOUT_S = 15.0
 
 
@@ -131,8 +132,17 @@ async def run_worker(
         claim_idle_ms=settings.claim_idle_ms,
         dead_letter_stream=f"{settings.redis_prefix}dead",
     )
-    consumer: PersistConsumer | PlannerConsumer
-    if name == "persist":
+    consumer: PersistConsumer | PlannerConsumer | EtaConsumer
+    if name == "eta":
+        consumer = EtaConsumer(
+            names=names,
+            database_url=settings.database_url,
+            provider=matrix_provider(settings),
+            redis=redis,
+        )
+        config = dataclasses.replace(base, batch_entries=settings.persist_batch)
+        trim = None
+    elif name == "persist":
         consumer = PersistConsumer(names=names, database_url=settings.database_url)
         config = dataclasses.replace(
             base,

@@ -65,7 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     partition_days_ahead: Annotated[int, Meta(ge=1, le=60)] = 3
     auth_cache_ttl_s: Annotated[float, Meta(ge=0)] = 30.0
     db_pool_max: Annotated[int, Meta(ge=1, le=200)] = 10
-    workers: tuple[str, ...] = ("persist", "planner")
+    workers: tuple[str, ...] = ("persist", "planner", "eta")
     travel_speed_mps: PositiveFloat = 8.0
     circuity: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.3
     osrm_url: str | None = None

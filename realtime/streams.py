@@ -97,6 +97,14 @@ class StreamNames:
         """The pub/sub channel that reaches a driver's connected app (route changes)."""
         return f"{self.prefix}driver:{driver_id}"
 
+    def eta_state(self, driver_id: DriverId) -> str:
+        """Where the ETA worker keeps a driver's tracker state between pings and restarts."""
+        return f"{self.prefix}eta:{driver_id}"
+
+    def arrival_windows(self, route_id: int) -> str:
+        """Hash of a route's latest arrival windows (stop id → encoded window)."""
+        return f"{self.prefix}windows:{route_id}"
+
     def dead_letters(self, group: str) -> str:
         """Where a group's undecodable entries go."""
         return f"{self.prefix}dead:{group}"

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import msgspec
 
+from schemas.eta import DeliveryEvent
 from schemas.ids import DriverId, OrgId, RouteId, StopId
 
 
@@ -80,6 +81,14 @@ class OrderCancelled(_Event, frozen=True, kw_only=True, tag="order_cancelled"):
     route_id: RouteId | None = None
 
 
+class DeliveryUpdate(_Event, frozen=True, kw_only=True, tag="delivery"):
+    """What the ETA worker detected from the driver's positions: ``detail.type`` is one of
+    ``en_route``, ``approaching``, ``arrived``, ``departed``, ``running_late`` (an alert for
+    dispatchers) and ``eta_changed``; each but the last fires at most once per stop."""
+
+    detail: DeliveryEvent
+
+
 Event = (
     RouteDispatched
     | RouteStarted
@@ -88,6 +97,7 @@ Event = (
     | StopDelivered
     | StopFailed
     | OrderCancelled
+    | DeliveryUpdate
 )
 
 EVENT_ENCODER = msgspec.msgpack.Encoder()

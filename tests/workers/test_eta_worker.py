@@ -1,0 +1,92 @@
+"""The ETA worker end to end: pings of a driver on a dispatched route become windows and events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.server import run_worker
+from app.settings import Settings
+from realtime.streams import StreamNames
+from schemas.events import EVENT_DECODER, DeliveryUpdate
+from tests.app.test_dispatch import (  # noqa: F401 - fixtures used by name
+    Day,
+    delivery_day,
+    device,
+    plan_and_dispatch,
+    planner,
+)
+from tests.conftest import LiveServer, Tenant
+
+
+@pytest.fixture
+async def eta_worker(settings: Settings, redis: Redis) -> AsyncIterator[None]:
+    """The ETA worker, following this test's ping streams."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, "eta", stop, consumer_name="eta"))
+    yield
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)
+
+
+async def delivery_updates(redis: Redis, names: StreamNames, stop_id: int) -> Counter[str]:
+    """How often each kind of detection was recorded for one stop."""
+    kinds: Counter[str] = Counter()
+    for _, fields in await redis.xrange(names.events):
+        event = EVENT_DECODER.decode(fields[b"e"])
+        if isinstance(event, DeliveryUpdate) and event.detail.stop_id == stop_id:
+            kinds[event.detail.__struct_config__.tag] += 1  # type: ignore[index]
+    return kinds
+
+
+def fixes(lat: float, lon: float, start: datetime) -> list[dict[str, Any]]:
+    """Far away, then 500 m off, then dwelling at the stop for a minute."""
+    track = [(lat + 0.02, lon), (lat + 0.0045, lon)] + [(lat, lon)] * 4
+    return [
+        {
+            "time": (start + timedelta(seconds=20 * i)).isoformat(),
+            "lat": a,
+            "lon": b,
+            "accuracy_m": 5,
+        }
+        for i, (a, b) in enumerate(track)
+    ]
+
+
+async def test_pings_near_a_stop_fire_each_delivery_event_once(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,  # noqa: F811
+    planner: None,  # noqa: F811
+    eta_worker: None,
+    redis: Redis,
+) -> None:
+    """En route, approaching and arrived fire once each, even when the pings are sent twice."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    driver = tenant.drivers[0]
+    route = (await http.get("/v1/driver/route", headers=device(driver.token))).json()
+    first = route["stops"][0]
+    body = {"pings": fixes(first["lat"], first["lon"], datetime.now(UTC) - timedelta(minutes=3))}
+    for _ in range(2):
+        sent = await http.post("/v1/pings", json=body, headers=device(driver.token))
+        assert sent.json()["accepted"] == 6
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    kinds: Counter[str] = Counter()
+    for _ in range(200):
+        kinds = await delivery_updates(redis, names, first["id"])
+        if kinds["arrived"]:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the re-sent batch has been handled by now, and added nothing
+    kinds = await delivery_updates(redis, names, first["id"])
+    assert (kinds["en_route"], kinds["approaching"], kinds["arrived"]) == (1, 1, 1)
+    windows = await redis.hgetall(names.arrival_windows(route["id"]))
+    assert {int(k) for k in windows} == {s["id"] for s in route["stops"]}

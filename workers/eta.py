@@ -1,0 +1,151 @@
+"""ETA worker: ping streams → arrival windows and delivery events.
+
+Its own consumer group reads every ping shard (beside ``persist``). For a driver on a
+dispatched route, each ping goes through the pure model in :mod:`solver.eta`: place the driver
+on the route, detect arrival and departure, and recompute an arrival window for every remaining
+stop. Windows that moved past the publication threshold are stored in ``windows:{route}``; what
+the model detected is appended to the ``events`` stream (and shown to live screens) as
+:class:`~schemas.events.DeliveryUpdate` events.
+
+The route is re-read from PostgreSQL at most every ``route_ttl_s`` per driver (a new version or
+a completed stop updates the tracker). The tracker state is kept in Redis after every batch, so
+another worker, or this one after a restart, continues where it was; a redelivered batch finds
+its pings already seen by the state, and fires nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+import psycopg
+from redis.asyncio import Redis
+
+from realtime.events import emit
+from realtime.streams import StreamNames
+from schemas.codecs import PING_BATCH_DECODER
+from schemas.eta import EtaConfig, EtaRoute, TrackerState
+from schemas.events import DeliveryUpdate, Event
+from schemas.ids import DriverId, OrgId
+from schemas.ping import PingBatch
+from solver.eta import DEFAULT_CONFIG, on_route_changed, route_from_view, update
+from solver.matrix import MatrixProvider
+from store import routes as route_store
+from workers.runner import Entry
+
+GROUP = "eta"
+_STATE = msgspec.msgpack.Encoder()
+
+
+class _Saved(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    route_id: int
+    state: TrackerState
+
+
+_SAVED = msgspec.msgpack.Decoder(_Saved)
+
+
+@dataclass
+class _Tracked:
+    route: EtaRoute | None
+    state: TrackerState | None
+    checked: float
+
+
+@dataclass
+class EtaConsumer:
+    """Tracks every driver on a dispatched route, one batch of pings at a time."""
+
+    names: StreamNames
+    database_url: str
+    provider: MatrixProvider
+    redis: Redis
+    config: EtaConfig = DEFAULT_CONFIG
+    route_ttl_s: float = 5.0
+    group: str = GROUP
+    _tracked: dict[DriverId, _Tracked] = field(default_factory=dict)
+    _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
+
+    def streams(self) -> Sequence[str]:
+        return self.names.all_pings()
+
+    def decode(self, fields: dict[bytes, bytes]) -> PingBatch:
+        batch: PingBatch = PING_BATCH_DECODER.decode(fields[b"b"])
+        return batch
+
+    async def handle(self, entries: Sequence[Entry[PingBatch]]) -> None:
+        events: list[Event] = []
+        for entry in entries:
+            events += await self._track(entry.value)
+        await emit(self.redis, self.names, *events)
+
+    async def _track(self, batch: PingBatch) -> list[Event]:
+        tracked = await self._tracked_of(batch.org_id, batch.driver_id)
+        if tracked.route is None:
+            return []
+        route = tracked.route
+        state = tracked.state
+        windows = []
+        details = []
+        for ping in sorted(batch.pings, key=lambda p: p.time):
+            state, published, detected = update(state, route, ping, self.provider, self.config)
+            windows += published
+            details += detected
+        tracked.state = state
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if state is not None:
+                pipe.set(
+                    self.names.eta_state(batch.driver_id),
+                    _STATE.encode(_Saved(route_id=route.route_id, state=state)),
+                    ex=86_400,
+                )
+            if windows:
+                key = self.names.arrival_windows(route.route_id)
+                pipe.hset(key, mapping={str(w.stop_id): _STATE.encode(w) for w in windows})
+                pipe.expire(key, 86_400)
+            await pipe.execute()
+        now = datetime.now(UTC)
+        return [DeliveryUpdate(org_id=batch.org_id, at=now, detail=d) for d in details]
+
+    async def _tracked_of(self, org_id: OrgId, driver_id: DriverId) -> _Tracked:
+        tracked = self._tracked.get(driver_id)
+        if tracked is not None and time.monotonic() - tracked.checked < self.route_ttl_s:
+            return tracked
+        conn = await self._connection()
+        route_id = await route_store.current_route_id(conn, org_id, driver_id)
+        view = None if route_id is None else await route_store.route_view(conn, org_id, route_id)
+        route = None if view is None else route_from_view(view)
+        state = tracked.state if tracked is not None else await self._saved(driver_id, route)
+        if route is not None and state is not None:
+            same_route = tracked is not None and tracked.route is not None
+            same_route = same_route and tracked.route == route  # type: ignore[union-attr]
+            if not same_route:
+                state = on_route_changed(state, route)
+        fresh = _Tracked(
+            route=route, state=state if route is not None else None, checked=time.monotonic()
+        )
+        self._tracked[driver_id] = fresh
+        return fresh
+
+    async def _saved(self, driver_id: DriverId, route: EtaRoute | None) -> TrackerState | None:
+        if route is None:
+            return None
+        raw = await self.redis.get(self.names.eta_state(driver_id))
+        if raw is None:
+            return None
+        saved = _SAVED.decode(raw if isinstance(raw, bytes) else raw.encode())
+        return saved.state if saved.route_id == route.route_id else None
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+        return self._conn
+
+    async def close(self) -> None:
+        """Close the database connection."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
