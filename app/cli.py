@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from app.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from loadtests.simulator import SimulationConfig
+
 T = TypeVar("T")
+SIMULATION_STOP_TIMEOUT_S = 15.0
+"""How long Ctrl-C waits for the simulated drivers to stop and retire before the API stops."""
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -66,6 +72,11 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder [.lastmile].")
 @click.option("--workers/--no-workers", default=True, help="Run the workers as child processes.")
 @click.option("--demo/--no-demo", default=False, help="Create a demo organisation and print keys.")
+@click.option(
+    "--simulate/--no-simulate",
+    default=False,
+    help="Drive a simulated fleet (10 drivers, 100 orders, 10x speed) once the API is ready.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -75,8 +86,11 @@ def serve(
     data_dir: Path | None,
     workers: bool,
     demo: bool,
+    simulate: bool,
 ) -> None:
     """Run the API server and the workers on this machine (embedded services if no URLs)."""
+    if simulate:
+        _require_simulator()
     settings = _settings(ctx, host=host, port=port, data_dir=data_dir)
     if osmand_port is not None:
         import msgspec
@@ -86,26 +100,51 @@ def serve(
     from app import logs
 
     logs.configure(settings.log_level, settings.log_format)
+    if simulate:
+        _quiet_simulator_clients()
     with _services(settings) as resolved:
         from store.migrate import upgrade
 
         upgrade(resolved.database_url or "")
-        _run(lambda: _serve(resolved, workers=workers, demo=demo))
+        _run(lambda: _serve(resolved, workers=workers, demo=demo, simulate=simulate))
 
 
-async def _serve(settings: Settings, *, workers: bool, demo: bool) -> None:
+async def _serve(settings: Settings, *, workers: bool, demo: bool, simulate: bool = False) -> None:
     from app.server import serve_api, stop_event_on_signals, worker_processes
 
     stop = stop_event_on_signals()
     banner = await _demo_banner(settings) if demo else ""
+    simulation = await _simulation_setup(settings) if simulate else None
+    if simulation is not None:
+        banner += _simulation_banner(settings, simulation)
+    # With a simulation, Ctrl-C first lets the simulated drivers stop and retire through the
+    # API, and only then stops the API.
+    api_stop = stop if simulation is None else asyncio.Event()
+    running: list[asyncio.Task[None]] = []
 
     def ready() -> None:
         click.echo(_where_to_look(settings) + banner, err=True)
+        if simulation is not None:
+            running.append(asyncio.create_task(_simulate_in_server(simulation, stop)))
 
-    async with contextlib.AsyncExitStack() as stack:
-        if workers:
-            await stack.enter_async_context(worker_processes(settings, settings.workers))
-        await serve_api(settings, stop, on_ready=ready)
+    async def stop_api_after_simulation() -> None:
+        await stop.wait()
+        if running:
+            _, late = await asyncio.wait(running, timeout=SIMULATION_STOP_TIMEOUT_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        api_stop.set()
+
+    watcher = asyncio.create_task(stop_api_after_simulation()) if simulation else None
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if workers:
+                await stack.enter_async_context(worker_processes(settings, settings.workers))
+            await serve_api(settings, api_stop, on_ready=ready)
+    finally:
+        for task in (*running, *([watcher] if watcher else [])):
+            task.cancel()
 
 
 def _where_to_look(settings: Settings) -> str:
@@ -168,6 +207,85 @@ async def _demo_banner(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _require_simulator() -> None:
+    """The simulator speaks HTTP with httpx, which is installed with the dev extra."""
+    if importlib.util.find_spec("httpx") is None:
+        raise click.UsageError(
+            "the fleet simulator needs httpx: pip install 'lastmile[dev]' (or httpx alone)"
+        )
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _quiet_simulator_clients() -> None:
+    """One log line per simulated request or socket would drown everything else."""
+    import logging
+
+    for name in ("httpx", "websockets.client"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def _simulation_setup(settings: Settings) -> SimulationConfig:
+    """A fresh organisation and dispatcher key for this run's simulated fleet.
+
+    A fresh one per run, so that shifts of an earlier run that was killed never take orders.
+    """
+    from datetime import UTC, datetime
+
+    from app.auth import API_KEY_PREFIX, hash_token, new_token, token_prefix
+    from loadtests.simulator import SimulationConfig, default_start
+    from store import tenants
+    from store.db import open_pool
+
+    start = default_start(datetime.now(UTC))
+    key = new_token(API_KEY_PREFIX)
+    pool = await open_pool(settings.database_url or "", max_size=1)
+    try:
+        async with pool.connection() as conn:
+            org_id = await tenants.create_org(conn, f"Simulated fleet {start:%Y-%m-%d %H:%M}Z")
+            await tenants.create_api_key(
+                conn,
+                org_id,
+                name="simulated fleet dispatcher",
+                role="dispatcher",
+                token_hash=hash_token(key),
+                token_prefix=token_prefix(key),
+            )
+    finally:
+        await pool.close()
+    # The simulator runs in this process: it reaches the API on the loopback interface.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return SimulationConfig(url=f"http://{host}:{settings.port}", api_key=key, start=start)
+
+
+def _simulation_banner(settings: Settings, config: SimulationConfig) -> str:
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    auth = f"-H 'Authorization: Bearer {config.api_key}'"
+    day = config.start.date() if config.start else "today"
+    return "\n".join(
+        [
+            "",
+            f"Simulated fleet: {config.drivers} drivers, {config.orders} orders on {day} "
+            f"(UTC), {config.speedup:g}x speed, in its own organisation.",
+            f"  dispatcher key  {config.api_key}",
+            f"  routes          curl {auth} '{base}/v1/routes?day={day}'",
+            f"  live positions  curl {auth} {base}/v1/drivers/live",
+        ]
+    )
+
+
+async def _simulate_in_server(config: SimulationConfig, stop: asyncio.Event) -> None:
+    """Run the simulation beside the API; a failure is reported and the server keeps serving."""
+    from loadtests.simulator import simulate
+
+    try:
+        await simulate(config, say=_say, stop=stop)
+    except Exception as exc:  # whatever went wrong, the server keeps serving
+        _say(f"The simulation stopped: {exc!r}")
+
+
 def _enable_multiprocess_metrics(data_dir: Path) -> None:
     """Let /metrics add up the worker processes' metrics (must run before any metric exists)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -179,7 +297,7 @@ def _enable_multiprocess_metrics(data_dir: Path) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["persist", "planner"]))
+@click.argument("name", type=click.Choice(["persist", "planner", "eta"]))
 @click.option("--consumer", help="Consumer name in the group [host-NAME-0].")
 @click.option("--metrics-port", type=int, help="Serve this worker's /metrics on this port.")
 @click.pass_context
@@ -203,6 +321,90 @@ def worker(ctx: click.Context, name: str, consumer: str | None, metrics_port: in
         await run_worker(settings, name, stop_event_on_signals(), consumer_name=consumer)
 
     _run(go)
+
+
+@main.command("simulate")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The API.")
+@click.option("--api-key", required=True, help="An admin or dispatcher key (lmk_...).")
+@click.option("--drivers", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--orders", type=click.IntRange(1, 50_000), default=100, show_default=True)
+@click.option(
+    "--speedup",
+    type=click.FloatRange(0.01, 100_000),
+    default=10.0,
+    show_default=True,
+    help="Simulated seconds per wall-clock second.",
+)
+@click.option(
+    "--delay-share",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    help="Share of drivers caught in a jam.",
+)
+@click.option(
+    "--fail-share",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help="Share of orders whose customer is not home.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seeds orders and driving.")
+@click.option(
+    "--ping-interval-s",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="Simulated seconds between a driver's fixes.",
+)
+@click.pass_context
+def simulate_command(
+    ctx: click.Context,
+    url: str,
+    api_key: str,
+    drivers: int,
+    orders: int,
+    speedup: float,
+    delay_share: float,
+    fail_share: float,
+    seed: int,
+    ping_interval_s: float,
+) -> None:
+    """Drive a simulated delivery day through a running server (docs/simulator.md)."""
+    _require_simulator()
+    settings = _settings(ctx)
+    from app import logs
+
+    logs.configure(settings.log_level, settings.log_format)
+    _quiet_simulator_clients()
+    import httpx
+
+    from loadtests.fleet import ApiError
+    from loadtests.simulator import SimulationConfig, simulate
+
+    try:
+        config = SimulationConfig(
+            url=url,
+            api_key=api_key,
+            drivers=drivers,
+            orders=orders,
+            speedup=speedup,
+            delay_share=delay_share,
+            fail_share=fail_share,
+            seed=seed,
+            ping_interval_s=ping_interval_s,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    from app.server import stop_event_on_signals
+
+    async def go() -> None:
+        await simulate(config, say=_say, stop=stop_event_on_signals())
+
+    try:
+        _run(go)
+    except (ApiError, httpx.HTTPError, OSError) as exc:
+        raise click.ClickException(f"the simulation stopped: {exc!r}") from None
 
 
 @main.command()

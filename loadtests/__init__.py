@@ -1,0 +1,1 @@
+"""Load tests and the fleet simulator (outside the unit suite; may import ``schemas/`` only)."""
