@@ -165,7 +165,7 @@ def _where_to_look(settings: Settings) -> str:
 
 
 async def _demo_banner(settings: Settings) -> str:
-    from app.auth import API_KEY_PREFIX, DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+    from app.auth import issue_api_key, issue_device_token
     from store import tenants
     from store.db import open_pool
 
@@ -180,25 +180,11 @@ async def _demo_banner(settings: Settings) -> str:
             for n in range(len(drivers), 3):
                 await tenants.create_driver(conn, org_id, name=f"Demo driver {n + 1}")
             drivers = await tenants.list_drivers(conn, org_id)
-            key = new_token(API_KEY_PREFIX)
-            await tenants.create_api_key(
-                conn,
-                org_id,
-                name="demo dispatcher",
-                role="dispatcher",
-                token_hash=hash_token(key),
-                token_prefix=token_prefix(key),
-            )
+            key = await issue_api_key(conn, org_id, role="dispatcher", name="demo dispatcher")
             lines = ["", f"Demo organisation {org_id}: dispatcher key {key}"]
             for driver_id, name in drivers:
-                token = new_token(DEVICE_TOKEN_PREFIX)
-                await tenants.create_device(
-                    conn,
-                    org_id,
-                    driver_id,
-                    token_hash=hash_token(token),
-                    token_prefix=token_prefix(token),
-                )
+                issued = await issue_device_token(conn, org_id, driver_id)
+                token = issued[1] if issued else "(driver vanished)"
                 lines.append(f"  {name} (driver {driver_id}): device token {token}")
     finally:
         await pool.close()
@@ -234,24 +220,18 @@ async def _simulation_setup(settings: Settings) -> SimulationConfig:
     """
     from datetime import UTC, datetime
 
-    from app.auth import API_KEY_PREFIX, hash_token, new_token, token_prefix
+    from app.auth import issue_api_key
     from loadtests.simulator import SimulationConfig, default_start
     from store import tenants
     from store.db import open_pool
 
     start = default_start(datetime.now(UTC))
-    key = new_token(API_KEY_PREFIX)
     pool = await open_pool(settings.database_url or "", max_size=1)
     try:
         async with pool.connection() as conn:
             org_id = await tenants.create_org(conn, f"Simulated fleet {start:%Y-%m-%d %H:%M}Z")
-            await tenants.create_api_key(
-                conn,
-                org_id,
-                name="simulated fleet dispatcher",
-                role="dispatcher",
-                token_hash=hash_token(key),
-                token_prefix=token_prefix(key),
+            key = await issue_api_key(
+                conn, org_id, role="dispatcher", name="simulated fleet dispatcher"
             )
     finally:
         await pool.close()
@@ -450,23 +430,14 @@ def apikey() -> None:
 @click.pass_context
 def apikey_create(ctx: click.Context, org_id: int, role: str, name: str) -> None:
     """Create an API key; prints the key, which cannot be shown again."""
-    from app.auth import API_KEY_PREFIX, hash_token, new_token, token_prefix
+    from app.auth import issue_api_key
     from schemas.ids import OrgId
     from store import tenants
 
     async def go(conn: Any) -> None:
         if not await tenants.org_exists(conn, OrgId(org_id)):
             raise click.BadParameter(f"no organisation {org_id}", param_hint="--org")
-        token = new_token(API_KEY_PREFIX)
-        await tenants.create_api_key(
-            conn,
-            OrgId(org_id),
-            name=name,
-            role=role,  # type: ignore[arg-type]
-            token_hash=hash_token(token),
-            token_prefix=token_prefix(token),
-        )
-        click.echo(token)
+        click.echo(await issue_api_key(conn, OrgId(org_id), role=role, name=name))  # type: ignore[arg-type]
 
     _with_connection(ctx, go)
 
@@ -486,7 +457,7 @@ def driver_create(
     ctx: click.Context, org_id: int, name: str, phone: str | None, external_ref: str | None
 ) -> None:
     """Create a driver with one device; prints the driver id and the device token."""
-    from app.auth import DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+    from app.auth import issue_device_token
     from schemas.ids import OrgId
     from store import tenants
 
@@ -496,15 +467,10 @@ def driver_create(
         driver_id = await tenants.create_driver(
             conn, OrgId(org_id), name=name, phone=phone, external_ref=external_ref
         )
-        token = new_token(DEVICE_TOKEN_PREFIX)
-        await tenants.create_device(
-            conn,
-            OrgId(org_id),
-            driver_id,
-            token_hash=hash_token(token),
-            token_prefix=token_prefix(token),
-        )
-        click.echo(f"driver {driver_id}\ndevice token {token}")
+        issued = await issue_device_token(conn, OrgId(org_id), driver_id)
+        if issued is None:
+            raise click.ClickException(f"driver {driver_id} vanished while being created")
+        click.echo(f"driver {driver_id}\ndevice token {issued[1]}")
 
     _with_connection(ctx, go)
 
@@ -516,23 +482,14 @@ def driver_create(
 @click.pass_context
 def driver_add_device(ctx: click.Context, org_id: int, driver_id: int, name: str) -> None:
     """Give a driver another device; prints its token."""
-    from app.auth import DEVICE_TOKEN_PREFIX, hash_token, new_token, token_prefix
+    from app.auth import issue_device_token
     from schemas.ids import DriverId, OrgId
-    from store import tenants
 
     async def go(conn: Any) -> None:
-        token = new_token(DEVICE_TOKEN_PREFIX)
-        device = await tenants.create_device(
-            conn,
-            OrgId(org_id),
-            DriverId(driver_id),
-            token_hash=hash_token(token),
-            token_prefix=token_prefix(token),
-            name=name,
-        )
-        if device is None:
+        issued = await issue_device_token(conn, OrgId(org_id), DriverId(driver_id), name=name)
+        if issued is None:
             raise click.BadParameter(f"no driver {driver_id} in organisation {org_id}")
-        click.echo(token)
+        click.echo(issued[1])
 
     _with_connection(ctx, go)
 
