@@ -70,7 +70,7 @@ async def create_plan(request: Request) -> Response:
             conn,
             principal.org_id,
             wanted.day,
-            msgspec.to_builtins(options),
+            {**msgspec.to_builtins(options), "search": wanted.search},
             wanted.order_ids,
         )
         created.append(plan)

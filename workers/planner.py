@@ -48,7 +48,7 @@ from schemas.planning import (
 )
 from solver.errors import SolverError
 from solver.matrix import MatrixProvider
-from solver.search import Progress
+from solver.search import Progress, SearchTuning
 from solver.vrptw import solve
 from store import routes as plans_store
 from store.delivery import DayPlace, DeliveryDay, load_day
@@ -191,7 +191,16 @@ def outcome_of(day: DeliveryDay, result: PlanningResult) -> PlanOutcome:
         wall_time_s=result.stats.wall_time_s,
         solutions_found=result.stats.solutions_found,
         search_status=result.stats.status,
+        search=result.stats.metaheuristic,
     )
+
+
+def tuning_of(options: dict[str, object]) -> SearchTuning:
+    """The search a plan asked for (``search`` in its options), else the default."""
+    kind = options.get("search")
+    if not isinstance(kind, str) or not kind:
+        return SearchTuning()
+    return SearchTuning(metaheuristic=kind.upper())
 
 
 @dataclass
@@ -241,7 +250,13 @@ class PlannerConsumer:
 
         log.info("planning", plan=plan_id, orders=len(problem.orders), shifts=len(problem.vehicles))
         try:
-            result = await asyncio.to_thread(solve, problem, self.provider, on_progress=on_progress)
+            result = await asyncio.to_thread(
+                solve,
+                problem,
+                self.provider,
+                on_progress=on_progress,
+                tuning=tuning_of(plan.options),
+            )
         except SolverError as exc:
             await plans_store.fail_plan(conn, plan_id, str(exc))
             return

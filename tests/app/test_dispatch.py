@@ -306,3 +306,36 @@ async def test_cancelling_a_dispatched_order_takes_its_stop_off_the_route(
     assert after["stops"][0]["planned_arrival"] <= route["stops"][1]["planned_arrival"]
     names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
     assert (await events_of(redis, names, tenant.org_id))[-2:] == ["OrderCancelled", "RouteChanged"]
+
+
+async def test_a_plan_can_ask_for_guided_local_search(
+    http: httpx.AsyncClient, tenant: Tenant, delivery_day: Day, planner: None
+) -> None:
+    """The search named in the request is the one that ran, and it serves every order too."""
+    response = await http.post(
+        "/v1/plans",
+        json={
+            "day": delivery_day.day.isoformat(),
+            "time_limit_s": 1,
+            "search": "guided_local_search",
+        },
+        headers=key(tenant),
+    )
+    plan = await planned(http, tenant, response.json()["id"])
+    assert plan["outcome"]["search"] == "GUIDED_LOCAL_SEARCH"
+    assert plan["outcome"]["unassigned"] == []
+    default = await http.post(
+        "/v1/plans",
+        json={"day": delivery_day.day.isoformat(), "time_limit_s": 1},
+        headers=key(tenant),
+    )
+    assert (await planned(http, tenant, default.json()["id"]))["outcome"]["search"] == (
+        "ITERATED_LOCAL_SEARCH"
+    )
+    wrong = await http.post(
+        "/v1/plans",
+        json={"day": delivery_day.day.isoformat(), "search": "tabu"},
+        headers=key(tenant),
+    )
+    assert wrong.status_code == 400
+    assert wrong.json()["field"] == "search"
