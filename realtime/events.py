@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from realtime.streams import StreamNames
+from schemas.codecs import WS_SERVER_MSGPACK
 from schemas.driver_ws import RouteMessage
 from schemas.events import EVENT_ENCODER, Event
 from schemas.route import RouteView
 
 EVENTS_MAXLEN = 1_000_000
 """Approximate cap of the events stream until its consumers trim it by acknowledgement."""
-
-_ROUTE_ENCODER = EVENT_ENCODER
 
 
 async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
@@ -44,4 +43,4 @@ def _id(entry_id: bytes | str) -> bytes:
 async def push_route(redis: Any, names: StreamNames, route: RouteView) -> None:
     """Send a route (new or changed) to its driver's connected apps, on every API process."""
     message = RouteMessage(route=route)
-    await redis.publish(names.driver_channel(route.driver_id), _ROUTE_ENCODER.encode(message))
+    await redis.publish(names.driver_channel(route.driver_id), WS_SERVER_MSGPACK.encode(message))

@@ -105,10 +105,6 @@ class StreamNames:
         """Hash of a route's latest arrival windows (stop id → encoded window)."""
         return f"{self.prefix}windows:{route_id}"
 
-    def dead_letters(self, group: str) -> str:
-        """Where a group's undecodable entries go."""
-        return f"{self.prefix}dead:{group}"
-
 
 class ScriptRunner(Protocol):
     """What :class:`PingAppender` needs of a Redis client: run one registered script."""

@@ -9,7 +9,7 @@ entry redelivered after a crash) does it fall back to a staging table and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection, errors
@@ -155,8 +155,3 @@ async def count_positions(conn: AsyncConnection, driver_id: DriverId | None = No
             await conn.execute("SELECT count(*) FROM positions WHERE driver_id = %s", (driver_id,))
         ).fetchone()
     return int(row[0]) if row else 0
-
-
-def default_window(now: datetime, hours: float = 24.0) -> tuple[datetime, datetime]:
-    """The track window used when a request names neither end: the last ``hours``."""
-    return now - timedelta(hours=hours), now + timedelta(minutes=1)

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
-import msgspec
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from schemas.ids import DriverId, OrgId, PlanId, RouteId, StopId
 from schemas.route import RouteStop, RouteView, Window
-
-_JSON = msgspec.json.Encoder()
-
 
 # --- plans -----------------------------------------------------------------------------------
 
@@ -489,16 +485,6 @@ async def rewrite_pending(
                 )
             seq += 1
         return int(row[0])
-
-
-def now() -> datetime:
-    """The database-independent current instant used for planned times."""
-    return datetime.now(UTC)
-
-
-def encode_json(value: Any) -> bytes:
-    """JSON bytes of a Struct or plain value."""
-    return _JSON.encode(value)
 
 
 @dataclass(frozen=True)
