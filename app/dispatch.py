@@ -28,7 +28,7 @@ from app.bodies import (
 from app.errors import BadParameter, NotFound
 from app.ingest import read_body, resources_of
 from app.resources import Resources
-from app.running import announce, pending_stop, state, write
+from app.running import announce, pending_stop, state, states, write
 from realtime.events import emit, push_route
 from schemas.auth import DevicePrincipal
 from schemas.events import (
@@ -104,41 +104,42 @@ async def _stop_command(request: Request, outcome: str) -> Response:
         stop = await store.stop_of_driver(conn, driver.org_id, driver.driver_id, stop_id)
         if stop is None:
             raise NotFound(f"no stop {stop_id} on this driver's routes")
-        event: Event
         if outcome == "arrive":
             done = await store.arrive(conn, stop_id)
-            event = StopArrived(
-                org_id=driver.org_id,
-                at=now,
-                route_id=stop.route_id,
-                stop_id=stop.stop_id,
-                order_id=stop.order_id,
-                driver_id=driver.driver_id,
-            )
-        elif outcome == "deliver":
-            done = await store.complete(conn, driver.org_id, stop, delivered=True, reason=None)
-            event = StopDelivered(
-                org_id=driver.org_id,
-                at=now,
-                route_id=stop.route_id,
-                stop_id=stop.stop_id,
-                order_id=stop.order_id,
-                driver_id=driver.driver_id,
-            )
         else:
-            done = await store.complete(conn, driver.org_id, stop, delivered=False, reason=reason)
-            event = StopFailed(
-                org_id=driver.org_id,
-                at=now,
-                route_id=stop.route_id,
-                stop_id=stop.stop_id,
-                order_id=stop.order_id,
-                driver_id=driver.driver_id,
-                reason=reason or "",
+            delivered = outcome == "deliver"
+            done = await store.complete(
+                conn, driver.org_id, stop, delivered=delivered, reason=reason
             )
         if not done:
             raise Conflict("status", f"cannot {outcome} a stop that is {stop.status}")
+    event = _stop_event(outcome, driver, stop, now, reason)
     return await _after_driver_change(resources, driver, stop.route_id, event)
+
+
+def _stop_event(
+    outcome: str, driver: DevicePrincipal, stop: store.StopRef, at: datetime, reason: str | None
+) -> Event:
+    """The event recording a driver's stop command."""
+    if outcome == "fail":
+        return StopFailed(
+            org_id=driver.org_id,
+            at=at,
+            route_id=stop.route_id,
+            stop_id=stop.stop_id,
+            order_id=stop.order_id,
+            driver_id=driver.driver_id,
+            reason=reason or "",
+        )
+    kind = StopArrived if outcome == "arrive" else StopDelivered
+    return kind(
+        org_id=driver.org_id,
+        at=at,
+        route_id=stop.route_id,
+        stop_id=stop.stop_id,
+        order_id=stop.order_id,
+        driver_id=driver.driver_id,
+    )
 
 
 async def _after_driver_change(
@@ -215,16 +216,15 @@ async def insert_order(request: Request) -> Response:
         stop = await pending_stop(conn, org_id, order_id)
         if stop is None:
             raise Conflict("order_id", f"order {order_id} is not pending")
-        states = [
-            await state(conn, resources, org_id, rid)
-            for rid in await store.running_routes(conn, org_id, day)
-        ]
-        if not states:
+        running = await states(
+            conn, resources, org_id, await store.running_routes(conn, org_id, day)
+        )
+        if not running:
             raise Conflict("order_id", f"no route is running on {day}")
-        placed = cheapest_insertion([s.route for s in states], stop, resources.provider)
+        placed = cheapest_insertion([s.route for s in running], stop, resources.provider)
         if isinstance(placed, Unplaceable):
             raise Conflict("order_id", placed.reason)
-        target = next(s for s in states if s.route.vehicle_ref == placed.vehicle_ref)
+        target = next(s for s in running if s.route.vehicle_ref == placed.vehicle_ref)
         async with conn.transaction():
             if not await store.take_order(conn, org_id, order_id):
                 raise Conflict("order_id", f"order {order_id} is no longer pending")
@@ -253,8 +253,7 @@ async def move(request: Request) -> Response:
             raise Conflict("stop_id", f"expected a pending stop, got one that is {status}")
         if from_route == wanted.route_id:
             raise Conflict("route_id", "the stop is already on that route")
-        source = await state(conn, resources, org_id, from_route)
-        target = await state(conn, resources, org_id, wanted.route_id)
+        source, target = await states(conn, resources, org_id, [from_route, wanted.route_id])
         moved = move_stop(
             source.route,
             target.route,

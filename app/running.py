@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from psycopg import AsyncConnection
 
@@ -27,7 +27,7 @@ from schemas.ids import OrgId, RouteId
 from schemas.planning import Location, OrderRef, TimeWindow, VehicleRef
 from schemas.reoptimize import RemainingStop, RunningRoute, Timeline
 from store import routes as store
-from store.delivery import aligned, load_day, org_settings
+from store.delivery import DeliveryDay, aligned, load_day, org_settings
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,35 @@ async def state(
     conn: AsyncConnection, resources: Resources, org_id: OrgId, route_id: RouteId
 ) -> State:
     """The running state of a route that can still change; 404/409 otherwise."""
-    head = await store.route_head(conn, org_id, route_id)
-    if head is None:
-        raise NotFound(f"no route {route_id} in this organisation")
-    if head.status not in ("dispatched", "started"):
-        raise Conflict("route_id", f"expected a running route, got one that is {head.status}")
-    day = await load_day(conn, org_id, head.day, statuses=())
+    return (await states(conn, resources, org_id, [route_id]))[0]
+
+
+async def states(
+    conn: AsyncConnection, resources: Resources, org_id: OrgId, route_ids: Sequence[RouteId]
+) -> list[State]:
+    """The running states of several routes, reading each day's shifts once."""
+    days: dict[date, DeliveryDay] = {}
+    found = []
+    for route_id in route_ids:
+        head = await store.route_head(conn, org_id, route_id)
+        if head is None:
+            raise NotFound(f"no route {route_id} in this organisation")
+        if head.status not in ("dispatched", "started"):
+            raise Conflict("route_id", f"expected a running route, got one that is {head.status}")
+        if head.day not in days:
+            days[head.day] = await load_day(conn, org_id, head.day, statuses=())
+        found.append(await _state(conn, resources, org_id, head, days[head.day]))
+    return found
+
+
+async def _state(
+    conn: AsyncConnection,
+    resources: Resources,
+    org_id: OrgId,
+    head: store.RouteHead,
+    day: DeliveryDay,
+) -> State:
+    route_id = head.route_id
     shift = next((s for s in day.shifts if s.shift_id == head.shift_id), None)
     if shift is None:
         raise Conflict("route_id", f"the shift {head.shift_id} of route {route_id} is cancelled")
