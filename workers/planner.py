@@ -274,8 +274,10 @@ class PlannerConsumer:
         )
 
     async def _progress(self, plan_id: PlanId, progress: PlanProgress) -> None:
-        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as c:
-            await plans_store.save_progress(c, plan_id, msgspec.to_builtins(progress))
+        # The worker's own connection is idle while the search runs in its thread; psycopg
+        # serialises this write with the final one if they ever meet.
+        conn = await self._connection()
+        await plans_store.save_progress(conn, plan_id, msgspec.to_builtins(progress))
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
