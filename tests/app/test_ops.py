@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
-from tests.conftest import Tenant
+from tests.conftest import LiveServer, Tenant, WorkerHandle
 from tests.helpers import Trace
 
 
@@ -40,4 +42,26 @@ async def test_metrics_count_accepted_and_rejected_pings(
     rejected = 'lastmile_pings_rejected_total{reason="lat",source="http"}'
     assert value(after, accepted) - value(before, accepted) == 3
     assert value(after, rejected) - value(before, rejected) == 1
-    assert "lastmile_stream_lag_entries" in after or "lastmile_stream_lag_entries" in before
+
+
+async def test_metrics_sample_the_lag_of_each_stream_and_group(
+    http: httpx.AsyncClient, tenant: Tenant, server: LiveServer, persist_worker: WorkerHandle
+) -> None:
+    """Once a consumer group exists, /metrics reports its lag and pending entries per stream."""
+    await http.post(
+        "/v1/pings",
+        json={"pings": Trace(seed=32).pings(1)},
+        headers={"authorization": f"Bearer {tenant.drivers[0].token}"},
+    )
+    prefix = server.settings.redis_prefix
+    wanted = f'lastmile_stream_lag_entries{{group="persist",stream="{prefix}pings:'
+    text = ""
+    for _ in range(150):  # the sampler runs every 5 s
+        text = (await http.get("/metrics")).text
+        if wanted in text:
+            break
+        await asyncio.sleep(0.1)
+    lines = [line for line in text.splitlines() if line.startswith(wanted)]
+    assert len(lines) == server.settings.ping_shards
+    assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lines)
+    assert f'lastmile_stream_pending_entries{{group="persist",stream="{prefix}pings:' in text
