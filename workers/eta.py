@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import msgspec
 import psycopg
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from realtime.events import emit
 from realtime.streams import StreamNames
@@ -78,11 +79,14 @@ class EtaConsumer:
 
     async def handle(self, entries: Sequence[Entry[PingBatch]]) -> None:
         events: list[Event] = []
-        for entry in entries:
-            events += await self._track(entry.value)
+        # One round trip saves every tracked driver's state and windows for the whole read.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                events += await self._track(entry.value, pipe)
+            await pipe.execute()
         await emit(self.redis, self.names, *events)
 
-    async def _track(self, batch: PingBatch) -> list[Event]:
+    async def _track(self, batch: PingBatch, pipe: Pipeline) -> list[Event]:
         tracked = await self._tracked_of(batch.org_id, batch.driver_id)
         if tracked.route is None:
             return []
@@ -95,18 +99,16 @@ class EtaConsumer:
             windows += published
             details += detected
         tracked.state = state
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if state is not None:
-                pipe.set(
-                    self.names.eta_state(batch.driver_id),
-                    _STATE.encode(_Saved(route_id=route.route_id, state=state)),
-                    ex=86_400,
-                )
-            if windows:
-                key = self.names.arrival_windows(route.route_id)
-                pipe.hset(key, mapping={str(w.stop_id): _STATE.encode(w) for w in windows})
-                pipe.expire(key, 86_400)
-            await pipe.execute()
+        if state is not None:
+            pipe.set(
+                self.names.eta_state(batch.driver_id),
+                _STATE.encode(_Saved(route_id=route.route_id, state=state)),
+                ex=86_400,
+            )
+        if windows:
+            key = self.names.arrival_windows(route.route_id)
+            pipe.hset(key, mapping={str(w.stop_id): _STATE.encode(w) for w in windows})
+            pipe.expire(key, 86_400)
         now = datetime.now(UTC)
         return [DeliveryUpdate(org_id=batch.org_id, at=now, detail=d) for d in details]
 
