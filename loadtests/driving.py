@@ -59,7 +59,12 @@ class Point:
 
 
 def distance_m(a: Point, b: Point) -> float:
-    """Great-circle distance between two points (haversine), in metres."""
+    """Great-circle distance between two points (haversine), in metres.
+
+    The same formula as ``solver.geo.haversine_m``, written here on purpose: ``loadtests/``
+    imports only ``schemas/`` (DESIGN.md), so the simulated world shares no code with the
+    solver whose predictions it is used to test.
+    """
     phi1, phi2 = math.radians(a.lat), math.radians(b.lat)
     dphi, dlam = phi2 - phi1, math.radians(b.lon - a.lon)
     h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlam / 2) ** 2

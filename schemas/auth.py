@@ -9,7 +9,6 @@ import msgspec
 from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId
 
 Role = Literal["admin", "dispatcher", "integration"]
-ROLES: tuple[Role, ...] = ("admin", "dispatcher", "integration")
 
 
 class DevicePrincipal(msgspec.Struct, frozen=True, kw_only=True):
