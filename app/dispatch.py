@@ -26,7 +26,7 @@ from app.bodies import (
     query_date,
 )
 from app.errors import BadParameter, NotFound
-from app.ingest import read_body, resources_of
+from app.ingest import request_body, resources_of
 from app.resources import Resources
 from app.running import announce, pending_stop, state, states, write
 from realtime.events import emit, push_route
@@ -97,7 +97,7 @@ async def _stop_command(request: Request, outcome: str) -> Response:
     stop_id = StopId(path_id(request, "stop_id"))
     reason: str | None = None
     if outcome == "fail":
-        body = await read_body(request, resources.settings.max_body_bytes)
+        body = await request_body(request)
         reason = decode(body, request.headers.get("content-type"), FailStop).reason
     now = datetime.now(UTC)
     async with resources.pool.connection() as conn:
@@ -206,7 +206,7 @@ async def insert_order(request: Request) -> Response:
     constraint; 409 with the reason when no route can take it."""
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
-    body = await read_body(request, resources.settings.max_body_bytes)
+    body = await request_body(request)
     order_id = decode(body, request.headers.get("content-type"), InsertOrder).order_id
     org_id = principal.org_id
     async with resources.pool.connection() as conn:
@@ -229,8 +229,9 @@ async def insert_order(request: Request) -> Response:
             if not await store.take_order(conn, org_id, order_id):
                 raise Conflict("order_id", f"order {order_id} is no longer pending")
             await write(conn, target, placed.timeline)
-        await announce(conn, resources, org_id, [(target.head.route_id, "stop_inserted", order_id)])
-        view = await store.route_view(conn, org_id, target.head.route_id)
+        (view,) = await announce(
+            conn, resources, org_id, [(target.head.route_id, "stop_inserted", order_id)]
+        )
     return answer({"route": view, "added_travel_s": placed.added_travel_s})
 
 
@@ -241,7 +242,7 @@ async def move(request: Request) -> Response:
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
     stop_id = StopId(path_id(request, "stop_id"))
-    body = await read_body(request, resources.settings.max_body_bytes)
+    body = await request_body(request)
     wanted = decode(body, request.headers.get("content-type"), MoveStop)
     org_id = principal.org_id
     async with resources.pool.connection() as conn:
@@ -267,7 +268,7 @@ async def move(request: Request) -> Response:
         async with conn.transaction():
             await write(conn, source, remaining, removed=[order_id])
             await write(conn, target, insertion.timeline)
-        await announce(
+        _, view = await announce(
             conn,
             resources,
             org_id,
@@ -276,7 +277,6 @@ async def move(request: Request) -> Response:
                 (wanted.route_id, "stop_moved_in", order_id),
             ],
         )
-        view = await store.route_view(conn, org_id, wanted.route_id)
     return answer(view)
 
 
@@ -291,8 +291,9 @@ async def resequence_route(request: Request) -> Response:
         timeline = resequence(st.route, resources.provider, time_limit_s=RESEQUENCE_LIMIT_S)
         async with conn.transaction():
             await write(conn, st, timeline)
-        await announce(conn, resources, principal.org_id, [(route_id, "resequenced", None)])
-        view = await store.route_view(conn, principal.org_id, route_id)
+        (view,) = await announce(
+            conn, resources, principal.org_id, [(route_id, "resequenced", None)]
+        )
     return answer(view)
 
 

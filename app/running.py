@@ -26,6 +26,7 @@ from schemas.events import Event, RouteChanged
 from schemas.ids import OrgId, RouteId
 from schemas.planning import Location, OrderRef, TimeWindow, VehicleRef
 from schemas.reoptimize import RemainingStop, RunningRoute, Timeline
+from schemas.route import RouteView
 from store import routes as store
 from store.delivery import DeliveryDay, aligned, load_day, org_settings
 
@@ -176,14 +177,19 @@ async def announce(
     org_id: OrgId,
     changes: Sequence[tuple[RouteId, str, int | None]],
     extra: Sequence[Event] = (),
-) -> None:
-    """After commit: push each changed route to its driver and record the changes as events."""
+) -> list[RouteView]:
+    """After commit: push each changed route to its driver and record the changes as events.
+
+    Returns the routes as pushed, in the order of ``changes``, for the caller to answer with.
+    """
     now = datetime.now(UTC)
     events: list[Event] = list(extra)
+    views: list[RouteView] = []
     for route_id, change, order_id in changes:
         view = await store.route_view(conn, org_id, route_id)
         if view is None:
             continue
+        views.append(view)
         await push_route(resources.redis, resources.names, view)
         events.append(
             RouteChanged(
@@ -197,3 +203,4 @@ async def announce(
             )
         )
     await emit(resources.redis, resources.names, *events)
+    return views
