@@ -44,7 +44,7 @@ from app.bodies import (
 )
 from app.errors import BadParameter, NotFound
 from app.idempotency import Answer, run_create
-from app.ingest import read_body, resources_of
+from app.ingest import request_body, resources_of
 from app.order_rows import RESERVED_COLUMNS
 from schemas.auth import ApiPrincipal, Role
 from schemas.delivery import (
@@ -132,10 +132,6 @@ async def _principal(request: Request, roles: tuple[Role, ...]) -> ApiPrincipal:
     return await resources_of(request).auth.require_api_key(request, roles)
 
 
-async def _body(request: Request) -> bytes:
-    return await read_body(request, resources_of(request).settings.max_body_bytes)
-
-
 def collection(kind: Kind[In, Out]) -> Callable[[Request], Awaitable[Response]]:
     """``GET`` (list) and ``POST`` (create) on ``/v1/<kind>``."""
 
@@ -148,7 +144,7 @@ def collection(kind: Kind[In, Out]) -> Callable[[Request], Awaitable[Response]]:
                 rows = await fleet.list_rows(conn, kind.entity, principal.org_id, where, params)
             return answer({f"{kind.noun}s": rows})
         principal = await _principal(request, FLEET_WRITERS)
-        body = await _body(request)
+        body = await request_body(request)
         data = decode(body, request.headers.get("content-type"), kind.create)
 
         async def command(conn: AsyncConnection) -> Answer:
@@ -178,7 +174,7 @@ def item(kind: Kind[In, Out]) -> Callable[[Request], Awaitable[Response]]:
                 raise missing
             return answer(found)
         principal = await _principal(request, FLEET_WRITERS)
-        body = await _body(request)
+        body = await request_body(request)
         patch = decode(body, request.headers.get("content-type"), kind.patch)
         org_id = principal.org_id
         async with pool.connection() as conn, conn.transaction():
@@ -273,7 +269,7 @@ async def add_device(request: Request) -> Response:
     """``POST /v1/drivers/{driver_id}/devices``: a new device token, shown in this answer only."""
     principal = await _principal(request, FLEET_WRITERS)
     driver_id = DriverId(path_id(request, "driver_id"))
-    body = await _body(request)
+    body = await request_body(request)
     data = decode(body, request.headers.get("content-type"), DeviceIn, empty_ok=True)
 
     async def command(conn: AsyncConnection) -> Answer:
@@ -303,7 +299,7 @@ async def dimensions(request: Request) -> Response:
             settings = await org_settings(conn, principal.org_id)
         return answer(Dimensions(dimensions=settings.dimensions))
     principal = await _principal(request, ADMINS)
-    wanted = decode(await _body(request), request.headers.get("content-type"), Dimensions)
+    wanted = decode(await request_body(request), request.headers.get("content-type"), Dimensions)
     seen: set[str] = set()
     for n, name in enumerate(wanted.dimensions):
         if name in seen:

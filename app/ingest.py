@@ -84,6 +84,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def request_body(request: Request) -> bytes:
+    """The request body within the process's ``max_body_bytes``."""
+    return await read_body(request, resources_of(request).settings.max_body_bytes)
+
+
 async def post_pings(request: Request) -> Response:
     """``POST /v1/pings``: a batch of the calling driver's pings, JSON or MessagePack."""
     started = time.perf_counter()

@@ -39,7 +39,7 @@ from app.bodies import (
 from app.dispatch import after_cancel
 from app.errors import BadParameter, NotFound
 from app.idempotency import Answer, run_create
-from app.ingest import read_body, resources_of
+from app.ingest import request_body, resources_of
 from app.order_rows import Rows, read_rows
 from schemas.auth import ApiPrincipal, Role
 from schemas.delivery import (
@@ -93,7 +93,7 @@ async def collection(request: Request) -> Response:
     if request.method == "GET":
         return await _list(request)
     principal = await _principal(request, ORDER_WRITERS)
-    body = await read_body(request, resources_of(request).settings.max_body_bytes)
+    body = await request_body(request)
     order = decode(body, request.headers.get("content-type"), OrderIn)
     check_order(order, await _settings(request, principal))
 
@@ -144,7 +144,7 @@ async def item(request: Request) -> Response:
             raise missing
         return answer(found)
     principal = await _principal(request, ORDER_WRITERS)
-    body = await read_body(request, resources_of(request).settings.max_body_bytes)
+    body = await request_body(request)
     patch = decode(body, request.headers.get("content-type"), OrderPatch)
     settings = await _settings(request, principal)
     async with pool.connection() as conn, conn.transaction():
@@ -166,7 +166,7 @@ async def cancel(request: Request) -> Response:
     """``POST /v1/orders/{order_id}/cancel``: idempotent; 409 for a delivered order."""
     principal = await _principal(request, ORDER_WRITERS)
     order_id = OrderId(path_id(request, "order_id"))
-    body = await read_body(request, resources_of(request).settings.max_body_bytes)
+    body = await request_body(request)
     reason = decode(body, request.headers.get("content-type"), CancelIn, empty_ok=True).reason
     resources = resources_of(request)
     async with resources.pool.connection() as conn:
@@ -191,17 +191,17 @@ def _screen(body: bytes, content_type: str | None, settings: OrgSettings) -> Scr
     good: list[tuple[int, OrderIn]] = []
     repeats: list[tuple[int, OrderIn]] = []
     rejected = list(parsed.rejected)
-    first_line: dict[str, int] = {}
+    seen: set[str] = set()
     for line, order in parsed.orders:
         try:
             check_order(order, settings)
         except InvalidField as exc:
             rejected.append(parsed.problem(line, exc))
             continue
-        if order.external_ref in first_line:
+        if order.external_ref in seen:
             repeats.append((line, order))
         else:
-            first_line[order.external_ref] = line
+            seen.add(order.external_ref)
             good.append((line, order))
     return parsed, good, repeats, rejected
 
@@ -213,7 +213,7 @@ async def import_orders(request: Request) -> Response:
     The answer is 422 when there were rows and none of them is (or already was) an order.
     """
     principal = await _principal(request, ORDER_WRITERS)
-    body = await read_body(request, resources_of(request).settings.max_body_bytes)
+    body = await request_body(request)
     settings = await _settings(request, principal)
     # 50,000 rows take seconds of CPU: off the event loop, so other requests keep flowing
     screened = await asyncio.to_thread(_screen, body, request.headers.get("content-type"), settings)

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from app.bodies import FLEET_WRITERS, READERS, Conflict, answer, decode, encode, endpoint, path_id
 from app.errors import NotFound
 from app.idempotency import REPLAYED_HEADER, Answer, run_create
-from app.ingest import read_body, resources_of
+from app.ingest import request_body, resources_of
 from app.resources import Resources
 from realtime.events import emit, push_route
 from schemas.events import RouteDispatched
@@ -56,7 +56,7 @@ async def create_plan(request: Request) -> Response:
     """Queue a plan of a day's pending orders on its scheduled shifts; 202 with the job."""
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
-    body = await read_body(request, resources.settings.max_body_bytes)
+    body = await request_body(request)
     wanted = decode(body, request.headers.get("content-type"), PlanRequest)
     options = PlanningOptions(
         time_limit_s=wanted.time_limit_s,
@@ -107,7 +107,7 @@ async def dispatch_plan(request: Request) -> Response:
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
     plan_id = PlanId(path_id(request, "plan_id"))
-    body = await read_body(request, resources.settings.max_body_bytes)
+    body = await request_body(request)
     wanted = decode(body, request.headers.get("content-type"), DispatchRequest, empty_ok=True)
     async with resources.pool.connection() as conn:
         plan = await store.get_plan(conn, principal.org_id, plan_id)

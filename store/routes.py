@@ -202,15 +202,7 @@ async def dispatch_routes(
             route_id = RouteId(row[0])
             seq = 0
             for stop in route.stops:
-                taken = await (
-                    await conn.execute(
-                        "UPDATE orders SET status = 'dispatched', updated_at = now()"
-                        " WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')"
-                        " RETURNING id",
-                        (org_id, stop.order_id),
-                    )
-                ).fetchone()
-                if taken is None:
+                if not await take_order(conn, org_id, stop.order_id):
                     skipped.append(stop.order_id)
                     continue
                 await conn.execute(
