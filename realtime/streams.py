@@ -230,7 +230,11 @@ async def trim_consumed(redis: Any, stream: str, retention_s: float) -> int:
         if group["pending"]:
             summary = await redis.xpending(stream, name)
             lowest = summary["min"]
-            safe = min(safe, _id_tuple(lowest.decode() if isinstance(lowest, bytes) else lowest))
+            # None: acknowledged since XINFO; last-delivered-id above already bounds them.
+            if lowest is not None:
+                safe = min(
+                    safe, _id_tuple(lowest.decode() if isinstance(lowest, bytes) else lowest)
+                )
     removed: int = await redis.xtrim(stream, minid=f"{safe[0]}-{safe[1]}", approximate=False)
     return removed
 

@@ -194,7 +194,11 @@ class Runner(Generic[T]):
             return
         self._last_trim = now
         for stream in streams:
-            removed = await self.trim(self.redis, stream, self.config.retention_s)
+            try:
+                removed = await self.trim(self.redis, stream, self.config.retention_s)
+            except Exception as exc:  # housekeeping: a failed trim waits for the next round
+                self._log.warning("trimming failed", stream=stream, error=repr(exc))
+                continue
             if removed:
                 self._log.debug("trimmed stream", stream=stream, removed=removed)
 

@@ -168,3 +168,36 @@ async def test_a_slow_handler_keeps_its_entries_from_being_claimed(
     await asyncio.gather(slow_task, rival_task)
     assert slow.seen == ["long job"]
     assert rival.seen == []
+
+
+async def test_a_failing_trim_does_not_stop_the_worker(redis: Redis, settings: Settings) -> None:
+    """Trimming is housekeeping: when it raises, entries are still handled and acknowledged."""
+    stream = f"{settings.redis_prefix}s"
+    await redis.xadd(stream, {"v": "a"})
+    consumer = Recorder(stream)
+    done = asyncio.Event()
+    original = consumer.handle
+    trims = 0
+
+    async def broken_trim(client: Redis, name: str, retention_s: float) -> int:
+        nonlocal trims
+        trims += 1
+        raise AttributeError("'NoneType' object has no attribute 'partition'")
+
+    async def handle(entries: Sequence[Entry[str]]) -> None:
+        await original(entries)
+        if len(consumer.seen) == 2:
+            done.set()
+
+    consumer.handle = handle  # type: ignore[method-assign]
+    config = RunnerConfig(consumer_name="c1", block_ms=50, trim_every_s=0.01)
+    runner = Runner(redis, consumer, config, trim=broken_trim)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.sleep(0.3)
+    await redis.xadd(stream, {"v": "b"})
+    await asyncio.wait_for(done.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert consumer.seen == ["a", "b"]
+    assert trims >= 1
