@@ -13,7 +13,6 @@ batches queue up and go out together in the next, one script call per shard. A c
 from __future__ import annotations
 
 import asyncio
-import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -222,7 +221,11 @@ async def trim_consumed(redis: Any, stream: str, retention_s: float) -> int:
         return 0
     if not groups:
         return 0
-    safe = _id_tuple(f"{int((time.time() - retention_s) * 1000)}-0")
+    # Entry ids carry Redis's clock, so the age cutoff is taken from Redis too, never from
+    # this host's clock (workers and Redis run on different machines, with skew).
+    seconds, microseconds = await redis.time()
+    now_ms = int(seconds) * 1000 + int(microseconds) // 1000
+    safe = _id_tuple(f"{now_ms - int(retention_s * 1000)}-0")
     for group in groups:
         name = group["name"]
         last = group["last-delivered-id"]
