@@ -31,6 +31,8 @@ from store import tenants
 from store.db import drop_database, ensure_database, with_database
 from store.migrate import upgrade
 
+pytest_plugins = ["tests.days"]
+
 
 @pytest.fixture(scope="session")
 def service_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceUrls]:

@@ -4,41 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import msgspec
 import psycopg
 import pytest
 import websockets
 from redis.asyncio import Redis
 
-from app.server import serve_api
-from app.settings import Settings
 from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.events import OrderCancelled
-from tests.conftest import LiveServer, Tenant, bound_socket, make_tenant
+from tests.conftest import LiveServer, Tenant, make_tenant
 from tests.helpers import Trace
-
-
-@pytest.fixture
-async def second_server(settings: Settings, server: LiveServer) -> AsyncIterator[LiveServer]:
-    """Another API process on the same PostgreSQL and Redis, as behind a load balancer."""
-    sockets = (bound_socket(), bound_socket())
-    other = msgspec.structs.replace(
-        settings, port=sockets[0].getsockname()[1], osmand_port=sockets[1].getsockname()[1]
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve_api(other, stop, on_ready=ready.set, sockets=sockets))
-    await asyncio.wait_for(ready.wait(), 30)
-    yield LiveServer(other)
-    stop.set()
-    await asyncio.wait_for(task, 30)
-    for sock in sockets:
-        sock.close()
 
 
 async def receive(socket: Any, kind: str) -> dict[str, Any]:

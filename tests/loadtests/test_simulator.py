@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,8 +11,6 @@ import psycopg
 import pytest
 from redis.asyncio import Redis
 
-from app.server import run_worker
-from app.settings import Settings
 from loadtests.driving import Point, distance_m
 from loadtests.fleet import BERLIN, DaySpec, day_orders
 from loadtests.simulator import SimulationConfig, Summary, default_start, simulate
@@ -24,16 +21,6 @@ from tests.conftest import LiveServer, Tenant, WorkerHandle
 from tests.helpers import wait_for_positions
 
 DIMENSIONS = ("weight_kg", "volume_l", "parcels")
-
-
-@pytest.fixture
-async def planner(settings: Settings, redis: Redis) -> AsyncIterator[None]:
-    """The planner worker, computing this test's plans."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, "planner", stop, consumer_name="planner"))
-    yield
-    stop.set()
-    await asyncio.wait_for(task, timeout=30)
 
 
 def small_day(server: LiveServer, tenant: Tenant, **overrides: object) -> SimulationConfig:

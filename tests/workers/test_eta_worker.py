@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from redis.asyncio import Redis
 
-from app.server import run_worker
-from app.settings import Settings
 from realtime.streams import StreamNames
 from schemas.events import EVENT_DECODER, DeliveryUpdate
-from tests.app.test_dispatch import (  # noqa: F401 - fixtures used by name
-    Day,
-    delivery_day,
-    device,
-    plan_and_dispatch,
-    planner,
-)
 from tests.conftest import LiveServer, Tenant
-
-
-@pytest.fixture
-async def eta_worker(settings: Settings, redis: Redis) -> AsyncIterator[None]:
-    """The ETA worker, following this test's ping streams."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, "eta", stop, consumer_name="eta"))
-    yield
-    stop.set()
-    await asyncio.wait_for(task, timeout=30)
+from tests.days import Day, device, plan_and_dispatch
 
 
 async def delivery_updates(redis: Redis, names: StreamNames, stop_id: int) -> Counter[str]:
@@ -64,8 +44,8 @@ async def test_pings_near_a_stop_fire_each_delivery_event_once(
     server: LiveServer,
     http: httpx.AsyncClient,
     tenant: Tenant,
-    delivery_day: Day,  # noqa: F811
-    planner: None,  # noqa: F811
+    delivery_day: Day,
+    planner: None,
     eta_worker: None,
     redis: Redis,
 ) -> None:
