@@ -12,6 +12,7 @@ Hierarchy of what is mapped here::
     app.auth.Forbidden                 403
     app.errors.BadParameter            400 (query and path parameters)
     app.errors.NotFound                404
+    app.errors.Gone                    410 (an expired tracking link)
     app.errors.Unavailable             503 (Redis or PostgreSQL could not take the request)
 
 Every error body is ``{"error": code, "field": name-or-null, "reason": text}``.
@@ -37,6 +38,8 @@ CLOSE_TRY_AGAIN: Final = 1013
 CLOSE_BAD_REQUEST: Final = 4400
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403
+CLOSE_NOT_FOUND: Final = 4404
+CLOSE_GONE: Final = 4410
 CLOSE_TOO_SLOW: Final = 4408
 
 
@@ -62,6 +65,14 @@ class BadParameter(Exception):
 
 class NotFound(Exception):
     """The resource does not exist for this caller (another organisation's looks the same)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Gone(Exception):
+    """The resource existed and has expired (a tracking link some hours after delivery)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -106,6 +117,8 @@ def status_of(exc: Exception) -> tuple[int, str]:
         return 400, "bad_parameter"
     if isinstance(exc, NotFound):
         return 404, "not_found"
+    if isinstance(exc, Gone):
+        return 410, "gone"
     if isinstance(exc, Unavailable):
         return 503, "unavailable"
     return 500, "internal_error"
@@ -130,5 +143,6 @@ HANDLED: tuple[type[Exception], ...] = (
     Forbidden,
     BadParameter,
     NotFound,
+    Gone,
     Unavailable,
 )

@@ -24,10 +24,13 @@ from app.metrics import WS_CONNECTIONS
 from app.resources import Resources
 from realtime.hub import LatestSubscription, Overflowed, Subscription
 from realtime.streams import decode_live
+from schemas.codecs import ARRIVAL_WINDOW_DECODER
+from schemas.eta import ArrivalWindow
 from schemas.events import EVENT_DECODER
 from schemas.ids import OrgId
 from schemas.live import EventMessage, LiveMessage, Positions, Snapshot
 from schemas.ping import LivePosition
+from schemas.route import RouteView
 from store import routes as route_store
 
 _JSON = msgspec.json.Encoder()
@@ -97,11 +100,30 @@ async def snapshot(resources: Resources, org_id: OrgId, bbox: BBox | None) -> Sn
     async with resources.pool.connection() as conn:
         ids = await route_store.routes_of_day(conn, org_id, datetime.now(UTC).date())
         routes = [await route_store.route_view(conn, org_id, rid) for rid in ids]
+    present = [r for r in routes if r is not None]
     return Snapshot(
         as_of=datetime.now(UTC),
         drivers=sorted(_within(drivers, bbox), key=lambda d: d.driver_id),
-        routes=[r for r in routes if r is not None],
+        routes=present,
+        windows=await open_windows(resources, present),
     )
+
+
+async def open_windows(resources: Resources, routes: list[RouteView]) -> list[ArrivalWindow]:
+    """The newest arrival window of every open stop of ``routes`` (where the ETA worker has one)."""
+    if not routes:
+        return []
+    async with resources.redis.pipeline(transaction=False) as pipe:
+        for route in routes:
+            pipe.hgetall(resources.names.arrival_windows(route.id))
+        replies = await pipe.execute()
+    windows = []
+    for route, reply in zip(routes, replies, strict=True):
+        open_stops = {s.id for s in route.stops if s.status in ("pending", "arrived")}
+        for stop_id, raw in reply.items():
+            if int(stop_id) in open_stops:
+                windows.append(ARRIVAL_WINDOW_DECODER.decode(raw))
+    return windows
 
 
 async def _replay(

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from app import dispatch, drivers, fleet, ingest, ops, orders, plans
+from app import dispatch, drivers, fleet, ingest, ops, orders, pages, plans, tracking
 from app.driver_ws import driver_socket
 from app.errors import HANDLED, handle_error
 from app.live_ws import live_socket
@@ -63,6 +63,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/orders/import", orders.import_orders, methods=["POST"]),
         Route("/v1/orders/{order_id}", orders.item, methods=["GET", "PATCH"]),
         Route("/v1/orders/{order_id}/cancel", orders.cancel, methods=["POST"]),
+        Route("/v1/orders/{order_id}/tracking", tracking.issue_link, methods=["POST"]),
+        Route("/v1/track/{token}", tracking.get_track),
+        WebSocketRoute("/v1/track/{token}/ws", tracking.track_socket),
         Route("/v1/plans", plans.create_plan, methods=["POST"]),
         Route("/v1/plans/{plan_id}", plans.get_plan),
         Route("/v1/plans/{plan_id}/dispatch", plans.dispatch_plan, methods=["POST"]),
@@ -76,6 +79,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/driver/stops/{stop_id}/arrive", dispatch.stop_arrive, methods=["POST"]),
         Route("/v1/driver/stops/{stop_id}/deliver", dispatch.stop_deliver, methods=["POST"]),
         Route("/v1/driver/stops/{stop_id}/fail", dispatch.stop_fail, methods=["POST"]),
+        *pages.routes(),
     ]
     app = Starlette(
         routes=routes,

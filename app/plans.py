@@ -157,6 +157,7 @@ async def dispatch_plan(request: Request) -> Response:
                 driver_id=route.driver_id,
                 version=route.version,
                 stops=len(route.stops),
+                order_ids=[s.order_id for s in route.stops],
             ),
         )
     return answer(

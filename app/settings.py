@@ -69,6 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     travel_speed_mps: PositiveFloat = 8.0
     circuity: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.3
     osrm_url: str | None = None
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    tracking_ttl_h: Annotated[float, Meta(ge=0, le=24 * 30)] = 12.0
 
     def __repr__(self) -> str:
         shown = {
@@ -111,6 +113,8 @@ def _parse(name: str, value: str, field_type: Any) -> Any:
         return tuple(w.strip() for w in value.split(",") if w.strip())
     if name == "osmand_port" and value.lower() in {"off", "none", "0"}:
         return None
+    if name == "tile_url" and value.lower() in {"off", "none"}:
+        return "off"
     return value
 
 

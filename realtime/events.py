@@ -13,7 +13,7 @@ from typing import Any
 from realtime.streams import StreamNames
 from schemas.codecs import WS_SERVER_MSGPACK
 from schemas.driver_ws import RouteMessage
-from schemas.events import EVENT_ENCODER, Event
+from schemas.events import EVENT_ENCODER, DeliveryUpdate, Event, RouteDispatched
 from schemas.route import RouteView
 
 EVENTS_MAXLEN = 1_000_000
@@ -32,8 +32,32 @@ async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
     # Live screens get ``entry id|event``: the id lets a reconnecting screen resume after it.
     async with redis.pipeline(transaction=False) as pipe:
         for event, entry_id, payload in zip(events, ids, payloads, strict=True):
-            pipe.publish(names.org_events_channel(event.org_id), _id(entry_id) + b"|" + payload)
+            message = _id(entry_id) + b"|" + payload
+            for channel in channels(names, event):
+                pipe.publish(channel, message)
         await pipe.execute()
+
+
+def channels(names: StreamNames, event: Event) -> list[str]:
+    """Where ``event`` is shown: its organisation's screens, and the tracking pages it concerns.
+
+    A customer's page follows its order's channel (what happened to the order, its arrival
+    window) and its route's (stops before it completed, the route started or changed), so it
+    never receives the other customers' arrival windows.
+    """
+    found = [names.org_events_channel(event.org_id)]
+    if isinstance(event, DeliveryUpdate):
+        found.append(names.order_channel(event.org_id, event.detail.order_id))
+        return found
+    if isinstance(event, RouteDispatched):
+        found += [names.order_channel(event.org_id, o) for o in event.order_ids]
+    order_id = getattr(event, "order_id", None)
+    if order_id is not None:
+        found.append(names.order_channel(event.org_id, order_id))
+    route_id = getattr(event, "route_id", None)
+    if route_id is not None:
+        found.append(names.route_channel(route_id))
+    return found
 
 
 def _id(entry_id: bytes | str) -> bytes:

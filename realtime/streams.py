@@ -28,7 +28,7 @@ APPEND_SCRIPT = """
 local n = tonumber(ARGV[1])
 local ids = {}
 for i = 0, n - 1 do
-  local a = 2 + i * 5
+  local a = 2 + i * 6
   local driver, t = ARGV[a], ARGV[a + 1]
   ids[i + 1] = redis.call('XADD', KEYS[1], '*', 'b', ARGV[a + 3])
   local live, live_t = KEYS[2 + i * 2], KEYS[3 + i * 2]
@@ -37,13 +37,15 @@ for i = 0, n - 1 do
     redis.call('HSET', live_t, driver, t)
     redis.call('HSET', live, driver, ARGV[a + 2])
     redis.call('PUBLISH', ARGV[a + 4], driver .. '|' .. ARGV[a + 2])
+    redis.call('PUBLISH', ARGV[a + 5], driver .. '|' .. ARGV[a + 2])
   end
 end
 return ids
 """
 """KEYS: the shard's stream, then per batch its org's live and live-time hashes.
-ARGV: the batch count, then per batch: driver id, latest time (µs), live payload, entry, and the
-org's positions channel (where ``driver|payload`` is published when the position is newer)."""
+ARGV: the batch count, then per batch: driver id, latest time (µs), live payload, entry, the
+org's positions channel and the driver's own (where ``driver|payload`` is published when the
+position is newer)."""
 
 
 def shard_of(driver_id: DriverId, shards: int) -> int:
@@ -91,6 +93,20 @@ class StreamNames:
     def org_events_channel(self, org_id: OrgId) -> str:
         """Pub/sub channel of an organisation's domain events, for live dispatcher screens."""
         return f"{self.prefix}events:{org_id}"
+
+    def driver_position_channel(self, driver_id: DriverId) -> str:
+        """Pub/sub channel of one driver's newest positions (``driver|payload``), for the
+        tracking page of the customer whose stop is next."""
+        return f"{self.prefix}pos:{driver_id}"
+
+    def order_channel(self, org_id: OrgId, order_id: int) -> str:
+        """Pub/sub channel of the events about one order (``entry id|event``), for its customer."""
+        return f"{self.prefix}order:{org_id}:{order_id}"
+
+    def route_channel(self, route_id: int) -> str:
+        """Pub/sub channel of a route's own events (started, changed, stops completed), which
+        move its customers' places in the queue."""
+        return f"{self.prefix}route:{route_id}"
 
     def driver_channel(self, driver_id: DriverId) -> str:
         """The pub/sub channel that reaches a driver's connected app (route changes)."""
@@ -180,6 +196,7 @@ class PingAppender:
             )
             args.append(PING_BATCH_ENCODER.encode(batch))
             args.append(self.names.positions_channel(batch.org_id))
+            args.append(self.names.driver_position_channel(batch.driver_id))
         try:
             ids = await self.run_script(keys, args)
         except BaseException as exc:  # every waiting caller must learn its batch failed

@@ -19,6 +19,9 @@ stream codecs, used both ways, say ``_ENCODER``/``_DECODER``:
 ``INGEST_RESULT_JSON/_MSGPACK``     encoders for the answer to ``POST /v1/pings``
 ``PING_BATCH_ENCODER/_DECODER``     a ping-stream entry (MessagePack, array-like)
 ``LIVE_POSITION_ENCODER/_DECODER``  a driver's latest position as kept in Redis (MessagePack)
+``ARRIVAL_WINDOW_DECODER``          a stop's arrival window as the ETA worker keeps it in Redis
+``SAVED_TRACKER_DECODER``           a driver's tracker state as the ETA worker keeps it in Redis
+``TRACK_JSON``                      encoder of the customer's ``/v1/track`` view and messages
 ==================================  =============================================================
 """
 
@@ -29,6 +32,7 @@ from typing import Any
 import msgspec
 
 from schemas.driver_ws import ClientMessage, RouteMessage
+from schemas.eta import ArrivalWindow, SavedTracker
 from schemas.ping import LivePosition, Ping, PingBatch, PingBatchIn
 
 
@@ -77,6 +81,9 @@ PING_BATCH_ENCODER = msgspec.msgpack.Encoder()
 PING_BATCH_DECODER = msgspec.msgpack.Decoder(PingBatch)
 LIVE_POSITION_ENCODER = msgspec.msgpack.Encoder()
 LIVE_POSITION_DECODER = msgspec.msgpack.Decoder(LivePosition)
+ARRIVAL_WINDOW_DECODER = msgspec.msgpack.Decoder(ArrivalWindow)
+SAVED_TRACKER_DECODER = msgspec.msgpack.Decoder(SavedTracker)
+TRACK_JSON = msgspec.json.Encoder()
 
 ROUTE_MESSAGE_MSGPACK: msgspec.msgpack.Decoder[RouteMessage] = msgspec.msgpack.Decoder(RouteMessage)
 """Decodes route pushes arriving from pub/sub (encoded by ``realtime.events.push_route``)."""

@@ -245,6 +245,13 @@ def _z(quantile: float) -> float:
     return NormalDist().inv_cdf(quantile)
 
 
+class SavedTracker(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A driver's tracker state as the ETA worker keeps it in Redis between pings."""
+
+    route_id: RouteId
+    state: TrackerState
+
+
 class EtaConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Detection radii and times, publication threshold, learning, and the window's spread.
 

@@ -27,6 +27,8 @@ class RouteDispatched(_Event, frozen=True, kw_only=True, tag="route_dispatched")
     driver_id: DriverId
     version: int
     stops: int
+    order_ids: list[int] = []
+    """The orders on the route, so each customer's tracking page learns it is scheduled."""
 
 
 class RouteStarted(_Event, frozen=True, kw_only=True, tag="route_started"):

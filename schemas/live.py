@@ -13,17 +13,20 @@ from datetime import datetime
 
 import msgspec
 
+from schemas.eta import ArrivalWindow
 from schemas.events import Event
 from schemas.ping import LivePosition
 from schemas.route import RouteView
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="snapshot"):
-    """Everything on the map now: every driver's latest position and today's routes."""
+    """Everything on the map now: every driver's latest position, today's routes, and the
+    newest arrival window of each open stop (``late_s > 0`` marks a stop running late)."""
 
     as_of: datetime
     drivers: list[LivePosition]
     routes: list[RouteView]
+    windows: list[ArrivalWindow] = []
 
 
 class Positions(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="positions"):

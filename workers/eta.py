@@ -27,8 +27,8 @@ from redis.asyncio.client import Pipeline
 
 from realtime.events import emit
 from realtime.streams import StreamNames
-from schemas.codecs import PING_BATCH_DECODER
-from schemas.eta import EtaConfig, EtaRoute, TrackerState
+from schemas.codecs import PING_BATCH_DECODER, SAVED_TRACKER_DECODER
+from schemas.eta import EtaConfig, EtaRoute, SavedTracker, TrackerState
 from schemas.events import DeliveryUpdate, Event
 from schemas.ids import DriverId, OrgId
 from schemas.ping import PingBatch
@@ -39,14 +39,6 @@ from workers.runner import Entry
 
 GROUP = "eta"
 _STATE = msgspec.msgpack.Encoder()
-
-
-class _Saved(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    route_id: int
-    state: TrackerState
-
-
-_SAVED = msgspec.msgpack.Decoder(_Saved)
 
 
 @dataclass
@@ -102,7 +94,7 @@ class EtaConsumer:
         if state is not None:
             pipe.set(
                 self.names.eta_state(batch.driver_id),
-                _STATE.encode(_Saved(route_id=route.route_id, state=state)),
+                _STATE.encode(SavedTracker(route_id=route.route_id, state=state)),
                 ex=86_400,
             )
         if windows:
@@ -138,7 +130,7 @@ class EtaConsumer:
         raw = await self.redis.get(self.names.eta_state(driver_id))
         if raw is None:
             return None
-        saved = _SAVED.decode(raw if isinstance(raw, bytes) else raw.encode())
+        saved = SAVED_TRACKER_DECODER.decode(raw if isinstance(raw, bytes) else raw.encode())
         return saved.state if saved.route_id == route.route_id else None
 
     async def _connection(self) -> psycopg.AsyncConnection:
