@@ -190,6 +190,7 @@ async def _demo_banner(settings: Settings) -> str:
         await pool.close()
     base = f"http://{settings.host}:{settings.port}"
     lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
+    lines.append(f"Dispatcher map: {base}/dispatch#key={key}")
     return "\n".join(lines)
 
 
@@ -250,6 +251,7 @@ def _simulation_banner(settings: Settings, config: SimulationConfig) -> str:
             f"Simulated fleet: {config.drivers} drivers, {config.orders} orders on {day} "
             f"(UTC), {config.speedup:g}x speed, in its own organisation.",
             f"  dispatcher key  {config.api_key}",
+            f"  dispatcher map  {base}/dispatch#key={config.api_key}",
             f"  routes          curl {auth} '{base}/v1/routes?day={day}'",
             f"  live positions  curl {auth} {base}/v1/drivers/live",
         ]

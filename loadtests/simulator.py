@@ -93,6 +93,8 @@ class SimulationConfig:
     plan_time_limit_s: float = 5.0
     progress_every_s: float = 60.0
     start: datetime | None = None
+    tracking_links: int = 3
+    """How many customers' tracking links to print once the day is dispatched."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -363,6 +365,7 @@ class Simulation:
                     api, fleet, c.plan_time_limit_s, stop=self._stop
                 )
                 if dispatched is not None:
+                    await self._show_tracking_links(api, dispatched.routes)
                     await self._drive_all(api, fleet, dispatched.routes, reports)
             finally:
                 retired = await retire(api, fleet)
@@ -384,6 +387,17 @@ class Simulation:
         )
         self._say(summary.describe())
         return summary
+
+    async def _show_tracking_links(self, api: Api, routes: list[RouteView]) -> None:
+        """Print customer pages to watch: the second stop of the first few routes (the first
+        is next as soon as the route starts; the second shows the whole progression)."""
+        base = self.config.url.rstrip("/")
+        chosen = [r.stops[min(1, len(r.stops) - 1)] for r in routes if r.stops]
+        for stop in chosen[: self.config.tracking_links]:
+            response = await api.call("POST", f"/v1/orders/{stop.order_id}/tracking")
+            link = response.json()
+            url = link["url"] if link["url"].startswith("http") else base + link["url"]
+            self._say(f"  customer page  {url}  (order {stop.order_ref})")
 
     async def _drive_all(
         self,

@@ -64,7 +64,10 @@ async def test_a_small_day_is_driven_to_the_end_through_the_api(
     db: psycopg.AsyncConnection,
 ) -> None:
     """Every stop ends delivered or failed, both tracks are stored, and every step is an event."""
-    summary = await asyncio.wait_for(simulate(small_day(server, tenant)), timeout=90)
+    lines: list[str] = []
+    summary = await asyncio.wait_for(
+        simulate(small_day(server, tenant), say=lines.append), timeout=90
+    )
 
     assert summary.stopped_early is False
     assert (summary.routes, summary.unassigned, summary.elsewhere, summary.other_shifts) == (
@@ -101,6 +104,14 @@ async def test_a_small_day_is_driven_to_the_end_through_the_api(
     drivers = (await http.get("/v1/drivers", headers=key(tenant))).json()["drivers"]
     simulated = [d for d in drivers if (d["external_ref"] or "").startswith("sim-")]
     assert [d["active"] for d in simulated] == [False, False]
+
+    # One customer page per route was printed, and each now shows its end state.
+    pages = [line.split()[2] for line in lines if line.lstrip().startswith("customer page")]
+    assert len(pages) == 2
+    for page in pages:
+        token = page.rsplit("/t/", 1)[1]
+        shown = (await http.get(f"/v1/track/{token}")).json()
+        assert shown["status"] in ("delivered", "failed")
 
 
 async def test_setting_stop_ends_the_run_early_and_retires_the_drivers(
