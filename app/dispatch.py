@@ -182,9 +182,8 @@ async def list_routes(request: Request) -> Response:
     principal = await resources.auth.require_api_key(request, READERS)
     day = query_date(request, "day") or datetime.now(UTC).date()
     async with resources.pool.connection() as conn:
-        ids = await store.routes_of_day(conn, principal.org_id, day)
-        views = [await store.route_view(conn, principal.org_id, rid) for rid in ids]
-    return answer({"day": day, "routes": [v for v in views if v is not None]})
+        views = await store.day_views(conn, principal.org_id, day)
+    return answer({"day": day, "routes": views})
 
 
 @endpoint

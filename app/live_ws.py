@@ -98,9 +98,7 @@ async def snapshot(resources: Resources, org_id: OrgId, bbox: BBox | None) -> Sn
         replies = await pipe.execute()
     drivers = [decode_live(v) for reply in replies for v in reply]
     async with resources.pool.connection() as conn:
-        ids = await route_store.routes_of_day(conn, org_id, datetime.now(UTC).date())
-        routes = [await route_store.route_view(conn, org_id, rid) for rid in ids]
-    present = [r for r in routes if r is not None]
+        present = await route_store.day_views(conn, org_id, datetime.now(UTC).date())
     return Snapshot(
         as_of=datetime.now(UTC),
         drivers=sorted(_within(drivers, bbox), key=lambda d: d.driver_id),

@@ -226,16 +226,20 @@ _ROUTE_COLUMNS = (
     "id, plan_id, driver_id, vehicle_id, shift_id, day, status, version, planned_start,"
     " planned_end, distance_m"
 )
-_STOPS = """
+_STOP_COLUMNS = """
 SELECT s.id, s.seq, s.status, o.id, o.external_ref, o.customer_name, o.phone, o.address, o.lat,
        o.lon, o.window_starts, o.window_ends, o.service_s, o.notes, s.planned_arrival,
        s.planned_departure, s.lateness_s, s.arrived_at, s.completed_at, s.failure_reason,
        coalesce((SELECT array_agg(p.barcode ORDER BY p.position) FROM parcels p
                  WHERE p.order_id = o.id), '{}')
 FROM stops s JOIN orders o ON o.org_id = s.org_id AND o.id = s.order_id
-WHERE s.route_id = %s AND s.status <> 'removed'
-ORDER BY s.seq
 """
+_STOPS = _STOP_COLUMNS + "WHERE s.route_id = %s AND s.status <> 'removed' ORDER BY s.seq"
+_DAY_STOPS = (
+    _STOP_COLUMNS.replace("SELECT s.id,", "SELECT s.route_id, s.id,", 1)
+    + "JOIN routes r ON r.id = s.route_id"
+    " WHERE r.org_id = %s AND r.day = %s AND s.status <> 'removed' ORDER BY s.route_id, s.seq"
+)
 
 
 async def route_view(conn: AsyncConnection, org_id: OrgId, route_id: RouteId) -> RouteView | None:
@@ -249,6 +253,24 @@ async def route_view(conn: AsyncConnection, org_id: OrgId, route_id: RouteId) ->
     if row is None:
         return None
     stops = await (await conn.execute(_STOPS, (route_id,))).fetchall()
+    return _route(row, [_stop(s) for s in stops])
+
+
+async def day_views(conn: AsyncConnection, org_id: OrgId, day: date) -> list[RouteView]:
+    """Every route of ``org_id`` on ``day`` with its live stops, by id, in two queries."""
+    rows = await (
+        await conn.execute(
+            f"SELECT {_ROUTE_COLUMNS} FROM routes WHERE org_id = %s AND day = %s ORDER BY id",
+            (org_id, day),
+        )
+    ).fetchall()
+    stops: dict[int, list[RouteStop]] = {row[0]: [] for row in rows}
+    for s in await (await conn.execute(_DAY_STOPS, (org_id, day))).fetchall():
+        stops[s[0]].append(_stop(s[1:]))
+    return [_route(row, stops[row[0]]) for row in rows]
+
+
+def _route(row: Sequence[Any], stops: list[RouteStop]) -> RouteView:
     return RouteView(
         id=RouteId(row[0]),
         plan_id=PlanId(row[1]),
@@ -261,7 +283,7 @@ async def route_view(conn: AsyncConnection, org_id: OrgId, route_id: RouteId) ->
         planned_start=row[8],
         planned_end=row[9],
         distance_m=row[10],
-        stops=[_stop(s) for s in stops],
+        stops=stops,
     )
 
 
@@ -302,14 +324,6 @@ async def current_route_id(
         )
     ).fetchone()
     return None if row is None else RouteId(row[0])
-
-
-async def routes_of_day(conn: AsyncConnection, org_id: OrgId, day: date) -> list[RouteId]:
-    """Every route of ``org_id`` on ``day``, by id."""
-    cursor = await conn.execute(
-        "SELECT id FROM routes WHERE org_id = %s AND day = %s ORDER BY id", (org_id, day)
-    )
-    return [RouteId(r[0]) for r in await cursor.fetchall()]
 
 
 async def running_routes(conn: AsyncConnection, org_id: OrgId, day: date) -> list[RouteId]:
