@@ -1,0 +1,413 @@
+"""The dispatcher's live map and the customer's tracking page, driven in the system Chromium.
+
+The server under test never reaches the internet: map tiles point at a closed local port, so
+these tests also show that the pages draw everything without a map background.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import msgspec
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from redis.asyncio import Redis
+
+from app.pages import content_policy
+from app.settings import Settings
+from realtime.events import emit
+from realtime.streams import StreamNames
+from schemas.eta import ArrivalWindow, RunningLate
+from schemas.events import DeliveryUpdate
+from tests.conftest import Driver, LiveServer, Tenant
+from tests.days import DEPOT, Day, create, device, key, plan_and_dispatch
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
+"""Port 9 (discard) is closed on the test machine: every tile request fails at once."""
+BROWSER_ZONE = "America/Los_Angeles"
+"""The browser's own zone, deliberately not the organisation's (UTC)."""
+WAIT_MS = 20_000
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """This module's settings: map tiles from a port nobody listens on (tests run offline)."""
+    return msgspec.structs.replace(settings, tile_url=UNREACHABLE_TILES)
+
+
+@pytest.fixture
+async def today(http: httpx.AsyncClient, tenant: Tenant) -> Day:
+    """Today (UTC, the day the live map shows): two vans on shifts around now, six orders."""
+    now = datetime.now(UTC)
+    window = {
+        "start": (now - timedelta(hours=1)).isoformat(),
+        "end": (now + timedelta(hours=9)).isoformat(),
+    }
+    day = now.date()
+    depot = await create(
+        http, tenant, "/v1/depots", {"name": "Hub", "lat": DEPOT[0], "lon": DEPOT[1]}
+    )
+    shift_ids = []
+    for n, driver in enumerate(tenant.drivers):
+        vehicle = await create(
+            http, tenant, "/v1/vehicles", {"name": f"Van {n}", "capacity": {"parcels": 4}}
+        )
+        shift = {
+            "driver_id": driver.id,
+            "vehicle_id": vehicle,
+            "day": day.isoformat(),
+            "start_place": {"depot_id": depot},
+            "working_window": window,
+        }
+        shift_ids.append(await create(http, tenant, "/v1/shifts", shift))
+    orders = {}
+    for i in range(6):
+        ref = f"o{i}"
+        orders[ref] = await create(
+            http,
+            tenant,
+            "/v1/orders",
+            {
+                "external_ref": ref,
+                "customer_name": f"Customer {ref}",
+                "address": f"{ref} Street 1",
+                "lat": DEPOT[0] + 0.002 * i,
+                "lon": DEPOT[1] + (0.03 if i < 3 else -0.03) + i * 0.001,
+                "day": day.isoformat(),
+                "time_windows": [window],
+                "service_s": 300,
+                "size": {"parcels": 1},
+            },
+        )
+    return Day(day, shift_ids, orders)
+
+
+@dataclass
+class Pages:
+    """Opens pages in one browser and remembers every uncaught script error."""
+
+    browser: Browser
+    errors: list[str]
+
+    async def open(self, url: str) -> Page:
+        context = await self.browser.new_context(
+            locale="en-GB", timezone_id=BROWSER_ZONE, viewport={"width": 1280, "height": 800}
+        )
+        page = await context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{url}: {error}"))
+        await page.goto(url)
+        return page
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """The system Chromium; missing, the test is skipped (a failure when ``CI=true``)."""
+    if not CHROMIUM.exists():
+        reason = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def pages(chromium: Path) -> AsyncIterator[Pages]:
+    """Chromium, headless, for one test; the test fails if a page throws an uncaught error."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium), args=CHROMIUM_ARGS
+        )
+        opened = Pages(browser, [])
+        yield opened
+        await browser.close()
+    assert opened.errors == []
+
+
+async def ping(
+    http: httpx.AsyncClient, driver: Driver, lat: float, lon: float, at: datetime
+) -> None:
+    """One fix of ``driver`` through the native ingest API."""
+    body = {"pings": [{"time": at.isoformat(), "lat": lat, "lon": lon, "accuracy_m": 5.0}]}
+    sent = await http.post("/v1/pings", json=body, headers=device(driver.token))
+    assert sent.json() == {"accepted": 1, "rejected": []}, sent.text
+
+
+async def started_route(http: httpx.AsyncClient, driver: Driver) -> dict[str, Any]:
+    """The driver's dispatched route, started."""
+    route: dict[str, Any] = (
+        await http.get("/v1/driver/route", headers=device(driver.token))
+    ).json()
+    started = await http.post("/v1/driver/route/start", headers=device(driver.token))
+    assert started.status_code == 200, started.text
+    return route
+
+
+async def tracking_url(http: httpx.AsyncClient, tenant: Tenant, order_id: int) -> str:
+    """The path of a new tracking page for ``order_id``."""
+    issued = await http.post(f"/v1/orders/{order_id}/tracking", headers=key(tenant))
+    assert issued.status_code == 201, issued.text
+    url: str = issued.json()["url"]
+    return url
+
+
+def clock(iso: str) -> str:
+    """An instant as the tracking page shows it: 24-hour time in the organisation's zone (UTC)."""
+    return datetime.fromisoformat(iso).astimezone(ZoneInfo("UTC")).strftime("%H:%M")
+
+
+async def test_pages_and_their_assets_are_served_without_any_credential(
+    http: httpx.AsyncClient,
+) -> None:
+    """Both pages answer HTML that carries the tile setting, and Leaflet is served locally."""
+    for path in ("/dispatch", "/t/x"):
+        page = await http.get(path)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert f'data-tile-url="{UNREACHABLE_TILES}"' in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "/static/leaflet/leaflet.js" in page.text
+    assert 'data-token="x"' in (await http.get("/t/x")).text
+    for asset in (
+        "/static/leaflet/leaflet.js",
+        "/static/leaflet/leaflet.css",
+        "/static/leaflet/images/layers.png",
+        "/static/dispatch.js",
+        "/static/track.js",
+        "/static/reconnect.js",
+        "/static/pages.css",
+    ):
+        response = await http.get(asset)
+        assert response.status_code == 200, asset
+        if asset.endswith(".js"):
+            # Browsers refuse to run a module served under any other type.
+            assert response.headers["content-type"].split(";")[0] in (
+                "text/javascript",
+                "application/javascript",
+            )
+    assert (await http.get("/static/nothing.js")).status_code == 404
+
+
+def test_the_content_policy_admits_exactly_the_configured_tile_server() -> None:
+    """Images may come from the tile server's origin, a {s} subdomain as a wildcard, or none."""
+    osm = content_policy("https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+    assert "img-src 'self' data: https://tile.openstreetmap.org;" in osm
+    subdomains = content_policy("https://{s}.tiles.example.com/{z}/{x}/{y}.png")
+    assert "img-src 'self' data: https://*.tiles.example.com;" in subdomains
+    assert "img-src 'self' data:;" in content_policy("off")
+    assert "img-src 'self' data:;" in content_policy("/tiles/{z}/{x}/{y}.png")
+
+
+@pytest.mark.browser
+async def test_the_dispatcher_page_asks_for_a_key_until_one_is_accepted(
+    server: LiveServer, tenant: Tenant, pages: Pages
+) -> None:
+    """A refused key brings back the key form with a reason; a pasted good key opens the map."""
+    page = await pages.open(f"{server.url}/dispatch#key=lmk_not_a_key")
+    await expect(page.locator("#key-error")).to_contain_text("not accepted", timeout=WAIT_MS)
+    assert await page.evaluate("sessionStorage.length") == 0
+    await page.locator("#key-input").fill(tenant.api_key)
+    await page.locator("#key-form button").click()
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    await expect(page.locator("#key-gate")).to_be_hidden()
+
+
+@pytest.mark.browser
+async def test_the_dispatcher_map_draws_the_day_and_moves_a_driver_on_a_ping(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    pages: Pages,
+) -> None:
+    """After the snapshot every route and stop is drawn; a ping moves that driver's marker."""
+    await plan_and_dispatch(http, tenant, today)
+    routes = (await http.get("/v1/routes", headers=key(tenant))).json()["routes"]
+    assert len(routes) == 2
+    driver = tenant.drivers[0]
+    await ping(http, driver, 52.5, 13.37, datetime.now(UTC) - timedelta(seconds=30))
+
+    page = await pages.open(f"{server.url}/dispatch#key={tenant.api_key}")
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    assert "key=" not in page.url  # the key left the address bar
+    lines = page.locator("path.route-line")
+    await expect(lines).to_have_count(2)
+    drawn_routes = await lines.evaluate_all("paths => paths.map(p => Number(p.dataset.routeId))")
+    assert sorted(drawn_routes) == sorted(r["id"] for r in routes)
+    stops = page.locator("path.stop")
+    drawn_stops = await stops.evaluate_all("paths => paths.map(p => Number(p.dataset.stopId))")
+    assert sorted(drawn_stops) == sorted(s["id"] for r in routes for s in r["stops"])
+    await expect(page.locator("path.stop.stop-pending")).to_have_count(len(drawn_stops))
+
+    marker = page.locator(f".driver-marker[data-driver-id='{driver.id}']")
+    listed = page.locator(f"li.driver[data-driver-id='{driver.id}']")
+    await expect(marker).to_have_attribute("data-lat", "52.5")
+    await expect(listed).to_contain_text("driver 0")  # names come from GET /v1/drivers
+    before = await marker.bounding_box()
+
+    await ping(http, driver, 52.53, 13.42, datetime.now(UTC))
+    await expect(marker).to_have_attribute("data-lat", "52.53", timeout=WAIT_MS)
+    await expect(marker).to_have_attribute("data-lon", "13.42")
+    await expect(listed).to_have_attribute("data-lat", "52.53")
+    after = await marker.bounding_box()
+    assert before is not None
+    assert after is not None
+    # North-east on the map: right and up on the screen.
+    assert after["x"] > before["x"]
+    assert after["y"] < before["y"]
+
+
+@pytest.mark.browser
+async def test_the_customer_sees_the_arrival_window_move_without_reloading(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    eta_worker: None,
+    pages: Pages,
+) -> None:
+    """A driver far away and then much nearer moves the window the open page shows."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    route = await started_route(http, driver)
+    stop = route["stops"][0]
+    url = await tracking_url(http, tenant, stop["order_id"])
+
+    page = await pages.open(server.url + url)
+    await expect(page.locator("#order-ref")).to_have_text(stop["order_ref"], timeout=WAIT_MS)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    now = datetime.now(UTC)
+    # About 22 km north of the stop: an hour's drive.
+    await ping(http, driver, stop["lat"] + 0.2, stop["lon"], now - timedelta(seconds=60))
+    live = page.locator("#eta[data-kind='live']")
+    await expect(live).to_be_visible(timeout=WAIT_MS)
+    shown = page.locator("#eta-window")
+    far = await shown.text_content()
+    far_latest = await live.get_attribute("data-latest")
+    assert far is not None
+    assert far_latest is not None
+    # The page shows the organisation's time (UTC), not the browser's own zone.
+    assert clock(far_latest) in far
+
+    # 550 m from the stop a minute later: the window moves by far more than the threshold.
+    await ping(http, driver, stop["lat"] + 0.005, stop["lon"], now)
+    await expect(shown).not_to_have_text(far, timeout=WAIT_MS)
+    near_latest = await live.get_attribute("data-latest")
+    assert near_latest is not None
+    assert datetime.fromisoformat(near_latest) < datetime.fromisoformat(far_latest)
+    await expect(shown).to_contain_text(clock(near_latest))
+    assert page.url == server.url + url  # no reload, no navigation
+
+
+@pytest.mark.browser
+async def test_the_customer_page_ends_on_delivered_and_refuses_unknown_links(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    pages: Pages,
+) -> None:
+    """Delivering the stop turns the open page into its end state; a bad link says so."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    route = await started_route(http, driver)
+    stop = route["stops"][1]
+    page = await pages.open(server.url + await tracking_url(http, tenant, stop["order_id"]))
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-status", "out_for_delivery", timeout=WAIT_MS)
+    await expect(page.locator("#status-detail")).to_contain_text("1 stop before yours")
+
+    delivered = await http.post(
+        f"/v1/driver/stops/{stop['id']}/deliver", headers=device(driver.token)
+    )
+    assert delivered.status_code == 200, delivered.text
+    await expect(status).to_have_attribute("data-status", "delivered", timeout=WAIT_MS)
+    await expect(page.locator("#status-title")).to_have_text("Delivered")
+    await expect(page.locator("#eta")).to_be_hidden()
+    await expect(page.locator("#live")).to_have_attribute("data-state", "ended")
+    await page.wait_for_function("() => window.lastmileTrack.listening === false")
+
+    unknown = await pages.open(f"{server.url}/t/{'x' * 24}")
+    await expect(unknown.locator("#status")).to_have_attribute("data-status", "unknown")
+    await expect(unknown.locator("#status-title")).to_have_text(
+        "This link is unknown or has expired"
+    )
+
+
+@pytest.mark.browser
+async def test_the_dispatcher_sees_late_and_failed_stops_as_alerts(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    redis: Redis,
+    pages: Pages,
+) -> None:
+    """A running_late event marks its stop late; a failed stop turns red; both are alerts."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    route = await started_route(http, driver)
+    late, failed = route["stops"][0], route["stops"][1]
+    page = await pages.open(f"{server.url}/dispatch#key={tenant.api_key}")
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    late_stop = page.locator(f"path.stop[data-stop-id='{late['id']}']")
+    await expect(late_stop).to_have_attribute("data-late", "false")
+
+    # What the ETA worker emits when a window ends after the customer's: 25 minutes late.
+    end_s = int(datetime.fromisoformat(late["windows"][-1]["end"]).timestamp())
+    window = ArrivalWindow(
+        stop_id=late["id"],
+        order_id=late["order_id"],
+        likely_epoch_s=end_s + 600,
+        lower_epoch_s=end_s,
+        upper_epoch_s=end_s + 1500,
+        computed_epoch_s=int(datetime.now(UTC).timestamp()),
+        late_s=1500,
+    )
+    detail = RunningLate(
+        driver_id=driver.id,
+        route_id=route["id"],
+        route_version=route["version"],
+        stop_id=late["id"],
+        order_id=late["order_id"],
+        at_epoch_s=window.computed_epoch_s,
+        window=window,
+        customer_end_epoch_s=end_s,
+    )
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    await emit(
+        redis, names, DeliveryUpdate(org_id=tenant.org_id, at=datetime.now(UTC), detail=detail)
+    )
+    await expect(late_stop).to_have_attribute("data-late", "true", timeout=WAIT_MS)
+    await expect(page.locator("#stat-late")).to_have_text("1")
+    listed = page.locator(f"li.driver[data-driver-id='{driver.id}']")
+    await expect(listed).to_have_attribute("data-late", "1")
+    await expect(page.locator(".alert[data-kind='running_late']")).to_contain_text("25 min")
+
+    reason = {"reason": "nobody home"}
+    sent = await http.post(
+        f"/v1/driver/stops/{failed['id']}/fail", json=reason, headers=device(driver.token)
+    )
+    assert sent.status_code == 200, sent.text
+    failed_stop = page.locator(f"path.stop[data-stop-id='{failed['id']}']")
+    await expect(failed_stop).to_have_attribute("data-status", "failed", timeout=WAIT_MS)
+    await expect(page.locator(".alert[data-kind='stop_failed']")).to_contain_text("nobody home")
+    await expect(page.locator(".alert")).to_have_count(2)
