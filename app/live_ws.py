@@ -1,6 +1,7 @@
 """``GET /v1/live/ws``: the dispatcher's live map feed, for one organisation (API key).
 
-On connect: a snapshot (every driver's latest position, the day's routes with their stops),
+On connect: a snapshot (every driver's latest position, the day's routes with their stops, the
+open stops' arrival windows; the day is today in the organisation's zone, or ``?day=``),
 then the events missed since ``?since=<event id>`` if given, then live changes. Positions go
 through a latest-per-driver subscription (a slow screen skips positions, never falls behind on
 them); events go through a bounded queue and a screen that falls more than that behind is closed
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -32,6 +34,7 @@ from schemas.live import EventMessage, LiveMessage, Positions, Snapshot
 from schemas.ping import LivePosition
 from schemas.route import RouteView
 from store import routes as route_store
+from store.delivery import org_settings
 
 _JSON = msgspec.json.Encoder()
 BBox = tuple[float, float, float, float]
@@ -56,6 +59,11 @@ async def live_socket(websocket: WebSocket) -> None:
     except ValueError as exc:
         await websocket.close(CLOSE_BAD_REQUEST, f"bbox: {exc}")
         return
+    try:
+        day = _day(websocket.query_params.get("day"))
+    except ValueError as exc:
+        await websocket.close(CLOSE_BAD_REQUEST, f"day: {exc}")
+        return
     since = websocket.query_params.get("since")
     names = resources.names
     org_id = principal.org_id
@@ -66,7 +74,7 @@ async def live_socket(websocket: WebSocket) -> None:
             resources.hub.subscribe(names.org_events_channel(org_id)) as events,
         ):
             # Subscribed first, then the snapshot: nothing can fall between the two.
-            await _send(websocket, await snapshot(resources, org_id, bbox))
+            await _send(websocket, await snapshot(resources, org_id, bbox, day))
             last_id = await _replay(resources, websocket, org_id, since) if since else None
             tasks = [
                 asyncio.create_task(_positions(websocket, positions, bbox)),
@@ -89,18 +97,27 @@ async def live_socket(websocket: WebSocket) -> None:
         WS_CONNECTIONS.labels("dispatcher").dec()
 
 
-async def snapshot(resources: Resources, org_id: OrgId, bbox: BBox | None) -> Snapshot:
-    """Every driver's latest position and today's routes."""
+async def snapshot(
+    resources: Resources, org_id: OrgId, bbox: BBox | None, day: date | None = None
+) -> Snapshot:
+    """Every driver's latest position and the routes of ``day`` (default: the organisation's
+    today)."""
     names = resources.names
     async with resources.redis.pipeline(transaction=False) as pipe:
         for shard in range(names.shards):
             pipe.hvals(names.live(shard, org_id))
         replies = await pipe.execute()
     drivers = [decode_live(v) for reply in replies for v in reply]
+    now = datetime.now(UTC)
     async with resources.pool.connection() as conn:
-        present = await route_store.day_views(conn, org_id, datetime.now(UTC).date())
+        zone = (await org_settings(conn, org_id)).timezone
+        if day is None:
+            day = now.astimezone(ZoneInfo(zone)).date()
+        present = await route_store.day_views(conn, org_id, day)
     return Snapshot(
-        as_of=datetime.now(UTC),
+        as_of=now,
+        day=day.isoformat(),
+        time_zone=zone,
         drivers=sorted(_within(drivers, bbox), key=lambda d: d.driver_id),
         routes=present,
         windows=await open_windows(resources, present),
@@ -190,6 +207,16 @@ def _bbox(raw: str | None) -> BBox | None:
     if len(parts) != 4 or parts[0] > parts[2] or parts[1] > parts[3]:
         raise ValueError(f"expected min_lon,min_lat,max_lon,max_lat with min <= max, got {raw!r}")
     return parts[0], parts[1], parts[2], parts[3]
+
+
+def _day(raw: str | None) -> date | None:
+    """``YYYY-MM-DD``; ValueError saying what was expected and what came."""
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"expected a date YYYY-MM-DD, got {raw!r}") from None
 
 
 def _older_or_same(entry_id: str, than: str) -> bool:

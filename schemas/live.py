@@ -24,6 +24,10 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=
     newest arrival window of each open stop (``late_s > 0`` marks a stop running late)."""
 
     as_of: datetime
+    day: str = ""
+    """The routes' day (``YYYY-MM-DD``): today in ``time_zone`` unless ``?day=`` chose one."""
+    time_zone: str = "UTC"
+    """The organisation's IANA time zone, for showing times."""
     drivers: list[LivePosition]
     routes: list[RouteView]
     windows: list[ArrivalWindow] = []

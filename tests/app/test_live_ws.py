@@ -17,6 +17,7 @@ from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.events import OrderCancelled
 from tests.conftest import LiveServer, Tenant, make_tenant
+from tests.days import Day, plan_and_dispatch
 from tests.helpers import Trace
 
 
@@ -96,11 +97,37 @@ async def test_events_arrive_in_order_and_a_reconnect_resumes_after_the_last_see
 
 
 async def test_a_bad_area_or_key_closes_with_a_reason(server: LiveServer, tenant: Tenant) -> None:
-    """A malformed bbox closes with 4400 and an unknown key with 4401, each with a reason."""
-    for query, code in ((f"token={tenant.api_key}&bbox=1,2,3", 4400), ("token=lmk_nope", 4401)):
+    """A malformed bbox or day closes with 4400 and an unknown key with 4401, with a reason."""
+    cases = (
+        (f"token={tenant.api_key}&bbox=1,2,3", 4400),
+        (f"token={tenant.api_key}&day=tomorrow", 4400),
+        ("token=lmk_nope", 4401),
+    )
+    for query, code in cases:
         async with websockets.connect(f"{server.ws_url}/v1/live/ws?{query}") as socket:
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await socket.recv()
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == code
         assert closed.value.rcvd.reason
+
+
+@pytest.mark.usefixtures("planner")
+async def test_the_snapshot_shows_a_chosen_day_with_the_organisations_zone(
+    server: LiveServer, http: httpx.AsyncClient, tenant: Tenant, delivery_day: Day
+) -> None:
+    """``?day=`` picks the routes of that day; without it, today's (none here) are shown."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    url = f"{server.ws_url}/v1/live/ws?token={tenant.api_key}"
+    async with (
+        websockets.connect(url) as today,
+        websockets.connect(f"{url}&day={delivery_day.day}") as chosen,
+    ):
+        now, then = await receive(today, "snapshot"), await receive(chosen, "snapshot")
+    assert (now["day"], now["time_zone"], now["routes"]) == (
+        datetime.now(UTC).date().isoformat(),
+        "UTC",
+        [],
+    )
+    assert then["day"] == delivery_day.day.isoformat()
+    assert sorted(r["driver_id"] for r in then["routes"]) == sorted(d.id for d in tenant.drivers)
