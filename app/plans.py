@@ -25,7 +25,6 @@ from schemas.ids import OrgId, PlanId
 from schemas.plan import (
     DispatchRequest,
     DispatchResult,
-    PlanJob,
     PlanOutcome,
     PlanProgress,
     PlanRequest,
@@ -33,7 +32,7 @@ from schemas.plan import (
 )
 from schemas.planning import PlanningOptions
 from store import routes as store
-from workers.planner import JOB_ENCODER
+from workers import planner
 
 
 def view(plan: store.PlanRow) -> PlanView:
@@ -83,9 +82,11 @@ async def create_plan(request: Request) -> Response:
 
 
 async def enqueue(resources: Resources, org_id: OrgId, plan_id: PlanId) -> None:
-    """Hand a queued plan to the planner workers."""
-    job = PlanJob(org_id=org_id, plan_id=plan_id)
-    await resources.redis.xadd(resources.names.plans, {"j": JOB_ENCODER.encode(job)})
+    """Hand a committed plan to the planner workers, and record that it was handed over. If
+    Redis fails here, the plan stays unmarked and the upkeep hands it over later."""
+    await planner.enqueue(resources.redis, resources.names, org_id, plan_id)
+    async with resources.pool.connection() as conn:
+        await store.mark_enqueued(conn, plan_id)
 
 
 @endpoint

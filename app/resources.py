@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -26,11 +26,15 @@ from realtime.streams import APPEND_SCRIPT, PingAppender, StreamNames
 from solver.matrix import ConstantSpeed, GreatCircleProvider, MatrixProvider
 from store.db import open_pool
 from store.partitions import ensure_window
+from workers.planner import requeue_lost
 
 log = structlog.get_logger(__name__)
 
 PARTITION_UPKEEP_S = 3600.0
 LAG_SAMPLE_S = 5.0
+REQUEUE_S = 15.0
+REQUEUE_AFTER = timedelta(seconds=10)
+"""A plan committed this long ago whose job is not on the stream is handed over again."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         tasks = [
             asyncio.create_task(_every(PARTITION_UPKEEP_S, _partitions, resources)),
             asyncio.create_task(_every(LAG_SAMPLE_S, _sample_lag, resources)),
+            asyncio.create_task(_every(REQUEUE_S, _requeue_plans, resources)),
         ]
         stack.push_async_callback(_cancel, tasks)
         yield resources
@@ -125,6 +130,13 @@ async def _partitions(resources: Resources) -> None:
         )
     if created:
         log.info("created positions partitions", partitions=created)
+
+
+async def _requeue_plans(resources: Resources) -> None:
+    async with resources.pool.connection() as conn:
+        appended = await requeue_lost(conn, resources.redis, resources.names, REQUEUE_AFTER)
+    if appended:
+        log.warning("plans handed to the planners again", plans=appended)
 
 
 async def _sample_lag(resources: Resources) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -82,6 +82,26 @@ async def get_plan(conn: AsyncConnection, org_id: OrgId, plan_id: PlanId) -> Pla
         )
     ).fetchone()
     return None if row is None else _plan(row)
+
+
+async def mark_enqueued(conn: AsyncConnection, plan_id: PlanId) -> None:
+    """Record that the plan's job is on the ``plans`` stream."""
+    await conn.execute(
+        "UPDATE plans SET enqueued_at = now() WHERE id = %s AND enqueued_at IS NULL", (plan_id,)
+    )
+
+
+async def lock_unqueued_plans(
+    conn: AsyncConnection, older_than: timedelta, limit: int = 100
+) -> list[tuple[OrgId, PlanId]]:
+    """Queued plans whose job never reached the stream, locked for this transaction (others
+    skip them); the caller appends each job and marks it before committing."""
+    cursor = await conn.execute(
+        "SELECT org_id, id FROM plans WHERE enqueued_at IS NULL AND status = 'queued'"
+        " AND created_at < now() - %s ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED",
+        (older_than, limit),
+    )
+    return [(OrgId(r[0]), PlanId(r[1])) for r in await cursor.fetchall()]
 
 
 async def claim_plan(conn: AsyncConnection, plan_id: PlanId) -> PlanRow | None:

@@ -14,7 +14,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import psycopg
@@ -23,7 +24,7 @@ import structlog
 from realtime.streams import StreamNames
 from schemas.delivery import Break as DayBreak
 from schemas.delivery import TimeWindow as DayWindow
-from schemas.ids import DriverId, PlanId
+from schemas.ids import DriverId, OrgId, PlanId
 from schemas.plan import (
     LeftOut,
     PlanJob,
@@ -60,6 +61,28 @@ GROUP = "planner"
 PROGRESS_EVERY_S = 0.5
 _JOB_DECODER = msgspec.msgpack.Decoder(PlanJob)
 JOB_ENCODER = msgspec.msgpack.Encoder()
+
+
+async def enqueue(redis: Any, names: StreamNames, org_id: OrgId, plan_id: PlanId) -> None:
+    """Hand a plan to the planner workers (the plan must be committed first)."""
+    job = PlanJob(org_id=org_id, plan_id=plan_id)
+    await redis.xadd(names.plans, {"j": JOB_ENCODER.encode(job)})
+
+
+async def requeue_lost(
+    conn: psycopg.AsyncConnection, redis: Any, names: StreamNames, older_than: timedelta
+) -> int:
+    """Append the jobs of queued plans that never reached the stream; how many were appended.
+
+    Safe beside other processes doing the same: each plan is locked while its job is appended
+    and marked, and the others skip it.
+    """
+    async with conn.transaction():
+        lost = await plans_store.lock_unqueued_plans(conn, older_than)
+        for org_id, plan_id in lost:
+            await enqueue(redis, names, org_id, plan_id)
+            await plans_store.mark_enqueued(conn, plan_id)
+    return len(lost)
 
 
 def _window(window: DayWindow) -> TimeWindow:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import httpx
+import psycopg
 import websockets
 from redis.asyncio import Redis
 
 from realtime.streams import StreamNames
+from schemas.ids import OrgId
+from store import routes as store
 from tests.conftest import LiveServer, Tenant
 from tests.days import DEPOT, Day, device, events_of, key, order, plan_and_dispatch, planned
+from workers.planner import requeue_lost
 
 
 async def test_a_plan_reaches_the_drivers_socket_and_stops_become_events(
@@ -207,3 +212,29 @@ async def test_a_plan_can_ask_for_guided_local_search(
     )
     assert wrong.status_code == 400
     assert wrong.json()["field"] == "search"
+
+
+async def test_a_plan_whose_job_never_reached_redis_is_handed_over_once(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+    redis: Redis,
+    db: psycopg.AsyncConnection,
+) -> None:
+    """A committed plan left without its job (Redis failed after the commit) is appended once
+    by the upkeep and computed; plans created normally are never appended twice."""
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    normal = await http.post(
+        "/v1/plans",
+        json={"day": delivery_day.day.isoformat(), "time_limit_s": 1},
+        headers=key(tenant),
+    )
+    assert normal.status_code == 202
+    # As if the append had failed: the plan is committed, its job is not on the stream.
+    lost = await store.create_plan(db, OrgId(tenant.org_id), delivery_day.day, {}, None)
+    assert await requeue_lost(db, redis, names, timedelta(seconds=0)) == 1
+    assert await requeue_lost(db, redis, names, timedelta(seconds=0)) == 0
+    assert len(await redis.xrange(names.plans)) == 2
+    assert (await planned(http, tenant, lost.id))["status"] == "done"
