@@ -1,8 +1,8 @@
 """A delivery day to plan, dispatch and drive, for tests across the suite.
 
 Registered as a pytest plugin by ``tests/conftest.py``, so its fixtures (``planner``,
-``eta_worker``, ``delivery_day``, ``second_server``) are available to every test by name; tests
-import its helpers (``key``, ``device``, ``plan_and_dispatch``, ...) from here.
+``eta_worker``, ``delivery_day``, ``today``, ``second_server``) are available to every test by
+name; tests import its helpers (``key``, ``device``, ``plan_and_dispatch``, ...) from here.
 """
 
 from __future__ import annotations
@@ -127,6 +127,53 @@ async def delivery_day(http: httpx.AsyncClient, tenant: Tenant) -> Day:
         # Two clusters, east and west of the depot, three orders each.
         lon = DEPOT[1] + (0.03 if i < 3 else -0.03) + i * 0.001
         orders[f"o{i}"] = await order(http, tenant, day, f"o{i}", DEPOT[0] + 0.002 * i, lon)
+    return Day(day, shift_ids, orders)
+
+
+@pytest.fixture
+async def today(http: httpx.AsyncClient, tenant: Tenant) -> Day:
+    """Today (UTC, the day the live map shows): two vans on shifts around now, six orders."""
+    now = datetime.now(UTC)
+    window = {
+        "start": (now - timedelta(hours=1)).isoformat(),
+        "end": (now + timedelta(hours=9)).isoformat(),
+    }
+    day = now.date()
+    depot = await create(
+        http, tenant, "/v1/depots", {"name": "Hub", "lat": DEPOT[0], "lon": DEPOT[1]}
+    )
+    shift_ids = []
+    for n, driver in enumerate(tenant.drivers):
+        vehicle = await create(
+            http, tenant, "/v1/vehicles", {"name": f"Van {n}", "capacity": {"parcels": 4}}
+        )
+        shift = {
+            "driver_id": driver.id,
+            "vehicle_id": vehicle,
+            "day": day.isoformat(),
+            "start_place": {"depot_id": depot},
+            "working_window": window,
+        }
+        shift_ids.append(await create(http, tenant, "/v1/shifts", shift))
+    orders = {}
+    for i in range(6):
+        ref = f"o{i}"
+        orders[ref] = await create(
+            http,
+            tenant,
+            "/v1/orders",
+            {
+                "external_ref": ref,
+                "customer_name": f"Customer {ref}",
+                "address": f"{ref} Street 1",
+                "lat": DEPOT[0] + 0.002 * i,
+                "lon": DEPOT[1] + (0.03 if i < 3 else -0.03) + i * 0.001,
+                "day": day.isoformat(),
+                "time_windows": [window],
+                "service_s": 300,
+                "size": {"parcels": 1},
+            },
+        )
     return Day(day, shift_ids, orders)
 
 
