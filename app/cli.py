@@ -110,7 +110,7 @@ def serve(
 
 
 async def _serve(settings: Settings, *, workers: bool, demo: bool, simulate: bool = False) -> None:
-    from app.server import serve_api, stop_event_on_signals, worker_processes
+    from app.server import serve_api, stop_event_on_signals, tune_gc, worker_processes
 
     stop = stop_event_on_signals()
     banner = await _demo_banner(settings) if demo else ""
@@ -137,6 +137,7 @@ async def _serve(settings: Settings, *, workers: bool, demo: bool, simulate: boo
         api_stop.set()
 
     watcher = asyncio.create_task(stop_api_after_simulation()) if simulation else None
+    tune_gc()
     try:
         async with contextlib.AsyncExitStack() as stack:
             if workers:
@@ -297,9 +298,10 @@ def worker(ctx: click.Context, name: str, consumer: str | None, metrics_port: in
         raise click.UsageError(
             "a standalone worker needs LASTMILE_DATABASE_URL and LASTMILE_REDIS_URL"
         )
-    from app.server import run_worker, stop_event_on_signals
+    from app.server import run_worker, stop_event_on_signals, tune_gc
 
     async def go() -> None:
+        tune_gc()
         await run_worker(settings, name, stop_event_on_signals(), consumer_name=consumer)
 
     _run(go)

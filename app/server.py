@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import os
 import signal
 import socket
@@ -57,6 +58,22 @@ def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
         ws="websockets-sansio",
         ws_max_size=4 * 1024 * 1024,
     )
+
+
+GC_THRESHOLDS = (700, 10, 10_000)
+"""Python's default makes a full collection every ~100 young ones. A full collection walks every
+tracked object; an API process holding thousands of sockets tracks close to a million (their
+coroutines, tasks, queues), so each took 0.6-0.7 s, every few seconds, while nothing was acked
+or sent (docs/BENCHMARKS.md, live fan-out). Young collections keep their defaults, so cyclic
+garbage is still found; only the whole-heap walk becomes rare."""
+
+
+def tune_gc() -> None:
+    """For a long-running server or worker process, once its modules are imported: leave what
+    exists now out of every future collection, and make full collections rare."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def stop_event_on_signals() -> asyncio.Event:
