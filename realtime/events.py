@@ -18,6 +18,7 @@ from schemas.route import RouteView
 
 EVENTS_MAXLEN = 1_000_000
 """Approximate cap of the events stream until its consumers trim it by acknowledgement."""
+ROUTE_GENERATION_TTL_S = 7 * 86_400
 
 
 async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
@@ -25,10 +26,21 @@ async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
     if not events:
         return
     payloads = [EVENT_ENCODER.encode(event) for event in events]
+    # A route or stop event moves the driver's route generation: the ETA worker re-reads the
+    # route on the driver's next ping, instead of polling PostgreSQL for changes.
+    changed = {
+        driver
+        for event in events
+        if not isinstance(event, DeliveryUpdate)
+        and (driver := getattr(event, "driver_id", None)) is not None
+    }
     async with redis.pipeline(transaction=False) as pipe:
         for payload in payloads:
             pipe.xadd(names.events, {"e": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
-        ids = await pipe.execute()
+        for driver in changed:
+            pipe.incr(names.route_generation(driver))
+            pipe.expire(names.route_generation(driver), ROUTE_GENERATION_TTL_S)
+        ids = (await pipe.execute())[: len(payloads)]
     # Live screens get ``entry id|event``: the id lets a reconnecting screen resume after it.
     async with redis.pipeline(transaction=False) as pipe:
         for event, entry_id, payload in zip(events, ids, payloads, strict=True):

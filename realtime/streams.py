@@ -112,6 +112,11 @@ class StreamNames:
         """The pub/sub channel that reaches a driver's connected app (route changes)."""
         return f"{self.prefix}driver:{driver_id}"
 
+    def route_generation(self, driver_id: DriverId) -> str:
+        """Counter bumped by every route or stop event of a driver: when it moves, the ETA
+        worker re-reads the driver's route (instead of polling PostgreSQL)."""
+        return f"{self.prefix}routegen:{driver_id}"
+
     def eta_state(self, driver_id: DriverId) -> str:
         """Where the ETA worker keeps a driver's tracker state between pings and restarts."""
         return f"{self.prefix}eta:{driver_id}"

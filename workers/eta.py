@@ -7,8 +7,11 @@ stop. Windows that moved past the publication threshold are stored in ``windows:
 the model detected is appended to the ``events`` stream (and shown to live screens) as
 :class:`~schemas.events.DeliveryUpdate` events.
 
-The route is re-read from PostgreSQL at most every ``route_ttl_s`` per driver (a new version or
-a completed stop updates the tracker). The tracker state is kept in Redis after every batch, so
+A driver's route is re-read from PostgreSQL when its *route generation* moved (every route or
+stop event of the driver bumps a counter in Redis, see :func:`realtime.events.emit`; one MGET
+per batch reads them all), and at the latest every ``route_ttl_s`` as a safety net. Reading it
+on every ping, or polling every few seconds, would put PostgreSQL round trips on the hot path
+(docs/BENCHMARKS.md, live fan-out). The tracker state is kept in Redis after every batch, so
 another worker, or this one after a restart, continues where it was; a redelivered batch finds
 its pings already seen by the state, and fires nothing twice.
 """
@@ -46,6 +49,7 @@ class _Tracked:
     route: EtaRoute | None
     state: TrackerState | None
     checked: float
+    generation: object = None
 
 
 @dataclass
@@ -57,7 +61,7 @@ class EtaConsumer:
     provider: MatrixProvider
     redis: Redis
     config: EtaConfig = DEFAULT_CONFIG
-    route_ttl_s: float = 5.0
+    route_ttl_s: float = 300.0
     group: str = GROUP
     _tracked: dict[DriverId, _Tracked] = field(default_factory=dict)
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
@@ -70,16 +74,19 @@ class EtaConsumer:
         return batch
 
     async def handle(self, entries: Sequence[Entry[PingBatch]]) -> None:
+        drivers = list(dict.fromkeys(entry.value.driver_id for entry in entries))
+        keys = [self.names.route_generation(d) for d in drivers]
+        generations = dict(zip(drivers, await self.redis.mget(keys), strict=True))
         events: list[Event] = []
         # One round trip saves every tracked driver's state and windows for the whole read.
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
-                events += await self._track(entry.value, pipe)
+                events += await self._track(entry.value, generations[entry.value.driver_id], pipe)
             await pipe.execute()
         await emit(self.redis, self.names, *events)
 
-    async def _track(self, batch: PingBatch, pipe: Pipeline) -> list[Event]:
-        tracked = await self._tracked_of(batch.org_id, batch.driver_id)
+    async def _track(self, batch: PingBatch, generation: object, pipe: Pipeline) -> list[Event]:
+        tracked = await self._tracked_of(batch.org_id, batch.driver_id, generation)
         if tracked.route is None:
             return []
         route = tracked.route
@@ -104,9 +111,13 @@ class EtaConsumer:
         now = datetime.now(UTC)
         return [DeliveryUpdate(org_id=batch.org_id, at=now, detail=d) for d in details]
 
-    async def _tracked_of(self, org_id: OrgId, driver_id: DriverId) -> _Tracked:
+    async def _tracked_of(self, org_id: OrgId, driver_id: DriverId, generation: object) -> _Tracked:
         tracked = self._tracked.get(driver_id)
-        if tracked is not None and time.monotonic() - tracked.checked < self.route_ttl_s:
+        if (
+            tracked is not None
+            and tracked.generation == generation
+            and time.monotonic() - tracked.checked < self.route_ttl_s
+        ):
             return tracked
         conn = await self._connection()
         route_id = await route_store.current_route_id(conn, org_id, driver_id)
@@ -119,7 +130,10 @@ class EtaConsumer:
             if not same_route:
                 state = on_route_changed(state, route)
         fresh = _Tracked(
-            route=route, state=state if route is not None else None, checked=time.monotonic()
+            route=route,
+            state=state if route is not None else None,
+            checked=time.monotonic(),
+            generation=generation,
         )
         self._tracked[driver_id] = fresh
         return fresh

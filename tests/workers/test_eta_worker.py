@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from realtime.streams import StreamNames
 from schemas.events import EVENT_DECODER, DeliveryUpdate
 from tests.conftest import LiveServer, Tenant
-from tests.days import Day, device, plan_and_dispatch
+from tests.days import Day, device, key, plan_and_dispatch
 
 
 async def delivery_updates(redis: Redis, names: StreamNames, stop_id: int) -> Counter[str]:
@@ -70,3 +70,47 @@ async def test_pings_near_a_stop_fire_each_delivery_event_once(
     assert (kinds["en_route"], kinds["approaching"], kinds["arrived"]) == (1, 1, 1)
     windows = await redis.hgetall(names.arrival_windows(route["id"]))
     assert {int(k) for k in windows} == {s["id"] for s in route["stops"]}
+
+
+async def wait_for_kind(redis: Redis, names: StreamNames, stop_id: int, kind: str) -> Counter[str]:
+    for _ in range(200):
+        kinds = await delivery_updates(redis, names, stop_id)
+        if kinds[kind]:
+            return kinds
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {kind} for stop {stop_id}: {dict(kinds)}")
+
+
+async def test_a_route_change_reaches_the_tracker_on_the_next_ping(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+    eta_worker: None,
+    redis: Redis,
+) -> None:
+    """A stop cancelled after the worker loaded the route is not arrived at on the next pings:
+    the route change moves the driver's route generation and the worker re-reads the route
+    at once, not when its cached copy expires minutes later."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    routes = (await http.get(f"/v1/routes?day={delivery_day.day}", headers=key(tenant))).json()
+    route = max(routes["routes"], key=lambda r: len(r["stops"]))
+    assert len(route["stops"]) >= 2
+    driver = next(d for d in tenant.drivers if d.id == route["driver_id"])
+    first, second = route["stops"][:2]
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    track = fixes(first["lat"], first["lon"], datetime.now(UTC) - timedelta(minutes=3))
+    far = await http.post("/v1/pings", json={"pings": track[:1]}, headers=device(driver.token))
+    assert far.json()["accepted"] == 1
+    await wait_for_kind(redis, names, first["id"], "en_route")
+    cancelled = await http.post(
+        f"/v1/orders/{first['order_id']}/cancel", json={"reason": "customer"}, headers=key(tenant)
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    rest = await http.post("/v1/pings", json={"pings": track[1:]}, headers=device(driver.token))
+    assert rest.json()["accepted"] == 5
+    await wait_for_kind(redis, names, second["id"], "en_route")
+    await asyncio.sleep(0.3)
+    kinds = await delivery_updates(redis, names, first["id"])
+    assert (kinds["approaching"], kinds["arrived"]) == (0, 0)
