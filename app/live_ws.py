@@ -2,11 +2,13 @@
 
 On connect: a snapshot (every driver's latest position, the day's routes with their stops, the
 open stops' arrival windows; the day is today in the organisation's zone, or ``?day=``),
-then the events missed since ``?since=<event id>`` if given, then live changes. Positions go
-through a latest-per-driver subscription (a slow screen skips positions, never falls behind on
-them); events go through a bounded queue and a screen that falls more than that behind is closed
-with 4408 and reconnects with ``?since=`` set to the last event id it saw. ``?bbox=min_lon,
-min_lat,max_lon,max_lat`` limits positions to an area. Each API process subscribes once per
+then the events missed since ``?since=<event id>`` if given, then live changes. Positions and
+moved arrival windows go through latest-per-key subscriptions (per driver, per stop: a slow
+screen skips intermediate values, never falls behind on them); the other events go through a
+bounded queue and a screen that falls more than that behind is closed with 4408 and reconnects
+with ``?since=`` set to the last event id it saw (the replay leaves out moved windows: the new
+snapshot has the current ones). ``?bbox=min_lon,min_lat,max_lon,max_lat`` limits positions to
+an area. Each API process subscribes once per
 organisation channel, whatever the number of screens (see :mod:`realtime.hub`).
 """
 
@@ -27,10 +29,10 @@ from app.resources import Resources
 from realtime.hub import LatestSubscription, Overflowed, Subscription
 from realtime.streams import decode_live
 from schemas.codecs import ARRIVAL_WINDOW_DECODER
-from schemas.eta import ArrivalWindow
-from schemas.events import EVENT_DECODER
+from schemas.eta import ArrivalWindow, EtaChanged
+from schemas.events import EVENT_DECODER, DeliveryUpdate, Event
 from schemas.ids import OrgId
-from schemas.live import EventMessage, LiveMessage, Positions, Snapshot
+from schemas.live import EventMessage, LiveMessage, Positions, Snapshot, WindowChanges
 from schemas.ping import LivePosition
 from schemas.route import RouteView
 from store import routes as route_store
@@ -71,6 +73,7 @@ async def live_socket(websocket: WebSocket) -> None:
     try:
         async with (
             resources.hub.subscribe_latest(names.positions_channel(org_id)) as positions,
+            resources.hub.subscribe_latest(names.org_windows_channel(org_id)) as windows,
             resources.hub.subscribe(names.org_events_channel(org_id)) as events,
         ):
             # Subscribed first, then the snapshot: nothing can fall between the two.
@@ -78,6 +81,7 @@ async def live_socket(websocket: WebSocket) -> None:
             last_id = await _replay(resources, websocket, org_id, since) if since else None
             tasks = [
                 asyncio.create_task(_positions(websocket, positions, bbox)),
+                asyncio.create_task(_windows(websocket, windows)),
                 asyncio.create_task(_events(websocket, events, last_id)),
                 asyncio.create_task(_until_closed(websocket)),
             ]
@@ -149,10 +153,15 @@ async def _replay(
     entries = await resources.redis.xrange(resources.names.events, min=f"({since}", count=10_000)
     for entry_id, fields in entries:
         event = EVENT_DECODER.decode(fields[b"e"])
-        if event.org_id == org_id:
+        # Moved windows are not replayed: the snapshot just sent holds the current ones.
+        if event.org_id == org_id and not _is_window_change(event):
             last = entry_id.decode()
             await _send(websocket, EventMessage(id=last, event=event))
     return last
+
+
+def _is_window_change(event: Event) -> bool:
+    return isinstance(event, DeliveryUpdate) and isinstance(event.detail, EtaChanged)
 
 
 async def _positions(websocket: WebSocket, feed: LatestSubscription, bbox: BBox | None) -> None:
@@ -161,6 +170,18 @@ async def _positions(websocket: WebSocket, feed: LatestSubscription, bbox: BBox 
         drivers = _within([decode_live(v) for v in latest.values()], bbox)
         if drivers:
             await _send(websocket, Positions(drivers=drivers))
+
+
+async def _windows(websocket: WebSocket, feed: LatestSubscription) -> None:
+    while True:
+        latest = await feed.take()
+        changes = []
+        for raw in latest.values():
+            event = EVENT_DECODER.decode(raw)
+            if isinstance(event, DeliveryUpdate) and isinstance(event.detail, EtaChanged):
+                changes.append(event.detail)
+        if changes:
+            await _send(websocket, WindowChanges(changes=changes))
 
 
 async def _events(websocket: WebSocket, feed: Subscription, after: str | None) -> None:

@@ -24,7 +24,7 @@ Definitions (one machine, one wall clock):
   acceptance of the ping with that driver and ``time``; delivered share: distinct pings a
   dispatcher socket saw ÷ pings accepted (positions are coalesced per driver: a busy screen may
   skip one);
-* ETA latency: a customer ``window`` message's arrival (or a dispatcher's ``eta_changed`` event)
+* ETA latency: a customer ``window`` message's arrival (or a dispatcher's ``windows`` change)
   − acceptance of the driver's first ping in the second ``estimate.as_of`` names (the fix the
   window was computed from).
 
@@ -356,6 +356,10 @@ class _EventMessage(msgspec.Struct, tag="event"):
     event: _Happening
 
 
+class _WindowChanges(msgspec.Struct, tag="windows"):
+    changes: list[_Detail]
+
+
 class _Estimate(msgspec.Struct):
     as_of: datetime
 
@@ -378,7 +382,7 @@ class _PositionMessage(msgspec.Struct, tag="position"):
 
 PING_OUT = msgspec.json.Encoder()
 ACK = msgspec.json.Decoder(_Ack)
-LIVE = msgspec.json.Decoder(_Positions | _Snapshot | _EventMessage)
+LIVE = msgspec.json.Decoder(_Positions | _Snapshot | _EventMessage | _WindowChanges)
 TRACK = msgspec.json.Decoder(_Track | _WindowMessage | _PositionMessage)
 
 
@@ -536,7 +540,7 @@ def drivers_process(port: int, plans: list[DriverPlan]) -> Work:
 
 
 def dispatchers_process(port: int, api_key: str, count: int) -> Work:
-    """Dispatcher screens: connect at ``connect``, record every position and ``eta_changed``."""
+    """Dispatcher screens: connect at ``connect``, record every position and moved window."""
 
     async def work(rec: Records, ready: Ready) -> None:
         timeline = await ready()
@@ -566,6 +570,13 @@ def dispatchers_process(port: int, api_key: str, count: int) -> Work:
                                 p_recv.append(now)
                         elif isinstance(message, _Snapshot):
                             rec.counts[f"snapshots ({len(data) // 1000:,} kB)"] += 1
+                        elif isinstance(message, _WindowChanges):
+                            rec.counts["windows messages"] += 1
+                            for detail in message.changes:
+                                if detail.window is not None:
+                                    e_driver.append(detail.driver_id)
+                                    e_fix.append(detail.window.computed_epoch_s)
+                                    e_recv.append(now)
                         elif (detail := message.event.detail) is not None:
                             rec.counts[f"events {detail.type}"] += 1
                             if detail.type == "eta_changed" and detail.window is not None:
@@ -871,7 +882,7 @@ def summarise(
         )
         report.add(figure="position → dispatcher (from send)", **spread_ms(seen[:, 1]))
         events = windows_from(accepted, parts, ("ev_driver", "ev_fix_s", "ev_recv"))
-        report.add(figure="eta_changed → dispatcher", samples=len(events), **spread_ms(events))
+        report.add(figure="moved window → dispatcher", samples=len(events), **spread_ms(events))
     if "customers" in got:
         parts = got["customers"]
         windows = windows_from(accepted, parts, ("driver", "fix_s", "recv"))

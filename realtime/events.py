@@ -13,6 +13,7 @@ from typing import Any
 from realtime.streams import StreamNames
 from schemas.codecs import WS_SERVER_MSGPACK
 from schemas.driver_ws import RouteMessage
+from schemas.eta import EtaChanged
 from schemas.events import EVENT_ENCODER, DeliveryUpdate, Event, RouteDispatched
 from schemas.route import RouteView
 
@@ -47,7 +48,15 @@ async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
             message = _id(entry_id) + b"|" + payload
             for channel in channels(names, event):
                 pipe.publish(channel, message)
+            if isinstance(event, DeliveryUpdate) and isinstance(event.detail, EtaChanged):
+                # Dispatcher screens keep only the newest window per stop: ``stop|event``.
+                stop = str(event.detail.stop_id).encode()
+                pipe.publish(names.org_windows_channel(event.org_id), stop + b"|" + payload)
         await pipe.execute()
+
+
+def _is_window_change(event: Event) -> bool:
+    return isinstance(event, DeliveryUpdate) and isinstance(event.detail, EtaChanged)
 
 
 def channels(names: StreamNames, event: Event) -> list[str]:
@@ -55,9 +64,11 @@ def channels(names: StreamNames, event: Event) -> list[str]:
 
     A customer's page follows its order's channel (what happened to the order, its arrival
     window) and its route's (stops before it completed, the route started or changed), so it
-    never receives the other customers' arrival windows.
+    never receives the other customers' arrival windows. Moved windows (``eta_changed``) reach
+    the organisation's screens on their own channel instead, coalesced per stop (see
+    :func:`emit`): they are the bulk of the events and only the newest of each stop matters.
     """
-    found = [names.org_events_channel(event.org_id)]
+    found = [] if _is_window_change(event) else [names.org_events_channel(event.org_id)]
     if isinstance(event, DeliveryUpdate):
         found.append(names.order_channel(event.org_id, event.detail.order_id))
         return found

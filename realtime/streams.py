@@ -94,6 +94,11 @@ class StreamNames:
         """Pub/sub channel of an organisation's domain events, for live dispatcher screens."""
         return f"{self.prefix}events:{org_id}"
 
+    def org_windows_channel(self, org_id: OrgId) -> str:
+        """Pub/sub channel of an organisation's moved arrival windows (``stop|eta_changed``),
+        for live dispatcher screens, which keep the newest per stop."""
+        return f"{self.prefix}windows:{org_id}"
+
     def driver_position_channel(self, driver_id: DriverId) -> str:
         """Pub/sub channel of one driver's newest positions (``driver|payload``), for the
         tracking page of the customer whose stop is next."""

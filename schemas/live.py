@@ -2,9 +2,9 @@
 
 Server → client only. ``snapshot`` comes first on every connection; then ``positions`` (the
 newest position of each driver that moved since the last such message — coalesced, so a slow
-screen skips intermediate positions) and ``event`` (every domain event of the organisation, in
-order, with the events-stream ``id`` a reconnecting screen passes as ``?since=`` to replay what
-it missed).
+screen skips intermediate positions), ``windows`` (moved arrival windows, coalesced per stop the
+same way) and ``event`` (every other domain event of the organisation, in order, with the
+events-stream ``id`` a reconnecting screen passes as ``?since=`` to replay what it missed).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 
 import msgspec
 
-from schemas.eta import ArrivalWindow
+from schemas.eta import ArrivalWindow, EtaChanged
 from schemas.events import Event
 from schemas.ping import LivePosition
 from schemas.route import RouteView
@@ -46,4 +46,13 @@ class EventMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", 
     event: Event
 
 
-LiveMessage = Snapshot | Positions | EventMessage
+class WindowChanges(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="windows"):
+    """Stops whose arrival window moved: the newest ``eta_changed`` of each since the last such
+    message. Coalesced per stop like positions, so a slow screen skips intermediate windows
+    instead of falling behind on them; they carry no stream id (a reconnecting screen gets the
+    current windows in its snapshot, and ``?since=`` still replays them as events)."""
+
+    changes: list[EtaChanged]
+
+
+LiveMessage = Snapshot | Positions | EventMessage | WindowChanges

@@ -8,7 +8,7 @@
 //   dispatch/times.js   formats times in the organisation's zone
 //
 // State comes from /v1/live/ws: a snapshot first on every connection (with the day it covers and
-// the organisation's time zone), then `positions` and `event` messages. After each message the
+// the organisation's time zone), then `positions`, `windows` and `event` messages. After each message the
 // model's changes are drawn, and routes named by route_dispatched and route_changed are read
 // again from GET /v1/routes/{id}.
 //
@@ -95,6 +95,9 @@ function onMessage(message) {
       break;
     case "positions":
       fleet.applyPositions(message.drivers);
+      break;
+    case "windows":
+      fleet.applyWindows(message.changes);
       break;
     case "event":
       fleet.applyEvent(message.id, message.event);

@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 
 from realtime.events import emit
 from realtime.streams import StreamNames
-from schemas.events import OrderCancelled
+from schemas.eta import ArrivalWindow, EtaChanged
+from schemas.events import DeliveryUpdate, OrderCancelled
 from tests.conftest import LiveServer, Tenant, make_tenant
 from tests.days import Day, plan_and_dispatch
 from tests.helpers import Trace
@@ -94,6 +95,73 @@ async def test_events_arrive_in_order_and_a_reconnect_resumes_after_the_last_see
         await receive(socket, "snapshot")
         replayed = [await receive(socket, "event") for _ in range(2)]
     assert [e["event"]["order_id"] for e in replayed] == [2, 3]
+
+
+def moved(tenant: Tenant, stop_id: int, likely_s: int) -> DeliveryUpdate:
+    """The ETA worker's ``eta_changed`` for ``stop_id``, now expected at ``likely_s``."""
+    window = ArrivalWindow(
+        stop_id=stop_id,
+        order_id=stop_id,
+        likely_epoch_s=likely_s,
+        lower_epoch_s=likely_s - 300,
+        upper_epoch_s=likely_s + 600,
+        computed_epoch_s=likely_s - 3600,
+    )
+    detail = EtaChanged(
+        driver_id=tenant.drivers[0].id,
+        route_id=1,
+        route_version=1,
+        stop_id=stop_id,
+        order_id=stop_id,
+        at_epoch_s=window.computed_epoch_s,
+        previous=window,
+        window=window,
+    )
+    return DeliveryUpdate(org_id=tenant.org_id, at=datetime.now(UTC), detail=detail)
+
+
+async def test_moved_windows_are_coalesced_per_stop_and_never_cut_a_screen_off(
+    server: LiveServer, tenant: Tenant, redis: Redis
+) -> None:
+    """A burst of moved windows, more than a screen's event queue holds, reaches it as
+    ``windows`` messages ending with each stop's newest; the screen stays open, and a replay
+    after a reconnect leaves them out (its snapshot has the current windows)."""
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    start = 1_900_000_000
+    burst = [moved(tenant, stop, start + 60 * i) for i in range(200) for stop in (7, 8)]
+    url = f"{server.ws_url}/v1/live/ws?token={tenant.api_key}"
+    async with websockets.connect(url) as socket:
+        await receive(socket, "snapshot")
+        await emit(
+            redis, names, OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=1)
+        )
+        before = await receive(socket, "event")
+        await emit(redis, names, *burst)
+        await emit(
+            redis, names, OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=2)
+        )
+        newest: dict[int, int] = {}
+        after: list[int] = []
+        last = {7: start + 60 * 199, 8: start + 60 * 199}
+        while newest != last or not after:
+            message = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            if message["type"] == "windows":
+                for change in message["changes"]:
+                    newest[change["stop_id"]] = change["window"]["likely_epoch_s"]
+            elif message["type"] == "event":  # never an eta_changed: those come as windows
+                assert message["event"]["type"] == "order_cancelled", message
+                after.append(message["event"]["order_id"])
+    assert after == [2]
+    async with websockets.connect(f"{url}&since={before['id']}") as socket:
+        await receive(socket, "snapshot")
+        replayed = await receive(socket, "event")
+        assert replayed["event"] == {
+            "type": "order_cancelled",
+            "org_id": tenant.org_id,
+            "at": replayed["event"]["at"],
+            "order_id": 2,
+            "route_id": None,
+        }
 
 
 async def test_a_bad_area_or_key_closes_with_a_reason(server: LiveServer, tenant: Tenant) -> None:

@@ -155,6 +155,11 @@ export class Fleet {
     }
   }
 
+  // Moved arrival windows, the newest of each stop (eta_changed details, coalesced by the server).
+  applyWindows(changes) {
+    for (const detail of changes) this.applyDelivery(detail);
+  }
+
   applyEvent(id, event) {
     this.lastEventId = id;
     switch (event.type) {
