@@ -57,7 +57,7 @@ from schemas.planning import Location
 from solver.errors import ProblemError
 from solver.geo import euclidean_m, haversine_m
 from solver.instance import Window, merge_windows
-from solver.matrix import MatrixProvider
+from solver.matrix import MatrixProvider, trip_durations
 from solver.timeline import service_start
 
 
@@ -423,8 +423,9 @@ def _learn_travel(
         or any(t.status == "pending" for t in tracks[:index])
     ):
         return pace
-    matrix = provider.matrix([leg.start_at, track.entered_at], depart_epoch_s=leg.start_epoch_s)
-    predicted = matrix.duration_s[0][1]
+    (predicted,) = trip_durations(
+        provider, [(leg.start_at, track.entered_at)], depart_epoch_s=leg.start_epoch_s
+    )
     actual = track.inside_since_epoch_s - leg.start_epoch_s
     if predicted < max(config.min_leg_s, 1) or actual <= 0:
         return pace
@@ -439,7 +440,7 @@ def _drive_s(
     provider: MatrixProvider, a: Location, b: Location, at_epoch_s: int, pace: DriverPace
 ) -> int:
     """The driver's expected driving seconds from ``a`` to ``b`` leaving at ``at_epoch_s``."""
-    seconds = provider.matrix([a, b], depart_epoch_s=at_epoch_s).duration_s[0][1]
+    (seconds,) = trip_durations(provider, [(a, b)], depart_epoch_s=at_epoch_s)
     return round(pace.travel_factor * seconds)
 
 

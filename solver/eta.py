@@ -35,6 +35,7 @@ time window. ``arrived`` and ``departed`` come from :mod:`solver.arrival`.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -70,7 +71,7 @@ from solver.arrival import (
     stop_windows,
 )
 from solver.instance import Window
-from solver.matrix import MatrixProvider
+from solver.matrix import MatrixProvider, trip_durations
 from solver.timeline import service_start
 
 DEFAULT_CONFIG = EtaConfig()
@@ -351,18 +352,21 @@ def _time_pending(
             clock = max(clock, float(route.start_epoch_s))
         first_var = config.spread_base_s**2
 
+    # Only the legs are needed: here → first pending → next pending …, and, on a known leg,
+    # from where the leg started to its stop.
     points = [origin, *(stops[i].location for i in pending)]
+    trips = list(itertools.pairwise(points))
     on_leg = current == pending[0] and _leg_known(base) and base.leg_start_at is not None
     if on_leg and base.leg_start_at is not None:
-        points.append(base.leg_start_at)
-    durations = provider.matrix(points, depart_epoch_s=int(clock)).duration_s
+        trips.append((base.leg_start_at, points[1]))
+    legs = trip_durations(provider, trips, depart_epoch_s=int(clock))
     first_factor = pace.travel_factor
     if on_leg and base.leg_start_epoch_s is not None:
         first_factor = _leg_factor(
             pace.travel_factor,
             now - base.leg_start_epoch_s,
-            durations[-1][1],
-            durations[0][1],
+            legs[-1],
+            legs[0],
             config,
         )
 
@@ -372,7 +376,7 @@ def _time_pending(
     computed: dict[int, ArrivalWindow] = {}
     for k, i in enumerate(pending):
         stop = stops[i]
-        drive = (first_factor if k == 0 else pace.travel_factor) * durations[k][k + 1]
+        drive = (first_factor if k == 0 else pace.travel_factor) * legs[k]
         arrival = clock + drive
         for side in (late, early):
             side.variance_s2 += (config.spread_leg_ratio * drive) ** 2

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 import numpy as np
@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from schemas.planning import Location
 from solver.errors import MatrixError
-from solver.geo import euclidean_matrix_m, haversine_pairs_m
+from solver.geo import euclidean_matrix_m, haversine_m, haversine_pairs_m
 
 Rounding = Literal["round", "floor"]
 
@@ -61,6 +61,37 @@ class MatrixProvider(Protocol):
     def matrix(self, points: Sequence[Location], *, depart_epoch_s: int) -> TravelMatrix:
         """Return distances and durations between every pair of ``points``."""
         ...
+
+
+@runtime_checkable
+class TripProvider(MatrixProvider, Protocol):
+    """A provider with a cheaper answer for a few separate trips than a whole matrix.
+
+    ``durations(pairs, depart_epoch_s=t)`` returns the driving seconds of each ``(from, to)``
+    pair, what :meth:`matrix` would give for it (up to a last rounding step). The live ETA
+    model asks for a chain of legs on every fix; a matrix would compute n² trips to use n.
+    """
+
+    def durations(
+        self, pairs: Sequence[tuple[Location, Location]], *, depart_epoch_s: int
+    ) -> list[int]:
+        """Return the driving seconds of each pair, in order."""
+        ...
+
+
+def trip_durations(
+    provider: MatrixProvider,
+    pairs: Sequence[tuple[Location, Location]],
+    *,
+    depart_epoch_s: int,
+) -> list[int]:
+    """Driving seconds of each ``(from, to)`` pair: the provider's own :meth:`durations` where
+    it has one, else read from one matrix over the pairs' points."""
+    if isinstance(provider, TripProvider):
+        return provider.durations(pairs, depart_epoch_s=depart_epoch_s)
+    unique, index_of = _deduplicate([p for pair in pairs for p in pair])
+    duration = provider.matrix(unique, depart_epoch_s=depart_epoch_s).duration_s
+    return [duration[index_of[2 * k]][index_of[2 * k + 1]] for k in range(len(pairs))]
 
 
 class SpeedModel(Protocol):
@@ -145,6 +176,25 @@ class GreatCircleProvider:
         np.fill_diagonal(speed, 1.0)
         duration = np.rint(distance / speed)
         return _expand(distance, duration, index_of)
+
+    def durations(
+        self, pairs: Sequence[tuple[Location, Location]], *, depart_epoch_s: int
+    ) -> list[int]:
+        """Return the driving seconds of each ``(from, to)`` pair, as :meth:`matrix` would."""
+        unique, index_of = _deduplicate([p for pair in pairs for p in pair])
+        speed = self.speed.speed_matrix_mps(unique, depart_epoch_s)
+        _check_speeds(speed, len(unique))
+        out: list[int] = []
+        for k, (a, b) in enumerate(pairs):
+            if a.lat is None or a.lon is None or b.lat is None or b.lon is None:
+                raise MatrixError(f"expected geographic points (lat/lon), got planar in pair {k}")
+            i, j = index_of[2 * k], index_of[2 * k + 1]
+            if i == j:
+                out.append(0)
+                continue
+            distance = round(haversine_m(a.lat, a.lon, b.lat, b.lon) * self.circuity)
+            out.append(round(distance / float(speed[i, j])))
+        return out
 
     def _great_circle(self, unique: Sequence[Location]) -> NDArray[np.float64]:
         n = len(unique)

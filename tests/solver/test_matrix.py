@@ -17,6 +17,7 @@ from solver.matrix import (
     GreatCircleProvider,
     PrecomputedProvider,
     TravelMatrix,
+    trip_durations,
 )
 
 BERLIN = Location(lat=52.5200, lon=13.4050)
@@ -124,3 +125,24 @@ def test_a_misshapen_matrix_is_refused() -> None:
     bad = TravelMatrix(distance_m=[[0, 1], [1]], duration_s=[[0, 1], [1, 0]])
     with pytest.raises(MatrixError, match="expected distance_m row 1 with 2 values, got 1"):
         PrecomputedProvider([BERLIN, POTSDAM], bad)
+
+
+def test_trips_cost_what_the_matrix_says_whichever_way_they_are_asked() -> None:
+    """A chain of legs (with a repeated point and a zero-length trip) costs the matrix's
+    durations, from the great-circle provider's own path and from the generic one."""
+    chain = [(BERLIN, SPANDAU), (SPANDAU, POTSDAM), (POTSDAM, BERLIN), (BERLIN, BERLIN)]
+    model = RushHour()
+    great = GreatCircleProvider(speed=model)
+    full = great.matrix([BERLIN, SPANDAU, POTSDAM], depart_epoch_s=1_800).duration_s
+    expected = [full[0][1], full[1][2], full[2][0], 0]
+    own = trip_durations(great, chain, depart_epoch_s=1_800)
+    assert own == pytest.approx(expected, abs=1)
+    assert own[0] > 0 and model.departures[-1] == 1_800
+    generic = PrecomputedProvider(
+        [BERLIN, SPANDAU, POTSDAM],
+        great.matrix([BERLIN, SPANDAU, POTSDAM], depart_epoch_s=1_800),
+    )
+    assert trip_durations(generic, chain, depart_epoch_s=0) == expected
+    planar = Location(x_m=0.0, y_m=0.0)
+    with pytest.raises(MatrixError, match="geographic"):
+        trip_durations(great, [(BERLIN, planar)], depart_epoch_s=0)
