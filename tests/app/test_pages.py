@@ -28,7 +28,7 @@ from app.pages import content_policy
 from app.settings import Settings
 from realtime.events import emit
 from realtime.streams import StreamNames
-from schemas.eta import ArrivalWindow, RunningLate
+from schemas.eta import ArrivalWindow, EtaChanged, RunningLate
 from schemas.events import DeliveryUpdate
 from tests.conftest import Driver, LiveServer, Tenant
 from tests.days import Day, device, key, plan_and_dispatch
@@ -131,30 +131,49 @@ def clock(iso: str, zone: str = "UTC") -> str:
     return datetime.fromisoformat(iso).astimezone(ZoneInfo(zone)).strftime("%H:%M")
 
 
-async def running_late(
-    redis: Redis, server: LiveServer, tenant: Tenant, route: dict[str, Any], stop: dict[str, Any]
-) -> None:
-    """Emit what the ETA worker emits when ``stop`` will be reached 25 minutes after its window."""
+def late_window(stop: dict[str, Any], late_s: int) -> ArrivalWindow:
+    """A window for ``stop`` whose upper bound ends ``late_s`` after the customer's window."""
     end_s = int(datetime.fromisoformat(stop["windows"][-1]["end"]).timestamp())
-    window = ArrivalWindow(
+    return ArrivalWindow(
         stop_id=stop["id"],
         order_id=stop["order_id"],
-        likely_epoch_s=end_s + 600,
-        lower_epoch_s=end_s,
-        upper_epoch_s=end_s + 1500,
+        likely_epoch_s=end_s + late_s - 900,
+        lower_epoch_s=end_s + late_s - 1500,
+        upper_epoch_s=end_s + late_s,
         computed_epoch_s=int(datetime.now(UTC).timestamp()),
-        late_s=1500,
+        late_s=late_s,
     )
-    detail = RunningLate(
-        driver_id=route["driver_id"],
-        route_id=route["id"],
-        route_version=route["version"],
-        stop_id=stop["id"],
-        order_id=stop["order_id"],
-        at_epoch_s=window.computed_epoch_s,
-        window=window,
-        customer_end_epoch_s=end_s,
+
+
+async def running_late(
+    redis: Redis,
+    server: LiveServer,
+    tenant: Tenant,
+    route: dict[str, Any],
+    stop: dict[str, Any],
+    *,
+    back_on_time: bool = False,
+) -> None:
+    """Emit what the ETA worker emits when ``stop`` will be reached 25 minutes after its window
+    (a ``running_late`` alert), or, with ``back_on_time``, when its window moved back inside it
+    (an ``eta_changed``)."""
+    head = {
+        "driver_id": route["driver_id"],
+        "route_id": route["id"],
+        "route_version": route["version"],
+        "stop_id": stop["id"],
+        "order_id": stop["order_id"],
+    }
+    late = late_window(stop, 1500)
+    detail: RunningLate | EtaChanged = RunningLate(
+        **head,
+        at_epoch_s=late.computed_epoch_s,
+        window=late,
+        customer_end_epoch_s=late.upper_epoch_s - 1500,
     )
+    if back_on_time:
+        window = late_window(stop, 0)
+        detail = EtaChanged(**head, at_epoch_s=late.computed_epoch_s, previous=late, window=window)
     names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
     await emit(
         redis, names, DeliveryUpdate(org_id=tenant.org_id, at=datetime.now(UTC), detail=detail)
@@ -355,7 +374,8 @@ async def test_the_dispatcher_sees_late_and_failed_stops_as_alerts(
     redis: Redis,
     pages: Pages,
 ) -> None:
-    """A running_late event marks its stop late; a failed stop turns red; both are alerts."""
+    """A running_late event marks its stop late; a failed stop turns red; both are alerts; a
+    window moved back inside the customer's clears the late mark."""
     await plan_and_dispatch(http, tenant, today)
     driver = tenant.drivers[0]
     route = await started_route(http, driver)
@@ -383,6 +403,11 @@ async def test_the_dispatcher_sees_late_and_failed_stops_as_alerts(
     await expect(failed_stop).to_have_attribute("data-status", "failed", timeout=WAIT_MS)
     await expect(page.locator(".alert[data-kind='stop_failed']")).to_contain_text("nobody home")
     await expect(page.locator(".alert")).to_have_count(2)
+
+    # The window moves back inside the customer's (a `windows` message): no longer marked late.
+    await running_late(redis, server, tenant, route, late, back_on_time=True)
+    await expect(late_stop).to_have_attribute("data-late", "false", timeout=WAIT_MS)
+    await expect(page.locator("#stat-late")).to_have_text("0")
 
 
 @pytest.mark.browser
