@@ -57,6 +57,16 @@ def matrix_provider(settings: Settings) -> MatrixProvider:
         from workers.osrm import OsrmProvider
 
         return OsrmProvider(settings.osrm_url)
+    return live_provider(settings)
+
+
+def live_provider(settings: Settings) -> MatrixProvider:
+    """Travel times for live arrival windows: the great-circle model, whatever plans routes.
+
+    The ETA worker asks for a few legs on every fix (2,000 a second in the benchmark); a road
+    router answering over HTTP would be a round trip per fix. The model's bias on a driver's
+    roads is what the learned pace (actual ÷ predicted per leg) absorbs.
+    """
     return GreatCircleProvider(
         speed=ConstantSpeed(settings.travel_speed_mps), circuity=settings.circuity
     )

@@ -24,7 +24,7 @@ import uvicorn
 from redis.asyncio import Redis
 
 from app.main import create_app, create_osmand_app
-from app.resources import matrix_provider, open_resources, stream_names
+from app.resources import live_provider, matrix_provider, open_resources, stream_names
 from app.settings import Settings
 from realtime.streams import trim_consumed
 from workers.eta import EtaConsumer
@@ -154,7 +154,7 @@ async def run_worker(
         consumer = EtaConsumer(
             names=names,
             database_url=settings.database_url,
-            provider=matrix_provider(settings),
+            provider=live_provider(settings),
             redis=redis,
         )
         config = dataclasses.replace(base, batch_entries=settings.persist_batch)
