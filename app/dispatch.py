@@ -220,7 +220,7 @@ async def insert_order(request: Request) -> Response:
         )
         if not running:
             raise Conflict("order_id", f"no route is running on {day}")
-        placed = cheapest_insertion([s.route for s in running], stop, resources.provider)
+        placed = await resources.solver.run(cheapest_insertion, [s.route for s in running], stop)
         if isinstance(placed, Unplaceable):
             raise Conflict("order_id", placed.reason)
         target = next(s for s in running if s.route.vehicle_ref == placed.vehicle_ref)
@@ -254,11 +254,11 @@ async def move(request: Request) -> Response:
         if from_route == wanted.route_id:
             raise Conflict("route_id", "the stop is already on that route")
         source, target = await states(conn, resources, org_id, [from_route, wanted.route_id])
-        moved = move_stop(
+        moved = await resources.solver.run(
+            move_stop,
             source.route,
             target.route,
             OrderRef(str(order_id)),
-            resources.provider,
             position=wanted.position,
         )
         if isinstance(moved, Unplaceable):
@@ -287,7 +287,7 @@ async def resequence_route(request: Request) -> Response:
     route_id = RouteId(path_id(request, "route_id"))
     async with resources.pool.connection() as conn:
         st = await state(conn, resources, principal.org_id, route_id)
-        timeline = resequence(st.route, resources.provider, time_limit_s=RESEQUENCE_LIMIT_S)
+        timeline = await resources.solver.run(resequence, st.route, time_limit_s=RESEQUENCE_LIMIT_S)
         async with conn.transaction():
             await write(conn, st, timeline)
         (view,) = await announce(
@@ -305,8 +305,9 @@ async def after_cancel(resources: Resources, org_id: OrgId, order_id: int) -> No
             route_id = found[1]
             st = await state(conn, resources, org_id, route_id)
             rest = without_stop(st.route, OrderRef(str(order_id)))
+            timeline = await resources.solver.run(retime, rest)
             async with conn.transaction():
-                await write(conn, st, retime(rest, resources.provider), removed=[order_id])
+                await write(conn, st, timeline, removed=[order_id])
         cancelled = OrderCancelled(
             org_id=org_id, at=datetime.now(UTC), order_id=order_id, route_id=route_id
         )

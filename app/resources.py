@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from app.auth import Authenticator
 from app.metrics import STREAM_LAG, STREAM_PENDING, count_accepted
 from app.settings import Settings
+from app.solving import SolverPool
 from realtime.hub import Hub
 from realtime.streams import APPEND_SCRIPT, PingAppender, StreamNames
 from solver.matrix import ConstantSpeed, GreatCircleProvider, MatrixProvider
@@ -48,7 +49,7 @@ class Resources:
     appender: PingAppender
     auth: Authenticator
     hub: Hub
-    provider: MatrixProvider
+    solver: SolverPool
 
 
 def matrix_provider(settings: Settings) -> MatrixProvider:
@@ -94,6 +95,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(hub.redis.aclose)
         stack.push_async_callback(hub.close)
         script = redis.register_script(APPEND_SCRIPT)
+        solver = SolverPool(settings, settings.solver_processes)
+        stack.callback(solver.close)
+        if settings.warm_solver:
+            solver.warm()
 
         async def run_script(keys: Sequence[str], args: Sequence[Any]) -> list[bytes]:
             result: list[bytes] = await script(keys=list(keys), args=list(args))
@@ -107,7 +112,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             appender=PingAppender(names=names, run_script=run_script, on_stored=count_accepted),
             auth=Authenticator(pool, ttl_s=settings.auth_cache_ttl_s),
             hub=hub,
-            provider=matrix_provider(settings),
+            solver=solver,
         )
         tasks = [
             asyncio.create_task(_every(PARTITION_UPKEEP_S, _partitions, resources)),

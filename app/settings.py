@@ -69,6 +69,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     travel_speed_mps: PositiveFloat = 8.0
     circuity: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.3
     osrm_url: str | None = None
+    solver_processes: Annotated[int, Meta(ge=1, le=64)] = 1
+    warm_solver: bool = True
+    """Start the API's solver processes with the API (else on the first re-optimisation)."""
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tracking_ttl_h: Annotated[float, Meta(ge=0, le=24 * 30)] = 12.0
 

@@ -31,6 +31,10 @@ class ProblemError(SolverError):
         self.subject = subject
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[ProblemError], tuple[str, str]]:
+        # Rebuilt from its fields when it crosses processes (the API's solver pool).
+        return type(self), (self.subject, self.detail)
+
 
 class MatrixError(SolverError):
     """A travel matrix, or the points it is asked for, cannot be used.

@@ -93,6 +93,7 @@ def settings(
         persist_block_ms=100,
         persist_batch=50,
         auth_cache_ttl_s=0.5,
+        warm_solver=False,  # most test servers never re-optimise: no process for them
     )
 
 
