@@ -28,6 +28,7 @@ from app.resources import live_provider, matrix_provider, open_resources, stream
 from app.settings import Settings
 from realtime.streams import trim_consumed
 from workers.eta import EtaConsumer
+from workers.lease import holder_name, holding
 from workers.persist import PersistConsumer
 from workers.planner import PlannerConsumer
 from workers.runner import Runner, RunnerConfig
@@ -149,17 +150,15 @@ async def run_worker(
         claim_idle_ms=settings.claim_idle_ms,
         dead_letter_stream=f"{settings.redis_prefix}dead",
     )
-    consumer: PersistConsumer | PlannerConsumer | EtaConsumer
+    consumer: PersistConsumer | PlannerConsumer
     if name == "eta":
-        consumer = EtaConsumer(
-            names=names,
-            database_url=settings.database_url,
-            provider=live_provider(settings),
-            redis=redis,
-        )
-        config = dataclasses.replace(base, batch_entries=settings.persist_batch)
-        trim = None
-    elif name == "persist":
+        try:
+            config = dataclasses.replace(base, batch_entries=settings.persist_batch)
+            await _run_eta(settings, redis, config, stop)
+        finally:
+            await redis.aclose()
+        return
+    if name == "persist":
         consumer = PersistConsumer(names=names, database_url=settings.database_url)
         config = dataclasses.replace(
             base,
@@ -175,10 +174,51 @@ async def run_worker(
         config = dataclasses.replace(base, batch_entries=1)
         trim = None
     try:
-        await Runner(redis, consumer, config, trim=trim).run(stop)  # type: ignore[arg-type]
+        await Runner(redis, consumer, config, trim=trim).run(stop)  # type: ignore[misc]
     finally:
         await consumer.close()
         await redis.aclose()
+
+
+async def _run_eta(
+    settings: Settings, redis: Redis, config: RunnerConfig, stop: asyncio.Event
+) -> None:
+    """The ETA worker, while this process holds the ETA lease (standing by until it does).
+
+    Each time the lease is taken the trackers start afresh from the state saved in Redis: what
+    this process remembered from an earlier turn may be older than what another holder saved.
+    """
+    assert settings.database_url is not None
+    names = stream_names(settings)
+    key = names.lease("eta")
+    while not stop.is_set():
+        holder = holder_name(config.consumer_name)
+        async with holding(redis, key, holder, settings.lease_ttl_s, stop) as lease:
+            if not lease.held:
+                return
+            consumer = EtaConsumer(
+                names=names,
+                database_url=settings.database_url,
+                provider=live_provider(settings),
+                redis=redis,
+            )
+            halt = asyncio.Event()
+            watch = asyncio.create_task(_first_of(stop, lease.lost, then=halt))
+            try:
+                await Runner(redis, consumer, config).run(halt)
+            finally:
+                watch.cancel()
+                await consumer.close()
+
+
+async def _first_of(*events: asyncio.Event, then: asyncio.Event) -> None:
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        then.set()
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 @contextlib.asynccontextmanager

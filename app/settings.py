@@ -69,6 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     travel_speed_mps: PositiveFloat = 8.0
     circuity: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.3
     osrm_url: str | None = None
+    lease_ttl_s: Annotated[float, Meta(ge=0.5, le=300)] = 10.0
+    """How long a dead ETA worker keeps its standby waiting (its lease's time to live)."""
     solver_processes: Annotated[int, Meta(ge=1, le=64)] = 1
     warm_solver: bool = True
     """Start the API's solver processes with the API (else on the first re-optimisation)."""

@@ -122,6 +122,10 @@ class StreamNames:
         worker re-reads the driver's route (instead of polling PostgreSQL)."""
         return f"{self.prefix}routegen:{driver_id}"
 
+    def lease(self, job: str) -> str:
+        """The lease a single-holder job (the ETA worker) takes: its value names the holder."""
+        return f"{self.prefix}lease:{job}"
+
     def eta_state(self, driver_id: DriverId) -> str:
         """Where the ETA worker keeps a driver's tracker state between pings and restarts."""
         return f"{self.prefix}eta:{driver_id}"

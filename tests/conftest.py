@@ -94,6 +94,7 @@ def settings(
         persist_batch=50,
         auth_cache_ttl_s=0.5,
         warm_solver=False,  # most test servers never re-optimise: no process for them
+        lease_ttl_s=1.0,
     )
 
 

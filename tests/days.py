@@ -51,10 +51,13 @@ class Day:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, name: str) -> AsyncIterator[None]:
-    """Worker ``name`` (``planner``, ``eta``, ...) running in this process for the block."""
+async def running_worker(
+    settings: Settings, name: str, *, consumer: str | None = None
+) -> AsyncIterator[None]:
+    """Worker ``name`` (``planner``, ``eta``, ...) running in this process for the block, as
+    consumer ``consumer`` (default: ``name``)."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, name, stop, consumer_name=name))
+    task = asyncio.create_task(run_worker(settings, name, stop, consumer_name=consumer or name))
     try:
         yield
     finally:

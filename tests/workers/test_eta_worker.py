@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,10 +11,11 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from app.settings import Settings
 from realtime.streams import StreamNames
 from schemas.events import EVENT_DECODER, DeliveryUpdate
 from tests.conftest import LiveServer, Tenant
-from tests.days import Day, device, key, plan_and_dispatch
+from tests.days import Day, device, key, plan_and_dispatch, running_worker
 
 
 async def delivery_updates(redis: Redis, names: StreamNames, stop_id: int) -> Counter[str]:
@@ -114,3 +116,60 @@ async def test_a_route_change_reaches_the_tracker_on_the_next_ping(
     await asyncio.sleep(0.3)
     kinds = await delivery_updates(redis, names, first["id"])
     assert (kinds["approaching"], kinds["arrived"]) == (0, 0)
+
+
+async def lease_holder(redis: Redis, names: StreamNames, consumer: str) -> None:
+    """Wait until ETA worker ``consumer`` holds the ETA lease."""
+    for _ in range(200):
+        held = await redis.get(names.lease("eta"))
+        if isinstance(held, bytes) and held.decode().startswith(f"{consumer}:"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{consumer} never took the lease (held by {held!r})")
+
+
+async def eta_consumers(redis: Redis, names: StreamNames) -> set[str]:
+    """The consumers that ever read a ping stream in the ETA group."""
+    seen: set[str] = set()
+    for stream in names.all_pings():
+        with contextlib.suppress(Exception):  # a shard that no group was made on yet
+            seen |= {c["name"].decode() for c in await redis.xinfo_consumers(stream, "eta")}
+    return seen
+
+
+async def test_a_standby_eta_worker_takes_over_and_fires_nothing_twice(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    """Two ETA workers: one works, the other reads nothing; when the first stops, the second
+    takes the lease and continues from the saved trackers: en route (seen by the first),
+    approaching and arrived (by the second) each fire once."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    driver = tenant.drivers[0]
+    route = (await http.get("/v1/driver/route", headers=device(driver.token))).json()
+    first = route["stops"][0]
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    track = fixes(first["lat"], first["lon"], datetime.now(UTC) - timedelta(minutes=3))
+    async with contextlib.AsyncExitStack() as standby, contextlib.AsyncExitStack() as active:
+        await active.enter_async_context(running_worker(settings, "eta", consumer="eta-a"))
+        await lease_holder(redis, names, "eta-a")
+        await standby.enter_async_context(running_worker(settings, "eta", consumer="eta-b"))
+        far = await http.post("/v1/pings", json={"pings": track[:1]}, headers=device(driver.token))
+        assert far.json()["accepted"] == 1
+        await wait_for_kind(redis, names, first["id"], "en_route")
+        assert "eta-b" not in await eta_consumers(redis, names)
+
+        await active.aclose()  # a graceful stop releases the lease at once
+        await lease_holder(redis, names, "eta-b")
+        rest = await http.post("/v1/pings", json={"pings": track[1:]}, headers=device(driver.token))
+        assert rest.json()["accepted"] == 5
+        await wait_for_kind(redis, names, first["id"], "arrived")
+        await asyncio.sleep(0.3)
+    kinds = await delivery_updates(redis, names, first["id"])
+    assert (kinds["en_route"], kinds["approaching"], kinds["arrived"]) == (1, 1, 1)
+    assert "eta-b" in await eta_consumers(redis, names)
