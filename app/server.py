@@ -165,6 +165,7 @@ async def run_worker(
             batch_entries=settings.persist_batch,
             trim_every_s=30.0,
             retention_s=settings.stream_retention_s,
+            linger_s=settings.persist_linger_s,
         )
         trim = trim_consumed
     else:

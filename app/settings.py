@@ -61,6 +61,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_retention_s: PositiveFloat = 3600.0
     persist_batch: Positive = 200
     persist_block_ms: Positive = 1000
+    persist_linger_s: Annotated[float, Meta(ge=0, le=10)] = 0.1
+    """The persist worker's pause after a small batch: fewer, larger COPYs at a steady load."""
     claim_idle_ms: Positive = 30_000
     partition_days_ahead: Annotated[int, Meta(ge=1, le=60)] = 3
     auth_cache_ttl_s: Annotated[float, Meta(ge=0)] = 30.0

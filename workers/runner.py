@@ -7,8 +7,9 @@ and a ``handle`` of a batch. The runner owns the rest:
   skipped);
 * on start, re-reading this consumer's own pending entries (a restarted worker with the same
   name resumes exactly where it died);
-* ``XREADGROUP`` in batches; ``XACK`` only after ``handle`` returned, i.e. after the effect is
-  durable — so a crash between the two redelivers, and handlers must be safe to run twice;
+* ``XREADGROUP`` in batches (optionally lingering after a small one, to gather larger ones);
+  ``XACK`` only after ``handle`` returned, i.e. after the effect is durable — so a crash
+  between the two redelivers, and handlers must be safe to run twice;
 * ``XAUTOCLAIM`` on a timer, taking over entries another consumer left pending too long;
 * entries that cannot be decoded go to a dead-letter stream and are acknowledged, so one bad
   entry cannot stall a shard;
@@ -86,6 +87,10 @@ class RunnerConfig:
     retention_s: float = 3600.0
     max_backoff_s: float = 30.0
     dead_letter_stream: str = "dead"
+    linger_s: float = 0.0
+    """After a batch smaller than ``batch_entries``, wait this long before reading again, so
+    that a steady trickle gathers into fewer, larger batches (each batch has a fixed cost: a
+    transaction, an ``XACK``). For consumers whose effect may wait, not for live ones."""
 
 
 TrimFunction = Callable[[Redis, str, float], Awaitable[int]]
@@ -128,6 +133,9 @@ class Runner(Generic[T]):
                 continue
             if batch:
                 await self._process(batch, stop)
+            if self.config.linger_s and len(batch) < self.config.batch_entries:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.config.linger_s)
         self._log.info("worker stopped")
 
     async def _ensure_groups(self, streams: Sequence[str]) -> None:

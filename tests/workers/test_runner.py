@@ -213,3 +213,33 @@ async def test_a_failing_trim_does_not_stop_the_worker(redis: Redis, settings: S
     await asyncio.wait_for(task, 10)
     assert consumer.seen == ["a", "b"]
     assert trims >= 1
+
+
+async def test_lingering_gathers_a_trickle_into_one_batch(redis: Redis, settings: Settings) -> None:
+    """After a small batch the runner waits ``linger_s``: entries added one by one meanwhile
+    come as one batch, not one each."""
+    stream = f"{settings.redis_prefix}s"
+    await redis.xadd(stream, {"v": "first"})
+    consumer = Recorder(stream)
+    batches: list[list[str]] = []
+    first_done, done = asyncio.Event(), asyncio.Event()
+
+    async def handle(entries: Sequence[Entry[str]]) -> None:
+        batches.append([e.value for e in entries])
+        first_done.set()
+        if sum(map(len, batches)) == 6:
+            done.set()
+
+    consumer.handle = handle  # type: ignore[method-assign]
+    config = RunnerConfig(consumer_name="c1", block_ms=1000, batch_entries=100, linger_s=2.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(Runner(redis, consumer, config).run(stop))
+    try:
+        await asyncio.wait_for(first_done.wait(), 10)
+        for i in range(5):
+            await redis.xadd(stream, {"v": f"later {i}"})
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert batches == [["first"], [f"later {i}" for i in range(5)]]
