@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +90,12 @@ def make_tenant(database_url: str, drivers: int) -> BenchTenant:
 
 
 @contextlib.contextmanager
-def server_process(env: BenchEnv, port: int, *, workers: bool = False) -> Iterator[int]:
-    """Run ``lastmile serve`` (one API process) on ``port``; yields its pid."""
+def server_process(
+    env: BenchEnv, port: int, *, workers: bool = False, log: Path | None = None
+) -> Iterator[int]:
+    """Run ``lastmile serve`` (one API process, its workers with ``workers``) on ``port``; yields
+    its pid. Its log goes to ``log`` (default ``server.log`` in the benchmark's data folder): a
+    stderr pipe nobody reads would stall the server once it is full."""
     proc_env = {
         **os.environ,
         "LASTMILE_DATABASE_URL": env.database_url,
@@ -103,9 +108,15 @@ def server_process(env: BenchEnv, port: int, *, workers: bool = False) -> Iterat
     args = [sys.executable, "-m", "app", "serve", "--port", str(port), "--osmand-port", "0"]
     if not workers:
         args.append("--no-workers")
-    proc = subprocess.Popen(args, env=proc_env, stderr=subprocess.PIPE, text=True)
+    log = log or env.data_dir / "server.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(args, env=proc_env, stderr=sink)
     try:
-        _wait_ready(port, proc)
+        deadline = time.monotonic() + 60
+        while not _ready(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
         yield proc.pid
     finally:
         proc.terminate()
@@ -115,20 +126,12 @@ def server_process(env: BenchEnv, port: int, *, workers: bool = False) -> Iterat
             proc.kill()
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[str]) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("server did not become ready in 60 s")
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 def cpu_seconds(pid: int) -> float:

@@ -48,10 +48,8 @@ import pickle
 import random
 import resource
 import secrets
-import subprocess
 import sys
 import time
-import urllib.request
 from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -76,6 +74,7 @@ from bench.harness import (
     cpu_seconds,
     machine,
     make_tenant,
+    server_process,
 )
 from bench.ingest import ws_frame
 from schemas.delivery import OrderIn, Place, ShiftIn, TimeWindow, VehicleIn
@@ -723,45 +722,6 @@ def children() -> Iterator[Children]:
 # --- the server and its CPU -------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def server(env: BenchEnv, port: int, log: Path) -> Iterator[int]:
-    """``lastmile serve`` with its workers, as :func:`bench.harness.server_process` starts it,
-    but logging to ``log``: a stderr pipe nobody reads stalls the server once it is full."""
-    proc_env = {
-        **os.environ,
-        "LASTMILE_DATABASE_URL": env.database_url,
-        "LASTMILE_REDIS_URL": env.redis_url,
-        "LASTMILE_REDIS_PREFIX": env.redis_prefix,
-        "LASTMILE_DATA_DIR": str(env.data_dir / "server"),
-        "LASTMILE_LOG_LEVEL": "warning",
-    }
-    proc_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    args = [sys.executable, "-m", "app", "serve", "--port", str(port), "--osmand-port", "0"]
-    with log.open("w") as sink:
-        proc = subprocess.Popen(args, env=proc_env, stderr=sink)
-    try:
-        deadline = time.monotonic() + 60
-        while not _ready(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
-
-
 def cpu_by_process(api_pid: int, redis_url: str) -> dict[str, float]:
     """CPU seconds so far: the API, each worker (its children), PostgreSQL, Redis, and the
     whole machine (every core's busy time, interrupts included)."""
@@ -933,7 +893,7 @@ def measure(env: BenchEnv, args: argparse.Namespace, report: Report) -> None:
     note(f"day written: {len(plans):,} drivers on started routes of {args.stops} stops")
     followed = plans[: len(plans) if args.customers is None else args.customers]
     log = args.server_log or env.data_dir / "server.log"
-    with server(env, args.port, log) as api_pid, children() as kids:
+    with server_process(env, args.port, workers=True, log=log) as api_pid, children() as kids:
         tokens = asyncio.run(
             tracking_tokens(args.port, tenant.api_key, [p.order_id for p in followed])
         )
