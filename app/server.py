@@ -154,7 +154,7 @@ async def run_worker(
     if name == "eta":
         try:
             config = dataclasses.replace(base, batch_entries=settings.persist_batch)
-            await _run_eta(settings, redis, config, stop)
+            await _run_eta(settings, settings.database_url, redis, config, stop)
         finally:
             await redis.aclose()
         return
@@ -182,14 +182,17 @@ async def run_worker(
 
 
 async def _run_eta(
-    settings: Settings, redis: Redis, config: RunnerConfig, stop: asyncio.Event
+    settings: Settings,
+    database_url: str,
+    redis: Redis,
+    config: RunnerConfig,
+    stop: asyncio.Event,
 ) -> None:
     """The ETA worker, while this process holds the ETA lease (standing by until it does).
 
     Each time the lease is taken the trackers start afresh from the state saved in Redis: what
     this process remembered from an earlier turn may be older than what another holder saved.
     """
-    assert settings.database_url is not None
     names = stream_names(settings)
     key = names.lease("eta")
     while not stop.is_set():
@@ -199,7 +202,7 @@ async def _run_eta(
                 return
             consumer = EtaConsumer(
                 names=names,
-                database_url=settings.database_url,
+                database_url=database_url,
                 provider=live_provider(settings),
                 redis=redis,
             )

@@ -56,6 +56,7 @@ async def test_a_call_runs_in_a_solver_process_with_the_settings_provider(
 
 
 async def test_a_solver_error_comes_back_with_its_fields(pool: SolverPool) -> None:
+    """A ProblemError raised in the solver process is raised here, subject and detail intact."""
     with pytest.raises(ProblemError) as caught:
         await pool.run(refuse, "route 7")
     assert (caught.value.subject, caught.value.detail) == ("route 7", "expected something else")

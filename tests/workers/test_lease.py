@@ -16,6 +16,7 @@ TTL_S = 2.0
 async def test_a_second_holder_waits_until_the_first_leaves(
     redis: Redis, settings: Settings
 ) -> None:
+    """While one holder keeps renewing, another waits; the first leaving hands it over at once."""
     key = f"{settings.redis_prefix}lease:job"
     stop = asyncio.Event()
     second_holds = asyncio.Event()
@@ -52,6 +53,7 @@ async def test_a_holder_learns_that_its_lease_was_lost(redis: Redis, settings: S
 async def test_a_stop_while_standing_by_returns_without_the_lease(
     redis: Redis, settings: Settings
 ) -> None:
+    """A stop while the lease is someone else's ends the wait, and their lease stays."""
     key = f"{settings.redis_prefix}lease:job"
     await redis.set(key, "someone else")
     stop = asyncio.Event()
