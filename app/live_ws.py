@@ -26,11 +26,12 @@ from app.auth import AuthError, Forbidden
 from app.errors import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED
 from app.metrics import WS_CONNECTIONS
 from app.resources import Resources
+from realtime.events import is_window_change
 from realtime.hub import LatestSubscription, Overflowed, Subscription
 from realtime.streams import decode_live
 from schemas.codecs import ARRIVAL_WINDOW_DECODER
 from schemas.eta import ArrivalWindow, EtaChanged
-from schemas.events import EVENT_DECODER, DeliveryUpdate, Event
+from schemas.events import EVENT_DECODER, DeliveryUpdate
 from schemas.ids import OrgId
 from schemas.live import EventMessage, LiveMessage, Positions, Snapshot, WindowChanges
 from schemas.ping import LivePosition
@@ -154,14 +155,10 @@ async def _replay(
     for entry_id, fields in entries:
         event = EVENT_DECODER.decode(fields[b"e"])
         # Moved windows are not replayed: the snapshot just sent holds the current ones.
-        if event.org_id == org_id and not _is_window_change(event):
+        if event.org_id == org_id and not is_window_change(event):
             last = entry_id.decode()
             await _send(websocket, EventMessage(id=last, event=event))
     return last
-
-
-def _is_window_change(event: Event) -> bool:
-    return isinstance(event, DeliveryUpdate) and isinstance(event.detail, EtaChanged)
 
 
 async def _positions(websocket: WebSocket, feed: LatestSubscription, bbox: BBox | None) -> None:

@@ -55,7 +55,8 @@ async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
         await pipe.execute()
 
 
-def _is_window_change(event: Event) -> bool:
+def is_window_change(event: Event) -> bool:
+    """True for the ETA worker's ``eta_changed``: shown to screens coalesced per stop."""
     return isinstance(event, DeliveryUpdate) and isinstance(event.detail, EtaChanged)
 
 
@@ -68,7 +69,7 @@ def channels(names: StreamNames, event: Event) -> list[str]:
     the organisation's screens on their own channel instead, coalesced per stop (see
     :func:`emit`): they are the bulk of the events and only the newest of each stop matters.
     """
-    found = [] if _is_window_change(event) else [names.org_events_channel(event.org_id)]
+    found = [] if is_window_change(event) else [names.org_events_channel(event.org_id)]
     if isinstance(event, DeliveryUpdate):
         found.append(names.order_channel(event.org_id, event.detail.order_id))
         return found

@@ -13,7 +13,8 @@ per batch reads them all), and at the latest every ``route_ttl_s`` as a safety n
 on every ping, or polling every few seconds, would put PostgreSQL round trips on the hot path
 (docs/BENCHMARKS.md, live fan-out). The tracker state is kept in Redis after every batch, so
 another worker, or this one after a restart, continues where it was; a redelivered batch finds
-its pings already seen by the state, and fires nothing twice.
+its pings already seen by the state, and fires nothing twice. One consumer works at a time,
+holding the ETA lease (:mod:`workers.lease`); :func:`app.server.run_worker` takes it.
 """
 
 from __future__ import annotations
