@@ -224,7 +224,8 @@ window.lastmileDispatch = Object.freeze({
     stops: r.stops.filter((s) => s.status !== "removed").map((s) => s.id),
   })),
   stops: () => [...fleet.stops.values()].map(({ stop, routeId }) => ({
-    id: stop.id, routeId, orderId: stop.order_id, status: stop.status, late: fleet.isLate(stop.id),
+    id: stop.id, routeId, orderId: stop.order_id, status: stop.status,
+    late: fleet.isLate(stop.id), atRisk: fleet.isAtRisk(stop.id),
   })),
   alerts: () => [...fleet.alerts.values()].map((a) => ({ ...a, ...alertWords(a, zoneClock(fleet.timeZone)) })),
 });

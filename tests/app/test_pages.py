@@ -145,35 +145,54 @@ def late_window(stop: dict[str, Any], late_s: int) -> ArrivalWindow:
     )
 
 
-async def running_late(
-    redis: Redis,
-    server: LiveServer,
-    tenant: Tenant,
-    route: dict[str, Any],
-    stop: dict[str, Any],
-    *,
-    back_on_time: bool = False,
-) -> None:
-    """Emit what the ETA worker emits when ``stop`` will be reached 25 minutes after its window
-    (a ``running_late`` alert), or, with ``back_on_time``, when its window moved back inside it
-    (an ``eta_changed``)."""
-    head = {
+def window_head(route: dict[str, Any], stop: dict[str, Any]) -> dict[str, Any]:
+    return {
         "driver_id": route["driver_id"],
         "route_id": route["id"],
         "route_version": route["version"],
         "stop_id": stop["id"],
         "order_id": stop["order_id"],
     }
+
+
+async def running_late(
+    redis: Redis, server: LiveServer, tenant: Tenant, route: dict[str, Any], stop: dict[str, Any]
+) -> None:
+    """Emit what the ETA worker emits when ``stop`` will be reached 10 minutes after its window
+    (likely; 25 at the window's late end)."""
     late = late_window(stop, 1500)
-    detail: RunningLate | EtaChanged = RunningLate(
-        **head,
+    detail = RunningLate(
+        **window_head(route, stop),
         at_epoch_s=late.computed_epoch_s,
         window=late,
         customer_end_epoch_s=late.upper_epoch_s - 1500,
     )
-    if back_on_time:
-        window = late_window(stop, 0)
-        detail = EtaChanged(**head, at_epoch_s=late.computed_epoch_s, previous=late, window=window)
+    await emit_detail(redis, server, tenant, detail)
+
+
+async def window_moved(
+    redis: Redis,
+    server: LiveServer,
+    tenant: Tenant,
+    route: dict[str, Any],
+    stop: dict[str, Any],
+    late_s: int,
+) -> None:
+    """Emit an ``eta_changed`` moving ``stop``'s window to end ``late_s`` after the customer's
+    (its likely arrival 15 minutes earlier than that end)."""
+    window = late_window(stop, late_s)
+    detail = EtaChanged(
+        **window_head(route, stop),
+        at_epoch_s=window.computed_epoch_s,
+        previous=window,
+        window=window,
+    )
+    await emit_detail(redis, server, tenant, detail)
+
+
+async def emit_detail(
+    redis: Redis, server: LiveServer, tenant: Tenant, detail: RunningLate | EtaChanged
+) -> None:
     names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
     await emit(
         redis, names, DeliveryUpdate(org_id=tenant.org_id, at=datetime.now(UTC), detail=detail)
@@ -375,7 +394,7 @@ async def test_the_dispatcher_sees_late_and_failed_stops_as_alerts(
     pages: Pages,
 ) -> None:
     """A running_late event marks its stop late; a failed stop turns red; both are alerts; a
-    window moved back inside the customer's clears the late mark."""
+    window whose late end alone passes the customer's marks the stop at risk, not late."""
     await plan_and_dispatch(http, tenant, today)
     driver = tenant.drivers[0]
     route = await started_route(http, driver)
@@ -404,10 +423,17 @@ async def test_the_dispatcher_sees_late_and_failed_stops_as_alerts(
     await expect(page.locator(".alert[data-kind='stop_failed']")).to_contain_text("nobody home")
     await expect(page.locator(".alert")).to_have_count(2)
 
-    # The window moves back inside the customer's (a `windows` message): no longer marked late.
-    await running_late(redis, server, tenant, route, late, back_on_time=True)
+    # The window moves (`windows` messages): likely on time, but its late end is still past
+    # the customer's window: at risk, no longer late; then inside it: neither.
+    await window_moved(redis, server, tenant, route, late, late_s=300)
     await expect(late_stop).to_have_attribute("data-late", "false", timeout=WAIT_MS)
+    await expect(late_stop).to_have_attribute("data-risk", "true")
     await expect(page.locator("#stat-late")).to_have_text("0")
+    await expect(page.locator("#stat-risk")).to_have_text("+1 at risk")
+    await expect(listed.locator(".badge-risk")).to_have_text("1 at risk")
+    await window_moved(redis, server, tenant, route, late, late_s=0)
+    await expect(late_stop).to_have_attribute("data-risk", "false", timeout=WAIT_MS)
+    await expect(page.locator("#stat-risk")).to_have_text("")
 
 
 @pytest.mark.browser

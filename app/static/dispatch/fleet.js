@@ -66,10 +66,23 @@ export class Fleet {
     return ids.some((id) => !this.names.has(Number(id)));
   }
 
-  isLate(stopId) {
+  // How an open stop's arrival window sits against the customer's window: "late" when the
+  // likely arrival is after it, "risk" when only the window's late end is (the driver may well
+  // be on time: far stops have wide windows), else null. late_s is how far the late end is
+  // past the customer's window, so the customer's window ends at upper - late_s.
+  lateness(stopId) {
     const entry = this.stops.get(stopId);
     const eta = this.windows.get(stopId);
-    return Boolean(entry && OPEN.has(entry.stop.status) && eta && eta.late_s > 0);
+    if (!entry || !OPEN.has(entry.stop.status) || !eta || !(eta.late_s > 0)) return null;
+    return eta.likely_epoch_s > eta.upper_epoch_s - eta.late_s ? "late" : "risk";
+  }
+
+  isLate(stopId) {
+    return this.lateness(stopId) === "late";
+  }
+
+  isAtRisk(stopId) {
+    return this.lateness(stopId) === "risk";
   }
 
   // The driver's route that matters most now: started, then dispatched, then the newest.
@@ -105,17 +118,23 @@ export class Fleet {
     return route ? route.stops.filter((s) => this.isLate(s.id)).length : 0;
   }
 
-  // The panel's counts: drivers out (not stale), stops done of all, late, failed.
+  riskCount(route) {
+    return route ? route.stops.filter((s) => this.isAtRisk(s.id)).length : 0;
+  }
+
+  // The panel's counts: drivers out (not stale), stops done of all, late, at risk, failed.
   stats(nowMs = Date.now()) {
     let out = 0;
     for (const position of this.positions.values()) if (!isStale(position, nowMs)) out += 1;
-    const counts = { out, done: 0, total: 0, late: 0, failed: 0 };
+    const counts = { out, done: 0, total: 0, late: 0, risk: 0, failed: 0 };
     for (const { stop } of this.stops.values()) {
       if (stop.status === "removed") continue;
       counts.total += 1;
       if (stop.status === "delivered" || stop.status === "failed") counts.done += 1;
       if (stop.status === "failed") counts.failed += 1;
-      if (this.isLate(stop.id)) counts.late += 1;
+      const lateness = this.lateness(stop.id);
+      if (lateness === "late") counts.late += 1;
+      if (lateness === "risk") counts.risk += 1;
     }
     return counts;
   }
@@ -290,8 +309,8 @@ export class Fleet {
       case "arrived":
         this.nextStop.set(detail.driver_id, detail.stop_id);
         break;
-      case "running_late":
-        this.lateAlert(detail.window, detail.driver_id);
+      case "running_late": // an alert once the likely arrival is late, not while only at risk
+        if (this.isLate(detail.stop_id)) this.lateAlert(detail.window, detail.driver_id);
         break;
       case "eta_changed":
         if (this.isLate(detail.stop_id)) this.lateAlert(detail.window, detail.driver_id);

@@ -106,7 +106,8 @@ export class FleetMap {
       return;
     }
     const { stop, routeId } = entry;
-    const late = this.fleet.isLate(stopId);
+    const lateness = this.fleet.lateness(stopId);
+    const late = lateness === "late";
     if (marker === undefined) {
       marker = this.L.circleMarker([stop.lat, stop.lon], {
         radius: 7, weight: 3, color: routeColor(routeId), fillOpacity: 1, className: "stop",
@@ -121,10 +122,11 @@ export class FleetMap {
     marker.setRadius(late ? 9 : 7);
     const path = marker.getElement();
     if (path) {
-      path.setAttribute("class", `stop leaflet-interactive stop-${stop.status}${late ? " is-late" : ""}`);
+      path.setAttribute("class", `stop leaflet-interactive stop-${stop.status}${lateness ? ` is-${lateness}` : ""}`);
       Object.assign(path.dataset, {
         stopId: stop.id, routeId, orderId: stop.order_id, status: stop.status,
-        late: late ? "true" : "false", seq: stop.seq, lat: stop.lat, lon: stop.lon,
+        late: late ? "true" : "false", risk: lateness === "risk" ? "true" : "false",
+        seq: stop.seq, lat: stop.lat, lon: stop.lon,
       });
     }
     if (late) marker.bringToFront();
@@ -155,8 +157,11 @@ export class FleetMap {
         rows.push(el("div", { class: "tip-muted" }, `Planned ${clock.time(stop.planned_arrival)}`));
       }
     }
-    if (this.fleet.isLate(stopId)) {
-      rows.push(el("div", { class: "tip-late" }, `Running late by ${minutes(eta.late_s)}`));
+    const lateness = this.fleet.lateness(stopId);
+    if (lateness === "late") {
+      rows.push(el("div", { class: "tip-late" }, `Running late by up to ${minutes(eta.late_s)}`));
+    } else if (lateness === "risk") {
+      rows.push(el("div", { class: "tip-risk" }, `At risk: may be up to ${minutes(eta.late_s)} late`));
     }
     return el("div", { class: "tip" }, rows);
   }

@@ -29,7 +29,7 @@ export class Panel {
       driverCount: $("driver-count"),
       alerts: $("alerts"),
       alertCount: $("alert-count"),
-      stats: { drivers: $("stat-drivers"), done: $("stat-done"), late: $("stat-late"), failed: $("stat-failed") },
+      stats: { drivers: $("stat-drivers"), done: $("stat-done"), late: $("stat-late"), risk: $("stat-risk"), failed: $("stat-failed") },
     };
   }
 
@@ -87,6 +87,7 @@ export class Panel {
     const position = fleet.positions.get(driverId);
     const route = fleet.activeRoute(driverId);
     const late = fleet.lateCount(route);
+    const risk = fleet.riskCount(route);
     const next = fleet.nextStopOf(driverId, route);
     const eta = next && fleet.windows.get(next.id);
     const done = route ? route.stops.filter((s) => s.status === "delivered" || s.status === "failed").length : 0;
@@ -101,18 +102,20 @@ export class Panel {
         routeId: route ? route.id : "",
         status: route ? route.status : "none",
         late: String(late),
+        risk: String(risk),
         ...(position ? { lat: String(position.lat), lon: String(position.lon) } : {}),
       },
     },
     el("span", { class: "swatch", "aria-hidden": "true" }),
     el("div", { class: "driver-main" },
       el("div", { class: "driver-name" }, name,
-        late ? el("span", { class: "badge badge-late" }, `${late} late`) : null),
+        late ? el("span", { class: "badge badge-late" }, `${late} late`) : null,
+        risk ? el("span", { class: "badge badge-risk" }, `${risk} at risk`) : null),
       el("div", { class: "driver-meta" }, meta.join(" · ")),
       next ? el("div", { class: "driver-next" },
         el("span", { class: "muted" }, "Next "),
         `${next.order_ref}${next.customer_name ? ` · ${next.customer_name}` : ""}`,
-        el("span", { class: fleet.isLate(next.id) ? "eta eta-late" : "eta" },
+        el("span", { class: `eta${fleet.lateness(next.id) ? ` eta-${fleet.lateness(next.id)}` : ""}` },
           eta ? `ETA ${clock.epochTime(eta.likely_epoch_s)}` : `planned ${clock.time(next.planned_arrival)}`))
         : null));
     item.querySelector(".swatch").style.background = route ? routeColor(route.id) : NO_ROUTE_COLOR;
@@ -153,11 +156,12 @@ export class Panel {
   }
 
   renderStats() {
-    const { out, done, total, late, failed } = this.fleet.stats();
+    const { out, done, total, late, risk, failed } = this.fleet.stats();
     const stats = this.ui.stats;
     stats.drivers.textContent = String(out);
     stats.done.textContent = `${done}/${total}`;
     stats.late.textContent = String(late);
+    stats.risk.textContent = risk ? `+${risk} at risk` : "";
     stats.failed.textContent = String(failed);
     stats.late.parentElement.classList.toggle("is-on", late > 0);
     stats.failed.parentElement.classList.toggle("is-on", failed > 0);
