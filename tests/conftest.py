@@ -31,7 +31,7 @@ from store import tenants
 from store.db import drop_database, ensure_database, with_database
 from store.migrate import upgrade
 
-pytest_plugins = ["tests.days"]
+pytest_plugins = ["tests.days", "tests.browser"]
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,6 @@ these tests also show that the pages draw everything without a map background.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ import httpx
 import msgspec
 import psycopg
 import pytest
-from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
+from playwright.async_api import WebSocketRoute, expect
 from redis.asyncio import Redis
 
 import app
@@ -30,15 +27,12 @@ from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.eta import ArrivalWindow, EtaChanged, RunningLate
 from schemas.events import DeliveryUpdate
+from tests.browser import BROWSER_ZONE, Pages
 from tests.conftest import Driver, LiveServer, Tenant
 from tests.days import Day, device, key, plan_and_dispatch
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
 """Port 9 (discard) is closed on the test machine: every tile request fails at once."""
-BROWSER_ZONE = "America/Los_Angeles"
-"""The browser's own zone, deliberately not the organisation's (UTC)."""
 ORG_ZONE = "Asia/Kolkata"
 """An organisation zone for the zone test: UTC+05:30 all year, far from the browser's."""
 STATIC = Path(app.__file__).parent / "static"
@@ -50,53 +44,6 @@ WAIT_S = WAIT_MS / 1000
 def settings(settings: Settings) -> Settings:
     """This module's settings: map tiles from a port nobody listens on (tests run offline)."""
     return msgspec.structs.replace(settings, tile_url=UNREACHABLE_TILES)
-
-
-@dataclass
-class Pages:
-    """Opens pages in one browser and remembers every uncaught script error."""
-
-    browser: Browser
-    errors: list[str]
-
-    async def new_page(self) -> Page:
-        """A blank page in a fresh context, its clock in ``BROWSER_ZONE``."""
-        context = await self.browser.new_context(
-            locale="en-GB", timezone_id=BROWSER_ZONE, viewport={"width": 1280, "height": 800}
-        )
-        page = await context.new_page()
-        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
-        return page
-
-    async def open(self, url: str) -> Page:
-        """A new page showing ``url``."""
-        page = await self.new_page()
-        await page.goto(url)
-        return page
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """The system Chromium; missing, the test is skipped (a failure when ``CI=true``)."""
-    if not CHROMIUM.exists():
-        reason = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return CHROMIUM
-
-
-@pytest.fixture
-async def pages(chromium: Path) -> AsyncIterator[Pages]:
-    """Chromium, headless, for one test; the test fails if a page throws an uncaught error."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS
-        )
-        opened = Pages(browser, [])
-        yield opened
-        await browser.close()
-    assert opened.errors == []
 
 
 async def ping(

@@ -1,0 +1,68 @@
+"""Browser tests' plumbing: the system Chromium, headless, through Playwright.
+
+A pytest plugin (registered in ``tests/conftest.py``): the ``chromium`` and ``pages`` fixtures
+for any test module that drives a page. Playwright's own browser download does not work
+offline; the system's package does (``apt-get install chromium``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+BROWSER_ZONE = "America/Los_Angeles"
+"""The browser's own zone, deliberately not the organisation's (UTC)."""
+
+
+@dataclass
+class Pages:
+    """Opens pages in one browser and remembers every uncaught script error."""
+
+    browser: Browser
+    errors: list[str]
+
+    async def new_page(self) -> Page:
+        """A blank page in a fresh context, its clock in ``BROWSER_ZONE``."""
+        context = await self.browser.new_context(
+            locale="en-GB", timezone_id=BROWSER_ZONE, viewport={"width": 1280, "height": 800}
+        )
+        page = await context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
+        return page
+
+    async def open(self, url: str) -> Page:
+        """A new page showing ``url``."""
+        page = await self.new_page()
+        await page.goto(url)
+        return page
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """The system Chromium; missing, the test is skipped (a failure when ``CI=true``)."""
+    if not CHROMIUM.exists():
+        reason = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def pages(chromium: Path) -> AsyncIterator[Pages]:
+    """Chromium, headless, for one test; the test fails if a page throws an uncaught error."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium), args=CHROMIUM_ARGS
+        )
+        opened = Pages(browser, [])
+        yield opened
+        await browser.close()
+    assert opened.errors == []
