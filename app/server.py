@@ -28,7 +28,7 @@ from app.resources import live_provider, matrix_provider, open_resources, stream
 from app.settings import Settings
 from realtime.streams import trim_consumed
 from workers.eta import EtaConsumer
-from workers.lease import holder_name, holding
+from workers.lease import Leases, ShardKeeper, holder_name
 from workers.persist import PersistConsumer
 from workers.planner import PlannerConsumer
 from workers.runner import Runner, RunnerConfig
@@ -188,46 +188,43 @@ async def _run_eta(
     config: RunnerConfig,
     stop: asyncio.Event,
 ) -> None:
-    """The ETA worker, while this process holds the ETA lease (standing by until it does).
+    """The ETA worker: a fair share of the ping shards, one runner and one set of trackers per
+    shard whose lease this process holds (:class:`workers.lease.ShardKeeper`).
 
-    Each time the lease is taken the trackers start afresh from the state saved in Redis: what
+    Each time a shard is taken its trackers start afresh from the state saved in Redis: what
     this process remembered from an earlier turn may be older than what another holder saved.
     """
     names = stream_names(settings)
-    key = names.lease("eta")
-    while not stop.is_set():
-        holder = holder_name(config.consumer_name)
-        async with holding(redis, key, holder, settings.lease_ttl_s, stop) as lease:
-            if not lease.held:
-                return
-            consumer = EtaConsumer(
-                names=names,
-                database_url=database_url,
-                provider=live_provider(settings),
-                redis=redis,
-            )
-            halt = asyncio.Event()
-            watch = asyncio.create_task(_first_of(stop, lease.lost, then=halt))
-            try:
-                await Runner(redis, consumer, config).run(halt)
-            finally:
-                watch.cancel()
-                await consumer.close()
 
+    async def work(shard: int, halt: asyncio.Event) -> None:
+        consumer = EtaConsumer(
+            names=names,
+            database_url=database_url,
+            provider=live_provider(settings),
+            redis=redis,
+            shards=(shard,),
+        )
+        # One consumer name per shard: whoever takes the shard on this host resumes its pending.
+        runner_config = dataclasses.replace(config, consumer_name=f"{config.consumer_name}-{shard}")
+        try:
+            await Runner(redis, consumer, runner_config).run(halt)
+        finally:
+            await consumer.close()
 
-async def _first_of(*events: asyncio.Event, then: asyncio.Event) -> None:
-    waits = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        then.set()
-    finally:
-        for w in waits:
-            w.cancel()
+    keeper = ShardKeeper(
+        leases=Leases(redis, holder_name(config.consumer_name), settings.lease_ttl_s),
+        lease_key=lambda shard: names.lease(f"eta:{shard}"),
+        members_key=names.members("eta"),
+        shards=names.shards,
+        work=work,
+    )
+    await keeper.run(stop)
 
 
 @contextlib.asynccontextmanager
 async def worker_processes(settings: Settings, names: Sequence[str]) -> AsyncIterator[None]:
-    """Run each named worker as a child process, restarting any that dies, until exit."""
+    """Run each named worker as a child process, restarting any that dies, until exit (a name
+    given twice runs twice)."""
     env = dict(os.environ)
     env["LASTMILE_DATABASE_URL"] = settings.database_url or ""
     env["LASTMILE_REDIS_URL"] = settings.redis_url or ""
@@ -237,22 +234,29 @@ async def worker_processes(settings: Settings, names: Sequence[str]) -> AsyncIte
     stopping = asyncio.Event()
     procs: dict[str, asyncio.subprocess.Process] = {}
 
-    async def supervise(name: str) -> None:
+    async def supervise(name: str, index: int) -> None:
+        slot = f"{name}-{index}"
         delay = 0.5
         while not stopping.is_set():
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "app", "worker", name, env=env
+                sys.executable,
+                *("-m", "app", "worker", name),
+                *("--consumer", worker_consumer_name(name, index)),
+                env=env,
             )
-            procs[name] = proc
+            procs[slot] = proc
             code = await proc.wait()
             if stopping.is_set():
                 return
-            log.error("worker exited; restarting", worker=name, code=code, delay_s=delay)
+            log.error("worker exited; restarting", worker=slot, code=code, delay_s=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=delay)
             delay = min(delay * 2, 30.0)
 
-    tasks = [asyncio.create_task(supervise(n)) for n in names]
+    # A name given twice runs twice (more ETA processes share the ping shards), each with a
+    # consumer name of its own.
+    slots = [(name, names[:i].count(name)) for i, name in enumerate(names)]
+    tasks = [asyncio.create_task(supervise(name, index)) for name, index in slots]
     try:
         yield
     finally:

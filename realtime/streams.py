@@ -123,8 +123,14 @@ class StreamNames:
         return f"{self.prefix}routegen:{driver_id}"
 
     def lease(self, job: str) -> str:
-        """The lease a single-holder job (the ETA worker) takes: its value names the holder."""
+        """A lease (``eta:{shard}``: the ETA worker's on a ping shard); its value names the
+        holder."""
         return f"{self.prefix}lease:{job}"
+
+    def members(self, job: str) -> str:
+        """Sorted set of the processes sharing ``job``, scored by when each last announced
+        itself (Redis's clock, milliseconds)."""
+        return f"{self.prefix}members:{job}"
 
     def eta_state(self, driver_id: DriverId) -> str:
         """Where the ETA worker keeps a driver's tracker state between pings and restarts."""

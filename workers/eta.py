@@ -13,8 +13,9 @@ per batch reads them all), and at the latest every ``route_ttl_s`` as a safety n
 on every ping, or polling every few seconds, would put PostgreSQL round trips on the hot path
 (docs/BENCHMARKS.md, live fan-out). The tracker state is kept in Redis after every batch, so
 another worker, or this one after a restart, continues where it was; a redelivered batch finds
-its pings already seen by the state, and fires nothing twice. One consumer works at a time,
-holding the ETA lease (:mod:`workers.lease`); :func:`app.server.run_worker` takes it.
+its pings already seen by the state, and fires nothing twice. One consumer works on a ping
+shard at a time, holding that shard's lease (:mod:`workers.lease`); ETA processes share the
+shards, and :func:`app.server.run_worker` runs one consumer per shard held.
 """
 
 from __future__ import annotations
@@ -64,11 +65,15 @@ class EtaConsumer:
     config: EtaConfig = DEFAULT_CONFIG
     route_ttl_s: float = 300.0
     group: str = GROUP
+    shards: Sequence[int] | None = None
+    """The ping shards this consumer reads (default: all of them)."""
     _tracked: dict[DriverId, _Tracked] = field(default_factory=dict)
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
 
     def streams(self) -> Sequence[str]:
-        return self.names.all_pings()
+        if self.shards is None:
+            return self.names.all_pings()
+        return [self.names.pings(shard) for shard in self.shards]
 
     def decode(self, fields: dict[bytes, bytes]) -> PingBatch:
         batch: PingBatch = PING_BATCH_DECODER.decode(fields[b"b"])

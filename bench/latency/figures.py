@@ -40,10 +40,9 @@ def cpu_by_process(api_pid: int, redis_url: str) -> dict[str, float]:
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             if ppid == api_pid:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
-                if b"worker" in argv:
-                    found[f"worker {argv[argv.index(b'worker') + 1].decode()}"] = cpu_seconds(
-                        int(entry.name)
-                    )
+                if b"worker" in argv:  # a worker run twice counts as one, both processes
+                    key = f"worker {argv[argv.index(b'worker') + 1].decode()}"
+                    found[key] = found.get(key, 0.0) + cpu_seconds(int(entry.name))
             elif name.startswith("postgres"):
                 found["postgres"] += cpu_seconds(int(entry.name))
 

@@ -12,8 +12,9 @@ import httpx
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from realtime.streams import StreamNames
+from realtime.streams import StreamNames, shard_of
 from schemas.events import EVENT_DECODER, DeliveryUpdate
+from schemas.ids import DriverId
 from tests.conftest import LiveServer, Tenant
 from tests.days import Day, device, key, plan_and_dispatch, running_worker
 
@@ -118,26 +119,28 @@ async def test_a_route_change_reaches_the_tracker_on_the_next_ping(
     assert (kinds["approaching"], kinds["arrived"]) == (0, 0)
 
 
-async def lease_holder(redis: Redis, names: StreamNames, consumer: str) -> None:
-    """Wait until ETA worker ``consumer`` holds the ETA lease."""
+async def holder_of(redis: Redis, names: StreamNames, shard: int) -> str:
+    """The ETA consumer working on ``shard`` now (once one does)."""
     for _ in range(200):
-        held = await redis.get(names.lease("eta"))
-        if isinstance(held, bytes) and held.decode().startswith(f"{consumer}:"):
-            return
+        held = await redis.get(names.lease(f"eta:{shard}"))
+        if isinstance(held, bytes):
+            return held.decode().split(":")[0]
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{consumer} never took the lease (held by {held!r})")
+    raise AssertionError(f"nobody took shard {shard}")
 
 
-async def eta_consumers(redis: Redis, names: StreamNames) -> set[str]:
-    """The consumers that ever read a ping stream in the ETA group."""
-    seen: set[str] = set()
-    for stream in names.all_pings():
-        with contextlib.suppress(Exception):  # a shard that no group was made on yet
-            seen |= {c["name"].decode() for c in await redis.xinfo_consumers(stream, "eta")}
-    return seen
+async def shared(redis: Redis, names: StreamNames) -> dict[int, str]:
+    """Wait until the two ETA workers hold a shard each; which holds which."""
+    holders: dict[int, str] = {}
+    for _ in range(200):
+        holders = {shard: await holder_of(redis, names, shard) for shard in range(names.shards)}
+        if set(holders.values()) == {"eta-a", "eta-b"}:
+            return holders
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the shards were never shared: {holders}")
 
 
-async def test_a_standby_eta_worker_takes_over_and_fires_nothing_twice(
+async def test_eta_workers_share_the_shards_and_one_takes_over_what_another_left(
     server: LiveServer,
     http: httpx.AsyncClient,
     tenant: Tenant,
@@ -146,30 +149,35 @@ async def test_a_standby_eta_worker_takes_over_and_fires_nothing_twice(
     settings: Settings,
     redis: Redis,
 ) -> None:
-    """Two ETA workers: one works, the other reads nothing; when the first stops, the second
-    takes the lease and continues from the saved trackers: en route (seen by the first),
+    """Two ETA workers hold a ping shard each; when the one with the driver's shard stops, the
+    other takes it over and continues from the saved trackers: en route (seen by the first),
     approaching and arrived (by the second) each fire once."""
     await plan_and_dispatch(http, tenant, delivery_day)
     driver = tenant.drivers[0]
     route = (await http.get("/v1/driver/route", headers=device(driver.token))).json()
     first = route["stops"][0]
     names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    shard = shard_of(DriverId(driver.id), names.shards)
     track = fixes(first["lat"], first["lon"], datetime.now(UTC) - timedelta(minutes=3))
-    async with contextlib.AsyncExitStack() as standby, contextlib.AsyncExitStack() as active:
-        await active.enter_async_context(running_worker(settings, "eta", consumer="eta-a"))
-        await lease_holder(redis, names, "eta-a")
-        await standby.enter_async_context(running_worker(settings, "eta", consumer="eta-b"))
+    workers = {name: contextlib.AsyncExitStack() for name in ("eta-a", "eta-b")}
+    async with workers["eta-a"], workers["eta-b"]:
+        for name, stack in workers.items():
+            await stack.enter_async_context(running_worker(settings, "eta", consumer=name))
+        holders = await shared(redis, names)
         far = await http.post("/v1/pings", json={"pings": track[:1]}, headers=device(driver.token))
         assert far.json()["accepted"] == 1
         await wait_for_kind(redis, names, first["id"], "en_route")
-        assert "eta-b" not in await eta_consumers(redis, names)
 
-        await active.aclose()  # a graceful stop releases the lease at once
-        await lease_holder(redis, names, "eta-b")
+        await workers[holders[shard]].aclose()  # a graceful stop gives its shard back at once
+        other = ({"eta-a", "eta-b"} - {holders[shard]}).pop()
+        for _ in range(200):
+            if await holder_of(redis, names, shard) == other:
+                break
+            await asyncio.sleep(0.05)
+        assert await holder_of(redis, names, shard) == other
         rest = await http.post("/v1/pings", json={"pings": track[1:]}, headers=device(driver.token))
         assert rest.json()["accepted"] == 5
         await wait_for_kind(redis, names, first["id"], "arrived")
         await asyncio.sleep(0.3)
     kinds = await delivery_updates(redis, names, first["id"])
     assert (kinds["en_route"], kinds["approaching"], kinds["arrived"]) == (1, 1, 1)
-    assert "eta-b" in await eta_consumers(redis, names)
