@@ -188,26 +188,24 @@ async def _run_eta(
     config: RunnerConfig,
     stop: asyncio.Event,
 ) -> None:
-    """The ETA worker: a fair share of the ping shards, one runner and one set of trackers per
-    shard whose lease this process holds (:class:`workers.lease.ShardKeeper`).
+    """The ETA worker: a fair share of the ping shards, one runner over the shards whose lease
+    this process holds (:class:`workers.lease.ShardKeeper`).
 
-    Each time a shard is taken its trackers start afresh from the state saved in Redis: what
-    this process remembered from an earlier turn may be older than what another holder saved.
+    Each time the held shards change, the trackers start afresh from the state saved in Redis:
+    what this process remembered may be older than what another holder saved meanwhile.
     """
     names = stream_names(settings)
 
-    async def work(shard: int, halt: asyncio.Event) -> None:
+    async def work(shards: tuple[int, ...], halt: asyncio.Event) -> None:
         consumer = EtaConsumer(
             names=names,
             database_url=database_url,
             provider=live_provider(settings),
             redis=redis,
-            shards=(shard,),
+            shards=shards,
         )
-        # One consumer name per shard: whoever takes the shard on this host resumes its pending.
-        runner_config = dataclasses.replace(config, consumer_name=f"{config.consumer_name}-{shard}")
         try:
-            await Runner(redis, consumer, runner_config).run(halt)
+            await Runner(redis, consumer, config).run(halt)
         finally:
             await consumer.close()
 

@@ -38,12 +38,14 @@ class Shards:
         self.overlaps: list[int] = []
 
     def work_of(self, holder: str) -> ShardWork:
-        async def work(shard: int, halt: asyncio.Event) -> None:
-            if shard in self.working:
-                self.overlaps.append(shard)
-            self.working[shard] = holder
+        async def work(shards: tuple[int, ...], halt: asyncio.Event) -> None:
+            for shard in shards:
+                if shard in self.working:
+                    self.overlaps.append(shard)
+                self.working[shard] = holder
             await halt.wait()
-            del self.working[shard]
+            for shard in shards:
+                del self.working[shard]
 
         return work
 
