@@ -1,16 +1,20 @@
-"""Helpers that speak the domain: making pings, and waiting for them to be stored."""
+"""Helpers that speak the domain: making pings, waiting for them to be stored, and waiting
+for something else to become true."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 from schemas.ids import DriverId
 from store.positions import count_positions
+
+T = TypeVar("T")
 
 
 class Trace:
@@ -59,3 +63,19 @@ async def wait_for_positions(
         await asyncio.sleep(0.05)
         count = await count_positions(conn, driver_id)
     return count
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], what: str, *, deadline_s: float = 10.0
+) -> T:
+    """Call ``check`` every 50 ms until it answers something true, and return that answer; past
+    the deadline, fail saying ``what`` was awaited and the last answer."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    answer = await check()
+    while not answer and loop.time() < end:
+        await asyncio.sleep(0.05)
+        answer = await check()
+    if not answer:
+        raise AssertionError(f"never {what} (last: {answer!r})")
+    return answer

@@ -17,6 +17,7 @@ from schemas.events import EVENT_DECODER, DeliveryUpdate
 from schemas.ids import DriverId
 from tests.conftest import LiveServer, Tenant
 from tests.days import Day, device, key, plan_and_dispatch, running_worker
+from tests.helpers import eventually
 
 
 async def delivery_updates(redis: Redis, names: StreamNames, stop_id: int) -> Counter[str]:
@@ -75,13 +76,11 @@ async def test_pings_near_a_stop_fire_each_delivery_event_once(
     assert {int(k) for k in windows} == {s["id"] for s in route["stops"]}
 
 
-async def wait_for_kind(redis: Redis, names: StreamNames, stop_id: int, kind: str) -> Counter[str]:
-    for _ in range(200):
-        kinds = await delivery_updates(redis, names, stop_id)
-        if kinds[kind]:
-            return kinds
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no {kind} for stop {stop_id}: {dict(kinds)}")
+async def wait_for_kind(redis: Redis, names: StreamNames, stop_id: int, kind: str) -> None:
+    async def fired() -> int:
+        return (await delivery_updates(redis, names, stop_id))[kind]
+
+    await eventually(fired, f"{kind} for stop {stop_id}")
 
 
 async def test_a_route_change_reaches_the_tracker_on_the_next_ping(
@@ -119,25 +118,20 @@ async def test_a_route_change_reaches_the_tracker_on_the_next_ping(
     assert (kinds["approaching"], kinds["arrived"]) == (0, 0)
 
 
-async def holder_of(redis: Redis, names: StreamNames, shard: int) -> str:
-    """The ETA consumer working on ``shard`` now (once one does)."""
-    for _ in range(200):
-        held = await redis.get(names.lease(f"eta:{shard}"))
-        if isinstance(held, bytes):
-            return held.decode().split(":")[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"nobody took shard {shard}")
+async def holder_of(redis: Redis, names: StreamNames, shard: int) -> str | None:
+    """The ETA consumer working on ``shard`` now, if one does."""
+    held = await redis.get(names.lease(f"eta:{shard}"))
+    return held.decode().split(":")[0] if isinstance(held, bytes) else None
 
 
-async def shared(redis: Redis, names: StreamNames) -> dict[int, str]:
+async def shared(redis: Redis, names: StreamNames) -> dict[int, str | None]:
     """Wait until the two ETA workers hold a shard each; which holds which."""
-    holders: dict[int, str] = {}
-    for _ in range(200):
-        holders = {shard: await holder_of(redis, names, shard) for shard in range(names.shards)}
-        if set(holders.values()) == {"eta-a", "eta-b"}:
-            return holders
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the shards were never shared: {holders}")
+
+    async def holders() -> dict[int, str | None]:
+        found = {shard: await holder_of(redis, names, shard) for shard in range(names.shards)}
+        return found if set(found.values()) == {"eta-a", "eta-b"} else {}
+
+    return await eventually(holders, "two workers holding a shard each")
 
 
 async def test_eta_workers_share_the_shards_and_one_takes_over_what_another_left(
@@ -168,13 +162,15 @@ async def test_eta_workers_share_the_shards_and_one_takes_over_what_another_left
         assert far.json()["accepted"] == 1
         await wait_for_kind(redis, names, first["id"], "en_route")
 
-        await workers[holders[shard]].aclose()  # a graceful stop gives its shard back at once
-        other = ({"eta-a", "eta-b"} - {holders[shard]}).pop()
-        for _ in range(200):
-            if await holder_of(redis, names, shard) == other:
-                break
-            await asyncio.sleep(0.05)
-        assert await holder_of(redis, names, shard) == other
+        leaving = holders[shard]
+        assert leaving is not None
+        await workers[leaving].aclose()  # a graceful stop gives its shard back at once
+        other = ({"eta-a", "eta-b"} - {leaving}).pop()
+
+        async def taken_over() -> bool:
+            return await holder_of(redis, names, shard) == other
+
+        await eventually(taken_over, f"{other} working on shard {shard}")
         rest = await http.post("/v1/pings", json={"pings": track[1:]}, headers=device(driver.token))
         assert rest.json()["accepted"] == 5
         await wait_for_kind(redis, names, first["id"], "arrived")
