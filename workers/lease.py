@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +120,7 @@ class ShardKeeper:
                 try:
                     await self._tick()
                     last_ok = asyncio.get_running_loop().time()
-                except (ConnectionError, OSError, TimeoutError) as exc:
+                except (OSError, RedisError, TimeoutError) as exc:
                     log.warning("shard leases could not be kept; retrying", error=repr(exc))
                     if asyncio.get_running_loop().time() - last_ok > 2 * period_s:
                         log.error("shard leases lost; stopping work", shards=self.held)

@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import structlog
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from tenacity import wait_exponential_jitter
 
 log = structlog.get_logger(__name__)
@@ -128,7 +128,7 @@ class Runner(Generic[T]):
                 await self._maybe_claim(streams, stop)
                 await self._maybe_trim(streams)
                 batch = await self._read(streams, ">")
-            except (ConnectionError, OSError, ResponseError, TimeoutError) as exc:
+            except (OSError, RedisError, TimeoutError) as exc:  # Redis away: wait, read again
                 await self._pause(exc, stop, attempt=1)
                 continue
             if batch:
@@ -236,7 +236,17 @@ class Runner(Generic[T]):
                 continue
             HANDLE_SECONDS.labels(self.group).observe(time.perf_counter() - started)
             break
-        await self._ack([(e.stream, e.id) for e in entries])
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._ack([(e.stream, e.id) for e in entries])
+                break
+            except (OSError, RedisError, TimeoutError) as exc:
+                if stop.is_set():  # pending: redelivered, and handlers are safe to run twice
+                    self._log.warning("stopping with a batch unacknowledged", entries=len(entries))
+                    return
+                await self._pause(exc, stop, attempt)
         ENTRIES.labels(self.group).inc(len(entries))
 
     @contextlib.asynccontextmanager
