@@ -4,12 +4,15 @@ for something else to become true."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import psycopg
+from redis.asyncio import Redis
 
 from schemas.ids import DriverId
 from store.positions import count_positions
@@ -124,3 +127,17 @@ class Relay:
                 dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@contextlib.asynccontextmanager
+async def relayed_redis(redis_url: str) -> AsyncIterator[tuple[Redis, Relay]]:
+    """A Redis client whose connections pass through a :class:`Relay`, to be cut at will."""
+    url = urlsplit(redis_url)
+    relay = Relay(url.hostname or "127.0.0.1", url.port or 6379)
+    port = await relay.start()
+    client = Redis.from_url(url._replace(netloc=f"127.0.0.1:{port}").geturl())
+    try:
+        yield client, relay
+    finally:
+        await client.aclose()
+        await relay.close()

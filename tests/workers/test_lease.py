@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from tests.helpers import Relay
+from tests.helpers import relayed_redis
 from workers.lease import Leases, ShardKeeper, ShardWork
 
 TTL_S = 1.0
@@ -123,33 +122,28 @@ async def test_a_keeper_keeps_its_shards_through_a_dropped_connection(
 ) -> None:
     """Its connections to Redis are cut: it reconnects and renews in time, so it never stops
     working on its shards, and nobody else could take them."""
-    url = urlsplit(settings.redis_url or "")
-    relay = Relay(url.hostname or "127.0.0.1", url.port or 6379)
-    port = await relay.start()
-    relayed = Redis.from_url(url._replace(netloc=f"127.0.0.1:{port}").geturl())
-    shards = Shards()
-    prefix = settings.redis_prefix
-    only = ShardKeeper(
-        leases=Leases(relayed, "a", 3.0),  # renewed every second: a cut costs one renewal
-        lease_key=lambda shard: f"{prefix}lease:eta:{shard}",
-        members_key=f"{prefix}members:eta",
-        shards=SHARDS,
-        work=shards.work_of("a"),
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(only.run(stop))
-    try:
-        await until(lambda: only.held == [0, 1, 2, 3])
-        started = dict(shards.working)
-        for _ in range(3):
-            relay.cut()
-            await asyncio.sleep(1.0)
-        assert only.held == [0, 1, 2, 3]
-        assert shards.working == started
-        assert not task.done()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await relayed.aclose()
-        await relay.close()
+    async with relayed_redis(settings.redis_url or "") as (relayed, relay):
+        shards = Shards()
+        prefix = settings.redis_prefix
+        only = ShardKeeper(
+            leases=Leases(relayed, "a", 3.0),  # renewed every second: a cut costs one renewal
+            lease_key=lambda shard: f"{prefix}lease:eta:{shard}",
+            members_key=f"{prefix}members:eta",
+            shards=SHARDS,
+            work=shards.work_of("a"),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(only.run(stop))
+        try:
+            await until(lambda: only.held == [0, 1, 2, 3])
+            started = dict(shards.working)
+            for _ in range(3):
+                relay.cut()
+                await asyncio.sleep(1.0)
+            assert only.held == [0, 1, 2, 3]
+            assert shards.working == started
+            assert not task.done()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
     assert shards.overlaps == []

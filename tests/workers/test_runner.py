@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
 from app.settings import Settings
 from realtime.streams import trim_consumed
-from tests.helpers import Relay
+from tests.helpers import relayed_redis
 from workers.runner import Entry, Runner, RunnerConfig
 
 
@@ -253,33 +252,28 @@ async def test_a_runner_rides_out_redis_dropping_its_connections(
     """Its connections to Redis are cut while it waits for entries and again after a batch: it
     backs off, reconnects, and handles every entry added meanwhile, each once."""
     stream = f"{settings.redis_prefix}s"
-    url = urlsplit(settings.redis_url or "")
-    relay = Relay(url.hostname or "127.0.0.1", url.port or 6379)
-    port = await relay.start()
-    relayed = Redis.from_url(url._replace(netloc=f"127.0.0.1:{port}").geturl())
-    consumer = Recorder(stream)
-    config = RunnerConfig(consumer_name="c1", block_ms=200, max_backoff_s=0.2)
-    stop = asyncio.Event()
-    task = asyncio.create_task(Runner(relayed, consumer, config).run(stop))
-    try:
-        await redis.xadd(stream, {"v": "before"})
-        for _ in range(200):
-            if consumer.seen:
-                break
-            await asyncio.sleep(0.05)
-        for round_ in range(3):
-            relay.cut()
-            await asyncio.sleep(0.1)
-            await redis.xadd(stream, {"v": f"after cut {round_}"})
-        for _ in range(200):
-            if len(consumer.seen) == 4:
-                break
-            await asyncio.sleep(0.05)
-        assert not task.done()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await relayed.aclose()
-        await relay.close()
+    async with relayed_redis(settings.redis_url or "") as (relayed, relay):
+        consumer = Recorder(stream)
+        config = RunnerConfig(consumer_name="c1", block_ms=200, max_backoff_s=0.2)
+        stop = asyncio.Event()
+        task = asyncio.create_task(Runner(relayed, consumer, config).run(stop))
+        try:
+            await redis.xadd(stream, {"v": "before"})
+            for _ in range(200):
+                if consumer.seen:
+                    break
+                await asyncio.sleep(0.05)
+            for round_ in range(3):
+                relay.cut()
+                await asyncio.sleep(0.1)
+                await redis.xadd(stream, {"v": f"after cut {round_}"})
+            for _ in range(200):
+                if len(consumer.seen) == 4:
+                    break
+                await asyncio.sleep(0.05)
+            assert not task.done()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
     assert consumer.seen == ["before", "after cut 0", "after cut 1", "after cut 2"]
     assert (await redis.xpending(stream, "recorder"))["pending"] == 0
