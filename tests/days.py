@@ -22,7 +22,9 @@ from redis.asyncio import Redis
 from app.server import run_worker, serve_api
 from app.settings import Settings
 from realtime.streams import StreamNames
-from schemas.events import EVENT_DECODER
+from schemas.eta import ArrivalWindow, EtaChanged
+from schemas.events import EVENT_DECODER, DeliveryUpdate
+from schemas.ids import DriverId, OrgId, RouteId, StopId
 from tests.conftest import LiveServer, Tenant, bound_socket
 
 DEPOT = (52.5200, 13.4050)
@@ -232,3 +234,28 @@ async def second_server(settings: Settings, server: LiveServer) -> AsyncIterator
     await asyncio.wait_for(task, 30)
     for sock in sockets:
         sock.close()
+
+
+def moved_window(
+    org_id: int,
+    route: dict[str, Any],
+    stop: dict[str, Any],
+    window: ArrivalWindow,
+    previous: ArrivalWindow | None = None,
+) -> DeliveryUpdate:
+    """The ``eta_changed`` the ETA worker emits when ``stop`` (of ``route``, as the API shows
+    them) gets ``window``, computed at ``window.computed_epoch_s``."""
+    return DeliveryUpdate(
+        org_id=OrgId(org_id),
+        at=datetime.now(UTC),
+        detail=EtaChanged(
+            driver_id=DriverId(route["driver_id"]),
+            route_id=RouteId(route["id"]),
+            route_version=route["version"],
+            stop_id=StopId(stop["id"]),
+            order_id=stop["order_id"],
+            at_epoch_s=window.computed_epoch_s,
+            previous=previous or window,
+            window=window,
+        ),
+    )

@@ -25,11 +25,11 @@ from app.pages import content_policy
 from app.settings import Settings
 from realtime.events import emit
 from realtime.streams import StreamNames
-from schemas.eta import ArrivalWindow, EtaChanged, RunningLate
+from schemas.eta import ArrivalWindow, RunningLate
 from schemas.events import DeliveryUpdate
 from tests.browser import BROWSER_ZONE, Pages
 from tests.conftest import Driver, LiveServer, Tenant
-from tests.days import Day, device, key, plan_and_dispatch
+from tests.days import Day, device, key, moved_window, plan_and_dispatch
 
 UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
 """Port 9 (discard) is closed on the test machine: every tile request fails at once."""
@@ -92,16 +92,6 @@ def late_window(stop: dict[str, Any], late_s: int) -> ArrivalWindow:
     )
 
 
-def window_head(route: dict[str, Any], stop: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "driver_id": route["driver_id"],
-        "route_id": route["id"],
-        "route_version": route["version"],
-        "stop_id": stop["id"],
-        "order_id": stop["order_id"],
-    }
-
-
 async def running_late(
     redis: Redis, server: LiveServer, tenant: Tenant, route: dict[str, Any], stop: dict[str, Any]
 ) -> None:
@@ -109,12 +99,19 @@ async def running_late(
     (likely; 25 at the window's late end)."""
     late = late_window(stop, 1500)
     detail = RunningLate(
-        **window_head(route, stop),
+        driver_id=route["driver_id"],
+        route_id=route["id"],
+        route_version=route["version"],
+        stop_id=stop["id"],
+        order_id=stop["order_id"],
         at_epoch_s=late.computed_epoch_s,
         window=late,
         customer_end_epoch_s=late.upper_epoch_s - 1500,
     )
-    await emit_detail(redis, server, tenant, detail)
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    await emit(
+        redis, names, DeliveryUpdate(org_id=tenant.org_id, at=datetime.now(UTC), detail=detail)
+    )
 
 
 async def window_moved(
@@ -127,23 +124,8 @@ async def window_moved(
 ) -> None:
     """Emit an ``eta_changed`` moving ``stop``'s window to end ``late_s`` after the customer's
     (its likely arrival 15 minutes earlier than that end)."""
-    window = late_window(stop, late_s)
-    detail = EtaChanged(
-        **window_head(route, stop),
-        at_epoch_s=window.computed_epoch_s,
-        previous=window,
-        window=window,
-    )
-    await emit_detail(redis, server, tenant, detail)
-
-
-async def emit_detail(
-    redis: Redis, server: LiveServer, tenant: Tenant, detail: RunningLate | EtaChanged
-) -> None:
     names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
-    await emit(
-        redis, names, DeliveryUpdate(org_id=tenant.org_id, at=datetime.now(UTC), detail=detail)
-    )
+    await emit(redis, names, moved_window(tenant.org_id, route, stop, late_window(stop, late_s)))
 
 
 async def test_pages_and_their_assets_are_served_without_any_credential(

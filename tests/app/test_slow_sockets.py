@@ -18,11 +18,11 @@ from websockets.uri import parse_uri
 
 from realtime.events import emit
 from realtime.streams import StreamNames
-from schemas.eta import ArrivalWindow, EtaChanged
+from schemas.eta import ArrivalWindow
 from schemas.events import DeliveryUpdate, Event, RouteChanged
 from schemas.ids import DriverId, OrgId, RouteId, StopId
 from tests.conftest import LiveServer, Tenant
-from tests.days import Day, device, key, plan_and_dispatch
+from tests.days import Day, device, key, moved_window, plan_and_dispatch
 
 
 def names_of(server: LiveServer) -> StreamNames:
@@ -144,20 +144,7 @@ async def test_a_customer_page_that_stops_reading_is_closed_and_gets_the_current
             upper_epoch_s=1_900_000_000 + n + 300,
             computed_epoch_s=1_800_000_000 + n,
         )
-        return DeliveryUpdate(
-            org_id=OrgId(tenant.org_id),
-            at=datetime.now(UTC),
-            detail=EtaChanged(
-                driver_id=DriverId(route["driver_id"]),
-                route_id=RouteId(route["id"]),
-                route_version=route["version"],
-                stop_id=StopId(stop["id"]),
-                order_id=stop["order_id"],
-                at_epoch_s=1_800_000_000 + n,
-                previous=window,
-                window=window,
-            ),
-        )
+        return moved_window(tenant.org_id, route, stop, window)
 
     path = f"/v1/track/{token}/ws"
     url = server.ws_url + path

@@ -15,11 +15,11 @@ from redis.asyncio import Redis
 
 from realtime.events import emit
 from realtime.streams import StreamNames
-from schemas.eta import ArrivalWindow, EtaChanged
+from schemas.eta import ArrivalWindow
 from schemas.events import DeliveryUpdate
-from schemas.ids import DriverId, OrgId, RouteId, StopId
+from schemas.ids import StopId
 from tests.conftest import LiveServer, Tenant, make_tenant
-from tests.days import Day, device, key, plan_and_dispatch
+from tests.days import Day, device, key, moved_window, plan_and_dispatch
 
 
 async def link_of(http: httpx.AsyncClient, tenant: Tenant, order_id: int) -> str:
@@ -73,20 +73,7 @@ def window_changed(
             computed_epoch_s=at - 3600,
         )
 
-    return DeliveryUpdate(
-        org_id=OrgId(org_id),
-        at=datetime.now(UTC),
-        detail=EtaChanged(
-            driver_id=DriverId(route["driver_id"]),
-            route_id=RouteId(route["id"]),
-            route_version=route["version"],
-            stop_id=StopId(stop["id"]),
-            order_id=stop["order_id"],
-            at_epoch_s=likely - 3600,
-            previous=window(likely - 1200),
-            window=window(likely),
-        ),
-    )
+    return moved_window(org_id, route, stop, window(likely), previous=window(likely - 1200))
 
 
 async def test_links_are_issued_for_the_organisations_own_orders_only(
