@@ -81,8 +81,16 @@ async def create(http: httpx.AsyncClient, tenant: Tenant, path: str, body: dict[
 
 
 async def order(
-    http: httpx.AsyncClient, tenant: Tenant, day: date, ref: str, lat: float, lon: float
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    day: date,
+    ref: str,
+    lat: float,
+    lon: float,
+    window: dict[str, str] | None = None,
 ) -> int:
+    """Order ``ref`` for ``day`` at (lat, lon): one parcel, five minutes of service, wanted in
+    ``window`` (default 08:00-18:00 UTC)."""
     return await create(
         http,
         tenant,
@@ -94,56 +102,23 @@ async def order(
             "lat": lat,
             "lon": lon,
             "day": day.isoformat(),
-            "time_windows": [{"start": at(day, 8), "end": at(day, 18)}],
+            "time_windows": [window or {"start": at(day, 8), "end": at(day, 18)}],
             "service_s": 300,
             "size": {"parcels": 1},
         },
     )
 
 
-@pytest.fixture
-async def delivery_day(http: httpx.AsyncClient, tenant: Tenant) -> Day:
-    """Tomorrow: a depot, two vans with shifts for the tenant's two drivers, six orders."""
-    day = datetime.now(UTC).date() + timedelta(days=1)
-    depot = await create(
-        http, tenant, "/v1/depots", {"name": "Hub", "lat": DEPOT[0], "lon": DEPOT[1]}
-    )
-    shift_ids = []
-    for n, driver in enumerate(tenant.drivers):
-        vehicle = await create(
-            http, tenant, "/v1/vehicles", {"name": f"Van {n}", "capacity": {"parcels": 4}}
-        )
-        shift_ids.append(
-            await create(
-                http,
-                tenant,
-                "/v1/shifts",
-                {
-                    "driver_id": driver.id,
-                    "vehicle_id": vehicle,
-                    "day": day.isoformat(),
-                    "start_place": {"depot_id": depot},
-                    "working_window": {"start": at(day, 7), "end": at(day, 19)},
-                },
-            )
-        )
-    orders = {}
-    for i in range(6):
-        # Two clusters, east and west of the depot, three orders each.
-        lon = DEPOT[1] + (0.03 if i < 3 else -0.03) + i * 0.001
-        orders[f"o{i}"] = await order(http, tenant, day, f"o{i}", DEPOT[0] + 0.002 * i, lon)
-    return Day(day, shift_ids, orders)
-
-
-@pytest.fixture
-async def today(http: httpx.AsyncClient, tenant: Tenant) -> Day:
-    """Today (UTC, the day the live map shows): two vans on shifts around now, six orders."""
-    now = datetime.now(UTC)
-    window = {
-        "start": (now - timedelta(hours=1)).isoformat(),
-        "end": (now + timedelta(hours=9)).isoformat(),
-    }
-    day = now.date()
+async def make_day(
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    day: date,
+    *,
+    shift_window: dict[str, str],
+    order_window: dict[str, str] | None = None,
+) -> Day:
+    """A depot, a van and a shift in ``shift_window`` for each of the tenant's drivers, and six
+    orders in two clusters east and west of the depot, three each."""
     depot = await create(
         http, tenant, "/v1/depots", {"name": "Hub", "lat": DEPOT[0], "lon": DEPOT[1]}
     )
@@ -157,29 +132,33 @@ async def today(http: httpx.AsyncClient, tenant: Tenant) -> Day:
             "vehicle_id": vehicle,
             "day": day.isoformat(),
             "start_place": {"depot_id": depot},
-            "working_window": window,
+            "working_window": shift_window,
         }
         shift_ids.append(await create(http, tenant, "/v1/shifts", shift))
     orders = {}
     for i in range(6):
+        lon = DEPOT[1] + (0.03 if i < 3 else -0.03) + i * 0.001
         ref = f"o{i}"
-        orders[ref] = await create(
-            http,
-            tenant,
-            "/v1/orders",
-            {
-                "external_ref": ref,
-                "customer_name": f"Customer {ref}",
-                "address": f"{ref} Street 1",
-                "lat": DEPOT[0] + 0.002 * i,
-                "lon": DEPOT[1] + (0.03 if i < 3 else -0.03) + i * 0.001,
-                "day": day.isoformat(),
-                "time_windows": [window],
-                "service_s": 300,
-                "size": {"parcels": 1},
-            },
-        )
+        orders[ref] = await order(http, tenant, day, ref, DEPOT[0] + 0.002 * i, lon, order_window)
     return Day(day, shift_ids, orders)
+
+
+@pytest.fixture
+async def delivery_day(http: httpx.AsyncClient, tenant: Tenant) -> Day:
+    """Tomorrow: a depot, two vans with shifts for the tenant's two drivers, six orders."""
+    day = datetime.now(UTC).date() + timedelta(days=1)
+    return await make_day(http, tenant, day, shift_window={"start": at(day, 7), "end": at(day, 19)})
+
+
+@pytest.fixture
+async def today(http: httpx.AsyncClient, tenant: Tenant) -> Day:
+    """Today (UTC, the day the live map shows): two vans on shifts around now, six orders."""
+    now = datetime.now(UTC)
+    window = {
+        "start": (now - timedelta(hours=1)).isoformat(),
+        "end": (now + timedelta(hours=9)).isoformat(),
+    }
+    return await make_day(http, tenant, now.date(), shift_window=window, order_window=window)
 
 
 async def planned(http: httpx.AsyncClient, tenant: Tenant, plan_id: int) -> dict[str, Any]:
