@@ -38,6 +38,7 @@ _provider: MatrixProvider | None = None
 
 def _start(settings: Settings) -> None:
     global _provider
+    # Imported here: app.resources imports this module to open the pool.
     from app.resources import matrix_provider
 
     _provider = matrix_provider(settings)

@@ -20,6 +20,8 @@ from schemas.route import RouteView
 EVENTS_MAXLEN = 1_000_000
 """Approximate cap of the events stream until its consumers trim it by acknowledgement."""
 ROUTE_GENERATION_TTL_S = 7 * 86_400
+"""How long a driver's route generation outlives its last change (the ETA worker's cache of a
+route lives minutes; a counter that expired just starts again and reads as a change)."""
 
 
 async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
