@@ -7,13 +7,13 @@ FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app app
+COPY adapters adapters
 COPY realtime realtime
 COPY solver solver
 COPY workers workers
 COPY schemas schemas
 COPY store store
-COPY loadtests loadtests
-COPY bench bench
+COPY simulator simulator
 RUN python -m venv /opt/lastmile && /opt/lastmile/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim-bookworm

@@ -27,8 +27,8 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.bodies import JSON, InvalidField, KeyReused
-from app.ingest import resources_of
+from app.api.pings import resources_of
+from app.http import JSON, InvalidField, KeyReused
 from schemas.auth import ApiPrincipal
 from store import idempotency
 

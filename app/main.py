@@ -13,13 +13,16 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from app import dispatch, drivers, fleet, ingest, ops, orders, pages, plans, tracking
-from app.driver_ws import driver_socket
+from app.api import fleet, ops, orders, plans, positions, tracking
+from app.api import pings as ingest
+from app.api import routes as dispatch
+from app.api.driver_socket import driver_socket
+from app.api.live_socket import live_socket
 from app.errors import HANDLED, handle_error
-from app.live_ws import live_socket
 from app.metrics import metrics_endpoint
 from app.resources import Resources, open_resources
 from app.settings import Settings
+from app.web import pages
 
 
 def create_app(settings: Settings, resources: Resources | None = None) -> Starlette:
@@ -44,8 +47,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         WebSocketRoute("/v1/live/ws", live_socket),
         Route("/osmand", ingest.osmand_fix, methods=["GET", "POST"]),
         Route("/owntracks", ingest.owntracks_location, methods=["POST"]),
-        Route("/v1/drivers/live", drivers.live_positions),
-        Route("/v1/drivers/{driver_id}/positions", drivers.driver_positions),
+        Route("/v1/drivers/live", positions.live_positions),
+        Route("/v1/drivers/{driver_id}/positions", positions.driver_positions),
         Route("/v1/settings/dimensions", fleet.dimensions, methods=["GET", "PUT"]),
         Route("/v1/depots", fleet.depots, methods=["GET", "POST"]),
         Route("/v1/depots/{depot_id}", fleet.depot, methods=["GET", "PATCH"]),

@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 
 from app.auth import Authenticator
 from app.metrics import STREAM_LAG, STREAM_PENDING, count_accepted
+from app.process.solver_pool import SolverPool
 from app.settings import Settings
-from app.solving import SolverPool
 from realtime.hub import Hub
 from realtime.streams import APPEND_SCRIPT, PingAppender, StreamNames
 from solver.matrix import ConstantSpeed, GreatCircleProvider, MatrixProvider
@@ -55,7 +55,7 @@ class Resources:
 def matrix_provider(settings: Settings) -> MatrixProvider:
     """Travel times for planning and re-optimisation, as configured."""
     if settings.osrm_url:
-        from workers.osrm import OsrmProvider
+        from adapters.osrm import OsrmProvider
 
         return OsrmProvider(settings.osrm_url)
     return live_provider(settings)

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from app.auth import issue_api_key, issue_device_token
-from app.embedded import embedded_services
+from app.process.embedded import embedded_services
 from schemas.ids import DriverId, OrgId
 from store import tenants
 from store.db import drop_database, ensure_database, with_database

@@ -16,8 +16,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from app.process.solver_pool import SolverPool
 from app.settings import Settings
-from app.solving import SolverPool
 from schemas.planning import Location, OrderRef, TimeWindow, VehicleRef
 from schemas.reoptimize import RemainingStop, RunningRoute
 from solver.matrix import GreatCircleProvider

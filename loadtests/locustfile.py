@@ -5,12 +5,12 @@
         --lastmile-api-key lmk_... --sim-drivers 50 --sim-orders 500 --sim-speedup 60
 
 Each locust process first creates a day of its own through the API, exactly as the fleet
-simulator does (:mod:`loadtests.fleet`: depot, vans, drivers with device tokens, shifts,
+simulator does (:mod:`simulator.fleet`: depot, vans, drivers with device tokens, shifts,
 orders, a plan, dispatch), then runs two kinds of users:
 
 * :class:`DriverUser` (one per dispatched route): every ``--sim-ping-interval-s`` of simulated
   time posts a fix along its route (``POST /v1/pings``, the motion model of
-  :mod:`loadtests.driving`), starts the route, arrives, delivers or fails stops when due;
+  :mod:`simulator.driving`), starts the route, arrives, delivers or fails stops when due;
 * :class:`DispatcherUser`: reads the live positions, the day's routes, a driver's track and a
   route, every few seconds, as a dispatcher's screen would.
 
@@ -41,7 +41,8 @@ import msgspec
 from locust import HttpUser, between, constant_pacing, events, task
 from locust.exception import StopUser
 
-from loadtests.driving import (
+from schemas.ping import Ping, PingBatchIn
+from simulator.driving import (
     ActionKind,
     DeviceClock,
     DriverModel,
@@ -52,9 +53,8 @@ from loadtests.driving import (
     derive_seed,
     draw_profiles,
 )
-from loadtests.fleet import Api, DaySpec, create_fleet, plan_and_dispatch
-from loadtests.simulator import STOP_COMMANDS, default_start
-from schemas.ping import Ping, PingBatchIn
+from simulator.fleet import Api, DaySpec, create_fleet, plan_and_dispatch
+from simulator.simulation import STOP_COMMANDS, default_start
 
 _ENCODER = msgspec.json.Encoder()
 

@@ -22,8 +22,8 @@ import pytest
 from redis.asyncio import Redis
 
 from app.auth import issue_api_key, issue_device_token
-from app.embedded import ServiceUrls, embedded_services
-from app.server import run_worker, serve_api
+from app.process.embedded import ServiceUrls, embedded_services
+from app.process.server import run_worker, serve_api
 from app.settings import Settings
 from schemas.auth import Role
 from schemas.ids import DriverId, OrgId

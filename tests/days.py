@@ -19,7 +19,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from app.server import run_worker, serve_api
+from app.process.server import run_worker, serve_api
 from app.settings import Settings
 from realtime.streams import StreamNames
 from schemas.eta import ArrivalWindow, EtaChanged

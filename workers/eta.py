@@ -15,7 +15,7 @@ on every ping, or polling every few seconds, would put PostgreSQL round trips on
 another worker, or this one after a restart, continues where it was; a redelivered batch finds
 its pings already seen by the state, and fires nothing twice. One consumer works on a ping
 shard at a time, holding that shard's lease (:mod:`workers.lease`); ETA processes share the
-shards, and :func:`app.server.run_worker` runs one consumer over the shards held.
+shards, and :func:`app.process.server.run_worker` runs one consumer over the shards held.
 """
 
 from __future__ import annotations

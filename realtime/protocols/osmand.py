@@ -5,7 +5,7 @@ OsmAnd endpoint and type their **device token** into the "device identifier" fie
 sends it as ``id`` with every fix, so ``id`` is a secret here: :class:`OsmAndFix` keeps it out
 of its repr, and the caller looks it up like any device token.
 
-Two encodings reach :mod:`app.ingest`:
+Two encodings reach :mod:`app.api.pings`:
 
 * **query or form parameters** (:func:`decode_params`), GET or POST: ``id`` or ``deviceid``;
   ``lat`` and ``lon`` or ``location=lat,lon``; ``timestamp`` as epoch seconds, epoch

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from app.embedded import embedded_services
+from app.process.embedded import embedded_services
 
 
 def test_data_survives_a_restart(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import order_rows
-from app.bodies import ApiProblem
-from app.orders import check_order
+from app.api import order_import as order_rows
+from app.api.orders import check_order
+from app.http import ApiProblem
 from realtime.errors import IngestError
 from store.delivery import OrgSettings
 from tests.conftest import Tenant, make_tenant

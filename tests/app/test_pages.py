@@ -21,8 +21,8 @@ from playwright.async_api import WebSocketRoute, expect
 from redis.asyncio import Redis
 
 import app
-from app.pages import content_policy
 from app.settings import Settings
+from app.web.pages import content_policy
 from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.eta import ArrivalWindow, RunningLate
@@ -35,7 +35,7 @@ UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
 """Port 9 (discard) is closed on the test machine: every tile request fails at once."""
 ORG_ZONE = "Asia/Kolkata"
 """An organisation zone for the zone test: UTC+05:30 all year, far from the browser's."""
-STATIC = Path(app.__file__).parent / "static"
+WEB = Path(app.__file__).parent / "web"
 WAIT_MS = 20_000
 WAIT_S = WAIT_MS / 1000
 
@@ -140,8 +140,12 @@ async def test_pages_and_their_assets_are_served_without_any_credential(
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "/static/leaflet/leaflet.js" in page.text
     assert 'data-token="x"' in (await http.get("/t/x")).text
-    ours = sorted(f"/static/{path.relative_to(STATIC)}" for path in STATIC.rglob("*.*"))
-    assert "/static/dispatch/fleet.js" in ours  # the modules dispatch.js imports
+    ours = sorted(
+        f"/static/{path.relative_to(WEB)}"
+        for path in WEB.rglob("*.*")
+        if path.suffix in (".js", ".css")
+    )
+    assert "/static/dispatch/fleet.js" in ours  # the modules dispatch/main.js imports
     for asset in (
         "/static/leaflet/leaflet.js",
         "/static/leaflet/leaflet.css",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from app.process.solver_pool import SolverPool
 from app.settings import Settings
-from app.solving import SolverPool
 from schemas.planning import Location
 from solver.errors import ProblemError
 from solver.matrix import MatrixProvider

@@ -1,0 +1,169 @@
+"""Planning jobs and dispatch: ``POST /v1/plans``, ``GET /v1/plans/{id}``, ``.../dispatch``.
+
+Creating a plan stores it as queued (once per ``Idempotency-Key``) and appends a job to the
+``plans`` stream; the planner worker computes it. Dispatching a finished plan creates routes and
+stops, and each route reaches its driver's app at once over the driver socket.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+from psycopg import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api.pings import request_body, resources_of
+from app.errors import NotFound
+from app.http import FLEET_WRITERS, READERS, Conflict, answer, decode, encode, endpoint, path_id
+from app.idempotency import REPLAYED_HEADER, Answer, run_create
+from app.resources import Resources
+from realtime.events import emit, push_route
+from schemas.events import RouteDispatched
+from schemas.ids import OrgId, PlanId
+from schemas.plan import (
+    DispatchRequest,
+    DispatchResult,
+    PlanOutcome,
+    PlanProgress,
+    PlanRequest,
+    PlanView,
+)
+from schemas.planning import PlanningOptions
+from store import routes as store
+from workers import planner
+
+
+def view(plan: store.PlanRow) -> PlanView:
+    """The API view of a stored plan."""
+    return PlanView(
+        id=plan.id,
+        day=plan.day,
+        status=plan.status,  # type: ignore[arg-type]
+        progress=msgspec.convert(plan.progress, PlanProgress),
+        created_at=plan.created_at,
+        started_at=plan.started_at,
+        finished_at=plan.finished_at,
+        error=plan.error,
+        outcome=None if plan.result is None else msgspec.convert(plan.result, PlanOutcome),
+    )
+
+
+@endpoint
+async def create_plan(request: Request) -> Response:
+    """Queue a plan of a day's pending orders on its scheduled shifts; 202 with the job."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
+    body = await request_body(request)
+    wanted = decode(body, request.headers.get("content-type"), PlanRequest)
+    options = PlanningOptions(
+        time_limit_s=wanted.time_limit_s,
+        balance_workload=wanted.balance_workload,
+        unassigned_penalty=wanted.unassigned_penalty,
+    )
+    created: list[store.PlanRow] = []
+
+    async def command(conn: AsyncConnection) -> Answer:
+        plan = await store.create_plan(
+            conn,
+            principal.org_id,
+            wanted.day,
+            {**msgspec.to_builtins(options), "search": wanted.search},
+            wanted.order_ids,
+        )
+        created.append(plan)
+        return Answer(202, encode(view(plan)))
+
+    response = await run_create(request, principal, body, command)
+    if created and response.headers.get(REPLAYED_HEADER) != "true":
+        await enqueue(resources, principal.org_id, created[0].id)
+    return response
+
+
+async def enqueue(resources: Resources, org_id: OrgId, plan_id: PlanId) -> None:
+    """Hand a committed plan to the planner workers, and record that it was handed over. If
+    Redis fails here, the plan stays unmarked and the upkeep hands it over later."""
+    await planner.enqueue(resources.redis, resources.names, org_id, plan_id)
+    async with resources.pool.connection() as conn:
+        await store.mark_enqueued(conn, plan_id)
+
+
+@endpoint
+async def get_plan(request: Request) -> Response:
+    """A plan with its status, progress while it runs, and its outcome once done."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, READERS)
+    plan_id = PlanId(path_id(request, "plan_id"))
+    async with resources.pool.connection() as conn:
+        plan = await store.get_plan(conn, principal.org_id, plan_id)
+    if plan is None:
+        raise NotFound(f"no plan {plan_id} in this organisation")
+    return answer(view(plan))
+
+
+@endpoint
+async def dispatch_plan(request: Request) -> Response:
+    """Send a finished plan's routes (all, or those of some shifts) to their drivers."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
+    plan_id = PlanId(path_id(request, "plan_id"))
+    body = await request_body(request)
+    wanted = decode(body, request.headers.get("content-type"), DispatchRequest, empty_ok=True)
+    async with resources.pool.connection() as conn:
+        plan = await store.get_plan(conn, principal.org_id, plan_id)
+        if plan is None:
+            raise NotFound(f"no plan {plan_id} in this organisation")
+        if plan.status != "done" or plan.result is None:
+            raise Conflict("status", f"expected a finished plan, got one that is {plan.status}")
+        outcome = msgspec.convert(plan.result, PlanOutcome)
+        chosen = [
+            r for r in outcome.routes if wanted.shift_ids is None or r.shift_id in wanted.shift_ids
+        ]
+        if wanted.shift_ids is not None:
+            unknown = set(wanted.shift_ids) - {r.shift_id for r in chosen}
+            if unknown:
+                raise Conflict("shift_ids", f"the plan has no route for shifts {sorted(unknown)}")
+        result = await store.dispatch_routes(
+            conn,
+            principal.org_id,
+            plan_id,
+            plan.day,
+            [
+                store.NewRoute(
+                    shift_id=r.shift_id,
+                    driver_id=r.driver_id,
+                    vehicle_id=r.vehicle_id,
+                    planned_start=r.start,
+                    planned_end=r.end,
+                    distance_m=r.distance_m,
+                    stops=[store.NewStop(v.order_id, v.arrival, v.departure) for v in r.visits],
+                )
+                for r in chosen
+            ],
+        )
+        views = [await store.route_view(conn, principal.org_id, rid) for rid in result.route_ids]
+    now = datetime.now(UTC)
+    for route in views:
+        if route is None:
+            continue
+        await push_route(resources.redis, resources.names, route)
+        await emit(
+            resources.redis,
+            resources.names,
+            RouteDispatched(
+                org_id=principal.org_id,
+                at=now,
+                route_id=route.id,
+                driver_id=route.driver_id,
+                version=route.version,
+                stops=len(route.stops),
+                order_ids=[s.order_id for s in route.stops],
+            ),
+        )
+    return answer(
+        DispatchResult(
+            route_ids=[int(r) for r in result.route_ids],
+            skipped_order_ids=result.skipped_orders,
+        )
+    )

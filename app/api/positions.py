@@ -1,0 +1,130 @@
+"""The read side of tracking: every driver's latest position, and one driver's track."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api.pings import resources_of
+from app.errors import BadParameter, NotFound
+from realtime.streams import decode_live
+from schemas.ids import DriverId
+from schemas.ping import LivePosition, Ping
+from store.positions import track
+
+DEFAULT_TRACK_LIMIT = 10_000
+MAX_TRACK_LIMIT = 100_000
+DEFAULT_TRACK_WINDOW = timedelta(hours=24)
+GEOJSON = "application/geo+json"
+
+_JSON = msgspec.json.Encoder()
+
+
+class LiveSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/drivers/live``: the latest position of every driver that has sent one."""
+
+    as_of: datetime
+    drivers: list[LivePosition]
+
+
+class Track(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/drivers/{id}/positions``: a driver's pings in a time window, oldest first."""
+
+    driver_id: DriverId
+    start: datetime
+    end: datetime
+    truncated: bool
+    positions: list[Ping]
+
+
+async def live_positions(request: Request) -> Response:
+    """Every driver of the caller's organisation, latest position first by driver id."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request)
+    names = resources.names
+    async with resources.redis.pipeline(transaction=False) as pipe:
+        for shard in range(names.shards):
+            pipe.hvals(names.live(shard, principal.org_id))
+        replies = await pipe.execute()
+    drivers = sorted(
+        (decode_live(value) for reply in replies for value in reply),
+        key=lambda live: live.driver_id,
+    )
+    body = _JSON.encode(LiveSnapshot(as_of=datetime.now(UTC), drivers=drivers))
+    return Response(body, media_type="application/json")
+
+
+async def driver_positions(request: Request) -> Response:
+    """One driver's track as JSON, or as GeoJSON with ``?format=geojson`` or that Accept type."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request)
+    driver_id = DriverId(_int_param(request.path_params["driver_id"], "driver_id"))
+    now = datetime.now(UTC)
+    end = _time_param(request, "to") or now + timedelta(minutes=1)
+    start = _time_param(request, "from") or end - DEFAULT_TRACK_WINDOW
+    if start >= end:
+        raise BadParameter("from", f"expected a time before to={end.isoformat()}, got {start}")
+    limit_raw = request.query_params.get("limit")
+    limit = DEFAULT_TRACK_LIMIT if limit_raw is None else _int_param(limit_raw, "limit")
+    if not 1 <= limit <= MAX_TRACK_LIMIT:
+        raise BadParameter("limit", f"expected 1 to {MAX_TRACK_LIMIT}, got {limit}")
+    wanted = request.query_params.get("format", "")
+    if wanted not in ("", "json", "geojson"):
+        raise BadParameter("format", f"expected json or geojson, got {wanted!r}")
+    async with resources.pool.connection() as conn:
+        pings = await track(conn, principal.org_id, driver_id, start, end, limit=limit)
+    if pings is None:
+        raise NotFound(f"no driver {driver_id} in this organisation")
+    truncated = len(pings) == limit
+    if wanted == "geojson" or (not wanted and GEOJSON in request.headers.get("accept", "")):
+        return Response(_JSON.encode(geojson(driver_id, pings, truncated)), media_type=GEOJSON)
+    result = Track(driver_id=driver_id, start=start, end=end, truncated=truncated, positions=pings)
+    return Response(_JSON.encode(result), media_type="application/json")
+
+
+def geojson(driver_id: DriverId, pings: list[Ping], truncated: bool) -> dict[str, object]:
+    """A track as a GeoJSON FeatureCollection: one LineString, with per-vertex times."""
+    coordinates = [[p.lon, p.lat] for p in pings]
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "LineString" if len(pings) != 1 else "Point",
+                    "coordinates": coordinates if len(pings) != 1 else coordinates[0],
+                },
+                "properties": {
+                    "driver_id": driver_id,
+                    "truncated": truncated,
+                    "times": [p.time.isoformat() for p in pings],
+                    "speeds_mps": [p.speed_mps for p in pings],
+                },
+            }
+        ],
+    }
+
+
+def _int_param(raw: str, name: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadParameter(name, f"expected an integer, got {raw!r}") from None
+
+
+def _time_param(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise BadParameter(
+            name, f"expected an ISO 8601 time such as 2026-11-24T10:00:00Z, got {raw!r}"
+        ) from None
+    if value.tzinfo is None:
+        raise BadParameter(name, f"expected a time with a zone (Z or +01:00), got {raw!r}")
+    return value

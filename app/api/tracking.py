@@ -1,0 +1,379 @@
+"""Customer tracking: links, ``GET /v1/track/{token}``, and the customer's socket.
+
+A link (``POST /v1/orders/{id}/tracking``, API key) names one order; its token is the
+customer's only credential, stored hashed. It works while the order is open and for
+``tracking_ttl_h`` hours after the delivery ends (410 after that, 404 for a token nobody issued).
+
+Privacy is structural: the view is built from one order's row, its stop and its route's counts,
+and the socket follows only that order's channel, its route's channel (to learn when the stops
+before it are done) and, only while the stop is next or the driver is at the door, the driver's
+own position channel. The customer gets the driver's newest position, never a track, and never
+another customer's stop or window.
+
+Slow sockets: events for the order come through a bounded queue; a socket that falls that far
+behind is closed with 4408 and the page reconnects (it gets the current view). Positions are
+latest-wins, as on the dispatcher feed. See :mod:`realtime.hub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.auth import hash_token
+from app.errors import (
+    CLOSE_GONE,
+    CLOSE_NORMAL,
+    CLOSE_NOT_FOUND,
+    CLOSE_TOO_SLOW,
+    Gone,
+    NotFound,
+)
+from app.http import answer, path_id
+from app.metrics import WS_CONNECTIONS
+from app.resources import Resources
+from realtime.hub import Overflowed
+from realtime.streams import decode_live, shard_of
+from schemas.auth import Role
+from schemas.codecs import ARRIVAL_WINDOW_DECODER, SAVED_TRACKER_DECODER, TRACK_JSON
+from schemas.eta import ArrivalWindow, EtaChanged
+from schemas.events import EVENT_DECODER, DeliveryUpdate
+from schemas.ids import DriverId, OrgId, RouteId, StopId
+from schemas.ping import LivePosition
+from schemas.track import (
+    END_STATES,
+    ArrivalEstimate,
+    CustomerStatus,
+    DriverSpot,
+    PositionMessage,
+    TrackingLink,
+    TrackMessage,
+    TrackView,
+    WindowMessage,
+)
+from store import tracking as store
+
+ISSUER_ROLES: tuple[Role, ...] = ("admin", "dispatcher", "integration")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_SHOWS_DRIVER: frozenset[CustomerStatus] = frozenset({"en_route", "arrived"})
+_SHOWS_WINDOW: frozenset[CustomerStatus] = frozenset({"scheduled", "out_for_delivery", "en_route"})
+
+
+async def issue_link(request: Request) -> Response:
+    """``POST /v1/orders/{order_id}/tracking``: a new link to the order's tracking page."""
+    resources: Resources = request.app.state.resources
+    principal = await resources.auth.require_api_key(request, ISSUER_ROLES)
+    order_id = path_id(request, "order_id")
+    token = secrets.token_urlsafe(18)
+    async with resources.pool.connection() as conn:
+        if not await store.create_link(conn, principal.org_id, order_id, hash_token(token)):
+            raise NotFound(f"order {order_id} not found")
+    page = f"/t/{token}"
+    base = (resources.settings.public_url or "").rstrip("/")
+    link = TrackingLink(order_id=order_id, token=token, url=base + page, api=f"/v1/track/{token}")
+    return answer(link, 201)
+
+
+async def get_track(request: Request) -> Response:
+    """``GET /v1/track/{token}``: the order as its customer sees it now."""
+    resources: Resources = request.app.state.resources
+    org_id, order_id = await order_of_link(resources, request.path_params["token"])
+    view, _ = await current_view(resources, org_id, order_id)
+    response = answer(view)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+async def order_of_link(resources: Resources, token: str) -> tuple[OrgId, int]:
+    """The organisation and order a live link names; NotFound or Gone otherwise."""
+    if not _TOKEN.fullmatch(token):
+        raise NotFound("unknown tracking link")
+    async with resources.pool.connection() as conn:
+        link = await store.link(conn, hash_token(token))
+    if link is None:
+        raise NotFound("unknown tracking link")
+    now = datetime.now(UTC)
+    ttl = timedelta(hours=resources.settings.tracking_ttl_h)
+    if now >= link.expires_at or (link.ended_at is not None and now >= link.ended_at + ttl):
+        raise Gone("this tracking link has expired")
+    return link.org_id, link.order_id
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a customer's socket follows: the order's route, its stop, and the driver only
+    while the customer may see them."""
+
+    route_id: RouteId | None = None
+    stop_id: StopId | None = None
+    driver_id: DriverId | None = None
+
+
+def customer_status(track: store.OrderTrack, tracker_next: bool) -> CustomerStatus:
+    """The order's status in the customer's words (see :mod:`schemas.track`).
+
+    ``tracker_next``: the ETA worker saw the driver leave the stop before this one, which
+    makes this stop next even before the driver has tapped the previous one done.
+    """
+    if track.order_status == "cancelled":
+        return "cancelled"
+    if "delivered" in (track.stop_status, track.order_status):
+        return "delivered"
+    if "failed" in (track.stop_status, track.order_status):
+        return "failed"
+    if track.stop_id is None or track.route_status not in ("dispatched", "started"):
+        return "received"
+    if track.stop_status == "arrived":
+        return "arrived"
+    if track.route_status == "dispatched":
+        return "scheduled"
+    if track.stops_before == 0 or tracker_next:
+        return "en_route"
+    return "out_for_delivery"
+
+
+def estimate_of(window: ArrivalWindow) -> ArrivalEstimate:
+    """An arrival window as the customer sees it."""
+    return ArrivalEstimate(
+        likely=_instant(window.likely_epoch_s),
+        earliest=_instant(window.lower_epoch_s),
+        latest=_instant(window.upper_epoch_s),
+        as_of=_instant(window.computed_epoch_s),
+    )
+
+
+def spot_of(position: LivePosition) -> DriverSpot:
+    """The driver's position without anything else about the driver."""
+    return DriverSpot(
+        lat=position.lat, lon=position.lon, heading_deg=position.heading_deg, time=position.time
+    )
+
+
+async def current_view(
+    resources: Resources, org_id: OrgId, order_id: int
+) -> tuple[TrackView, Where]:
+    """The order's view now, from PostgreSQL (order, stop, route) and Redis (window, driver)."""
+    async with resources.pool.connection() as conn:
+        track = await store.order_track(conn, org_id, order_id)
+    if track is None:
+        raise NotFound("unknown tracking link")
+    window = position = None
+    tracker_next = False
+    open_stop = track.stop_status in ("pending", "arrived") and track.route_status in (
+        "dispatched",
+        "started",
+    )
+    if open_stop and track.route_id is not None and track.driver_id is not None:
+        names = resources.names
+        shard = shard_of(track.driver_id, names.shards)
+        async with resources.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(names.arrival_windows(track.route_id), str(track.stop_id))
+            pipe.get(names.eta_state(track.driver_id))
+            pipe.hget(names.live(shard, org_id), str(track.driver_id))
+            raw_window, raw_state, raw_position = await pipe.execute()
+        if raw_window is not None:
+            window = ARRIVAL_WINDOW_DECODER.decode(raw_window)
+        if raw_state is not None:
+            saved = SAVED_TRACKER_DECODER.decode(raw_state)
+            tracker_next = (
+                saved.route_id == track.route_id and saved.state.next_stop_id == track.stop_id
+            )
+        if raw_position is not None:
+            position = decode_live(raw_position)
+    status = customer_status(track, tracker_next)
+    shows_driver = status in _SHOWS_DRIVER
+    view = TrackView(
+        order_ref=track.order_ref,
+        status=status,
+        time_zone=track.time_zone,
+        address=track.address,
+        lat=track.lat,
+        lon=track.lon,
+        requested=track.requested,
+        planned_arrival=track.planned_arrival,
+        estimate=estimate_of(window) if window is not None and status in _SHOWS_WINDOW else None,
+        stops_before=(
+            (0 if status == "en_route" else track.stops_before)
+            if status in ("scheduled", "out_for_delivery", "en_route")
+            else None
+        ),
+        driver=spot_of(position) if shows_driver and position is not None else None,
+        completed_at=track.completed_at if status in END_STATES else None,
+        failure_reason=track.failure_reason if status == "failed" else None,
+    )
+    where = Where(
+        route_id=track.route_id if open_stop else None,
+        stop_id=track.stop_id if open_stop else None,
+        driver_id=track.driver_id if shows_driver else None,
+    )
+    return view, where
+
+
+async def track_socket(websocket: WebSocket) -> None:
+    """``/v1/track/{token}/ws``: the order's view, then its changes, until the delivery ends."""
+    resources: Resources = websocket.app.state.resources
+    await websocket.accept()
+    try:
+        org_id, order_id = await order_of_link(resources, websocket.path_params["token"])
+    except NotFound as exc:
+        await websocket.close(CLOSE_NOT_FOUND, exc.reason)
+        return
+    except Gone as exc:
+        await websocket.close(CLOSE_GONE, exc.reason)
+        return
+    WS_CONNECTIONS.labels("customer").inc()
+    feed = CustomerFeed(resources, websocket, org_id, order_id)
+    try:
+        await feed.run()
+    except WebSocketDisconnect:
+        return
+    finally:
+        await feed.stop()
+        WS_CONNECTIONS.labels("customer").dec()
+
+
+_INBOX = 64
+
+
+class CustomerFeed:
+    """One customer socket: the channels it follows, and what it forwards from them."""
+
+    def __init__(
+        self, resources: Resources, websocket: WebSocket, org_id: OrgId, order_id: int
+    ) -> None:
+        self.resources = resources
+        self.websocket = websocket
+        self.org_id = org_id
+        self.order_id = order_id
+        self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=_INBOX)
+        self.view: TrackView | None = None
+        self.where = Where()
+        self._pumps: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        """Serve the socket until the client leaves, falls behind, or the delivery ends."""
+        closed = asyncio.create_task(self._until_closed())
+        serving = asyncio.create_task(self._serve())
+        try:
+            await asyncio.wait((closed, serving), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (closed, serving):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                    await task
+
+    async def stop(self) -> None:
+        """Leave every channel."""
+        await self._follow({})
+
+    async def _serve(self) -> None:
+        names = self.resources.names
+        await self._follow({names.order_channel(self.org_id, self.order_id): "order"})
+        if await self._refresh():
+            return
+        while True:
+            kind, data = await self.inbox.get()
+            if kind == "overflow":
+                await self.websocket.close(CLOSE_TOO_SLOW, "fell behind; reconnect")
+                return
+            if kind == "position":
+                if self.where.driver_id is not None:
+                    spot = spot_of(decode_live(data.partition(b"|")[2]))
+                    await self._send(PositionMessage(driver=spot))
+                continue
+            event = EVENT_DECODER.decode(data.partition(b"|")[2])
+            if (
+                isinstance(event, DeliveryUpdate)
+                and isinstance(event.detail, EtaChanged)
+                and event.detail.stop_id == self.where.stop_id
+                and self.view is not None
+                and self.view.status in _SHOWS_WINDOW
+            ):
+                estimate = estimate_of(event.detail.window)
+                self.view = msgspec.structs.replace(self.view, estimate=estimate)
+                await self._send(WindowMessage(estimate=estimate))
+                continue
+            # Anything else about the order or its route may change the status: read it again.
+            if await self._refresh():
+                return
+
+    async def _refresh(self) -> bool:
+        """Send the view if it changed and follow what it needs; True once the delivery ended."""
+        view, where = await current_view(self.resources, self.org_id, self.order_id)
+        if where != self.where:
+            await self._follow(self._channels(where))
+            self.where = where
+            # Subscribed now: read again so that nothing fell between the read and subscribing.
+            view, where = await current_view(self.resources, self.org_id, self.order_id)
+            if where != self.where:
+                await self._follow(self._channels(where))
+                self.where = where
+        if view != self.view:
+            self.view = view
+            await self._send(view)
+        if view.status in END_STATES:
+            await self.websocket.close(CLOSE_NORMAL, "the delivery has ended")
+            return True
+        return False
+
+    def _channels(self, where: Where) -> dict[str, str]:
+        names = self.resources.names
+        wanted = {names.order_channel(self.org_id, self.order_id): "order"}
+        if where.route_id is not None:
+            wanted[names.route_channel(where.route_id)] = "route"
+        if where.driver_id is not None:
+            wanted[names.driver_position_channel(where.driver_id)] = "position"
+        return wanted
+
+    async def _follow(self, wanted: dict[str, str]) -> None:
+        """Follow exactly the channels of ``wanted`` (channel → kind); returns once subscribed."""
+        for channel in [c for c in self._pumps if c not in wanted]:
+            task = self._pumps.pop(channel)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        ready = []
+        for channel, kind in wanted.items():
+            if channel not in self._pumps:
+                subscribed = asyncio.Event()
+                self._pumps[channel] = asyncio.create_task(self._pump(channel, kind, subscribed))
+                ready.append(subscribed.wait())
+        await asyncio.gather(*ready)
+
+    async def _pump(self, channel: str, kind: str, subscribed: asyncio.Event) -> None:
+        hub = self.resources.hub
+        if kind == "position":
+            async with hub.subscribe_latest(channel) as positions:
+                subscribed.set()
+                while True:
+                    for key, payload in (await positions.take()).items():
+                        await self.inbox.put((kind, key + b"|" + payload))
+        async with hub.subscribe(channel) as events:
+            subscribed.set()
+            while True:
+                try:
+                    data = await events.get()
+                except Overflowed:
+                    await self.inbox.put(("overflow", b""))
+                    return
+                await self.inbox.put((kind, data))
+
+    async def _until_closed(self) -> None:
+        while (await self.websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    async def _send(self, message: TrackMessage) -> None:
+        await self.websocket.send_text(TRACK_JSON.encode(message).decode())
+
+
+def _instant(epoch_s: int) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)

@@ -1,0 +1,192 @@
+// The dispatcher's side panel: the header (connection, the day shown and the organisation's
+// zone), the counts, the driver list and the alerts, drawn from the model with plain DOM.
+// `render()` redraws at most once per animation frame, however many messages arrive.
+//
+// Every time is shown in the organisation's zone (the snapshot's `time_zone`), not the browser's.
+
+import { el } from "../common/reconnect.js";
+import { isStale } from "./fleet.js";
+import { routeColor } from "./map.js";
+import { minutes, zoneClock } from "./times.js";
+
+const NO_ROUTE_COLOR = "#94a3b8";
+
+export class Panel {
+  // `onDriver(driverId)` and `onStop(stopId)`: the dispatcher picked one in the lists.
+  constructor(fleet, { onDriver, onStop }) {
+    const $ = (id) => document.getElementById(id);
+    this.fleet = fleet;
+    this.onDriver = onDriver;
+    this.onStop = onStop;
+    this.queued = false;
+    this.ui = {
+      connection: $("connection"),
+      day: $("day"),
+      zone: $("zone"),
+      dayInput: $("day-input"),
+      problem: $("feed-problem"),
+      drivers: $("drivers"),
+      driverCount: $("driver-count"),
+      alerts: $("alerts"),
+      alertCount: $("alert-count"),
+      stats: { drivers: $("stat-drivers"), done: $("stat-done"), late: $("stat-late"), risk: $("stat-risk"), failed: $("stat-failed") },
+    };
+  }
+
+  get clock() {
+    return zoneClock(this.fleet.timeZone);
+  }
+
+  render() {
+    if (this.queued) return;
+    this.queued = true;
+    requestAnimationFrame(() => {
+      this.queued = false;
+      this.renderDay();
+      this.renderDrivers();
+      this.renderAlerts();
+      this.renderStats();
+    });
+  }
+
+  setConnection(state, text) {
+    this.ui.connection.dataset.state = state;
+    this.ui.connection.textContent = text;
+  }
+
+  // Why the feed stopped, when it is something the dispatcher has to act on; "" hides it.
+  showProblem(text) {
+    this.ui.problem.textContent = text;
+    this.ui.problem.hidden = !text;
+  }
+
+  renderDay() {
+    const { day, timeZone } = this.fleet;
+    if (day === null) return; // before the first snapshot
+    this.ui.day.textContent = this.clock.dayName(day);
+    this.ui.day.dateTime = day;
+    this.ui.zone.textContent = timeZone.replaceAll("_", " ");
+    this.ui.zone.dataset.timeZone = timeZone;
+    if (document.activeElement !== this.ui.dayInput) this.ui.dayInput.value = day;
+  }
+
+  renderDrivers() {
+    const ids = this.fleet.driverIds();
+    this.ui.driverCount.textContent = ids.length ? String(ids.length) : "";
+    if (ids.length === 0) {
+      this.ui.drivers.replaceChildren(el("li", { class: "empty" }, "No drivers on the road yet."));
+      return;
+    }
+    this.ui.drivers.replaceChildren(...ids.map((id) => this.driverItem(id)));
+  }
+
+  driverItem(driverId) {
+    const fleet = this.fleet;
+    const clock = this.clock;
+    const name = fleet.driverName(driverId);
+    const position = fleet.positions.get(driverId);
+    const route = fleet.activeRoute(driverId);
+    const late = fleet.lateCount(route);
+    const risk = fleet.riskCount(route);
+    const next = fleet.nextStopOf(driverId, route);
+    const eta = next && fleet.windows.get(next.id);
+    const done = route ? route.stops.filter((s) => s.status === "delivered" || s.status === "failed").length : 0;
+    const total = route ? route.stops.filter((s) => s.status !== "removed").length : 0;
+    const meta = [routeStatusWords(route, done, total)];
+    meta.push(position ? `seen ${clock.ago(position.time)}` : "no position yet");
+    const item = el("li", {
+      class: `driver${late ? " has-late" : ""}${position && isStale(position) ? " is-stale" : ""}`,
+      tabindex: 0,
+      dataset: {
+        driverId,
+        routeId: route ? route.id : "",
+        status: route ? route.status : "none",
+        late: String(late),
+        risk: String(risk),
+        ...(position ? { lat: String(position.lat), lon: String(position.lon) } : {}),
+      },
+    },
+    el("span", { class: "swatch", "aria-hidden": "true" }),
+    el("div", { class: "driver-main" },
+      el("div", { class: "driver-name" }, name,
+        late ? el("span", { class: "badge badge-late" }, `${late} late`) : null,
+        risk ? el("span", { class: "badge badge-risk" }, `${risk} at risk`) : null),
+      el("div", { class: "driver-meta" }, meta.join(" · ")),
+      next ? el("div", { class: "driver-next" },
+        el("span", { class: "muted" }, "Next "),
+        `${next.order_ref}${next.customer_name ? ` · ${next.customer_name}` : ""}`,
+        el("span", { class: `eta${fleet.lateness(next.id) ? ` eta-${fleet.lateness(next.id)}` : ""}` },
+          eta ? `ETA ${clock.epochTime(eta.likely_epoch_s)}` : `planned ${clock.time(next.planned_arrival)}`))
+        : null));
+    item.querySelector(".swatch").style.background = route ? routeColor(route.id) : NO_ROUTE_COLOR;
+    item.addEventListener("click", () => this.onDriver(driverId));
+    item.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        this.onDriver(driverId);
+      }
+    });
+    return item;
+  }
+
+  renderAlerts() {
+    const alerts = [...this.fleet.alerts.values()].sort((a, b) => b.at.localeCompare(a.at));
+    this.ui.alertCount.textContent = alerts.length ? String(alerts.length) : "";
+    if (alerts.length === 0) {
+      this.ui.alerts.replaceChildren(el("li", { class: "empty" }, "Nothing needs your attention."));
+      return;
+    }
+    this.ui.alerts.replaceChildren(...alerts.map((alert) => this.alertItem(alert)));
+  }
+
+  alertItem(alert) {
+    const { title, text } = alertWords(alert, this.clock);
+    const item = el("li", {
+      class: `alert alert-${alert.kind}`,
+      tabindex: 0,
+      dataset: { kind: alert.kind, stopId: alert.stopId, at: alert.at },
+    },
+    el("time", { datetime: alert.at }, this.clock.time(alert.at)),
+    el("div", { class: "alert-body" },
+      el("div", { class: "alert-title" }, title,
+        alert.driverId ? el("span", { class: "muted" }, ` · ${this.fleet.driverName(alert.driverId)}`) : null),
+      el("div", { class: "alert-text" }, text)));
+    item.addEventListener("click", () => this.onStop(alert.stopId));
+    return item;
+  }
+
+  renderStats() {
+    const { out, done, total, late, risk, failed } = this.fleet.stats();
+    const stats = this.ui.stats;
+    stats.drivers.textContent = String(out);
+    stats.done.textContent = `${done}/${total}`;
+    stats.late.textContent = String(late);
+    stats.risk.textContent = risk ? `+${risk} at risk` : "";
+    stats.failed.textContent = String(failed);
+    stats.late.parentElement.classList.toggle("is-on", late > 0);
+    stats.failed.parentElement.classList.toggle("is-on", failed > 0);
+  }
+}
+
+// An alert's title and sentence (see Fleet.lateAlert and Fleet.failedAlert for its facts).
+export function alertWords(alert, clock) {
+  const who = `${alert.orderRef}${alert.customerName ? ` · ${alert.customerName}` : ""}`;
+  if (alert.kind === "running_late") {
+    return {
+      title: "Running late",
+      text: `${who} — expected by ${clock.epochTime(alert.expectedEpochS)}, ${minutes(alert.lateS)} past the window`,
+    };
+  }
+  return { title: "Delivery failed", text: `${who}${alert.reason ? ` — ${alert.reason}` : ""}` };
+}
+
+function routeStatusWords(route, done, total) {
+  if (!route) return "No route this day";
+  switch (route.status) {
+    case "dispatched": return `Not started · ${total} stops`;
+    case "started": return `On route · ${done}/${total} done`;
+    case "completed": return `Route complete · ${total} stops`;
+    case "cancelled": return "Route cancelled";
+    default: return route.status;
+  }
+}

@@ -1,0 +1,110 @@
+"""The two pages the app serves: ``/dispatch`` (dispatcher live map) and ``/t/{token}`` (customer).
+
+Both are static shells: the HTML carries no data and no credential, only configuration in
+``data-`` attributes (the tile URL template, ``"off"`` for none). Each page is one folder of
+``app/web/`` (``index.html``, its ``main.js`` and the modules it imports; ``common/`` holds what
+both share), and its scripts read the API and the sockets themselves:
+
+* ``/dispatch`` takes its API key from the URL fragment (``#key=lmk_...``), which browsers never
+  send to the server, and keeps it in ``sessionStorage``;
+* ``/t/{token}`` is served for any token without a lookup: the token is checked by
+  ``GET /v1/track/{token}`` (404 unknown, 410 expired), and the page says so. Serving the shell
+  blindly costs no database round trip and tells a prober nothing the API does not.
+
+The assets are served from ``/static/<page>/`` (ours) and ``/static/leaflet/`` (the
+``xstatic-leaflet`` package), so the pages need no CDN and work offline apart from the map
+tiles. Every page answer carries a Content-Security-Policy that allows scripts from this origin
+only and images from the tile server too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import xstatic.pkg.leaflet
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from app.settings import Settings
+
+HERE = Path(__file__).parent
+LEAFLET = Path(xstatic.pkg.leaflet.BASE_DIR)
+TILES_OFF = "off"
+PAGE_FOLDERS = ("dispatch", "track", "common")
+"""The folders whose files are served under ``/static/<folder>/``."""
+
+
+def routes() -> list[BaseRoute]:
+    """The pages' routes and their static assets."""
+    templates = Jinja2Templates(directory=HERE)
+
+    async def dispatch(request: Request) -> Response:
+        """The dispatcher's live map; the page asks for an API key when the fragment has none."""
+        return _page(templates, request, "dispatch/index.html", {})
+
+    async def track(request: Request) -> Response:
+        """The customer's tracking page for the token in the path (checked by the API)."""
+        return _page(
+            templates, request, "track/index.html", {"token": request.path_params["token"]}
+        )
+
+    return [
+        Route("/dispatch", dispatch, name="dispatch_page"),
+        Route("/t/{token}", track, name="track_page"),
+        Mount("/static/leaflet", StaticFiles(directory=LEAFLET), name="leaflet"),
+        *(
+            Mount(f"/static/{folder}", StaticFiles(directory=HERE / folder), name=folder)
+            for folder in PAGE_FOLDERS
+        ),
+    ]
+
+
+def _page(
+    templates: Jinja2Templates, request: Request, name: str, context: dict[str, str]
+) -> Response:
+    settings: Settings = request.app.state.resources.settings
+    response = templates.TemplateResponse(request, name, {**context, "tile_url": settings.tile_url})
+    response.headers["content-security-policy"] = content_policy(settings.tile_url)
+    # The tracking token is in the page's path: other origins (the tile server) get the origin only.
+    response.headers["referrer-policy"] = "strict-origin-when-cross-origin"
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["cache-control"] = "no-cache"
+    return response
+
+
+def content_policy(tile_url: str) -> str:
+    """The pages' Content-Security-Policy: everything from this origin, map tiles from theirs.
+
+    Sockets are same-origin (``'self'`` covers ``ws:``/``wss:`` to this host). Leaflet positions
+    its elements with inline styles, hence ``style-src 'unsafe-inline'``.
+    """
+    images = " ".join(["'self'", "data:", *tile_sources(tile_url)])
+    return (
+        "default-src 'self'; script-src 'self'; connect-src 'self'; "
+        f"img-src {images}; style-src 'self' 'unsafe-inline'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    )
+
+
+def tile_sources(tile_url: str) -> list[str]:
+    """The CSP source that admits ``tile_url`` (a Leaflet URL template), or none for ``"off"``.
+
+    A ``{s}`` subdomain placeholder becomes a ``*.`` wildcard; a placeholder anywhere else in the
+    host admits the whole scheme, which is the most a CSP source can say about it.
+    """
+    if tile_url == TILES_OFF:
+        return []
+    parts = urlsplit(tile_url)
+    if not parts.scheme or not parts.netloc:
+        return []  # a path on this origin: 'self' covers it
+    host = parts.netloc
+    if "{" not in host:
+        return [f"{parts.scheme}://{host}"]
+    first, _, rest = host.partition(".")
+    if first.startswith("{") and first.endswith("}") and rest and "{" not in rest:
+        return [f"{parts.scheme}://*.{rest}"]
+    return [f"{parts.scheme}:"]

@@ -1,0 +1,355 @@
+// The customer's tracking page (/t/{token}).
+//
+// GET /v1/track/{token} gives the first view (404: unknown link, 410: expired); the socket
+// /v1/track/{token}/ws then sends the view again (`track`) whenever the status changes, `window`
+// when the arrival window moves and `position` while this stop is next. Times are shown in the
+// organisation's time zone (TrackView.time_zone), not the browser's. The socket reconnects with
+// backoff; once the delivery has ended (delivered, failed, cancelled) or the link is refused
+// (4404/4410) the page stops listening.
+
+import { Reconnecting, baseMap, el, socketUrl } from "../common/reconnect.js";
+
+const L = window.L;
+const CLOSE_NOT_FOUND = 4404;
+const CLOSE_GONE = 4410;
+const END_STATES = new Set(["delivered", "failed", "cancelled"]);
+const STEP_OF = {
+  received: "received",
+  scheduled: "scheduled",
+  out_for_delivery: "out",
+  en_route: "near",
+  arrived: "near",
+  delivered: "done",
+  failed: "done",
+  cancelled: "done",
+};
+const STEPS = ["received", "scheduled", "out", "near", "done"];
+
+const token = document.body.dataset.token;
+const tileUrl = document.body.dataset.tileUrl;
+const $ = (id) => document.getElementById(id);
+const ui = {
+  status: $("status"),
+  icon: $("status-icon"),
+  eyebrow: $("status-eyebrow"),
+  title: $("status-title"),
+  detail: $("status-detail"),
+  steps: $("steps"),
+  eta: $("eta"),
+  etaLabel: $("eta-label"),
+  etaWindow: $("eta-window"),
+  etaLikely: $("eta-likely"),
+  etaAsOf: $("eta-asof"),
+  details: $("details"),
+  address: $("address"),
+  requested: $("requested"),
+  orderRefLine: $("order-ref-line"),
+  orderRef: $("order-ref"),
+  map: $("map"),
+  live: $("live"),
+  zone: $("zone"),
+};
+
+let view = null;
+let feed = null;
+let ended = false;
+
+// --- time in the organisation's zone -------------------------------------------------------
+
+const formats = new Map();
+
+function formatter(zone, options) {
+  const key = `${zone}|${JSON.stringify(options)}`;
+  if (!formats.has(key)) {
+    let format;
+    try {
+      format = new Intl.DateTimeFormat(undefined, { ...options, timeZone: zone });
+    } catch {
+      format = new Intl.DateTimeFormat(undefined, { ...options, timeZone: "UTC" }); // unknown zone
+    }
+    formats.set(key, format);
+  }
+  return formats.get(key);
+}
+
+function clock(iso) {
+  return formatter(view.time_zone, { hour: "2-digit", minute: "2-digit" }).format(new Date(iso));
+}
+
+function dayKey(date) {
+  return formatter(view.time_zone, { year: "numeric", month: "2-digit", day: "2-digit" }).format(date);
+}
+
+// "" for today, "tomorrow", or "on Tue 14 May": what goes before the times of another day.
+function dayWords(iso) {
+  const date = new Date(iso);
+  const now = new Date();
+  if (dayKey(date) === dayKey(now)) return "";
+  if (dayKey(date) === dayKey(new Date(now.getTime() + 86400000))) return "tomorrow";
+  return `on ${formatter(view.time_zone, { weekday: "short", day: "numeric", month: "short" }).format(date)}`;
+}
+
+function withDay(iso, text) {
+  const day = dayWords(iso);
+  return day ? `${day}, ${text}` : text;
+}
+
+function sentence(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+// --- what the customer reads ---------------------------------------------------------------
+
+function statusWords(v) {
+  const stops = v.stops_before;
+  switch (v.status) {
+    case "received":
+      return ["Order received", "We have your order and will schedule its delivery soon."];
+    case "scheduled":
+      return ["Scheduled for delivery", v.planned_arrival
+        ? sentence(withDay(v.planned_arrival, `planned for around ${clock(v.planned_arrival)}.`))
+        : "Your delivery is planned. You will see a live arrival time once the driver sets off."];
+    case "out_for_delivery":
+      return ["Out for delivery", stops === null || stops === undefined
+        ? "The driver is on the way with your order."
+        : `The driver is on the way, with ${stops} ${stops === 1 ? "stop" : "stops"} before yours.`];
+    case "en_route":
+      return ["On the way to you", "You are the driver's next stop."];
+    case "arrived":
+      return ["Your driver has arrived", "The driver is at your address now."];
+    case "delivered":
+      return ["Delivered", v.completed_at
+        ? sentence(withDay(v.completed_at, `delivered at ${clock(v.completed_at)}. Thank you!`))
+        : "Your order has been delivered. Thank you!"];
+    case "failed":
+      return ["We could not deliver your order", v.failure_reason
+        ? `Reason: ${v.failure_reason}. Please contact the sender to arrange another delivery.`
+        : "Please contact the sender to arrange another delivery."];
+    case "cancelled":
+      return ["Delivery cancelled", "This order was cancelled and will not be delivered."];
+    default:
+      return ["Your delivery", ""];
+  }
+}
+
+function render() {
+  const [title, detail] = statusWords(view);
+  ui.status.dataset.status = view.status;
+  ui.eyebrow.textContent = END_STATES.has(view.status) ? "Delivery ended" : "Live delivery status";
+  ui.title.textContent = title;
+  ui.detail.textContent = detail;
+  ui.icon.hidden = !END_STATES.has(view.status);
+  ui.icon.textContent = view.status === "delivered" ? "✓" : "!";
+  ui.orderRef.textContent = view.order_ref;
+  ui.orderRefLine.hidden = false;
+  document.title = `${title} · Order ${view.order_ref}`;
+  renderSteps();
+  renderEstimate();
+  ui.address.textContent = view.address;
+  ui.requested.textContent = view.requested.length
+    ? view.requested.map((w) => sentence(withDay(w.start, `${clock(w.start)} – ${clock(w.end)}`))).join("; ")
+    : "Any time of the day";
+  ui.details.hidden = false;
+  ui.zone.textContent = view.time_zone.replaceAll("_", " ");
+  renderMap();
+}
+
+function renderSteps() {
+  const current = STEPS.indexOf(STEP_OF[view.status]);
+  ui.steps.hidden = false;
+  ui.steps.dataset.outcome = END_STATES.has(view.status) ? view.status : "";
+  for (const item of ui.steps.children) {
+    const index = STEPS.indexOf(item.dataset.step);
+    item.classList.toggle("is-done", index < current);
+    item.classList.toggle("is-current", index === current);
+    if (item.dataset.step === "done") {
+      item.textContent = { failed: "Not delivered", cancelled: "Cancelled" }[view.status] || "Delivered";
+    }
+  }
+}
+
+function renderEstimate() {
+  const estimate = view.estimate;
+  const open = !END_STATES.has(view.status) && view.status !== "arrived";
+  if (open && estimate) {
+    ui.eta.hidden = false;
+    ui.etaLabel.textContent = "Arriving";
+    ui.etaWindow.textContent = sentence(withDay(estimate.likely,
+      `between ${clock(estimate.earliest)} and ${clock(estimate.latest)}`));
+    ui.etaLikely.textContent = `most likely ${clock(estimate.likely)}`;
+    ui.etaAsOf.textContent = `updated ${clock(estimate.as_of)}`;
+    Object.assign(ui.eta.dataset, {
+      earliest: estimate.earliest, latest: estimate.latest, likely: estimate.likely, kind: "live",
+    });
+  } else if (open && view.planned_arrival && view.status !== "received") {
+    ui.eta.hidden = false;
+    ui.etaLabel.textContent = "Planned arrival";
+    ui.etaWindow.textContent = sentence(withDay(view.planned_arrival, `around ${clock(view.planned_arrival)}`));
+    ui.etaLikely.textContent = "A live arrival window follows once the driver is on the way.";
+    ui.etaAsOf.textContent = "";
+    Object.assign(ui.eta.dataset, { earliest: "", latest: "", likely: view.planned_arrival, kind: "planned" });
+  } else {
+    ui.eta.hidden = true;
+    Object.assign(ui.eta.dataset, { earliest: "", latest: "", likely: "", kind: "none" });
+  }
+}
+
+// --- the map -------------------------------------------------------------------------------
+
+let map = null;
+let home = null;
+let driver = null;
+
+function renderMap() {
+  if (map === null) {
+    ui.map.hidden = false;
+    map = baseMap(L, ui.map, tileUrl, { scrollWheelZoom: false, zoomControl: true }, () => {
+      ui.map.classList.add("no-tiles");
+    });
+    map.setView([view.lat, view.lon], 15);
+    home = L.marker([view.lat, view.lon], {
+      icon: L.divIcon({ className: "home-marker", html: el("span", { class: "home-pin" }),
+        iconSize: [30, 30], iconAnchor: [15, 30] }),
+      title: "Delivery address",
+      keyboard: false,
+    }).addTo(map);
+    home.getElement().dataset.role = "home";
+  } else {
+    home.setLatLng([view.lat, view.lon]);
+  }
+  showDriver(view.driver);
+}
+
+function showDriver(spot) {
+  if (!spot) {
+    if (driver !== null) {
+      driver.marker.remove();
+      driver = null;
+      map.setView([view.lat, view.lon], Math.max(map.getZoom(), 15));
+    }
+    return;
+  }
+  const first = driver === null;
+  if (first) {
+    const arrow = el("span", { class: "driver-heading" });
+    const icon = el("span", { class: "driver-pin driver-pin-small" }, arrow);
+    const marker = L.marker([spot.lat, spot.lon], {
+      icon: L.divIcon({ className: "driver-marker", html: icon, iconSize: [34, 34], iconAnchor: [17, 17] }),
+      title: "Your driver",
+      keyboard: false,
+      zIndexOffset: 1000,
+    }).addTo(map);
+    driver = { marker, arrow };
+  } else {
+    driver.marker.setLatLng([spot.lat, spot.lon]);
+  }
+  const hasHeading = spot.heading_deg !== null && spot.heading_deg !== undefined;
+  driver.arrow.hidden = !hasHeading;
+  driver.arrow.style.transform = `rotate(${spot.heading_deg || 0}deg)`;
+  const element = driver.marker.getElement();
+  Object.assign(element.dataset, { role: "driver", lat: spot.lat, lon: spot.lon, time: spot.time });
+  const here = L.latLng(spot.lat, spot.lon);
+  if (first || !map.getBounds().pad(-0.1).contains(here)) {
+    map.fitBounds(L.latLngBounds([[view.lat, view.lon], here]), { padding: [40, 40], maxZoom: 16 });
+  }
+}
+
+// --- messages ------------------------------------------------------------------------------
+
+function apply(message) {
+  switch (message.type) {
+    case "track":
+      view = message;
+      break;
+    case "window":
+      if (view === null) return;
+      view = { ...view, estimate: message.estimate };
+      break;
+    case "position":
+      if (view === null) return;
+      view = { ...view, driver: message.driver };
+      break;
+    default:
+      return;
+  }
+  render();
+  if (END_STATES.has(view.status)) end();
+}
+
+function end() {
+  ended = true;
+  if (feed) feed.stop();
+  setLive("ended", "Tracking ended");
+}
+
+function refuse(status) {
+  ended = true;
+  if (feed) feed.stop();
+  const expired = status === 410;
+  ui.status.dataset.status = "unknown";
+  ui.status.dataset.reason = expired ? "expired" : "unknown";
+  ui.icon.hidden = false;
+  ui.icon.textContent = "?";
+  ui.eyebrow.textContent = "Tracking link";
+  ui.title.textContent = "This link is unknown or has expired";
+  ui.detail.textContent = expired
+    ? "Tracking links stop working a while after the delivery ends. Ask the sender for a new one if you need it."
+    : "Check that you opened the whole link, or ask the sender for a new one.";
+  ui.steps.hidden = true;
+  ui.eta.hidden = true;
+  ui.details.hidden = true;
+  ui.map.hidden = true;
+  document.title = "Link unknown or expired";
+  ui.zone.parentElement.hidden = true;
+  setLive("gone", "Not tracking");
+}
+
+function setLive(state, text) {
+  ui.live.dataset.state = state;
+  ui.live.textContent = text;
+}
+
+async function start() {
+  if (!token) {
+    refuse(404);
+    return;
+  }
+  const path = encodeURIComponent(token);
+  try {
+    const response = await fetch(`/v1/track/${path}`, { headers: { accept: "application/json" } });
+    if (response.status === 404 || response.status === 410) {
+      refuse(response.status);
+      return;
+    }
+    if (response.ok) apply({ ...(await response.json()), type: "track" });
+  } catch (error) {
+    console.warn("could not load the delivery; the live feed will bring it", error);
+  }
+  if (ended) return;
+  feed = new Reconnecting({
+    url: () => socketUrl(`/v1/track/${path}/ws`),
+    onOpen: () => setLive("live", "Live"),
+    onMessage: (message) => {
+      setLive("live", "Live");
+      apply(message);
+    },
+    onClose: (event) => {
+      if (event.code === CLOSE_NOT_FOUND || event.code === CLOSE_GONE) {
+        refuse(event.code === CLOSE_GONE ? 410 : 404);
+        return "stop";
+      }
+      if (ended || (view && END_STATES.has(view.status))) return "stop";
+      setLive("reconnecting", "Reconnecting…");
+      return "retry";
+    },
+  });
+  feed.start();
+}
+
+// Read-only view for tests and the browser console.
+window.lastmileTrack = Object.freeze({
+  get view() { return view === null ? null : structuredClone(view); },
+  get listening() { return feed !== null && !feed.stopped; },
+});
+
+start();

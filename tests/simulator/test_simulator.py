@@ -1,0 +1,210 @@
+"""The fleet simulator against the real server: a small day created, planned, driven and closed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+import pytest
+from redis.asyncio import Redis
+
+from realtime.streams import StreamNames
+from schemas.events import EVENT_DECODER
+from schemas.ids import DriverId
+from simulator.driving import Point, distance_m
+from simulator.fleet import BERLIN, DaySpec, day_orders
+from simulator.simulation import SimulationConfig, Summary, default_start, simulate
+from tests.conftest import LiveServer, Tenant, WorkerHandle
+from tests.helpers import wait_for_positions
+
+DIMENSIONS = ("weight_kg", "volume_l", "parcels")
+
+
+def small_day(server: LiveServer, tenant: Tenant, **overrides: object) -> SimulationConfig:
+    """Two drivers, six orders, a two-hour day at 1,200× (about 6 s of wall time at most)."""
+    values: dict[str, object] = {
+        "url": server.url,
+        "api_key": tenant.api_key,
+        "drivers": 2,
+        "orders": 6,
+        "speedup": 1200.0,
+        "delay_share": 0.5,
+        "fail_share": 1 / 3,
+        "seed": 3,
+        "ping_interval_s": 60.0,
+        "day_hours": 2.0,
+        "window_hours": 1.0,
+        "plan_time_limit_s": 0.5,
+        **overrides,
+    }
+    return SimulationConfig(**values)  # type: ignore[arg-type]
+
+
+async def event_types(redis: Redis, server: LiveServer, tenant: Tenant) -> Counter[str]:
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    entries = await redis.xrange(names.events)
+    decoded = [EVENT_DECODER.decode(fields[b"e"]) for _, fields in entries]
+    return Counter(type(e).__name__ for e in decoded if e.org_id == tenant.org_id)
+
+
+def key(tenant: Tenant) -> dict[str, str]:
+    return {"authorization": f"Bearer {tenant.api_key}"}
+
+
+async def test_a_small_day_is_driven_to_the_end_through_the_api(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    planner: None,
+    persist_worker: WorkerHandle,
+    redis: Redis,
+    db: psycopg.AsyncConnection,
+) -> None:
+    """Every stop ends delivered or failed, both tracks are stored, and every step is an event."""
+    lines: list[str] = []
+    summary = await asyncio.wait_for(
+        simulate(small_day(server, tenant), say=lines.append), timeout=90
+    )
+
+    assert summary.stopped_early is False
+    assert (summary.routes, summary.unassigned, summary.elsewhere, summary.other_shifts) == (
+        2,
+        0,
+        0,
+        0,
+    )
+    assert (summary.delivered, summary.failed) == (4, 2)
+    assert [d.finished for d in summary.drivers] == [True, True]
+    assert [(d.refused, d.pings_rejected, d.pings_lost, d.error) for d in summary.drivers] == [
+        (0, 0, 0, None)
+    ] * 2
+
+    routes = (await http.get(f"/v1/routes?day={summary.day}", headers=key(tenant))).json()
+    assert [r["status"] for r in routes["routes"]] == ["completed", "completed"]
+    outcomes = Counter(s["status"] for r in routes["routes"] for s in r["stops"])
+    assert outcomes == Counter({"delivered": 4, "failed": 2})
+
+    for report in summary.drivers:
+        assert report.pings_accepted > 10
+        stored = await wait_for_positions(db, DriverId(report.driver_id), report.pings_accepted)
+        assert stored == report.pings_accepted
+
+    assert await event_types(redis, server, tenant) == Counter(
+        {
+            "RouteDispatched": 2,
+            "RouteStarted": 2,
+            "StopArrived": 6,
+            "StopDelivered": 4,
+            "StopFailed": 2,
+        }
+    )
+    drivers = (await http.get("/v1/drivers", headers=key(tenant))).json()["drivers"]
+    simulated = [d for d in drivers if (d["external_ref"] or "").startswith("sim-")]
+    assert [d["active"] for d in simulated] == [False, False]
+
+    # One customer page per route was printed, and each now shows its end state.
+    pages = [line.split()[2] for line in lines if line.lstrip().startswith("customer page")]
+    assert len(pages) == 2
+    for page in pages:
+        token = page.rsplit("/t/", 1)[1]
+        shown = (await http.get(f"/v1/track/{token}")).json()
+        assert shown["status"] in ("delivered", "failed")
+
+
+async def test_setting_stop_ends_the_run_early_and_retires_the_drivers(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    planner: None,
+) -> None:
+    """A stop request mid-day ends every driver's loop at once and still retires the drivers."""
+    stop = asyncio.Event()
+    lines: list[str] = []
+    config = small_day(server, tenant, speedup=5.0, progress_every_s=0.5)
+    run = asyncio.create_task(simulate(config, say=lines.append, stop=stop))
+    for _ in range(300):
+        if any(line.lstrip().startswith("driving") for line in lines):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    stop.set()
+    summary: Summary = await asyncio.wait_for(run, timeout=15)
+
+    assert summary.stopped_early is True
+    assert [d.finished for d in summary.drivers] == [False, False]
+    assert summary.delivered + summary.failed == 0
+    assert lines[-1] == summary.describe()
+    drivers = (await http.get("/v1/drivers", headers=key(tenant))).json()["drivers"]
+    simulated = [d for d in drivers if (d["external_ref"] or "").startswith("sim-")]
+    assert [d["active"] for d in simulated] == [False, False]
+
+
+async def test_a_cancelled_order_leaves_the_drivers_route_and_the_day_still_ends(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    planner: None,
+) -> None:
+    """A dispatcher's cancellation reaches the driver's socket; it re-plans and skips the stop."""
+    lines: list[str] = []
+    start = default_start(datetime.now(UTC))
+    config = small_day(server, tenant, speedup=600.0, delay_share=0.0, fail_share=0.0, start=start)
+    run = asyncio.create_task(simulate(config, say=lines.append))
+    for _ in range(300):
+        if any(line.lstrip().startswith("driving") for line in lines):
+            break
+        await asyncio.sleep(0.05)
+    routes = (await http.get(f"/v1/routes?day={start.date()}", headers=key(tenant))).json()
+    # The stop planned latest of the day: the drivers are seconds of wall time away from it.
+    route, victim = max(
+        ((r, s) for r in routes["routes"] for s in r["stops"]),
+        key=lambda pair: pair[1]["planned_arrival"],
+    )
+    cancelled = await http.post(
+        f"/v1/orders/{victim['order_id']}/cancel", json={"reason": "test"}, headers=key(tenant)
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    summary = await asyncio.wait_for(run, timeout=90)
+
+    assert (summary.delivered, summary.failed) == (5, 0)
+    changed = next(d for d in summary.drivers if d.route_id == route["id"])
+    assert (changed.replans, changed.refused, changed.finished) == (1, 0, True)
+    after = (await http.get(f"/v1/routes/{route['id']}", headers=key(tenant))).json()
+    assert after["status"] == "completed"
+    assert victim["id"] not in [s["id"] for s in after["stops"] if s["status"] != "removed"]
+
+
+def test_the_days_orders_are_seeded_and_lie_in_the_city_and_the_day() -> None:
+    """The same seed gives the same orders; windows lie inside the shifts; failures are exact."""
+    start = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    spec = DaySpec(drivers=3, orders=40, start=start, seed=5, fail_share=0.1)
+    first, again = day_orders(spec, "abc", DIMENSIONS), day_orders(spec, "abc", DIMENSIONS)
+    assert first == again
+    assert (
+        day_orders(DaySpec(drivers=3, orders=40, start=start, seed=6), "abc", DIMENSIONS) != first
+    )
+    assert len(first.fail_reasons) == 4
+    assert len({b.external_ref for b in first.bodies}) == 40
+    for body in first.bodies:
+        assert body.day == start.date()
+        assert distance_m(Point(body.lat, body.lon), BERLIN.depot) < 15_000
+        for window in body.time_windows:
+            assert start <= window.start < window.end <= start + timedelta(hours=8)
+            assert window.end - window.start == timedelta(hours=2)
+        assert 120 <= body.service_s <= 420
+
+
+def test_orders_are_sized_only_in_the_organisations_dimensions() -> None:
+    """An organisation counting only pallets gets orders with no size it does not know."""
+    spec = DaySpec(drivers=1, orders=5, start=datetime(2026, 11, 24, 7, tzinfo=UTC))
+    assert [b.size for b in day_orders(spec, "x", ["pallets"]).bodies] == [{}] * 5
+
+
+def test_the_configuration_refuses_values_out_of_range() -> None:
+    """A share above 1 is refused with the field, the range and the value."""
+    with pytest.raises(ValueError, match=r"expected fail_share in \[0, 1\], got 1.5"):
+        SimulationConfig(url="http://127.0.0.1:8000", api_key="k", fail_share=1.5)
+    assert "api_key" not in repr(SimulationConfig(url="http://127.0.0.1:8000", api_key="secret"))
