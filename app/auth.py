@@ -16,12 +16,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import HTTPConnection
 
+from app.errors import Forbidden, Unauthorized
 from schemas.auth import ApiPrincipal, DevicePrincipal, Role
 from schemas.ids import DeviceId, DriverId, OrgId
 from store import tenants
@@ -48,21 +49,13 @@ def token_prefix(token: str) -> str:
     return token[:10]
 
 
-class AuthError(Exception):
-    """The request carries no usable credential; ``reason`` says which and why."""
-
-    def __init__(self, reason: str, *, challenge: str = "Bearer") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.challenge = challenge
-
-
-class Forbidden(Exception):
-    """The credential is valid but its role may not do this."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+READERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
+"""Roles that may read the delivery API's resources."""
+FLEET_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher")
+"""Roles that may change the fleet, plans and routes."""
+ORDER_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
+"""Roles that may create and change orders."""
+ADMINS: Final[tuple[Role, ...]] = ("admin",)
 
 
 @dataclass
@@ -115,10 +108,10 @@ class Authenticator:
         """The calling device, from ``Authorization: Bearer`` or a ``token`` query parameter."""
         token = bearer_token(conn) or conn.query_params.get("token")
         if not token:
-            raise AuthError("a device token is required (Authorization: Bearer lmd_...)")
+            raise Unauthorized("a device token is required (Authorization: Bearer lmd_...)")
         principal = await self.device(token)
         if principal is None:
-            raise AuthError("unknown or revoked device token")
+            raise Unauthorized("unknown or revoked device token")
         return principal
 
     async def require_api_key(
@@ -127,10 +120,10 @@ class Authenticator:
         """The calling API key, which must hold one of ``roles``."""
         token = bearer_token(conn) or conn.query_params.get("token")
         if not token:
-            raise AuthError("an API key is required (Authorization: Bearer lmk_...)")
+            raise Unauthorized("an API key is required (Authorization: Bearer lmk_...)")
         principal = await self.api_key(token)
         if principal is None:
-            raise AuthError("unknown or revoked API key")
+            raise Unauthorized("unknown or revoked API key")
         if principal.role not in roles:
             raise Forbidden(f"expected a key with role {' or '.join(roles)}, got {principal.role}")
         return principal

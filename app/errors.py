@@ -1,148 +1,314 @@
-"""How failures reach clients: HTTP statuses, JSON error bodies and WebSocket close codes.
+"""How failures reach clients: one table from an error to an HTTP answer and a close code.
 
-Hierarchy of what is mapped here::
+Every refusal is a :class:`Problem`: a status, a code, the field at fault and a reason. Errors
+raised in ``app/`` are :class:`ApiError` subclasses that carry their problem; errors of the
+packages below (``realtime``, ``store``) and of the backing services know nothing about HTTP
+and are mapped here, once, by :func:`problem_of`. The same problem answers an HTTP request
+(:func:`http_answer`, Starlette's exception handler) and closes a WebSocket
+(:func:`close_socket`, with the close code of the same row). Hierarchy and table::
 
-    realtime.errors.IngestError        field + reason of bad input
-        MalformedBody                  400
-        InvalidPing                    400
-        UnsupportedMediaType           415
-        PayloadTooLarge                413
-        UnknownDevice                  401
-    app.auth.AuthError                 401 (with WWW-Authenticate)
-    app.auth.Forbidden                 403
-    app.errors.BadParameter            400 (query and path parameters)
-    app.errors.NotFound                404
-    app.errors.Gone                    410 (an expired tracking link)
-    app.errors.Unavailable             503 (Redis or PostgreSQL could not take the request)
+    ApiError(field, reason)                 status code                      close code
+    ├── InvalidField                        400    invalid_field             4400
+    ├── BadParameter                        400    bad_parameter             4400
+    ├── Unauthorized                        401    unauthorized              4401
+    ├── Forbidden                           403    forbidden                 4403
+    ├── NotFound                            404    not_found                 4404
+    ├── Conflict                            409    conflict                  4409
+    ├── Gone                                410    gone                      4410
+    ├── KeyReused                           422    idempotency_key_reused    4422
+    ├── UnknownIds                          422    unknown_ids               4422
+    └── Unavailable                         503    unavailable               1013
+    realtime.errors.MalformedBody           400    malformed_body            4400
+    realtime.errors.InvalidPing             400    invalid_ping              4400
+    realtime.errors.UnsupportedMediaType    415    unsupported_media_type    1003
+    realtime.errors.PayloadTooLarge         413    payload_too_large         1009
+    realtime.errors.UnknownDevice           401    unknown_device            4401
+    store.delivery.Missing                  400    invalid_field             4400
+    store.delivery.Duplicate, WrongState    409    conflict                  4409
+    psycopg OperationalError, PoolTimeout   503    unavailable               1013
+    redis RedisError                        503    unavailable               1013
+    anything else                           500    internal_error            1011
 
 Every error body is ``{"error": code, "field": name-or-null, "reason": text}``.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import ClassVar, Final
 
 import msgspec
-from starlette.requests import Request
+from psycopg import OperationalError
+from psycopg_pool import PoolTimeout
+from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketState
 
-from app.auth import AuthError, Forbidden
-from realtime import errors as ingest_errors
+from realtime import errors as ingest
+from store.delivery import DeliveryError, Missing
 
-# WebSocket close codes (4000-4999 are for applications).
+# WebSocket close codes: the standard ones, then 4000 + the HTTP status of the same refusal.
 CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_UNSUPPORTED: Final = 1003
 CLOSE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL: Final = 1011
 CLOSE_TRY_AGAIN: Final = 1013
 CLOSE_BAD_REQUEST: Final = 4400
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403
 CLOSE_NOT_FOUND: Final = 4404
-CLOSE_GONE: Final = 4410
 CLOSE_TOO_SLOW: Final = 4408
+CLOSE_CONFLICT: Final = 4409
+CLOSE_GONE: Final = 4410
+CLOSE_UNPROCESSABLE: Final = 4422
+
+CLOSE_REASON_BYTES: Final = 123
+"""The most a close frame's reason may hold (RFC 6455: 125 bytes of payload, 2 for the code)."""
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     """The JSON body of every 4xx and 5xx answer."""
 
     error: str
+    """A stable code for programs (``invalid_field``, ``not_found``, …)."""
     field: str | None = None
+    """The field, parameter or header at fault, as the client spelled it; null for none."""
     reason: str
+    """What was expected and what came, for people."""
 
 
-_ENCODER = msgspec.json.Encoder()
+@dataclass(frozen=True)
+class Problem:
+    """One refusal: how it answers over HTTP and how it closes a socket."""
+
+    status: int
+    code: str
+    close_code: int
+    field: str | None
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-class BadParameter(Exception):
-    """A query or path parameter cannot be used."""
+@dataclass(frozen=True)
+class Kind:
+    """The status, code and close code shared by every error of one kind."""
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
+    status: int
+    code: str
+    close_code: int
+
+
+class ApiError(Exception):
+    """A request ``app/`` refuses: ``field`` is what is wrong (None: the request as a whole)."""
+
+    kind: ClassVar[Kind] = Kind(400, "bad_request", CLOSE_BAD_REQUEST)
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
 
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """Headers the answer carries besides the body."""
+        return ()
 
-class NotFound(Exception):
+
+class InvalidField(ApiError):
+    """A field of the body is missing, malformed or out of range."""
+
+    kind = Kind(400, "invalid_field", CLOSE_BAD_REQUEST)
+
+
+class BadParameter(ApiError):
+    """A query or path parameter cannot be used."""
+
+    kind = Kind(400, "bad_parameter", CLOSE_BAD_REQUEST)
+
+
+class Unauthorized(ApiError):
+    """The request carries no usable credential; ``challenge`` is the scheme to answer with."""
+
+    kind = Kind(401, "unauthorized", CLOSE_UNAUTHORIZED)
+
+    def __init__(self, reason: str, *, challenge: str = "Bearer", field: str | None = None):
+        super().__init__(field, reason)
+        self.challenge = challenge
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return (("www-authenticate", f'{self.challenge} realm="lastmile"'),)
+
+
+class Forbidden(ApiError):
+    """The credential is valid but its role may not do this."""
+
+    kind = Kind(403, "forbidden", CLOSE_FORBIDDEN)
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        super().__init__(field, reason)
+
+
+class NotFound(ApiError):
     """The resource does not exist for this caller (another organisation's looks the same)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    kind = Kind(404, "not_found", CLOSE_NOT_FOUND)
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        super().__init__(field, reason)
 
 
-class Gone(Exception):
+class Conflict(ApiError):
+    """The request is well-formed but the resource's current state forbids it."""
+
+    kind = Kind(409, "conflict", CLOSE_CONFLICT)
+
+
+class Gone(ApiError):
     """The resource existed and has expired (a tracking link some hours after delivery)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    kind = Kind(410, "gone", CLOSE_GONE)
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        super().__init__(field, reason)
 
 
-class Unavailable(Exception):
+class KeyReused(ApiError):
+    """An ``Idempotency-Key`` came back with a different request."""
+
+    kind = Kind(422, "idempotency_key_reused", CLOSE_UNPROCESSABLE)
+
+
+class UnknownIds(ApiError):
+    """The body names ids that are not in the caller's organisation (or not at all)."""
+
+    kind = Kind(422, "unknown_ids", CLOSE_UNPROCESSABLE)
+
+    def __init__(self, field: str, ids: list[int]) -> None:
+        shown = ", ".join(str(i) for i in ids[:20]) + (", ..." if len(ids) > 20 else "")
+        super().__init__(field, f"unknown in this organisation: {shown}")
+        self.ids = ids
+
+
+class Unavailable(ApiError):
     """A backing service failed; the client may retry."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    kind = Kind(503, "unavailable", CLOSE_TRY_AGAIN)
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        super().__init__(field, reason)
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return (("retry-after", "1"),)
 
 
-_INGEST_STATUS: dict[type[ingest_errors.IngestError], tuple[int, str]] = {
-    ingest_errors.MalformedBody: (400, "malformed_body"),
-    ingest_errors.InvalidPing: (400, "invalid_ping"),
-    ingest_errors.UnsupportedMediaType: (415, "unsupported_media_type"),
-    ingest_errors.PayloadTooLarge: (413, "payload_too_large"),
-    ingest_errors.UnknownDevice: (401, "unknown_device"),
+_INGEST: Final[dict[type[Exception], Kind]] = {
+    ingest.MalformedBody: Kind(400, "malformed_body", CLOSE_BAD_REQUEST),
+    ingest.InvalidPing: Kind(400, "invalid_ping", CLOSE_BAD_REQUEST),
+    ingest.UnsupportedMediaType: Kind(415, "unsupported_media_type", CLOSE_UNSUPPORTED),
+    ingest.PayloadTooLarge: Kind(413, "payload_too_large", CLOSE_TOO_BIG),
+    ingest.UnknownDevice: Kind(401, "unknown_device", CLOSE_UNAUTHORIZED),
 }
+_UNAVAILABLE: Final = (OperationalError, PoolTimeout, RedisError, OSError)
+
+MAPPED: Final[tuple[type[Exception], ...]] = (
+    ApiError,
+    ingest.IngestError,
+    DeliveryError,
+    OperationalError,
+    PoolTimeout,
+    RedisError,
+)
+"""The exception types :func:`problem_of` answers with a 4xx or 503 (Starlette's handlers)."""
 
 
-def error_response(status: int, code: str, reason: str, field: str | None = None) -> Response:
+def problem_of(exc: BaseException) -> Problem:
+    """The one mapping: what ``exc`` answers over HTTP and how it closes a socket."""
+    if isinstance(exc, ApiError):
+        kind = exc.kind
+        return Problem(
+            kind.status, kind.code, kind.close_code, exc.field, exc.reason, exc.headers()
+        )
+    if isinstance(exc, ingest.IngestError):
+        for cls in type(exc).__mro__:
+            found = _INGEST.get(cls)
+            if found is not None:
+                return Problem(found.status, found.code, found.close_code, exc.field, exc.reason)
+        return Problem(400, "bad_request", CLOSE_BAD_REQUEST, exc.field, exc.reason)
+    if isinstance(exc, DeliveryError):
+        if isinstance(exc, Missing):
+            return Problem(400, "invalid_field", CLOSE_BAD_REQUEST, exc.field, exc.reason)
+        return Problem(409, "conflict", CLOSE_CONFLICT, exc.field, exc.reason)
+    if isinstance(exc, _UNAVAILABLE):
+        service = "the ping stream" if isinstance(exc, RedisError) else "the database"
+        if isinstance(exc, OSError) and not isinstance(exc, RedisError | OperationalError):
+            service = "a backing service"
+        return Problem(
+            503,
+            "unavailable",
+            CLOSE_TRY_AGAIN,
+            None,
+            f"{service} is unavailable ({type(exc).__name__}); retry",
+            (("retry-after", "1"),),
+        )
+    return Problem(500, "internal_error", CLOSE_INTERNAL, None, "internal error")
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def error_response(
+    status: int,
+    code: str,
+    reason: str,
+    field: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Response:
     """A JSON error answer."""
     body = _ENCODER.encode(ErrorBody(error=code, field=field, reason=reason))
-    return Response(body, status_code=status, media_type="application/json")
-
-
-def status_of(exc: Exception) -> tuple[int, str]:
-    """The HTTP status and error code for an exception this module maps."""
-    if isinstance(exc, ingest_errors.IngestError):
-        for cls, mapped in _INGEST_STATUS.items():
-            if isinstance(exc, cls):
-                return mapped
-        return 400, "bad_request"
-    if isinstance(exc, AuthError):
-        return 401, "unauthorized"
-    if isinstance(exc, Forbidden):
-        return 403, "forbidden"
-    if isinstance(exc, BadParameter):
-        return 400, "bad_parameter"
-    if isinstance(exc, NotFound):
-        return 404, "not_found"
-    if isinstance(exc, Gone):
-        return 410, "gone"
-    if isinstance(exc, Unavailable):
-        return 503, "unavailable"
-    return 500, "internal_error"
-
-
-async def handle_error(request: Request, exc: Exception) -> Response:
-    """Starlette exception handler for every mapped exception."""
-    status, code = status_of(exc)
-    response = error_response(
-        status, code, getattr(exc, "reason", str(exc)), getattr(exc, "field", None)
-    )
-    if isinstance(exc, AuthError):
-        response.headers["www-authenticate"] = f'{exc.challenge} realm="lastmile"'
-    if isinstance(exc, Unavailable):
-        response.headers["retry-after"] = "1"
+    response = Response(body, status_code=status, media_type="application/json")
+    for name, value in headers:
+        response.headers[name] = value
     return response
 
 
-HANDLED: tuple[type[Exception], ...] = (
-    ingest_errors.IngestError,
-    AuthError,
-    Forbidden,
-    BadParameter,
-    NotFound,
-    Gone,
-    Unavailable,
-)
+def http_answer(problem: Problem) -> Response:
+    """The HTTP answer to ``problem``."""
+    return error_response(
+        problem.status, problem.code, problem.reason, problem.field, problem.headers
+    )
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame can carry (123 bytes of UTF-8), on a character."""
+    data = text.encode()
+    if len(data) <= CLOSE_REASON_BYTES:
+        return text
+    return data[: CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
+
+
+def socket_reason(problem: Problem) -> str:
+    """A close reason for ``problem``: the field, then the reason, within the frame's limit."""
+    text = f"{problem.field}: {problem.reason}" if problem.field else problem.reason
+    return close_reason(text)
+
+
+async def close_socket(websocket: WebSocket, exc: BaseException) -> None:
+    """Close ``websocket`` with the close code and a short reason for ``exc``.
+
+    Safe to call in any state: a socket already closed is left as it is.
+    """
+    problem = problem_of(exc)
+    if websocket.application_state == WebSocketState.DISCONNECTED:
+        return
+    if websocket.client_state == WebSocketState.DISCONNECTED:
+        return
+    await websocket.close(problem.close_code, socket_reason(problem))
+
+
+async def handle_error(connection: HTTPConnection, exc: Exception) -> Response | None:
+    """Starlette's exception handler for every mapped type, for requests and sockets alike."""
+    if isinstance(connection, WebSocket):
+        await close_socket(connection, exc)
+        return None
+    return http_answer(problem_of(exc))

@@ -1,110 +1,61 @@
-"""Request and answer plumbing of the delivery API: JSON bodies in, Structs and errors out.
+"""Request and answer plumbing: bodies in (size-limited, by content type), Structs out.
 
 :func:`decode` reads a JSON body into a request Struct and turns msgspec's complaint into the
 field the client sent and a reason quoting what came (``time_windows[0].end``: ``expected a
-time with a zone such as 2026-11-24T10:00:00Z, got '2026-11-24T10:00:00'``).
-
-Errors the delivery API adds to those of ``app/errors.py``, all answered by :func:`endpoint`
-with the same body ``{"error", "field", "reason"}``::
-
-    ApiProblem(status, code, field, reason)
-    ├── InvalidField          400 invalid_field   a body field is wrong
-    ├── Conflict              409 conflict        the resource's state or a unique value forbids it
-    └── KeyReused             422 idempotency_key_reused
-    store.delivery.Missing    400 invalid_field   a referenced id is not in the organisation
-    store.delivery.Duplicate  409 conflict
-    store.delivery.WrongState 409 conflict
-    psycopg OperationalError  503 unavailable     (via app.errors.Unavailable)
+time with a zone such as 2026-11-24T10:00:00Z, got '2026-11-24T10:00:00'``), through
+:mod:`schemas.reasons`. :func:`read_body` enforces the body limit while streaming;
+:func:`path_id` and :func:`query_date` read parameters. What is refused is raised as one of the
+errors of :mod:`app.errors`, which answers it.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Any, Final, TypeVar, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from psycopg import OperationalError
-from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.errors import BadParameter, Unavailable, error_response
-from realtime.errors import MalformedBody, UnsupportedMediaType
-from realtime.validate import EXAMPLE_TIME, MISSING, ROOT, iso, lookup, show, split_error
-from schemas.auth import Role
+from app.errors import BadParameter, InvalidField
+from app.resources import Resources
+from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from schemas import reasons
 from schemas.delivery import MAX_AMOUNT, CarrierKind, OrderStatus, VehicleType
-from store.delivery import DeliveryError, Missing
+from schemas.reasons import ROOT, describe, lookup, split_error
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
-
-READERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
-FLEET_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher")
-ORDER_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
-ADMINS: Final[tuple[Role, ...]] = ("admin",)
 
 JSON: Final = "application/json"
 _ENCODER: Final = msgspec.json.Encoder()
 _LOOSE: Final = msgspec.json.Decoder()
 
 
-class ApiProblem(Exception):
-    """A request the delivery API refuses with ``status``; ``field`` and ``reason`` say why."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, field: str | None, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+def resources_of(request: Request) -> Resources:
+    """The process's resources, set by the lifespan."""
+    resources: Resources = request.app.state.resources
+    return resources
 
 
-class InvalidField(ApiProblem):
-    """A field of the body is missing, malformed or out of range."""
-
-    status = 400
-    code = "invalid_field"
-
-
-class Conflict(ApiProblem):
-    """The request is well-formed but the resource's current state forbids it."""
-
-    status = 409
-    code = "conflict"
-
-
-class KeyReused(ApiProblem):
-    """An ``Idempotency-Key`` came back with a different request."""
-
-    status = 422
-    code = "idempotency_key_reused"
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or :class:`PayloadTooLarge` as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge("body", f"expected at most {limit} bytes, got {declared}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge("body", f"expected at most {limit} bytes, got more")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def endpoint(handler: Handler) -> Handler:
-    """Wrap a route so that the delivery API's errors become their JSON answers."""
-
-    @functools.wraps(handler)
-    async def run(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ApiProblem as exc:
-            return error_response(exc.status, exc.code, exc.reason, exc.field)
-        except DeliveryError as exc:
-            if isinstance(exc, Missing):
-                return error_response(400, "invalid_field", exc.reason, exc.field)
-            return error_response(409, "conflict", exc.reason, exc.field)
-        except (OperationalError, PoolTimeout) as exc:
-            raise Unavailable(f"the database is unavailable ({type(exc).__name__}); retry") from exc
-
-    return run
+async def request_body(request: Request) -> bytes:
+    """The request body within the process's ``max_body_bytes``."""
+    return await read_body(request, resources_of(request).settings.max_body_bytes)
 
 
 def answer(value: object, status: int = 200) -> Response:
@@ -198,80 +149,8 @@ def merge(current: msgspec.Struct, patch: msgspec.Struct, cls: type[S]) -> S:
     return cls(**fields)
 
 
-# --- rules shared by orders and shifts -----------------------------------------------------
-
-DAY_SLACK: Final = timedelta(hours=12)
-"""How far outside its calendar day a window may reach (night work, late deliveries)."""
-
-
-def zone(name: str) -> ZoneInfo:
-    """The organisation's time zone; UTC when the stored name is unknown to this system."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def check_window(start: datetime, end: datetime, field: str, day: date, timezone: str) -> None:
-    """Raise :class:`InvalidField` unless ``start < end`` and both lie near ``day``.
-
-    Near means within the day in the organisation's time zone, widened by :data:`DAY_SLACK`
-    on each side. ``field`` names the window (``time_windows[1]``).
-    """
-    if not start < end:
-        raise InvalidField(
-            f"{field}.end", f"expected a time after start {iso(start)}, got {iso(end)}"
-        )
-    midnight = datetime.combine(day, time(), zone(timezone))
-    earliest, latest = midnight - DAY_SLACK, midnight + timedelta(days=1) + DAY_SLACK
-    for name, value in (("start", start), ("end", end)):
-        if not earliest <= value <= latest:
-            raise InvalidField(
-                f"{field}.{name}",
-                f"expected a time within 12 hours of the day {day} ({timezone}), between"
-                f" {iso(earliest)} and {iso(latest)}, got {iso(value)}",
-            )
-
-
-def check_amounts(amounts: dict[str, int], field: str, dimensions: list[str]) -> None:
-    """Raise :class:`InvalidField` naming the first key of ``amounts`` not in ``dimensions``."""
-    for name in amounts:
-        if name not in dimensions:
-            raise InvalidField(
-                f"{field}.{name}",
-                f"unknown dimension; expected one of {', '.join(dimensions) or '(none)'}",
-            )
-
-
 # --- saying what is wrong -------------------------------------------------------------------
 
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`")
-_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`")
-_BOUND = re.compile(r"^Expected `(?P<kind>int|float)` (?P<op>[<>]=?) (?P<bound>\S+)$")
-_LENGTH = re.compile(r"^Expected `(?P<kind>str|array|object)` of length (?P<op>[<>]=?) (?P<n>\d+)$")
-_TYPE = re.compile(r"^Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`$")
-_KINDS: Final = {
-    "int": "an integer",
-    "float": "a number",
-    "str": "a string",
-    "bool": "true or false",
-    "object": "an object",
-    "array": "an array",
-    "datetime": f"a time such as {EXAMPLE_TIME}",
-    "date": "a date such as 2026-11-24",
-    "null": "null",
-}
-_PATTERNS: Final = {
-    "phone": "expected digits, spaces, +, - and parentheses",
-    "contact_phone": "expected digits, spaces, +, - and parentheses",
-    "email": "expected an email address containing @",
-    "contact_email": "expected an email address containing @",
-    "external_ref": "expected no leading or trailing spaces",
-    "required_skills": "expected lowercase letters, digits, _ and -",
-    "skills": "expected lowercase letters, digits, _ and -",
-    "barcode": "expected printable characters without spaces",
-    "dimensions": "expected lowercase letters, digits and _, starting with a letter",
-}
 _CHOICES: Final = {
     "kind": get_args(CarrierKind),
     "type": get_args(VehicleType),
@@ -282,15 +161,10 @@ _CHOICES: Final = {
 def explain(error: msgspec.ValidationError, document: object) -> tuple[str, str]:
     """``(field, reason)`` for a failed decode; ``document`` is the input, decoded loosely."""
     field, detail = split_error(error)
-    unknown = _UNKNOWN.match(detail)
-    if unknown:
-        name = unknown["name"] if field == ROOT else f"{field}.{unknown['name']}"
-        return name, "unknown field (check its spelling and unit suffix)"
-    if _MISSING.match(detail):
-        return field, f"{field} is required"
     if "[...]" in field:  # a value inside an amounts object: find the key holding it
         field = _amount_key(document, field)
-    return field, _describe(detail, field, lookup(document, field))
+        return field, describe(detail, field, lookup(document, field), choices=_CHOICES)
+    return reasons.explain(error, document, choices=_CHOICES)
 
 
 def _amount_key(document: object, field: str) -> str:
@@ -302,36 +176,3 @@ def _amount_key(document: object, field: str) -> str:
             if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
                 return f"{parent}.{key}"
     return parent
-
-
-def _describe(detail: str, field: str, value: object) -> str:
-    got = f", got {show(value)}" if value is not MISSING else ""
-    leaf = re.sub(r"\[\d+\]$", "", field.rsplit(".", 1)[-1])
-    bound = _BOUND.match(detail)
-    if bound:
-        return f"expected {_KINDS[bound['kind']]} {bound['op']} {bound['bound']}{got}"
-    length = _LENGTH.match(detail)
-    if length:
-        unit = {"str": "character", "array": "item", "object": "entry"}[length["kind"]]
-        unit = unit if length["n"] == "1" else unit.replace("y", "ie") + "s"
-        least = {">=": "at least", "<=": "at most", ">": "more than", "<": "fewer than"}
-        size = len(value) if isinstance(value, str | list | dict) else None
-        came = f", got {size}" if size is not None else got
-        return f"expected {least[length['op']]} {length['n']} {unit}{came}"
-    if detail.startswith("Expected `str` matching regex"):
-        return _PATTERNS.get(leaf, "expected " + detail[len("Expected `str` ") :]) + got
-    if detail.startswith("Invalid enum value"):
-        choices = _CHOICES.get(leaf)
-        return (f"expected one of {', '.join(choices)}" if choices else "unknown value") + got
-    if detail.startswith("Expected `datetime` with a timezone component"):
-        return f"expected a time with a zone such as {EXAMPLE_TIME}{got}"
-    if detail.startswith("Invalid RFC3339 encoded datetime"):
-        return f"expected an RFC 3339 time such as {EXAMPLE_TIME}{got}"
-    if detail.startswith("Invalid RFC3339 encoded date"):
-        return f"expected a date such as 2026-11-24{got}"
-    typed = _TYPE.match(detail)
-    if typed:
-        kinds = [k for k in typed["expected"].split(" | ") if k != "null"] or ["null"]
-        expected = " or ".join(_KINDS.get(k, k) for k in kinds)
-        return f"expected {expected}{got or ', got ' + _KINDS.get(typed['got'], typed['got'])}"
-    return detail[:1].lower() + detail[1:]  # our own __post_init__ messages say it all

@@ -27,8 +27,8 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.pings import resources_of
-from app.http import JSON, InvalidField, KeyReused
+from app.errors import InvalidField, KeyReused
+from app.http import JSON, resources_of
 from schemas.auth import ApiPrincipal
 from store import idempotency
 

@@ -15,10 +15,11 @@ from starlette.routing import Route, WebSocketRoute
 
 from app.api import fleet, ops, orders, plans, positions, tracking
 from app.api import pings as ingest
+from app.api import reference
 from app.api import routes as dispatch
 from app.api.driver_socket import driver_socket
 from app.api.live_socket import live_socket
-from app.errors import HANDLED, handle_error
+from app.errors import MAPPED, handle_error
 from app.metrics import metrics_endpoint
 from app.resources import Resources, open_resources
 from app.settings import Settings
@@ -83,11 +84,12 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/driver/stops/{stop_id}/deliver", dispatch.stop_deliver, methods=["POST"]),
         Route("/v1/driver/stops/{stop_id}/fail", dispatch.stop_fail, methods=["POST"]),
         *pages.routes(),
+        *reference.routes(),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers=dict.fromkeys(HANDLED, handle_error),
+        exception_handlers=dict.fromkeys(MAPPED, handle_error),
     )
     if resources is not None:
         app.state.resources = resources
@@ -98,7 +100,7 @@ def create_osmand_app(resources: Resources) -> Starlette:
     """The dedicated OsmAnd listener (Traccar's usual port 5055): the protocol at the root path."""
     app = Starlette(
         routes=[Route("/", ingest.osmand_fix, methods=["GET", "POST"])],
-        exception_handlers=dict.fromkeys(HANDLED, handle_error),
+        exception_handlers=dict.fromkeys(MAPPED, handle_error),
     )
     app.state.resources = resources
     return app

@@ -18,15 +18,6 @@ from msgspec import Meta
 PREFIX = "LASTMILE_"
 
 
-class Secret(str):
-    """A string whose repr never shows its value, for URLs with passwords and tokens."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-
 class SettingsError(ValueError):
     """A ``LASTMILE_*`` variable holds a value that cannot be used."""
 

@@ -22,8 +22,13 @@ from datetime import UTC, datetime
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.api.pings import accept, count_rejections
-from app.auth import AuthError
-from app.errors import CLOSE_TOO_SLOW, CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED, Unavailable
+from app.errors import (
+    CLOSE_TOO_SLOW,
+    Unauthorized,
+    Unavailable,
+    close_reason,
+    close_socket,
+)
 from app.metrics import PINGS_REJECTED, WS_CONNECTIONS
 from app.resources import Resources
 from realtime.errors import IngestError
@@ -55,8 +60,8 @@ async def driver_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     try:
         principal = await resources.auth.require_device(websocket)
-    except AuthError as exc:
-        await websocket.close(CLOSE_UNAUTHORIZED, exc.reason)
+    except Unauthorized as exc:
+        await close_socket(websocket, exc)
         return
     peer = _Peer(websocket)
     WS_CONNECTIONS.labels("driver").inc()
@@ -96,7 +101,7 @@ async def _push(peer: _Peer, subscription: Subscription) -> None:
         try:
             data = await subscription.get()
         except Overflowed as exc:
-            await peer.websocket.close(CLOSE_TOO_SLOW, str(exc)[:120])
+            await peer.websocket.close(CLOSE_TOO_SLOW, close_reason(str(exc)))
             return
         await peer.send(ROUTE_MESSAGE_MSGPACK.decode(data))
 
@@ -128,7 +133,7 @@ async def _receive(resources: Resources, principal: DevicePrincipal, peer: _Peer
             try:
                 accepted = await accept(resources, principal, "ws", decoded.pings, now)
             except Unavailable as exc:
-                await websocket.close(CLOSE_TRY_AGAIN, exc.reason[:120])
+                await close_socket(websocket, exc)
                 return
             count_rejections("ws", decoded.rejected)
             reply = Ack(id=decoded.id, accepted=accepted, rejected=decoded.rejected)

@@ -25,26 +25,11 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.checks import check_amounts, check_window
 from app.api.order_import import RESERVED_COLUMNS
-from app.api.pings import request_body, resources_of
-from app.auth import issue_device_token, token_prefix
-from app.errors import BadParameter, NotFound
-from app.http import (
-    ADMINS,
-    FLEET_WRITERS,
-    READERS,
-    Conflict,
-    InvalidField,
-    answer,
-    check_amounts,
-    check_window,
-    decode,
-    encode,
-    endpoint,
-    merge,
-    path_id,
-    query_date,
-)
+from app.auth import ADMINS, FLEET_WRITERS, READERS, issue_device_token, token_prefix
+from app.errors import BadParameter, Conflict, InvalidField, NotFound
+from app.http import answer, decode, encode, merge, path_id, query_date, request_body, resources_of
 from app.idempotency import Answer, run_create
 from schemas.auth import ApiPrincipal, Role
 from schemas.delivery import (
@@ -135,7 +120,6 @@ async def _principal(request: Request, roles: tuple[Role, ...]) -> ApiPrincipal:
 def collection(kind: Kind[In, Out]) -> Callable[[Request], Awaitable[Response]]:
     """``GET`` (list) and ``POST`` (create) on ``/v1/<kind>``."""
 
-    @endpoint
     async def handle(request: Request) -> Response:
         if request.method == "GET":
             principal = await _principal(request, READERS)
@@ -161,7 +145,6 @@ def item(kind: Kind[In, Out]) -> Callable[[Request], Awaitable[Response]]:
     """``GET`` and ``PATCH`` on ``/v1/<kind>/{id}``."""
     param = f"{kind.noun}_id"
 
-    @endpoint
     async def handle(request: Request) -> Response:
         row_id = path_id(request, param)
         missing = NotFound(f"no {kind.noun} {row_id} in this organisation")
@@ -252,7 +235,6 @@ shifts, shift = collection(SHIFTS), item(SHIFTS)
 # --- the routes that are not plain create/read/update ---------------------------------------
 
 
-@endpoint
 async def cancel_shift(request: Request) -> Response:
     """``POST /v1/shifts/{shift_id}/cancel``: the shift is no longer planned (idempotent)."""
     principal = await _principal(request, FLEET_WRITERS)
@@ -264,7 +246,6 @@ async def cancel_shift(request: Request) -> Response:
     return answer(cancelled)
 
 
-@endpoint
 async def add_device(request: Request) -> Response:
     """``POST /v1/drivers/{driver_id}/devices``: a new device token, shown in this answer only."""
     principal = await _principal(request, FLEET_WRITERS)
@@ -290,7 +271,6 @@ async def add_device(request: Request) -> Response:
     return await run_create(request, principal, body, command)
 
 
-@endpoint
 async def dimensions(request: Request) -> Response:
     """``GET`` (any reader) and ``PUT`` (admin) ``/v1/settings/dimensions``."""
     if request.method == "GET":

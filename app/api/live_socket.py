@@ -2,7 +2,9 @@
 
 On connect: a snapshot (every driver's latest position, the day's routes with their stops, the
 open stops' arrival windows; the day is today in the organisation's zone, or ``?day=``),
-then the events missed since ``?since=<event id>`` if given, then live changes. Positions and
+then the events missed since ``?since=<event id>`` if given (all of them, or none when some are
+no longer kept or there are too many: the snapshot's ``replay`` says which, see
+:func:`realtime.events.replay`), then live changes. Positions and
 moved arrival windows go through latest-per-key subscriptions (per driver, per stop: a slow
 screen skips intermediate values, never falls behind on them); the other events go through a
 bounded queue and a screen that falls more than that behind is closed with 4408 and reconnects
@@ -22,20 +24,32 @@ from zoneinfo import ZoneInfo
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.auth import AuthError, Forbidden
-from app.errors import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED
+from app.errors import (
+    CLOSE_TOO_SLOW,
+    BadParameter,
+    Forbidden,
+    Unauthorized,
+    close_reason,
+    close_socket,
+)
 from app.metrics import WS_CONNECTIONS
 from app.resources import Resources
-from realtime.events import is_window_change
+from realtime.events import Replay, replay
 from realtime.hub import LatestSubscription, Overflowed, Subscription
-from realtime.streams import decode_live
-from schemas.codecs import ARRIVAL_WINDOW_DECODER
-from schemas.eta import ArrivalWindow, EtaChanged
+from realtime.live import latest_positions, open_windows
+from realtime.streams import EntryId, decode_live, parse_entry_id
+from schemas.eta import EtaChanged
 from schemas.events import EVENT_DECODER, DeliveryUpdate
 from schemas.ids import OrgId
-from schemas.live import EventMessage, LiveMessage, Positions, Snapshot, WindowChanges
+from schemas.live import (
+    EventMessage,
+    LiveMessage,
+    Positions,
+    ReplayOutcome,
+    Snapshot,
+    WindowChanges,
+)
 from schemas.ping import LivePosition
-from schemas.route import RouteView
 from store import routes as route_store
 from store.delivery import org_settings
 
@@ -51,23 +65,24 @@ async def live_socket(websocket: WebSocket) -> None:
         principal = await resources.auth.require_api_key(
             websocket, ("admin", "dispatcher", "integration")
         )
-    except AuthError as exc:
-        await websocket.close(CLOSE_UNAUTHORIZED, exc.reason)
-        return
-    except Forbidden as exc:
-        await websocket.close(CLOSE_FORBIDDEN, exc.reason)
+    except (Unauthorized, Forbidden) as exc:
+        await close_socket(websocket, exc)
         return
     try:
         bbox = _bbox(websocket.query_params.get("bbox"))
     except ValueError as exc:
-        await websocket.close(CLOSE_BAD_REQUEST, f"bbox: {exc}")
+        await close_socket(websocket, BadParameter("bbox", str(exc)))
         return
     try:
         day = _day(websocket.query_params.get("day"))
     except ValueError as exc:
-        await websocket.close(CLOSE_BAD_REQUEST, f"day: {exc}")
+        await close_socket(websocket, BadParameter("day", str(exc)))
         return
-    since = websocket.query_params.get("since")
+    try:
+        since = _since(websocket.query_params.get("since"))
+    except ValueError as exc:
+        await close_socket(websocket, BadParameter("since", str(exc)))
+        return
     names = resources.names
     org_id = principal.org_id
     WS_CONNECTIONS.labels("dispatcher").inc()
@@ -77,9 +92,13 @@ async def live_socket(websocket: WebSocket) -> None:
             resources.hub.subscribe_latest(names.org_windows_channel(org_id)) as windows,
             resources.hub.subscribe(names.org_events_channel(org_id)) as events,
         ):
-            # Subscribed first, then the snapshot: nothing can fall between the two.
-            await _send(websocket, await snapshot(resources, org_id, bbox, day))
-            last_id = await _replay(resources, websocket, org_id, since) if since else None
+            # Subscribed first, then the missed events and the snapshot: nothing can fall
+            # between. The missed events are read first so that the snapshot can say whether
+            # they follow it.
+            missed = None if since is None else await replay(resources.redis, names, org_id, since)
+            outcome = None if missed is None else missed.outcome
+            await _send(websocket, await snapshot(resources, org_id, bbox, day, outcome))
+            last_id = await _send_missed(websocket, missed, since)
             tasks = [
                 asyncio.create_task(_positions(websocket, positions, bbox)),
                 asyncio.create_task(_windows(websocket, windows)),
@@ -103,16 +122,15 @@ async def live_socket(websocket: WebSocket) -> None:
 
 
 async def snapshot(
-    resources: Resources, org_id: OrgId, bbox: BBox | None, day: date | None = None
+    resources: Resources,
+    org_id: OrgId,
+    bbox: BBox | None,
+    day: date | None = None,
+    replayed: ReplayOutcome | None = None,
 ) -> Snapshot:
     """Every driver's latest position and the routes of ``day`` (default: the organisation's
-    today)."""
-    names = resources.names
-    async with resources.redis.pipeline(transaction=False) as pipe:
-        for shard in range(names.shards):
-            pipe.hvals(names.live(shard, org_id))
-        replies = await pipe.execute()
-    drivers = [decode_live(v) for reply in replies for v in reply]
+    today); ``replayed`` tells the screen what became of its ``?since=``."""
+    drivers = await latest_positions(resources.redis, resources.names, org_id)
     now = datetime.now(UTC)
     async with resources.pool.connection() as conn:
         zone = (await org_settings(conn, org_id)).timezone
@@ -123,42 +141,22 @@ async def snapshot(
         as_of=now,
         day=day.isoformat(),
         time_zone=zone,
-        drivers=sorted(_within(drivers, bbox), key=lambda d: d.driver_id),
+        drivers=_within(drivers, bbox),
         routes=present,
-        windows=await open_windows(resources, present),
+        windows=await open_windows(resources.redis, resources.names, present),
+        replay=replayed,
     )
 
 
-async def open_windows(resources: Resources, routes: list[RouteView]) -> list[ArrivalWindow]:
-    """The newest arrival window of every open stop of ``routes`` (where the ETA worker has one)."""
-    if not routes:
-        return []
-    async with resources.redis.pipeline(transaction=False) as pipe:
-        for route in routes:
-            pipe.hgetall(resources.names.arrival_windows(route.id))
-        replies = await pipe.execute()
-    windows = []
-    for route, reply in zip(routes, replies, strict=True):
-        open_stops = {s.id for s in route.stops if s.status in ("pending", "arrived")}
-        for stop_id, raw in reply.items():
-            if int(stop_id) in open_stops:
-                windows.append(ARRIVAL_WINDOW_DECODER.decode(raw))
-    return windows
-
-
-async def _replay(
-    resources: Resources, websocket: WebSocket, org_id: OrgId, since: str
-) -> str | None:
-    """Send the organisation's events after ``since`` from the stream; the last id sent."""
-    last: str | None = None
-    entries = await resources.redis.xrange(resources.names.events, min=f"({since}", count=10_000)
-    for entry_id, fields in entries:
-        event = EVENT_DECODER.decode(fields[b"e"])
-        # Moved windows are not replayed: the snapshot just sent holds the current ones.
-        if event.org_id == org_id and not is_window_change(event):
-            last = entry_id.decode()
-            await _send(websocket, EventMessage(id=last, event=event))
-    return last
+async def _send_missed(
+    websocket: WebSocket, missed: Replay | None, since: EntryId | None
+) -> EntryId | None:
+    """Send the replayed events, if they follow; the id up to which live events are old."""
+    if missed is None or missed.outcome != "follows":
+        return None  # the snapshot stands in for what was missed: every live event is new
+    for entry_id, event in missed.events:
+        await _send(websocket, EventMessage(id=entry_id, event=event))
+    return parse_entry_id(missed.events[-1][0]) if missed.events else since
 
 
 async def _positions(websocket: WebSocket, feed: LatestSubscription, bbox: BBox | None) -> None:
@@ -181,15 +179,15 @@ async def _windows(websocket: WebSocket, feed: LatestSubscription) -> None:
             await _send(websocket, WindowChanges(changes=changes))
 
 
-async def _events(websocket: WebSocket, feed: Subscription, after: str | None) -> None:
+async def _events(websocket: WebSocket, feed: Subscription, after: EntryId | None) -> None:
     while True:
         try:
             data = await feed.get()
         except Overflowed as exc:
-            await websocket.close(CLOSE_TOO_SLOW, f"{exc}; reconnect with ?since=")
+            await websocket.close(CLOSE_TOO_SLOW, close_reason(f"{exc}; reconnect with ?since="))
             return
         entry_id, _, payload = data.partition(b"|")
-        if after is not None and _older_or_same(entry_id.decode(), after):
+        if after is not None and parse_entry_id(entry_id.decode()) <= after:
             continue  # already sent by the replay
         await _send(
             websocket, EventMessage(id=entry_id.decode(), event=EVENT_DECODER.decode(payload))
@@ -220,10 +218,12 @@ def _bbox(raw: str | None) -> BBox | None:
         parts = [float(p) for p in raw.split(",")]
     except ValueError:
         raise ValueError(
-            f"expected four numbers min_lon,min_lat,max_lon,max_lat, got {raw!r}"
+            f"expected four numbers min_lon,min_lat,max_lon,max_lat, got {_echo(raw)}"
         ) from None
     if len(parts) != 4 or parts[0] > parts[2] or parts[1] > parts[3]:
-        raise ValueError(f"expected min_lon,min_lat,max_lon,max_lat with min <= max, got {raw!r}")
+        raise ValueError(
+            f"expected min_lon,min_lat,max_lon,max_lat with min <= max, got {_echo(raw)}"
+        )
     return parts[0], parts[1], parts[2], parts[3]
 
 
@@ -234,10 +234,15 @@ def _day(raw: str | None) -> date | None:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise ValueError(f"expected a date YYYY-MM-DD, got {raw!r}") from None
+        raise ValueError(f"expected a date YYYY-MM-DD, got {_echo(raw)}") from None
 
 
-def _older_or_same(entry_id: str, than: str) -> bool:
-    a_ms, _, a_seq = entry_id.partition("-")
-    b_ms, _, b_seq = than.partition("-")
-    return (int(a_ms), int(a_seq or 0)) <= (int(b_ms), int(b_seq or 0))
+def _echo(raw: str) -> str:
+    """``raw`` quoted for an error message, cut short: the message becomes a close reason,
+    which a close frame limits to 123 bytes."""
+    return repr(raw) if len(raw) <= 32 else f"{raw[:32]!r}..."
+
+
+def _since(raw: str | None) -> EntryId | None:
+    """The event id ``<ms>-<seq>`` a screen resumes after; ValueError saying what came."""
+    return parse_entry_id(raw) if raw else None

@@ -7,7 +7,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.api.pings import resources_of
+from app.http import resources_of
 from store.db import ping as ping_database
 
 CHECK_TIMEOUT_S = 2.0

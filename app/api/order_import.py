@@ -38,10 +38,12 @@ from typing import Any, Final
 
 import msgspec
 
-from app.http import JSON, ApiProblem, InvalidField, convert, explain, zone
+from app.api.checks import zone
+from app.errors import ApiError, InvalidField
+from app.http import JSON, convert, explain
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
-from realtime.validate import ROOT, show
 from schemas.delivery import MAX_WINDOWS, ImportProblem, OrderIn
+from schemas.reasons import ROOT, show
 from store.delivery import OrgSettings
 
 MAX_IMPORT_ROWS: Final = 50_000
@@ -87,7 +89,7 @@ class Rows:
     csv: bool = False
     windows: dict[int, list[str]] = field(default_factory=dict)
 
-    def problem(self, line: int, error: ApiProblem) -> ImportProblem:
+    def problem(self, line: int, error: ApiError) -> ImportProblem:
         """The :class:`ImportProblem` of ``error`` on ``line``, in the body's own field names."""
         name = error.field or ROOT
         if self.csv:

@@ -21,25 +21,12 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.checks import check_amounts, check_window
 from app.api.order_import import Rows, read_rows
-from app.api.pings import request_body, resources_of
 from app.api.routes import after_cancel
-from app.errors import BadParameter, NotFound
-from app.http import (
-    ORDER_WRITERS,
-    READERS,
-    Conflict,
-    InvalidField,
-    answer,
-    check_amounts,
-    check_window,
-    decode,
-    encode,
-    endpoint,
-    merge,
-    path_id,
-    query_date,
-)
+from app.auth import ORDER_WRITERS, READERS
+from app.errors import BadParameter, Conflict, InvalidField, NotFound
+from app.http import answer, decode, encode, merge, path_id, query_date, request_body, resources_of
 from app.idempotency import Answer, run_create
 from schemas.auth import ApiPrincipal, Role
 from schemas.delivery import (
@@ -87,7 +74,6 @@ async def _settings(request: Request, principal: ApiPrincipal) -> OrgSettings:
         return await org_settings(conn, principal.org_id)
 
 
-@endpoint
 async def collection(request: Request) -> Response:
     """``GET /v1/orders?day=&status=&after=&limit=`` and ``POST /v1/orders``."""
     if request.method == "GET":
@@ -130,7 +116,6 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return int(raw)
 
 
-@endpoint
 async def item(request: Request) -> Response:
     """``GET`` and ``PATCH /v1/orders/{order_id}``; a patch needs a ``pending`` order (else 409)."""
     order_id = OrderId(path_id(request, "order_id"))
@@ -161,7 +146,6 @@ async def item(request: Request) -> Response:
     return answer(updated)
 
 
-@endpoint
 async def cancel(request: Request) -> Response:
     """``POST /v1/orders/{order_id}/cancel``: idempotent; 409 for a delivered order."""
     principal = await _principal(request, ORDER_WRITERS)
@@ -206,7 +190,6 @@ def _screen(body: bytes, content_type: str | None, settings: OrgSettings) -> Scr
     return parsed, good, repeats, rejected
 
 
-@endpoint
 async def import_orders(request: Request) -> Response:
     """``POST /v1/orders/import``: CSV or a JSON array; 200 with every row's fate.
 

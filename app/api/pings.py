@@ -16,8 +16,8 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import AuthError, basic_credentials
-from app.errors import Unavailable
+from app.auth import basic_credentials
+from app.errors import Unauthorized, Unavailable
 from app.metrics import INGEST_SECONDS, PINGS_REJECTED
 from app.resources import Resources
 from realtime.errors import InvalidPing, PayloadTooLarge, UnknownDevice
@@ -142,12 +142,12 @@ async def owntracks_location(request: Request) -> Response:
     resources = resources_of(request)
     credentials = basic_credentials(request)
     if credentials is None:
-        raise AuthError(
+        raise Unauthorized(
             "OwnTracks needs HTTP Basic auth with the device token as password", challenge="Basic"
         )
     principal = await resources.auth.device(credentials[1])
     if principal is None:
-        raise AuthError("unknown or revoked device token", challenge="Basic")
+        raise Unauthorized("unknown or revoked device token", challenge="Basic")
     now = datetime.now(UTC)
     body = await read_body(request, resources.settings.max_body_bytes)
     ping = owntracks.decode(body)

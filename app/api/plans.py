@@ -14,9 +14,9 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.pings import request_body, resources_of
-from app.errors import NotFound
-from app.http import FLEET_WRITERS, READERS, Conflict, answer, decode, encode, endpoint, path_id
+from app.auth import FLEET_WRITERS, READERS
+from app.errors import Conflict, NotFound
+from app.http import answer, decode, encode, path_id, request_body, resources_of
 from app.idempotency import REPLAYED_HEADER, Answer, run_create
 from app.resources import Resources
 from realtime.events import emit, push_route
@@ -50,7 +50,6 @@ def view(plan: store.PlanRow) -> PlanView:
     )
 
 
-@endpoint
 async def create_plan(request: Request) -> Response:
     """Queue a plan of a day's pending orders on its scheduled shifts; 202 with the job."""
     resources = resources_of(request)
@@ -89,7 +88,6 @@ async def enqueue(resources: Resources, org_id: OrgId, plan_id: PlanId) -> None:
         await store.mark_enqueued(conn, plan_id)
 
 
-@endpoint
 async def get_plan(request: Request) -> Response:
     """A plan with its status, progress while it runs, and its outcome once done."""
     resources = resources_of(request)
@@ -102,7 +100,6 @@ async def get_plan(request: Request) -> Response:
     return answer(view(plan))
 
 
-@endpoint
 async def dispatch_plan(request: Request) -> Response:
     """Send a finished plan's routes (all, or those of some shifts) to their drivers."""
     resources = resources_of(request)

@@ -8,9 +8,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.pings import resources_of
 from app.errors import BadParameter, NotFound
-from realtime.streams import decode_live
+from app.http import resources_of
+from realtime.live import latest_positions
 from schemas.ids import DriverId
 from schemas.ping import LivePosition, Ping
 from store.positions import track
@@ -44,15 +44,7 @@ async def live_positions(request: Request) -> Response:
     """Every driver of the caller's organisation, latest position first by driver id."""
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request)
-    names = resources.names
-    async with resources.redis.pipeline(transaction=False) as pipe:
-        for shard in range(names.shards):
-            pipe.hvals(names.live(shard, principal.org_id))
-        replies = await pipe.execute()
-    drivers = sorted(
-        (decode_live(value) for reply in replies for value in reply),
-        key=lambda live: live.driver_id,
-    )
+    drivers = await latest_positions(resources.redis, resources.names, principal.org_id)
     body = _JSON.encode(LiveSnapshot(as_of=datetime.now(UTC), drivers=drivers))
     return Response(body, media_type="application/json")
 

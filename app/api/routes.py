@@ -15,19 +15,10 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.pings import request_body, resources_of
 from app.api.running import announce, pending_stop, state, states, write
-from app.errors import BadParameter, NotFound
-from app.http import (
-    FLEET_WRITERS,
-    READERS,
-    Conflict,
-    answer,
-    decode,
-    endpoint,
-    path_id,
-    query_date,
-)
+from app.auth import FLEET_WRITERS, READERS
+from app.errors import BadParameter, Conflict, NotFound
+from app.http import answer, decode, path_id, query_date, request_body, resources_of
 from app.resources import Resources
 from realtime.events import emit, push_route
 from schemas.auth import DevicePrincipal
@@ -61,7 +52,6 @@ async def _driver_route(resources: Resources, driver: DevicePrincipal) -> RouteV
     return view
 
 
-@endpoint
 async def driver_route(request: Request) -> Response:
     """The calling driver's current route."""
     resources = resources_of(request)
@@ -69,7 +59,6 @@ async def driver_route(request: Request) -> Response:
     return answer(await _driver_route(resources, driver))
 
 
-@endpoint
 async def driver_start(request: Request) -> Response:
     """The driver starts its dispatched route."""
     resources = resources_of(request)
@@ -154,19 +143,16 @@ async def _after_driver_change(
     return answer(view)
 
 
-@endpoint
 async def stop_arrive(request: Request) -> Response:
     """The driver is at the stop."""
     return await _stop_command(request, "arrive")
 
 
-@endpoint
 async def stop_deliver(request: Request) -> Response:
     """The stop's order is delivered."""
     return await _stop_command(request, "deliver")
 
 
-@endpoint
 async def stop_fail(request: Request) -> Response:
     """The stop's order could not be delivered; the body says why."""
     return await _stop_command(request, "fail")
@@ -175,7 +161,6 @@ async def stop_fail(request: Request) -> Response:
 # --- the dispatcher -----------------------------------------------------------------------
 
 
-@endpoint
 async def list_routes(request: Request) -> Response:
     """Every route of a day (``?day=YYYY-MM-DD``, default today in UTC) with its stops."""
     resources = resources_of(request)
@@ -186,7 +171,6 @@ async def list_routes(request: Request) -> Response:
     return answer({"day": day, "routes": views})
 
 
-@endpoint
 async def get_route(request: Request) -> Response:
     """One route with its stops."""
     resources = resources_of(request)
@@ -199,7 +183,6 @@ async def get_route(request: Request) -> Response:
     return answer(view)
 
 
-@endpoint
 async def insert_order(request: Request) -> Response:
     """Put a pending order into the running route where it adds least driving, keeping every
     constraint; 409 with the reason when no route can take it."""
@@ -234,7 +217,6 @@ async def insert_order(request: Request) -> Response:
     return answer({"route": view, "added_travel_s": placed.added_travel_s})
 
 
-@endpoint
 async def move(request: Request) -> Response:
     """Give a pending stop to another running route (at its cheapest feasible position, or
     at ``position``)."""
@@ -279,7 +261,6 @@ async def move(request: Request) -> Response:
     return answer(view)
 
 
-@endpoint
 async def resequence_route(request: Request) -> Response:
     """Re-order a running route's pending stops from where the driver is now, least late first."""
     resources = resources_of(request)

@@ -17,11 +17,10 @@ from datetime import UTC, date, datetime
 
 from psycopg import AsyncConnection
 
-from app.errors import NotFound
-from app.http import Conflict
+from app.errors import Conflict, NotFound
 from app.resources import Resources
 from realtime.events import emit, push_route
-from realtime.streams import decode_live, shard_of
+from realtime.live import latest_position
 from schemas.events import Event, RouteChanged
 from schemas.ids import OrgId, RouteId
 from schemas.planning import Location, OrderRef, TimeWindow, VehicleRef
@@ -132,12 +131,8 @@ async def _live_position(
     """The driver's latest ping, when it was taken after the route started."""
     if head.started_at is None:
         return None
-    shard = shard_of(head.driver_id, resources.names.shards)
-    raw = await resources.redis.hget(resources.names.live(shard, org_id), str(head.driver_id))
-    if raw is None:
-        return None
-    live = decode_live(raw if isinstance(raw, bytes) else raw.encode())
-    if live.time < head.started_at:
+    live = await latest_position(resources.redis, resources.names, org_id, head.driver_id)
+    if live is None or live.time < head.started_at:
         return None
     return Location(lat=live.lat, lon=live.lon)
 

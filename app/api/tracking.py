@@ -31,20 +31,20 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth import hash_token
 from app.errors import (
-    CLOSE_GONE,
     CLOSE_NORMAL,
-    CLOSE_NOT_FOUND,
     CLOSE_TOO_SLOW,
     Gone,
     NotFound,
+    close_socket,
 )
 from app.http import answer, path_id
 from app.metrics import WS_CONNECTIONS
 from app.resources import Resources
 from realtime.hub import Overflowed
-from realtime.streams import decode_live, shard_of
+from realtime.live import stop_state
+from realtime.streams import decode_live
 from schemas.auth import Role
-from schemas.codecs import ARRIVAL_WINDOW_DECODER, SAVED_TRACKER_DECODER, TRACK_JSON
+from schemas.codecs import TRACK_JSON
 from schemas.eta import ArrivalWindow, EtaChanged
 from schemas.events import EVENT_DECODER, DeliveryUpdate
 from schemas.ids import DriverId, OrgId, RouteId, StopId
@@ -172,23 +172,26 @@ async def current_view(
         "dispatched",
         "started",
     )
-    if open_stop and track.route_id is not None and track.driver_id is not None:
-        names = resources.names
-        shard = shard_of(track.driver_id, names.shards)
-        async with resources.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(names.arrival_windows(track.route_id), str(track.stop_id))
-            pipe.get(names.eta_state(track.driver_id))
-            pipe.hget(names.live(shard, org_id), str(track.driver_id))
-            raw_window, raw_state, raw_position = await pipe.execute()
-        if raw_window is not None:
-            window = ARRIVAL_WINDOW_DECODER.decode(raw_window)
-        if raw_state is not None:
-            saved = SAVED_TRACKER_DECODER.decode(raw_state)
-            tracker_next = (
-                saved.route_id == track.route_id and saved.state.next_stop_id == track.stop_id
-            )
-        if raw_position is not None:
-            position = decode_live(raw_position)
+    if (
+        open_stop
+        and track.route_id is not None
+        and track.stop_id is not None
+        and track.driver_id is not None
+    ):
+        live = await stop_state(
+            resources.redis,
+            resources.names,
+            org_id,
+            route_id=track.route_id,
+            stop_id=track.stop_id,
+            driver_id=track.driver_id,
+        )
+        window, position, saved = live.window, live.position, live.tracker
+        tracker_next = (
+            saved is not None
+            and saved.route_id == track.route_id
+            and saved.state.next_stop_id == track.stop_id
+        )
     status = customer_status(track, tracker_next)
     shows_driver = status in _SHOWS_DRIVER
     view = TrackView(
@@ -224,11 +227,8 @@ async def track_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     try:
         org_id, order_id = await order_of_link(resources, websocket.path_params["token"])
-    except NotFound as exc:
-        await websocket.close(CLOSE_NOT_FOUND, exc.reason)
-        return
-    except Gone as exc:
-        await websocket.close(CLOSE_GONE, exc.reason)
+    except (NotFound, Gone) as exc:
+        await close_socket(websocket, exc)
         return
     WS_CONNECTIONS.labels("customer").inc()
     feed = CustomerFeed(resources, websocket, org_id, order_id)

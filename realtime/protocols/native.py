@@ -28,19 +28,12 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
-from realtime.validate import (
-    MISSING,
-    ROOT,
-    check_times,
-    explain,
-    normalise_batteries,
-    rejection,
-    show,
-)
+from realtime.validate import check_times, explain, normalise_batteries, rejection
 from schemas import codecs
 from schemas.codecs import LoosePingBatch, LoosePingsMessage, MessageHead
 from schemas.driver_ws import ClientMessage, PingMessage
 from schemas.ping import MAX_PINGS_PER_BATCH, Ping, PingBatchIn, Rejection
+from schemas.reasons import MISSING, ROOT, show
 
 JSON_TYPE: Final = "application/json"
 MSGPACK_TYPES: Final = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")

@@ -44,8 +44,9 @@ from typing import Final
 import msgspec
 
 from realtime.errors import InvalidPing, MalformedBody
-from realtime.validate import EXAMPLE_TIME, MISSING, ClientField, explain, invalid_ping, show
+from realtime.validate import ClientField, explain, invalid_ping
 from schemas.ping import Ping
+from schemas.reasons import EXAMPLE_TIME, MISSING, show
 
 KNOT_MPS: Final = 1852.0 / 3600.0
 """One knot in m/s."""
@@ -249,7 +250,7 @@ def _time(text: str) -> datetime:
         if "T" in text:
             raise InvalidPing(
                 "timestamp",
-                f"expected a timezone-aware time such as {EXAMPLE_TIME}, got {show(text)}",
+                f"expected a time with a zone such as {EXAMPLE_TIME}, got {show(text)}",
             )
         time = time.replace(tzinfo=UTC)  # Traccar's "yyyy-MM-dd HH:mm:ss" form, read as UTC
     return time

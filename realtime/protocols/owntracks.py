@@ -21,8 +21,9 @@ from typing import Any, Final
 import msgspec
 
 from realtime.errors import InvalidPing, MalformedBody
-from realtime.validate import MISSING, ClientField, explain, invalid_ping, show
+from realtime.validate import ClientField, explain, invalid_ping
 from schemas.ping import Ping
+from schemas.reasons import MISSING, show
 
 KMH_MPS: Final = 1000.0 / 3600.0
 """One km/h in m/s."""

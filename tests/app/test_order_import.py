@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.api import order_import as order_rows
 from app.api.orders import check_order
-from app.http import ApiProblem
+from app.errors import ApiError
 from realtime.errors import IngestError
 from store.delivery import OrgSettings
 from tests.conftest import Tenant, make_tenant
@@ -218,10 +218,10 @@ def test_any_csv_is_read_or_refused_with_a_named_field(
 ) -> None:
     """Whatever the cells, a CSV gives orders and problems or a 4xx error, never a crash."""
     body = "\n".join(",".join(cells) for cells in [header, *records]).encode()
-    refused: ApiProblem | IngestError | None = None
+    refused: ApiError | IngestError | None = None
     try:
         rows = order_rows.read_rows(body, "text/csv", ORG)
-    except (ApiProblem, IngestError) as exc:
+    except (ApiError, IngestError) as exc:
         refused = exc
     if refused is not None:
         assert refused.field
@@ -230,7 +230,7 @@ def test_any_csv_is_read_or_refused_with_a_named_field(
     for line, order in rows.orders:
         try:
             check_order(order, ORG)
-        except ApiProblem as exc:
+        except ApiError as exc:
             problems.append(rows.problem(line, exc).field)
     assert all(problems)
     assert len(rows.orders) + len(rows.rejected) == rows.rows

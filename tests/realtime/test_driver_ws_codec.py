@@ -98,7 +98,7 @@ def test_a_pings_message_keeps_valid_pings_and_rejects_each_invalid_one(binary: 
             Rejection(
                 index=2,
                 field="time",
-                reason="expected a timezone-aware time such as 2026-11-24T10:00:00Z,"
+                reason="expected a time with a zone such as 2026-11-24T10:00:00Z,"
                 " got '2026-11-24T09:59:00'",
             ),
         ],

@@ -182,7 +182,7 @@ def test_invalid_fixes_name_the_parameter_as_sent(
     [
         (
             "2026-11-24T10:00:00",
-            "expected a timezone-aware time such as 2026-11-24T10:00:00Z,"
+            "expected a time with a zone such as 2026-11-24T10:00:00Z,"
             " got '2026-11-24T10:00:00'",
         ),
         (
@@ -300,7 +300,7 @@ def test_a_negative_altitude_in_the_json_body_is_kept() -> None:
         (
             {"timestamp": "2026-11-24T10:00:00"},
             "location.timestamp",
-            "expected a timezone-aware time such as 2026-11-24T10:00:00Z,"
+            "expected a time with a zone such as 2026-11-24T10:00:00Z,"
             " got '2026-11-24T10:00:00'",
         ),
         (

@@ -11,18 +11,16 @@ import pytest
 from realtime.errors import InvalidPing
 from realtime.validate import (
     BOUNDS,
-    MISSING,
     ClientField,
     check_times,
     explain,
     invalid_ping,
     normalise_batteries,
     rejection,
-    show,
-    split_error,
 )
 from schemas import codecs
 from schemas.ping import Ping, Rejection
+from schemas.reasons import MISSING, show, split_error
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 VALID: dict[str, Any] = {"time": "2026-11-24T09:59:00Z", "lat": 52.52, "lon": 13.405}
@@ -91,11 +89,11 @@ def test_wrong_types_say_what_was_expected(field: str, value: object, reason: st
     [
         (
             "2026-11-24T10:00:00",
-            "expected a timezone-aware time such as 2026-11-24T10:00:00Z,"
+            "expected a time with a zone such as 2026-11-24T10:00:00Z,"
             " got '2026-11-24T10:00:00'",
         ),
         ("yesterday", "expected an RFC 3339 time such as 2026-11-24T10:00:00Z, got 'yesterday'"),
-        (1764000000, "expected a timezone-aware time such as 2026-11-24T10:00:00Z, got 1764000000"),
+        (1764000000, "expected a time with a zone such as 2026-11-24T10:00:00Z, got 1764000000"),
     ],
 )
 def test_times_must_be_rfc3339_and_timezone_aware(value: object, reason: str) -> None:

@@ -1,0 +1,574 @@
+"""The table of every operation and socket of the API, for its reference (:mod:`app.openapi`).
+
+One entry per route of :func:`app.main.create_app`: what it takes, what it answers, who may
+call it, with an example of each body. ``tests/app/test_openapi.py`` fails when a route has no
+entry here, and ``tests/app/test_fuzz.py`` checks the live server's answers against the entries.
+
+The answers that handlers build as plain dicts (``{"depots": [...]}``) and the bodies of the
+foreign protocols (OsmAnd, OwnTracks) are described by the small Structs below; they document,
+they decode nothing, and the fuzz test is what keeps them true.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+from app.api import examples as ex
+from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
+from schemas.auth import Role
+from schemas.delivery import (
+    CancelIn,
+    Carrier,
+    CarrierIn,
+    CarrierPatch,
+    Depot,
+    DepotIn,
+    DepotPatch,
+    DeviceCreated,
+    DeviceIn,
+    Dimensions,
+    Driver,
+    DriverIn,
+    DriverPatch,
+    ImportResult,
+    Order,
+    OrderIn,
+    OrderPatch,
+    OrderStatus,
+    Shift,
+    ShiftIn,
+    ShiftPatch,
+    Vehicle,
+    VehicleIn,
+    VehiclePatch,
+)
+from schemas.driver_ws import ClientMessage, ServerMessage
+from schemas.live import LiveMessage
+from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
+from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
+from schemas.route import FailStop, InsertOrder, MoveStop, RouteView
+from schemas.track import TrackingLink, TrackMessage, TrackView
+
+# Who may call what, as app/auth.py enforces it.
+READERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
+FLEET_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher")
+ORDER_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
+ADMINS: Final[tuple[Role, ...]] = ("admin",)
+MSGPACK: Final = "application/msgpack"
+HTML: Final = "text/html"
+
+# --- answers the handlers build as dicts -----------------------------------------------------
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /healthz``: the process serves requests."""
+
+    status: Literal["ok"]
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /readyz``: each backing service and whether it answered."""
+
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str]
+    """``postgres`` and ``redis``: ``ok`` or ``failed: <error>``."""
+
+
+class Index(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /`` and ``GET /v1/``: where to go from here."""
+
+    name: str
+    version: str
+    links: dict[str, str]
+
+
+class LiveSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/drivers/live``: the latest position of every driver that has sent one."""
+
+    as_of: datetime
+    drivers: list[LivePosition]
+
+
+class Track(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/drivers/{driver_id}/positions``: a driver's pings in a window, oldest first."""
+
+    driver_id: int
+    start: datetime
+    end: datetime
+    truncated: bool
+    """True when ``limit`` cut the track: ask again from the last ping's time."""
+    positions: list[Ping]
+
+
+class DepotList(msgspec.Struct, frozen=True, kw_only=True):
+    depots: list[Depot]
+
+
+class CarrierList(msgspec.Struct, frozen=True, kw_only=True):
+    carriers: list[Carrier]
+
+
+class VehicleList(msgspec.Struct, frozen=True, kw_only=True):
+    vehicles: list[Vehicle]
+
+
+class DriverList(msgspec.Struct, frozen=True, kw_only=True):
+    drivers: list[Driver]
+
+
+class ShiftList(msgspec.Struct, frozen=True, kw_only=True):
+    shifts: list[Shift]
+
+
+class OrderPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of orders by id; ``next_after`` is the ``after`` of the next page (null: last)."""
+
+    orders: list[Order]
+    next_after: int | None
+
+
+class DayRoutes(msgspec.Struct, frozen=True, kw_only=True):
+    """Every route of a day, with its stops."""
+
+    day: date
+    routes: list[RouteView]
+
+
+class Inserted(msgspec.Struct, frozen=True, kw_only=True):
+    """The route that took the order, and the driving it added."""
+
+    route: RouteView
+    added_travel_s: int
+
+
+# --- what the foreign protocols send ---------------------------------------------------------
+
+
+class OsmAndFix(msgspec.Struct, frozen=True, kw_only=True):
+    """An OsmAnd fix as query or form parameters (Traccar Client). ``speed`` is in **knots**.
+
+    ``location=lat,lon`` may replace ``lat`` and ``lon``; ``timestamp`` is epoch seconds,
+    epoch milliseconds, or ISO 8601; ``heading`` may replace ``bearing``; other parameters
+    (``hdop``, ``valid``, ``charge``) are accepted and ignored.
+    """
+
+    lat: float | None = None
+    lon: float | None = None
+    location: str | None = None
+    timestamp: str
+    speed: float | None = None
+    bearing: float | None = None
+    altitude: float | None = None
+    accuracy: float | None = None
+    batt: float | None = None
+
+
+class OwnTracksLocation(msgspec.Struct, frozen=True, kw_only=True):
+    """OwnTracks ``location`` message; any other ``_type`` is acknowledged and ignored.
+
+    ``tst`` is epoch seconds, ``vel`` km/h, ``cog`` degrees, ``acc`` and ``alt`` metres,
+    ``batt`` percent.
+    """
+
+    type: str = msgspec.field(name="_type")
+    lat: float | None = None
+    lon: float | None = None
+    tst: float | None = None
+    acc: float | None = None
+    alt: float | None = None
+    vel: float | None = None
+    cog: float | None = None
+    batt: float | None = None
+
+
+# --- parameters ------------------------------------------------------------------------------
+
+Id = Annotated[int, Meta(ge=1, le=2**63 - 1, description="a positive integer id")]
+TrackingToken = Annotated[
+    str, Meta(pattern=r"^[A-Za-z0-9_-]{16,64}$", description="the token of a tracking link")
+]
+Limit = Annotated[int, Meta(ge=1, le=1000)]
+After = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+TrackLimit = Annotated[int, Meta(ge=1, le=100_000)]
+Instant = Annotated[datetime, Meta(tz=True)]
+
+IDS: Final = {
+    "depot_id": 1,
+    "carrier_id": 2,
+    "vehicle_id": 3,
+    "driver_id": 7,
+    "shift_id": 5,
+    "order_id": 42,
+    "plan_id": 9,
+    "route_id": 12,
+    "stop_id": 31,
+}
+"""Every id parameter of a path, with the example's id."""
+PATH_PARAMS: Final = (
+    *(
+        Param(name, Id, f"The {name.removesuffix('_id')}'s id.", where="path", example=example)
+        for name, example in IDS.items()
+    ),
+    Param(
+        "token",
+        TrackingToken,
+        "The tracking token: the customer's only credential, for one order.",
+        where="path",
+        example=ex.TRACKING_LINK.token,
+    ),
+)
+DAY: Final = Param("day", date, "A calendar day, `YYYY-MM-DD`.", example=ex.DAY)
+ACTIVE: Final = Param("active", bool, "Only active (`true`) or inactive (`false`) ones.")
+
+# --- the table's words -----------------------------------------------------------------------
+
+
+def ok(description: str, kind: Any = None, example: Any = None, *, status: int = 200) -> Answer:
+    """A JSON answer (an empty one when ``kind`` is None)."""
+    return Answer(status, description, kind, example=None if example is None else Example(example))
+
+
+def created(description: str, kind: Any, example: Any) -> Answer:
+    """A ``201 Created`` JSON answer."""
+    return ok(description, kind, example, status=201)
+
+
+def page(description: str) -> Answer:
+    """An HTML page."""
+    return Answer(200, description, str, media=HTML)
+
+
+def json_body(kind: Any, example: Any, *, required: bool = True, note: str = "") -> Body:
+    """A JSON body of ``kind``; ``required=False`` when an empty body means ``{}``."""
+    return Body({JSON: kind}, note, required, {JSON: Example(example)})
+
+
+def api(
+    method: str, path: str, summary: str, roles: tuple[Role, ...], *answers: Answer, **more: Any
+) -> Operation:
+    """An operation for API keys of ``roles``."""
+    return Operation(method, path, summary, "", answers, credential="api_key", roles=roles, **more)
+
+
+def device(method: str, path: str, summary: str, *answers: Answer, **more: Any) -> Operation:
+    """An operation for a driver's device token."""
+    return Operation(method, path, summary, "", answers, credential="device", **more)
+
+
+def public(method: str, path: str, summary: str, *answers: Answer, **more: Any) -> Operation:
+    """An operation anyone may call."""
+    return Operation(method, path, summary, "", answers, **more)
+
+
+def section(tag: str, *operations: Operation) -> tuple[Operation, ...]:
+    """``operations`` under the tag ``tag``."""
+    return tuple(replace(op, tag=tag) for op in operations)
+
+
+# The table keeps one operation to a few lines, like the route table in app/main.py; the
+# formatter would spread each over a dozen.
+# fmt: off
+
+
+def fleet(
+    noun: str,
+    types: tuple[type, type, type, type],
+    examples: tuple[Any, Any, Any],
+    filters: tuple[Param, ...] = (ACTIVE,),
+) -> tuple[Operation, ...]:
+    """The four operations every fleet resource has (see :mod:`app.api.fleet`)."""
+    create, patch, row, listing = types
+    create_example, row_example, patch_example = examples
+    many, one = f"/v1/{noun}s", f"/v1/{noun}s/{{{noun}_id}}"
+    listed = listing(**{f"{noun}s": [row_example]})
+    return (
+        api("GET", many, f"List the {noun}s", READERS,
+            ok(f"The {noun}s, by id.", listing, listed), params=filters),
+        api("POST", many, f"Create a {noun}", FLEET_WRITERS,
+            created(f"The new {noun}.", row, row_example),
+            body=json_body(create, create_example), errors=(409,), idempotent=True),
+        api("GET", one, f"Read a {noun}", READERS, ok(f"The {noun}.", row, row_example)),
+        api("PATCH", one, f"Change some fields of a {noun}", FLEET_WRITERS,
+            ok(f"The {noun} as stored now.", row, row_example),
+            body=json_body(patch, patch_example), errors=(409,),
+            description="Fields left out are unchanged; `null` clears one that may be empty."
+            " The merged result is checked like a create."),
+    )
+
+
+ROUTE_NOW: Final = ok("The route as it is now (also pushed to the driver's app).", RouteView,
+                      ex.ROUTE)
+STOP_STATE: Final = (409,)
+INDEX: Final = ok("Links to the pages, the reference and the health checks.", Index)
+OSMAND_FIELDS: Final = (
+    ("lat", float, 52.52), ("lon", float, 13.405), ("location", str, None),
+    ("timestamp", str, "1795519200"), ("speed", float, 16.1), ("bearing", float, 90.0),
+    ("altitude", float, 34.0), ("accuracy", float, 5.0), ("batt", float, 81.0),
+)
+OWNTRACKS: Final = OwnTracksLocation(type="location", lat=52.52, lon=13.405, tst=1795519200.0,
+                                     vel=30.0)
+TRACK: Final = Track(driver_id=7, start=ex.at(9), end=ex.at(10), truncated=False,
+                     positions=[ex.PING])
+READY: Final = Readiness(status="ready", checks={"postgres": "ok", "redis": "ok"})
+
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    *section(
+        "reference",
+        public("GET", "/", "Where to go from here", INDEX),
+        public("GET", "/v1/", "Where to go from here (the API's root)", INDEX),
+        public("GET", "/openapi.json", "This reference, as OpenAPI 3.1",
+               ok("The document.", dict[str, Any])),
+        public("GET", "/docs", "This reference, as a page (Swagger UI)", page("The page.")),
+    ),
+    *section(
+        "operations",
+        public("GET", "/healthz", "Liveness",
+               ok("The process is up.", Health, Health(status="ok"))),
+        public("GET", "/readyz", "Readiness: PostgreSQL and Redis answer",
+               ok("Both answer.", Readiness, READY),
+               ok("One does not; `checks` names it.", Readiness, status=503)),
+        public("GET", "/metrics", "Prometheus metrics",
+               Answer(200, "The Prometheus text format.", str, media="text/plain")),
+    ),
+    *section(
+        "pages",
+        public("GET", "/dispatch", "The dispatcher's live map",
+               page("The page; it reads its API key from the fragment `#key=lmk_…`.")),
+        public("GET", "/t/{token}", "A customer's tracking page",
+               page("The page, for any token: the page checks it with the API."),
+               params=(Param("token", str, "The tracking token (checked by the page, not here).",
+                             where="path"),)),
+    ),
+    *section(
+        "ingest",
+        device("POST", "/v1/pings", "Send a batch of the calling driver's pings",
+               Answer(200, "The pings now on the stream, and each rejected one with its index;"
+                      " MessagePack when the request was.", IngestResult,
+                      example=Example(ex.INGEST_RESULT)),
+               ok("Every ping was rejected.", IngestResult, ex.ALL_REJECTED, status=422),
+               body=Body({JSON: PingBatchIn, MSGPACK: PingBatchIn},
+                         "Up to 1,000 pings; a bad one is reported, the others are kept.",
+                         examples={JSON: Example(ex.PING_BATCH)})),
+        Operation("GET", "/osmand", "One fix in the OsmAnd protocol (Traccar Client)", "",
+                  (ok("The fix is on the stream."),), credential="osmand",
+                  params=tuple(Param(name, kind, "An OsmAnd field (see above).", example=value)
+                               for name, kind, value in OSMAND_FIELDS),
+                  description=OsmAndFix.__doc__ or ""),
+        Operation("POST", "/osmand", "One fix in the OsmAnd protocol, as a form or JSON", "",
+                  (ok("The fix is on the stream."),), credential="osmand",
+                  body=Body({"application/x-www-form-urlencoded": OsmAndFix,
+                             JSON: dict[str, Any]},
+                            "A form with the fields of `GET /osmand`, or the JSON location object"
+                            " of newer Traccar Client versions (`device_id`,"
+                            " `location.timestamp`, `location.coords.latitude`, …;"
+                            " `coords.speed` in m/s).")),
+        Operation("POST", "/owntracks", "One OwnTracks message (HTTP mode)", "",
+                  (ok("Acknowledged: `[]`, as the app expects.", tuple[()], ()),),
+                  credential="basic",
+                  body=Body({JSON: OwnTracksLocation}, "Only `_type: location` carries a fix.",
+                            examples={JSON: Example(OWNTRACKS)})),
+    ),
+    *section(
+        "positions",
+        api("GET", "/v1/drivers/live", "Every driver's latest position", FLEET_WRITERS,
+            ok("Newest by device time.", LiveSnapshot,
+               LiveSnapshot(as_of=ex.at(9, 15), drivers=[ex.LIVE]))),
+        api("GET", "/v1/drivers/{driver_id}/positions", "A driver's track", FLEET_WRITERS,
+            ok("JSON; GeoJSON with `?format=geojson` or `Accept: application/geo+json`.", Track,
+               TRACK),
+            params=(Param("from", Instant, "Start, with a zone; default `to` minus 24 hours."),
+                    Param("to", Instant, "End, with a zone; default a minute from now."),
+                    Param("limit", TrackLimit, "At most this many pings (default 10,000)."),
+                    Param("format", Literal["json", "geojson"], "The answer's format."))),
+    ),
+    *section(
+        "fleet",
+        *fleet("depot", (DepotIn, DepotPatch, Depot, DepotList),
+               (ex.DEPOT_IN, ex.DEPOT, ex.DEPOT_PATCH)),
+        *fleet("carrier", (CarrierIn, CarrierPatch, Carrier, CarrierList),
+               (ex.CARRIER_IN, ex.CARRIER, ex.CARRIER_PATCH)),
+        *fleet("vehicle", (VehicleIn, VehiclePatch, Vehicle, VehicleList),
+               (ex.VEHICLE_IN, ex.VEHICLE, ex.VEHICLE_PATCH)),
+        *fleet("driver", (DriverIn, DriverPatch, Driver, DriverList),
+               (ex.DRIVER_IN, ex.DRIVER, ex.DRIVER_PATCH)),
+        *fleet("shift", (ShiftIn, ShiftPatch, Shift, ShiftList),
+               (ex.SHIFT_IN, ex.SHIFT, ex.SHIFT_PATCH),
+               filters=(DAY, Param("driver_id", After, "Only this driver's shifts."),
+                        Param("status", Literal["scheduled", "cancelled"],
+                              "Only shifts in this status."))),
+        api("POST", "/v1/drivers/{driver_id}/devices", "Register a device: a new device token",
+            FLEET_WRITERS,
+            created("The token, shown in this answer only (a replay answers `token: null`).",
+                    DeviceCreated, ex.DEVICE_CREATED),
+            body=json_body(DeviceIn, ex.DEVICE_IN, required=False, note="May be empty."),
+            idempotent=True),
+        api("POST", "/v1/shifts/{shift_id}/cancel", "Cancel a shift (idempotent)", FLEET_WRITERS,
+            ok("The cancelled shift.", Shift, ex.CANCELLED_SHIFT)),
+        api("GET", "/v1/settings/dimensions", "The organisation's capacity dimensions", READERS,
+            ok("In the order amounts are planned.", Dimensions, ex.DIMENSIONS)),
+        api("PUT", "/v1/settings/dimensions", "Set the organisation's capacity dimensions", ADMINS,
+            ok("As stored.", Dimensions, ex.DIMENSIONS),
+            body=json_body(Dimensions, ex.DIMENSIONS), errors=(409,)),
+    ),
+    *section(
+        "orders",
+        api("GET", "/v1/orders", "List orders, a page at a time", READERS,
+            ok("Orders by id.", OrderPage, OrderPage(orders=[ex.ORDER], next_after=None)),
+            params=(DAY, Param("status", OrderStatus, "Only orders in this status."),
+                    Param("after", After, "Orders with a larger id: the last page's `next_after`."),
+                    Param("limit", Limit, "Page size, default 100."))),
+        api("POST", "/v1/orders", "Create an order", ORDER_WRITERS,
+            created("The new order.", Order, ex.ORDER),
+            body=json_body(OrderIn, ex.ORDER_IN), errors=(409,), idempotent=True,
+            description="Windows end after they start and lie within 12 hours of the order's"
+            " day; `size` names the organisation's dimensions; `external_ref` is unique (409"
+            " when it exists)."),
+        api("POST", "/v1/orders/import", "Import orders from CSV or a JSON array", ORDER_WRITERS,
+            ok("Every row's fate: created, duplicate (its `external_ref` exists) or rejected.",
+               ImportResult, ex.IMPORT_RESULT),
+            ok("There were rows and none is (or already was) an order.", ImportResult,
+               status=422),
+            idempotent=True,
+            body=Body({"text/csv": str, JSON: list[Any]},
+                      "CSV with a header row (`ref,address,lat,lon,day`, optional columns, one"
+                      " per dimension; see docs/delivery.md), or a JSON array of"
+                      " `POST /v1/orders` bodies. A bad row is reported with its line, field"
+                      " and reason; the good ones are imported in one transaction.",
+                      examples={"text/csv": Example(ex.IMPORT_CSV), JSON: Example([ex.ORDER_IN])})),
+        api("GET", "/v1/orders/{order_id}", "Read an order", READERS,
+            ok("The order.", Order, ex.ORDER)),
+        api("PATCH", "/v1/orders/{order_id}", "Change a pending order", ORDER_WRITERS,
+            ok("The order as stored now.", Order, ex.ORDER),
+            body=json_body(OrderPatch, ex.ORDER_PATCH), errors=(409,),
+            description="Only while the order is `pending` (409 otherwise)."),
+        api("POST", "/v1/orders/{order_id}/cancel", "Cancel an order (idempotent)", ORDER_WRITERS,
+            ok("The cancelled order; its stop left its running route.", Order,
+               ex.CANCELLED_ORDER),
+            body=json_body(CancelIn, ex.CANCEL_IN, required=False, note="May be empty."),
+            errors=(409,)),
+    ),
+    *section(
+        "tracking",
+        api("POST", "/v1/orders/{order_id}/tracking", "Issue a customer tracking link", READERS,
+            created("The link; its token is shown once.", TrackingLink, ex.TRACKING_LINK)),
+        Operation("GET", "/v1/track/{token}", "An order as its customer sees it", "",
+                  (ok("Status, arrival window, and the driver only while the stop is next.",
+                      TrackView, ex.TRACK_VIEW),),
+                  credential="tracking", errors=(404, 410, 503)),
+    ),
+    *section(
+        "planning",
+        api("POST", "/v1/plans", "Queue a plan of a day's pending orders", FLEET_WRITERS,
+            ok("The queued job; follow it with `GET /v1/plans/{plan_id}`.", PlanView,
+               ex.PLAN_QUEUED, status=202),
+            body=json_body(PlanRequest, ex.PLAN_REQUEST), idempotent=True),
+        api("GET", "/v1/plans/{plan_id}", "A plan: status, progress, outcome", READERS,
+            ok("The job.", PlanView, ex.PLAN_DONE)),
+        api("POST", "/v1/plans/{plan_id}/dispatch", "Send a finished plan's routes to drivers",
+            FLEET_WRITERS, ok("The routes now on drivers' phones.", DispatchResult,
+                              ex.DISPATCH_RESULT),
+            body=json_body(DispatchRequest, ex.DISPATCH_REQUEST, required=False,
+                           note="Empty: every route."),
+            errors=(409,)),
+    ),
+    *section(
+        "routes",
+        api("GET", "/v1/routes", "Every route of a day, with its stops", READERS,
+            ok("Default: today (UTC).", DayRoutes, DayRoutes(day=ex.DAY, routes=[ex.ROUTE])),
+            params=(DAY,)),
+        api("POST", "/v1/routes/insert", "Insert an urgent order where it costs least",
+            FLEET_WRITERS,
+            ok("The route that took it.", Inserted, Inserted(route=ex.ROUTE, added_travel_s=420)),
+            body=json_body(InsertOrder, ex.INSERT_ORDER), errors=(409,)),
+        api("GET", "/v1/routes/{route_id}", "A route with its stops", READERS,
+            ok("The route.", RouteView, ex.ROUTE)),
+        api("POST", "/v1/routes/{route_id}/resequence", "Re-order a late driver's stops",
+            FLEET_WRITERS, ROUTE_NOW, errors=(409,)),
+        api("POST", "/v1/stops/{stop_id}/move", "Give a pending stop to another route",
+            FLEET_WRITERS, ROUTE_NOW, body=json_body(MoveStop, ex.MOVE_STOP), errors=(409,)),
+    ),
+    *section(
+        "driver",
+        device("GET", "/v1/driver/route", "The calling driver's current route",
+               ok("The route.", RouteView, ex.ROUTE), errors=(404,)),
+        device("POST", "/v1/driver/route/start", "Start the dispatched route", ROUTE_NOW,
+               errors=(404, 409)),
+        device("POST", "/v1/driver/stops/{stop_id}/arrive", "At the stop", ROUTE_NOW,
+               errors=STOP_STATE),
+        device("POST", "/v1/driver/stops/{stop_id}/deliver", "Delivered", ROUTE_NOW,
+               errors=STOP_STATE),
+        device("POST", "/v1/driver/stops/{stop_id}/fail", "Could not deliver", ROUTE_NOW,
+               errors=STOP_STATE, body=json_body(FailStop, ex.FAIL_STOP)),
+    ),
+)
+# fmt: on
+
+SOCKETS: Final[tuple[Socket, ...]] = (
+    Socket(
+        "/v1/driver/ws",
+        "The driver app's socket: pings up, acks and route changes down",
+        credential="device",
+        client=("DriverClientMessage", ClientMessage),
+        server=("DriverServerMessage", ServerMessage),
+        params=(Param("token", str, "The device token, when no Bearer header can be sent."),),
+        closes={
+            4401: "no usable device token",
+            4408: "fell too far behind; reconnect",
+            1013: "Redis could not take the pings; reconnect and re-send",
+            1009: "a message larger than the server takes",
+        },
+        description="Text frames carry JSON, binary frames MessagePack. See docs/websockets.md.",
+    ),
+    Socket(
+        "/v1/live/ws",
+        "The dispatcher's live feed: a snapshot, then positions, windows and events",
+        credential="api_key",
+        roles=READERS,
+        server=("LiveMessage", LiveMessage),
+        params=(
+            Param("token", str, "The API key (browsers cannot set headers on sockets)."),
+            Param("since", str, "The last event id seen: replay what was missed."),
+            Param("bbox", str, "`min_lon,min_lat,max_lon,max_lat`: positions in this area only."),
+            DAY,
+        ),
+        closes={
+            4400: "a bad parameter (`bbox`, `day`)",
+            4401: "no usable API key",
+            4403: "the key's role may not read the feed",
+            4408: "fell too far behind; reconnect with `since`",
+        },
+        description="Server to client only. See docs/websockets.md.",
+    ),
+    Socket(
+        "/v1/track/{token}/ws",
+        "A customer's feed: the view, then window and driver position changes",
+        credential="tracking",
+        server=("TrackMessage", TrackMessage),
+        closes={
+            1000: "the delivery has ended",
+            4404: "unknown tracking link",
+            4410: "the tracking link has expired",
+            4408: "fell too far behind; reconnect",
+        },
+        description="Server to client only. See docs/websockets.md.",
+    ),
+)
+
+TAGS: Final = (
+    {"name": "reference", "description": "This reference and the API's root."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+    {"name": "pages", "description": "The HTML pages (dispatcher map, customer tracking)."},
+    {"name": "ingest", "description": "Positions in: native batches, OsmAnd, OwnTracks."},
+    {"name": "positions", "description": "Positions out: live and tracks."},
+    {"name": "fleet", "description": "Depots, carriers, vehicles, drivers, devices, shifts."},
+    {"name": "orders", "description": "Orders: create, change, cancel, import."},
+    {"name": "planning", "description": "Planning jobs and dispatch."},
+    {"name": "routes", "description": "Running routes and re-optimisation."},
+    {"name": "driver", "description": "The driver app: its route and stop outcomes."},
+    {"name": "tracking", "description": "Customer tracking links and views."},
+)

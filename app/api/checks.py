@@ -1,0 +1,55 @@
+"""Rules that orders and shifts share: time windows near their day, amounts in known dimensions.
+
+Each check raises :class:`~app.errors.InvalidField` naming the field at fault.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from app.errors import InvalidField
+from schemas.reasons import iso
+
+DAY_SLACK: Final = timedelta(hours=12)
+"""How far outside its calendar day a window may reach (night work, late deliveries)."""
+
+
+def zone(name: str) -> ZoneInfo:
+    """The organisation's time zone; UTC when the stored name is unknown to this system."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def check_window(start: datetime, end: datetime, field: str, day: date, timezone: str) -> None:
+    """Raise :class:`InvalidField` unless ``start < end`` and both lie near ``day``.
+
+    Near means within the day in the organisation's time zone, widened by :data:`DAY_SLACK`
+    on each side. ``field`` names the window (``time_windows[1]``).
+    """
+    if not start < end:
+        raise InvalidField(
+            f"{field}.end", f"expected a time after start {iso(start)}, got {iso(end)}"
+        )
+    midnight = datetime.combine(day, time(), zone(timezone))
+    earliest, latest = midnight - DAY_SLACK, midnight + timedelta(days=1) + DAY_SLACK
+    for name, value in (("start", start), ("end", end)):
+        if not earliest <= value <= latest:
+            raise InvalidField(
+                f"{field}.{name}",
+                f"expected a time within 12 hours of the day {day} ({timezone}), between"
+                f" {iso(earliest)} and {iso(latest)}, got {iso(value)}",
+            )
+
+
+def check_amounts(amounts: dict[str, int], field: str, dimensions: list[str]) -> None:
+    """Raise :class:`InvalidField` naming the first key of ``amounts`` not in ``dimensions``."""
+    for name in amounts:
+        if name not in dimensions:
+            raise InvalidField(
+                f"{field}.{name}",
+                f"unknown dimension; expected one of {', '.join(dimensions) or '(none)'}",
+            )

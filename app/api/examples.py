@@ -1,0 +1,348 @@
+"""Examples for the API reference: one delivery day in Berlin, as the wire Structs.
+
+Every example is built from the Struct the API decodes or encodes, so a renamed field breaks
+here, at import, and ``tests/app/test_openapi.py`` decodes each one again as its documented
+type, so a value outside a field's range cannot be shown either.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Final
+
+from msgspec.structs import replace
+
+from schemas.delivery import (
+    Break,
+    CancelIn,
+    Carrier,
+    CarrierId,
+    CarrierIn,
+    CarrierPatch,
+    Depot,
+    DepotId,
+    DepotIn,
+    DepotPatch,
+    DeviceCreated,
+    DeviceIn,
+    Dimensions,
+    Driver,
+    DriverIn,
+    DriverPatch,
+    ImportedRow,
+    ImportProblem,
+    ImportResult,
+    Order,
+    OrderId,
+    OrderIn,
+    OrderPatch,
+    Parcel,
+    Place,
+    Shift,
+    ShiftId,
+    ShiftIn,
+    ShiftPatch,
+    TimeWindow,
+    Vehicle,
+    VehicleIn,
+    VehiclePatch,
+)
+from schemas.ids import DeviceId, DriverId, PlanId, RouteId, StopId, VehicleId
+from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn, Rejection
+from schemas.plan import (
+    DispatchRequest,
+    DispatchResult,
+    PlannedRoute,
+    PlannedVisit,
+    PlanOutcome,
+    PlanProgress,
+    PlanRequest,
+    PlanView,
+)
+from schemas.route import FailStop, InsertOrder, MoveStop, RouteStop, RouteView, Window
+from schemas.track import ArrivalEstimate, DriverSpot, TrackingLink, TrackView
+
+DAY: Final = date(2026, 11, 24)
+
+
+def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
+    """An instant of the example day, in UTC."""
+    return datetime(2026, 11, 24, hour, minute, second, tzinfo=UTC)
+
+
+CREATED: Final = at(6, 30)
+
+PING: Final = Ping(
+    time=at(9, 14, 5),
+    lat=52.5208,
+    lon=13.4094,
+    speed_mps=8.3,
+    heading_deg=90.0,
+    accuracy_m=5.0,
+    battery_pct=0.81,
+    seq=1,
+)
+PING_BATCH: Final = PingBatchIn(
+    pings=[PING, Ping(time=at(9, 14, 6), lat=52.5209, lon=13.4096, speed_mps=8.1, seq=2)]
+)
+INGEST_RESULT: Final = IngestResult(
+    accepted=1,
+    rejected=[
+        Rejection(index=1, field="lat", reason="expected lat in [-90.0, 90.0], got 91.2"),
+    ],
+)
+ALL_REJECTED: Final = IngestResult(
+    accepted=0,
+    rejected=[Rejection(index=0, field="time", reason="time is required")],
+)
+LIVE: Final = LivePosition(
+    driver_id=DriverId(7),
+    time=at(9, 14, 5),
+    lat=52.5208,
+    lon=13.4094,
+    speed_mps=8.3,
+    heading_deg=90.0,
+    accuracy_m=5.0,
+    battery_pct=81.0,
+    received_at=at(9, 14, 6),
+)
+
+DEPOT_IN: Final = DepotIn(
+    name="Berlin Mitte",
+    address="Invalidenstraße 50, 10115 Berlin",
+    lat=52.5296,
+    lon=13.3719,
+    external_ref="DEPOT-1",
+)
+DEPOT: Final = Depot(
+    **{f: getattr(DEPOT_IN, f) for f in DepotIn.__struct_fields__},
+    id=DepotId(1),
+    created_at=CREATED,
+    updated_at=CREATED,
+)
+DEPOT_PATCH: Final = DepotPatch(address="Invalidenstraße 52, 10115 Berlin")
+
+CARRIER_IN: Final = CarrierIn(
+    name="Spree Kurier",
+    kind="partner",
+    contact_name="Jana Weber",
+    contact_phone="+49 30 1234567",
+    contact_email="dispo@spree-kurier.example",
+)
+CARRIER: Final = Carrier(
+    **{f: getattr(CARRIER_IN, f) for f in CarrierIn.__struct_fields__},
+    id=CarrierId(2),
+    created_at=CREATED,
+    updated_at=CREATED,
+)
+CARRIER_PATCH: Final = CarrierPatch(active=False)
+
+VEHICLE_IN: Final = VehicleIn(
+    name="Van 3",
+    type="van",
+    capacity={"weight_kg": 800, "parcels": 120},
+    skills=["cooling"],
+    fixed_cost=40.0,
+    cost_per_km=0.35,
+    cost_per_hour=18.0,
+)
+VEHICLE: Final = Vehicle(
+    **{f: getattr(VEHICLE_IN, f) for f in VehicleIn.__struct_fields__},
+    id=VehicleId(3),
+    created_at=CREATED,
+    updated_at=CREATED,
+)
+VEHICLE_PATCH: Final = VehiclePatch(capacity={"weight_kg": 750, "parcels": 120})
+
+DRIVER_IN: Final = DriverIn(
+    name="Mehmet Yilmaz", phone="+49 151 2345678", default_vehicle_id=VEHICLE.id
+)
+DRIVER: Final = Driver(
+    **{f: getattr(DRIVER_IN, f) for f in DriverIn.__struct_fields__},
+    id=DriverId(7),
+    created_at=CREATED,
+    updated_at=CREATED,
+)
+DRIVER_PATCH: Final = DriverPatch(phone="+49 151 7654321")
+DEVICE_IN: Final = DeviceIn(name="work phone")
+DEVICE_CREATED: Final = DeviceCreated(
+    device_id=DeviceId(11),
+    driver_id=DRIVER.id,
+    name="work phone",
+    token="lmd_Qk9ZcW5nLXRva2VuLXNob3duLW9uY2UtaW4tdGhpcw",  # noqa: S106 - an example
+    token_prefix="lmd_Qk9ZcW",  # noqa: S106 - an example
+)
+
+SHIFT_IN: Final = ShiftIn(
+    driver_id=DRIVER.id,
+    vehicle_id=VEHICLE.id,
+    day=DAY,
+    start_place=Place(depot_id=DEPOT.id),
+    working_window=TimeWindow(start=at(7), end=at(16)),
+    breaks=[Break(earliest_start=at(11), latest_start=at(13), duration_s=1800)],
+    max_duration_s=32_400,
+)
+SHIFT: Final = Shift(
+    **{f: getattr(SHIFT_IN, f) for f in ShiftIn.__struct_fields__},
+    id=ShiftId(5),
+    status="scheduled",
+    created_at=CREATED,
+    updated_at=CREATED,
+)
+SHIFT_PATCH: Final = ShiftPatch(working_window=TimeWindow(start=at(8), end=at(17)))
+CANCELLED_SHIFT: Final = replace(SHIFT, status="cancelled", updated_at=at(7, 10))
+
+DIMENSIONS: Final = Dimensions(dimensions=["weight_kg", "volume_l", "parcels"])
+
+ORDER_IN: Final = OrderIn(
+    external_ref="A-1001",
+    customer_name="Ada Lovelace",
+    phone="+49 30 9876543",
+    email="ada@example.org",
+    address="Torstraße 1, 10119 Berlin",
+    lat=52.5292,
+    lon=13.4013,
+    day=DAY,
+    time_windows=[TimeWindow(start=at(9), end=at(12))],
+    service_s=180,
+    size={"weight_kg": 4, "parcels": 1},
+    priority=1,
+    parcels=[Parcel(barcode="JJD000390007123456")],
+    notes="Ring twice; courtyard entrance.",
+)
+ORDER: Final = Order(
+    **{f: getattr(ORDER_IN, f) for f in OrderIn.__struct_fields__},
+    id=OrderId(42),
+    status="pending",
+    created_at=CREATED,
+    updated_at=CREATED,
+)
+ORDER_PATCH: Final = OrderPatch(time_windows=[TimeWindow(start=at(13), end=at(16))])
+CANCEL_IN: Final = CancelIn(reason="customer moved the delivery to next week")
+CANCELLED_ORDER: Final = replace(
+    ORDER,
+    status="cancelled",
+    cancel_reason=CANCEL_IN.reason,
+    cancelled_at=at(7, 10),
+    updated_at=at(7, 10),
+)
+IMPORT_CSV: Final = (
+    "ref,address,lat,lon,day,window_start,window_end,weight_kg\n"
+    "A-1001,Torstraße 1,52.5292,13.4013,2026-11-24,09:00,12:00,4\n"
+    "A-1002,Alexanderplatz 3,52.5219,13.4132,2026-11-24,13:00,16:00,2\n"
+)
+IMPORT_RESULT: Final = ImportResult(
+    rows=3,
+    created=[ImportedRow(line=2, external_ref="A-1002", order_id=OrderId(43))],
+    duplicates=[ImportedRow(line=1, external_ref="A-1001", order_id=OrderId(42))],
+    rejected=[
+        ImportProblem(line=4, field="lat", reason="expected a number <= 90.0, got 152.5"),
+    ],
+)
+
+PLAN_REQUEST: Final = PlanRequest(day=DAY, time_limit_s=30.0)
+PLAN_QUEUED: Final = PlanView(
+    id=PlanId(9), day=DAY, status="queued", progress=PlanProgress(), created_at=at(6, 45)
+)
+PLAN_DONE: Final = PlanView(
+    id=PlanId(9),
+    day=DAY,
+    status="done",
+    progress=PlanProgress(objective=5210.0, solutions_found=37, elapsed_s=30.0),
+    created_at=at(6, 45),
+    started_at=at(6, 45, 1),
+    finished_at=at(6, 45, 31),
+    outcome=PlanOutcome(
+        dimensions=["weight_kg", "volume_l", "parcels"],
+        routes=[
+            PlannedRoute(
+                shift_id=SHIFT.id,
+                driver_id=DRIVER.id,
+                vehicle_id=VEHICLE.id,
+                start=at(8, 40),
+                end=at(10, 5),
+                distance_m=6400,
+                duration_s=5100,
+                load=[4, 0, 1],
+                cost=52.3,
+                visits=[
+                    PlannedVisit(
+                        order_id=ORDER.id,
+                        order_ref="A-1001",
+                        arrival=at(9, 5),
+                        service_start=at(9, 5),
+                        departure=at(9, 8),
+                        load_after=[0, 0, 0],
+                        distance_from_previous_m=3200,
+                    )
+                ],
+            )
+        ],
+        unassigned=[],
+        objective=5210.0,
+        wall_time_s=30.0,
+        solutions_found=37,
+        search_status="ROUTING_SUCCESS",
+        search="iterated_local_search",
+    ),
+)
+DISPATCH_REQUEST: Final = DispatchRequest(shift_ids=[SHIFT.id])
+DISPATCH_RESULT: Final = DispatchResult(route_ids=[12], skipped_order_ids=[])
+
+STOP: Final = RouteStop(
+    id=StopId(31),
+    seq=1,
+    status="pending",
+    order_id=ORDER.id,
+    order_ref="A-1001",
+    customer_name="Ada Lovelace",
+    phone="+49 30 9876543",
+    address="Torstraße 1, 10119 Berlin",
+    lat=52.5292,
+    lon=13.4013,
+    windows=[Window(start=at(9), end=at(12))],
+    service_s=180,
+    barcodes=["JJD000390007123456"],
+    notes="Ring twice; courtyard entrance.",
+    planned_arrival=at(9, 5),
+    planned_departure=at(9, 8),
+)
+ROUTE: Final = RouteView(
+    id=RouteId(12),
+    plan_id=PLAN_DONE.id,
+    driver_id=DRIVER.id,
+    vehicle_id=VEHICLE.id,
+    shift_id=SHIFT.id,
+    day=DAY.isoformat(),
+    status="dispatched",
+    version=1,
+    planned_start=at(8, 40),
+    planned_end=at(10, 5),
+    distance_m=6400,
+    stops=[STOP],
+)
+FAIL_STOP: Final = FailStop(reason="nobody home; card left")
+INSERT_ORDER: Final = InsertOrder(order_id=43)
+MOVE_STOP: Final = MoveStop(route_id=RouteId(13))
+
+TRACKING_LINK: Final = TrackingLink(
+    order_id=ORDER.id,
+    token="dHJhY2stdGhpcy1vcmRlcg",  # noqa: S106 - an example
+    url="https://lastmile.example/t/dHJhY2stdGhpcy1vcmRlcg",
+    api="/v1/track/dHJhY2stdGhpcy1vcmRlcg",
+)
+TRACK_VIEW: Final = TrackView(
+    order_ref="A-1001",
+    status="en_route",
+    time_zone="Europe/Berlin",
+    address="Torstraße 1, 10119 Berlin",
+    lat=52.5292,
+    lon=13.4013,
+    requested=[Window(start=at(9), end=at(12))],
+    planned_arrival=at(9, 5),
+    estimate=ArrivalEstimate(
+        likely=at(9, 21), earliest=at(9, 15), latest=at(9, 30), as_of=at(9, 14, 6)
+    ),
+    stops_before=0,
+    driver=DriverSpot(lat=52.5208, lon=13.4094, heading_deg=90.0, time=at(9, 14, 5)),
+)

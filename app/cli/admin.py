@@ -1,0 +1,116 @@
+"""Administration: ``migrate``, and organisations, API keys, drivers and their devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from app.cli.base import main, services, settings_from, with_connection
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Bring the database schema up to date."""
+    settings = settings_from(ctx)
+    from store.migrate import current, upgrade
+
+    with services(settings, with_redis=False) as resolved:
+        upgrade(resolved.database_url or "")
+        click.echo(f"database at revision {current(resolved.database_url or '')}")
+
+
+@main.group()
+def org() -> None:
+    """Organisations."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA zone for local times.")
+@click.pass_context
+def org_create(ctx: click.Context, name: str, timezone: str) -> None:
+    """Create an organisation; prints its id."""
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        click.echo(await tenants.create_org(conn, name, timezone))
+
+    with_connection(ctx, go)
+
+
+@main.group()
+def apikey() -> None:
+    """API keys (shown once; only their hash is stored)."""
+
+
+@apikey.command("create")
+@click.option("--org", "org_id", type=int, required=True)
+@click.option("--role", type=click.Choice(["admin", "dispatcher", "integration"]), required=True)
+@click.option("--name", default="api key", show_default=True)
+@click.pass_context
+def apikey_create(ctx: click.Context, org_id: int, role: str, name: str) -> None:
+    """Create an API key; prints the key, which cannot be shown again."""
+    from app.auth import issue_api_key
+    from schemas.ids import OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        if not await tenants.org_exists(conn, OrgId(org_id)):
+            raise click.BadParameter(f"no organisation {org_id}", param_hint="--org")
+        click.echo(await issue_api_key(conn, OrgId(org_id), role=role, name=name))  # type: ignore[arg-type]
+
+    with_connection(ctx, go)
+
+
+@main.group()
+def driver() -> None:
+    """Drivers and their devices."""
+
+
+@driver.command("create")
+@click.option("--org", "org_id", type=int, required=True)
+@click.option("--name", required=True)
+@click.option("--phone")
+@click.option("--ref", "external_ref", help="Your own identifier for this driver.")
+@click.pass_context
+def driver_create(
+    ctx: click.Context, org_id: int, name: str, phone: str | None, external_ref: str | None
+) -> None:
+    """Create a driver with one device; prints the driver id and the device token."""
+    from app.auth import issue_device_token
+    from schemas.ids import OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        if not await tenants.org_exists(conn, OrgId(org_id)):
+            raise click.BadParameter(f"no organisation {org_id}", param_hint="--org")
+        driver_id = await tenants.create_driver(
+            conn, OrgId(org_id), name=name, phone=phone, external_ref=external_ref
+        )
+        issued = await issue_device_token(conn, OrgId(org_id), driver_id)
+        if issued is None:
+            raise click.ClickException(f"driver {driver_id} vanished while being created")
+        click.echo(f"driver {driver_id}\ndevice token {issued[1]}")
+
+    with_connection(ctx, go)
+
+
+@driver.command("add-device")
+@click.option("--org", "org_id", type=int, required=True)
+@click.option("--driver", "driver_id", type=int, required=True)
+@click.option("--name", default="phone", show_default=True)
+@click.pass_context
+def driver_add_device(ctx: click.Context, org_id: int, driver_id: int, name: str) -> None:
+    """Give a driver another device; prints its token."""
+    from app.auth import issue_device_token
+    from schemas.ids import DriverId, OrgId
+
+    async def go(conn: Any) -> None:
+        issued = await issue_device_token(conn, OrgId(org_id), DriverId(driver_id), name=name)
+        if issued is None:
+            raise click.BadParameter(f"no driver {driver_id} in organisation {org_id}")
+        click.echo(issued[1])
+
+    with_connection(ctx, go)

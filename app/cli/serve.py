@@ -1,0 +1,192 @@
+"""``lastmile serve`` (the API, the workers, embedded services, a demo) and ``lastmile worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import click
+
+from app.cli.base import main, run, services, settings_from
+from app.cli.simulate import (
+    quiet_simulator_clients,
+    require_simulator,
+    simulate_in_server,
+    simulation_banner,
+    simulation_setup,
+)
+from app.settings import Settings
+
+SIMULATION_STOP_TIMEOUT_S = 15.0
+"""How long Ctrl-C waits for the simulated drivers to stop and retire before the API stops."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [LASTMILE_HOST].")
+@click.option("--port", type=int, help="API port [LASTMILE_PORT, 8000].")
+@click.option("--osmand-port", type=int, help="OsmAnd listener port, 0 for none [5055].")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder [.lastmile].")
+@click.option("--workers/--no-workers", default=True, help="Run the workers as child processes.")
+@click.option("--demo/--no-demo", default=False, help="Create a demo organisation and print keys.")
+@click.option(
+    "--simulate/--no-simulate",
+    default=False,
+    help="Drive a simulated fleet (10 drivers, 100 orders, 10x speed) once the API is ready.",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    osmand_port: int | None,
+    data_dir: Path | None,
+    workers: bool,
+    demo: bool,
+    simulate: bool,
+) -> None:
+    """Run the API server and the workers on this machine (embedded services if no URLs)."""
+    if simulate:
+        require_simulator()
+    settings = settings_from(ctx, host=host, port=port, data_dir=data_dir)
+    if osmand_port is not None:
+        import msgspec
+
+        settings = msgspec.structs.replace(settings, osmand_port=osmand_port or None)
+    _enable_multiprocess_metrics(settings.data_dir)
+    from app import logs
+
+    logs.configure(settings.log_level, settings.log_format)
+    if simulate:
+        quiet_simulator_clients()
+    with services(settings) as resolved:
+        from store.migrate import upgrade
+
+        upgrade(resolved.database_url or "")
+        run(lambda: _serve(resolved, workers=workers, demo=demo, simulate=simulate))
+
+
+async def _serve(settings: Settings, *, workers: bool, demo: bool, simulate: bool = False) -> None:
+    from app.process.server import serve_api, stop_event_on_signals, tune_gc, worker_processes
+
+    stop = stop_event_on_signals()
+    banner = await _demo_banner(settings) if demo else ""
+    simulation = await simulation_setup(settings) if simulate else None
+    if simulation is not None:
+        banner += simulation_banner(settings, simulation)
+    # With a simulation, Ctrl-C first lets the simulated drivers stop and retire through the
+    # API, and only then stops the API.
+    api_stop = stop if simulation is None else asyncio.Event()
+    running: list[asyncio.Task[None]] = []
+
+    def ready() -> None:
+        click.echo(_where_to_look(settings) + banner, err=True)
+        if simulation is not None:
+            running.append(asyncio.create_task(simulate_in_server(simulation, stop)))
+
+    async def stop_api_after_simulation() -> None:
+        await stop.wait()
+        if running:
+            _, late = await asyncio.wait(running, timeout=SIMULATION_STOP_TIMEOUT_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        api_stop.set()
+
+    watcher = asyncio.create_task(stop_api_after_simulation()) if simulation else None
+    tune_gc()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if workers:
+                await stack.enter_async_context(worker_processes(settings, settings.workers))
+            await serve_api(settings, api_stop, on_ready=ready)
+    finally:
+        for task in (*running, *([watcher] if watcher else [])):
+            task.cancel()
+
+
+def _where_to_look(settings: Settings) -> str:
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        "lastmile is running.",
+        f"  API           {base}/v1/",
+        f"  readiness     {base}/readyz",
+        f"  metrics       {base}/metrics",
+        f"  driver socket {base.replace('http', 'ws', 1)}/v1/driver/ws",
+    ]
+    if settings.osmand_port:
+        lines.append(f"  OsmAnd        http://{settings.host}:{settings.osmand_port}/")
+    lines.append(f"  data folder   {settings.data_dir.resolve()}")
+    lines.append("Stop with Ctrl-C.")
+    return "\n".join(lines)
+
+
+async def _demo_banner(settings: Settings) -> str:
+    from app.auth import issue_api_key, issue_device_token
+    from store import tenants
+    from store.db import open_pool
+
+    pool = await open_pool(settings.database_url or "", max_size=1)
+    try:
+        async with pool.connection() as conn:
+            row = await (
+                await conn.execute("SELECT id FROM orgs WHERE name = 'Demo fleet' LIMIT 1")
+            ).fetchone()
+            org_id = row[0] if row else await tenants.create_org(conn, "Demo fleet")
+            drivers = await tenants.list_drivers(conn, org_id)
+            for n in range(len(drivers), 3):
+                await tenants.create_driver(conn, org_id, name=f"Demo driver {n + 1}")
+            drivers = await tenants.list_drivers(conn, org_id)
+            key = await issue_api_key(conn, org_id, role="dispatcher", name="demo dispatcher")
+            lines = ["", f"Demo organisation {org_id}: dispatcher key {key}"]
+            for driver_id, name in drivers:
+                issued = await issue_device_token(conn, org_id, driver_id)
+                token = issued[1] if issued else "(driver vanished)"
+                lines.append(f"  {name} (driver {driver_id}): device token {token}")
+    finally:
+        await pool.close()
+    base = f"http://{settings.host}:{settings.port}"
+    lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
+    lines.append(f"Dispatcher map: {base}/dispatch#key={key}")
+    return "\n".join(lines)
+
+
+def _enable_multiprocess_metrics(data_dir: Path) -> None:
+    """Let /metrics add up the worker processes' metrics (must run before any metric exists)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = data_dir.expanduser().resolve() / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["persist", "planner", "eta"]))
+@click.option("--consumer", help="Consumer name in the group [host-NAME-0].")
+@click.option("--metrics-port", type=int, help="Serve this worker's /metrics on this port.")
+@click.pass_context
+def worker(ctx: click.Context, name: str, consumer: str | None, metrics_port: int | None) -> None:
+    """Run one worker process (for scaling out: start as many as you need)."""
+    settings = settings_from(ctx)
+    from app import logs
+
+    logs.configure(settings.log_level, settings.log_format)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host)
+    if settings.database_url is None or settings.redis_url is None:
+        raise click.UsageError(
+            "a standalone worker needs LASTMILE_DATABASE_URL and LASTMILE_REDIS_URL"
+        )
+    from app.process.server import run_worker, stop_event_on_signals, tune_gc
+
+    async def go() -> None:
+        tune_gc()
+        await run_worker(settings, name, stop_event_on_signals(), consumer_name=consumer)
+
+    run(go)

@@ -1,0 +1,176 @@
+"""``lastmile simulate``: a simulated delivery day driven through a running server.
+
+``serve --simulate`` uses the same pieces to run one beside the API it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from typing import TYPE_CHECKING
+
+import click
+
+from app.cli.base import main, run, settings_from
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from simulator.simulation import SimulationConfig
+
+
+def require_simulator() -> None:
+    """The simulator speaks HTTP with httpx, which is installed with the dev extra."""
+    if importlib.util.find_spec("httpx") is None:
+        raise click.UsageError(
+            "the fleet simulator needs httpx: pip install 'lastmile[dev]' (or httpx alone)"
+        )
+
+
+def say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def quiet_simulator_clients() -> None:
+    """One log line per simulated request or socket would drown everything else."""
+    import logging
+
+    for name in ("httpx", "websockets.client"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def simulation_setup(settings: Settings) -> SimulationConfig:
+    """A fresh organisation and dispatcher key for this run's simulated fleet.
+
+    A fresh one per run, so that shifts of an earlier run that was killed never take orders.
+    """
+    from datetime import UTC, datetime
+
+    from app.auth import issue_api_key
+    from simulator.simulation import SimulationConfig, default_start
+    from store import tenants
+    from store.db import open_pool
+
+    start = default_start(datetime.now(UTC))
+    pool = await open_pool(settings.database_url or "", max_size=1)
+    try:
+        async with pool.connection() as conn:
+            org_id = await tenants.create_org(conn, f"Simulated fleet {start:%Y-%m-%d %H:%M}Z")
+            key = await issue_api_key(
+                conn, org_id, role="dispatcher", name="simulated fleet dispatcher"
+            )
+    finally:
+        await pool.close()
+    # The simulator runs in this process: it reaches the API on the loopback interface.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return SimulationConfig(url=f"http://{host}:{settings.port}", api_key=key, start=start)
+
+
+def simulation_banner(settings: Settings, config: SimulationConfig) -> str:
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    auth = f"-H 'Authorization: Bearer {config.api_key}'"
+    day = config.start.date() if config.start else "today"
+    return "\n".join(
+        [
+            "",
+            f"Simulated fleet: {config.drivers} drivers, {config.orders} orders on {day} "
+            f"(UTC), {config.speedup:g}x speed, in its own organisation.",
+            f"  dispatcher key  {config.api_key}",
+            f"  dispatcher map  {base}/dispatch#key={config.api_key}",
+            f"  routes          curl {auth} '{base}/v1/routes?day={day}'",
+            f"  live positions  curl {auth} {base}/v1/drivers/live",
+        ]
+    )
+
+
+async def simulate_in_server(config: SimulationConfig, stop: asyncio.Event) -> None:
+    """Run the simulation beside the API; a failure is reported and the server keeps serving."""
+    from simulator.simulation import simulate
+
+    try:
+        await simulate(config, say=say, stop=stop)
+    except Exception as exc:  # whatever went wrong, the server keeps serving
+        say(f"The simulation stopped: {exc!r}")
+
+
+@main.command("simulate")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The API.")
+@click.option("--api-key", required=True, help="An admin or dispatcher key (lmk_...).")
+@click.option("--drivers", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--orders", type=click.IntRange(1, 50_000), default=100, show_default=True)
+@click.option(
+    "--speedup",
+    type=click.FloatRange(0.01, 100_000),
+    default=10.0,
+    show_default=True,
+    help="Simulated seconds per wall-clock second.",
+)
+@click.option(
+    "--delay-share",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    help="Share of drivers caught in a jam.",
+)
+@click.option(
+    "--fail-share",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help="Share of orders whose customer is not home.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seeds orders and driving.")
+@click.option(
+    "--ping-interval-s",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="Simulated seconds between a driver's fixes.",
+)
+@click.pass_context
+def simulate_command(
+    ctx: click.Context,
+    url: str,
+    api_key: str,
+    drivers: int,
+    orders: int,
+    speedup: float,
+    delay_share: float,
+    fail_share: float,
+    seed: int,
+    ping_interval_s: float,
+) -> None:
+    """Drive a simulated delivery day through a running server (docs/simulator.md)."""
+    require_simulator()
+    settings = settings_from(ctx)
+    from app import logs
+
+    logs.configure(settings.log_level, settings.log_format)
+    quiet_simulator_clients()
+    import httpx
+
+    from simulator.fleet import ApiError
+    from simulator.simulation import SimulationConfig, simulate
+
+    try:
+        config = SimulationConfig(
+            url=url,
+            api_key=api_key,
+            drivers=drivers,
+            orders=orders,
+            speedup=speedup,
+            delay_share=delay_share,
+            fail_share=fail_share,
+            seed=seed,
+            ping_interval_s=ping_interval_s,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    from app.process.server import stop_event_on_signals
+
+    async def go() -> None:
+        await simulate(config, say=say, stop=stop_event_on_signals())
+
+    try:
+        run(go)
+    except (ApiError, httpx.HTTPError, OSError) as exc:
+        raise click.ClickException(f"the simulation stopped: {exc!r}") from None
