@@ -1,24 +1,40 @@
-"""Publishing what happened: domain events onto the ``events`` stream, route pushes to drivers.
+"""Publishing what happened: domain events onto the ``events`` stream, route pushes to drivers;
+and replaying an organisation's events to a screen that reconnects.
 
-Both are called after the change they describe is committed, so a consumer never sees an event
-for state it cannot read. Events are at-least-once for consumers (the stream and consumer
+Both writes are called after the change they describe is committed, so a consumer never sees an
+event for state it cannot read. Events are at-least-once for consumers (the stream and consumer
 groups); a route push is best-effort (pub/sub), which is why a driver app also receives its
 current route whenever it (re)connects and can fetch it with ``GET /v1/driver/route``.
+
+Every event but a moved arrival window is also appended to its organisation's own stream
+(:meth:`~realtime.streams.StreamNames.org_events`), whose entry ids are the ones dispatcher
+screens see. :func:`replay` reads only that stream, so a screen's replay costs its own events,
+never the other organisations', and is exact: it either sends every event after the screen's
+last one or says it cannot (too old, or too many) and sends none.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from realtime.streams import StreamNames
+from realtime.streams import EntryId, StreamNames, parse_entry_id
 from schemas.codecs import WS_SERVER_MSGPACK
 from schemas.driver_ws import RouteMessage
 from schemas.eta import EtaChanged
-from schemas.events import EVENT_ENCODER, DeliveryUpdate, Event, RouteDispatched
+from schemas.events import EVENT_DECODER, EVENT_ENCODER, DeliveryUpdate, Event, RouteDispatched
+from schemas.ids import OrgId
+from schemas.live import ReplayOutcome
 from schemas.route import RouteView
 
 EVENTS_MAXLEN = 1_000_000
 """Approximate cap of the events stream until its consumers trim it by acknowledgement."""
+ORG_EVENTS_MAXLEN = 20_000
+"""Approximate cap of each organisation's own events stream: it serves only replays, which
+stop at :data:`REPLAY_MAX_EVENTS`, so it keeps days of a large organisation's events."""
+REPLAY_MAX_EVENTS = 1_000
+"""The most events one reconnecting screen is sent; past that, its snapshot stands in for them
+(a few times a screen's live queue, :data:`realtime.hub.DEFAULT_MAX_QUEUE`)."""
 ROUTE_GENERATION_TTL_S = 7 * 86_400
 """How long a driver's route generation outlives its last change (the ETA worker's cache of a
 route lives minutes; a counter that expired just starts again and reads as a change)."""
@@ -37,19 +53,38 @@ async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
         if not isinstance(event, DeliveryUpdate)
         and (driver := getattr(event, "driver_id", None)) is not None
     }
+    # Each event also goes to its organisation's own stream (but for moved windows, which are
+    # never replayed): a reconnecting screen then reads only its own events, however busy the
+    # other organisations are. Written in the same round trip; the shared stream stays the
+    # one that notify, webhooks and analytics consume.
+    kept = [not is_window_change(event) for event in events]
     async with redis.pipeline(transaction=False) as pipe:
-        for payload in payloads:
+        for event, payload, own in zip(events, payloads, kept, strict=True):
             pipe.xadd(names.events, {"e": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
+            if own:
+                pipe.xadd(
+                    names.org_events(event.org_id),
+                    {"e": payload},
+                    maxlen=ORG_EVENTS_MAXLEN,
+                    approximate=True,
+                )
         for driver in changed:
             pipe.incr(names.route_generation(driver))
             pipe.expire(names.route_generation(driver), ROUTE_GENERATION_TTL_S)
-        ids = (await pipe.execute())[: len(payloads)]
-    # Live screens get ``entry id|event``: the id lets a reconnecting screen resume after it.
+        replies = iter(await pipe.execute())
+    ids: list[tuple[bytes, bytes]] = []  # per event: shared stream's id, own stream's (or shared)
+    for own in kept:
+        shared_id = next(replies)
+        ids.append((shared_id, next(replies) if own else shared_id))
+    # Live screens get ``entry id|event``. On an organisation's channel the id is the entry on
+    # its own stream, the one a reconnecting screen resumes after (``?since=``); tracking pages,
+    # which never resume by id, get the shared stream's.
     async with redis.pipeline(transaction=False) as pipe:
-        for event, entry_id, payload in zip(events, ids, payloads, strict=True):
-            message = _id(entry_id) + b"|" + payload
+        for event, (shared_id, own_id), payload in zip(events, ids, payloads, strict=True):
+            org_channel = names.org_events_channel(event.org_id)
             for channel in channels(names, event):
-                pipe.publish(channel, message)
+                entry_id = own_id if channel == org_channel else shared_id
+                pipe.publish(channel, _id(entry_id) + b"|" + payload)
             if isinstance(event, DeliveryUpdate) and isinstance(event.detail, EtaChanged):
                 # Dispatcher screens keep only the newest window per stop: ``stop|event``.
                 stop = str(event.detail.stop_id).encode()
@@ -88,6 +123,59 @@ def channels(names: StreamNames, event: Event) -> list[str]:
 
 def _id(entry_id: bytes | str) -> bytes:
     return entry_id if isinstance(entry_id, bytes) else entry_id.encode()
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a reconnecting screen is owed: the events after its last seen id, or why not.
+
+    ``outcome`` is ``"follows"`` when ``events`` are all of the organisation's events after the
+    id, oldest first (possibly none); ``"too_old"`` when some of them may no longer be kept (the
+    id is older than the stream's first entry, or the stream is gone); ``"too_many"`` when
+    there are more than the bound. In the last two cases ``events`` is empty and the caller's
+    fresh snapshot must stand in for them.
+    """
+
+    outcome: ReplayOutcome
+    events: list[tuple[str, Event]]
+
+
+async def replay(
+    redis: Any,
+    names: StreamNames,
+    org_id: OrgId,
+    since: EntryId,
+    limit: int = REPLAY_MAX_EVENTS,
+) -> Replay:
+    """The events of ``org_id`` after entry ``since`` of its own stream, at most ``limit``.
+
+    One atomic round trip reads the stream's first entry and up to ``limit + 1`` entries after
+    ``since``, so memory stays bounded and no trim can fall between the two reads. The caller
+    must have subscribed to the organisation's channel before calling, so that an event
+    appended after this read still reaches it there.
+    """
+    key = names.org_events(org_id)
+    after = f"({since[0]}-{since[1]}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xrange(key, count=1)
+        pipe.xrange(key, min=after, count=limit + 1)
+        first, entries = await pipe.execute()
+    # Trimming removes the oldest entries: if the screen's last one is at or after the first
+    # kept, everything after it is still here; before it, some may be gone unseen.
+    if not first or since < parse_entry_id(_text(first[0][0])):
+        return Replay(outcome="too_old", events=[])
+    if len(entries) > limit:
+        return Replay(outcome="too_many", events=[])
+    return Replay(
+        outcome="follows",
+        events=[
+            (_text(entry_id), EVENT_DECODER.decode(fields[b"e"])) for entry_id, fields in entries
+        ],
+    )
+
+
+def _text(entry_id: bytes | str) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
 async def push_route(redis: Any, names: StreamNames, route: RouteView) -> None:

@@ -81,6 +81,12 @@ class StreamNames:
         """The domain events stream."""
         return f"{self.prefix}events"
 
+    def org_events(self, org_id: OrgId) -> str:
+        """An organisation's own events stream: the events its dispatcher screens are sent one
+        by one (all but moved arrival windows), kept so that a reconnecting screen can be sent
+        exactly the ones it missed (``?since=``) without reading other organisations' events."""
+        return f"{self.prefix}org_events:{org_id}"
+
     @property
     def plans(self) -> str:
         """The stream of planning jobs."""
@@ -277,6 +283,27 @@ async def trim_consumed(redis: Any, stream: str, retention_s: float) -> int:
                 )
     removed: int = await redis.xtrim(stream, minid=f"{safe[0]}-{safe[1]}", approximate=False)
     return removed
+
+
+EntryId = tuple[int, int]
+"""A stream entry id, ``<ms>-<seq>``, as a pair that compares in stream order."""
+
+_MAX_ID_PART = 2**64 - 1
+
+
+def parse_entry_id(raw: str) -> EntryId:
+    """``<ms>-<seq>`` (two unsigned 64-bit numbers) as an :data:`EntryId`.
+
+    Raises ValueError saying what was expected and what came, so a client's id is checked
+    before it reaches Redis (which would answer "Invalid stream ID").
+    """
+    ms, dash, seq = raw.partition("-")
+    if not (dash and ms.isdigit() and seq.isdigit() and ms.isascii() and seq.isascii()):
+        raise ValueError(f"expected a stream entry id <ms>-<seq>, got {raw[:40]!r}")
+    parsed = int(ms), int(seq)
+    if max(parsed) > _MAX_ID_PART:
+        raise ValueError(f"expected numbers below 2**64 in <ms>-<seq>, got {raw[:40]!r}")
+    return parsed
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:

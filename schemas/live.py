@@ -4,12 +4,14 @@ Server → client only. ``snapshot`` comes first on every connection; then ``pos
 newest position of each driver that moved since the last such message — coalesced, so a slow
 screen skips intermediate positions), ``windows`` (moved arrival windows, coalesced per stop the
 same way) and ``event`` (every other domain event of the organisation, in order, with the
-events-stream ``id`` a reconnecting screen passes as ``?since=`` to replay what it missed).
+``id`` of its entry on the organisation's events stream, which a reconnecting screen passes as
+``?since=`` to replay what it missed; the snapshot's ``replay`` says whether it was).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
@@ -17,6 +19,10 @@ from schemas.eta import ArrivalWindow, EtaChanged
 from schemas.events import Event
 from schemas.ping import LivePosition
 from schemas.route import RouteView
+
+
+ReplayOutcome = Literal["follows", "too_old", "too_many"]
+"""What became of a reconnecting screen's ``?since=``: see :attr:`Snapshot.replay`."""
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="snapshot"):
@@ -31,6 +37,11 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=
     drivers: list[LivePosition]
     routes: list[RouteView]
     windows: list[ArrivalWindow] = []
+    replay: ReplayOutcome | None = None
+    """What became of ``?since=``: ``None`` when none was given; ``"follows"`` when every event
+    after it comes next, as ``event`` messages (possibly none); ``"too_old"`` when some of them
+    are no longer kept, ``"too_many"`` when there are more than a screen is sent at once — then
+    none are replayed, and this snapshot stands in for them."""
 
 
 class Positions(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="positions"):
@@ -40,7 +51,7 @@ class Positions(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
 
 
 class EventMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="event"):
-    """One domain event, with its id on the events stream."""
+    """One domain event, with its entry id on the organisation's events stream."""
 
     id: str
     event: Event
@@ -50,7 +61,7 @@ class WindowChanges(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
     """Stops whose arrival window moved: the newest ``eta_changed`` of each since the last such
     message. Coalesced per stop like positions, so a slow screen skips intermediate windows
     instead of falling behind on them; they carry no stream id (a reconnecting screen gets the
-    current windows in its snapshot, and ``?since=`` still replays them as events)."""
+    current windows in its snapshot, and ``?since=`` does not replay them)."""
 
     changes: list[EtaChanged]
 

@@ -92,9 +92,31 @@ async def test_events_arrive_in_order_and_a_reconnect_resumes_after_the_last_see
     }
     await emit(redis, names, cancelled(2), cancelled(3))
     async with websockets.connect(f"{url}&since={first['id']}") as socket:
-        await receive(socket, "snapshot")
+        assert (await receive(socket, "snapshot"))["replay"] == "follows"
         replayed = [await receive(socket, "event") for _ in range(2)]
     assert [e["event"]["order_id"] for e in replayed] == [2, 3]
+
+
+async def test_a_gap_older_than_the_kept_events_gets_a_snapshot_that_says_so(
+    server: LiveServer, tenant: Tenant, redis: Redis
+) -> None:
+    """When the events after ``?since=`` may have been trimmed, the snapshot is flagged
+    ``too_old`` and none are replayed: the next event is the next live one."""
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    await emit(
+        redis,
+        names,
+        *(OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=n) for n in range(5)),
+    )
+    [(oldest, _)] = await redis.xrange(names.org_events(tenant.org_id), count=1)
+    await redis.xtrim(names.org_events(tenant.org_id), maxlen=2, approximate=False)
+    url = f"{server.ws_url}/v1/live/ws?token={tenant.api_key}&since={oldest.decode()}"
+    async with websockets.connect(url) as socket:
+        assert (await receive(socket, "snapshot"))["replay"] == "too_old"
+        await emit(
+            redis, names, OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=9)
+        )
+        assert (await receive(socket, "event"))["event"]["order_id"] == 9
 
 
 def moved(tenant: Tenant, stop_id: int, likely_s: int) -> DeliveryUpdate:
@@ -165,10 +187,12 @@ async def test_moved_windows_are_coalesced_per_stop_and_never_cut_a_screen_off(
 
 
 async def test_a_bad_area_or_key_closes_with_a_reason(server: LiveServer, tenant: Tenant) -> None:
-    """A malformed bbox or day closes with 4400 and an unknown key with 4401, with a reason."""
+    """A malformed bbox, day or resume id closes with 4400 and an unknown key with 4401, with a
+    reason."""
     cases = (
         (f"token={tenant.api_key}&bbox=1,2,3", 4400),
         (f"token={tenant.api_key}&day=tomorrow", 4400),
+        (f"token={tenant.api_key}&since=1700000000000-0-0", 4400),
         ("token=lmk_nope", 4401),
     )
     for query, code in cases:
@@ -178,6 +202,35 @@ async def test_a_bad_area_or_key_closes_with_a_reason(server: LiveServer, tenant
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == code
         assert closed.value.rcvd.reason
+
+
+async def test_a_long_bad_area_closes_with_a_reason_a_close_frame_can_carry(
+    server: LiveServer, tenant: Tenant
+) -> None:
+    """A kilobyte-long malformed bbox still closes with 4400 and a reason of at most 123 bytes."""
+    url = f"{server.ws_url}/v1/live/ws?token={tenant.api_key}&bbox={'1,' * 600}x"
+    async with websockets.connect(url) as socket:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await socket.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4400
+    assert closed.value.rcvd.reason.startswith("bbox")
+    assert len(closed.value.rcvd.reason.encode()) <= 123
+
+
+async def test_an_invalid_resume_id_closes_before_anything_is_sent(
+    server: LiveServer, tenant: Tenant
+) -> None:
+    """A ``?since=`` that is no stream id closes with 4400 naming it, before any snapshot."""
+    url = f"{server.ws_url}/v1/live/ws?token={tenant.api_key}&since=yesterday"
+    async with websockets.connect(url) as socket:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await socket.recv()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        4400,
+        "since: expected a stream entry id <ms>-<seq>, got 'yesterday'",
+    )
 
 
 @pytest.mark.usefixtures("planner")
