@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 
 PREFIX = "LASTMILE_"
+
+WorkerName = Literal["persist", "planner", "eta"]
+"""The workers there are: the one declaration that settings, ``serve`` and ``worker`` read."""
+WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 
 
 class SettingsError(ValueError):
@@ -51,14 +55,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ping_max_age_s: PositiveFloat = 7 * 86400.0
     stream_retention_s: PositiveFloat = 3600.0
     persist_batch: Positive = 200
-    persist_block_ms: Positive = 1000
+    """Stream entries per shard the persist worker reads at once."""
+    eta_batch: Positive = 200
+    """Stream entries per shard the ETA worker reads at once."""
+    worker_block_ms: Positive = 1000
+    """How long any worker's read waits for new entries."""
     persist_linger_s: Annotated[float, Meta(ge=0, le=10)] = 0.1
     """The persist worker's pause after a small batch: fewer, larger COPYs at a steady load."""
     claim_idle_ms: Positive = 30_000
     partition_days_ahead: Annotated[int, Meta(ge=1, le=60)] = 3
     auth_cache_ttl_s: Annotated[float, Meta(ge=0)] = 30.0
     db_pool_max: Annotated[int, Meta(ge=1, le=200)] = 10
-    workers: tuple[str, ...] = ("persist", "planner", "eta")
+    workers: tuple[WorkerName, ...] = WORKER_NAMES
     travel_speed_mps: PositiveFloat = 8.0
     circuity: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.3
     osrm_url: str | None = None

@@ -90,7 +90,7 @@ def settings(
         redis_prefix=f"test-{secrets.token_hex(4)}:",
         ping_shards=2,
         claim_idle_ms=300,
-        persist_block_ms=100,
+        worker_block_ms=100,
         persist_batch=50,
         auth_cache_ttl_s=0.5,
         warm_solver=False,  # most test servers never re-optimise: no process for them

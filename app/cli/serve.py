@@ -18,7 +18,7 @@ from app.cli.simulate import (
     simulation_banner,
     simulation_setup,
 )
-from app.settings import Settings
+from app.settings import WORKER_NAMES, Settings
 
 SIMULATION_STOP_TIMEOUT_S = 15.0
 """How long Ctrl-C waits for the simulated drivers to stop and retire before the API stops."""
@@ -165,7 +165,7 @@ def _enable_multiprocess_metrics(data_dir: Path) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["persist", "planner", "eta"]))
+@click.argument("name", type=click.Choice(WORKER_NAMES))
 @click.option("--consumer", help="Consumer name in the group [host-NAME-0].")
 @click.option("--metrics-port", type=int, help="Serve this worker's /metrics on this port.")
 @click.pass_context

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from app.main import create_app, create_osmand_app
 from app.resources import live_provider, matrix_provider, open_resources, stream_names
-from app.settings import Settings
+from app.settings import WORKER_NAMES, Settings
 from realtime.streams import trim_consumed
 from workers.eta import EtaConsumer
 from workers.lease import Leases, ShardKeeper, holder_name
@@ -35,7 +35,6 @@ from workers.runner import Runner, RunnerConfig
 
 log = structlog.get_logger(__name__)
 
-WORKERS = ("persist", "planner", "eta")
 WORKER_STOP_TIMEOUT_S = 15.0
 
 
@@ -140,20 +139,20 @@ async def run_worker(
     """Run worker ``name`` until ``stop`` is set."""
     if settings.database_url is None or settings.redis_url is None:
         raise ValueError("a worker needs LASTMILE_DATABASE_URL and LASTMILE_REDIS_URL")
-    if name not in WORKERS:
-        raise ValueError(f"expected a worker name in {', '.join(WORKERS)}, got {name!r}")
+    if name not in WORKER_NAMES:
+        raise ValueError(f"expected a worker name in {', '.join(WORKER_NAMES)}, got {name!r}")
     names = stream_names(settings)
     redis = Redis.from_url(settings.redis_url)
     base = RunnerConfig(
         consumer_name=consumer_name or worker_consumer_name(name),
-        block_ms=settings.persist_block_ms,
+        block_ms=settings.worker_block_ms,
         claim_idle_ms=settings.claim_idle_ms,
         dead_letter_stream=f"{settings.redis_prefix}dead",
     )
     consumer: PersistConsumer | PlannerConsumer
     if name == "eta":
         try:
-            config = dataclasses.replace(base, batch_entries=settings.persist_batch)
+            config = dataclasses.replace(base, batch_entries=settings.eta_batch)
             await _run_eta(settings, settings.database_url, redis, config, stop)
         finally:
             await redis.aclose()

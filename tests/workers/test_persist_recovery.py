@@ -30,7 +30,7 @@ async def start_worker(settings: Settings, consumer: str) -> asyncio.subprocess.
         "LASTMILE_PING_SHARDS": str(settings.ping_shards),
         "LASTMILE_CLAIM_IDLE_MS": "300",
         "LASTMILE_PERSIST_BATCH": "2",
-        "LASTMILE_PERSIST_BLOCK_MS": "100",
+        "LASTMILE_WORKER_BLOCK_MS": "100",
         "LASTMILE_LOG_LEVEL": "warning",
     }
     return await asyncio.create_subprocess_exec(
