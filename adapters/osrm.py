@@ -9,11 +9,10 @@ the solver itself does no I/O.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from collections import OrderedDict
 from collections.abc import Sequence
+
+import httpx
+from cachetools import LRUCache
 
 from schemas.planning import Location
 from solver.errors import MatrixError
@@ -30,14 +29,15 @@ class OsrmProvider:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[Location, ...], TravelMatrix] = OrderedDict()
+        # One connection pool per provider: a plan asks for many tables in a row.
+        self._client = httpx.Client(timeout=timeout_s)
+        self._cache: LRUCache[tuple[Location, ...], TravelMatrix] = LRUCache(maxsize=cache_size)
 
     def matrix(self, points: Sequence[Location], *, depart_epoch_s: int) -> TravelMatrix:
         """Distances and durations between every pair of ``points`` (geographic only)."""
         key = tuple(points)
         cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             return cached
         if len(points) > MAX_POINTS:
             raise MatrixError(f"expected at most {MAX_POINTS} points for OSRM, got {len(points)}")
@@ -46,12 +46,14 @@ class OsrmProvider:
             if p.lat is None or p.lon is None:
                 raise MatrixError(f"expected geographic points for OSRM, got planar at index {i}")
             coords.append(f"{p.lon:.6f},{p.lat:.6f}")
-        url = f"{self.base_url}/table/v1/driving/{';'.join(coords)}?annotations=duration,distance"
+        url = f"{self.base_url}/table/v1/driving/{';'.join(coords)}"
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as reply:  # noqa: S310
-                body = json.loads(reply.read())
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
+            reply = self._client.get(url, params={"annotations": "duration,distance"})
+            body = reply.json()
+        except (httpx.HTTPError, ValueError) as exc:
             raise MatrixError(f"the OSRM table service at {self.base_url} failed: {exc}") from exc
+        if not isinstance(body, dict):
+            raise MatrixError(f"OSRM answered {reply.status_code} with no table")
         if body.get("code") != "Ok":
             raise MatrixError(f"OSRM answered {body.get('code')}: {body.get('message', '')}")
         matrix = TravelMatrix(
@@ -59,8 +61,6 @@ class OsrmProvider:
             duration_s=[[_whole(v) for v in row] for row in body["durations"]],
         )
         self._cache[key] = matrix
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
         return matrix
 
 

@@ -13,11 +13,10 @@ import binascii
 import hashlib
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
+from cachetools import TLRUCache
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import HTTPConnection
@@ -58,23 +57,26 @@ ORDER_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
 ADMINS: Final[tuple[Role, ...]] = ("admin",)
 
 
-@dataclass
+_UNCACHED: Final = object()
+
+
 class _Cache(Generic[P]):
-    ttl_s: float
-    max_entries: int = 100_000
-    _entries: OrderedDict[bytes, tuple[float, P | None]] = field(default_factory=OrderedDict)
+    """Principals by token hash for ``ttl_s`` (unknown tokens for at most NEGATIVE_TTL_S)."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
+        def expiry(key: bytes, value: P | None, now: float) -> float:
+            return now + (ttl_s if value is not None else min(ttl_s, NEGATIVE_TTL_S))
+
+        self._entries: TLRUCache[bytes, P | None] = TLRUCache(
+            maxsize=max_entries, ttu=expiry, timer=time.monotonic
+        )
 
     async def get(self, key: bytes, load: Callable[[], Awaitable[P | None]]) -> P | None:
-        now = time.monotonic()
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit = self._entries.get(key, _UNCACHED)
+        if hit is not _UNCACHED:
+            return hit  # type: ignore[return-value]
         value = await load()
-        ttl = self.ttl_s if value is not None else min(self.ttl_s, NEGATIVE_TTL_S)
-        self._entries[key] = (now + ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._entries[key] = value
         return value
 
 

@@ -19,12 +19,12 @@ A provider that must do I/O does it before the solver runs and hands over a
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 import numpy as np
+from cachetools import LRUCache
 from numpy.typing import NDArray
 
 from schemas.planning import Location
@@ -158,7 +158,9 @@ class GreatCircleProvider:
         self.circuity = circuity
         self.max_cached_pairs = max_cached_pairs
         self.cache_stats = CacheStats()
-        self._cache: OrderedDict[tuple[Location, Location], float] = OrderedDict()
+        self._cache: LRUCache[tuple[Location, Location], float] = LRUCache(
+            maxsize=max(max_cached_pairs, 1)
+        )
 
     def matrix(self, points: Sequence[Location], *, depart_epoch_s: int) -> TravelMatrix:
         """Return the travel matrix over ``points``, which must all be geographic."""
@@ -214,7 +216,6 @@ class GreatCircleProvider:
                     missing_i.append(i)
                     missing_j.append(j)
                 else:
-                    self._cache.move_to_end((a, b))
                     out[i, j] = cached
         self.cache_stats.hits += n * (n - 1) - len(missing_i)
         self.cache_stats.misses += len(missing_i)
@@ -225,8 +226,6 @@ class GreatCircleProvider:
             out[mi, mj] = computed
             for i, j, d in zip(missing_i, missing_j, computed.tolist(), strict=True):
                 self._cache[(unique[i], unique[j])] = d
-            while len(self._cache) > self.max_cached_pairs:
-                self._cache.popitem(last=False)
         return out
 
 
