@@ -53,7 +53,7 @@ from schemas.eta import (
     TrackerState,
 )
 from schemas.ids import DriverId, RouteId, StopId
-from schemas.planning import Location, TimeWindow
+from schemas.planning import Location, PlanningTimeWindow
 from solver.eta import update
 from solver.instance import Window
 from solver.matrix import ConstantSpeed, GreatCircleProvider
@@ -206,7 +206,7 @@ def driver_day(rng: random.Random, day: int, driver: int, n_stops: int, noise: N
                 stop_id=StopId(driver * 100 + k),
                 order_id=driver * 100 + k,
                 location=_loc(p),
-                time_windows=[TimeWindow(start_epoch_s=a, end_epoch_s=b) for a, b in win],
+                time_windows=[PlanningTimeWindow(start_epoch_s=a, end_epoch_s=b) for a, b in win],
                 service_s=service_s,
                 planned_arrival_epoch_s=round(arrival),
             )

@@ -21,16 +21,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from schemas.planning import (
-    Break,
-    Depot,
     DepotRef,
     Location,
-    Order,
     OrderRef,
+    PlanningBreak,
+    PlanningDepot,
     PlanningOptions,
+    PlanningOrder,
     PlanningProblem,
-    TimeWindow,
-    Vehicle,
+    PlanningTimeWindow,
+    PlanningVehicle,
     VehicleRef,
 )
 from solver.matrix import ConstantSpeed, GreatCircleProvider
@@ -56,19 +56,19 @@ def synthetic_day(
         lon = CENTRE[1] + (r * math.sin(theta)) / (111_195.0 * math.cos(math.radians(CENTRE[0])))
         return Location(lat=round(lat, 6), lon=round(lon, 6))
 
-    depots = [Depot(ref=DepotRef(f"depot-{k}"), location=around(6_000.0)) for k in range(2)]
-    lunch = Break(
-        window=TimeWindow(start_epoch_s=DAY + 11 * HOUR, end_epoch_s=DAY + 13 * HOUR),
+    depots = [PlanningDepot(ref=DepotRef(f"depot-{k}"), location=around(6_000.0)) for k in range(2)]
+    lunch = PlanningBreak(
+        window=PlanningTimeWindow(start_epoch_s=DAY + 11 * HOUR, end_epoch_s=DAY + 13 * HOUR),
         duration_s=30 * 60,
     )
     vehicles = []
     for v in range(n_vehicles):
         small = v % 5 == 4
         vehicles.append(
-            Vehicle(
+            PlanningVehicle(
                 ref=VehicleRef(f"van-{v:02d}"),
                 start_depot=depots[v % 2].ref,
-                shift=TimeWindow(start_epoch_s=DAY + 7 * HOUR, end_epoch_s=DAY + 18 * HOUR),
+                shift=PlanningTimeWindow(start_epoch_s=DAY + 7 * HOUR, end_epoch_s=DAY + 18 * HOUR),
                 breaks=[lunch],
                 max_duration_s=9 * HOUR,
                 capacity=[300, 60] if small else [1_000, 150],
@@ -83,10 +83,10 @@ def synthetic_day(
         windows = []
         if rng.random() < 0.4:
             start = DAY + rng.randrange(8, 16) * HOUR
-            windows = [TimeWindow(start_epoch_s=start, end_epoch_s=start + 2 * HOUR)]
+            windows = [PlanningTimeWindow(start_epoch_s=start, end_epoch_s=start + 2 * HOUR)]
         roll = rng.random()
         orders.append(
-            Order(
+            PlanningOrder(
                 ref=OrderRef(f"order-{k:04d}"),
                 location=around(RADIUS_M),
                 time_windows=windows,

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from schemas.planning import Location, Order, OrderRef, TimeWindow, VehicleRef
+from schemas.planning import Location, OrderRef, PlanningOrder, PlanningTimeWindow, VehicleRef
 from schemas.reoptimize import Insertion, RemainingStop, RunningRoute
 from solver.matrix import ConstantSpeed, GreatCircleProvider, TravelMatrix
 from solver.reoptimize import cheapest_insertion, resequence, retime
@@ -103,17 +103,17 @@ def running_day(seed: int, n_drivers: int, n_stops: int) -> list[RunningRoute]:
     return routes
 
 
-def urgent_orders(seed: int, n_orders: int) -> list[Order]:
+def urgent_orders(seed: int, n_orders: int) -> list[PlanningOrder]:
     """Urgent orders anywhere in the city; half due within three hours, one in ten cold."""
     rng = random.Random(seed + 1)
-    orders: list[Order] = []
+    orders: list[PlanningOrder] = []
     for k in range(n_orders):
         windows = []
         if rng.random() < 0.5:
             start = NOW + rng.randrange(0, 3_600, 300)
-            windows = [TimeWindow(start_epoch_s=start, end_epoch_s=start + 2 * HOUR)]
+            windows = [PlanningTimeWindow(start_epoch_s=start, end_epoch_s=start + 2 * HOUR)]
         orders.append(
-            Order(
+            PlanningOrder(
                 ref=OrderRef(f"urgent-{k:02d}"),
                 location=_around(rng, RADIUS_M, (0.0, 2.0 * math.pi)),
                 time_windows=windows,
@@ -222,9 +222,9 @@ def _nearest_first(start: Location, points: list[Location]) -> list[Location]:
     return ordered
 
 
-def _window_around(rng: random.Random, arrival_epoch_s: int) -> TimeWindow:
+def _window_around(rng: random.Random, arrival_epoch_s: int) -> PlanningTimeWindow:
     start = arrival_epoch_s - rng.randrange(0, 3_600, 300)
-    return TimeWindow(start_epoch_s=start, end_epoch_s=start + 2 * HOUR)
+    return PlanningTimeWindow(start_epoch_s=start, end_epoch_s=start + 2 * HOUR)
 
 
 if __name__ == "__main__":

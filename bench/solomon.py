@@ -32,15 +32,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from schemas.planning import (
-    Depot,
     DepotRef,
     Location,
-    Order,
     OrderRef,
+    PlanningDepot,
     PlanningOptions,
+    PlanningOrder,
     PlanningProblem,
-    TimeWindow,
-    Vehicle,
+    PlanningTimeWindow,
+    PlanningVehicle,
     VehicleRef,
 )
 from solver.matrix import EuclideanProvider
@@ -161,12 +161,14 @@ def to_problem(inst: SolomonInstance, time_limit_s: float) -> PlanningProblem:
     def at(i: int) -> Location:
         return Location(x_m=float(SCALE * inst.x[i]), y_m=float(SCALE * inst.y[i]))
 
-    horizon = TimeWindow(start_epoch_s=SCALE * inst.ready[0], end_epoch_s=SCALE * inst.due[0])
+    horizon = PlanningTimeWindow(
+        start_epoch_s=SCALE * inst.ready[0], end_epoch_s=SCALE * inst.due[0]
+    )
     return PlanningProblem(
         dimensions=["demand"],
-        depots=[Depot(ref=DepotRef("depot"), location=at(0))],
+        depots=[PlanningDepot(ref=DepotRef("depot"), location=at(0))],
         vehicles=[
-            Vehicle(
+            PlanningVehicle(
                 ref=VehicleRef(f"v{v}"),
                 start_depot=DepotRef("depot"),
                 shift=horizon,
@@ -176,11 +178,13 @@ def to_problem(inst: SolomonInstance, time_limit_s: float) -> PlanningProblem:
             for v in range(inst.fleet)
         ],
         orders=[
-            Order(
+            PlanningOrder(
                 ref=OrderRef(str(c)),
                 location=at(c),
                 time_windows=[
-                    TimeWindow(start_epoch_s=SCALE * inst.ready[c], end_epoch_s=SCALE * inst.due[c])
+                    PlanningTimeWindow(
+                        start_epoch_s=SCALE * inst.ready[c], end_epoch_s=SCALE * inst.due[c]
+                    )
                 ],
                 service_s=SCALE * inst.service[c],
                 size=[inst.demand[c]],

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from app.process.solver_pool import SolverPool
 from app.settings import Settings
-from schemas.planning import Location, OrderRef, TimeWindow, VehicleRef
+from schemas.planning import Location, OrderRef, PlanningTimeWindow, VehicleRef
 from schemas.reoptimize import RemainingStop, RunningRoute
 from solver.matrix import GreatCircleProvider
 from solver.resequence import resequence
@@ -37,7 +37,9 @@ def late_route(stops: int, seed: int) -> RunningRoute:
                 lat=52.52 + rng.uniform(-0.05, 0.05), lon=13.405 + rng.uniform(-0.08, 0.08)
             ),
             time_windows=[
-                TimeWindow(start_epoch_s=START_S, end_epoch_s=START_S + rng.randint(2_000, 20_000))
+                PlanningTimeWindow(
+                    start_epoch_s=START_S, end_epoch_s=START_S + rng.randint(2_000, 20_000)
+                )
             ],
             service_s=120,
         )

@@ -29,7 +29,7 @@ import msgspec
 from msgspec import Meta
 
 from schemas.ids import DriverId, RouteId, StopId
-from schemas.planning import DurationS, EpochS, Location, TimeWindow
+from schemas.planning import DurationS, EpochS, Location, PlanningTimeWindow
 
 TrackStatus = Literal["pending", "arrived", "departed", "completed", "skipped"]
 """Where a stop stands as far as the tracker knows.
@@ -57,7 +57,7 @@ class EtaStop(msgspec.Struct, frozen=True, kw_only=True):
     stop_id: StopId
     order_id: int
     location: Location
-    time_windows: list[TimeWindow] = []
+    time_windows: list[PlanningTimeWindow] = []
     service_s: DurationS = 0
     planned_arrival_epoch_s: EpochS
 

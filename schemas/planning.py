@@ -81,32 +81,32 @@ class Location(msgspec.Struct, frozen=True, kw_only=True):
         return self.lat is not None
 
 
-class TimeWindow(msgspec.Struct, frozen=True, kw_only=True):
+class PlanningTimeWindow(msgspec.Struct, frozen=True, kw_only=True):
     """A closed interval of instants, ``start_epoch_s <= t <= end_epoch_s``."""
 
     start_epoch_s: EpochS
     end_epoch_s: EpochS
 
 
-class Depot(msgspec.Struct, frozen=True, kw_only=True):
+class PlanningDepot(msgspec.Struct, frozen=True, kw_only=True):
     """A place where vehicles load and where their shifts start or end."""
 
     ref: DepotRef
     location: Location
 
 
-class Break(msgspec.Struct, frozen=True, kw_only=True):
+class PlanningBreak(msgspec.Struct, frozen=True, kw_only=True):
     """A rest the driver must take: it starts inside ``window`` and lasts ``duration_s``.
 
     A break never interrupts a stop's service; it is taken while waiting or between two stops,
     or before the first or after the last stop of the route.
     """
 
-    window: TimeWindow
+    window: PlanningTimeWindow
     duration_s: DurationS
 
 
-class Vehicle(msgspec.Struct, frozen=True, kw_only=True):
+class PlanningVehicle(msgspec.Struct, frozen=True, kw_only=True):
     """One vehicle with its driver's shift for the planning day.
 
     The route leaves ``start_depot`` no earlier than ``shift.start_epoch_s`` and is back at
@@ -120,8 +120,8 @@ class Vehicle(msgspec.Struct, frozen=True, kw_only=True):
     ref: VehicleRef
     start_depot: DepotRef
     end_depot: DepotRef | None = None
-    shift: TimeWindow
-    breaks: list[Break] = []
+    shift: PlanningTimeWindow
+    breaks: list[PlanningBreak] = []
     max_duration_s: DurationS | None = None
     capacity: list[Amount] = []
     skills: frozenset[str] = frozenset()
@@ -130,7 +130,7 @@ class Vehicle(msgspec.Struct, frozen=True, kw_only=True):
     cost_per_hour: Cost = 0.0
 
 
-class Order(msgspec.Struct, frozen=True, kw_only=True):
+class PlanningOrder(msgspec.Struct, frozen=True, kw_only=True):
     """A delivery to make at ``location``.
 
     Service starts inside one of ``time_windows`` (anywhere in the shift when the list is empty)
@@ -142,7 +142,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
 
     ref: OrderRef
     location: Location
-    time_windows: list[TimeWindow] = []
+    time_windows: list[PlanningTimeWindow] = []
     service_s: DurationS = 0
     size: list[Amount] = []
     priority: Annotated[int, Meta(ge=0)] = 0
@@ -170,9 +170,9 @@ class PlanningProblem(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the solver needs to plan one day: where, who, what, and how hard to try."""
 
     dimensions: list[str] = []
-    depots: list[Depot]
-    vehicles: list[Vehicle]
-    orders: list[Order]
+    depots: list[PlanningDepot]
+    vehicles: list[PlanningVehicle]
+    orders: list[PlanningOrder]
     options: PlanningOptions = PlanningOptions()
 
 

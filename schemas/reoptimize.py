@@ -39,7 +39,7 @@ from schemas.planning import (
     EpochS,
     Location,
     OrderRef,
-    TimeWindow,
+    PlanningTimeWindow,
     VehicleRef,
 )
 
@@ -66,7 +66,7 @@ class RemainingStop(msgspec.Struct, frozen=True, kw_only=True):
 
     order_ref: OrderRef
     location: Location
-    time_windows: list[TimeWindow] = []
+    time_windows: list[PlanningTimeWindow] = []
     service_s: DurationS = 0
     size: list[Amount] = []
     required_skills: frozenset[str] = frozenset()
@@ -80,7 +80,7 @@ class RunningRoute(msgspec.Struct, frozen=True, kw_only=True):
     ``route_start_epoch_s``; it must reach ``end_location`` by :attr:`latest_end_epoch_s`.
 
     **Capacity — a known simplification.** ``capacity`` is the vehicle's full capacity (as in
-    :attr:`schemas.planning.Vehicle.capacity`), not what is left of it. What is on board is
+    :attr:`schemas.planning.PlanningVehicle.capacity`), not what is left of it. What is on board is
     taken to be exactly the sizes of the remaining stops, so an order fits when the remaining
     stops' sizes plus its own fit ``capacity`` in every dimension. This assumes the goods of an
     inserted order can be loaded onto the vehicle (handed over on the way, or already aboard)

@@ -59,7 +59,7 @@ from schemas.eta import (
 )
 from schemas.ids import StopId
 from schemas.ping import Ping
-from schemas.planning import Location, TimeWindow
+from schemas.planning import Location, PlanningTimeWindow
 from schemas.route import RouteView
 from solver.arrival import (
     Detection,
@@ -114,7 +114,7 @@ def route_from_view(view: RouteView) -> EtaRoute:
                 order_id=s.order_id,
                 location=Location(lat=s.lat, lon=s.lon),
                 time_windows=[
-                    TimeWindow(
+                    PlanningTimeWindow(
                         start_epoch_s=math.floor(w.start.timestamp()),
                         end_epoch_s=math.floor(w.end.timestamp()),
                     )

@@ -29,7 +29,7 @@ from typing import Literal
 
 import msgspec
 
-from schemas.planning import Order, OrderRef
+from schemas.planning import OrderRef, PlanningOrder
 from schemas.reoptimize import (
     Insertion,
     RemainingStop,
@@ -83,13 +83,13 @@ class Violation:
 
 
 def cheapest_insertion(
-    routes: Sequence[RunningRoute], order: Order | RemainingStop, provider: MatrixProvider
+    routes: Sequence[RunningRoute], order: PlanningOrder | RemainingStop, provider: MatrixProvider
 ) -> Insertion | Unplaceable:
     """Insert ``order`` where it adds the least driving time without breaking any constraint.
 
     Returns the chosen :class:`~schemas.reoptimize.Insertion` (its timeline is the route with
     the order in it), or an :class:`~schemas.reoptimize.Unplaceable` with the code of the check
-    that stopped the most advanced routes (skills, then capacity, then time). An ``Order``'s
+    that stopped the most advanced routes (skills, then capacity, then time). A ``PlanningOrder``'s
     priority is ignored. Asks ``provider`` for one matrix over all points.
 
     Raises :class:`~solver.errors.ProblemError` for inconsistent routes or order (including an
@@ -147,7 +147,7 @@ def move_stop(
     return time_visits(matrix, source, source.visits), placed
 
 
-def order_stop(order: Order) -> RemainingStop:
+def order_stop(order: PlanningOrder) -> RemainingStop:
     """A new order as a remaining stop (its priority has no place in a running route)."""
     return RemainingStop(
         order_ref=order.ref,

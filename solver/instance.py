@@ -15,7 +15,14 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from schemas.planning import DepotRef, Location, Order, PlanningProblem, TimeWindow, Vehicle
+from schemas.planning import (
+    DepotRef,
+    Location,
+    PlanningOrder,
+    PlanningProblem,
+    PlanningTimeWindow,
+    PlanningVehicle,
+)
 from solver.errors import ProblemError
 from solver.matrix import TravelMatrix, check_matrix
 
@@ -181,7 +188,7 @@ def _depot(depot_point: Mapping[DepotRef, int], ref: DepotRef, subject: str) -> 
     return point
 
 
-def _window(window: TimeWindow, origin: int, subject: str, what: str) -> Window:
+def _window(window: PlanningTimeWindow, origin: int, subject: str, what: str) -> Window:
     if window.end_epoch_s < window.start_epoch_s:
         raise ProblemError(
             subject,
@@ -191,7 +198,7 @@ def _window(window: TimeWindow, origin: int, subject: str, what: str) -> Window:
     return (window.start_epoch_s - origin, window.end_epoch_s - origin)
 
 
-def _breaks(vehicle: Vehicle, origin: int, subject: str) -> list[BreakSpec]:
+def _breaks(vehicle: PlanningVehicle, origin: int, subject: str) -> list[BreakSpec]:
     specs: list[BreakSpec] = []
     for k, brk in enumerate(vehicle.breaks):
         start, end = _window(brk.window, origin, subject, f"break {k} window")
@@ -225,7 +232,7 @@ def _amounts(
     return list(amounts)
 
 
-def _order_windows(order: Order, origin: int, horizon: int, subject: str) -> list[Window]:
+def _order_windows(order: PlanningOrder, origin: int, horizon: int, subject: str) -> list[Window]:
     if not order.time_windows:
         return [(0, horizon)]
     clipped: list[Window] = []

@@ -15,7 +15,7 @@ so they cannot move; every timeline starts at the driver's current position and 
   lateness, then the least driving; never worse than the current order.
 
 :func:`with_stop` and :func:`without_stop` apply an answer to a route, so calls can chain;
-:func:`order_stop` turns a new :class:`~schemas.planning.Order` into a remaining stop.
+:func:`order_stop` turns a new :class:`~schemas.planning.PlanningOrder` into a remaining stop.
 
 The modules behind them: :mod:`solver.timeline` (the timing rule, :func:`retime`),
 :mod:`solver.insertion` and :mod:`solver.resequence`. Importing this module loads OR-Tools

@@ -34,17 +34,17 @@ from schemas.plan import (
     PlanProgress,
 )
 from schemas.planning import (
-    Break,
-    Depot,
     DepotRef,
     Location,
-    Order,
     OrderRef,
+    PlanningBreak,
+    PlanningDepot,
     PlanningOptions,
+    PlanningOrder,
     PlanningProblem,
     PlanningResult,
-    TimeWindow,
-    Vehicle,
+    PlanningTimeWindow,
+    PlanningVehicle,
     VehicleRef,
 )
 from solver.errors import SolverError
@@ -85,15 +85,15 @@ async def requeue_lost(
     return len(lost)
 
 
-def _window(window: DayWindow) -> TimeWindow:
-    return TimeWindow(
+def _window(window: DayWindow) -> PlanningTimeWindow:
+    return PlanningTimeWindow(
         start_epoch_s=int(window.start.timestamp()), end_epoch_s=int(window.end.timestamp())
     )
 
 
-def _break(rest: DayBreak) -> Break:
-    return Break(
-        window=TimeWindow(
+def _break(rest: DayBreak) -> PlanningBreak:
+    return PlanningBreak(
+        window=PlanningTimeWindow(
             start_epoch_s=int(rest.earliest_start.timestamp()),
             end_epoch_s=int(rest.latest_start.timestamp()),
         ),
@@ -101,11 +101,11 @@ def _break(rest: DayBreak) -> Break:
     )
 
 
-def _place(place: DayPlace) -> tuple[DepotRef, Depot]:
+def _place(place: DayPlace) -> tuple[DepotRef, PlanningDepot]:
     ref = DepotRef(
         f"d{place.depot_id}" if place.depot_id is not None else f"p{place.lat},{place.lon}"
     )
-    return ref, Depot(ref=ref, location=Location(lat=place.lat, lon=place.lon))
+    return ref, PlanningDepot(ref=ref, location=Location(lat=place.lat, lon=place.lon))
 
 
 def problem_of(
@@ -116,7 +116,7 @@ def problem_of(
     Vehicle refs are shift ids and order refs are order ids (as strings), so the outcome maps
     back without a lookup table. Only orders in ``order_ids`` are planned when it is given.
     """
-    depots: dict[DepotRef, Depot] = {}
+    depots: dict[DepotRef, PlanningDepot] = {}
     vehicles = []
     for shift in day.shifts:
         start_ref, start = _place(shift.start)
@@ -124,7 +124,7 @@ def problem_of(
         depots[start_ref] = start
         depots[end_ref] = end
         vehicles.append(
-            Vehicle(
+            PlanningVehicle(
                 ref=VehicleRef(str(shift.shift_id)),
                 start_depot=start_ref,
                 end_depot=end_ref,
@@ -140,7 +140,7 @@ def problem_of(
         )
     wanted = set(order_ids) if order_ids is not None else None
     orders = [
-        Order(
+        PlanningOrder(
             ref=OrderRef(str(order.order_id)),
             location=Location(lat=order.lat, lon=order.lon),
             time_windows=[_window(w) for w in order.time_windows],

@@ -23,7 +23,7 @@ from realtime.events import emit, push_route
 from realtime.live import latest_position
 from schemas.events import Event, RouteChanged
 from schemas.ids import OrgId, RouteId
-from schemas.planning import Location, OrderRef, TimeWindow, VehicleRef
+from schemas.planning import Location, OrderRef, PlanningTimeWindow, VehicleRef
 from schemas.reoptimize import RemainingStop, RunningRoute, Timeline
 from schemas.route import RouteView
 from store import routes as store
@@ -108,7 +108,7 @@ def remaining(stop: store.OpenStop, dimensions: Sequence[str]) -> RemainingStop:
         order_ref=OrderRef(str(stop.order_id)),
         location=Location(lat=stop.lat, lon=stop.lon),
         time_windows=[
-            TimeWindow(start_epoch_s=_epoch(a), end_epoch_s=_epoch(b))
+            PlanningTimeWindow(start_epoch_s=_epoch(a), end_epoch_s=_epoch(b))
             for a, b in zip(stop.window_starts, stop.window_ends, strict=True)
         ],
         service_s=stop.service_s,

@@ -10,17 +10,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas.planning import (
-    Depot,
     DepotRef,
     Location,
-    Order,
     OrderRef,
+    PlanningDepot,
     PlanningOptions,
+    PlanningOrder,
     PlanningProblem,
     PlanningResult,
+    PlanningTimeWindow,
+    PlanningVehicle,
     Route,
-    TimeWindow,
-    Vehicle,
     VehicleRef,
 )
 from solver.matrix import EuclideanProvider
@@ -37,17 +37,17 @@ def at(x_m: float, y_m: float) -> Location:
     return Location(x_m=x_m, y_m=y_m)
 
 
-def window(start_s: int, end_s: int) -> TimeWindow:
+def window(start_s: int, end_s: int) -> PlanningTimeWindow:
     """A time window in seconds after instant 0."""
-    return TimeWindow(start_epoch_s=start_s, end_epoch_s=end_s)
+    return PlanningTimeWindow(start_epoch_s=start_s, end_epoch_s=end_s)
 
 
 def van(
     ref: str, *, capacity: Sequence[int] = (100,), shift_s: int = 100_000, **extra: Any
-) -> Vehicle:
+) -> PlanningVehicle:
     """A vehicle at the depot, costing 1 per km unless told otherwise."""
     fields: dict[str, Any] = {"cost_per_km": 1.0, **extra}
-    return Vehicle(
+    return PlanningVehicle(
         ref=VehicleRef(ref),
         start_depot=DEPOT,
         shift=window(0, shift_s),
@@ -56,14 +56,14 @@ def van(
     )
 
 
-def drop(ref: str, x_m: float, y_m: float, **extra: Any) -> Order:
+def drop(ref: str, x_m: float, y_m: float, **extra: Any) -> PlanningOrder:
     """An order at (x_m, y_m)."""
-    return Order(ref=OrderRef(ref), location=at(x_m, y_m), **extra)
+    return PlanningOrder(ref=OrderRef(ref), location=at(x_m, y_m), **extra)
 
 
 def day(
-    vehicles: Sequence[Vehicle],
-    orders: Sequence[Order],
+    vehicles: Sequence[PlanningVehicle],
+    orders: Sequence[PlanningOrder],
     *,
     dimensions: Sequence[str] = ("parcels",),
     **options: Any,
@@ -71,7 +71,7 @@ def day(
     """A problem with one depot at the origin."""
     return PlanningProblem(
         dimensions=list(dimensions),
-        depots=[Depot(ref=DEPOT, location=at(0.0, 0.0))],
+        depots=[PlanningDepot(ref=DEPOT, location=at(0.0, 0.0))],
         vehicles=list(vehicles),
         orders=list(orders),
         options=PlanningOptions(**{"time_limit_s": SEARCH_S, **options}),

@@ -6,7 +6,7 @@ Distances are metres driven at 1 m/s, so they double as seconds.
 
 from __future__ import annotations
 
-from schemas.planning import Break
+from schemas.planning import PlanningBreak
 from tests.solver.builders import (
     day,
     drop,
@@ -90,7 +90,7 @@ def test_break_shifts_the_arrival_at_the_next_stop() -> None:
     without = plan(day([van("v")], orders))
     assert route_of(without, "v").stops[1].service_start_epoch_s == 200
 
-    lunch = Break(window=window(150, 150), duration_s=1000)
+    lunch = PlanningBreak(window=window(150, 150), duration_s=1000)
     with_break = plan(day([van("v", breaks=[lunch])], orders))
 
     route = route_of(with_break, "v")

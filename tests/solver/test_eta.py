@@ -34,7 +34,7 @@ from schemas.eta import (
 )
 from schemas.ids import DriverId, PlanId, RouteId, StopId
 from schemas.ping import Ping
-from schemas.planning import Location, TimeWindow
+from schemas.planning import Location, PlanningTimeWindow
 from schemas.route import RouteStop, RouteView, StopStatus, Window
 from solver.eta import (
     EtaUpdate,
@@ -80,7 +80,7 @@ def stop(n: int, x_m: float, *, window: tuple[int, int] | None = None) -> EtaSto
         location=Location(x_m=x_m, y_m=0.0),
         time_windows=[]
         if window is None
-        else [TimeWindow(start_epoch_s=window[0], end_epoch_s=window[1])],
+        else [PlanningTimeWindow(start_epoch_s=window[0], end_epoch_s=window[1])],
         service_s=60,
         planned_arrival_epoch_s=round(x_m / 10) + 60 * (n - 1),
     )
@@ -578,7 +578,7 @@ def test_a_dispatched_route_view_becomes_the_open_stops_in_sequence() -> None:
         (3, start + 180),
     ]
     assert route.stops[0].time_windows == [
-        TimeWindow(start_epoch_s=start, end_epoch_s=start + 7200)
+        PlanningTimeWindow(start_epoch_s=start, end_epoch_s=start + 7200)
     ]
 
 

@@ -8,7 +8,7 @@ import random
 import msgspec
 import pytest
 
-from schemas.planning import Location, Order, PlanningProblem, PlanningResult
+from schemas.planning import Location, PlanningOrder, PlanningProblem, PlanningResult
 from solver.errors import ProblemError
 from solver.search import Progress, SearchTuning
 from tests.solver.builders import day, drop, plan, unassigned_codes, van, window
@@ -55,7 +55,7 @@ def test_maximum_duration_counts_in_the_reachability_check() -> None:
 def random_day(seed: int, n_orders: int) -> PlanningProblem:
     """A seeded mix of windows, sizes and service times for three vans over a 10 km square."""
     rng = random.Random(seed)
-    orders: list[Order] = []
+    orders: list[PlanningOrder] = []
     for k in range(n_orders):
         start = rng.randrange(0, 20_000, 1_000)
         orders.append(

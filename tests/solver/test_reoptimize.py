@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from schemas.planning import Location, Order, OrderRef, TimeWindow, VehicleRef
+from schemas.planning import Location, OrderRef, PlanningOrder, PlanningTimeWindow, VehicleRef
 from schemas.reoptimize import Insertion, RemainingStop, RunningRoute, Timeline, Unplaceable
 from solver.errors import ProblemError
 from solver.matrix import EuclideanProvider, TravelMatrix
@@ -52,16 +52,16 @@ def stop(
     return RemainingStop(
         order_ref=OrderRef(ref),
         location=at(x_m, y_m),
-        time_windows=[TimeWindow(start_epoch_s=a, end_epoch_s=b) for a, b in windows],
+        time_windows=[PlanningTimeWindow(start_epoch_s=a, end_epoch_s=b) for a, b in windows],
         service_s=service_s,
         size=list(size),
         required_skills=frozenset(skills),
     )
 
 
-def order(ref: str, x_m: float, y_m: float, **extra: Any) -> Order:
+def order(ref: str, x_m: float, y_m: float, **extra: Any) -> PlanningOrder:
     """A new order at (x_m, y_m)."""
-    return Order(ref=OrderRef(ref), location=at(x_m, y_m), **extra)
+    return PlanningOrder(ref=OrderRef(ref), location=at(x_m, y_m), **extra)
 
 
 def running(
@@ -248,7 +248,7 @@ def test_insertion_picks_the_position_that_adds_the_least_driving() -> None:
 def test_insertion_avoids_the_cheapest_position_when_the_orders_window_has_closed_by_then() -> None:
     """With 60 s per stop the order would arrive at 211 after s1, past its window's end at 200,
     so it goes first (arriving at 150) at a cost of 101 s instead of 2 s."""
-    new = order("new", 150, 10, time_windows=[TimeWindow(start_epoch_s=0, end_epoch_s=200)])
+    new = order("new", 150, 10, time_windows=[PlanningTimeWindow(start_epoch_s=0, end_epoch_s=200)])
 
     placed = cheapest_insertion([line(service_s=60)], new, PLANE)
 
