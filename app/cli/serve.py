@@ -27,7 +27,7 @@ SIMULATION_STOP_TIMEOUT_S = 15.0
 @main.command()
 @click.option("--host", help="Address to listen on [LASTMILE_HOST].")
 @click.option("--port", type=int, help="API port [LASTMILE_PORT, 8000].")
-@click.option("--osmand-port", type=int, help="OsmAnd listener port, 0 for none [5055].")
+@click.option("--osmand-port", type=int, help="OsmAnd port, 0 = none [LASTMILE_OSMAND_PORT, 5055].")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder [.lastmile].")
 @click.option("--workers/--no-workers", default=True, help="Run the workers as child processes.")
 @click.option("--demo/--no-demo", default=False, help="Create a demo organisation and print keys.")
