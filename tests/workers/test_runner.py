@@ -1,17 +1,23 @@
-"""The shared runner: dead letters, claiming, and trimming that never loses an entry."""
+"""The shared runner: dead letters, retries, claiming, and trimming that never loses an entry."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import psycopg
+import pytest
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from app.settings import Settings
 from realtime.streams import trim_consumed
-from tests.helpers import relayed_redis
-from workers.runner import Entry, Runner, RunnerConfig
+from tests.helpers import eventually, relayed_redis
+from tests.workers.consumers import Picky, dead_letters, quick, running, seen_at_least
+from workers.runner import DeadLetter, Entry, Runner, RunnerConfig, backoff_s
 
 
 @dataclass
@@ -73,6 +79,12 @@ async def test_undecodable_entries_are_dead_lettered_and_the_rest_handled(
     assert consumer.seen == ["a", "b"]
     dead = await redis.xrange(f"{settings.redis_prefix}dead:recorder")
     assert [d[1][b"v"] for d in dead] == [b"poison"]
+    letter = dead[0][1]
+    assert letter[b"_stream"] == stream.encode()
+    assert letter[b"_group"] == b"recorder"
+    assert letter[b"_cause"] == b"undecodable"
+    assert letter[b"_reason"] == b"ValueError: cannot decode poison"
+    assert letter[b"_attempts"] == b"1"
     assert (await redis.xpending(stream, "recorder"))["pending"] == 0
 
 
@@ -277,3 +289,154 @@ async def test_a_runner_rides_out_redis_dropping_its_connections(
             await asyncio.wait_for(task, 10)
     assert consumer.seen == ["before", "after cut 0", "after cut 1", "after cut 2"]
     assert (await redis.xpending(stream, "recorder"))["pending"] == 0
+
+
+async def test_an_entry_the_handler_keeps_failing_on_is_moved_aside_and_the_rest_handled(
+    redis: Redis, settings: Settings
+) -> None:
+    """A batch failing on one entry is retried an entry at a time: the others are handled, the
+    failing one is dead-lettered after ``max_attempts`` tries with its last error, and the
+    entries after it are handled."""
+    stream = f"{settings.redis_prefix}s"
+    for value in ("a", "bad", "b"):
+        await redis.xadd(stream, {"v": value})
+    consumer = Picky(stream, bad=frozenset({"bad"}))
+    async with running(Runner(redis, consumer, quick(settings, max_attempts=3))):
+        await seen_at_least(consumer, 2)
+        await redis.xadd(stream, {"v": "c"})
+        await seen_at_least(consumer, 3)
+    assert consumer.seen == ["a", "b", "c"]
+    assert consumer.tries["bad"] == 3
+    [letter] = await dead_letters(redis, settings, "picky")
+    assert letter[b"v"] == b"bad"
+    assert letter[b"_cause"] == b"exhausted"
+    assert letter[b"_attempts"] == b"3"
+    assert letter[b"_reason"] == b"failed 3 times, the last with ValueError: cannot handle bad"
+    assert [(d.value, d.cause) for d in consumer.letters] == [("bad", "exhausted")]
+    assert (await redis.xpending(stream, "picky"))["pending"] == 0
+
+
+async def test_an_entry_the_handler_refuses_is_moved_aside_at_once_and_the_consumer_told(
+    redis: Redis, settings: Settings
+) -> None:
+    """An entry the handler names in a PoisonEntry is dead-lettered on its first try, and the
+    consumer hears of it and of an undecodable entry, each with its reason."""
+    stream = f"{settings.redis_prefix}s"
+    for value in ("undecodable", "a", "refused", "b"):
+        await redis.xadd(stream, {"v": value})
+    consumer = Picky(stream, refused=frozenset({"refused"}))
+    async with running(Runner(redis, consumer, quick(settings))):
+        await seen_at_least(consumer, 2)
+    assert consumer.seen == ["a", "b"]
+    assert consumer.tries["refused"] == 1
+    told = [(d.value, d.cause, d.reason, d.attempts) for d in consumer.letters]
+    assert told == [
+        (None, "undecodable", "ValueError: cannot decode undecodable", 1),
+        ("refused", "rejected", "refused is refused", 1),
+    ]
+    letters = await dead_letters(redis, settings, "picky")
+    assert [(d[b"v"], d[b"_cause"]) for d in letters] == [
+        (b"undecodable", b"undecodable"),
+        (b"refused", b"rejected"),
+    ]
+    assert (await redis.xpending(stream, "picky"))["pending"] == 0
+
+
+async def test_a_failing_reaction_to_a_dead_letter_does_not_stall_the_stream(
+    redis: Redis, settings: Settings
+) -> None:
+    """When the consumer's reaction to a dead letter fails for good, the entry is acknowledged
+    all the same and the next one handled."""
+    stream = f"{settings.redis_prefix}s"
+    for value in ("refused", "a"):
+        await redis.xadd(stream, {"v": value})
+    consumer = Picky(stream, refused=frozenset({"refused"}))
+
+    async def broken(letters: Sequence[DeadLetter[Any]]) -> None:
+        raise RuntimeError("cannot react")
+
+    consumer.dead_lettered = broken  # type: ignore[method-assign]
+    async with running(Runner(redis, consumer, quick(settings))):
+        await seen_at_least(consumer, 1)
+    assert consumer.seen == ["a"]
+    assert [d[b"v"] for d in await dead_letters(redis, settings, "picky")] == [b"refused"]
+    assert (await redis.xpending(stream, "picky"))["pending"] == 0
+
+
+@dataclass
+class Flaky:
+    """A consumer whose backing service is away for its first ``outages`` attempts."""
+
+    stream: str
+    error: Exception
+    outages: int
+    group: str = "flaky"
+    seen: list[str] = field(default_factory=list)
+
+    def streams(self) -> Sequence[str]:
+        return [self.stream]
+
+    def decode(self, fields: dict[bytes, bytes]) -> str:
+        return fields[b"v"].decode()
+
+    async def handle(self, entries: Sequence[Entry[str]]) -> None:
+        if self.outages > 0:
+            self.outages -= 1
+            raise self.error
+        self.seen.extend(e.value for e in entries)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(111, "Connection refused"),
+        redis_errors.ConnectionError("Connection reset by peer"),
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+    ],
+    ids=["socket", "redis", "postgres"],
+)
+async def test_transient_failures_are_retried_past_max_attempts_and_never_dead_lettered(
+    redis: Redis, settings: Settings, error: Exception
+) -> None:
+    """While the handler fails because Redis or PostgreSQL is away, the entry is retried well
+    past ``max_attempts``, then handled once; nothing is dead-lettered."""
+    stream = f"{settings.redis_prefix}s"
+    await redis.xadd(stream, {"v": "x"})
+    consumer = Flaky(stream, error, outages=6)
+    async with running(Runner(redis, consumer, quick(settings, max_attempts=2))):
+
+        async def handled() -> list[str]:
+            return consumer.seen
+
+        await eventually(handled, "the entry handled")
+    assert consumer.seen == ["x"]
+    assert consumer.outages == 0
+    assert await dead_letters(redis, settings, "flaky") == []
+    assert (await redis.xpending(stream, "flaky"))["pending"] == 0
+
+
+async def test_stopping_while_an_entry_keeps_failing_leaves_it_pending(
+    redis: Redis, settings: Settings
+) -> None:
+    """A runner stopped between attempts at a failing entry leaves it pending for the next
+    run, neither acknowledged nor dead-lettered."""
+    stream = f"{settings.redis_prefix}s"
+    await redis.xadd(stream, {"v": "bad"})
+    consumer = Picky(stream, bad=frozenset({"bad"}))
+    async with running(Runner(redis, consumer, quick(settings, max_attempts=1000))):
+
+        async def retried() -> bool:
+            return consumer.tries.get("bad", 0) >= 2
+
+        await eventually(retried, "the entry tried twice")
+    assert (await redis.xpending(stream, "picky"))["pending"] == 1
+    assert await dead_letters(redis, settings, "picky") == []
+
+
+def test_backoff_doubles_from_a_tenth_of_a_second_up_to_its_ceiling() -> None:
+    """Each wait lies in the upper half of a ceiling that doubles from 0.1 s up to ``max_s``,
+    however many attempts came before."""
+    for attempt, _ in itertools.product(range(1, 12), range(20)):
+        ceiling = min(2.0, 0.1 * 2 ** (attempt - 1))
+        assert ceiling / 2 <= backoff_s(attempt, 2.0) <= ceiling
+    assert 1.0 <= backoff_s(100_000, 2.0) <= 2.0
