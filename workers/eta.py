@@ -84,11 +84,20 @@ class EtaConsumer:
         keys = [self.names.route_generation(d) for d in drivers]
         generations = dict(zip(drivers, await self.redis.mget(keys), strict=True))
         events: list[Event] = []
-        # One round trip saves every tracked driver's state and windows for the whole read.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                events += await self._track(entry.value, generations[entry.value.driver_id], pipe)
-            await pipe.execute()
+        try:
+            # One round trip saves every tracked driver's state and windows for the whole read.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    value = entry.value
+                    events += await self._track(value, generations[value.driver_id], pipe)
+                await pipe.execute()
+        except BaseException:
+            # The trackers moved on in memory, but nothing was saved or emitted: forget them,
+            # so that a retry (of the batch, or of its entries one at a time) starts from the
+            # state saved in Redis and fires what this attempt detected.
+            for driver in drivers:
+                self._tracked.pop(driver, None)
+            raise
         await emit(self.redis, self.names, *events)
 
     async def _track(self, batch: PingBatch, generation: object, pipe: Pipeline) -> list[Event]:

@@ -3,7 +3,9 @@
 Its group reads every ping shard. A batch of entries becomes one ``COPY`` in one transaction;
 the runner acknowledges the entries only after that transaction commits. A redelivered entry
 (its worker died after the commit, before the acknowledgement) meets its own rows and the
-store's conflict path skips them, so nothing is stored twice.
+store's conflict path skips them, so nothing is stored twice. A batch PostgreSQL refuses for
+something in it (a value out of range) is retried an entry at a time by the runner, which moves
+the entry at fault to the dead-letter stream and stores the rest.
 """
 
 from __future__ import annotations
