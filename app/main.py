@@ -13,10 +13,20 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from app.api import fleet, ops, orders, plans, positions, tracking
+from app.api import (
+    driver_route,
+    fleet,
+    ops,
+    orders,
+    plans,
+    positions,
+    reference,
+    reoptimize,
+    routes,
+    track_socket,
+    tracking,
+)
 from app.api import pings as ingest
-from app.api import reference
-from app.api import routes as dispatch
 from app.api.driver_socket import driver_socket
 from app.api.live_socket import live_socket
 from app.errors import MAPPED, handle_error
@@ -39,7 +49,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
             app.state.resources = opened
             yield
 
-    routes = [
+    table = [
         Route("/healthz", ops.healthz),
         Route("/readyz", ops.readyz),
         Route("/metrics", metrics_endpoint),
@@ -69,25 +79,25 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/orders/{order_id}/cancel", orders.cancel, methods=["POST"]),
         Route("/v1/orders/{order_id}/tracking", tracking.issue_link, methods=["POST"]),
         Route("/v1/track/{token}", tracking.get_track),
-        WebSocketRoute("/v1/track/{token}/ws", tracking.track_socket),
+        WebSocketRoute("/v1/track/{token}/ws", track_socket.track_socket),
         Route("/v1/plans", plans.create_plan, methods=["POST"]),
         Route("/v1/plans/{plan_id}", plans.get_plan),
         Route("/v1/plans/{plan_id}/dispatch", plans.dispatch_plan, methods=["POST"]),
-        Route("/v1/routes", dispatch.list_routes),
-        Route("/v1/routes/insert", dispatch.insert_order, methods=["POST"]),
-        Route("/v1/routes/{route_id}", dispatch.get_route),
-        Route("/v1/routes/{route_id}/resequence", dispatch.resequence_route, methods=["POST"]),
-        Route("/v1/stops/{stop_id}/move", dispatch.move, methods=["POST"]),
-        Route("/v1/driver/route", dispatch.driver_route),
-        Route("/v1/driver/route/start", dispatch.driver_start, methods=["POST"]),
-        Route("/v1/driver/stops/{stop_id}/arrive", dispatch.stop_arrive, methods=["POST"]),
-        Route("/v1/driver/stops/{stop_id}/deliver", dispatch.stop_deliver, methods=["POST"]),
-        Route("/v1/driver/stops/{stop_id}/fail", dispatch.stop_fail, methods=["POST"]),
+        Route("/v1/routes", routes.list_routes),
+        Route("/v1/routes/insert", reoptimize.insert_order, methods=["POST"]),
+        Route("/v1/routes/{route_id}", routes.get_route),
+        Route("/v1/routes/{route_id}/resequence", reoptimize.resequence_route, methods=["POST"]),
+        Route("/v1/stops/{stop_id}/move", reoptimize.move, methods=["POST"]),
+        Route("/v1/driver/route", driver_route.driver_route),
+        Route("/v1/driver/route/start", driver_route.driver_start, methods=["POST"]),
+        Route("/v1/driver/stops/{stop_id}/arrive", driver_route.stop_arrive, methods=["POST"]),
+        Route("/v1/driver/stops/{stop_id}/deliver", driver_route.stop_deliver, methods=["POST"]),
+        Route("/v1/driver/stops/{stop_id}/fail", driver_route.stop_fail, methods=["POST"]),
         *pages.routes(),
         *reference.routes(),
     ]
     app = Starlette(
-        routes=routes,
+        routes=table,
         lifespan=lifespan,
         exception_handlers=dict.fromkeys(MAPPED, handle_error),
     )

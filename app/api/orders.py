@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from app.api.checks import check_amounts, check_window
 from app.api.order_import import Rows, read_rows
-from app.api.routes import after_cancel
+from app.api.reoptimize import after_cancel
 from app.auth import ORDER_WRITERS, READERS
 from app.errors import BadParameter, Conflict, InvalidField, NotFound
 from app.http import answer, decode, encode, merge, path_id, query_date, request_body, resources_of
@@ -34,11 +34,11 @@ from schemas.delivery import (
     ImportedRow,
     ImportProblem,
     ImportResult,
-    OrderId,
     OrderIn,
     OrderPatch,
     OrderStatus,
 )
+from schemas.ids import OrderId
 from store import orders
 from store.delivery import OrgSettings, org_settings
 

@@ -1,4 +1,4 @@
-"""Customer tracking: links, ``GET /v1/track/{token}``, and the customer's socket.
+"""Customer tracking: links and ``GET /v1/track/{token}`` (the socket: :mod:`app.api.track_socket`).
 
 A link (``POST /v1/orders/{id}/tracking``, API key) names one order; its token is the
 customer's only credential, stored hashed. It works while the order is open and for
@@ -9,70 +9,51 @@ and the socket follows only that order's channel, its route's channel (to learn 
 before it are done) and, only while the stop is next or the driver is at the door, the driver's
 own position channel. The customer gets the driver's newest position, never a track, and never
 another customer's stop or window.
-
-Slow sockets: events for the order come through a bounded queue; a socket that falls that far
-behind is closed with 4408 and the page reconnects (it gets the current view). Positions are
-latest-wins, as on the dispatcher feed. See :mod:`realtime.hub`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth import hash_token
 from app.errors import (
-    CLOSE_NORMAL,
-    CLOSE_TOO_SLOW,
     Gone,
     NotFound,
-    close_socket,
 )
 from app.http import answer, path_id
-from app.metrics import WS_CONNECTIONS
 from app.resources import Resources
-from realtime.hub import Overflowed
 from realtime.live import stop_state
-from realtime.streams import decode_live
 from schemas.auth import Role
-from schemas.codecs import TRACK_JSON
-from schemas.eta import ArrivalWindow, EtaChanged
-from schemas.events import EVENT_DECODER, DeliveryUpdate
-from schemas.ids import DriverId, OrgId, RouteId, StopId
+from schemas.eta import ArrivalWindow
+from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from schemas.ping import LivePosition
 from schemas.track import (
     END_STATES,
     ArrivalEstimate,
     CustomerStatus,
     DriverSpot,
-    PositionMessage,
     TrackingLink,
-    TrackMessage,
     TrackView,
-    WindowMessage,
 )
 from store import tracking as store
 
 ISSUER_ROLES: tuple[Role, ...] = ("admin", "dispatcher", "integration")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
-_SHOWS_DRIVER: frozenset[CustomerStatus] = frozenset({"en_route", "arrived"})
-_SHOWS_WINDOW: frozenset[CustomerStatus] = frozenset({"scheduled", "out_for_delivery", "en_route"})
+SHOWS_DRIVER: frozenset[CustomerStatus] = frozenset({"en_route", "arrived"})
+SHOWS_WINDOW: frozenset[CustomerStatus] = frozenset({"scheduled", "out_for_delivery", "en_route"})
 
 
 async def issue_link(request: Request) -> Response:
     """``POST /v1/orders/{order_id}/tracking``: a new link to the order's tracking page."""
     resources: Resources = request.app.state.resources
     principal = await resources.auth.require_api_key(request, ISSUER_ROLES)
-    order_id = path_id(request, "order_id")
+    order_id = OrderId(path_id(request, "order_id"))
     token = secrets.token_urlsafe(18)
     async with resources.pool.connection() as conn:
         if not await store.create_link(conn, principal.org_id, order_id, hash_token(token)):
@@ -93,7 +74,7 @@ async def get_track(request: Request) -> Response:
     return response
 
 
-async def order_of_link(resources: Resources, token: str) -> tuple[OrgId, int]:
+async def order_of_link(resources: Resources, token: str) -> tuple[OrgId, OrderId]:
     """The organisation and order a live link names; NotFound or Gone otherwise."""
     if not _TOKEN.fullmatch(token):
         raise NotFound("unknown tracking link")
@@ -144,10 +125,10 @@ def customer_status(track: store.OrderTrack, tracker_next: bool) -> CustomerStat
 def estimate_of(window: ArrivalWindow) -> ArrivalEstimate:
     """An arrival window as the customer sees it."""
     return ArrivalEstimate(
-        likely=_instant(window.likely_epoch_s),
-        earliest=_instant(window.lower_epoch_s),
-        latest=_instant(window.upper_epoch_s),
-        as_of=_instant(window.computed_epoch_s),
+        likely=instant(window.likely_epoch_s),
+        earliest=instant(window.lower_epoch_s),
+        latest=instant(window.upper_epoch_s),
+        as_of=instant(window.computed_epoch_s),
     )
 
 
@@ -159,7 +140,7 @@ def spot_of(position: LivePosition) -> DriverSpot:
 
 
 async def current_view(
-    resources: Resources, org_id: OrgId, order_id: int
+    resources: Resources, org_id: OrgId, order_id: OrderId
 ) -> tuple[TrackView, Where]:
     """The order's view now, from PostgreSQL (order, stop, route) and Redis (window, driver)."""
     async with resources.pool.connection() as conn:
@@ -193,7 +174,7 @@ async def current_view(
             and saved.state.next_stop_id == track.stop_id
         )
     status = customer_status(track, tracker_next)
-    shows_driver = status in _SHOWS_DRIVER
+    shows_driver = status in SHOWS_DRIVER
     view = TrackView(
         order_ref=track.order_ref,
         status=status,
@@ -203,7 +184,7 @@ async def current_view(
         lon=track.lon,
         requested=track.requested,
         planned_arrival=track.planned_arrival,
-        estimate=estimate_of(window) if window is not None and status in _SHOWS_WINDOW else None,
+        estimate=estimate_of(window) if window is not None and status in SHOWS_WINDOW else None,
         stops_before=(
             (0 if status == "en_route" else track.stops_before)
             if status in ("scheduled", "out_for_delivery", "en_route")
@@ -221,159 +202,5 @@ async def current_view(
     return view, where
 
 
-async def track_socket(websocket: WebSocket) -> None:
-    """``/v1/track/{token}/ws``: the order's view, then its changes, until the delivery ends."""
-    resources: Resources = websocket.app.state.resources
-    await websocket.accept()
-    try:
-        org_id, order_id = await order_of_link(resources, websocket.path_params["token"])
-    except (NotFound, Gone) as exc:
-        await close_socket(websocket, exc)
-        return
-    WS_CONNECTIONS.labels("customer").inc()
-    feed = CustomerFeed(resources, websocket, org_id, order_id)
-    try:
-        await feed.run()
-    except WebSocketDisconnect:
-        return
-    finally:
-        await feed.stop()
-        WS_CONNECTIONS.labels("customer").dec()
-
-
-_INBOX = 64
-
-
-class CustomerFeed:
-    """One customer socket: the channels it follows, and what it forwards from them."""
-
-    def __init__(
-        self, resources: Resources, websocket: WebSocket, org_id: OrgId, order_id: int
-    ) -> None:
-        self.resources = resources
-        self.websocket = websocket
-        self.org_id = org_id
-        self.order_id = order_id
-        self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=_INBOX)
-        self.view: TrackView | None = None
-        self.where = Where()
-        self._pumps: dict[str, asyncio.Task[None]] = {}
-
-    async def run(self) -> None:
-        """Serve the socket until the client leaves, falls behind, or the delivery ends."""
-        closed = asyncio.create_task(self._until_closed())
-        serving = asyncio.create_task(self._serve())
-        try:
-            await asyncio.wait((closed, serving), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (closed, serving):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
-                    await task
-
-    async def stop(self) -> None:
-        """Leave every channel."""
-        await self._follow({})
-
-    async def _serve(self) -> None:
-        names = self.resources.names
-        await self._follow({names.order_channel(self.org_id, self.order_id): "order"})
-        if await self._refresh():
-            return
-        while True:
-            kind, data = await self.inbox.get()
-            if kind == "overflow":
-                await self.websocket.close(CLOSE_TOO_SLOW, "fell behind; reconnect")
-                return
-            if kind == "position":
-                if self.where.driver_id is not None:
-                    spot = spot_of(decode_live(data.partition(b"|")[2]))
-                    await self._send(PositionMessage(driver=spot))
-                continue
-            event = EVENT_DECODER.decode(data.partition(b"|")[2])
-            if (
-                isinstance(event, DeliveryUpdate)
-                and isinstance(event.detail, EtaChanged)
-                and event.detail.stop_id == self.where.stop_id
-                and self.view is not None
-                and self.view.status in _SHOWS_WINDOW
-            ):
-                estimate = estimate_of(event.detail.window)
-                self.view = msgspec.structs.replace(self.view, estimate=estimate)
-                await self._send(WindowMessage(estimate=estimate))
-                continue
-            # Anything else about the order or its route may change the status: read it again.
-            if await self._refresh():
-                return
-
-    async def _refresh(self) -> bool:
-        """Send the view if it changed and follow what it needs; True once the delivery ended."""
-        view, where = await current_view(self.resources, self.org_id, self.order_id)
-        if where != self.where:
-            await self._follow(self._channels(where))
-            self.where = where
-            # Subscribed now: read again so that nothing fell between the read and subscribing.
-            view, where = await current_view(self.resources, self.org_id, self.order_id)
-            if where != self.where:
-                await self._follow(self._channels(where))
-                self.where = where
-        if view != self.view:
-            self.view = view
-            await self._send(view)
-        if view.status in END_STATES:
-            await self.websocket.close(CLOSE_NORMAL, "the delivery has ended")
-            return True
-        return False
-
-    def _channels(self, where: Where) -> dict[str, str]:
-        names = self.resources.names
-        wanted = {names.order_channel(self.org_id, self.order_id): "order"}
-        if where.route_id is not None:
-            wanted[names.route_channel(where.route_id)] = "route"
-        if where.driver_id is not None:
-            wanted[names.driver_position_channel(where.driver_id)] = "position"
-        return wanted
-
-    async def _follow(self, wanted: dict[str, str]) -> None:
-        """Follow exactly the channels of ``wanted`` (channel → kind); returns once subscribed."""
-        for channel in [c for c in self._pumps if c not in wanted]:
-            task = self._pumps.pop(channel)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        ready = []
-        for channel, kind in wanted.items():
-            if channel not in self._pumps:
-                subscribed = asyncio.Event()
-                self._pumps[channel] = asyncio.create_task(self._pump(channel, kind, subscribed))
-                ready.append(subscribed.wait())
-        await asyncio.gather(*ready)
-
-    async def _pump(self, channel: str, kind: str, subscribed: asyncio.Event) -> None:
-        hub = self.resources.hub
-        if kind == "position":
-            async with hub.subscribe_latest(channel) as positions:
-                subscribed.set()
-                while True:
-                    for key, payload in (await positions.take()).items():
-                        await self.inbox.put((kind, key + b"|" + payload))
-        async with hub.subscribe(channel) as events:
-            subscribed.set()
-            while True:
-                try:
-                    data = await events.get()
-                except Overflowed:
-                    await self.inbox.put(("overflow", b""))
-                    return
-                await self.inbox.put((kind, data))
-
-    async def _until_closed(self) -> None:
-        while (await self.websocket.receive())["type"] != "websocket.disconnect":
-            pass
-
-    async def _send(self, message: TrackMessage) -> None:
-        await self.websocket.send_text(TRACK_JSON.encode(message).decode())
-
-
-def _instant(epoch_s: int) -> datetime:
+def instant(epoch_s: int) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC)

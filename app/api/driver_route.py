@@ -1,0 +1,144 @@
+"""A driver's route: ``GET /v1/driver/route``, ``POST /v1/driver/route/start`` and
+``POST /v1/driver/stops/{id}/arrive|deliver|fail``, with the driver's device token.
+
+A driver reads and changes only its own route and stops. Every transition is an event on the
+``events`` stream, and the route as it now is reaches the driver's app at once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.errors import Conflict, NotFound
+from app.http import answer, decode, path_id, request_body, resources_of
+from app.resources import Resources
+from realtime.events import emit, push_route
+from schemas.auth import DevicePrincipal
+from schemas.events import (
+    Event,
+    RouteStarted,
+    StopArrived,
+    StopDelivered,
+    StopFailed,
+)
+from schemas.ids import RouteId, StopId
+from schemas.route import FailStop, RouteView
+from store import routes as store
+
+
+async def _driver_route(resources: Resources, driver: DevicePrincipal) -> RouteView:
+    async with resources.pool.connection() as conn:
+        route_id = await store.current_route_id(conn, driver.org_id, driver.driver_id)
+        view = None if route_id is None else await store.route_view(conn, driver.org_id, route_id)
+    if view is None:
+        raise NotFound("no route is dispatched to this driver")
+    return view
+
+
+async def driver_route(request: Request) -> Response:
+    """The calling driver's current route."""
+    resources = resources_of(request)
+    driver = await resources.auth.require_device(request)
+    return answer(await _driver_route(resources, driver))
+
+
+async def driver_start(request: Request) -> Response:
+    """The driver starts its dispatched route."""
+    resources = resources_of(request)
+    driver = await resources.auth.require_device(request)
+    route = await _driver_route(resources, driver)
+    async with resources.pool.connection() as conn:
+        if not await store.start_route(conn, driver.org_id, driver.driver_id, route.id):
+            raise Conflict("route", f"expected a dispatched route, got one that is {route.status}")
+    return await _after_driver_change(
+        resources,
+        driver,
+        route.id,
+        RouteStarted(
+            org_id=driver.org_id,
+            at=datetime.now(UTC),
+            route_id=route.id,
+            driver_id=driver.driver_id,
+        ),
+    )
+
+
+async def _stop_command(request: Request, outcome: str) -> Response:
+    resources = resources_of(request)
+    driver = await resources.auth.require_device(request)
+    stop_id = StopId(path_id(request, "stop_id"))
+    reason: str | None = None
+    if outcome == "fail":
+        body = await request_body(request)
+        reason = decode(body, request.headers.get("content-type"), FailStop).reason
+    now = datetime.now(UTC)
+    async with resources.pool.connection() as conn:
+        stop = await store.stop_of_driver(conn, driver.org_id, driver.driver_id, stop_id)
+        if stop is None:
+            raise NotFound(f"no stop {stop_id} on this driver's routes")
+        if outcome == "arrive":
+            done = await store.arrive(conn, stop_id)
+        else:
+            delivered = outcome == "deliver"
+            done = await store.complete(
+                conn, driver.org_id, stop, delivered=delivered, reason=reason
+            )
+        if not done:
+            raise Conflict("status", f"cannot {outcome} a stop that is {stop.status}")
+    event = _stop_event(outcome, driver, stop, now, reason)
+    return await _after_driver_change(resources, driver, stop.route_id, event)
+
+
+def _stop_event(
+    outcome: str, driver: DevicePrincipal, stop: store.StopRef, at: datetime, reason: str | None
+) -> Event:
+    """The event recording a driver's stop command."""
+    if outcome == "fail":
+        return StopFailed(
+            org_id=driver.org_id,
+            at=at,
+            route_id=stop.route_id,
+            stop_id=stop.stop_id,
+            order_id=stop.order_id,
+            driver_id=driver.driver_id,
+            reason=reason or "",
+        )
+    kind = StopArrived if outcome == "arrive" else StopDelivered
+    return kind(
+        org_id=driver.org_id,
+        at=at,
+        route_id=stop.route_id,
+        stop_id=stop.stop_id,
+        order_id=stop.order_id,
+        driver_id=driver.driver_id,
+    )
+
+
+async def _after_driver_change(
+    resources: Resources, driver: DevicePrincipal, route_id: RouteId, event: Event
+) -> Response:
+    async with resources.pool.connection() as conn:
+        view = await store.route_view(conn, driver.org_id, route_id)
+    await emit(resources.redis, resources.names, event)
+    if view is None:
+        raise NotFound(f"no route {route_id}")
+    await push_route(resources.redis, resources.names, view)
+    return answer(view)
+
+
+async def stop_arrive(request: Request) -> Response:
+    """The driver is at the stop."""
+    return await _stop_command(request, "arrive")
+
+
+async def stop_deliver(request: Request) -> Response:
+    """The stop's order is delivered."""
+    return await _stop_command(request, "deliver")
+
+
+async def stop_fail(request: Request) -> Response:
+    """The stop's order could not be delivered; the body says why."""
+    return await _stop_command(request, "fail")

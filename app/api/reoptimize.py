@@ -1,0 +1,147 @@
+"""Re-optimisation of running routes, by dispatchers (API key).
+
+``POST /v1/routes/insert`` puts an urgent order into the running route where it costs least,
+``POST /v1/stops/{id}/move`` gives a stop to another driver, ``POST /v1/routes/{id}/resequence``
+re-orders a late driver's remaining stops, and :func:`after_cancel` takes a cancelled order's
+stop off its route. Visited stops stay; the rest starts from where the driver is. The solver
+runs in the API process's solver pool, every change is an event, and the driver's app gets the
+new route at once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api.running import announce, pending_stop, state, states, write
+from app.auth import FLEET_WRITERS
+from app.errors import BadParameter, Conflict, NotFound
+from app.http import answer, decode, path_id, request_body, resources_of
+from app.resources import Resources
+from schemas.events import (
+    OrderCancelled,
+)
+from schemas.ids import OrderId, OrgId, RouteId, StopId
+from schemas.planning import OrderRef
+from schemas.reoptimize import Unplaceable
+from schemas.route import InsertOrder, MoveStop
+from solver.reoptimize import cheapest_insertion, move_stop, resequence, retime, without_stop
+from store import routes as store
+
+RESEQUENCE_LIMIT_S = 1.0
+"""How long a re-sequence may search (the dispatcher waits for its answer)."""
+
+
+async def insert_order(request: Request) -> Response:
+    """Put a pending order into the running route where it adds least driving, keeping every
+    constraint; 409 with the reason when no route can take it."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
+    body = await request_body(request)
+    order_id = decode(body, request.headers.get("content-type"), InsertOrder).order_id
+    org_id = principal.org_id
+    async with resources.pool.connection() as conn:
+        day = await store.order_day(conn, org_id, order_id)
+        if day is None:
+            raise BadParameter("order_id", f"no order {order_id} in this organisation")
+        stop = await pending_stop(conn, org_id, order_id)
+        if stop is None:
+            raise Conflict("order_id", f"order {order_id} is not pending")
+        running = await states(
+            conn, resources, org_id, await store.running_routes(conn, org_id, day)
+        )
+        if not running:
+            raise Conflict("order_id", f"no route is running on {day}")
+        placed = await resources.solver.run(cheapest_insertion, [s.route for s in running], stop)
+        if isinstance(placed, Unplaceable):
+            raise Conflict("order_id", placed.reason)
+        target = next(s for s in running if s.route.vehicle_ref == placed.vehicle_ref)
+        async with conn.transaction():
+            if not await store.take_order(conn, org_id, order_id):
+                raise Conflict("order_id", f"order {order_id} is no longer pending")
+            await write(conn, target, placed.timeline)
+        (view,) = await announce(
+            conn, resources, org_id, [(target.head.route_id, "stop_inserted", order_id)]
+        )
+    return answer({"route": view, "added_travel_s": placed.added_travel_s})
+
+
+async def move(request: Request) -> Response:
+    """Give a pending stop to another running route (at its cheapest feasible position, or
+    at ``position``)."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
+    stop_id = StopId(path_id(request, "stop_id"))
+    body = await request_body(request)
+    wanted = decode(body, request.headers.get("content-type"), MoveStop)
+    org_id = principal.org_id
+    async with resources.pool.connection() as conn:
+        found = await store.stop_by_id(conn, org_id, stop_id)
+        if found is None:
+            raise NotFound(f"no stop {stop_id} in this organisation")
+        order_id, from_route, status = found
+        if status != "pending":
+            raise Conflict("stop_id", f"expected a pending stop, got one that is {status}")
+        if from_route == wanted.route_id:
+            raise Conflict("route_id", "the stop is already on that route")
+        source, target = await states(conn, resources, org_id, [from_route, wanted.route_id])
+        moved = await resources.solver.run(
+            move_stop,
+            source.route,
+            target.route,
+            OrderRef(str(order_id)),
+            position=wanted.position,
+        )
+        if isinstance(moved, Unplaceable):
+            raise Conflict("route_id", moved.reason)
+        remaining, insertion = moved
+        async with conn.transaction():
+            await write(conn, source, remaining, removed=[order_id])
+            await write(conn, target, insertion.timeline)
+        _, view = await announce(
+            conn,
+            resources,
+            org_id,
+            [
+                (from_route, "stop_moved_out", order_id),
+                (wanted.route_id, "stop_moved_in", order_id),
+            ],
+        )
+    return answer(view)
+
+
+async def resequence_route(request: Request) -> Response:
+    """Re-order a running route's pending stops from where the driver is now, least late first."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
+    route_id = RouteId(path_id(request, "route_id"))
+    async with resources.pool.connection() as conn:
+        st = await state(conn, resources, principal.org_id, route_id)
+        timeline = await resources.solver.run(resequence, st.route, time_limit_s=RESEQUENCE_LIMIT_S)
+        async with conn.transaction():
+            await write(conn, st, timeline)
+        (view,) = await announce(
+            conn, resources, principal.org_id, [(route_id, "resequenced", None)]
+        )
+    return answer(view)
+
+
+async def after_cancel(resources: Resources, org_id: OrgId, order_id: OrderId) -> None:
+    """An order was cancelled: take its pending stop off its running route and re-time the rest."""
+    async with resources.pool.connection() as conn:
+        found = await store.live_stop_of_order(conn, org_id, order_id)
+        route_id = None
+        if found is not None and found[2] == "pending":
+            route_id = found[1]
+            st = await state(conn, resources, org_id, route_id)
+            rest = without_stop(st.route, OrderRef(str(order_id)))
+            timeline = await resources.solver.run(retime, rest)
+            async with conn.transaction():
+                await write(conn, st, timeline, removed=[order_id])
+        cancelled = OrderCancelled(
+            org_id=org_id, at=datetime.now(UTC), order_id=order_id, route_id=route_id
+        )
+        changes = [] if route_id is None else [(route_id, "stop_removed", order_id)]
+        await announce(conn, resources, org_id, changes, extra=[cancelled])
