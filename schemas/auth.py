@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 import msgspec
@@ -25,3 +26,17 @@ class ApiPrincipal(msgspec.Struct, frozen=True, kw_only=True):
     org_id: OrgId
     key_id: ApiKeyId
     role: Role
+
+
+class Credential(msgspec.Struct, frozen=True, kw_only=True):
+    """An issued API key or device token as an administrator lists it: never the secret."""
+
+    id: int
+    """The key's or the device's id (what ``revoke`` takes)."""
+    name: str
+    role: str
+    """The key's role, or ``device`` for a driver's device token."""
+    token_prefix: str
+    """The first characters of the secret, to tell credentials apart."""
+    created_at: datetime
+    revoked_at: datetime | None = None

@@ -7,21 +7,22 @@ Secrets never reach this module in clear: callers pass the SHA-256 of a token (s
 from __future__ import annotations
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row, scalar_row
 
-from schemas.auth import ApiPrincipal, DevicePrincipal, Role
+from schemas.auth import ApiPrincipal, Credential, DevicePrincipal, Role
 from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId, VehicleId
-from store.db import returned
+from store.rows import fetch_one, returned
 
 
 async def create_org(conn: AsyncConnection, name: str, timezone: str = "UTC") -> OrgId:
     """Create an organisation and return its id."""
-    row = await (
-        await conn.execute(
-            "INSERT INTO orgs (name, timezone) VALUES (%s, %s) RETURNING id", (name, timezone)
-        )
-    ).fetchone()
-    row = returned(row)
-    return OrgId(row[0])
+    org_id = await fetch_one(
+        conn,
+        scalar_row,
+        "INSERT INTO orgs (name, timezone) VALUES (%s, %s) RETURNING id",
+        (name, timezone),
+    )
+    return OrgId(returned(org_id))
 
 
 async def org_exists(conn: AsyncConnection, org_id: OrgId) -> bool:
@@ -40,28 +41,25 @@ async def create_api_key(
     token_prefix: str,
 ) -> ApiKeyId:
     """Store a new API key (its hash only) and return its id."""
-    row = await (
-        await conn.execute(
-            "INSERT INTO api_keys (org_id, name, role, token_hash, token_prefix)"
-            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (org_id, name, role, token_hash, token_prefix),
-        )
-    ).fetchone()
-    row = returned(row)
-    return ApiKeyId(row[0])
+    key_id = await fetch_one(
+        conn,
+        scalar_row,
+        "INSERT INTO api_keys (org_id, name, role, token_hash, token_prefix)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (org_id, name, role, token_hash, token_prefix),
+    )
+    return ApiKeyId(returned(key_id))
 
 
 async def find_api_key(conn: AsyncConnection, token_hash: bytes) -> ApiPrincipal | None:
     """The principal of an unrevoked API key with this hash, or None."""
-    row = await (
-        await conn.execute(
-            "SELECT org_id, id, role FROM api_keys WHERE token_hash = %s AND revoked_at IS NULL",
-            (token_hash,),
-        )
-    ).fetchone()
-    if row is None:
-        return None
-    return ApiPrincipal(org_id=OrgId(row[0]), key_id=ApiKeyId(row[1]), role=row[2])
+    return await fetch_one(
+        conn,
+        class_row(ApiPrincipal),
+        "SELECT org_id, id AS key_id, role FROM api_keys"
+        " WHERE token_hash = %s AND revoked_at IS NULL",
+        (token_hash,),
+    )
 
 
 async def revoke_api_key(conn: AsyncConnection, org_id: OrgId, key_id: ApiKeyId) -> bool:
@@ -78,14 +76,13 @@ async def create_vehicle(
     conn: AsyncConnection, org_id: OrgId, *, name: str, external_ref: str | None = None
 ) -> VehicleId:
     """Create a vehicle of ``org_id`` and return its id."""
-    row = await (
-        await conn.execute(
-            "INSERT INTO vehicles (org_id, name, external_ref) VALUES (%s, %s, %s) RETURNING id",
-            (org_id, name, external_ref),
-        )
-    ).fetchone()
-    row = returned(row)
-    return VehicleId(row[0])
+    vehicle_id = await fetch_one(
+        conn,
+        scalar_row,
+        "INSERT INTO vehicles (org_id, name, external_ref) VALUES (%s, %s, %s) RETURNING id",
+        (org_id, name, external_ref),
+    )
+    return VehicleId(returned(vehicle_id))
 
 
 async def create_driver(
@@ -98,15 +95,14 @@ async def create_driver(
     vehicle_id: VehicleId | None = None,
 ) -> DriverId:
     """Create a driver of ``org_id`` and return its id."""
-    row = await (
-        await conn.execute(
-            "INSERT INTO drivers (org_id, name, phone, external_ref, vehicle_id)"
-            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (org_id, name, phone, external_ref, vehicle_id),
-        )
-    ).fetchone()
-    row = returned(row)
-    return DriverId(row[0])
+    driver_id = await fetch_one(
+        conn,
+        scalar_row,
+        "INSERT INTO drivers (org_id, name, phone, external_ref, vehicle_id)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (org_id, name, phone, external_ref, vehicle_id),
+    )
+    return DriverId(returned(driver_id))
 
 
 async def list_drivers(conn: AsyncConnection, org_id: OrgId) -> list[tuple[DriverId, str]]:
@@ -114,7 +110,7 @@ async def list_drivers(conn: AsyncConnection, org_id: OrgId) -> list[tuple[Drive
     cursor = await conn.execute(
         "SELECT id, name FROM drivers WHERE org_id = %s ORDER BY id", (org_id,)
     )
-    return [(DriverId(r[0]), r[1]) for r in await cursor.fetchall()]
+    return [(DriverId(driver_id), name) for driver_id, name in await cursor.fetchall()]
 
 
 async def create_device(
@@ -127,30 +123,27 @@ async def create_device(
     name: str = "phone",
 ) -> DeviceId | None:
     """Register a device for a driver of ``org_id``; None if the driver is not in that org."""
-    row = await (
-        await conn.execute(
-            "INSERT INTO devices (org_id, driver_id, name, token_hash, token_prefix)"
-            " SELECT org_id, id, %s, %s, %s FROM drivers WHERE id = %s AND org_id = %s"
-            " RETURNING id",
-            (name, token_hash, token_prefix, driver_id, org_id),
-        )
-    ).fetchone()
-    return None if row is None else DeviceId(row[0])
+    device_id = await fetch_one(
+        conn,
+        scalar_row,
+        "INSERT INTO devices (org_id, driver_id, name, token_hash, token_prefix)"
+        " SELECT org_id, id, %s, %s, %s FROM drivers WHERE id = %s AND org_id = %s"
+        " RETURNING id",
+        (name, token_hash, token_prefix, driver_id, org_id),
+    )
+    return None if device_id is None else DeviceId(device_id)
 
 
 async def find_device(conn: AsyncConnection, token_hash: bytes) -> DevicePrincipal | None:
     """The principal of an unrevoked device token of an active driver, or None."""
-    row = await (
-        await conn.execute(
-            "SELECT d.org_id, d.driver_id, d.id FROM devices d"
-            " JOIN drivers r ON r.id = d.driver_id"
-            " WHERE d.token_hash = %s AND d.revoked_at IS NULL AND r.active",
-            (token_hash,),
-        )
-    ).fetchone()
-    if row is None:
-        return None
-    return DevicePrincipal(org_id=OrgId(row[0]), driver_id=DriverId(row[1]), device_id=row[2])
+    return await fetch_one(
+        conn,
+        class_row(DevicePrincipal),
+        "SELECT d.org_id, d.driver_id, d.id AS device_id FROM devices d"
+        " JOIN drivers r ON r.id = d.driver_id"
+        " WHERE d.token_hash = %s AND d.revoked_at IS NULL AND r.active",
+        (token_hash,),
+    )
 
 
 async def revoke_device(conn: AsyncConnection, org_id: OrgId, device_id: DeviceId) -> bool:
@@ -161,3 +154,27 @@ async def revoke_device(conn: AsyncConnection, org_id: OrgId, device_id: DeviceI
         (device_id, org_id),
     )
     return cursor.rowcount == 1
+
+
+async def list_api_keys(conn: AsyncConnection, org_id: OrgId) -> list[Credential]:
+    """Every API key of ``org_id``, revoked ones too, oldest first."""
+    cursor = conn.cursor(row_factory=class_row(Credential))
+    await cursor.execute(
+        "SELECT id, name, role, token_prefix, created_at, revoked_at FROM api_keys"
+        " WHERE org_id = %s ORDER BY id",
+        (org_id,),
+    )
+    return await cursor.fetchall()
+
+
+async def list_devices(
+    conn: AsyncConnection, org_id: OrgId, driver_id: DriverId
+) -> list[Credential]:
+    """Every device token of a driver of ``org_id``, revoked ones too, oldest first."""
+    cursor = conn.cursor(row_factory=class_row(Credential))
+    await cursor.execute(
+        "SELECT id, name, 'device' AS role, token_prefix, created_at, revoked_at FROM devices"
+        " WHERE org_id = %s AND driver_id = %s ORDER BY id",
+        (org_id, driver_id),
+    )
+    return await cursor.fetchall()

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from app.cli.base import main, services, settings_from, with_connection
+from schemas.auth import Credential
 
 
 @main.command()
@@ -112,5 +113,87 @@ def driver_add_device(ctx: click.Context, org_id: int, driver_id: int, name: str
         if issued is None:
             raise click.BadParameter(f"no driver {driver_id} in organisation {org_id}")
         click.echo(issued[1])
+
+    with_connection(ctx, go)
+
+
+def _echo_credentials(credentials: list[Credential]) -> None:
+    for c in credentials:
+        state = f"revoked {c.revoked_at:%Y-%m-%d %H:%M}Z" if c.revoked_at else "active"
+        click.echo(
+            f"{c.id}\t{c.role}\t{c.token_prefix}...\t{c.name}\t"
+            f"created {c.created_at:%Y-%m-%d %H:%M}Z\t{state}"
+        )
+
+
+REVOCATION_NOTE = (
+    "Servers that authenticated it in the last LASTMILE_AUTH_CACHE_TTL_S seconds (30 by default)"
+    " accept it until their cache entry expires."
+)
+
+
+@apikey.command("list")
+@click.option("--org", "org_id", type=int, required=True)
+@click.pass_context
+def apikey_list(ctx: click.Context, org_id: int) -> None:
+    """List an organisation's API keys: id, role, prefix, name, created, state (never the key)."""
+    from schemas.ids import OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        _echo_credentials(await tenants.list_api_keys(conn, OrgId(org_id)))
+
+    with_connection(ctx, go)
+
+
+@apikey.command("revoke", epilog=REVOCATION_NOTE)
+@click.option("--org", "org_id", type=int, required=True)
+@click.argument("key_id", type=click.IntRange(1, 2**63 - 1))
+@click.pass_context
+def apikey_revoke(ctx: click.Context, org_id: int, key_id: int) -> None:
+    """Revoke API key KEY_ID (as `apikey list` shows it) of an organisation."""
+    from schemas.ids import ApiKeyId, OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        if not await tenants.revoke_api_key(conn, OrgId(org_id), ApiKeyId(key_id)):
+            raise click.BadParameter(
+                f"no active API key {key_id} in organisation {org_id}", param_hint="KEY_ID"
+            )
+        click.echo(f"API key {key_id} revoked")
+
+    with_connection(ctx, go)
+
+
+@driver.command("devices")
+@click.option("--org", "org_id", type=int, required=True)
+@click.option("--driver", "driver_id", type=int, required=True)
+@click.pass_context
+def driver_devices(ctx: click.Context, org_id: int, driver_id: int) -> None:
+    """List a driver's device tokens: id, prefix, name, created, state (never the token)."""
+    from schemas.ids import DriverId, OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        _echo_credentials(await tenants.list_devices(conn, OrgId(org_id), DriverId(driver_id)))
+
+    with_connection(ctx, go)
+
+
+@driver.command("revoke-device", epilog=REVOCATION_NOTE)
+@click.option("--org", "org_id", type=int, required=True)
+@click.argument("device_id", type=click.IntRange(1, 2**63 - 1))
+@click.pass_context
+def driver_revoke_device(ctx: click.Context, org_id: int, device_id: int) -> None:
+    """Revoke device token DEVICE_ID (as `driver devices` shows it) of an organisation."""
+    from schemas.ids import DeviceId, OrgId
+    from store import tenants
+
+    async def go(conn: Any) -> None:
+        if not await tenants.revoke_device(conn, OrgId(org_id), DeviceId(device_id)):
+            raise click.BadParameter(
+                f"no active device {device_id} in organisation {org_id}", param_hint="DEVICE_ID"
+            )
+        click.echo(f"device {device_id} revoked")
 
     with_connection(ctx, go)
