@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Meta
 
 from app.api import examples as ex
+from app.errors import ErrorBody
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
 from schemas.auth import Role
 from schemas.delivery import (
@@ -61,6 +62,7 @@ ORDER_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
 ADMINS: Final[tuple[Role, ...]] = ("admin",)
 MSGPACK: Final = "application/msgpack"
 HTML: Final = "text/html"
+GEOJSON: Final = "application/geo+json"
 
 # --- answers the handlers build as dicts -----------------------------------------------------
 
@@ -169,21 +171,25 @@ class OsmAndFix(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OwnTracksLocation(msgspec.Struct, frozen=True, kw_only=True):
-    """OwnTracks ``location`` message; any other ``_type`` is acknowledged and ignored.
+    """OwnTracks ``location`` message: ``tst`` is epoch seconds, ``vel`` km/h, ``cog`` degrees,
+    ``acc`` and ``alt`` metres, ``batt`` percent. Other fields of the app are ignored."""
 
-    ``tst`` is epoch seconds, ``vel`` km/h, ``cog`` degrees, ``acc`` and ``alt`` metres,
-    ``batt`` percent.
-    """
+    type: Literal["location"] = msgspec.field(name="_type")
+    lat: Annotated[float, Meta(ge=-90.0, le=90.0)]
+    lon: Annotated[float, Meta(ge=-180.0, le=180.0)]
+    tst: float
+    acc: Annotated[float, Meta(ge=0.0)] | None = None
+    alt: float | None = None
+    vel: Annotated[float, Meta(ge=0.0)] | None = None
+    cog: Annotated[float, Meta(ge=0.0, le=360.0)] | None = None
+    batt: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
+
+
+class OwnTracksOther(msgspec.Struct, frozen=True, kw_only=True):
+    """Any other OwnTracks message (``transition``, ``waypoint``, ``lwt``, …): acknowledged,
+    nothing stored."""
 
     type: str = msgspec.field(name="_type")
-    lat: float | None = None
-    lon: float | None = None
-    tst: float | None = None
-    acc: float | None = None
-    alt: float | None = None
-    vel: float | None = None
-    cog: float | None = None
-    batt: float | None = None
 
 
 # --- parameters ------------------------------------------------------------------------------
@@ -222,8 +228,19 @@ PATH_PARAMS: Final = (
         example=ex.TRACKING_LINK.token,
     ),
 )
-DAY: Final = Param("day", date, "A calendar day, `YYYY-MM-DD`.", example=ex.DAY)
-ACTIVE: Final = Param("active", bool, "Only active (`true`) or inactive (`false`) ones.")
+
+
+def query(name: str, kind: Any, description: str) -> Param:
+    """A query parameter that may be left out or empty."""
+    return Param(name, kind, description, empty_is_absent=True)
+
+
+DAY: Final = Param(
+    "day", date, "A calendar day, `YYYY-MM-DD`.", example=ex.DAY, empty_is_absent=True
+)
+ACTIVE: Final = Param(
+    "active", bool, "Only active (`true`) or inactive (`false`) ones.", empty_is_absent=True
+)
 
 # --- the table's words -----------------------------------------------------------------------
 
@@ -349,8 +366,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         device("POST", "/v1/pings", "Send a batch of the calling driver's pings",
                Answer(200, "The pings now on the stream, and each rejected one with its index;"
                       " MessagePack when the request was.", IngestResult,
-                      example=Example(ex.INGEST_RESULT)),
-               ok("Every ping was rejected.", IngestResult, ex.ALL_REJECTED, status=422),
+                      example=Example(ex.INGEST_RESULT), alternatives={MSGPACK: IngestResult}),
+               Answer(422, "Every ping was rejected.", IngestResult,
+                      example=Example(ex.ALL_REJECTED), alternatives={MSGPACK: IngestResult}),
                body=Body({JSON: PingBatchIn, MSGPACK: PingBatchIn},
                          "Up to 1,000 pings; a bad one is reported, the others are kept.",
                          examples={JSON: Example(ex.PING_BATCH)})),
@@ -370,7 +388,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         Operation("POST", "/owntracks", "One OwnTracks message (HTTP mode)", "",
                   (ok("Acknowledged: `[]`, as the app expects.", tuple[()], ()),),
                   credential="basic",
-                  body=Body({JSON: OwnTracksLocation}, "Only `_type: location` carries a fix.",
+                  body=Body({JSON: (OwnTracksLocation, OwnTracksOther)},
+                            "Only `_type: location` carries a fix.",
                             examples={JSON: Example(OWNTRACKS)})),
     ),
     *section(
@@ -379,12 +398,12 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ok("Newest by device time.", LiveSnapshot,
                LiveSnapshot(as_of=ex.at(9, 15), drivers=[ex.LIVE]))),
         api("GET", "/v1/drivers/{driver_id}/positions", "A driver's track", FLEET_WRITERS,
-            ok("JSON; GeoJSON with `?format=geojson` or `Accept: application/geo+json`.", Track,
-               TRACK),
-            params=(Param("from", Instant, "Start, with a zone; default `to` minus 24 hours."),
-                    Param("to", Instant, "End, with a zone; default a minute from now."),
+            Answer(200, "JSON; GeoJSON with `?format=geojson` or `Accept: application/geo+json`.",
+                   Track, example=Example(TRACK), alternatives={GEOJSON: dict[str, Any]}),
+            params=(query("from", Instant, "Start, with a zone; default `to` minus 24 hours."),
+                    query("to", Instant, "End, with a zone; default a minute from now."),
                     Param("limit", TrackLimit, "At most this many pings (default 10,000)."),
-                    Param("format", Literal["json", "geojson"], "The answer's format."))),
+                    query("format", Literal["json", "geojson"], "The answer's format."))),
     ),
     *section(
         "fleet",
@@ -398,8 +417,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                (ex.DRIVER_IN, ex.DRIVER, ex.DRIVER_PATCH)),
         *fleet("shift", (ShiftIn, ShiftPatch, Shift, ShiftList),
                (ex.SHIFT_IN, ex.SHIFT, ex.SHIFT_PATCH),
-               filters=(DAY, Param("driver_id", After, "Only this driver's shifts."),
-                        Param("status", Literal["scheduled", "cancelled"],
+               filters=(DAY, query("driver_id", After, "Only this driver's shifts."),
+                        query("status", Literal["scheduled", "cancelled"],
                               "Only shifts in this status."))),
         api("POST", "/v1/drivers/{driver_id}/devices", "Register a device: a new device token",
             FLEET_WRITERS,
@@ -419,9 +438,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "orders",
         api("GET", "/v1/orders", "List orders, a page at a time", READERS,
             ok("Orders by id.", OrderPage, OrderPage(orders=[ex.ORDER], next_after=None)),
-            params=(DAY, Param("status", OrderStatus, "Only orders in this status."),
-                    Param("after", After, "Orders with a larger id: the last page's `next_after`."),
-                    Param("limit", Limit, "Page size, default 100."))),
+            params=(DAY, query("status", OrderStatus, "Only orders in this status."),
+                    query("after", After, "Orders with a larger id: the last page's `next_after`."),
+                    query("limit", Limit, "Page size, default 100."))),
         api("POST", "/v1/orders", "Create an order", ORDER_WRITERS,
             created("The new order.", Order, ex.ORDER),
             body=json_body(OrderIn, ex.ORDER_IN), errors=(409,), idempotent=True,
@@ -431,8 +450,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         api("POST", "/v1/orders/import", "Import orders from CSV or a JSON array", ORDER_WRITERS,
             ok("Every row's fate: created, duplicate (its `external_ref` exists) or rejected.",
                ImportResult, ex.IMPORT_RESULT),
-            ok("There were rows and none is (or already was) an order.", ImportResult,
-               status=422),
+            ok("There were rows and none is (or already was) an order; or the"
+               " `Idempotency-Key` came with another request (the error body).",
+               (ImportResult, ErrorBody), status=422),
             idempotent=True,
             body=Body({"text/csv": str, JSON: list[Any]},
                       "CSV with a header row (`ref,address,lat,lon,day`, optional columns, one"
