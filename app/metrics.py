@@ -45,6 +45,24 @@ STREAM_PENDING = Gauge(
     ["stream", "group"],
     multiprocess_mode="mostrecent",
 )
+GROUP_OLDEST_PENDING = Gauge(
+    "lastmile_group_oldest_pending_seconds",
+    "Seconds the oldest unacknowledged entry of a consumer group has waited (0 when none)",
+    ["group"],
+    multiprocess_mode="mostrecent",
+)
+GROUP_DEAD_LETTERS = Gauge(
+    "lastmile_group_dead_letters",
+    "Entries a consumer group moved aside to its dead-letter stream (latest 100,000 kept)",
+    ["group"],
+    multiprocess_mode="mostrecent",
+)
+GROUP_STUCK = Gauge(
+    "lastmile_group_stuck",
+    "1 when a consumer group's oldest pending entry waits past the stuck threshold",
+    ["group"],
+    multiprocess_mode="mostrecent",
+)
 WS_CONNECTIONS = Gauge(
     "lastmile_websocket_connections",
     "Open WebSocket connections",

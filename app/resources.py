@@ -19,7 +19,14 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from app.auth import Authenticator
-from app.metrics import STREAM_LAG, STREAM_PENDING, count_accepted
+from app.metrics import (
+    GROUP_DEAD_LETTERS,
+    GROUP_OLDEST_PENDING,
+    GROUP_STUCK,
+    STREAM_LAG,
+    STREAM_PENDING,
+    count_accepted,
+)
 from app.process.solver_pool import SolverPool
 from app.settings import Settings
 from realtime.hub import Hub
@@ -165,6 +172,13 @@ async def _sample_lag(resources: Resources) -> None:
             name = group["name"].decode()
             STREAM_LAG.labels(stream, name).set(group.get("lag") or 0)
             STREAM_PENDING.labels(stream, name).set(group.get("pending") or 0)
+    from app.groups import group_states  # app.groups reads Resources: imported when used
+
+    for worker, state in (await group_states(resources)).items():
+        health = state.health
+        GROUP_OLDEST_PENDING.labels(worker).set((health.oldest_pending_idle_ms or 0) / 1000)
+        GROUP_DEAD_LETTERS.labels(worker).set(health.dead_letters)
+        GROUP_STUCK.labels(worker).set(int(state.stuck))
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from schemas.codecs import LIVE_POSITION_DECODER, LIVE_POSITION_ENCODER, PING_BATCH_ENCODER
-from schemas.ids import DriverId, OrgId
+from schemas.ids import DriverId, OrderId, OrgId, RouteId
 from schemas.ping import LivePosition, PingBatch
 
 APPEND_SCRIPT = """
@@ -88,6 +88,12 @@ class StreamNames:
         return f"{self.prefix}org_events:{org_id}"
 
     @property
+    def dead_letters(self) -> str:
+        """The base name of the dead-letter streams, one per consumer group
+        (:func:`workers.runner.dead_letter_stream`)."""
+        return f"{self.prefix}dead"
+
+    @property
     def plans(self) -> str:
         """The stream of planning jobs."""
         return f"{self.prefix}plans"
@@ -110,11 +116,11 @@ class StreamNames:
         tracking page of the customer whose stop is next."""
         return f"{self.prefix}pos:{driver_id}"
 
-    def order_channel(self, org_id: OrgId, order_id: int) -> str:
+    def order_channel(self, org_id: OrgId, order_id: OrderId) -> str:
         """Pub/sub channel of the events about one order (``entry id|event``), for its customer."""
         return f"{self.prefix}order:{org_id}:{order_id}"
 
-    def route_channel(self, route_id: int) -> str:
+    def route_channel(self, route_id: RouteId) -> str:
         """Pub/sub channel of a route's own events (started, changed, stops completed), which
         move its customers' places in the queue."""
         return f"{self.prefix}route:{route_id}"
@@ -142,7 +148,7 @@ class StreamNames:
         """Where the ETA worker keeps a driver's tracker state between pings and restarts."""
         return f"{self.prefix}eta:{driver_id}"
 
-    def arrival_windows(self, route_id: int) -> str:
+    def arrival_windows(self, route_id: RouteId) -> str:
         """Hash of a route's latest arrival windows (stop id → encoded window)."""
         return f"{self.prefix}windows:{route_id}"
 

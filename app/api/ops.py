@@ -1,4 +1,4 @@
-"""Operations endpoints: liveness, readiness (PostgreSQL and Redis answer), and metrics."""
+"""Operations endpoints: liveness, readiness (PostgreSQL and Redis answer, workers keep up)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.groups import group_states
 from app.http import resources_of
 from store.db import ping as ping_database
 
@@ -32,7 +33,17 @@ async def readyz(request: Request) -> Response:
         except Exception as exc:  # any failure means not ready; report what it was
             checks[name] = f"failed: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
+    groups: dict[str, str] = {}
+    if checks["redis"] == "ok":
+        try:
+            states = await asyncio.wait_for(group_states(resources), timeout=CHECK_TIMEOUT_S)
+            groups = {name: state.describe() for name, state in states.items()}
+        except Exception as exc:  # the services answered; only this report failed
+            groups = {"all": f"unknown: {type(exc).__name__}"}
+    status = "not ready" if not ready else "ready"
+    if ready and any(text != "ok" for text in groups.values()):
+        status = "degraded"  # the API serves; a worker group needs a look (app.groups says why)
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        {"status": status, "checks": checks, "workers": groups},
         status_code=200 if ready else 503,
     )

@@ -147,7 +147,7 @@ async def run_worker(
         consumer_name=consumer_name or worker_consumer_name(name),
         block_ms=settings.worker_block_ms,
         claim_idle_ms=settings.claim_idle_ms,
-        dead_letter_stream=f"{settings.redis_prefix}dead",
+        dead_letter_stream=names.dead_letters,
     )
     consumer: PersistConsumer | PlannerConsumer
     if name == "eta":

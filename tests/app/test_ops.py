@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from redis.asyncio import Redis
 
 from tests.conftest import LiveServer, Tenant, WorkerHandle
 from tests.helpers import Trace
@@ -65,3 +66,33 @@ async def test_metrics_sample_the_lag_of_each_stream_and_group(
     assert len(lines) == server.settings.ping_shards
     assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lines)
     assert f'lastmile_stream_pending_entries{{group="persist",stream="{prefix}pings:' in text
+
+
+async def test_readiness_names_a_stuck_consumer_group_and_the_api_stays_ready(
+    http: httpx.AsyncClient, server: LiveServer, redis: Redis
+) -> None:
+    """A planning job delivered again and again without an ack makes /readyz say degraded,
+    naming the planner group, while the status stays 200 (the API itself serves)."""
+    assert (await http.get("/readyz")).json()["workers"] == {
+        "persist": "ok",
+        "planner": "ok",
+        "eta": "ok",
+    }
+    stream = server.settings.redis_prefix + "plans"
+    await redis.xgroup_create(stream, "planner", id="0", mkstream=True)
+    entry_id = await redis.xadd(stream, {b"job": b"{}"})
+    await redis.xreadgroup("planner", "gone-consumer", {stream: ">"})
+    # As if it had been claimed again and again by consumers that crashed on it.
+    await redis.xclaim(stream, "planner", "gone-consumer", 0, [entry_id], retrycount=50)
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "degraded"
+    assert body["workers"]["planner"].startswith(f"stuck: entry {entry_id.decode()} of {stream}")
+    assert body["workers"]["persist"] == "ok"
+    wanted = 'lastmile_group_stuck{group="planner"} 1.0'
+    for _ in range(150):  # the sampler runs every 5 s
+        if wanted in (await http.get("/metrics")).text:
+            break
+        await asyncio.sleep(0.1)
+    assert wanted in (await http.get("/metrics")).text
