@@ -35,7 +35,7 @@ Every error body is ``{"error": code, "field": name-or-null, "reason": text}``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 import msgspec
 from psycopg import OperationalError
@@ -43,6 +43,7 @@ from psycopg_pool import PoolTimeout
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import ExceptionHandler
 from starlette.websockets import WebSocket, WebSocketState
 
 from realtime import errors as ingest
@@ -312,3 +313,12 @@ async def handle_error(connection: HTTPConnection, exc: Exception) -> Response |
         await close_socket(connection, exc)
         return None
     return http_answer(problem_of(exc))
+
+
+def exception_handlers() -> dict[Any, ExceptionHandler]:
+    """:func:`handle_error` for every mapped type, as Starlette takes them.
+
+    Starlette types a handler as either an HTTP one or a WebSocket one; ours is both (it looks
+    at the connection), which its type cannot say, hence the cast.
+    """
+    return dict.fromkeys(MAPPED, cast("ExceptionHandler", handle_error))

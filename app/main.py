@@ -29,7 +29,7 @@ from app.api import (
 from app.api import pings as ingest
 from app.api.driver_socket import driver_socket
 from app.api.live_socket import live_socket
-from app.errors import MAPPED, handle_error
+from app.errors import exception_handlers
 from app.metrics import metrics_endpoint
 from app.resources import Resources, open_resources
 from app.settings import Settings
@@ -99,7 +99,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
     app = Starlette(
         routes=table,
         lifespan=lifespan,
-        exception_handlers=dict.fromkeys(MAPPED, handle_error),
+        exception_handlers=exception_handlers(),
     )
     if resources is not None:
         app.state.resources = resources
@@ -110,7 +110,7 @@ def create_osmand_app(resources: Resources) -> Starlette:
     """The dedicated OsmAnd listener (Traccar's usual port 5055): the protocol at the root path."""
     app = Starlette(
         routes=[Route("/", ingest.osmand_fix, methods=["GET", "POST"])],
-        exception_handlers=dict.fromkeys(MAPPED, handle_error),
+        exception_handlers=exception_handlers(),
     )
     app.state.resources = resources
     return app

@@ -81,7 +81,7 @@ def registry() -> CollectorRegistry:
     """The registry to expose: every process's when multiprocess mode is on."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         collected = CollectorRegistry()
-        multiprocess.MultiProcessCollector(collected)
+        multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
         return collected
     from prometheus_client import REGISTRY
 

