@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
-
-T = TypeVar("T")
 
 
 async def open_pool(database_url: str, *, max_size: int = 10) -> AsyncConnectionPool:
@@ -57,10 +53,3 @@ def with_database(url: str, name: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
-
-
-def returned(row: T | None) -> T:
-    """The row an ``INSERT ... RETURNING`` gave; such a statement always gives one."""
-    if row is None:
-        raise RuntimeError("expected INSERT ... RETURNING to give a row, got none")
-    return row

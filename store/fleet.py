@@ -39,8 +39,8 @@ from schemas.delivery import (
     VehicleIn,
 )
 from schemas.ids import OrgId
-from store.db import returned
 from store.delivery import breaks_of, translated
+from store.rows import returned
 
 In = TypeVar("In")
 Out = TypeVar("Out")

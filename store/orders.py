@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any, Final
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row, scalar_row
 from psycopg.types.json import Jsonb
 
 from schemas.delivery import (
@@ -29,8 +29,8 @@ from schemas.delivery import (
     Parcel,
 )
 from schemas.ids import OrgId
-from store.db import returned
 from store.delivery import WrongState, translated, windows_of
+from store.rows import fetch_all, fetch_one, returned
 
 _WRITTEN: Final = (
     "customer_name",
@@ -133,11 +133,10 @@ async def create_order(conn: AsyncConnection, org_id: OrgId, order: OrderIn) -> 
     Raises :class:`~store.delivery.Duplicate` when ``external_ref`` is taken.
     """
     async with translated(), conn.transaction():
-        row = await (
-            await conn.execute(_INSERT, (org_id, order.external_ref, *_values(order)))
-        ).fetchone()
-        row = returned(row)
-        order_id = OrderId(row[0])
+        new_id = await fetch_one(
+            conn, scalar_row, _INSERT, (org_id, order.external_ref, *_values(order))
+        )
+        order_id = OrderId(returned(new_id))
         await _write_parcels(conn, org_id, order_id, order.parcels)
         created = await get_order(conn, org_id, order_id)
     assert created is not None
@@ -247,7 +246,8 @@ WITH inserted AS (
     SELECT %(org)s, i.id, p.position, p.barcode
     FROM inserted i JOIN import_orders s USING (external_ref) JOIN import_parcels p USING (line)
 )
-SELECT s.line, i.id, i.external_ref FROM inserted i JOIN import_orders s USING (external_ref)
+SELECT s.line, i.external_ref, i.id AS order_id
+FROM inserted i JOIN import_orders s USING (external_ref)
 """
 
 
@@ -276,18 +276,11 @@ async def import_orders(
                 for line, order in rows:
                     for position, parcel in enumerate(order.parcels):
                         await copy.write_row((line, position, parcel.barcode))
-            await cur.execute(_MERGE, {"org": org_id})
-            merged = await cur.fetchall()
-            created_refs = {ref for _, _, ref in merged}
+        merged = await fetch_all(conn, class_row(ImportedRow), _MERGE, {"org": org_id})
+        created_refs = {row.external_ref for row in merged}
         others = [order.external_ref for _, order in rows if order.external_ref not in created_refs]
         existing = await order_ids_by_ref(conn, org_id, others)
-    created = sorted(
-        (
-            ImportedRow(line=line, external_ref=ref, order_id=OrderId(oid))
-            for line, oid, ref in merged
-        ),
-        key=lambda row: row.line,
-    )
+    created = sorted(merged, key=lambda row: row.line)
     duplicates = [
         ImportedRow(
             line=line, external_ref=order.external_ref, order_id=existing[order.external_ref]
