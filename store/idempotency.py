@@ -17,8 +17,10 @@ from datetime import timedelta
 from typing import Final, NamedTuple
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 
 from schemas.ids import OrgId
+from store.rows import fetch_one
 
 KEY_TTL: Final = timedelta(hours=24)
 SWEEP_BATCH: Final = 100
@@ -63,15 +65,16 @@ async def claim(
         ).fetchone()
         if claimed is not None:
             return None
-        row = await (
-            await conn.execute(
-                "SELECT request_hash, status, response FROM idempotency_keys"
-                " WHERE org_id = %s AND key = %s",
-                (org_id, key),
-            )
-        ).fetchone()
-        if row is not None:
-            return Recorded(bytes(row[0]), row[1], bytes(row[2]))
+        # bytea columns load as bytes, the type Recorded promises.
+        recorded = await fetch_one(
+            conn,
+            class_row(Recorded),
+            "SELECT request_hash, status, response FROM idempotency_keys"
+            " WHERE org_id = %s AND key = %s",
+            (org_id, key),
+        )
+        if recorded is not None:
+            return recorded
     raise RuntimeError(f"idempotency key {key!r} could be neither claimed nor read")
 
 

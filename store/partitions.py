@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import AsyncConnection, sql
+from psycopg.rows import scalar_row
 
+from store.rows import fetch_all
 from store.timescale import INSTALLED
 
 PARTITION_LOCK_KEY = 0x6C6D_7061
@@ -34,16 +36,15 @@ async def ensure_partitions(conn: AsyncConnection, first: date, last: date) -> l
     created: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK_KEY,))
-        existing = {
-            row[0]
-            for row in await (
-                await conn.execute(
-                    "SELECT c.relname FROM pg_inherits i"
-                    " JOIN pg_class c ON c.oid = i.inhrelid"
-                    " WHERE i.inhparent = 'positions'::regclass"
-                )
-            ).fetchall()
-        }
+        existing = set(
+            await fetch_all(
+                conn,
+                scalar_row,
+                "SELECT c.relname FROM pg_inherits i"
+                " JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'positions'::regclass",
+            )
+        )
         day = first
         while day <= last:
             name = partition_name(day)

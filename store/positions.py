@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from psycopg import AsyncConnection, errors
+from psycopg.rows import class_row, scalar_row
 
 from schemas.ids import DriverId, OrgId
 from schemas.ping import Ping
 from store.partitions import ensure_partitions
+from store.rows import fetch_all, fetch_one
 
 COLUMNS = (
     "driver_id",
@@ -48,6 +50,7 @@ TYPES = (
 )
 PositionRow = tuple[Any, ...]
 """One row in :data:`COLUMNS` order."""
+_TIME: Final = COLUMNS.index("time")
 
 _COLUMN_LIST = ", ".join(COLUMNS)
 _COPY_POSITIONS = f"COPY positions ({_COLUMN_LIST}) FROM STDIN (FORMAT binary)"
@@ -77,8 +80,8 @@ async def write_positions(conn: AsyncConnection, rows: Sequence[PositionRow]) ->
         except errors.CheckViolation as exc:
             if "no partition" not in str(exc):
                 raise
-            first = min(r[1] for r in rows).astimezone(UTC).date()
-            last = max(r[1] for r in rows).astimezone(UTC).date()
+            first = min(r[_TIME] for r in rows).astimezone(UTC).date()
+            last = max(r[_TIME] for r in rows).astimezone(UTC).date()
             await ensure_partitions(conn, first, last)
     raise RuntimeError("positions partition still missing after creating it")
 
@@ -124,34 +127,22 @@ async def track(
     ).fetchone()
     if owner is None:
         return None
-    cursor = await conn.execute(
+    return await fetch_all(
+        conn,
+        class_row(Ping),
         "SELECT time, lat, lon, speed_mps, heading_deg, accuracy_m, altitude_m, battery_pct, seq"
         " FROM positions WHERE driver_id = %s AND time >= %s AND time < %s"
         " ORDER BY time LIMIT %s",
         (driver_id, start, end, limit),
     )
-    return [
-        Ping(
-            time=r[0],
-            lat=r[1],
-            lon=r[2],
-            speed_mps=r[3],
-            heading_deg=r[4],
-            accuracy_m=r[5],
-            altitude_m=r[6],
-            battery_pct=r[7],
-            seq=r[8],
-        )
-        for r in await cursor.fetchall()
-    ]
 
 
 async def count_positions(conn: AsyncConnection, driver_id: DriverId | None = None) -> int:
     """How many rows ``positions`` holds (for one driver, or in all)."""
     if driver_id is None:
-        row = await (await conn.execute("SELECT count(*) FROM positions")).fetchone()
+        count = await fetch_one(conn, scalar_row, "SELECT count(*) FROM positions")
     else:
-        row = await (
-            await conn.execute("SELECT count(*) FROM positions WHERE driver_id = %s", (driver_id,))
-        ).fetchone()
-    return int(row[0]) if row else 0
+        count = await fetch_one(
+            conn, scalar_row, "SELECT count(*) FROM positions WHERE driver_id = %s", (driver_id,)
+        )
+    return int(count) if count is not None else 0
