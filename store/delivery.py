@@ -31,6 +31,7 @@ from typing import Any, Final
 import msgspec
 from psycopg import AsyncConnection, errors
 from psycopg.pq import TransactionStatus
+from psycopg.rows import class_row, dict_row, scalar_row
 
 from schemas.delivery import (
     DEFAULT_DIMENSIONS,
@@ -44,6 +45,7 @@ from schemas.delivery import (
     VehicleType,
 )
 from schemas.ids import DriverId, OrgId, VehicleId
+from store.rows import fetch_all, fetch_one
 
 UNLIMITED_AMOUNT: Final = 2**31 - 1
 """A vehicle's capacity in a dimension its ``capacity`` object does not name."""
@@ -134,12 +136,16 @@ class OrgSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 async def org_settings(conn: AsyncConnection, org_id: OrgId) -> OrgSettings:
     """The organisation's dimensions and time zone (defaults if it vanished meanwhile)."""
-    row = await (
-        await conn.execute("SELECT dimensions, timezone FROM orgs WHERE id = %s", (org_id,))
-    ).fetchone()
-    if row is None:
+    # dimensions is text[], which loads as a fresh list: the Struct owns it.
+    settings = await fetch_one(
+        conn,
+        class_row(OrgSettings),
+        "SELECT dimensions, timezone FROM orgs WHERE id = %s",
+        (org_id,),
+    )
+    if settings is None:
         return OrgSettings(dimensions=list(DEFAULT_DIMENSIONS), timezone="UTC")
-    return OrgSettings(dimensions=list(row[0]), timezone=row[1])
+    return settings
 
 
 async def set_dimensions(
@@ -151,25 +157,26 @@ async def set_dimensions(
     an open order's size still uses. Renaming is dropping one name and adding another.
     """
     async with conn.transaction():
-        row = await (
-            await conn.execute("SELECT dimensions FROM orgs WHERE id = %s FOR UPDATE", (org_id,))
-        ).fetchone()
-        dropped = [d for d in (row[0] if row else []) if d not in dimensions]
-        in_use = await (
-            await conn.execute(
-                "SELECT d FROM unnest(%s::text[]) AS d WHERE"
-                " EXISTS (SELECT 1 FROM vehicles v"
-                "         WHERE v.org_id = %s AND v.active AND v.capacity ? d)"
-                " OR EXISTS (SELECT 1 FROM orders o"
-                "            WHERE o.org_id = %s AND o.status = ANY(%s) AND o.size ? d)"
-                " LIMIT 1",
-                (dropped, org_id, org_id, list(OPEN_STATUSES)),
-            )
-        ).fetchone()
+        current = await fetch_one(
+            conn, scalar_row, "SELECT dimensions FROM orgs WHERE id = %s FOR UPDATE", (org_id,)
+        )
+        dropped = [d for d in (current if current is not None else []) if d not in dimensions]
+        # A NULL name is never selected (``? NULL`` is not true), so None means "none in use".
+        in_use = await fetch_one(
+            conn,
+            scalar_row,
+            "SELECT d FROM unnest(%s::text[]) AS d WHERE"
+            " EXISTS (SELECT 1 FROM vehicles v"
+            "         WHERE v.org_id = %s AND v.active AND v.capacity ? d)"
+            " OR EXISTS (SELECT 1 FROM orders o"
+            "            WHERE o.org_id = %s AND o.status = ANY(%s) AND o.size ? d)"
+            " LIMIT 1",
+            (dropped, org_id, org_id, list(OPEN_STATUSES)),
+        )
         if in_use is not None:
             raise WrongState(
                 "dimensions",
-                f"{in_use[0]} is still used by an active vehicle's capacity or an open order's"
+                f"{in_use} is still used by an active vehicle's capacity or an open order's"
                 " size; remove it there first",
             )
         await conn.execute(
@@ -261,11 +268,16 @@ class DeliveryDay(msgspec.Struct, frozen=True, kw_only=True):
     orders: list[DayOrder]
 
 
-_DAY_DEPOTS: Final = "SELECT id, name, lat, lon FROM depots WHERE org_id = %s ORDER BY id"
+_DAY_DEPOTS: Final = (
+    "SELECT id AS depot_id, name, lat, lon FROM depots WHERE org_id = %s ORDER BY id"
+)
 _DAY_SHIFTS: Final = """
-SELECT s.id, s.driver_id, d.name, d.carrier_id, s.vehicle_id, v.type,
-       s.start_depot_id, coalesce(sd.lat, s.start_lat), coalesce(sd.lon, s.start_lon),
-       s.end_depot_id, coalesce(ed.lat, s.end_lat), coalesce(ed.lon, s.end_lon),
+SELECT s.id AS shift_id, s.driver_id, d.name AS driver_name, d.carrier_id, s.vehicle_id,
+       v.type AS vehicle_type,
+       s.start_depot_id, coalesce(sd.lat, s.start_lat) AS start_lat,
+       coalesce(sd.lon, s.start_lon) AS start_lon,
+       s.end_depot_id, coalesce(ed.lat, s.end_lat) AS end_lat,
+       coalesce(ed.lon, s.end_lon) AS end_lon,
        s.work_start, s.work_end, s.breaks, s.max_duration_s,
        v.capacity, v.skills, v.fixed_cost, v.cost_per_km, v.cost_per_hour
 FROM shifts s
@@ -277,8 +289,8 @@ WHERE s.org_id = %s AND s.day = %s AND s.status = 'scheduled' AND d.active AND v
 ORDER BY s.id
 """
 _DAY_ORDERS: Final = """
-SELECT id, external_ref, lat, lon, window_starts, window_ends, service_s, size, priority,
-       required_skills, status
+SELECT id AS order_id, external_ref, lat, lon, window_starts, window_ends, service_s, size,
+       priority, required_skills, status
 FROM orders WHERE org_id = %s AND day = %s AND status = ANY(%s)
 ORDER BY id
 """
@@ -303,59 +315,59 @@ async def load_day(
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         settings = await org_settings(conn, org_id)
         dims = settings.dimensions
-        depot_rows = await (await conn.execute(_DAY_DEPOTS, (org_id,))).fetchall()
-        shift_rows = await (await conn.execute(_DAY_SHIFTS, (org_id, day))).fetchall()
-        order_rows = await (
-            await conn.execute(_DAY_ORDERS, (org_id, day, list(statuses)))
-        ).fetchall()
+        depots = await fetch_all(conn, class_row(DayDepot), _DAY_DEPOTS, (org_id,))
+        shift_rows = await fetch_all(conn, dict_row, _DAY_SHIFTS, (org_id, day))
+        order_rows = await fetch_all(conn, dict_row, _DAY_ORDERS, (org_id, day, list(statuses)))
     return DeliveryDay(
         org_id=org_id,
         day=day,
         timezone=settings.timezone,
         dimensions=dims,
-        depots=[
-            DayDepot(depot_id=DepotId(r[0]), name=r[1], lat=r[2], lon=r[3]) for r in depot_rows
-        ],
+        depots=depots,
         shifts=[_day_shift(row, dims) for row in shift_rows],
         orders=[_day_order(row, dims) for row in order_rows],
     )
 
 
-def _day_shift(row: Sequence[Any], dims: Sequence[str]) -> DayShift:
-    start = DayPlace(depot_id=row[6], lat=row[7], lon=row[8])
-    has_end = row[9] is not None or row[10] is not None
+def _day_shift(row: dict[str, Any], dims: Sequence[str]) -> DayShift:
+    start = DayPlace(depot_id=row["start_depot_id"], lat=row["start_lat"], lon=row["start_lon"])
+    has_end = row["end_depot_id"] is not None or row["end_lat"] is not None
     return DayShift(
-        shift_id=ShiftId(row[0]),
-        driver_id=DriverId(row[1]),
-        driver_name=row[2],
-        carrier_id=row[3],
-        vehicle_id=VehicleId(row[4]),
-        vehicle_type=row[5],
+        shift_id=ShiftId(row["shift_id"]),
+        driver_id=DriverId(row["driver_id"]),
+        driver_name=row["driver_name"],
+        carrier_id=row["carrier_id"],
+        vehicle_id=VehicleId(row["vehicle_id"]),
+        vehicle_type=row["vehicle_type"],
         start=start,
-        end=DayPlace(depot_id=row[9], lat=row[10], lon=row[11]) if has_end else start,
-        working_window=TimeWindow(start=row[12], end=row[13]),
-        breaks=breaks_of(row[14]),
-        max_duration_s=row[15],
-        capacity=aligned(row[16], dims, UNLIMITED_AMOUNT),
-        skills=list(row[17]),
-        fixed_cost=row[18],
-        cost_per_km=row[19],
-        cost_per_hour=row[20],
+        end=(
+            DayPlace(depot_id=row["end_depot_id"], lat=row["end_lat"], lon=row["end_lon"])
+            if has_end
+            else start
+        ),
+        working_window=TimeWindow(start=row["work_start"], end=row["work_end"]),
+        breaks=breaks_of(row["breaks"]),
+        max_duration_s=row["max_duration_s"],
+        capacity=aligned(row["capacity"], dims, UNLIMITED_AMOUNT),
+        skills=list(row["skills"]),
+        fixed_cost=row["fixed_cost"],
+        cost_per_km=row["cost_per_km"],
+        cost_per_hour=row["cost_per_hour"],
     )
 
 
-def _day_order(row: Sequence[Any], dims: Sequence[str]) -> DayOrder:
+def _day_order(row: dict[str, Any], dims: Sequence[str]) -> DayOrder:
     return DayOrder(
-        order_id=OrderId(row[0]),
-        external_ref=row[1],
-        lat=row[2],
-        lon=row[3],
-        time_windows=windows_of(row[4], row[5]),
-        service_s=row[6],
-        size=aligned(row[7], dims, 0),
-        priority=row[8],
-        required_skills=list(row[9]),
-        status=row[10],
+        order_id=OrderId(row["order_id"]),
+        external_ref=row["external_ref"],
+        lat=row["lat"],
+        lon=row["lon"],
+        time_windows=windows_of(row["window_starts"], row["window_ends"]),
+        service_s=row["service_s"],
+        size=aligned(row["size"], dims, 0),
+        priority=row["priority"],
+        required_skills=list(row["required_skills"]),
+        status=row["status"],
     )
 
 
