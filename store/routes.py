@@ -16,10 +16,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row, dict_row, scalar_row
 from psycopg.types.json import Jsonb
 
 from schemas.ids import DriverId, OrgId, PlanId, RouteId, StopId
 from schemas.route import RouteStop, RouteView, Window
+from store.rows import fetch_all, fetch_one, returned
 
 # --- plans -----------------------------------------------------------------------------------
 
@@ -47,11 +49,7 @@ _PLAN_COLUMNS = (
     " created_at, started_at, finished_at"
 )
 
-
-def _plan(row: Sequence[Any]) -> PlanRow:
-    return PlanRow(
-        PlanId(row[0]), OrgId(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], *row[8:]
-    )
+_PLAN = class_row(PlanRow)
 
 
 async def create_plan(
@@ -62,26 +60,24 @@ async def create_plan(
     order_ids: Sequence[int] | None,
 ) -> PlanRow:
     """Queue a planning job."""
-    row = await (
-        await conn.execute(
-            f"INSERT INTO plans (org_id, day, options, order_ids) VALUES (%s, %s, %s, %s)"
-            f" RETURNING {_PLAN_COLUMNS}",
-            (org_id, day, Jsonb(options), list(order_ids) if order_ids is not None else None),
-        )
-    ).fetchone()
-    if row is None:
-        raise RuntimeError("INSERT ... RETURNING gave no row")
-    return _plan(row)
+    plan = await fetch_one(
+        conn,
+        _PLAN,
+        f"INSERT INTO plans (org_id, day, options, order_ids) VALUES (%s, %s, %s, %s)"
+        f" RETURNING {_PLAN_COLUMNS}",
+        (org_id, day, Jsonb(options), list(order_ids) if order_ids is not None else None),
+    )
+    return returned(plan)
 
 
 async def get_plan(conn: AsyncConnection, org_id: OrgId, plan_id: PlanId) -> PlanRow | None:
     """A plan of ``org_id``, or None."""
-    row = await (
-        await conn.execute(
-            f"SELECT {_PLAN_COLUMNS} FROM plans WHERE id = %s AND org_id = %s", (plan_id, org_id)
-        )
-    ).fetchone()
-    return None if row is None else _plan(row)
+    return await fetch_one(
+        conn,
+        _PLAN,
+        f"SELECT {_PLAN_COLUMNS} FROM plans WHERE id = %s AND org_id = %s",
+        (plan_id, org_id),
+    )
 
 
 async def mark_enqueued(conn: AsyncConnection, plan_id: PlanId) -> None:
@@ -101,19 +97,18 @@ async def lock_unqueued_plans(
         " AND created_at < now() - %s ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED",
         (older_than, limit),
     )
-    return [(OrgId(r[0]), PlanId(r[1])) for r in await cursor.fetchall()]
+    return [(OrgId(org_id), PlanId(plan_id)) for org_id, plan_id in await cursor.fetchall()]
 
 
 async def claim_plan(conn: AsyncConnection, plan_id: PlanId) -> PlanRow | None:
     """Move a queued (or abandoned running) plan to running; None when it is already finished."""
-    row = await (
-        await conn.execute(
-            "UPDATE plans SET status = 'running', started_at = now(), progress = '{}'"
-            f" WHERE id = %s AND status IN ('queued', 'running') RETURNING {_PLAN_COLUMNS}",
-            (plan_id,),
-        )
-    ).fetchone()
-    return None if row is None else _plan(row)
+    return await fetch_one(
+        conn,
+        _PLAN,
+        "UPDATE plans SET status = 'running', started_at = now(), progress = '{}'"
+        f" WHERE id = %s AND status IN ('queued', 'running') RETURNING {_PLAN_COLUMNS}",
+        (plan_id,),
+    )
 
 
 async def save_progress(conn: AsyncConnection, plan_id: PlanId, progress: dict[str, Any]) -> None:
@@ -190,36 +185,34 @@ async def dispatch_routes(
     skipped: list[int] = []
     async with conn.transaction():
         for route in routes:
-            existing = await (
-                await conn.execute(
-                    "SELECT id FROM routes WHERE plan_id = %s AND shift_id = %s",
-                    (plan_id, route.shift_id),
-                )
-            ).fetchone()
+            existing = await fetch_one(
+                conn,
+                scalar_row,
+                "SELECT id FROM routes WHERE plan_id = %s AND shift_id = %s",
+                (plan_id, route.shift_id),
+            )
             if existing is not None:
-                created.append(RouteId(existing[0]))
+                created.append(RouteId(existing))
                 continue
-            row = await (
-                await conn.execute(
-                    "INSERT INTO routes (org_id, plan_id, shift_id, driver_id, vehicle_id, day,"
-                    " planned_start, planned_end, distance_m)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                    (
-                        org_id,
-                        plan_id,
-                        route.shift_id,
-                        route.driver_id,
-                        route.vehicle_id,
-                        day,
-                        route.planned_start,
-                        route.planned_end,
-                        route.distance_m,
-                    ),
-                )
-            ).fetchone()
-            if row is None:
-                raise RuntimeError("INSERT ... RETURNING gave no row")
-            route_id = RouteId(row[0])
+            new_id = await fetch_one(
+                conn,
+                scalar_row,
+                "INSERT INTO routes (org_id, plan_id, shift_id, driver_id, vehicle_id, day,"
+                " planned_start, planned_end, distance_m)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    org_id,
+                    plan_id,
+                    route.shift_id,
+                    route.driver_id,
+                    route.vehicle_id,
+                    day,
+                    route.planned_start,
+                    route.planned_end,
+                    route.distance_m,
+                ),
+            )
+            route_id = RouteId(returned(new_id))
             seq = 0
             for stop in route.stops:
                 if not await take_order(conn, org_id, stop.order_id):
@@ -247,11 +240,12 @@ _ROUTE_COLUMNS = (
     " planned_end, distance_m"
 )
 _STOP_COLUMNS = """
-SELECT s.id, s.seq, s.status, o.id, o.external_ref, o.customer_name, o.phone, o.address, o.lat,
-       o.lon, o.window_starts, o.window_ends, o.service_s, o.notes, s.planned_arrival,
-       s.planned_departure, s.lateness_s, s.arrived_at, s.completed_at, s.failure_reason,
+SELECT s.id, s.seq, s.status, o.id AS order_id, o.external_ref AS order_ref, o.customer_name,
+       o.phone, o.address, o.lat, o.lon, o.window_starts, o.window_ends, o.service_s, o.notes,
+       s.planned_arrival, s.planned_departure, s.lateness_s, s.arrived_at, s.completed_at,
+       s.failure_reason,
        coalesce((SELECT array_agg(p.barcode ORDER BY p.position) FROM parcels p
-                 WHERE p.order_id = o.id), '{}')
+                 WHERE p.order_id = o.id), '{}') AS barcodes
 FROM stops s JOIN orders o ON o.org_id = s.org_id AND o.id = s.order_id
 """
 _STOPS = _STOP_COLUMNS + "WHERE s.route_id = %s AND s.status <> 'removed' ORDER BY s.seq"
@@ -264,71 +258,76 @@ _DAY_STOPS = (
 
 async def route_view(conn: AsyncConnection, org_id: OrgId, route_id: RouteId) -> RouteView | None:
     """A route of ``org_id`` with its live stops in order, or None."""
-    row = await (
-        await conn.execute(
-            f"SELECT {_ROUTE_COLUMNS} FROM routes WHERE id = %s AND org_id = %s",
-            (route_id, org_id),
-        )
-    ).fetchone()
+    row = await fetch_one(
+        conn,
+        dict_row,
+        f"SELECT {_ROUTE_COLUMNS} FROM routes WHERE id = %s AND org_id = %s",
+        (route_id, org_id),
+    )
     if row is None:
         return None
-    stops = await (await conn.execute(_STOPS, (route_id,))).fetchall()
+    stops = await fetch_all(conn, dict_row, _STOPS, (route_id,))
     return _route(row, [_stop(s) for s in stops])
 
 
 async def day_views(conn: AsyncConnection, org_id: OrgId, day: date) -> list[RouteView]:
     """Every route of ``org_id`` on ``day`` with its live stops, by id, in two queries."""
-    rows = await (
-        await conn.execute(
-            f"SELECT {_ROUTE_COLUMNS} FROM routes WHERE org_id = %s AND day = %s ORDER BY id",
-            (org_id, day),
-        )
-    ).fetchall()
-    stops: dict[int, list[RouteStop]] = {row[0]: [] for row in rows}
-    for s in await (await conn.execute(_DAY_STOPS, (org_id, day))).fetchall():
-        stops[s[0]].append(_stop(s[1:]))
-    return [_route(row, stops[row[0]]) for row in rows]
+    rows = await fetch_all(
+        conn,
+        dict_row,
+        f"SELECT {_ROUTE_COLUMNS} FROM routes WHERE org_id = %s AND day = %s ORDER BY id",
+        (org_id, day),
+    )
+    stops: dict[int, list[RouteStop]] = {row["id"]: [] for row in rows}
+    for s in await fetch_all(conn, dict_row, _DAY_STOPS, (org_id, day)):
+        stops[s["route_id"]].append(_stop(s))
+    return [_route(row, stops[row["id"]]) for row in rows]
 
 
-def _route(row: Sequence[Any], stops: list[RouteStop]) -> RouteView:
+def _route(row: dict[str, Any], stops: list[RouteStop]) -> RouteView:
+    """A route from a row of :data:`_ROUTE_COLUMNS`, with its stops."""
     return RouteView(
-        id=RouteId(row[0]),
-        plan_id=PlanId(row[1]),
-        driver_id=DriverId(row[2]),
-        vehicle_id=row[3],
-        shift_id=row[4],
-        day=row[5].isoformat(),
-        status=row[6],
-        version=row[7],
-        planned_start=row[8],
-        planned_end=row[9],
-        distance_m=row[10],
+        id=RouteId(row["id"]),
+        plan_id=PlanId(row["plan_id"]),
+        driver_id=DriverId(row["driver_id"]),
+        vehicle_id=row["vehicle_id"],
+        shift_id=row["shift_id"],
+        day=row["day"].isoformat(),
+        status=row["status"],
+        version=row["version"],
+        planned_start=row["planned_start"],
+        planned_end=row["planned_end"],
+        distance_m=row["distance_m"],
         stops=stops,
     )
 
 
-def _stop(r: Sequence[Any]) -> RouteStop:
+def _stop(row: dict[str, Any]) -> RouteStop:
+    """A stop from a row of :data:`_STOP_COLUMNS` (other columns, like a route id, ignored)."""
     return RouteStop(
-        id=StopId(r[0]),
-        seq=r[1],
-        status=r[2],
-        order_id=r[3],
-        order_ref=r[4],
-        customer_name=r[5],
-        phone=r[6],
-        address=r[7],
-        lat=r[8],
-        lon=r[9],
-        windows=[Window(start=a, end=b) for a, b in zip(r[10], r[11], strict=True)],
-        service_s=r[12],
-        notes=r[13],
-        planned_arrival=r[14],
-        planned_departure=r[15],
-        lateness_s=r[16],
-        arrived_at=r[17],
-        completed_at=r[18],
-        failure_reason=r[19],
-        barcodes=list(r[20]),
+        id=StopId(row["id"]),
+        seq=row["seq"],
+        status=row["status"],
+        order_id=row["order_id"],
+        order_ref=row["order_ref"],
+        customer_name=row["customer_name"],
+        phone=row["phone"],
+        address=row["address"],
+        lat=row["lat"],
+        lon=row["lon"],
+        windows=[
+            Window(start=a, end=b)
+            for a, b in zip(row["window_starts"], row["window_ends"], strict=True)
+        ],
+        service_s=row["service_s"],
+        notes=row["notes"],
+        planned_arrival=row["planned_arrival"],
+        planned_departure=row["planned_departure"],
+        lateness_s=row["lateness_s"],
+        arrived_at=row["arrived_at"],
+        completed_at=row["completed_at"],
+        failure_reason=row["failure_reason"],
+        barcodes=list(row["barcodes"]),
     )
 
 
@@ -336,24 +335,26 @@ async def current_route_id(
     conn: AsyncConnection, org_id: OrgId, driver_id: DriverId
 ) -> RouteId | None:
     """The driver's route in hand: the latest dispatched or started one, if any."""
-    row = await (
-        await conn.execute(
-            "SELECT id FROM routes WHERE org_id = %s AND driver_id = %s"
-            " AND status IN ('dispatched', 'started') ORDER BY dispatched_at DESC, id DESC LIMIT 1",
-            (org_id, driver_id),
-        )
-    ).fetchone()
-    return None if row is None else RouteId(row[0])
+    route_id = await fetch_one(
+        conn,
+        scalar_row,
+        "SELECT id FROM routes WHERE org_id = %s AND driver_id = %s"
+        " AND status IN ('dispatched', 'started') ORDER BY dispatched_at DESC, id DESC LIMIT 1",
+        (org_id, driver_id),
+    )
+    return None if route_id is None else RouteId(route_id)
 
 
 async def running_routes(conn: AsyncConnection, org_id: OrgId, day: date) -> list[RouteId]:
     """Routes of ``day`` that can still take stops (dispatched or started), by id."""
-    cursor = await conn.execute(
+    route_ids = await fetch_all(
+        conn,
+        scalar_row,
         "SELECT id FROM routes WHERE org_id = %s AND day = %s"
         " AND status IN ('dispatched', 'started') ORDER BY id",
         (org_id, day),
     )
-    return [RouteId(r[0]) for r in await cursor.fetchall()]
+    return [RouteId(route_id) for route_id in route_ids]
 
 
 async def start_route(
@@ -382,15 +383,14 @@ async def stop_of_driver(
     conn: AsyncConnection, org_id: OrgId, driver_id: DriverId, stop_id: StopId
 ) -> StopRef | None:
     """A live stop on one of the driver's routes, or None (another driver's stop looks missing)."""
-    row = await (
-        await conn.execute(
-            "SELECT s.id, s.route_id, s.order_id, s.status FROM stops s"
-            " JOIN routes r ON r.id = s.route_id"
-            " WHERE s.id = %s AND s.org_id = %s AND r.driver_id = %s AND s.status <> 'removed'",
-            (stop_id, org_id, driver_id),
-        )
-    ).fetchone()
-    return None if row is None else StopRef(StopId(row[0]), RouteId(row[1]), row[2], row[3])
+    return await fetch_one(
+        conn,
+        class_row(StopRef),
+        "SELECT s.id AS stop_id, s.route_id, s.order_id, s.status FROM stops s"
+        " JOIN routes r ON r.id = s.route_id"
+        " WHERE s.id = %s AND s.org_id = %s AND r.driver_id = %s AND s.status <> 'removed'",
+        (stop_id, org_id, driver_id),
+    )
 
 
 async def arrive(conn: AsyncConnection, stop_id: StopId) -> bool:
@@ -458,14 +458,15 @@ async def rewrite_pending(
     changed meanwhile (``expected_version`` is stale) — the caller re-reads and retries.
     """
     async with conn.transaction():
-        row = await (
-            await conn.execute(
-                "UPDATE routes SET version = version + 1 WHERE id = %s AND org_id = %s"
-                " AND version = %s AND status IN ('dispatched', 'started') RETURNING version",
-                (route_id, org_id, expected_version),
-            )
-        ).fetchone()
-        if row is None:
+        # version is NOT NULL, so None means no row: the route changed or is not running.
+        version = await fetch_one(
+            conn,
+            scalar_row,
+            "UPDATE routes SET version = version + 1 WHERE id = %s AND org_id = %s"
+            " AND version = %s AND status IN ('dispatched', 'started') RETURNING version",
+            (route_id, org_id, expected_version),
+        )
+        if version is None:
             return None
         if removed_order_ids:
             await conn.execute(
@@ -473,14 +474,14 @@ async def rewrite_pending(
                 " WHERE route_id = %s AND order_id = ANY(%s) AND status = 'pending'",
                 (route_id, list(removed_order_ids)),
             )
-        visited = await (
-            await conn.execute(
-                "SELECT coalesce(max(seq), -1) FROM stops WHERE route_id = %s"
-                " AND status IN ('arrived', 'delivered', 'failed')",
-                (route_id,),
-            )
-        ).fetchone()
-        seq = (visited[0] if visited else -1) + 1
+        last_seq = await fetch_one(
+            conn,
+            scalar_row,
+            "SELECT coalesce(max(seq), -1) FROM stops WHERE route_id = %s"
+            " AND status IN ('arrived', 'delivered', 'failed')",
+            (route_id,),
+        )
+        seq = (last_seq if last_seq is not None else -1) + 1
         for item in pending:
             updated = await conn.execute(
                 "UPDATE stops SET seq = %s, planned_arrival = %s, planned_departure = %s,"
@@ -510,7 +511,7 @@ async def rewrite_pending(
                     ),
                 )
             seq += 1
-        return int(row[0])
+        return int(version)
 
 
 @dataclass(frozen=True)
@@ -529,16 +530,13 @@ class RouteHead:
 
 async def route_head(conn: AsyncConnection, org_id: OrgId, route_id: RouteId) -> RouteHead | None:
     """The route's header, or None when ``org_id`` has no such route."""
-    row = await (
-        await conn.execute(
-            "SELECT id, org_id, driver_id, shift_id, day, status, version, started_at"
-            " FROM routes WHERE id = %s AND org_id = %s",
-            (route_id, org_id),
-        )
-    ).fetchone()
-    if row is None:
-        return None
-    return RouteHead(RouteId(row[0]), OrgId(row[1]), DriverId(row[2]), *row[3:])
+    return await fetch_one(
+        conn,
+        class_row(RouteHead),
+        "SELECT id AS route_id, org_id, driver_id, shift_id, day, status, version, started_at"
+        " FROM routes WHERE id = %s AND org_id = %s",
+        (route_id, org_id),
+    )
 
 
 @dataclass(frozen=True)
@@ -558,13 +556,15 @@ class OpenStop:
 
 async def open_stops(conn: AsyncConnection, route_id: RouteId) -> list[OpenStop]:
     """The route's pending stops in their order."""
-    cursor = await conn.execute(
-        "SELECT s.id, o.id, o.lat, o.lon, o.window_starts, o.window_ends, o.service_s, o.size,"
-        " o.required_skills FROM stops s JOIN orders o ON o.org_id = s.org_id AND o.id = s.order_id"
+    return await fetch_all(
+        conn,
+        class_row(OpenStop),
+        "SELECT s.id AS stop_id, o.id AS order_id, o.lat, o.lon, o.window_starts, o.window_ends,"
+        " o.service_s, o.size, o.required_skills"
+        " FROM stops s JOIN orders o ON o.org_id = s.org_id AND o.id = s.order_id"
         " WHERE s.route_id = %s AND s.status = 'pending' ORDER BY s.seq",
         (route_id,),
     )
-    return [OpenStop(StopId(r[0]), *r[1:]) for r in await cursor.fetchall()]
 
 
 async def last_visited(conn: AsyncConnection, route_id: RouteId) -> tuple[float, float] | None:
@@ -577,7 +577,10 @@ async def last_visited(conn: AsyncConnection, route_id: RouteId) -> tuple[float,
             (route_id,),
         )
     ).fetchone()
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    lat, lon = row
+    return (lat, lon)
 
 
 async def live_stop_of_order(
@@ -591,7 +594,10 @@ async def live_stop_of_order(
             (org_id, order_id),
         )
     ).fetchone()
-    return None if row is None else (StopId(row[0]), RouteId(row[1]), row[2])
+    if row is None:
+        return None
+    stop_id, route_id, status = row
+    return (StopId(stop_id), RouteId(route_id), status)
 
 
 async def take_order(conn: AsyncConnection, org_id: OrgId, order_id: int) -> bool:
@@ -606,12 +612,10 @@ async def take_order(conn: AsyncConnection, org_id: OrgId, order_id: int) -> boo
 
 async def order_day(conn: AsyncConnection, org_id: OrgId, order_id: int) -> date | None:
     """The service day of an order of ``org_id``, or None."""
-    row = await (
-        await conn.execute(
-            "SELECT day FROM orders WHERE org_id = %s AND id = %s", (org_id, order_id)
-        )
-    ).fetchone()
-    return None if row is None else row[0]
+    day: date | None = await fetch_one(
+        conn, scalar_row, "SELECT day FROM orders WHERE org_id = %s AND id = %s", (org_id, order_id)
+    )
+    return day
 
 
 async def stop_by_id(
@@ -625,16 +629,19 @@ async def stop_by_id(
             (org_id, stop_id),
         )
     ).fetchone()
-    return None if row is None else (row[0], RouteId(row[1]), row[2])
+    if row is None:
+        return None
+    order_id, route_id, status = row
+    return (order_id, RouteId(route_id), status)
 
 
 async def pending_order(conn: AsyncConnection, org_id: OrgId, order_id: int) -> OpenStop | None:
     """A pending order of ``org_id`` as a stop to place (its ``stop_id`` is 0: none yet)."""
-    row = await (
-        await conn.execute(
-            "SELECT 0, id, lat, lon, window_starts, window_ends, service_s, size, required_skills"
-            " FROM orders WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')",
-            (org_id, order_id),
-        )
-    ).fetchone()
-    return None if row is None else OpenStop(StopId(row[0]), *row[1:])
+    return await fetch_one(
+        conn,
+        class_row(OpenStop),
+        "SELECT 0 AS stop_id, id AS order_id, lat, lon, window_starts, window_ends, service_s,"
+        " size, required_skills"
+        " FROM orders WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')",
+        (org_id, order_id),
+    )

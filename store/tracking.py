@@ -6,15 +6,16 @@ returns another order's data, which is what keeps a customer's page private.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row, dict_row
 
 from schemas.ids import DriverId, OrgId, RouteId, StopId
 from schemas.route import Window
+from store.rows import fetch_one
 
 MAX_LINK_AGE = timedelta(days=30)
 """Outer limit of a link, for orders that never end."""
@@ -70,7 +71,7 @@ SELECT t.org_id, t.order_id, t.expires_at,
             WHEN o.status IN ('delivered', 'failed') THEN coalesce(
                 (SELECT max(s.completed_at) FROM stops s
                  WHERE s.org_id = o.org_id AND s.order_id = o.id), o.updated_at)
-       END
+       END AS ended_at
 FROM tracking_tokens t JOIN orders o ON o.org_id = t.org_id AND o.id = t.order_id
 WHERE t.token_hash = %s
 """
@@ -78,18 +79,16 @@ WHERE t.token_hash = %s
 
 async def link(conn: AsyncConnection, token_hash: bytes) -> Link | None:
     """The link of a token, or None if no link has that token."""
-    row = await (await conn.execute(_LINK, (token_hash,))).fetchone()
-    if row is None:
-        return None
-    return Link(OrgId(row[0]), row[1], ended_at=row[3], expires_at=row[2])
+    return await fetch_one(conn, class_row(Link), _LINK, (token_hash,))
 
 
 _TRACK = """
-SELECT o.external_ref, o.status, g.timezone, o.address, o.lat, o.lon, o.window_starts,
-       o.window_ends, s.id, s.route_id, s.status, s.planned_arrival, s.completed_at,
-       s.failure_reason, r.status, r.driver_id,
+SELECT o.external_ref AS order_ref, o.status AS order_status, g.timezone AS time_zone,
+       o.address, o.lat, o.lon, o.window_starts, o.window_ends, s.id AS stop_id, s.route_id,
+       s.status AS stop_status, s.planned_arrival, s.completed_at, s.failure_reason,
+       r.status AS route_status, r.driver_id,
        (SELECT count(*) FROM stops p WHERE p.route_id = s.route_id AND p.seq < s.seq
-            AND p.status IN ('pending', 'arrived'))
+            AND p.status IN ('pending', 'arrived')) AS stops_before
 FROM orders o
 JOIN orgs g ON g.id = o.org_id
 LEFT JOIN LATERAL (
@@ -103,29 +102,32 @@ WHERE o.org_id = %s AND o.id = %s
 
 async def order_track(conn: AsyncConnection, org_id: OrgId, order_id: int) -> OrderTrack | None:
     """The order, its live (or completed) stop and that stop's route; None if no such order."""
-    row = await (await conn.execute(_TRACK, (org_id, order_id))).fetchone()
+    row = await fetch_one(conn, dict_row, _TRACK, (org_id, order_id))
     return None if row is None else _track(row)
 
 
-def _track(r: Sequence[Any]) -> OrderTrack:
-    has_stop = r[8] is not None
+def _track(row: dict[str, Any]) -> OrderTrack:
+    has_stop = row["stop_id"] is not None
     return OrderTrack(
-        order_ref=r[0],
-        order_status=r[1],
-        time_zone=r[2],
-        address=r[3],
-        lat=r[4],
-        lon=r[5],
-        requested=[Window(start=a, end=b) for a, b in zip(r[6], r[7], strict=True)],
-        stop_id=StopId(r[8]) if has_stop else None,
-        route_id=RouteId(r[9]) if has_stop else None,
-        stop_status=r[10],
-        planned_arrival=r[11],
-        completed_at=r[12],
-        failure_reason=r[13],
-        route_status=r[14],
-        driver_id=DriverId(r[15]) if r[15] is not None else None,
-        stops_before=int(r[16]) if has_stop else None,
+        order_ref=row["order_ref"],
+        order_status=row["order_status"],
+        time_zone=row["time_zone"],
+        address=row["address"],
+        lat=row["lat"],
+        lon=row["lon"],
+        requested=[
+            Window(start=a, end=b)
+            for a, b in zip(row["window_starts"], row["window_ends"], strict=True)
+        ],
+        stop_id=StopId(row["stop_id"]) if has_stop else None,
+        route_id=RouteId(row["route_id"]) if has_stop else None,
+        stop_status=row["stop_status"],
+        planned_arrival=row["planned_arrival"],
+        completed_at=row["completed_at"],
+        failure_reason=row["failure_reason"],
+        route_status=row["route_status"],
+        driver_id=DriverId(row["driver_id"]) if row["driver_id"] is not None else None,
+        stops_before=int(row["stops_before"]) if has_stop else None,
     )
 
 
@@ -142,4 +144,4 @@ async def first_orders(
         " ORDER BY s.route_id, s.seq LIMIT %s",
         (org_id, day, limit),
     )
-    return [(r[0], r[1]) for r in await cursor.fetchall()]
+    return [(order_id, order_ref) for order_id, order_ref in await cursor.fetchall()]
