@@ -52,7 +52,7 @@ from schemas.eta import (
     Fix,
     TrackerState,
 )
-from schemas.ids import DriverId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, RouteId, StopId
 from schemas.planning import Location, PlanningTimeWindow
 from solver.eta import update
 from solver.instance import Window
@@ -204,7 +204,7 @@ def driver_day(rng: random.Random, day: int, driver: int, n_stops: int, noise: N
         stops.append(
             EtaStop(
                 stop_id=StopId(driver * 100 + k),
-                order_id=driver * 100 + k,
+                order_id=OrderId(driver * 100 + k),
                 location=_loc(p),
                 time_windows=[PlanningTimeWindow(start_epoch_s=a, end_epoch_s=b) for a, b in win],
                 service_s=service_s,

@@ -13,8 +13,7 @@ Units are in the names (``service_s``, ``duration_s``, ``cost_per_km``); instant
 timezone-aware RFC 3339 times; a ``day`` is a calendar date in the organisation's time zone.
 Amounts (a vehicle's ``capacity``, an order's ``size``) are objects ``{dimension: integer}``
 whose keys must be among the organisation's dimensions (``GET /v1/settings/dimensions``);
-``schemas.ids`` holds the identifiers of the ingest spine, this module the ones it adds
-(:data:`DepotId`, :data:`CarrierId`, :data:`ShiftId`, :data:`OrderId`).
+identifiers (``DepotId``, ``CarrierId``, ``ShiftId``, ``OrderId``, ...) are in :mod:`schemas.ids`.
 
 The field-level rules that need more than one field or the organisation's settings (a window
 ends after it starts and lies near its day; sizes name known dimensions) are checked by
@@ -24,17 +23,12 @@ ends after it starts and lies near its day; sizes name known dimensions) are che
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal, NewType
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from schemas.ids import DeviceId, DriverId, VehicleId
-
-DepotId = NewType("DepotId", int)
-CarrierId = NewType("CarrierId", int)
-ShiftId = NewType("ShiftId", int)
-OrderId = NewType("OrderId", int)
+from schemas.ids import CarrierId, DepotId, DeviceId, DriverId, OrderId, ShiftId, VehicleId
 
 VehicleType = Literal["van", "cargo_bike", "truck", "car", "bicycle", "motorbike", "on_foot"]
 CarrierKind = Literal["own", "partner"]

@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.ids import DriverId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, RouteId, StopId
 from schemas.planning import DurationS, EpochS, Location, PlanningTimeWindow
 
 TrackStatus = Literal["pending", "arrived", "departed", "completed", "skipped"]
@@ -55,7 +55,7 @@ class EtaStop(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     stop_id: StopId
-    order_id: int
+    order_id: OrderId
     location: Location
     time_windows: list[PlanningTimeWindow] = []
     service_s: DurationS = 0
@@ -99,7 +99,7 @@ class ArrivalWindow(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     stop_id: StopId
-    order_id: int
+    order_id: OrderId
     likely_epoch_s: EpochS
     lower_epoch_s: EpochS
     upper_epoch_s: EpochS
@@ -112,7 +112,7 @@ class _StopEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     route_id: RouteId
     route_version: int
     stop_id: StopId
-    order_id: int
+    order_id: OrderId
     at_epoch_s: EpochS
     """The instant of the fix (or of the completion) that revealed the event."""
 

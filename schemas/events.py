@@ -12,7 +12,7 @@ from datetime import datetime
 import msgspec
 
 from schemas.eta import DeliveryEvent
-from schemas.ids import DriverId, OrgId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -27,7 +27,7 @@ class RouteDispatched(_Event, frozen=True, kw_only=True, tag="route_dispatched")
     driver_id: DriverId
     version: int
     stops: int
-    order_ids: list[int] = []
+    order_ids: list[OrderId] = []
     """The orders on the route, so each customer's tracking page learns it is scheduled."""
 
 
@@ -45,7 +45,7 @@ class RouteChanged(_Event, frozen=True, kw_only=True, tag="route_changed"):
     driver_id: DriverId
     version: int
     change: str
-    order_id: int | None = None
+    order_id: OrderId | None = None
 
 
 class StopArrived(_Event, frozen=True, kw_only=True, tag="stop_arrived"):
@@ -53,7 +53,7 @@ class StopArrived(_Event, frozen=True, kw_only=True, tag="stop_arrived"):
 
     route_id: RouteId
     stop_id: StopId
-    order_id: int
+    order_id: OrderId
     driver_id: DriverId
 
 
@@ -62,7 +62,7 @@ class StopDelivered(_Event, frozen=True, kw_only=True, tag="stop_delivered"):
 
     route_id: RouteId
     stop_id: StopId
-    order_id: int
+    order_id: OrderId
     driver_id: DriverId
 
 
@@ -71,7 +71,7 @@ class StopFailed(_Event, frozen=True, kw_only=True, tag="stop_failed"):
 
     route_id: RouteId
     stop_id: StopId
-    order_id: int
+    order_id: OrderId
     driver_id: DriverId
     reason: str
 
@@ -79,7 +79,7 @@ class StopFailed(_Event, frozen=True, kw_only=True, tag="stop_failed"):
 class OrderCancelled(_Event, frozen=True, kw_only=True, tag="order_cancelled"):
     """An order was cancelled; ``route_id`` names the route it was removed from, if any."""
 
-    order_id: int
+    order_id: OrderId
     route_id: RouteId | None = None
 
 

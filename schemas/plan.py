@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.ids import DriverId, OrgId, PlanId
+from schemas.ids import DriverId, OrderId, OrgId, PlanId, RouteId, ShiftId, VehicleId
 
 PlanStatus = Literal["queued", "running", "done", "failed"]
 SearchKind = Literal["iterated_local_search", "guided_local_search"]
@@ -26,7 +26,7 @@ class PlanRequest(msgspec.Struct, frozen=True, kw_only=True):
     day: date
     time_limit_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
     balance_workload: bool = False
-    order_ids: list[int] | None = None
+    order_ids: list[OrderId] | None = None
     unassigned_penalty: Annotated[list[float], Meta(min_length=3, max_length=3)] = msgspec.field(
         default_factory=lambda: [1_000.0, 10_000.0, 100_000.0]
     )
@@ -51,7 +51,7 @@ class PlanProgress(msgspec.Struct, frozen=True, kw_only=True):
 class PlannedVisit(msgspec.Struct, frozen=True, kw_only=True):
     """One stop of a planned route."""
 
-    order_id: int
+    order_id: OrderId
     order_ref: str
     arrival: datetime
     service_start: datetime
@@ -63,9 +63,9 @@ class PlannedVisit(msgspec.Struct, frozen=True, kw_only=True):
 class PlannedRoute(msgspec.Struct, frozen=True, kw_only=True):
     """One planned route: a shift (driver and vehicle) and its visits in order."""
 
-    shift_id: int
+    shift_id: ShiftId
     driver_id: DriverId
-    vehicle_id: int
+    vehicle_id: VehicleId
     start: datetime
     end: datetime
     distance_m: int
@@ -79,7 +79,7 @@ class PlannedRoute(msgspec.Struct, frozen=True, kw_only=True):
 class LeftOut(msgspec.Struct, frozen=True, kw_only=True):
     """An order the plan does not serve, with a code and a sentence saying why."""
 
-    order_id: int
+    order_id: OrderId
     order_ref: str
     code: str
     reason: str
@@ -115,11 +115,11 @@ class PlanView(msgspec.Struct, frozen=True, kw_only=True):
 class DispatchRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Body of ``POST /v1/plans/{id}/dispatch``: all routes, or those of the named shifts."""
 
-    shift_ids: list[int] | None = None
+    shift_ids: list[ShiftId] | None = None
 
 
 class DispatchResult(msgspec.Struct, frozen=True, kw_only=True):
     """The routes now on drivers' phones, and orders skipped because they changed meanwhile."""
 
-    route_ids: list[int]
-    skipped_order_ids: list[int]
+    route_ids: list[RouteId]
+    skipped_order_ids: list[OrderId]

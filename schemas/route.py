@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.ids import DriverId, PlanId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, PlanId, RouteId, ShiftId, StopId, VehicleId
 
 RouteStatus = Literal["dispatched", "started", "completed", "cancelled"]
 StopStatus = Literal["pending", "arrived", "delivered", "failed", "removed"]
@@ -27,7 +27,7 @@ class RouteStop(msgspec.Struct, frozen=True, kw_only=True):
     id: StopId
     seq: int
     status: StopStatus
-    order_id: int
+    order_id: OrderId
     order_ref: str
     customer_name: str | None = None
     phone: str | None = None
@@ -52,8 +52,8 @@ class RouteView(msgspec.Struct, frozen=True, kw_only=True):
     id: RouteId
     plan_id: PlanId
     driver_id: DriverId
-    vehicle_id: int
-    shift_id: int
+    vehicle_id: VehicleId
+    shift_id: ShiftId
     day: str
     status: RouteStatus
     version: int
@@ -72,7 +72,7 @@ class FailStop(msgspec.Struct, frozen=True, kw_only=True):
 class InsertOrder(msgspec.Struct, frozen=True, kw_only=True):
     """Body of ``POST /v1/routes/insert``: put a pending order into today's running routes."""
 
-    order_id: int
+    order_id: OrderId
 
 
 class MoveStop(msgspec.Struct, frozen=True, kw_only=True):

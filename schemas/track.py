@@ -28,6 +28,7 @@ from typing import Literal
 
 import msgspec
 
+from schemas.ids import OrderId
 from schemas.route import Window
 
 CustomerStatus = Literal[
@@ -100,7 +101,7 @@ TrackMessage = TrackView | WindowMessage | PositionMessage
 class TrackingLink(msgspec.Struct, frozen=True, kw_only=True):
     """Answer to ``POST /v1/orders/{id}/tracking``: the token, shown once, and its page."""
 
-    order_id: int
+    order_id: OrderId
     token: str
     url: str
     """Path of the customer page, ``/t/{token}``."""

@@ -24,7 +24,6 @@ import msgspec
 import structlog
 
 from schemas.delivery import (
-    DepotId,
     DepotIn,
     DeviceCreated,
     DeviceIn,
@@ -38,7 +37,7 @@ from schemas.delivery import (
     TimeWindow,
     VehicleIn,
 )
-from schemas.ids import DriverId, VehicleId
+from schemas.ids import DepotId, DriverId, OrderId, VehicleId
 from schemas.plan import DispatchRequest, DispatchResult, LeftOut, PlanRequest, PlanView
 from schemas.route import RouteView
 from simulator.driving import Point, round_share, shifted
@@ -400,8 +399,8 @@ class Fleet:
     spec: DaySpec
     depot_id: DepotId
     drivers: tuple[FleetDriver, ...]
-    order_ids: dict[str, int]
-    fail_reasons: dict[int, str]
+    order_ids: dict[str, OrderId]
+    fail_reasons: dict[OrderId, str]
     other_shifts: int
 
 
@@ -445,7 +444,7 @@ async def create_fleet(api: Api, spec: DaySpec, run: str) -> Fleet:
             "/v1/shifts", shift_body(spec, driver, vehicle, depot), f"sim-{run}-shift-{n}"
         )
         drivers.append(FleetDriver(driver, body.name, device.token, vehicle, shift))
-    order_ids: dict[str, int] = {}
+    order_ids: dict[str, OrderId] = {}
     for chunk in range(0, len(orders.bodies), IMPORT_CHUNK_ROWS):
         rows = orders.bodies[chunk : chunk + IMPORT_CHUNK_ROWS]
         response = await api.call(

@@ -39,7 +39,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from schemas.driver_ws import Ack, ErrorMessage, PingMessage, RouteMessage, ServerMessage
-from schemas.ids import DriverId
+from schemas.ids import DriverId, OrderId
 from schemas.route import RouteStop, RouteView
 from simulator.driving import (
     Action,
@@ -300,7 +300,7 @@ class _Seat:
     itinerary: Itinerary
     link: DriverLink
     report: DriverReport
-    fail_reasons: dict[int, str]
+    fail_reasons: dict[OrderId, str]
     depot: Point
     device_clock: DeviceClock = field(default_factory=DeviceClock)
     done: set[tuple[ActionKind, int | None]] = field(default_factory=set)
@@ -454,7 +454,7 @@ class Simulation:
                 await progress
 
     @staticmethod
-    def _stop_of(stop: RouteStop, fail_reasons: dict[int, str]) -> Stop:
+    def _stop_of(stop: RouteStop, fail_reasons: dict[OrderId, str]) -> Stop:
         return Stop(
             stop_id=stop.id,
             point=Point(stop.lat, stop.lon),

@@ -52,7 +52,7 @@ from schemas.eta import (
     StopTrack,
     TrackerState,
 )
-from schemas.ids import DriverId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, RouteId, StopId
 from schemas.planning import Location
 from solver.errors import ProblemError
 from solver.geo import euclidean_m, haversine_m
@@ -455,7 +455,7 @@ class EventHead(TypedDict):
     route_id: RouteId
     route_version: int
     stop_id: StopId
-    order_id: int
+    order_id: OrderId
     at_epoch_s: int
 
 

@@ -36,15 +36,11 @@ from psycopg.rows import class_row, dict_row, scalar_row
 from schemas.delivery import (
     DEFAULT_DIMENSIONS,
     Break,
-    CarrierId,
-    DepotId,
-    OrderId,
     OrderStatus,
-    ShiftId,
     TimeWindow,
     VehicleType,
 )
-from schemas.ids import DriverId, OrgId, VehicleId
+from schemas.ids import CarrierId, DepotId, DriverId, OrderId, OrgId, ShiftId, VehicleId
 from store.rows import fetch_all, fetch_one
 
 UNLIMITED_AMOUNT: Final = 2**31 - 1

@@ -32,13 +32,12 @@ from schemas.delivery import (
     DriverIn,
     Place,
     Shift,
-    ShiftId,
     ShiftIn,
     TimeWindow,
     Vehicle,
     VehicleIn,
 )
-from schemas.ids import OrgId
+from schemas.ids import OrgId, ShiftId
 from store.delivery import breaks_of, translated
 from store.rows import returned
 

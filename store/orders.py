@@ -23,12 +23,11 @@ from psycopg.types.json import Jsonb
 from schemas.delivery import (
     ImportedRow,
     Order,
-    OrderId,
     OrderIn,
     OrderStatus,
     Parcel,
 )
-from schemas.ids import OrgId
+from schemas.ids import OrderId, OrgId
 from store.delivery import WrongState, translated, windows_of
 from store.rows import fetch_all, fetch_one, returned
 

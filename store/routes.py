@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row, scalar_row
 from psycopg.types.json import Jsonb
 
-from schemas.ids import DriverId, OrgId, PlanId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, OrgId, PlanId, RouteId, ShiftId, StopId, VehicleId
 from schemas.route import RouteStop, RouteView, Window
 from store.rows import fetch_all, fetch_one, returned
 
@@ -35,7 +35,7 @@ class PlanRow:
     day: date
     status: str
     options: dict[str, Any]
-    order_ids: list[int] | None
+    order_ids: list[OrderId] | None
     progress: dict[str, Any]
     result: dict[str, Any] | None
     error: str | None
@@ -57,7 +57,7 @@ async def create_plan(
     org_id: OrgId,
     day: date,
     options: dict[str, Any],
-    order_ids: Sequence[int] | None,
+    order_ids: Sequence[OrderId] | None,
 ) -> PlanRow:
     """Queue a planning job."""
     plan = await fetch_one(
@@ -146,7 +146,7 @@ async def fail_plan(conn: AsyncConnection, plan_id: PlanId, error: str) -> None:
 class NewStop:
     """A stop of a route about to be dispatched."""
 
-    order_id: int
+    order_id: OrderId
     planned_arrival: datetime
     planned_departure: datetime
 
@@ -155,9 +155,9 @@ class NewStop:
 class NewRoute:
     """A plan's route about to be dispatched."""
 
-    shift_id: int
+    shift_id: ShiftId
     driver_id: DriverId
-    vehicle_id: int
+    vehicle_id: VehicleId
     planned_start: datetime
     planned_end: datetime
     distance_m: int
@@ -169,7 +169,7 @@ class Dispatched:
     """What dispatching did: the routes created, and orders skipped because they changed."""
 
     route_ids: list[RouteId]
-    skipped_orders: list[int]
+    skipped_orders: list[OrderId]
 
 
 async def dispatch_routes(
@@ -182,7 +182,7 @@ async def dispatch_routes(
     (``(plan, shift)`` is unique); re-dispatching returns the existing one.
     """
     created: list[RouteId] = []
-    skipped: list[int] = []
+    skipped: list[OrderId] = []
     async with conn.transaction():
         for route in routes:
             existing = await fetch_one(
@@ -375,7 +375,7 @@ class StopRef:
 
     stop_id: StopId
     route_id: RouteId
-    order_id: int
+    order_id: OrderId
     status: str
 
 
@@ -435,7 +435,7 @@ async def complete(
 class PlannedTime:
     """New planned times of one pending stop, in its new position."""
 
-    order_id: int
+    order_id: OrderId
     planned_arrival: datetime
     planned_departure: datetime
     lateness_s: int
@@ -448,7 +448,7 @@ async def rewrite_pending(
     expected_version: int,
     pending: Sequence[PlannedTime],
     *,
-    removed_order_ids: Sequence[int] = (),
+    removed_order_ids: Sequence[OrderId] = (),
 ) -> int | None:
     """Replace the route's pending stops with ``pending`` (in order), bump its version.
 
@@ -521,7 +521,7 @@ class RouteHead:
     route_id: RouteId
     org_id: OrgId
     driver_id: DriverId
-    shift_id: int
+    shift_id: ShiftId
     day: date
     status: str
     version: int
@@ -544,7 +544,7 @@ class OpenStop:
     """A stop still to visit, with what the re-optimiser needs of its order."""
 
     stop_id: StopId
-    order_id: int
+    order_id: OrderId
     lat: float
     lon: float
     window_starts: list[datetime]
@@ -584,7 +584,7 @@ async def last_visited(conn: AsyncConnection, route_id: RouteId) -> tuple[float,
 
 
 async def live_stop_of_order(
-    conn: AsyncConnection, org_id: OrgId, order_id: int
+    conn: AsyncConnection, org_id: OrgId, order_id: OrderId
 ) -> tuple[StopId, RouteId, str] | None:
     """The order's live stop (id, route, status), if it is on a route."""
     row = await (
@@ -600,7 +600,7 @@ async def live_stop_of_order(
     return (StopId(stop_id), RouteId(route_id), status)
 
 
-async def take_order(conn: AsyncConnection, org_id: OrgId, order_id: int) -> bool:
+async def take_order(conn: AsyncConnection, org_id: OrgId, order_id: OrderId) -> bool:
     """Mark a pending order dispatched (it is being put on a route); False if not pending."""
     cursor = await conn.execute(
         "UPDATE orders SET status = 'dispatched', updated_at = now()"
@@ -610,7 +610,7 @@ async def take_order(conn: AsyncConnection, org_id: OrgId, order_id: int) -> boo
     return cursor.rowcount == 1
 
 
-async def order_day(conn: AsyncConnection, org_id: OrgId, order_id: int) -> date | None:
+async def order_day(conn: AsyncConnection, org_id: OrgId, order_id: OrderId) -> date | None:
     """The service day of an order of ``org_id``, or None."""
     day: date | None = await fetch_one(
         conn, scalar_row, "SELECT day FROM orders WHERE org_id = %s AND id = %s", (org_id, order_id)
@@ -620,7 +620,7 @@ async def order_day(conn: AsyncConnection, org_id: OrgId, order_id: int) -> date
 
 async def stop_by_id(
     conn: AsyncConnection, org_id: OrgId, stop_id: StopId
-) -> tuple[int, RouteId, str] | None:
+) -> tuple[OrderId, RouteId, str] | None:
     """A live stop's order, route and status."""
     row = await (
         await conn.execute(
@@ -632,10 +632,10 @@ async def stop_by_id(
     if row is None:
         return None
     order_id, route_id, status = row
-    return (order_id, RouteId(route_id), status)
+    return (OrderId(order_id), RouteId(route_id), status)
 
 
-async def pending_order(conn: AsyncConnection, org_id: OrgId, order_id: int) -> OpenStop | None:
+async def pending_order(conn: AsyncConnection, org_id: OrgId, order_id: OrderId) -> OpenStop | None:
     """A pending order of ``org_id`` as a stop to place (its ``stop_id`` is 0: none yet)."""
     return await fetch_one(
         conn,

@@ -13,7 +13,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
 
-from schemas.ids import DriverId, OrgId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from schemas.route import Window
 from store.rows import fetch_one
 
@@ -26,7 +26,7 @@ class Link:
     """What a token names, and when its order ended (None while it is open)."""
 
     org_id: OrgId
-    order_id: int
+    order_id: OrderId
     ended_at: datetime | None
     expires_at: datetime
 
@@ -54,7 +54,7 @@ class OrderTrack:
 
 
 async def create_link(
-    conn: AsyncConnection, org_id: OrgId, order_id: int, token_hash: bytes
+    conn: AsyncConnection, org_id: OrgId, order_id: OrderId, token_hash: bytes
 ) -> bool:
     """Store a link for an order of ``org_id``; False if there is no such order."""
     cursor = await conn.execute(
@@ -100,7 +100,7 @@ WHERE o.org_id = %s AND o.id = %s
 """
 
 
-async def order_track(conn: AsyncConnection, org_id: OrgId, order_id: int) -> OrderTrack | None:
+async def order_track(conn: AsyncConnection, org_id: OrgId, order_id: OrderId) -> OrderTrack | None:
     """The order, its live (or completed) stop and that stop's route; None if no such order."""
     row = await fetch_one(conn, dict_row, _TRACK, (org_id, order_id))
     return None if row is None else _track(row)

@@ -24,7 +24,7 @@ import structlog
 from realtime.streams import StreamNames
 from schemas.delivery import Break as DayBreak
 from schemas.delivery import TimeWindow as DayWindow
-from schemas.ids import DriverId, OrgId, PlanId
+from schemas.ids import DriverId, OrderId, OrgId, PlanId
 from schemas.plan import (
     LeftOut,
     PlanJob,
@@ -185,7 +185,7 @@ def outcome_of(day: DeliveryDay, result: PlanningResult) -> PlanOutcome:
                 cost=route.cost,
                 visits=[
                     PlannedVisit(
-                        order_id=int(stop.order_ref),
+                        order_id=OrderId(int(stop.order_ref)),
                         order_ref=refs[stop.order_ref],
                         arrival=at(stop.arrival_epoch_s),
                         service_start=at(stop.service_start_epoch_s),
@@ -203,7 +203,7 @@ def outcome_of(day: DeliveryDay, result: PlanningResult) -> PlanOutcome:
         routes=routes,
         unassigned=[
             LeftOut(
-                order_id=int(u.order_ref),
+                order_id=OrderId(int(u.order_ref)),
                 order_ref=refs[u.order_ref],
                 code=u.code,
                 reason=u.reason,

@@ -16,11 +16,9 @@ from schemas.delivery import (
     Break,
     CancelIn,
     Carrier,
-    CarrierId,
     CarrierIn,
     CarrierPatch,
     Depot,
-    DepotId,
     DepotIn,
     DepotPatch,
     DeviceCreated,
@@ -33,13 +31,11 @@ from schemas.delivery import (
     ImportProblem,
     ImportResult,
     Order,
-    OrderId,
     OrderIn,
     OrderPatch,
     Parcel,
     Place,
     Shift,
-    ShiftId,
     ShiftIn,
     ShiftPatch,
     TimeWindow,
@@ -47,7 +43,18 @@ from schemas.delivery import (
     VehicleIn,
     VehiclePatch,
 )
-from schemas.ids import DeviceId, DriverId, PlanId, RouteId, StopId, VehicleId
+from schemas.ids import (
+    CarrierId,
+    DepotId,
+    DeviceId,
+    DriverId,
+    OrderId,
+    PlanId,
+    RouteId,
+    ShiftId,
+    StopId,
+    VehicleId,
+)
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn, Rejection
 from schemas.plan import (
     DispatchRequest,
@@ -287,7 +294,7 @@ PLAN_DONE: Final = PlanView(
     ),
 )
 DISPATCH_REQUEST: Final = DispatchRequest(shift_ids=[SHIFT.id])
-DISPATCH_RESULT: Final = DispatchResult(route_ids=[12], skipped_order_ids=[])
+DISPATCH_RESULT: Final = DispatchResult(route_ids=[RouteId(12)], skipped_order_ids=[])
 
 STOP: Final = RouteStop(
     id=StopId(31),
@@ -322,7 +329,7 @@ ROUTE: Final = RouteView(
     stops=[STOP],
 )
 FAIL_STOP: Final = FailStop(reason="nobody home; card left")
-INSERT_ORDER: Final = InsertOrder(order_id=43)
+INSERT_ORDER: Final = InsertOrder(order_id=OrderId(43))
 MOVE_STOP: Final = MoveStop(route_id=RouteId(13))
 
 TRACKING_LINK: Final = TrackingLink(

@@ -43,13 +43,12 @@ from schemas.delivery import (
     DriverIn,
     DriverPatch,
     Shift,
-    ShiftId,
     ShiftIn,
     ShiftPatch,
     VehicleIn,
     VehiclePatch,
 )
-from schemas.ids import DriverId, OrgId
+from schemas.ids import DriverId, OrgId, ShiftId
 from store import fleet
 from store.delivery import Missing, org_settings, set_dimensions
 

@@ -160,7 +160,7 @@ async def dispatch_plan(request: Request) -> Response:
         )
     return answer(
         DispatchResult(
-            route_ids=[int(r) for r in result.route_ids],
+            route_ids=result.route_ids,
             skipped_order_ids=result.skipped_orders,
         )
     )

@@ -22,7 +22,7 @@ from app.resources import Resources
 from realtime.events import emit, push_route
 from realtime.live import latest_position
 from schemas.events import Event, RouteChanged
-from schemas.ids import OrgId, RouteId
+from schemas.ids import OrderId, OrgId, RouteId
 from schemas.planning import Location, OrderRef, PlanningTimeWindow, VehicleRef
 from schemas.reoptimize import RemainingStop, RunningRoute, Timeline
 from schemas.route import RouteView
@@ -117,7 +117,9 @@ def remaining(stop: store.OpenStop, dimensions: Sequence[str]) -> RemainingStop:
     )
 
 
-async def pending_stop(conn: AsyncConnection, org_id: OrgId, order_id: int) -> RemainingStop | None:
+async def pending_stop(
+    conn: AsyncConnection, org_id: OrgId, order_id: OrderId
+) -> RemainingStop | None:
     """A pending order as a stop to insert, or None when it is not pending."""
     order = await store.pending_order(conn, org_id, order_id)
     if order is None:
@@ -142,7 +144,7 @@ async def write(
     st: State,
     timeline: Timeline,
     *,
-    removed: Sequence[int] = (),
+    removed: Sequence[OrderId] = (),
 ) -> int:
     """Store a route's new pending stops and times; the new version, or 409 if it changed."""
     version = await store.rewrite_pending(
@@ -152,7 +154,7 @@ async def write(
         st.head.version,
         [
             store.PlannedTime(
-                order_id=int(t.order_ref),
+                order_id=OrderId(int(t.order_ref)),
                 planned_arrival=datetime.fromtimestamp(t.arrival_epoch_s, UTC),
                 planned_departure=datetime.fromtimestamp(t.departure_epoch_s, UTC),
                 lateness_s=t.lateness_s,
@@ -170,7 +172,7 @@ async def announce(
     conn: AsyncConnection,
     resources: Resources,
     org_id: OrgId,
-    changes: Sequence[tuple[RouteId, str, int | None]],
+    changes: Sequence[tuple[RouteId, str, OrderId | None]],
     extra: Sequence[Event] = (),
 ) -> list[RouteView]:
     """After commit: push each changed route to its driver and record the changes as events.

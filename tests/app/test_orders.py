@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from schemas.delivery import OrderId
+from schemas.ids import OrderId
 from store import orders
 from tests.conftest import Tenant, make_tenant
 

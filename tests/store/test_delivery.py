@@ -14,7 +14,6 @@ from schemas.delivery import (
     CarrierIn,
     DepotIn,
     DriverIn,
-    OrderId,
     OrderIn,
     Parcel,
     Place,
@@ -22,7 +21,7 @@ from schemas.delivery import (
     TimeWindow,
     VehicleIn,
 )
-from schemas.ids import OrgId
+from schemas.ids import OrderId, OrgId
 from store import fleet, idempotency, orders
 from store.delivery import (
     UNLIMITED_AMOUNT,
