@@ -255,7 +255,8 @@ def _place(depot_id: Any, lat: Any, lon: Any) -> Place | None:
 
 def _shift(row: dict[str, Any]) -> Shift:
     start = _place(row["start_depot_id"], row["start_lat"], row["start_lon"])
-    assert start is not None  # the shifts_start_place constraint guarantees one
+    if start is None:  # the shifts_start_place constraint forbids it
+        raise ValueError(f"shift {row['id']} has no start place")
     return Shift(
         id=ShiftId(row["id"]),
         driver_id=row["driver_id"],

@@ -1,4 +1,4 @@
-"""Organisations, API keys, drivers, devices and vehicles.
+"""Organisations, API keys, drivers and devices.
 
 Secrets never reach this module in clear: callers pass the SHA-256 of a token (see
 ``app.auth``), and lookups compare hashes. Every read is scoped by ``org_id``.
@@ -11,7 +11,7 @@ from psycopg.rows import class_row, scalar_row
 
 from schemas.auth import ApiPrincipal, Credential, DevicePrincipal, Role
 from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId, VehicleId
-from store.rows import fetch_one, returned
+from store.rows import fetch_all, fetch_one, returned
 
 
 async def create_org(conn: AsyncConnection, name: str, timezone: str = "UTC") -> OrgId:
@@ -70,19 +70,6 @@ async def revoke_api_key(conn: AsyncConnection, org_id: OrgId, key_id: ApiKeyId)
         (key_id, org_id),
     )
     return cursor.rowcount == 1
-
-
-async def create_vehicle(
-    conn: AsyncConnection, org_id: OrgId, *, name: str, external_ref: str | None = None
-) -> VehicleId:
-    """Create a vehicle of ``org_id`` and return its id."""
-    vehicle_id = await fetch_one(
-        conn,
-        scalar_row,
-        "INSERT INTO vehicles (org_id, name, external_ref) VALUES (%s, %s, %s) RETURNING id",
-        (org_id, name, external_ref),
-    )
-    return VehicleId(returned(vehicle_id))
 
 
 async def create_driver(
@@ -158,23 +145,23 @@ async def revoke_device(conn: AsyncConnection, org_id: OrgId, device_id: DeviceI
 
 async def list_api_keys(conn: AsyncConnection, org_id: OrgId) -> list[Credential]:
     """Every API key of ``org_id``, revoked ones too, oldest first."""
-    cursor = conn.cursor(row_factory=class_row(Credential))
-    await cursor.execute(
+    return await fetch_all(
+        conn,
+        class_row(Credential),
         "SELECT id, name, role, token_prefix, created_at, revoked_at FROM api_keys"
         " WHERE org_id = %s ORDER BY id",
         (org_id,),
     )
-    return await cursor.fetchall()
 
 
 async def list_devices(
     conn: AsyncConnection, org_id: OrgId, driver_id: DriverId
 ) -> list[Credential]:
     """Every device token of a driver of ``org_id``, revoked ones too, oldest first."""
-    cursor = conn.cursor(row_factory=class_row(Credential))
-    await cursor.execute(
+    return await fetch_all(
+        conn,
+        class_row(Credential),
         "SELECT id, name, 'device' AS role, token_prefix, created_at, revoked_at FROM devices"
         " WHERE org_id = %s AND driver_id = %s ORDER BY id",
         (org_id, driver_id),
     )
-    return await cursor.fetchall()

@@ -7,7 +7,7 @@ returns another order's data, which is what keeps a customer's page private.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -129,19 +129,3 @@ def _track(row: dict[str, Any]) -> OrderTrack:
         driver_id=DriverId(row["driver_id"]) if row["driver_id"] is not None else None,
         stops_before=int(row["stops_before"]) if has_stop else None,
     )
-
-
-async def first_orders(
-    conn: AsyncConnection, org_id: OrgId, day: date, limit: int
-) -> list[tuple[int, str]]:
-    """The first open stop's order (id, reference) of up to ``limit`` routes of ``day``: the
-    customers whose drivers reach them soonest, for showing tracking links."""
-    cursor = await conn.execute(
-        "SELECT DISTINCT ON (s.route_id) o.id, o.external_ref FROM stops s"
-        " JOIN orders o ON o.org_id = s.org_id AND o.id = s.order_id"
-        " JOIN routes r ON r.id = s.route_id"
-        " WHERE s.org_id = %s AND r.day = %s AND s.status IN ('pending', 'arrived')"
-        " ORDER BY s.route_id, s.seq LIMIT %s",
-        (org_id, day, limit),
-    )
-    return [(order_id, order_ref) for order_id, order_ref in await cursor.fetchall()]
