@@ -9,9 +9,9 @@ Hierarchy::
                             applies (the planner turns it into a PoisonEntry)
 
 Everything else a handler raises is either *transient* (:func:`is_transient`: Redis or
-PostgreSQL unreachable, a connection dropped, a timeout), retried with backoff for as long as it
-lasts, or a failure the runner retries a bounded number of times before dead-lettering the
-entry that causes it.
+PostgreSQL unreachable, a connection dropped, a timeout, a deadlock), retried with backoff for as
+long as it lasts, or a failure the runner retries a bounded number of times before
+dead-lettering the entry that causes it.
 """
 
 from __future__ import annotations
@@ -32,9 +32,17 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     redis_errors.ReadOnlyError,  # a replica answering during a failover
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,
-    psycopg.OperationalError,  # connection lost, server shutting down, pool timeout, deadlock
     psycopg.InterfaceError,  # a connection already closed
 )
+
+_POSTGRES_TRANSIENT_CLASSES = ("08", "40", "57", "58")
+"""SQLSTATE classes that say the server or the connection is in trouble, not the work: connection
+exceptions, transaction rollbacks (serialization failures, deadlocks), operator intervention
+(shutdown, cannot connect now, statement cancelled), system errors."""
+_POSTGRES_TRANSIENT_STATES = ("53100", "53300")
+"""Disk full and too many connections. Not out of memory (53200) nor a configured limit
+(53400): those are what one transaction too big for the server gets (``out of shared memory``
+when it takes too many locks), and would come back every time it is retried."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -42,6 +50,13 @@ def is_transient(exc: BaseException) -> bool:
 
     Retrying such a failure later may succeed, so it never counts against an entry.
     """
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate  # None: raised by the client (cannot connect, pool timeout)
+        return (
+            state is None
+            or state.startswith(_POSTGRES_TRANSIENT_CLASSES)
+            or state in _POSTGRES_TRANSIENT_STATES
+        )
     return isinstance(exc, _TRANSIENT)
 
 
