@@ -1,11 +1,17 @@
 """Planner worker: planning jobs from the ``plans`` stream → solved plans in PostgreSQL.
 
 ``POST /v1/plans`` stores a queued plan and appends a :class:`~schemas.plan.PlanJob`. This worker
-claims the plan, loads the day (one consistent snapshot), turns it into a
+claims the plan, checks its options by the rules of the API edge and the solver
+(:func:`settings_of`), loads the day (one consistent snapshot), turns it into a
 :class:`~schemas.planning.PlanningProblem` (:func:`problem_of`, pure), runs the OR-Tools search
 in a thread so the loop stays responsive, writes progress at most every
 :data:`PROGRESS_EVERY_S` while the search improves, and stores the outcome. A job redelivered
 after a crash claims the plan again and recomputes it; a finished plan is left alone.
+
+A plan that cannot be computed does not hold up the plans behind it: one whose options break
+the rules is moved to the dead-letter stream at once, one the worker keeps failing on after a
+few attempts (see :mod:`workers.runner`); either way it is marked failed with the reason
+(:meth:`PlannerConsumer.dead_lettered`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from schemas.plan import (
     PlannedVisit,
     PlanOutcome,
     PlanProgress,
+    PlanRequest,
 )
 from schemas.planning import (
     DepotRef,
@@ -47,13 +54,15 @@ from schemas.planning import (
     PlanningVehicle,
     VehicleRef,
 )
+from schemas.reasons import explain
 from solver.errors import SolverError
 from solver.matrix import MatrixProvider
 from solver.search import Progress, SearchTuning
 from solver.vrptw import solve
 from store import routes as plans_store
 from store.delivery import DayPlace, DeliveryDay, load_day
-from workers.runner import Entry
+from workers.errors import InvalidPlan, PoisonEntry
+from workers.runner import DeadLetter, Entry
 
 log = structlog.get_logger(__name__)
 
@@ -218,12 +227,23 @@ def outcome_of(day: DeliveryDay, result: PlanningResult) -> PlanOutcome:
     )
 
 
-def tuning_of(options: dict[str, object]) -> SearchTuning:
-    """The search a plan asked for (``search`` in its options), else the default."""
-    kind = options.get("search")
-    if not isinstance(kind, str) or not kind:
-        return SearchTuning()
-    return SearchTuning(metaheuristic=kind.upper())
+def settings_of(plan: plans_store.PlanRow) -> tuple[PlanningOptions, SearchTuning]:
+    """The options and search a stored plan asks for, checked as the API checks a request
+    (:class:`~schemas.plan.PlanRequest`) and as the solver reads them
+    (:class:`~schemas.planning.PlanningOptions`: no negative cost).
+
+    Raises :class:`~workers.errors.InvalidPlan` naming the field at fault in the API's words
+    (:func:`schemas.reasons.explain`). The API stores only what it accepted, but a plan written
+    by an older version, by hand, or past a looser check reaches the worker all the same.
+    """
+    stored = {**plan.options, "day": plan.day, "order_ids": plan.order_ids}
+    try:
+        request = msgspec.convert(stored, PlanRequest)
+        options = msgspec.convert(plan.options, PlanningOptions)
+    except msgspec.ValidationError as exc:
+        field, reason = explain(exc, stored)
+        raise InvalidPlan(plan.id, f"invalid options: {field}: {reason}") from exc
+    return options, SearchTuning(metaheuristic=request.search.upper())
 
 
 @dataclass
@@ -245,15 +265,33 @@ class PlannerConsumer:
 
     async def handle(self, entries: Sequence[Entry[PlanJob]]) -> None:
         for entry in entries:
-            await self.compute(entry.value.plan_id)
+            try:
+                await self.compute(entry.value.plan_id)
+            except InvalidPlan as exc:  # computing it again cannot help
+                raise PoisonEntry.of(entry, exc.detail) from exc
+
+    async def dead_lettered(self, letters: Sequence[DeadLetter[PlanJob]]) -> None:
+        """Mark the plans of jobs moved aside failed, with the reason (unless they finished)."""
+        conn = await self._connection()
+        for letter in letters:
+            if letter.value is None:  # an undecodable job names no plan
+                continue
+            error = letter.reason
+            if letter.cause == "exhausted":
+                error = f"the planner gave up on this plan: {error}"
+            await plans_store.fail_plan(conn, letter.value.plan_id, error)
 
     async def compute(self, plan_id: PlanId) -> None:
-        """Solve one plan and store its outcome (or why it failed)."""
+        """Solve one plan and store its outcome (or why the solver refused it).
+
+        Raises :class:`~workers.errors.InvalidPlan` when its options break the rules, leaving
+        the plan running for the caller to fail.
+        """
         conn = await self._connection()
         plan = await plans_store.claim_plan(conn, plan_id)
         if plan is None:
             return
-        options = msgspec.convert(plan.options, PlanningOptions)
+        options, tuning = settings_of(plan)
         day = await load_day(conn, plan.org_id, plan.day)
         problem = problem_of(day, options, plan.order_ids)
         loop = asyncio.get_running_loop()
@@ -278,7 +316,7 @@ class PlannerConsumer:
                 problem,
                 self.provider,
                 on_progress=on_progress,
-                tuning=tuning_of(plan.options),
+                tuning=tuning,
             )
         except SolverError as exc:
             await plans_store.fail_plan(conn, plan_id, str(exc))
