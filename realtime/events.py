@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from realtime.streams import EntryId, StreamNames, parse_entry_id
-from schemas.codecs import WS_SERVER_MSGPACK
+from schemas.codecs import EVENT_DECODER, EVENT_ENCODER, WS_SERVER_MSGPACK
 from schemas.driver_ws import RouteMessage
 from schemas.eta import EtaChanged
-from schemas.events import EVENT_DECODER, EVENT_ENCODER, DeliveryUpdate, Event, RouteDispatched
+from schemas.events import DeliveryUpdate, Event, RouteDispatched
 from schemas.ids import OrgId
 from schemas.live import ReplayOutcome
 from schemas.route import RouteView

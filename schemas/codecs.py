@@ -22,6 +22,10 @@ stream codecs, used both ways, say ``_ENCODER``/``_DECODER``:
 ``ARRIVAL_WINDOW_DECODER``          a stop's arrival window as the ETA worker keeps it in Redis
 ``SAVED_TRACKER_DECODER``           a driver's tracker state as the ETA worker keeps it in Redis
 ``TRACK_JSON``                      encoder of the customer's ``/v1/track`` view and messages
+``LIVE_JSON``                       encoder of the dispatcher socket's messages
+``EVENT_ENCODER/_DECODER``          a domain event on the ``events`` streams (MessagePack)
+``ETA_STATE_ENCODER``               arrival windows and tracker state the ETA worker keeps
+``PLAN_JOB_ENCODER/_DECODER``       a planning job on the ``plans`` stream (MessagePack)
 ==================================  =============================================================
 """
 
@@ -33,7 +37,9 @@ import msgspec
 
 from schemas.driver_ws import ClientMessage, RouteMessage
 from schemas.eta import ArrivalWindow, SavedTracker
+from schemas.events import Event
 from schemas.ping import LivePosition, Ping, PingBatch, PingBatchIn
+from schemas.plan import PlanJob
 
 
 class LoosePingBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +90,12 @@ LIVE_POSITION_DECODER = msgspec.msgpack.Decoder(LivePosition)
 ARRIVAL_WINDOW_DECODER = msgspec.msgpack.Decoder(ArrivalWindow)
 SAVED_TRACKER_DECODER = msgspec.msgpack.Decoder(SavedTracker)
 TRACK_JSON = msgspec.json.Encoder()
+LIVE_JSON = msgspec.json.Encoder()
+EVENT_ENCODER = msgspec.msgpack.Encoder()
+EVENT_DECODER: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)
+ETA_STATE_ENCODER = msgspec.msgpack.Encoder()
+PLAN_JOB_ENCODER = msgspec.msgpack.Encoder()
+PLAN_JOB_DECODER = msgspec.msgpack.Decoder(PlanJob)
 
 ROUTE_MESSAGE_MSGPACK: msgspec.msgpack.Decoder[RouteMessage] = msgspec.msgpack.Decoder(RouteMessage)
 """Decodes route pushes arriving from pub/sub (encoded by ``realtime.events.push_route``)."""

@@ -101,6 +101,3 @@ Event = (
     | OrderCancelled
     | DeliveryUpdate
 )
-
-EVENT_ENCODER = msgspec.msgpack.Encoder()
-EVENT_DECODER: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)

@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 from app.process.server import run_worker, serve_api
 from app.settings import Settings
 from realtime.streams import StreamNames
+from schemas.codecs import EVENT_DECODER
 from schemas.eta import ArrivalWindow, EtaChanged
-from schemas.events import EVENT_DECODER, DeliveryUpdate
+from schemas.events import DeliveryUpdate
 from schemas.ids import DriverId, OrgId, RouteId, StopId
 from tests.conftest import LiveServer, Tenant, bound_socket
 

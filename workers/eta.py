@@ -25,14 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import msgspec
 import psycopg
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from realtime.events import emit
 from realtime.streams import StreamNames
-from schemas.codecs import PING_BATCH_DECODER, SAVED_TRACKER_DECODER
+from schemas.codecs import ETA_STATE_ENCODER, PING_BATCH_DECODER, SAVED_TRACKER_DECODER
 from schemas.eta import EtaConfig, EtaRoute, SavedTracker, TrackerState
 from schemas.events import DeliveryUpdate, Event
 from schemas.ids import DriverId, OrgId
@@ -43,7 +42,6 @@ from store import routes as route_store
 from workers.runner import Entry
 
 GROUP = "eta"
-_STATE = msgspec.msgpack.Encoder()
 
 
 @dataclass
@@ -116,12 +114,12 @@ class EtaConsumer:
         if state is not None:
             pipe.set(
                 self.names.eta_state(batch.driver_id),
-                _STATE.encode(SavedTracker(route_id=route.route_id, state=state)),
+                ETA_STATE_ENCODER.encode(SavedTracker(route_id=route.route_id, state=state)),
                 ex=86_400,
             )
         if windows:
             key = self.names.arrival_windows(route.route_id)
-            pipe.hset(key, mapping={str(w.stop_id): _STATE.encode(w) for w in windows})
+            pipe.hset(key, mapping={str(w.stop_id): ETA_STATE_ENCODER.encode(w) for w in windows})
             pipe.expire(key, 86_400)
         now = datetime.now(UTC)
         return [DeliveryUpdate(org_id=batch.org_id, at=now, detail=d) for d in details]

@@ -28,6 +28,7 @@ import psycopg
 import structlog
 
 from realtime.streams import StreamNames
+from schemas.codecs import PLAN_JOB_DECODER, PLAN_JOB_ENCODER
 from schemas.delivery import Break as DayBreak
 from schemas.delivery import TimeWindow as DayWindow
 from schemas.ids import DriverId, OrderId, OrgId, PlanId
@@ -68,14 +69,12 @@ log = structlog.get_logger(__name__)
 
 GROUP = "planner"
 PROGRESS_EVERY_S = 0.5
-_JOB_DECODER = msgspec.msgpack.Decoder(PlanJob)
-JOB_ENCODER = msgspec.msgpack.Encoder()
 
 
 async def enqueue(redis: Any, names: StreamNames, org_id: OrgId, plan_id: PlanId) -> None:
     """Hand a plan to the planner workers (the plan must be committed first)."""
     job = PlanJob(org_id=org_id, plan_id=plan_id)
-    await redis.xadd(names.plans, {"j": JOB_ENCODER.encode(job)})
+    await redis.xadd(names.plans, {"j": PLAN_JOB_ENCODER.encode(job)})
 
 
 async def requeue_lost(
@@ -260,7 +259,7 @@ class PlannerConsumer:
         return [self.names.plans]
 
     def decode(self, fields: dict[bytes, bytes]) -> PlanJob:
-        job: PlanJob = _JOB_DECODER.decode(fields[b"j"])
+        job: PlanJob = PLAN_JOB_DECODER.decode(fields[b"j"])
         return job
 
     async def handle(self, entries: Sequence[Entry[PlanJob]]) -> None:

@@ -21,7 +21,6 @@ import contextlib
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.errors import (
@@ -38,8 +37,9 @@ from realtime.events import Replay, replay
 from realtime.hub import LatestSubscription, Overflowed, Subscription
 from realtime.live import latest_positions, open_windows
 from realtime.streams import EntryId, decode_live, parse_entry_id
+from schemas.codecs import EVENT_DECODER, LIVE_JSON
 from schemas.eta import EtaChanged
-from schemas.events import EVENT_DECODER, DeliveryUpdate
+from schemas.events import DeliveryUpdate
 from schemas.ids import OrgId
 from schemas.live import (
     EventMessage,
@@ -53,7 +53,6 @@ from schemas.ping import LivePosition
 from store import routes as route_store
 from store.delivery import org_settings
 
-_JSON = msgspec.json.Encoder()
 BBox = tuple[float, float, float, float]
 
 
@@ -200,7 +199,7 @@ async def _until_closed(websocket: WebSocket) -> None:
 
 
 async def _send(websocket: WebSocket, message: LiveMessage) -> None:
-    await websocket.send_text(_JSON.encode(message).decode())
+    await websocket.send_text(LIVE_JSON.encode(message).decode())
 
 
 def _within(drivers: list[LivePosition], bbox: BBox | None) -> list[LivePosition]:

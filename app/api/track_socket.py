@@ -36,9 +36,9 @@ from app.metrics import WS_CONNECTIONS
 from app.resources import Resources
 from realtime.hub import Overflowed
 from realtime.streams import decode_live
-from schemas.codecs import TRACK_JSON
+from schemas.codecs import EVENT_DECODER, TRACK_JSON
 from schemas.eta import EtaChanged
-from schemas.events import EVENT_DECODER, DeliveryUpdate
+from schemas.events import DeliveryUpdate
 from schemas.ids import OrderId, OrgId
 from schemas.track import (
     END_STATES,

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from realtime.streams import StreamNames
-from schemas.events import EVENT_DECODER
+from schemas.codecs import EVENT_DECODER
 from schemas.ids import DriverId
 from simulator.driving import Point, distance_m
 from simulator.fleet import BERLIN, DaySpec, day_orders

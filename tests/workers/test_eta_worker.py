@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 
 from app.settings import Settings
 from realtime.streams import StreamNames, shard_of
-from schemas.events import EVENT_DECODER, DeliveryUpdate
+from schemas.codecs import EVENT_DECODER
+from schemas.events import DeliveryUpdate
 from schemas.ids import DriverId
 from tests.conftest import LiveServer, Tenant
 from tests.days import Day, device, key, plan_and_dispatch, running_worker
