@@ -273,9 +273,9 @@ def error_names_field_and_reason(ctx: CheckContext, response: Response, case: Ca
 # --- the fuzz test ---------------------------------------------------------------------------
 
 KNOWN_FAILURES = {
-    ("POST", "/v1/drivers"): "a default_vehicle_id (or carrier_id) naming no vehicle of the"
-    " organisation is a 500 (ForeignKeyViolation in store/fleet.py create) instead of a 400"
-    " naming the field",
+    ("POST", "/v1/drivers"): "a default_vehicle_id naming no vehicle of the organisation is a"
+    " 500 (ForeignKeyViolation on drivers_vehicle_id_fkey, a constraint store/delivery.py does"
+    " not map to the field) instead of a 400 naming default_vehicle_id",
     ("GET", "/v1/shifts"): "?driver_id beyond 2^63 - 1 is accepted (200, no shifts) instead of"
     " a 400 naming driver_id",
 }
