@@ -27,6 +27,8 @@ and are mapped here, once, by :func:`problem_of`. The same problem answers an HT
     store.delivery.Duplicate, WrongState    409    conflict                  4409
     psycopg OperationalError, PoolTimeout   503    unavailable               1013
     redis RedisError                        503    unavailable               1013
+    starlette HTTPException (router)        404    not_found                 4404
+                                            405    method_not_allowed        4405
     anything else                           500    internal_error            1011
 
 Every error body is ``{"error": code, "field": name-or-null, "reason": text}``.
@@ -34,6 +36,7 @@ Every error body is ``{"error": code, "field": name-or-null, "reason": text}``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, cast
 
@@ -41,6 +44,7 @@ import msgspec
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ExceptionHandler
@@ -185,10 +189,10 @@ class UnknownIds(ApiError):
 
     kind = Kind(422, "unknown_ids", CLOSE_UNPROCESSABLE)
 
-    def __init__(self, field: str, ids: list[int]) -> None:
+    def __init__(self, field: str, ids: Sequence[int]) -> None:
         shown = ", ".join(str(i) for i in ids[:20]) + (", ..." if len(ids) > 20 else "")
         super().__init__(field, f"unknown in this organisation: {shown}")
-        self.ids = ids
+        self.ids = list(ids)
 
 
 class Unavailable(ApiError):
@@ -212,7 +216,10 @@ _INGEST: Final[dict[type[Exception], Kind]] = {
 }
 _UNAVAILABLE: Final = (OperationalError, PoolTimeout, RedisError, OSError)
 
+_ROUTER_CODES: Final = {404: "not_found", 405: "method_not_allowed"}
+
 MAPPED: Final[tuple[type[Exception], ...]] = (
+    HTTPException,
     ApiError,
     ingest.IngestError,
     DeliveryError,
@@ -240,6 +247,10 @@ def problem_of(exc: BaseException) -> Problem:
         if isinstance(exc, Missing):
             return Problem(400, "invalid_field", CLOSE_BAD_REQUEST, exc.field, exc.reason)
         return Problem(409, "conflict", CLOSE_CONFLICT, exc.field, exc.reason)
+    if isinstance(exc, HTTPException):  # the router's own: no route, or not this method
+        code = _ROUTER_CODES.get(exc.status_code, "http_error")
+        headers = tuple((exc.headers or {}).items())
+        return Problem(exc.status_code, code, 4000 + exc.status_code, None, exc.detail, headers)
     if isinstance(exc, _UNAVAILABLE):
         service = "the ping stream" if isinstance(exc, RedisError) else "the database"
         if isinstance(exc, OSError) and not isinstance(exc, RedisError | OperationalError):

@@ -311,11 +311,6 @@ def test_the_known_failures_still_fail(case: Case, fuzzed: Fuzzed) -> None:
     case.call_and_validate(base_url=fuzzed.server.url)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Starlette's own 404 and 405 answer plain text: app/errors.py does not map"
-    " HTTPException to the error body",
-)
 def test_the_router_refuses_with_the_error_body(fuzzed: Fuzzed) -> None:
     """A method a path lacks (405) and a path nobody serves (404) answer the error body too."""
     with httpx.Client(base_url=fuzzed.server.url, timeout=10) as client:
