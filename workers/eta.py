@@ -88,15 +88,18 @@ class EtaConsumer:
                 for entry in entries:
                     value = entry.value
                     events += await self._track(value, generations[value.driver_id], pipe)
+                # The events go out before the state that says they were detected: a failure
+                # between the two fires them again on the retry (at least once), where the
+                # other order would lose them for good.
+                await emit(self.redis, self.names, *events)
                 await pipe.execute()
         except BaseException:
-            # The trackers moved on in memory, but nothing was saved or emitted: forget them,
-            # so that a retry (of the batch, or of its entries one at a time) starts from the
+            # The trackers moved on in memory, but their state was not saved: forget them, so
+            # that a retry (of the batch, or of its entries one at a time) starts from the
             # state saved in Redis and fires what this attempt detected.
             for driver in drivers:
                 self._tracked.pop(driver, None)
             raise
-        await emit(self.redis, self.names, *events)
 
     async def _track(self, batch: PingBatch, generation: object, pipe: Pipeline) -> list[Event]:
         tracked = await self._tracked_of(batch.org_id, batch.driver_id, generation)

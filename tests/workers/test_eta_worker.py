@@ -178,3 +178,42 @@ async def test_eta_workers_share_the_shards_and_one_takes_over_what_another_left
         await asyncio.sleep(0.3)
     kinds = await delivery_updates(redis, names, first["id"])
     assert (kinds["en_route"], kinds["approaching"], kinds["arrived"]) == (1, 1, 1)
+
+
+async def test_events_a_failed_emit_lost_fire_on_the_retry(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+    eta_worker: None,
+    redis: Redis,
+) -> None:
+    """When the events stream refuses the worker's XADD, the detections are not marked seen:
+    once the stream takes writes again, the retried batch fires en route, approaching and
+    arrived (at least once, never lost)."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    driver = tenant.drivers[0]
+    route = (await http.get("/v1/driver/route", headers=device(driver.token))).json()
+    first = route["stops"][0]
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    # A key of the wrong type makes every XADD to the events stream fail (WRONGTYPE).
+    kept = await redis.xrange(names.events)
+    await redis.delete(names.events)
+    await redis.set(names.events, b"not a stream")
+    body = {"pings": fixes(first["lat"], first["lon"], datetime.now(UTC) - timedelta(minutes=3))}
+    sent = await http.post("/v1/pings", json=body, headers=device(driver.token))
+    assert sent.json()["accepted"] == 6
+    shard = names.pings(shard_of(driver.id, names.shards))
+
+    async def tried() -> bool:
+        groups = await redis.xinfo_groups(shard)
+        eta = next((g for g in groups if g["name"] == b"eta"), None)
+        return eta is not None and eta["pending"] > 0
+
+    await eventually(tried, "the ETA group holding the batch it failed on")
+    await redis.delete(names.events)
+    for entry_id, fields in kept:
+        await redis.xadd(names.events, fields, id=entry_id)
+    for kind in ("en_route", "approaching", "arrived"):
+        await wait_for_kind(redis, names, first["id"], kind)
