@@ -10,6 +10,7 @@ errors of :mod:`app.errors`, which answers it.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any, Final, TypeVar, get_args
 
@@ -22,7 +23,9 @@ from app.resources import Resources
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from schemas import reasons
 from schemas.delivery import MAX_AMOUNT, CarrierKind, OrderStatus, VehicleType
-from schemas.reasons import ROOT, describe, lookup, split_error
+from schemas.ids import MAX_ID
+from schemas.limits import JSON_NUL, NO_NUL, TOO_DEEP, nul_field
+from schemas.reasons import MISSING, ROOT, describe, lookup, split_error
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
@@ -30,6 +33,7 @@ S = TypeVar("S", bound=msgspec.Struct)
 JSON: Final = "application/json"
 _ENCODER: Final = msgspec.json.Encoder()
 _LOOSE: Final = msgspec.json.Decoder()
+_DIGITS: Final = re.compile(r"[0-9]{1,19}")
 
 
 def resources_of(request: Request) -> Resources:
@@ -41,7 +45,8 @@ def resources_of(request: Request) -> Resources:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or :class:`PayloadTooLarge` as soon as it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    size = None if declared is None else ascii_int(declared)
+    if size is not None and size > limit:
         raise PayloadTooLarge("body", f"expected at most {limit} bytes, got {declared}")
     chunks: list[bytes] = []
     size = 0
@@ -68,12 +73,21 @@ def encode(value: object) -> bytes:
     return _ENCODER.encode(value)
 
 
+def ascii_int(raw: str) -> int | None:
+    """``raw`` as a non-negative integer of at most 19 ASCII digits, or None.
+
+    Not ``str.isdigit`` nor ``int``: they take digits of other scripts (``²``, ``٣``).
+    """
+    return int(raw) if _DIGITS.fullmatch(raw) else None
+
+
 def path_id(request: Request, name: str) -> int:
     """The positive integer path parameter ``name``, or 400 naming it."""
     raw = request.path_params[name]
-    if not raw.isdigit() or not 0 < int(raw) < 2**63:
+    value = ascii_int(raw)
+    if value is None or not 0 < value <= MAX_ID:
         raise BadParameter(name, f"expected a positive integer id, got {raw!r}")
-    return int(raw)
+    return value
 
 
 def query_date(request: Request, name: str) -> date | None:
@@ -108,29 +122,56 @@ def check_json(content_type: str | None) -> None:
 def decode(body: bytes, content_type: str | None, cls: type[T], *, empty_ok: bool = False) -> T:
     """``body`` as a ``cls``; an empty body is ``{}`` when ``empty_ok``.
 
-    Raises :class:`UnsupportedMediaType` (415), :class:`MalformedBody` (400, not JSON) or
-    :class:`InvalidField` (400) naming the first field at fault.
+    Raises :class:`UnsupportedMediaType` (415), :class:`MalformedBody` (400, not JSON, or
+    nested too deep) or :class:`InvalidField` (400) naming the first field at fault, a string
+    holding NUL included (:mod:`schemas.limits`).
     """
     check_json(content_type)
     if empty_ok and not body.strip():
         body = b"{}"
     try:
-        return _decoder(cls).decode(body)
+        decoded = _decoder(cls).decode(body)
     except msgspec.ValidationError as exc:
-        try:
-            document = _LOOSE.decode(body)
-        except msgspec.DecodeError:  # a type error came before a syntax error further on
-            raise MalformedBody(ROOT, "expected a JSON object, got invalid JSON") from None
-        field, reason = explain(exc, document)
+        field, reason = explain(exc, loose_json(body))
         raise InvalidField(field, reason) from None
     except msgspec.DecodeError as exc:
         raise MalformedBody(ROOT, f"expected a JSON object, got invalid JSON ({exc})") from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
+    if JSON_NUL in body:
+        refuse_nul(decoded)
+    return decoded
+
+
+def loose_json(body: bytes) -> object:
+    """``body`` decoded without a type, to quote values in reasons; MISSING when it holds a
+    number no float can (``1e309``).
+
+    Raises :class:`MalformedBody` when it is no JSON at all (a type error came before a syntax
+    error further on) or nests too deep.
+    """
+    try:
+        return _LOOSE.decode(body)
+    except msgspec.ValidationError:
+        return MISSING
+    except msgspec.DecodeError:
+        raise MalformedBody(ROOT, "expected a JSON object, got invalid JSON") from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
+
+
+def refuse_nul(value: object) -> None:
+    """Raise :class:`InvalidField` naming the first string in ``value`` that holds NUL."""
+    field = nul_field(value)
+    if field is not None:
+        raise InvalidField(field, NO_NUL)
 
 
 def convert(document: object, cls: type[T]) -> T:
     """Convert an already parsed ``document`` (a CSV row, an item of an array) to ``cls``.
 
     Strings are read as numbers where numbers are expected. Raises :class:`InvalidField`.
+    The caller checks its text for NUL (:mod:`schemas.limits`), once for a whole file.
     """
     try:
         return msgspec.convert(document, cls, strict=False)

@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from schemas.ids import DriverId, OrderId, OrgId, PlanId, RouteId, ShiftId, VehicleId
+from schemas.planning import Penalty
 
 PlanStatus = Literal["queued", "running", "done", "failed"]
 SearchKind = Literal["iterated_local_search", "guided_local_search"]
@@ -20,14 +21,15 @@ class PlanRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Body of ``POST /v1/plans``: plan ``day``'s pending orders on its scheduled shifts.
 
     ``order_ids`` restricts the plan to some orders. ``unassigned_penalty`` is what leaving one
-    order of priority 0, 1, 2 unserved costs (in the currency of the vehicles' costs).
+    order of priority 0, 1, 2 unserved costs (in the currency of the vehicles' costs), by the
+    rule the solver reads it with (:data:`schemas.planning.Penalty`).
     """
 
     day: date
     time_limit_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
     balance_workload: bool = False
     order_ids: list[OrderId] | None = None
-    unassigned_penalty: Annotated[list[float], Meta(min_length=3, max_length=3)] = msgspec.field(
+    unassigned_penalty: Annotated[list[Penalty], Meta(min_length=3, max_length=3)] = msgspec.field(
         default_factory=lambda: [1_000.0, 10_000.0, 100_000.0]
     )
     search: SearchKind = "iterated_local_search"

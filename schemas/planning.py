@@ -38,6 +38,13 @@ DurationS = Annotated[int, Meta(ge=0, description="duration, seconds")]
 DistanceM = Annotated[int, Meta(ge=0, description="distance, metres")]
 Amount = Annotated[int, Meta(ge=0, description="quantity in the unit of its dimension")]
 Cost = Annotated[float, Meta(ge=0.0, description="cost in the caller's currency")]
+MAX_PENALTY = 1e9
+Penalty = Annotated[
+    float,
+    Meta(ge=0.0, le=MAX_PENALTY, description="cost of leaving one order unserved, currency"),
+]
+"""An unassignment penalty: not negative (the solver would prefer dropping orders) and finite,
+so that it stays an integer in the solver's cost units (:data:`solver.model.COST_SCALE`)."""
 
 UnassignedReasonCode = Literal["skill", "capacity", "time_window", "search", "no_solution"]
 """Why an order is not in any route.
@@ -159,7 +166,7 @@ class PlanningOptions(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     time_limit_s: Annotated[float, Meta(gt=0.0, le=3600.0)] = 10.0
-    unassigned_penalty: list[Cost] = msgspec.field(
+    unassigned_penalty: Annotated[list[Penalty], Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: [1_000.0, 10_000.0, 100_000.0]
     )
     balance_workload: bool = False

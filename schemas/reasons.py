@@ -207,6 +207,8 @@ def describe(
         return f"expected {KINDS['date']}{got}"
     if detail.startswith("Integer value out of range"):
         return f"expected an integer of at most 64 bits{got}"
+    if detail.startswith("Number out of range"):  # 1e309: beyond a 64-bit float
+        return f"expected a number of magnitude at most 1.8e308{got}"
     typed = _TYPE.match(detail)
     if typed:
         kinds = [k for k in typed["expected"].split(" | ") if k != "null"] or ["null"]

@@ -75,6 +75,9 @@ _REFERENCES: Final[Mapping[str, tuple[str, str]]] = {
     "vehicles_carrier_fk": ("carrier_id", "carrier"),
     "drivers_carrier_fk": ("carrier_id", "carrier"),
     "drivers_vehicle_fk": ("default_vehicle_id", "vehicle"),
+    # 0001's single-column key on the same column, still in place: it fires first for a
+    # vehicle id that no organisation has.
+    "drivers_vehicle_id_fkey": ("default_vehicle_id", "vehicle"),
     "shifts_driver_fk": ("driver_id", "driver"),
     "shifts_vehicle_fk": ("vehicle_id", "vehicle"),
     "shifts_start_depot_fk": ("start_place.depot_id", "depot"),

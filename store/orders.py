@@ -299,3 +299,18 @@ async def order_ids_by_ref(
         (org_id, list(refs)),
     )
     return {ref: OrderId(order_id) for ref, order_id in await cursor.fetchall()}
+
+
+async def unknown_order_ids(
+    conn: AsyncConnection, org_id: OrgId, order_ids: Sequence[OrderId]
+) -> list[OrderId]:
+    """Those of ``order_ids`` that are no order of ``org_id`` (another's, or none), each once,
+    in the order given."""
+    known = await fetch_all(
+        conn,
+        scalar_row,
+        "SELECT id FROM orders WHERE org_id = %s AND id = ANY(%s)",
+        (org_id, list(order_ids)),
+    )
+    found = set(known)
+    return [order_id for order_id in dict.fromkeys(order_ids) if order_id not in found]

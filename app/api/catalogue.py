@@ -297,15 +297,17 @@ def fleet(
     types: tuple[type, type, type, type],
     examples: tuple[Any, Any, Any],
     filters: tuple[Param, ...] = (ACTIVE,),
+    filter_errors: tuple[int, ...] = (),
 ) -> tuple[Operation, ...]:
-    """The four operations every fleet resource has (see :mod:`app.api.fleet`)."""
+    """The four operations every fleet resource has (see :mod:`app.api.fleet`);
+    ``filter_errors`` are the list's answers to filters naming what is not there."""
     create, patch, row, listing = types
     create_example, row_example, patch_example = examples
     many, one = f"/v1/{noun}s", f"/v1/{noun}s/{{{noun}_id}}"
     listed = listing(**{f"{noun}s": [row_example]})
     return (
         api("GET", many, f"List the {noun}s", READERS,
-            ok(f"The {noun}s, by id.", listing, listed), params=filters),
+            ok(f"The {noun}s, by id.", listing, listed), params=filters, errors=filter_errors),
         api("POST", many, f"Create a {noun}", FLEET_WRITERS,
             created(f"The new {noun}.", row, row_example),
             body=json_body(create, create_example), errors=(409,), idempotent=True),
@@ -419,7 +421,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                (ex.SHIFT_IN, ex.SHIFT, ex.SHIFT_PATCH),
                filters=(DAY, query("driver_id", After, "Only this driver's shifts."),
                         query("status", Literal["scheduled", "cancelled"],
-                              "Only shifts in this status."))),
+                              "Only shifts in this status.")),
+               filter_errors=(422,)),
         api("POST", "/v1/drivers/{driver_id}/devices", "Register a device: a new device token",
             FLEET_WRITERS,
             created("The token, shown in this answer only (a replay answers `token: null`).",
@@ -504,13 +507,13 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         api("POST", "/v1/routes/insert", "Insert an urgent order where it costs least",
             FLEET_WRITERS,
             ok("The route that took it.", Inserted, Inserted(route=ex.ROUTE, added_travel_s=420)),
-            body=json_body(InsertOrder, ex.INSERT_ORDER), errors=(409,)),
+            body=json_body(InsertOrder, ex.INSERT_ORDER), errors=(409, 422)),
         api("GET", "/v1/routes/{route_id}", "A route with its stops", READERS,
             ok("The route.", RouteView, ex.ROUTE)),
         api("POST", "/v1/routes/{route_id}/resequence", "Re-order a late driver's stops",
             FLEET_WRITERS, ROUTE_NOW, errors=(409,)),
         api("POST", "/v1/stops/{stop_id}/move", "Give a pending stop to another route",
-            FLEET_WRITERS, ROUTE_NOW, body=json_body(MoveStop, ex.MOVE_STOP), errors=(409,)),
+            FLEET_WRITERS, ROUTE_NOW, body=json_body(MoveStop, ex.MOVE_STOP), errors=(409, 422)),
     ),
     *section(
         "driver",

@@ -11,7 +11,8 @@ and :func:`item` from a :class:`Kind`:
   is merged into the stored row under a lock and the result is checked like a create.
 
 Another organisation's rows answer 404 exactly like missing ones; a body naming another
-organisation's id (``carrier_id``) is a 400 naming the field, like an id that does not exist.
+organisation's id (``carrier_id``) is a 400 naming the field, like an id that does not exist;
+a list filter naming one (``GET /v1/shifts?driver_id=``) is a 422 naming the parameter.
 """
 
 from __future__ import annotations
@@ -28,8 +29,18 @@ from starlette.responses import Response
 from app.api.checks import check_amounts, check_window
 from app.api.order_import import RESERVED_COLUMNS
 from app.auth import ADMINS, FLEET_WRITERS, READERS, issue_device_token, token_prefix
-from app.errors import BadParameter, Conflict, InvalidField, NotFound
-from app.http import answer, decode, encode, merge, path_id, query_date, request_body, resources_of
+from app.errors import BadParameter, Conflict, InvalidField, NotFound, UnknownIds
+from app.http import (
+    answer,
+    ascii_int,
+    decode,
+    encode,
+    merge,
+    path_id,
+    query_date,
+    request_body,
+    resources_of,
+)
 from app.idempotency import Answer, run_create
 from schemas.auth import ApiPrincipal, Role
 from schemas.delivery import (
@@ -48,7 +59,7 @@ from schemas.delivery import (
     VehicleIn,
     VehiclePatch,
 )
-from schemas.ids import DriverId, OrgId, ShiftId
+from schemas.ids import MAX_ID, DriverId, OrgId, ShiftId
 from store import fleet
 from store.delivery import Missing, org_settings, set_dimensions
 
@@ -56,10 +67,12 @@ In = TypeVar("In", bound=msgspec.Struct)
 Out = TypeVar("Out", bound=msgspec.Struct)
 
 Prepare = Callable[[AsyncConnection, OrgId, Any], Awaitable[Any]]
-Filters = Callable[[Request], tuple[str, list[Any]]]
+Filters = Callable[[Request, AsyncConnection, OrgId], Awaitable[tuple[str, list[Any]]]]
 
 
-def _by_active(request: Request) -> tuple[str, list[Any]]:
+async def _by_active(
+    request: Request, conn: AsyncConnection, org_id: OrgId
+) -> tuple[str, list[Any]]:
     """``?active=true|false`` filters on the ``active`` column."""
     raw = request.query_params.get("active")
     if raw is None or raw == "":
@@ -69,8 +82,11 @@ def _by_active(request: Request) -> tuple[str, list[Any]]:
     return "AND active = %s", [raw == "true"]
 
 
-def _shift_filters(request: Request) -> tuple[str, list[Any]]:
-    """``?day=YYYY-MM-DD``, ``?driver_id=N``, ``?status=scheduled|cancelled``."""
+async def _shift_filters(
+    request: Request, conn: AsyncConnection, org_id: OrgId
+) -> tuple[str, list[Any]]:
+    """``?day=YYYY-MM-DD``, ``?driver_id=N`` (a driver of the organisation, else 422),
+    ``?status=scheduled|cancelled``."""
     clauses: list[str] = []
     params: list[Any] = []
     day = query_date(request, "day")
@@ -78,9 +94,12 @@ def _shift_filters(request: Request) -> tuple[str, list[Any]]:
         clauses, params = [*clauses, "AND day = %s"], [*params, day]
     raw_driver = request.query_params.get("driver_id")
     if raw_driver:
-        if not raw_driver.isdigit():
+        driver_id = ascii_int(raw_driver)
+        if driver_id is None or not 0 < driver_id <= MAX_ID:
             raise BadParameter("driver_id", f"expected a driver id, got {raw_driver!r}")
-        clauses, params = [*clauses, "AND driver_id = %s"], [*params, int(raw_driver)]
+        if await fleet.get(conn, fleet.DRIVERS, org_id, driver_id) is None:
+            raise UnknownIds("driver_id", [driver_id])
+        clauses, params = [*clauses, "AND driver_id = %s"], [*params, driver_id]
     status = request.query_params.get("status")
     if status:
         if status not in ("scheduled", "cancelled"):
@@ -100,7 +119,8 @@ class Kind(Generic[In, Out]):
     ``prepare`` checks a complete body (a create, or a patch merged into the stored row)
     against the organisation and may fill defaults; it raises :class:`InvalidField`.
     ``editable`` says why a stored row may not be patched, or None when it may; ``filters``
-    reads the list's query parameters into SQL conditions (constant text, bound values).
+    reads the list's query parameters into SQL conditions (constant text, bound values),
+    looking up on the connection the ids they name (another organisation's: 422).
     """
 
     noun: str
@@ -122,8 +142,8 @@ def collection(kind: Kind[In, Out]) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         if request.method == "GET":
             principal = await _principal(request, READERS)
-            where, params = kind.filters(request)
             async with resources_of(request).pool.connection() as conn:
+                where, params = await kind.filters(request, conn, principal.org_id)
                 rows = await fleet.list_rows(conn, kind.entity, principal.org_id, where, params)
             return answer({f"{kind.noun}s": rows})
         principal = await _principal(request, FLEET_WRITERS)

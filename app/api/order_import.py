@@ -40,9 +40,10 @@ import msgspec
 
 from app.api.checks import zone
 from app.errors import ApiError, InvalidField
-from app.http import JSON, convert, explain
+from app.http import JSON, convert, explain, loose_json
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from schemas.delivery import MAX_WINDOWS, ImportProblem, OrderIn
+from schemas.limits import JSON_NUL, NO_NUL, TOO_DEEP, nul_field
 from schemas.reasons import ROOT, show
 from store.delivery import OrgSettings
 
@@ -72,7 +73,6 @@ _SEPARATORS: Final = re.compile(r"[|;]")
 _CLOCK: Final = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")
 _ITEMS: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _ORDER: Final = msgspec.json.Decoder(OrderIn)
-_LOOSE: Final = msgspec.json.Decoder()
 
 
 @dataclass
@@ -124,15 +124,24 @@ def _read_json(body: bytes) -> Rows:
         items = _ITEMS.decode(body)
     except msgspec.DecodeError:
         raise MalformedBody(ROOT, "expected a JSON array of order objects") from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
     if len(items) > MAX_IMPORT_ROWS:
         raise _too_many(len(items))
     rows = Rows(rows=len(items))
+    nul = JSON_NUL in body  # else no order can hold NUL, and none needs looking through
     for index, raw in enumerate(items):
         try:
-            rows.orders.append((index, _ORDER.decode(raw)))
+            order = _ORDER.decode(raw)
         except msgspec.ValidationError as exc:
-            name, reason = explain(exc, _LOOSE.decode(raw))
+            name, reason = explain(exc, loose_json(raw))
             rows.rejected.append(ImportProblem(line=index, field=name, reason=reason))
+            continue
+        text = nul_field(order) if nul else None
+        if text is not None:
+            rows.rejected.append(ImportProblem(line=index, field=text, reason=NO_NUL))
+        else:
+            rows.orders.append((index, order))
     return rows
 
 
@@ -146,6 +155,7 @@ def _read_csv(body: bytes, settings: OrgSettings) -> Rows:
     delimiter = ";" if ";" in first and "," not in first else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = Rows(csv=True)
+    nul = "\x00" in text  # else no cell can hold NUL, and none needs looking through
     line = 1
     try:
         header = [name.strip().lower() for name in next(reader, [])]
@@ -156,10 +166,22 @@ def _read_csv(body: bytes, settings: OrgSettings) -> Rows:
             rows.rows += 1
             if rows.rows > MAX_IMPORT_ROWS:
                 raise _too_many()
+            column = _nul_column(header, cells) if nul else None
+            if column is not None:
+                rows.rejected.append(ImportProblem(line=line, field=column, reason=NO_NUL))
+                continue
             _read_record(rows, line, header, cells, settings)
     except csv.Error as exc:
         raise MalformedBody("body", f"line {line + 1}: expected CSV, {exc}") from None
     return rows
+
+
+def _nul_column(header: list[str], cells: list[str]) -> str | None:
+    """The column of the first cell holding NUL (``$`` for a cell beyond the header), or None."""
+    for n, cell in enumerate(cells):
+        if "\x00" in cell:
+            return header[n] if n < len(header) else ROOT
+    return None
 
 
 def _check_header(header: list[str], dimensions: list[str]) -> None:

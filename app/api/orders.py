@@ -21,12 +21,22 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.checks import check_amounts, check_window
+from app.api.checks import check_amounts, check_day, check_window
 from app.api.order_import import Rows, read_rows
 from app.api.reoptimize import after_cancel
 from app.auth import ORDER_WRITERS, READERS
 from app.errors import BadParameter, Conflict, InvalidField, NotFound
-from app.http import answer, decode, encode, merge, path_id, query_date, request_body, resources_of
+from app.http import (
+    answer,
+    ascii_int,
+    decode,
+    encode,
+    merge,
+    path_id,
+    query_date,
+    request_body,
+    resources_of,
+)
 from app.idempotency import Answer, run_create
 from schemas.auth import ApiPrincipal, Role
 from schemas.delivery import (
@@ -50,9 +60,10 @@ _STATUSES: Final = get_args(OrderStatus)
 def check_order(order: OrderIn, settings: OrgSettings) -> None:
     """Raise :class:`InvalidField` for what the schema cannot see in ``order``.
 
-    Windows end after they start and lie near the order's day; sizes name the organisation's
-    dimensions; no barcode appears twice.
+    The day is plausible; windows end after they start and lie near it; sizes name the
+    organisation's dimensions; no barcode appears twice.
     """
+    check_day(order.day)
     for n, window in enumerate(order.time_windows):
         check_window(window.start, window.end, f"time_windows[{n}]", order.day, settings.timezone)
     check_amounts(order.size, "size", settings.dimensions)
@@ -111,9 +122,10 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = ascii_int(raw)
+    if value is None or not low <= value <= high:
         raise BadParameter(name, f"expected an integer from {low} to {high}, got {raw!r}")
-    return int(raw)
+    return value
 
 
 async def item(request: Request) -> Response:

@@ -18,21 +18,16 @@ from starlette.responses import Response
 
 from app.auth import basic_credentials
 from app.errors import Unauthorized, Unavailable
+from app.http import read_body, resources_of
 from app.metrics import INGEST_SECONDS, PINGS_REJECTED
 from app.resources import Resources
-from realtime.errors import InvalidPing, PayloadTooLarge, UnknownDevice
+from realtime.errors import InvalidPing, UnknownDevice
 from realtime.protocols import native, osmand, owntracks
 from realtime.protocols.native import MSGPACK_TYPES
 from realtime.validate import check_times
 from schemas.auth import DevicePrincipal
 from schemas.codecs import INGEST_RESULT_JSON, INGEST_RESULT_MSGPACK
 from schemas.ping import IngestResult, Ping, PingBatch, PingSource, Rejection
-
-
-def resources_of(request: Request) -> Resources:
-    """The process's resources, set by the lifespan."""
-    resources: Resources = request.app.state.resources
-    return resources
 
 
 async def accept(
@@ -67,26 +62,6 @@ def count_rejections(source: PingSource, rejected: Sequence[Rejection]) -> None:
     """Count rejected pings by the field that failed."""
     for rejection in rejected:
         PINGS_REJECTED.labels(source, rejection.field).inc()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or :class:`PayloadTooLarge` as soon as it exceeds ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge("body", f"expected at most {limit} bytes, got {declared}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge("body", f"expected at most {limit} bytes, got more")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def request_body(request: Request) -> bytes:
-    """The request body within the process's ``max_body_bytes``."""
-    return await read_body(request, resources_of(request).settings.max_body_bytes)
 
 
 async def post_pings(request: Request) -> Response:

@@ -14,8 +14,9 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.checks import check_day
 from app.auth import FLEET_WRITERS, READERS
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, UnknownIds
 from app.http import answer, decode, encode, path_id, request_body, resources_of
 from app.idempotency import REPLAYED_HEADER, Answer, run_create
 from app.resources import Resources
@@ -32,6 +33,7 @@ from schemas.plan import (
 )
 from schemas.planning import PlanningOptions
 from store import routes as store
+from store.orders import unknown_order_ids
 from workers import planner
 
 
@@ -51,11 +53,15 @@ def view(plan: store.PlanRow) -> PlanView:
 
 
 async def create_plan(request: Request) -> Response:
-    """Queue a plan of a day's pending orders on its scheduled shifts; 202 with the job."""
+    """Queue a plan of a day's pending orders on its scheduled shifts; 202 with the job.
+
+    ``order_ids`` naming no order of the caller's organisation answer 422 listing them.
+    """
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
     body = await request_body(request)
     wanted = decode(body, request.headers.get("content-type"), PlanRequest)
+    check_day(wanted.day)
     options = PlanningOptions(
         time_limit_s=wanted.time_limit_s,
         balance_workload=wanted.balance_workload,
@@ -64,6 +70,10 @@ async def create_plan(request: Request) -> Response:
     created: list[store.PlanRow] = []
 
     async def command(conn: AsyncConnection) -> Answer:
+        if wanted.order_ids:
+            unknown = await unknown_order_ids(conn, principal.org_id, wanted.order_ids)
+            if unknown:
+                raise UnknownIds("order_ids", unknown)
         plan = await store.create_plan(
             conn,
             principal.org_id,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.checks import FIRST_DAY, LAST_DAY
 from app.errors import BadParameter, NotFound
-from app.http import resources_of
+from app.http import ascii_int, path_id, resources_of
 from realtime.live import latest_positions
 from schemas.ids import DriverId
 from schemas.ping import LivePosition, Ping
@@ -19,6 +20,10 @@ DEFAULT_TRACK_LIMIT = 10_000
 MAX_TRACK_LIMIT = 100_000
 DEFAULT_TRACK_WINDOW = timedelta(hours=24)
 GEOJSON = "application/geo+json"
+EARLIEST = datetime.combine(FIRST_DAY, time(), UTC)
+LATEST = datetime.combine(LAST_DAY, time(23, 59, 59), UTC)
+"""The times ``from`` and ``to`` may be: a day's track before or after them can be taken
+without ``datetime`` running out of years."""
 
 _JSON = msgspec.json.Encoder()
 
@@ -53,16 +58,16 @@ async def driver_positions(request: Request) -> Response:
     """One driver's track as JSON, or as GeoJSON with ``?format=geojson`` or that Accept type."""
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request)
-    driver_id = DriverId(_int_param(request.path_params["driver_id"], "driver_id"))
+    driver_id = DriverId(path_id(request, "driver_id"))
     now = datetime.now(UTC)
     end = _time_param(request, "to") or now + timedelta(minutes=1)
     start = _time_param(request, "from") or end - DEFAULT_TRACK_WINDOW
     if start >= end:
         raise BadParameter("from", f"expected a time before to={end.isoformat()}, got {start}")
     limit_raw = request.query_params.get("limit")
-    limit = DEFAULT_TRACK_LIMIT if limit_raw is None else _int_param(limit_raw, "limit")
-    if not 1 <= limit <= MAX_TRACK_LIMIT:
-        raise BadParameter("limit", f"expected 1 to {MAX_TRACK_LIMIT}, got {limit}")
+    limit = DEFAULT_TRACK_LIMIT if limit_raw is None else ascii_int(limit_raw)
+    if limit is None or not 1 <= limit <= MAX_TRACK_LIMIT:
+        raise BadParameter("limit", f"expected 1 to {MAX_TRACK_LIMIT}, got {limit_raw!r}")
     wanted = request.query_params.get("format", "")
     if wanted not in ("", "json", "geojson"):
         raise BadParameter("format", f"expected json or geojson, got {wanted!r}")
@@ -100,13 +105,6 @@ def geojson(driver_id: DriverId, pings: list[Ping], truncated: bool) -> dict[str
     }
 
 
-def _int_param(raw: str, name: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadParameter(name, f"expected an integer, got {raw!r}") from None
-
-
 def _time_param(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -119,4 +117,8 @@ def _time_param(request: Request, name: str) -> datetime | None:
         ) from None
     if value.tzinfo is None:
         raise BadParameter(name, f"expected a time with a zone (Z or +01:00), got {raw!r}")
+    if not EARLIEST <= value <= LATEST:
+        raise BadParameter(
+            name, f"expected a time from {FIRST_DAY} to {LAST_DAY} (UTC), got {raw!r}"
+        )
     return value

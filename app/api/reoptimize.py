@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from app.api.running import announce, pending_stop, state, states, write
 from app.auth import FLEET_WRITERS
-from app.errors import BadParameter, Conflict, NotFound
+from app.errors import Conflict, InvalidField, NotFound, UnknownIds
 from app.http import answer, decode, path_id, request_body, resources_of
 from app.resources import Resources
 from schemas.events import (
@@ -45,7 +45,7 @@ async def insert_order(request: Request) -> Response:
     async with resources.pool.connection() as conn:
         day = await store.order_day(conn, org_id, order_id)
         if day is None:
-            raise BadParameter("order_id", f"no order {order_id} in this organisation")
+            raise UnknownIds("order_id", [order_id])
         stop = await pending_stop(conn, org_id, order_id)
         if stop is None:
             raise Conflict("order_id", f"order {order_id} is not pending")
@@ -86,7 +86,14 @@ async def move(request: Request) -> Response:
             raise Conflict("stop_id", f"expected a pending stop, got one that is {status}")
         if from_route == wanted.route_id:
             raise Conflict("route_id", "the stop is already on that route")
+        if await store.route_head(conn, org_id, wanted.route_id) is None:
+            raise UnknownIds("route_id", [wanted.route_id])
         source, target = await states(conn, resources, org_id, [from_route, wanted.route_id])
+        last = len(target.route.stops)
+        if wanted.position is not None and wanted.position > last:
+            raise InvalidField(
+                "position", f"expected a position from 0 to {last}, got {wanted.position}"
+            )
         moved = await resources.solver.run(
             move_stop,
             source.route,

@@ -11,7 +11,8 @@ becomes a :class:`~schemas.ping.Rejection` with its index while the good ones ar
 client that sends valid pings never pays for it.
 
 Errors that concern the whole body raise: :class:`~realtime.errors.MalformedBody` (not
-JSON/MessagePack, or not an object with a ``pings`` array),
+JSON/MessagePack, nested deeper than msgspec decodes (:mod:`schemas.limits`), or not an object
+with a ``pings`` array),
 :class:`~realtime.errors.PayloadTooLarge` (more than
 :data:`~schemas.ping.MAX_PINGS_PER_BATCH` pings) and
 :class:`~realtime.errors.UnsupportedMediaType`.
@@ -32,6 +33,7 @@ from realtime.validate import check_times, explain, normalise_batteries, rejecti
 from schemas import codecs
 from schemas.codecs import LoosePingBatch, LoosePingsMessage, MessageHead
 from schemas.driver_ws import ClientMessage, PingMessage
+from schemas.limits import TOO_DEEP
 from schemas.ping import MAX_PINGS_PER_BATCH, Ping, PingBatchIn, Rejection
 from schemas.reasons import MISSING, ROOT, show
 
@@ -126,6 +128,8 @@ def decode_batch(
         return Decoded(pings=accepted, rejected=rejected)
     except msgspec.DecodeError as exc:
         raise _not_decodable(fmt, exc) from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
     _check_count(len(pings))
     accepted, rejected = check_times(pings, now, max_future_s=max_future_s, max_age_s=max_age_s)
     return Decoded(pings=normalise_batteries(accepted), rejected=rejected)
@@ -153,6 +157,8 @@ def decode_ws_message(
         return _decode_ws_slowly(data, fmt, now=now, max_future_s=max_future_s, max_age_s=max_age_s)
     except msgspec.DecodeError as exc:
         raise _not_decodable(fmt, exc) from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
     if isinstance(message, PingMessage):
         pings = [message.to_ping()]
     else:
@@ -167,7 +173,7 @@ def peek_message_id(data: bytes | str) -> int | None:
     fmt = _JSON if isinstance(data, str) else _MSGPACK
     try:
         message_id = fmt.head(data).id
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     return message_id if type(message_id) is int else None
 
@@ -198,11 +204,16 @@ def _not_decodable(fmt: _Format, exc: msgspec.DecodeError) -> MalformedBody:
 
 
 def _loosely(fmt: _Format, data: Any) -> object:
-    """``data`` decoded without a type, to quote values in reasons; MISSING if even that fails."""
+    """``data`` decoded without a type, to quote values in reasons; MISSING if even that fails.
+
+    Raises :class:`MalformedBody` when ``data`` nests too deep to decode at all.
+    """
     try:
         document: object = fmt.any(data)
     except msgspec.DecodeError:
         return MISSING
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
     return document
 
 
@@ -214,6 +225,8 @@ def _decode_whole(decode: Callable[[Any], _T], fmt: _Format, data: bytes | str) 
         raise MalformedBody(*explain(exc, _loosely(fmt, data))) from None
     except msgspec.DecodeError as exc:
         raise _not_decodable(fmt, exc) from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
 
 
 def _screen_each(

@@ -45,8 +45,9 @@ import msgspec
 
 from realtime.errors import InvalidPing, MalformedBody
 from realtime.validate import ClientField, explain, invalid_ping
+from schemas.limits import TOO_DEEP
 from schemas.ping import Ping
-from schemas.reasons import EXAMPLE_TIME, MISSING, show
+from schemas.reasons import EXAMPLE_TIME, MISSING, ROOT, show
 
 KNOT_MPS: Final = 1852.0 / 3600.0
 """One knot in m/s."""
@@ -166,12 +167,16 @@ def decode_json(body: bytes) -> OsmAndFix:
             document: object = _ANY_JSON.decode(body)
         except msgspec.DecodeError:
             document = MISSING
+        except RecursionError:
+            raise MalformedBody(ROOT, TOO_DEEP) from None
         name, reason = explain(exc, document)
         if name.startswith("location"):
             raise InvalidPing(name, reason) from None
         raise MalformedBody(name, reason) from None
     except msgspec.DecodeError as exc:
         raise MalformedBody("$", f"expected a JSON object, got invalid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
     if not decoded.device_id:
         raise MalformedBody("device_id", "device_id is required: the device token")
     location = decoded.location

@@ -22,8 +22,9 @@ import msgspec
 
 from realtime.errors import InvalidPing, MalformedBody
 from realtime.validate import ClientField, explain, invalid_ping
+from schemas.limits import TOO_DEEP
 from schemas.ping import Ping
-from schemas.reasons import MISSING, show
+from schemas.reasons import MISSING, ROOT, show
 
 KMH_MPS: Final = 1000.0 / 3600.0
 """One km/h in m/s."""
@@ -62,6 +63,8 @@ def decode(body: bytes) -> Ping | None:
         raise MalformedBody(*explain(exc, _loosely(body))) from None
     except msgspec.DecodeError as exc:
         raise MalformedBody("$", f"expected a JSON object, got invalid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
     if kind is msgspec.UNSET:
         raise MalformedBody("_type", "_type is required")
     if not isinstance(kind, str):
@@ -72,6 +75,8 @@ def decode(body: bytes) -> Ping | None:
         fix = _LOCATION_JSON.decode(body)
     except msgspec.ValidationError as exc:
         raise InvalidPing(*explain(exc, _loosely(body))) from None
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
     try:
         time = datetime.fromtimestamp(fix.tst, UTC)
     except (OverflowError, OSError, ValueError):
@@ -103,4 +108,6 @@ def _loosely(body: bytes) -> object:
         document: object = _ANY_JSON.decode(body)
     except msgspec.DecodeError:
         return MISSING
+    except RecursionError:
+        raise MalformedBody(ROOT, TOO_DEEP) from None
     return document

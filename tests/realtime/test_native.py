@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from realtime.protocols.native import Decoded, decode_batch
+from schemas.limits import TOO_DEEP
 from schemas.ping import MAX_PINGS_PER_BATCH, Ping, Rejection, normalise_battery
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -259,6 +260,23 @@ def test_bodies_that_do_not_decode_are_malformed(
         "$",
         f"expected a {kind} object, got invalid {reason}",
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"[" * 1000 + b"]" * 1000, "application/json"),
+        (b'{"pings": [{"time": ' + b"[" * 1000 + b"]" * 1000 + b"}]}", "application/json"),
+        (b'{"pings": [], "x": ' + b"[" * 1000 + b"]" * 1000 + b"}", "application/json"),
+        (b"\x81\xa5pings" + b"\x91" * 1000 + b"\x90", "application/msgpack"),
+    ],
+)
+def test_bodies_nested_too_deep_are_malformed(body: bytes, content_type: str) -> None:
+    """A body nested 1,000 levels (anywhere: bare, in a field, in an unknown one) is malformed on
+    '$' with the nesting as reason, never a RecursionError."""
+    with pytest.raises(MalformedBody) as caught:
+        decode_batch(body, content_type, **WINDOW)
+    assert (caught.value.field, caught.value.reason) == ("$", TOO_DEEP)
 
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
