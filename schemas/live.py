@@ -20,7 +20,6 @@ from schemas.events import Event
 from schemas.ping import LivePosition
 from schemas.route import RouteView
 
-
 ReplayOutcome = Literal["follows", "too_old", "too_many"]
 """What became of a reconnecting screen's ``?since=``: see :attr:`Snapshot.replay`."""
 

@@ -182,8 +182,7 @@ def test_invalid_fixes_name_the_parameter_as_sent(
     [
         (
             "2026-11-24T10:00:00",
-            "expected a time with a zone such as 2026-11-24T10:00:00Z,"
-            " got '2026-11-24T10:00:00'",
+            "expected a time with a zone such as 2026-11-24T10:00:00Z, got '2026-11-24T10:00:00'",
         ),
         (
             "yesterday",
@@ -300,8 +299,7 @@ def test_a_negative_altitude_in_the_json_body_is_kept() -> None:
         (
             {"timestamp": "2026-11-24T10:00:00"},
             "location.timestamp",
-            "expected a time with a zone such as 2026-11-24T10:00:00Z,"
-            " got '2026-11-24T10:00:00'",
+            "expected a time with a zone such as 2026-11-24T10:00:00Z, got '2026-11-24T10:00:00'",
         ),
         (
             {"timestamp": "now"},

@@ -89,8 +89,7 @@ def test_wrong_types_say_what_was_expected(field: str, value: object, reason: st
     [
         (
             "2026-11-24T10:00:00",
-            "expected a time with a zone such as 2026-11-24T10:00:00Z,"
-            " got '2026-11-24T10:00:00'",
+            "expected a time with a zone such as 2026-11-24T10:00:00Z, got '2026-11-24T10:00:00'",
         ),
         ("yesterday", "expected an RFC 3339 time such as 2026-11-24T10:00:00Z, got 'yesterday'"),
         (1764000000, "expected a time with a zone such as 2026-11-24T10:00:00Z, got 1764000000"),
