@@ -51,6 +51,7 @@ from starlette.types import ExceptionHandler
 from starlette.websockets import WebSocket, WebSocketState
 
 from realtime import errors as ingest
+from schemas.codecs import JSON_ENCODER
 from store.delivery import DeliveryError, Missing
 
 # WebSocket close codes: the standard ones, then 4000 + the HTTP status of the same refusal.
@@ -266,9 +267,6 @@ def problem_of(exc: BaseException) -> Problem:
     return Problem(500, "internal_error", CLOSE_INTERNAL, None, "internal error")
 
 
-_ENCODER: Final = msgspec.json.Encoder()
-
-
 def error_response(
     status: int,
     code: str,
@@ -277,7 +275,7 @@ def error_response(
     headers: tuple[tuple[str, str], ...] = (),
 ) -> Response:
     """A JSON error answer."""
-    body = _ENCODER.encode(ErrorBody(error=code, field=field, reason=reason))
+    body = JSON_ENCODER.encode(ErrorBody(error=code, field=field, reason=reason))
     response = Response(body, status_code=status, media_type="application/json")
     for name, value in headers:
         response.headers[name] = value

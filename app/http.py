@@ -22,6 +22,7 @@ from app.errors import BadParameter, InvalidField
 from app.resources import Resources
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from schemas import reasons
+from schemas.codecs import ANY_JSON, JSON_ENCODER, json_decoder
 from schemas.delivery import MAX_AMOUNT, CarrierKind, OrderStatus, VehicleType
 from schemas.ids import MAX_ID
 from schemas.limits import JSON_NUL, NO_NUL, TOO_DEEP, nul_field
@@ -31,8 +32,6 @@ T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
 
 JSON: Final = "application/json"
-_ENCODER: Final = msgspec.json.Encoder()
-_LOOSE: Final = msgspec.json.Decoder()
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
 
 
@@ -65,12 +64,12 @@ async def request_body(request: Request) -> bytes:
 
 def answer(value: object, status: int = 200) -> Response:
     """A JSON answer encoding ``value`` (Structs, lists, dicts)."""
-    return Response(_ENCODER.encode(value), status_code=status, media_type=JSON)
+    return Response(JSON_ENCODER.encode(value), status_code=status, media_type=JSON)
 
 
 def encode(value: object) -> bytes:
     """``value`` as the JSON bytes :func:`answer` would send."""
-    return _ENCODER.encode(value)
+    return JSON_ENCODER.encode(value)
 
 
 def ascii_int(raw: str) -> int | None:
@@ -101,17 +100,6 @@ def query_date(request: Request, name: str) -> date | None:
         raise BadParameter(name, f"expected a date such as 2026-11-24, got {raw!r}") from None
 
 
-_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
-
-
-def _decoder(cls: type[T]) -> msgspec.json.Decoder[T]:
-    """One decoder per request type, built on first use and kept."""
-    found = _DECODERS.get(cls)
-    if found is None:
-        found = _DECODERS[cls] = msgspec.json.Decoder(cls)
-    return found
-
-
 def check_json(content_type: str | None) -> None:
     """Accept a JSON body (no Content-Type is read as JSON); 415 for anything else."""
     media = (content_type or JSON).split(";", 1)[0].strip().lower()
@@ -130,7 +118,7 @@ def decode(body: bytes, content_type: str | None, cls: type[T], *, empty_ok: boo
     if empty_ok and not body.strip():
         body = b"{}"
     try:
-        decoded = _decoder(cls).decode(body)
+        decoded = json_decoder(cls).decode(body)
     except msgspec.ValidationError as exc:
         field, reason = explain(exc, loose_json(body))
         raise InvalidField(field, reason) from None
@@ -151,7 +139,7 @@ def loose_json(body: bytes) -> object:
     error further on) or nests too deep.
     """
     try:
-        return _LOOSE.decode(body)
+        return ANY_JSON.decode(body)
     except msgspec.ValidationError:
         return MISSING
     except msgspec.DecodeError:

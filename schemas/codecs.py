@@ -26,18 +26,25 @@ stream codecs, used both ways, say ``_ENCODER``/``_DECODER``:
 ``EVENT_ENCODER/_DECODER``          a domain event on the ``events`` streams (MessagePack)
 ``ETA_STATE_ENCODER``               arrival windows and tracker state the ETA worker keeps
 ``PLAN_JOB_ENCODER/_DECODER``       a planning job on the ``plans`` stream (MessagePack)
+``JSON_ENCODER``                    every other JSON answer: API bodies, error bodies, the reference
+``json_decoder(T)``                 the decoder of a request body type, built on first use, kept
+``IMPORT_ITEMS_JSON``, ``ORDER_IN_JSON``  a JSON order import's items, one order of it
+``OSMAND_BODY_JSON``                an OsmAnd fix sent as JSON (Traccar Client)
+``OWNTRACKS_HEAD/LOCATION_JSON``    an OwnTracks message's ``_type``; its ``location`` message
 ==================================  =============================================================
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
+from schemas.delivery import OrderIn
 from schemas.driver_ws import ClientMessage, RouteMessage
 from schemas.eta import ArrivalWindow, SavedTracker
 from schemas.events import Event
+from schemas.gps_apps import OsmAndBody, OwnTracksHead, OwnTracksLocation
 from schemas.ping import LivePosition, Ping, PingBatch, PingBatchIn
 from schemas.plan import PlanJob
 
@@ -97,5 +104,25 @@ ETA_STATE_ENCODER = msgspec.msgpack.Encoder()
 PLAN_JOB_ENCODER = msgspec.msgpack.Encoder()
 PLAN_JOB_DECODER = msgspec.msgpack.Decoder(PlanJob)
 
+OSMAND_BODY_JSON = msgspec.json.Decoder(OsmAndBody)
+OWNTRACKS_HEAD_JSON = msgspec.json.Decoder(OwnTracksHead)
+OWNTRACKS_LOCATION_JSON = msgspec.json.Decoder(OwnTracksLocation)
+
 ROUTE_MESSAGE_MSGPACK: msgspec.msgpack.Decoder[RouteMessage] = msgspec.msgpack.Decoder(RouteMessage)
 """Decodes route pushes arriving from pub/sub (encoded by ``realtime.events.push_route``)."""
+
+JSON_ENCODER = msgspec.json.Encoder()
+IMPORT_ITEMS_JSON = msgspec.json.Decoder(list[msgspec.Raw])
+ORDER_IN_JSON = msgspec.json.Decoder(OrderIn)
+
+T = TypeVar("T")
+_REQUEST_DECODERS: dict[Any, Any] = {}
+
+
+def json_decoder(cls: type[T]) -> msgspec.json.Decoder[T]:
+    """The JSON decoder of request body type ``cls``: built on its first request, then kept
+    (the request types are a fixed, small set, so the table stays small)."""
+    found: msgspec.json.Decoder[T] | None = _REQUEST_DECODERS.get(cls)
+    if found is None:
+        found = _REQUEST_DECODERS[cls] = msgspec.json.Decoder(cls)
+    return found

@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Meta
 
 from app.api import examples as ex
+from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import ErrorBody
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
 from schemas.auth import Role
@@ -56,10 +57,6 @@ from schemas.route import FailStop, InsertOrder, MoveStop, RouteView
 from schemas.track import TrackingLink, TrackMessage, TrackView
 
 # Who may call what, as app/auth.py enforces it.
-READERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
-FLEET_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher")
-ORDER_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
-ADMINS: Final[tuple[Role, ...]] = ("admin",)
 MSGPACK: Final = "application/msgpack"
 HTML: Final = "text/html"
 GEOJSON: Final = "application/geo+json"

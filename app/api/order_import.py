@@ -42,6 +42,7 @@ from app.api.checks import zone
 from app.errors import ApiError, InvalidField
 from app.http import JSON, convert, explain, loose_json
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from schemas.codecs import IMPORT_ITEMS_JSON, ORDER_IN_JSON
 from schemas.delivery import MAX_WINDOWS, ImportProblem, OrderIn
 from schemas.limits import JSON_NUL, NO_NUL, TOO_DEEP, nul_field
 from schemas.reasons import ROOT, show
@@ -71,8 +72,6 @@ RESERVED_COLUMNS: Final = frozenset((*PLAIN_COLUMNS, *LIST_COLUMNS))
 _WINDOW_COLUMN: Final = re.compile(r"^window(?P<n>[2-9]|10)?_(?P<edge>start|end)$")
 _SEPARATORS: Final = re.compile(r"[|;]")
 _CLOCK: Final = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")
-_ITEMS: Final = msgspec.json.Decoder(list[msgspec.Raw])
-_ORDER: Final = msgspec.json.Decoder(OrderIn)
 
 
 @dataclass
@@ -121,7 +120,7 @@ def _too_many(count: int | None = None) -> PayloadTooLarge:
 
 def _read_json(body: bytes) -> Rows:
     try:
-        items = _ITEMS.decode(body)
+        items = IMPORT_ITEMS_JSON.decode(body)
     except msgspec.DecodeError:
         raise MalformedBody(ROOT, "expected a JSON array of order objects") from None
     except RecursionError:
@@ -132,7 +131,7 @@ def _read_json(body: bytes) -> Rows:
     nul = JSON_NUL in body  # else no order can hold NUL, and none needs looking through
     for index, raw in enumerate(items):
         try:
-            order = _ORDER.decode(raw)
+            order = ORDER_IN_JSON.decode(raw)
         except msgspec.ValidationError as exc:
             name, reason = explain(exc, loose_json(raw))
             rows.rejected.append(ImportProblem(line=index, field=name, reason=reason))

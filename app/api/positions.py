@@ -12,6 +12,7 @@ from app.api.checks import FIRST_DAY, LAST_DAY
 from app.errors import BadParameter, NotFound
 from app.http import ascii_int, path_id, resources_of
 from realtime.live import latest_positions
+from schemas.codecs import JSON_ENCODER
 from schemas.ids import DriverId
 from schemas.ping import LivePosition, Ping
 from store.positions import track
@@ -24,8 +25,6 @@ EARLIEST = datetime.combine(FIRST_DAY, time(), UTC)
 LATEST = datetime.combine(LAST_DAY, time(23, 59, 59), UTC)
 """The times ``from`` and ``to`` may be: a day's track before or after them can be taken
 without ``datetime`` running out of years."""
-
-_JSON = msgspec.json.Encoder()
 
 
 class LiveSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,7 +49,7 @@ async def live_positions(request: Request) -> Response:
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request)
     drivers = await latest_positions(resources.redis, resources.names, principal.org_id)
-    body = _JSON.encode(LiveSnapshot(as_of=datetime.now(UTC), drivers=drivers))
+    body = JSON_ENCODER.encode(LiveSnapshot(as_of=datetime.now(UTC), drivers=drivers))
     return Response(body, media_type="application/json")
 
 
@@ -77,9 +76,11 @@ async def driver_positions(request: Request) -> Response:
         raise NotFound(f"no driver {driver_id} in this organisation")
     truncated = len(pings) == limit
     if wanted == "geojson" or (not wanted and GEOJSON in request.headers.get("accept", "")):
-        return Response(_JSON.encode(geojson(driver_id, pings, truncated)), media_type=GEOJSON)
+        return Response(
+            JSON_ENCODER.encode(geojson(driver_id, pings, truncated)), media_type=GEOJSON
+        )
     result = Track(driver_id=driver_id, start=start, end=end, truncated=truncated, positions=pings)
-    return Response(_JSON.encode(result), media_type="application/json")
+    return Response(JSON_ENCODER.encode(result), media_type="application/json")
 
 
 def geojson(driver_id: DriverId, pings: list[Ping], truncated: bool) -> dict[str, object]:

@@ -14,7 +14,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 import swagger_ui_bundle
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -23,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.api.catalogue import OPERATIONS, PATH_PARAMS, SOCKETS, TAGS, Index
 from app.openapi import JSON, build
+from schemas.codecs import JSON_ENCODER
 
 DESCRIPTION: Final = """\
 Real-time last-mile delivery orchestration: orders, planning, dispatch, live positions and
@@ -78,7 +78,6 @@ CONTENT_POLICY: Final = (
     "frame-ancestors 'none'; form-action 'self'"
 )
 """Like the other pages' policy: scripts from this origin only. Swagger UI sets inline styles."""
-_ENCODER: Final = msgspec.json.Encoder()
 
 
 async def openapi_json(request: Request) -> Response:
@@ -86,7 +85,7 @@ async def openapi_json(request: Request) -> Response:
     state = request.app.state
     body: bytes | None = getattr(state, "openapi_json", None)
     if body is None:
-        body = state.openapi_json = _ENCODER.encode(document(request.app.routes))
+        body = state.openapi_json = JSON_ENCODER.encode(document(request.app.routes))
     return Response(body, media_type=JSON, headers={"cache-control": "no-cache"})
 
 
@@ -115,7 +114,7 @@ LINKS: Final = {
 
 async def index(request: Request) -> Response:
     """``GET /`` and ``GET /v1/``: links to the pages, the reference and the health checks."""
-    body = _ENCODER.encode(Index(name="lastmile", version=_version(), links=LINKS))
+    body = JSON_ENCODER.encode(Index(name="lastmile", version=_version(), links=LINKS))
     return Response(body, media_type=JSON)
 
 

@@ -45,6 +45,7 @@ import msgspec
 
 from realtime.errors import InvalidPing, MalformedBody
 from realtime.validate import ClientField, explain, invalid_ping
+from schemas.codecs import ANY_JSON, OSMAND_BODY_JSON
 from schemas.limits import TOO_DEEP
 from schemas.ping import Ping
 from schemas.reasons import EXAMPLE_TIME, MISSING, ROOT, show
@@ -125,35 +126,6 @@ def decode_params(params: Mapping[str, str]) -> OsmAndFix:
     return OsmAndFix(device_id=device_id, ping=_to_ping(values, sent))
 
 
-class _Coords(msgspec.Struct, frozen=True, kw_only=True):
-    latitude: float
-    longitude: float
-    accuracy: float | None = None
-    speed: float | None = None
-    heading: float | None = None
-    altitude: float | None = None
-
-
-class _Battery(msgspec.Struct, frozen=True, kw_only=True):
-    level: float | None = None
-
-
-class _Location(msgspec.Struct, frozen=True, kw_only=True):
-    timestamp: datetime
-    coords: _Coords | None = None
-    battery: _Battery | None = None
-
-
-class _Body(msgspec.Struct, frozen=True, kw_only=True):
-    device_id: str
-    location: _Location
-
-
-# The foreign shape lives with its adapter; its decoder is built once, like those in codecs.
-_BODY_JSON: Final = msgspec.json.Decoder(_Body)
-_ANY_JSON: Final = msgspec.json.Decoder()
-
-
 def decode_json(body: bytes) -> OsmAndFix:
     """Decode a fix sent as the JSON body of newer Traccar Client versions.
 
@@ -161,10 +133,10 @@ def decode_json(body: bytes) -> OsmAndFix:
     :class:`InvalidPing` when ``location`` is missing or invalid.
     """
     try:
-        decoded = _BODY_JSON.decode(body)
+        decoded = OSMAND_BODY_JSON.decode(body)
     except msgspec.ValidationError as exc:
         try:
-            document: object = _ANY_JSON.decode(body)
+            document: object = ANY_JSON.decode(body)
         except msgspec.DecodeError:
             document = MISSING
         except RecursionError:

@@ -16,39 +16,19 @@ The device is identified by HTTP Basic auth (the caller's business), not by the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
 from realtime.errors import InvalidPing, MalformedBody
 from realtime.validate import ClientField, explain, invalid_ping
+from schemas.codecs import ANY_JSON, OWNTRACKS_HEAD_JSON, OWNTRACKS_LOCATION_JSON
 from schemas.limits import TOO_DEEP
 from schemas.ping import Ping
 from schemas.reasons import MISSING, ROOT, show
 
 KMH_MPS: Final = 1000.0 / 3600.0
 """One km/h in m/s."""
-
-
-class _Head(msgspec.Struct, frozen=True, kw_only=True):
-    kind: Any = msgspec.field(default=msgspec.UNSET, name="_type")
-
-
-class _Location(msgspec.Struct, frozen=True, kw_only=True):
-    lat: float
-    lon: float
-    tst: float
-    acc: float | None = None
-    alt: float | None = None
-    vel: float | None = None
-    cog: float | None = None
-    batt: float | None = None
-
-
-# The foreign shapes live with their adapter; their decoders are built once, like codecs'.
-_HEAD_JSON: Final = msgspec.json.Decoder(_Head)
-_LOCATION_JSON: Final = msgspec.json.Decoder(_Location)
-_ANY_JSON: Final = msgspec.json.Decoder()
 
 
 def decode(body: bytes) -> Ping | None:
@@ -58,7 +38,7 @@ def decode(body: bytes) -> Ping | None:
     and :class:`InvalidPing` for a ``location`` whose fix is missing or invalid.
     """
     try:
-        kind = _HEAD_JSON.decode(body).kind
+        kind = OWNTRACKS_HEAD_JSON.decode(body).kind
     except msgspec.ValidationError as exc:
         raise MalformedBody(*explain(exc, _loosely(body))) from None
     except msgspec.DecodeError as exc:
@@ -72,7 +52,7 @@ def decode(body: bytes) -> Ping | None:
     if kind != "location":
         return None
     try:
-        fix = _LOCATION_JSON.decode(body)
+        fix = OWNTRACKS_LOCATION_JSON.decode(body)
     except msgspec.ValidationError as exc:
         raise InvalidPing(*explain(exc, _loosely(body))) from None
     except RecursionError:
@@ -105,7 +85,7 @@ def decode(body: bytes) -> Ping | None:
 
 def _loosely(body: bytes) -> object:
     try:
-        document: object = _ANY_JSON.decode(body)
+        document: object = ANY_JSON.decode(body)
     except msgspec.DecodeError:
         return MISSING
     except RecursionError:

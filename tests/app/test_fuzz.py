@@ -272,21 +272,7 @@ def error_names_field_and_reason(ctx: CheckContext, response: Response, case: Ca
 
 # --- the fuzz test ---------------------------------------------------------------------------
 
-KNOWN_FAILURES = {
-    ("POST", "/v1/drivers"): "a default_vehicle_id naming no vehicle of the organisation is a"
-    " 500 (ForeignKeyViolation on drivers_vehicle_id_fkey, a constraint store/delivery.py does"
-    " not map to the field) instead of a 400 naming default_vehicle_id",
-    ("GET", "/v1/shifts"): "?driver_id beyond 2^63 - 1 is accepted (200, no shifts) instead of"
-    " a 400 naming driver_id",
-}
-"""Operations whose failures are known and reported, not yet fixed: fuzzed on their own, as
-expected failures, so that any other operation's failure still fails the run."""
-
 schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-def _known(ctx: Any) -> bool:
-    return (ctx.operation.method.upper(), ctx.operation.path) in KNOWN_FAILURES
 
 
 @pytest.fixture(autouse=True)
@@ -298,16 +284,9 @@ def _node_id(request: pytest.FixtureRequest) -> None:
         node._nodeid = node.nodeid
 
 
-@schema.exclude(_known).parametrize()
+@schema.parametrize()
 def test_every_operation_answers_as_documented(case: Case, fuzzed: Fuzzed) -> None:
     """No 5xx; every answer as documented; every refusal names its field and reason."""
-    case.call_and_validate(base_url=fuzzed.server.url)
-
-
-@pytest.mark.xfail(strict=False, reason="; ".join(KNOWN_FAILURES.values()))
-@schema.include(_known).parametrize()
-def test_the_known_failures_still_fail(case: Case, fuzzed: Fuzzed) -> None:
-    """The operations of KNOWN_FAILURES, fuzzed like the others; passing, they leave the list."""
     case.call_and_validate(base_url=fuzzed.server.url)
 
 
