@@ -38,12 +38,17 @@ TrackStatus = Literal["pending", "arrived", "departed", "completed", "skipped"]
 * ``arrived``: the driver has been inside its arrival radius for the dwell time;
 * ``departed``: the driver left it after arriving (done);
 * ``completed``: the driver app reported it delivered or failed (done);
-* ``skipped``: the driver moved on without a detected arrival (see :mod:`solver.eta` for the
-  rule). A skipped stop gets no windows; a later detected arrival there revives it.
+* ``skipped``: the driver drove past it, on to the following stop, without a detected arrival
+  (see :mod:`solver.arrival` for the rule). A skipped stop gets no windows; a later detected
+  arrival there revives it.
 """
 
 EventKind = Literal["en_route", "approaching", "arrived", "departed", "running_late", "eta_changed"]
-"""The delivery events, as named by their ``type`` tag."""
+"""The delivery events recorded in :attr:`StopTrack.fired`, as named by their ``type`` tag.
+
+``out_of_sequence`` (:class:`OutOfSequence`) is a delivery event too, but fires once per stay,
+not once per stop, so the tracker records it in :attr:`StopTrack.flagged_stay_epoch_s`.
+"""
 
 
 class EtaStop(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,6 +65,9 @@ class EtaStop(msgspec.Struct, frozen=True, kw_only=True):
     time_windows: list[PlanningTimeWindow] = []
     service_s: DurationS = 0
     planned_arrival_epoch_s: EpochS
+    arrived_epoch_s: EpochS | None = None
+    """When the driver app reported arriving at the stop (``None``: not reported). The stop is
+    served from then on, wherever it is in the route's order."""
 
 
 class EtaRoute(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,13 +142,16 @@ class Approaching(_StopEvent, frozen=True, kw_only=True, tag="approaching"):
 
 
 class ArrivalDetected(_StopEvent, frozen=True, kw_only=True, tag="arrived"):
-    """The driver stayed inside the stop's arrival radius for the dwell time.
+    """The driver stayed inside the arrival radius of the route's next stop for the dwell time,
+    or the driver app reported arriving at a stop (``reported``).
 
     ``arrived_epoch_s`` is the first fix inside the radius (``at_epoch_s`` is later by at least
-    the dwell time).
+    the dwell time); for a reported arrival, the report's instant, or the first fix of a stay
+    inside the radius that began before it.
     """
 
     arrived_epoch_s: EpochS
+    reported: bool = False
 
 
 class DepartureDetected(_StopEvent, frozen=True, kw_only=True, tag="departed"):
@@ -170,8 +181,29 @@ class EtaChanged(_StopEvent, frozen=True, kw_only=True, tag="eta_changed"):
     window: ArrivalWindow
 
 
+class OutOfSequence(_StopEvent, frozen=True, kw_only=True, tag="out_of_sequence"):
+    """The driver stayed the dwell time at a stop that is not the route's next one (an alert
+    for dispatchers: the stop's customer hears of it only once the driver app reports the stop).
+
+    ``expected_stop_id``/``expected_order_id`` name the route's next pending stop;
+    ``stay_start_epoch_s`` is the first fix of the stay inside this stop's arrival radius and
+    ``dwell_s`` how long the stay had lasted at ``at_epoch_s``. Fires once per stay.
+    """
+
+    expected_stop_id: StopId
+    expected_order_id: OrderId
+    stay_start_epoch_s: EpochS
+    dwell_s: DurationS
+
+
 DeliveryEvent = (
-    EnRoute | Approaching | ArrivalDetected | DepartureDetected | RunningLate | EtaChanged
+    EnRoute
+    | Approaching
+    | ArrivalDetected
+    | DepartureDetected
+    | RunningLate
+    | EtaChanged
+    | OutOfSequence
 )
 
 
@@ -184,7 +216,8 @@ class StopTrack(msgspec.Struct, frozen=True, kw_only=True):
     arrival radius after arriving. ``service_start_epoch_s`` and ``service_s`` are fixed at
     arrival (they let a completion learn the service time without the route). ``fired`` holds
     the once-only events already emitted; ``window`` is the latest computed window and
-    ``published`` the last one returned for publication.
+    ``published`` the last one returned for publication. ``flagged_stay_epoch_s`` is the
+    first fix of the last stay reported :class:`OutOfSequence`, so a stay is reported once.
     """
 
     stop_id: StopId
@@ -201,6 +234,7 @@ class StopTrack(msgspec.Struct, frozen=True, kw_only=True):
     fired: frozenset[EventKind] = frozenset()
     window: ArrivalWindow | None = None
     published: ArrivalWindow | None = None
+    flagged_stay_epoch_s: EpochS | None = None
 
 
 class DriverPace(msgspec.Struct, frozen=True, kw_only=True):

@@ -86,7 +86,9 @@ class OrderCancelled(_Event, frozen=True, kw_only=True, tag="order_cancelled"):
 class DeliveryUpdate(_Event, frozen=True, kw_only=True, tag="delivery"):
     """What the ETA worker detected from the driver's positions: ``detail.type`` is one of
     ``en_route``, ``approaching``, ``arrived``, ``departed``, ``running_late`` (an alert for
-    dispatchers) and ``eta_changed``; each but the last fires at most once per stop."""
+    dispatchers), ``eta_changed`` and ``out_of_sequence`` (an alert for dispatchers: the driver
+    dwelled at a stop that is not the route's next one; never for the stop's customer). Each
+    of the first five fires at most once per stop; ``out_of_sequence`` once per stay."""
 
     detail: DeliveryEvent
 

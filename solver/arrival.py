@@ -1,28 +1,41 @@
 """Arrival, departure and skip detection for a driver's stops, from one fix at a time.
 
 :func:`detect` is the geofence half of :func:`solver.eta.update`: it takes the tracker state,
-the route and a fix, and answers the stops' new statuses and the ``arrived``/``departed``
-events, leaving prediction to :mod:`solver.eta`. The rules, in the order they are applied to
-a fix (fixes less accurate than ``max_accuracy_m`` skip all of them):
+the route and a fix, and answers the stops' new statuses and the ``arrived``, ``departed`` and
+``out_of_sequence`` events, leaving prediction to :mod:`solver.eta`.
 
+Detection follows the route's order. The **next stop** is the first pending one in the route's
+sequence; only it (or a stop skipped before it, rule 5) can be arrived from positions. A stay at
+any other stop is reported to dispatchers (``out_of_sequence``) and tells its customer nothing,
+because a driver parked at a later stop's address is not serving it until the driver app says
+so; once the app reports the stop arrived (:attr:`~schemas.eta.EtaStop.arrived_epoch_s`) it is
+served, wherever it is in the sequence. The rules, in the order they are applied to a fix
+(fixes less accurate than ``max_accuracy_m`` skip all but the first):
+
+0. **Reports.** A pending or skipped stop the driver app reported arrived is *arrived*, at the
+   report's instant (or at the first fix of a stay inside its radius that began before it).
+   Stops before it stay pending: the driver may serve them next.
 1. **Leg start.** A leg starts where the driver last was within ``arrival_radius_m`` of where
    it began (the first fix, or the stop just left), so time idling there is not driving.
 2. **Stays.** A pending or skipped stop remembers the first fix of the driver's current stay
    inside its ``arrival_radius_m``; a fix outside ends the stay.
-3. **Departure.** The stop being served is *departed* at the first fix beyond its
-   ``departure_radius_m`` (at the last fix inside its arrival radius that was not nearer to
-   the following stop), or handed over to the following stop once the driver has stayed
+3. **Departure.** The stop being served (the first arrived one) is *departed* at the first fix
+   beyond its ``departure_radius_m`` (at the last fix inside its arrival radius that was not
+   nearer to the next stop), or handed over to the next stop once the driver has stayed
    ``dwell_s`` inside that one's arrival radius and either is nearer to it, outside the served
    stop's radius (a few doors on), or has spent the served stop's expected service while
    inside both radii (same building: departed at that fix, and nothing learnt about service).
-4. **Arrival.** When no stop is being served, the first stop in route order (pending, or skipped
-   earlier) whose stay has lasted ``dwell_s`` is *arrived*, at the stay's first fix. Pending
-   stops before it are *skipped*: the driver went elsewhere first. A stay shorter than
+   A reported stop the driver was never seen inside is left to the driver app to close.
+4. **Arrival.** When no stop is being served, the next stop, or a stop skipped before it, whose
+   stay has lasted ``dwell_s`` is *arrived*, at the stay's first fix. A stay shorter than
    ``dwell_s`` is not an arrival.
-5. **Pass-by.** The next stop, still pending, is *skipped* when the driver came within
+5. **Out of sequence.** When no stop is being served and the driver is not inside the next
+   stop's radius, a stay of ``dwell_s`` at any other pending or skipped stop yields
+   ``out_of_sequence`` (once per stay), naming the next stop; the leg then teaches nothing.
+6. **Pass-by.** The next stop, still pending, is *skipped* when the driver came within
    ``pass_radius_m`` of it since it became next, is now farther than that, and is closer (in a
    straight line) to the following pending stop than to it: the driver drove past and moved on.
-   A skipped stop gets no window; arriving there later revives it.
+   A skipped stop gets no window; dwelling there later revives it (rule 4).
 
 Each of ``arrived`` and ``departed`` fires at most once per stop, because each is a one-way
 status change; the state's ``fired`` set records them as well. Learning happens here too: an
@@ -49,6 +62,7 @@ from schemas.eta import (
     EtaStop,
     EventKind,
     Fix,
+    OutOfSequence,
     StopTrack,
     TrackerState,
 )
@@ -114,11 +128,28 @@ def stop_windows(stop: EtaStop) -> list[Window]:
 
 
 def current_index(tracks: Sequence[StopTrack]) -> int | None:
-    """The index of the driver's next stop: the first one pending or being served."""
-    for i, track in enumerate(tracks):
-        if track.status in ("pending", "arrived"):
-            return i
-    return None
+    """The index of the stop the driver is at or heading for: the one being served, else the
+    route's next stop."""
+    served = serving_index(tracks)
+    return served if served is not None else next_index(tracks)
+
+
+def serving_index(tracks: Sequence[StopTrack]) -> int | None:
+    """The index of the stop being served: the first arrived one, if any."""
+    return next((i for i, t in enumerate(tracks) if t.status == "arrived"), None)
+
+
+def next_index(tracks: Sequence[StopTrack]) -> int | None:
+    """The index of the route's next stop: the first pending one in the route's sequence."""
+    return next((i for i, t in enumerate(tracks) if t.status == "pending"), None)
+
+
+def _arrivable(tracks: Sequence[StopTrack]) -> list[int]:
+    """The stops a dwell may arrive: skipped stops before the next stop, and the next stop."""
+    last = next_index(tracks)
+    end = len(tracks) if last is None else last
+    found = [i for i in range(end) if tracks[i].status == "skipped"]
+    return found if last is None else [*found, last]
 
 
 @dataclass(slots=True)
@@ -161,11 +192,13 @@ def detect(
         leg=_Leg(state.leg_anchor, state.leg_start_at, state.leg_start_epoch_s, state.leg_clean),
         started=state.started,
     )
+    _take_reports(w)
     if accurate:
         _start_leg(w)
         _track_stays(w)
         _depart(w)
         _arrive(w)
+        _flag_out_of_sequence(w)
         _pass_by(w, state.next_stop_id)
     new_state = msgspec.structs.replace(
         state,
@@ -186,6 +219,19 @@ def detect(
         distances_m=w.dist,
         events=w.events,
     )
+
+
+def _take_reports(w: _Work) -> None:
+    """Rule 0: a stop the driver app reported arrived is being served."""
+    for i, stop in enumerate(w.route.stops):
+        track = w.tracks[i]
+        reported = stop.arrived_epoch_s
+        if reported is None or track.status not in ("pending", "skipped"):
+            continue
+        since = track.inside_since_epoch_s
+        arrival = reported if since is None else min(since, reported)
+        inside = w.dist[i] <= w.config.arrival_radius_m
+        _mark_arrived(w, i, arrival, ready=arrival, inside=inside, reported=True)
 
 
 def _start_leg(w: _Work) -> None:
@@ -214,13 +260,13 @@ def _track_stays(w: _Work) -> None:
 
 
 def _depart(w: _Work) -> None:
-    """Rule 3: the stop being served is left, or handed over to the following one."""
-    current = current_index(w.tracks)
-    if current is None or w.tracks[current].status != "arrived":
+    """Rule 3: the stop being served is left, or handed over to the next one."""
+    current = serving_index(w.tracks)
+    if current is None:
         return
     track = w.tracks[current]
     config = w.config
-    following = _following(w.tracks, current)
+    following = next_index(w.tracks)
     inside = w.dist[current] <= config.arrival_radius_m
     nearer_next = following is not None and w.dist[following] < w.dist[current]
     next_dwelled = following is not None and _dwelled(w.tracks[following], w.now, config)
@@ -233,6 +279,9 @@ def _depart(w: _Work) -> None:
         w.tracks[current] = msgspec.structs.replace(
             track, last_inside_epoch_s=w.now, last_inside_at=w.here
         )
+        return
+    if track.last_inside_epoch_s is None and not inside:
+        # Reported arrived but never seen there: the driver app's completion closes it.
         return
     if not (w.dist[current] > config.departure_radius_m or moved_over or shared_stay):
         return
@@ -261,16 +310,15 @@ def _depart(w: _Work) -> None:
 
 
 def _arrive(w: _Work) -> None:
-    """Rule 4: with no stop being served, the first stop dwelled at is arrived."""
-    current = current_index(w.tracks)
-    if current is not None and w.tracks[current].status == "arrived":
+    """Rule 4: with no stop being served, the next stop (or one skipped before it) dwelled at
+    is arrived."""
+    if serving_index(w.tracks) is not None:
         return
-    index = _first_dwelled(w.tracks, w.now, w.config)
+    index = next((i for i in _arrivable(w.tracks) if _dwelled(w.tracks[i], w.now, w.config)), None)
     if index is None:
         return
     leg = w.leg
     w.pace = _learn_travel(w.pace, w.tracks, index, leg, w.provider, w.config)
-    leg.clean = _skip_before(w.tracks, index) == 0 and leg.clean
     track = w.tracks[index]
     stop = w.route.stops[index]
     entered = track.inside_since_epoch_s if track.inside_since_epoch_s is not None else w.now
@@ -279,24 +327,73 @@ def _arrive(w: _Work) -> None:
     # Service can start once the driver has driven from the radius' edge to the stop.
     in_s = _drive_s(w.provider, track.entered_at or w.here, stop.location, entered, w.pace)
     ready = max(arrival, min(w.now, entered + in_s))
+    _mark_arrived(w, index, arrival, ready=ready, inside=True, reported=False)
+
+
+def _mark_arrived(
+    w: _Work, index: int, arrival: int, *, ready: int, inside: bool, reported: bool
+) -> None:
+    """Serve ``index`` from ``arrival`` (service from ``ready``) and say so."""
+    track = w.tracks[index]
+    stop = w.route.stops[index]
     w.tracks[index] = msgspec.structs.replace(
         track,
         status="arrived",
         arrived_epoch_s=arrival,
-        last_inside_epoch_s=w.now,
-        last_inside_at=w.here,
+        last_inside_epoch_s=w.now if inside else None,
+        last_inside_at=w.here if inside else None,
         service_start_epoch_s=service_start(ready, stop_windows(stop))[0],
         service_s=stop.service_s,
         fired=_with(track, "arrived"),
     )
-    w.events.append(ArrivalDetected(**event_head(w.route, stop, w.now), arrived_epoch_s=arrival))
+    w.events.append(
+        ArrivalDetected(
+            **event_head(w.route, stop, w.now), arrived_epoch_s=arrival, reported=reported
+        )
+    )
     w.started = True
 
 
+def _flag_out_of_sequence(w: _Work) -> None:
+    """Rule 5: a stay at a stop that is not next is reported to dispatchers, once."""
+    expected = next_index(w.tracks)
+    if (
+        expected is None
+        or serving_index(w.tracks) is not None
+        or w.dist[expected] <= w.config.arrival_radius_m
+    ):
+        return
+    arrivable = _arrivable(w.tracks)
+    for i, track in enumerate(w.tracks):
+        since = track.inside_since_epoch_s
+        if (
+            i in arrivable
+            or track.status not in ("pending", "skipped")
+            or since is None
+            or not _dwelled(track, w.now, w.config)
+            or track.flagged_stay_epoch_s == since
+        ):
+            continue
+        w.tracks[i] = msgspec.structs.replace(track, flagged_stay_epoch_s=since)
+        # A leg with a stop elsewhere says nothing about the driver's pace on the road.
+        w.leg.clean = False
+        w.events.append(
+            OutOfSequence(
+                **event_head(w.route, w.route.stops[i], w.now),
+                expected_stop_id=w.route.stops[expected].stop_id,
+                expected_order_id=w.route.stops[expected].order_id,
+                stay_start_epoch_s=since,
+                dwell_s=w.now - since,
+            )
+        )
+
+
 def _pass_by(w: _Work, previous_next: StopId | None) -> None:
-    """Rule 5: a next stop driven past, for the following one, is skipped."""
-    current = current_index(w.tracks)
-    if current is None or w.tracks[current].status != "pending":
+    """Rule 6: a next stop driven past, for the following one, is skipped."""
+    if serving_index(w.tracks) is not None:
+        return
+    current = next_index(w.tracks)
+    if current is None:
         return
     track = w.tracks[current]
     here_m = w.dist[current]
@@ -331,7 +428,6 @@ def mark_completed(
     if track.status == "arrived":
         pace = learn_service(pace, track, at_epoch_s, config)
     tracks[index] = msgspec.structs.replace(track, status="completed", inside_since_epoch_s=None)
-    _skip_before(tracks, index)
     here = state.last_position
     return msgspec.structs.replace(
         state,
@@ -382,26 +478,9 @@ def _dwelled(track: StopTrack, now: int, config: EtaConfig) -> bool:
     return since is not None and now - since >= config.dwell_s
 
 
-def _first_dwelled(tracks: Sequence[StopTrack], now: int, config: EtaConfig) -> int | None:
-    for i, track in enumerate(tracks):
-        if track.status in ("pending", "skipped") and _dwelled(track, now, config):
-            return i
-    return None
-
-
 def _following(tracks: Sequence[StopTrack], index: int) -> int | None:
     """The first pending stop after ``index``."""
     return next((j for j in range(index + 1, len(tracks)) if tracks[j].status == "pending"), None)
-
-
-def _skip_before(tracks: list[StopTrack], index: int) -> int:
-    """Mark pending stops before ``index`` skipped; return how many."""
-    count = 0
-    for j in range(index):
-        if tracks[j].status == "pending":
-            tracks[j] = msgspec.structs.replace(tracks[j], status="skipped")
-            count += 1
-    return count
 
 
 def _learn_travel(

@@ -30,7 +30,9 @@ returned; each such move after the first also yields an ``eta_changed`` event. T
 events fire once per stop, whatever later fixes repeat (the state records what fired):
 ``en_route`` when the stop becomes next, ``approaching`` when the next stop is near, and
 ``running_late`` when the window's upper bound first passes the end of the customer's last
-time window. ``arrived`` and ``departed`` come from :mod:`solver.arrival`.
+time window. ``arrived``, ``departed`` and ``out_of_sequence`` come from
+:mod:`solver.arrival`. "Next" follows the route's order: the first pending stop in sequence
+(while no stop is being served), never a later stop the driver happens to wait at.
 """
 
 from __future__ import annotations
@@ -99,7 +101,11 @@ def fix_of(ping: Ping) -> Fix:
 
 
 def route_from_view(view: RouteView) -> EtaRoute:
-    """The route's open stops (``pending`` or ``arrived``), in sequence, for the ETA model."""
+    """The route's open stops (``pending`` or ``arrived``), in sequence, for the ETA model.
+
+    A stop the driver app marked arrived carries the instant (``arrived_epoch_s``): the model
+    serves it from then on, even out of the route's order.
+    """
     open_stops = sorted(
         (s for s in view.stops if s.status in ("pending", "arrived")), key=lambda s: s.seq
     )
@@ -122,6 +128,11 @@ def route_from_view(view: RouteView) -> EtaRoute:
                 ],
                 service_s=s.service_s,
                 planned_arrival_epoch_s=math.floor(s.planned_arrival.timestamp()),
+                arrived_epoch_s=(
+                    math.floor(s.arrived_at.timestamp())
+                    if s.status == "arrived" and s.arrived_at is not None
+                    else None
+                ),
             )
             for s in open_stops
         ],
@@ -168,10 +179,12 @@ def on_stop_completed(
 ) -> TrackerState:
     """Record that the driver app closed ``stop_id`` (delivered or failed) at ``at_epoch_s``.
 
-    The stop is done; pending stops before it become skipped; the next leg starts at the
-    driver's last position at ``at_epoch_s``; a stop that had been detected as arrived teaches
-    the driver's service factor. An unknown or already finished stop leaves the state as it
-    was, so a repeated call is harmless. Call :func:`refresh` afterwards for new windows.
+    The stop is done; stops before it stay as they were (a driver who served it out of order
+    may serve them next, so the next stop is still the first pending one in the route's
+    sequence); the next leg starts at the driver's last position at ``at_epoch_s``; a stop
+    that had been detected as arrived teaches the driver's service factor. An unknown or
+    already finished stop leaves the state as it was, so a repeated call is harmless. Call
+    :func:`refresh` afterwards for new windows.
     """
     return mark_completed(state, stop_id, at_epoch_s, config)
 

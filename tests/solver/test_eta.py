@@ -346,17 +346,6 @@ def test_a_stop_driven_past_is_skipped_once_the_driver_is_nearer_the_next_one() 
     assert kinds(d.events, "arrived") == [("arrived", 2, 630)]
 
 
-def test_arriving_at_a_later_stop_skips_the_ones_before_it() -> None:
-    """A detour that never comes near s1 and ends at s2 arrives at s2 and skips s1."""
-    d = Driver(line())
-    d.fix(0, 0.0)
-    d.move(3000, 400, y=2000)
-    d.move(6000, 700, y=0)
-    d.stay(740)
-    assert [d.status(n) for n in (1, 2, 3)] == ["skipped", "arrived", "pending"]
-    assert kinds(d.events, "arrived") == [("arrived", 2, 730)]
-
-
 def test_a_driver_nearer_the_next_stop_a_few_doors_on_departs_and_arrives_there() -> None:
     """With s2 90 m past s1, dwelling at s2 departs s1 (at its last fix there) and arrives at s2."""
     route = EtaRoute(
