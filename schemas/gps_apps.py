@@ -32,9 +32,9 @@ class OsmAndBattery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OsmAndLocation(msgspec.Struct, frozen=True, kw_only=True):
-    """``location`` of an OsmAnd JSON body."""
+    """``location`` of an OsmAnd JSON body; without ``timestamp`` the fix is server-timed."""
 
-    timestamp: datetime
+    timestamp: datetime | None = None
     coords: OsmAndCoords | None = None
     battery: OsmAndBattery | None = None
 
@@ -53,11 +53,15 @@ class OwnTracksHead(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OwnTracksLocation(msgspec.Struct, frozen=True, kw_only=True):
-    """An OwnTracks ``location`` message (epoch seconds, metres, km/h, degrees, percent)."""
+    """An OwnTracks ``location`` message (epoch seconds, metres, km/h, degrees, percent).
+
+    ``tst`` is documented as required, but a message without it is server-timed rather than
+    refused, like an OsmAnd fix without ``timestamp``.
+    """
 
     lat: float
     lon: float
-    tst: float
+    tst: float | None = None
     acc: float | None = None
     alt: float | None = None
     vel: float | None = None

@@ -31,6 +31,9 @@ MAX_PINGS_PER_BATCH = 1000
 
 PingSource = Literal["http", "ws", "osmand", "owntracks"]
 
+TimeSource = Literal["device", "server"]
+"""Whose clock ``Ping.time`` is: the device's, or lastmile's at receipt (the device sent none)."""
+
 
 class Ping(msgspec.Struct, frozen=True, kw_only=True):
     """One position fix as the device measured it.
@@ -73,13 +76,23 @@ class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PingBatch(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """One ping-stream entry: a driver's accepted pings, as received in one request or message."""
+    """One ping-stream entry: a driver's accepted pings, as received in one request or message.
+
+    ``time_source`` is ``"server"`` only for the single fix of an OsmAnd or OwnTracks request
+    that carried no time (no ``timestamp``, no ``tst``): then, as Traccar's server does, the
+    ping's ``time`` is the instant lastmile received it, exactly this entry's ``received_at``
+    (which is how a stored row shows it: ``time = received_at``). Such a fix is not recognised
+    when re-sent, since each sending gets a new time. It lives here rather than on
+    :class:`Ping` because Ping is also the native wire format, whose clients always send their
+    own time; entries written before it existed decode as ``"device"``.
+    """
 
     org_id: OrgId
     driver_id: DriverId
     source: PingSource
     received_at: AwareTime
     pings: list[Ping]
+    time_source: TimeSource = "device"
 
 
 class LivePosition(msgspec.Struct, frozen=True, kw_only=True):

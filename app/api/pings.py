@@ -27,7 +27,7 @@ from realtime.protocols.native import MSGPACK_TYPES
 from realtime.validate import check_times
 from schemas.auth import DevicePrincipal
 from schemas.codecs import INGEST_RESULT_JSON, INGEST_RESULT_MSGPACK
-from schemas.ping import IngestResult, Ping, PingBatch, PingSource, Rejection
+from schemas.ping import IngestResult, Ping, PingBatch, PingSource, Rejection, TimeSource
 
 
 async def accept(
@@ -36,6 +36,7 @@ async def accept(
     source: PingSource,
     pings: Sequence[Ping],
     received_at: datetime,
+    time_source: TimeSource = "device",
 ) -> int:
     """Put ``pings`` on the driver's stream as one entry; return how many were accepted.
 
@@ -49,6 +50,7 @@ async def accept(
         source=source,
         received_at=received_at,
         pings=list(pings),
+        time_source=time_source,
     )
     try:
         await resources.appender.append(batch)
@@ -91,29 +93,36 @@ async def post_pings(request: Request) -> Response:
 
 
 async def osmand_fix(request: Request) -> Response:
-    """The OsmAnd protocol (Traccar Client and others): GET or POST, query, form or JSON."""
+    """The OsmAnd protocol (Traccar Client and others): GET or POST, query, form or JSON.
+
+    A fix without a time gets ``now``, which is also its stream entry's ``received_at``, and
+    the entry says ``time_source="server"``.
+    """
     resources = resources_of(request)
     settings = resources.settings
     now = datetime.now(UTC)
     body = await read_body(request, settings.max_body_bytes) if request.method == "POST" else b""
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if body and content_type == "application/json":
-        fix = osmand.decode_json(body)
+        fix = osmand.decode_json(body, now=now)
     else:
         params: dict[str, str] = dict(request.query_params)
         if body and content_type in ("", "application/x-www-form-urlencoded", "text/plain"):
             params.update(parse_qsl(body.decode("utf-8", errors="replace")))
-        fix = osmand.decode_params(params)
+        fix = osmand.decode_params(params, now=now)
     principal = await resources.auth.device(fix.device_id)
     if principal is None:
         PINGS_REJECTED.labels("osmand", "unknown_device").inc()
         raise UnknownDevice("id", "unknown device identifier: register it as a device token")
-    await _accept_one(resources, principal, "osmand", fix.ping, now)
+    await _accept_one(resources, principal, "osmand", fix.ping, now, fix.time_source)
     return Response(status_code=200)
 
 
 async def owntracks_location(request: Request) -> Response:
-    """OwnTracks HTTP mode: ``POST /owntracks`` with Basic auth; answers ``[]``."""
+    """OwnTracks HTTP mode: ``POST /owntracks`` with Basic auth; answers ``[]``.
+
+    An empty body or a message other than ``location`` is answered ``[]`` too, storing nothing.
+    """
     resources = resources_of(request)
     credentials = basic_credentials(request)
     if credentials is None:
@@ -125,14 +134,19 @@ async def owntracks_location(request: Request) -> Response:
         raise Unauthorized("unknown or revoked device token", challenge="Basic")
     now = datetime.now(UTC)
     body = await read_body(request, resources.settings.max_body_bytes)
-    ping = owntracks.decode(body)
-    if ping is not None:
-        await _accept_one(resources, principal, "owntracks", ping, now)
+    fix = owntracks.decode(body, now=now)
+    if fix is not None:
+        await _accept_one(resources, principal, "owntracks", fix.ping, now, fix.time_source)
     return Response(b"[]", media_type="application/json")
 
 
 async def _accept_one(
-    resources: Resources, principal: DevicePrincipal, source: PingSource, ping: Ping, now: datetime
+    resources: Resources,
+    principal: DevicePrincipal,
+    source: PingSource,
+    ping: Ping,
+    now: datetime,
+    time_source: TimeSource,
 ) -> None:
     settings = resources.settings
     accepted, rejected = check_times(
@@ -141,4 +155,4 @@ async def _accept_one(
     if rejected:
         count_rejections(source, rejected)
         raise InvalidPing(rejected[0].field, rejected[0].reason)
-    await accept(resources, principal, source, accepted, now)
+    await accept(resources, principal, source, accepted, now, time_source)

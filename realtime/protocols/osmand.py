@@ -14,16 +14,29 @@ Two encodings reach :mod:`app.api.pings`:
   ``bearing`` or ``heading`` in degrees; ``altitude`` and ``accuracy`` in metres; ``batt`` in
   percent. ``hdop``, ``valid``, ``charge`` and any other parameter are accepted and ignored:
   in particular no accuracy in metres is made up from ``hdop``, which has no unit.
-  Negative speed or accuracy is rejected: this form has no "unknown" sentinel.
 * **the JSON body** of newer Traccar Client versions (:func:`decode_json`), which is the
   transistorsoft background-geolocation location object: ``{"device_id", "location":
   {"timestamp", "coords": {"latitude", "longitude", "accuracy", "speed", "heading",
   "altitude"}, "battery": {"level", "is_charging"}, ...}}``. Here ``coords.speed`` is in
-  **m/s** and ``battery.level`` a fraction (0–1); a negative speed, heading, accuracy or
-  battery level means "unknown" (the library sends -1) and is dropped, not rejected.
+  **m/s** and ``battery.level`` a fraction (0–1).
 
-A fix must carry its device time (``timestamp``): lastmile identifies a ping by driver and
-device time, so a fix stamped with the server's clock could not be de-duplicated when re-sent.
+What may be missing or unknown, in both forms:
+
+* Only the device identifier and the position are required. Every other field may be absent
+  (an empty parameter counts as absent, as on Traccar's server) and is then stored as none.
+* A fix without a time (no ``timestamp``, or no ``location.timestamp``) is stamped with the
+  time it was received, ``now``, as Traccar's server does, and marked
+  ``OsmAndFix.time_source="server"`` (carried on to the stream entry). lastmile identifies a
+  ping by driver and device time, so such a fix is stored again if the app re-sends it;
+  Traccar Client always sends its time.
+* A negative speed, course, accuracy or battery level is the client's "unknown" (Core
+  Location on iOS reports a negative speed, course and accuracy when it has none, and a
+  battery level of -1; the background-geolocation library sends -1) and is stored as none,
+  not refused; so is ``NaN`` in a parameter, which no measurement can be. Altitude has no
+  such sentinel: below sea level is a real place.
+* A value that is present but no number, or out of range for a known value (``speed=300``
+  knots, ``batt=101``, ``bearing=361``), is refused: it is not unknown but wrong.
+
 Battery levels arrive here already as percentages and are not passed through
 :func:`~schemas.ping.normalise_battery` (``batt=1`` means 1 %).
 
@@ -47,7 +60,7 @@ from realtime.errors import InvalidPing, MalformedBody
 from realtime.validate import ClientField, explain, invalid_ping
 from schemas.codecs import ANY_JSON, OSMAND_BODY_JSON
 from schemas.limits import TOO_DEEP
-from schemas.ping import Ping
+from schemas.ping import Ping, TimeSource
 from schemas.reasons import EXAMPLE_TIME, MISSING, ROOT, show
 
 KNOT_MPS: Final = 1852.0 / 3600.0
@@ -59,17 +72,20 @@ EPOCH_MS_FROM: Final = 2**31 - 1
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OsmAndFix:
-    """One decoded OsmAnd fix: the device identifier (a device token) and its ping."""
+    """One decoded OsmAnd fix: the device identifier (a device token), its ping, and whose
+    clock the ping's time is (``"server"``: the fix had none and was stamped at receipt)."""
 
     device_id: str = field(repr=False)
     ping: Ping
+    time_source: TimeSource = "device"
 
 
-def decode_params(params: Mapping[str, str]) -> OsmAndFix:
+def decode_params(params: Mapping[str, str], *, now: datetime) -> OsmAndFix:
     """Decode a fix sent as query or form parameters (last value of a repeated name wins).
 
-    Raises :class:`MalformedBody` without ``id``/``deviceid`` and :class:`InvalidPing` when
-    the fix is missing or has an invalid value.
+    ``now`` is the time of receipt, the fix's time when it carries no ``timestamp``. Raises
+    :class:`MalformedBody` without ``id``/``deviceid`` and :class:`InvalidPing` when the
+    position is missing or a value is invalid.
     """
     present = {name: value for name, value in params.items() if value != ""}
     device_id = present.get("id") or present.get("deviceid")
@@ -88,8 +104,13 @@ def decode_params(params: Mapping[str, str]) -> OsmAndFix:
         per_unit: float = 1.0,
         unit: str = "",
         label: str | None = None,
+        negative_is_unknown: bool = False,
     ) -> None:
         value = _float(name, text)
+        if ping_field not in ("lat", "lon") and (
+            math.isnan(value) or (negative_is_unknown and value < 0)
+        ):
+            return  # the client's "unknown": stored as none
         values[ping_field] = value * per_unit
         sent[ping_field] = ClientField(name, value, per_unit=per_unit, unit=unit, label=label)
 
@@ -106,29 +127,42 @@ def decode_params(params: Mapping[str, str]) -> OsmAndFix:
         number("location", "lat", coordinates[0], label="latitude")
         number("location", "lon", coordinates[1], label="longitude")
 
-    if "timestamp" not in present:
-        raise InvalidPing("timestamp", "timestamp is required: the device time of the fix")
-    values["time"] = _time(present["timestamp"])
-    sent["time"] = ClientField("timestamp", present["timestamp"])
+    if "timestamp" in present:
+        values["time"] = _time(present["timestamp"])
+        sent["time"] = ClientField("timestamp", present["timestamp"])
+    else:
+        values["time"] = now
 
     if "speed" in present:
-        number("speed", "speed_mps", present["speed"], per_unit=KNOT_MPS, unit=" kn")
+        number(
+            "speed",
+            "speed_mps",
+            present["speed"],
+            per_unit=KNOT_MPS,
+            unit=" kn",
+            negative_is_unknown=True,
+        )
     for name in ("bearing", "heading"):
         if name in present:
-            number(name, "heading_deg", present[name])
+            number(name, "heading_deg", present[name], negative_is_unknown=True)
             break
     if "altitude" in present:
         number("altitude", "altitude_m", present["altitude"])
     if "accuracy" in present:
-        number("accuracy", "accuracy_m", present["accuracy"])
+        number("accuracy", "accuracy_m", present["accuracy"], negative_is_unknown=True)
     if "batt" in present:
-        number("batt", "battery", present["batt"])
-    return OsmAndFix(device_id=device_id, ping=_to_ping(values, sent))
+        number("batt", "battery", present["batt"], negative_is_unknown=True)
+    return OsmAndFix(
+        device_id=device_id,
+        ping=_to_ping(values, sent),
+        time_source="device" if "timestamp" in present else "server",
+    )
 
 
-def decode_json(body: bytes) -> OsmAndFix:
+def decode_json(body: bytes, *, now: datetime) -> OsmAndFix:
     """Decode a fix sent as the JSON body of newer Traccar Client versions.
 
+    ``now`` is the time of receipt, the fix's time when it carries no ``location.timestamp``.
     Raises :class:`MalformedBody` for a body that is not JSON, or lacks ``device_id``, and
     :class:`InvalidPing` when ``location`` is missing or invalid.
     """
@@ -155,16 +189,16 @@ def decode_json(body: bytes) -> OsmAndFix:
     coords = location.coords
     if coords is None:
         raise InvalidPing("location.coords", "location.coords is required")
-    values: dict[str, object] = {
-        "time": location.timestamp,
-        "lat": coords.latitude,
-        "lon": coords.longitude,
-    }
+    values: dict[str, object] = {"lat": coords.latitude, "lon": coords.longitude}
     sent = {
-        "time": ClientField("location.timestamp", location.timestamp.isoformat()),
         "lat": ClientField("location.coords.latitude", coords.latitude),
         "lon": ClientField("location.coords.longitude", coords.longitude),
     }
+    if location.timestamp is None:
+        values["time"] = now
+    else:
+        values["time"] = location.timestamp
+        sent["time"] = ClientField("location.timestamp", location.timestamp.isoformat())
     for ping_field, name, value in (
         ("speed_mps", "speed", coords.speed),
         ("heading_deg", "heading", coords.heading),
@@ -179,7 +213,11 @@ def decode_json(body: bytes) -> OsmAndFix:
     if level is not None and level >= 0:
         values["battery"] = level * 100.0
         sent["battery"] = ClientField("location.battery.level", level, per_unit=100.0)
-    return OsmAndFix(device_id=decoded.device_id, ping=_to_ping(values, sent))
+    return OsmAndFix(
+        device_id=decoded.device_id,
+        ping=_to_ping(values, sent),
+        time_source="device" if location.timestamp is not None else "server",
+    )
 
 
 def _to_ping(values: dict[str, object], sent: Mapping[str, ClientField]) -> Ping:

@@ -11,7 +11,10 @@ import msgspec
 import psycopg
 import pytest
 import websockets
+from redis.asyncio import Redis
 
+from realtime.streams import StreamNames, shard_of
+from schemas.codecs import PING_BATCH_DECODER
 from tests.conftest import LiveServer, Tenant, WorkerHandle
 from tests.helpers import Trace, wait_for_positions
 
@@ -200,3 +203,60 @@ async def test_driver_socket_refuses_unknown_tokens(server: LiveServer) -> None:
             await socket.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401
+
+
+async def test_osmand_fix_without_timestamp_is_stored_server_timed(
+    server: LiveServer,
+    tenant: Tenant,
+    redis: Redis,
+    persist_worker: WorkerHandle,
+    db: psycopg.AsyncConnection,
+) -> None:
+    """An OsmAnd GET without timestamp is 200, server-timed on the stream, stored at receipt."""
+    driver = tenant.drivers[1]
+    before = datetime.now(UTC)
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(
+            f"{server.osmand_url}/",
+            params={"id": driver.token, "lat": "52.5", "lon": "13.4", "speed": "-1", "batt": "-1"},
+        )
+    assert answer.status_code == 200, answer.text
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    entries = await redis.xrange(names.pings(shard_of(driver.id, names.shards)))
+    batches = [PING_BATCH_DECODER.decode(fields[b"b"]) for _, fields in entries]
+    [batch] = [b for b in batches if b.driver_id == driver.id]
+    assert (batch.source, batch.time_source) == ("osmand", "server")
+    assert await wait_for_positions(db, driver.id, 1) == 1
+    cursor = await db.execute(
+        "SELECT time, received_at, speed_mps, battery_pct FROM positions WHERE driver_id = %s",
+        (driver.id,),
+    )
+    [(time, received_at, speed_mps, battery_pct)] = await cursor.fetchall()
+    assert before <= time == received_at <= datetime.now(UTC)
+    assert (speed_mps, battery_pct) == (None, None)
+
+
+async def test_owntracks_empty_body_and_unknown_battery(
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    persist_worker: WorkerHandle,
+    db: psycopg.AsyncConnection,
+) -> None:
+    """OwnTracks' empty body and a status message get 200 []; a location with batt -1 is stored."""
+    driver = tenant.drivers[1]
+    headers = basic("anna", driver.token)
+    empty = await http.post("/owntracks", content=b"", headers=headers)
+    status = await http.post(
+        "/owntracks", json={"_type": "status", "android": {"hib": 1}}, headers=headers
+    )
+    tst = int(datetime.now(UTC).timestamp()) - 5
+    location = {"_type": "location", "lat": 50.1, "lon": 8.6, "tst": tst, "batt": -1}
+    stored_fix = await http.post("/owntracks", json=location, headers=headers)
+    for response in (empty, status, stored_fix):
+        assert (response.status_code, response.json()) == (200, [])
+    assert await wait_for_positions(db, driver.id, 1) == 1
+    cursor = await db.execute(
+        "SELECT lat, battery_pct, time = received_at FROM positions WHERE driver_id = %s",
+        (driver.id,),
+    )
+    assert await cursor.fetchall() == [(50.1, None, False)]

@@ -14,6 +14,7 @@ from realtime.protocols.osmand import KNOT_MPS, OsmAndFix, decode_json, decode_p
 from schemas.ping import Ping
 
 T = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 24, 10, 0, 7, 123456, tzinfo=UTC)  # when the server received the fix
 EPOCH_S = "1795514400"  # T
 BASE = {"id": "ldt_secret", "lat": "52.52", "lon": "13.405", "timestamp": EPOCH_S}
 
@@ -26,7 +27,7 @@ def query(url: str) -> dict[str, str]:
 def reason_of(params: dict[str, str]) -> tuple[str, str]:
     """``(field, reason)`` of the InvalidPing that decoding ``params`` raises."""
     with pytest.raises(InvalidPing) as caught:
-        decode_params(params)
+        decode_params(params, now=NOW)
     return caught.value.field, caught.value.reason
 
 
@@ -36,7 +37,7 @@ def test_a_traccar_client_get_request_decodes_with_si_units() -> None:
         "/?id=ldt_secret&timestamp=1795514400&lat=52.52&lon=13.405&speed=10.0&bearing=271.5"
         "&altitude=34.5&accuracy=4.8&batt=87.0&charge=true&valid=true&hdop=1.1&driverUniqueId=x"
     )
-    assert decode_params(params) == OsmAndFix(
+    assert decode_params(params, now=NOW) == OsmAndFix(
         device_id="ldt_secret",
         ping=Ping(
             time=T,
@@ -54,13 +55,13 @@ def test_a_traccar_client_get_request_decodes_with_si_units() -> None:
 def test_one_knot_is_1852_metres_per_hour() -> None:
     """The knot conversion factor is 1852 m per 3600 s."""
     assert KNOT_MPS == 1852 / 3600
-    assert decode_params({**BASE, "speed": "36"}).ping.speed_mps == pytest.approx(18.52)
+    assert decode_params({**BASE, "speed": "36"}, now=NOW).ping.speed_mps == pytest.approx(18.52)
 
 
 def test_a_post_form_body_decodes_like_the_query() -> None:
     """A form-encoded POST body gives the same fix as the same parameters in a query."""
     body = b"id=ldt_secret&lat=52.52&lon=13.405&timestamp=1795514400&speed=0&batt=55"
-    fix = decode_params(dict(parse_qsl(body.decode())))
+    fix = decode_params(dict(parse_qsl(body.decode())), now=NOW)
     assert fix.ping == Ping(time=T, lat=52.52, lon=13.405, speed_mps=0.0, battery_pct=55.0)
 
 
@@ -68,33 +69,33 @@ def test_deviceid_is_an_alias_of_id() -> None:
     """The device identifier may come as deviceid."""
     params = {**BASE, "deviceid": "ldt_other"}
     del params["id"]
-    assert decode_params(params).device_id == "ldt_other"
+    assert decode_params(params, now=NOW).device_id == "ldt_other"
 
 
 def test_the_device_token_stays_out_of_the_repr() -> None:
     """OsmAndFix never shows the device token (a secret) in its repr."""
-    assert "ldt_secret" not in repr(decode_params(BASE))
+    assert "ldt_secret" not in repr(decode_params(BASE, now=NOW))
 
 
 def test_location_gives_lat_and_lon() -> None:
     """location=lat,lon is read as latitude and longitude."""
     params = {"id": "t", "location": "52.52,13.405", "timestamp": EPOCH_S}
-    assert decode_params(params).ping == Ping(time=T, lat=52.52, lon=13.405)
+    assert decode_params(params, now=NOW).ping == Ping(time=T, lat=52.52, lon=13.405)
 
 
 def test_heading_is_an_alias_of_bearing() -> None:
     """The course may come as heading instead of bearing."""
-    assert decode_params({**BASE, "heading": "90"}).ping.heading_deg == 90.0
+    assert decode_params({**BASE, "heading": "90"}, now=NOW).ping.heading_deg == 90.0
 
 
 def test_hdop_alone_gives_no_accuracy() -> None:
     """hdop has no unit, so no accuracy in metres is made up from it."""
-    assert decode_params({**BASE, "hdop": "2.5"}).ping.accuracy_m is None
+    assert decode_params({**BASE, "hdop": "2.5"}, now=NOW).ping.accuracy_m is None
 
 
 def test_empty_parameters_are_ignored() -> None:
     """An empty value counts as absent, as Traccar's server treats it."""
-    fix = decode_params({**BASE, "speed": "", "altitude": "", "batt": ""})
+    fix = decode_params({**BASE, "speed": "", "altitude": "", "batt": ""}, now=NOW)
     assert fix.ping == Ping(time=T, lat=52.52, lon=13.405)
 
 
@@ -113,20 +114,20 @@ def test_empty_parameters_are_ignored() -> None:
 )
 def test_every_timestamp_form_reads_as_the_same_instant(timestamp: str) -> None:
     """Epoch s, epoch ms, ISO 8601 with Z or an offset, and the plain UTC form all agree."""
-    assert decode_params({**BASE, "timestamp": timestamp}).ping.time == T
+    assert decode_params({**BASE, "timestamp": timestamp}, now=NOW).ping.time == T
 
 
 def test_epoch_seconds_and_milliseconds_are_told_apart_by_magnitude() -> None:
     """Values below 2^31 - 1 are seconds; from there on they are milliseconds."""
-    below = decode_params({**BASE, "timestamp": str(2**31 - 2)}).ping.time
-    at = decode_params({**BASE, "timestamp": str(2**31 - 1)}).ping.time
+    below = decode_params({**BASE, "timestamp": str(2**31 - 2)}, now=NOW).ping.time
+    at = decode_params({**BASE, "timestamp": str(2**31 - 1)}, now=NOW).ping.time
     assert below == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=2**31 - 2)
     assert at == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=2**31 - 1)
 
 
 def test_an_offset_timestamp_keeps_its_offset() -> None:
     """An ISO time with an offset stays aware in that offset."""
-    time = decode_params({**BASE, "timestamp": "2026-11-24T12:00:00+02:00"}).ping.time
+    time = decode_params({**BASE, "timestamp": "2026-11-24T12:00:00+02:00"}, now=NOW).ping.time
     assert time.utcoffset() == timezone(timedelta(hours=2)).utcoffset(None)
 
 
@@ -138,14 +139,10 @@ def test_an_offset_timestamp_keeps_its_offset() -> None:
         ({**BASE, "lat": "abc"}, "lat", "expected a number, got 'abc'"),
         ({**BASE, "lat": "nan"}, "lat", "expected lat in [-90.0, 90.0], got nan"),
         ({**BASE, "lon": "inf"}, "lon", "expected lon in [-180.0, 180.0], got inf"),
-        ({**BASE, "speed": "-1"}, "speed", "expected speed in [0.0, 291.577] kn, got -1.0"),
+        ({**BASE, "speed": "fast"}, "speed", "expected a number, got 'fast'"),
         ({**BASE, "speed": "300"}, "speed", "expected speed in [0.0, 291.577] kn, got 300.0"),
         ({**BASE, "bearing": "361"}, "bearing", "expected bearing in [0.0, 360.0], got 361.0"),
-        (
-            {**BASE, "accuracy": "-1"},
-            "accuracy",
-            "expected accuracy in [0.0, 100000.0], got -1.0",
-        ),
+        ({**BASE, "speed": "inf"}, "speed", "expected speed in [0.0, 291.577] kn, got inf"),
         (
             {**BASE, "altitude": "-2000"},
             "altitude",
@@ -163,11 +160,8 @@ def test_an_offset_timestamp_keeps_its_offset() -> None:
             "expected location as lat,lon, got '52.5'",
         ),
         ({"id": "t", "lon": "1", "timestamp": EPOCH_S}, "lat", "lat is required"),
-        (
-            {"id": "t", "lat": "1", "lon": "2"},
-            "timestamp",
-            "timestamp is required: the device time of the fix",
-        ),
+        ({"id": "t", "lat": "1", "timestamp": EPOCH_S}, "lon", "lon is required"),
+        ({"id": "t", "lat": "", "lon": "", "timestamp": EPOCH_S}, "lat", "lat is required"),
     ],
 )
 def test_invalid_fixes_name_the_parameter_as_sent(
@@ -203,10 +197,82 @@ def test_unreadable_timestamps_are_rejected(timestamp: str, reason: str) -> None
     assert reason_of({**BASE, "timestamp": timestamp}) == ("timestamp", reason)
 
 
+def test_a_device_timed_fix_says_so() -> None:
+    """A fix with a timestamp keeps the device's time and is marked device-timed."""
+    fix = decode_params(BASE, now=NOW)
+    assert (fix.ping.time, fix.time_source) == (T, "device")
+
+
+@pytest.mark.parametrize("timestamp", [None, ""])
+def test_a_fix_without_timestamp_is_stamped_with_the_time_of_receipt(
+    timestamp: str | None,
+) -> None:
+    """Without a timestamp (absent or empty) the fix gets the server's time and says so."""
+    params = {"id": "t", "lat": "52.52", "lon": "13.405"}
+    if timestamp is not None:
+        params["timestamp"] = timestamp
+    fix = decode_params(params, now=NOW)
+    assert (fix.ping, fix.time_source) == (Ping(time=NOW, lat=52.52, lon=13.405), "server")
+
+
+def test_identity_and_position_are_all_a_fix_needs() -> None:
+    """id, lat and lon alone make a fix; every optional field is stored as none."""
+    fix = decode_params({"id": "t", "lat": "1.5", "lon": "2.5"}, now=NOW)
+    assert fix == OsmAndFix(
+        device_id="t", ping=Ping(time=NOW, lat=1.5, lon=2.5), time_source="server"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [
+        ("speed", "-1", "speed_mps"),
+        ("speed", "-1.94384", "speed_mps"),
+        ("bearing", "-1", "heading_deg"),
+        ("heading", "-1.0", "heading_deg"),
+        ("accuracy", "-1", "accuracy_m"),
+        ("batt", "-1", "battery_pct"),
+        ("batt", "-100.0", "battery_pct"),
+    ],
+)
+def test_a_negative_optional_value_means_unknown(name: str, value: str, field: str) -> None:
+    """A negative speed, course, accuracy or battery is the client's unknown: stored as none."""
+    ping = decode_params({**BASE, name: value}, now=NOW).ping
+    assert getattr(ping, field) is None
+    assert (ping.lat, ping.lon, ping.time) == (52.52, 13.405, T)
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("speed", "speed_mps"),
+        ("bearing", "heading_deg"),
+        ("altitude", "altitude_m"),
+        ("accuracy", "accuracy_m"),
+        ("batt", "battery_pct"),
+    ],
+)
+def test_nan_in_an_optional_parameter_means_unknown(name: str, field: str) -> None:
+    """NaN, which no measurement can be, is stored as none in any optional parameter."""
+    assert getattr(decode_params({**BASE, name: "NaN"}, now=NOW).ping, field) is None
+
+
+def test_a_negative_altitude_parameter_is_kept() -> None:
+    """Altitude has no unknown sentinel: below sea level is a real place."""
+    assert decode_params({**BASE, "altitude": "-1"}, now=NOW).ping.altitude_m == -1.0
+
+
+@pytest.mark.parametrize("charge", ["true", "false", "1", "maybe"])
+def test_charge_valid_and_unknown_parameters_are_ignored(charge: str) -> None:
+    """charge, valid, cell, wifi and parameters lastmile does not know never refuse a fix."""
+    params = {**BASE, "charge": charge, "valid": "false", "cell": "1,2,3,4", "wifi": "x", "a": "b"}
+    assert decode_params(params, now=NOW).ping == Ping(time=T, lat=52.52, lon=13.405)
+
+
 def test_a_fix_without_id_is_malformed() -> None:
     """Without id or deviceid there is no device to attribute the fix to."""
     with pytest.raises(MalformedBody) as caught:
-        decode_params({"lat": "1", "lon": "2", "timestamp": EPOCH_S, "id": ""})
+        decode_params({"lat": "1", "lon": "2", "timestamp": EPOCH_S, "id": ""}, now=NOW)
     assert (caught.value.field, caught.value.reason) == (
         "id",
         "id (or deviceid) is required: the device token, as the device identifier",
@@ -240,7 +306,7 @@ def traccar_json(**location: Any) -> bytes:
 
 def test_the_traccar_json_body_decodes_with_speed_in_mps() -> None:
     """The JSON body's coords.speed is m/s already, and battery.level a fraction."""
-    assert decode_json(traccar_json()) == OsmAndFix(
+    assert decode_json(traccar_json(), now=NOW) == OsmAndFix(
         device_id="ldt_secret",
         ping=Ping(
             time=T,
@@ -258,14 +324,39 @@ def test_the_traccar_json_body_decodes_with_speed_in_mps() -> None:
 def test_minus_one_sentinels_in_the_json_body_mean_unknown() -> None:
     """speed, heading, accuracy and battery.level of -1 are dropped, not rejected."""
     coords = {"latitude": 1.0, "longitude": 2.0, "accuracy": -1, "speed": -1, "heading": -1}
-    fix = decode_json(traccar_json(coords=coords, battery={"level": -1, "is_charging": False}))
+    fix = decode_json(
+        traccar_json(coords=coords, battery={"level": -1, "is_charging": False}), now=NOW
+    )
     assert fix.ping == Ping(time=T, lat=1.0, lon=2.0)
+
+
+@pytest.mark.parametrize("timestamp", [msgspec.UNSET, None])
+def test_a_json_fix_without_timestamp_is_stamped_with_the_time_of_receipt(
+    timestamp: object,
+) -> None:
+    """A JSON body whose location has no timestamp (absent or null) is server-timed."""
+    body: dict[str, Any] = {
+        "device_id": "t",
+        "location": {"coords": {"latitude": 1.0, "longitude": 2.0}},
+    }
+    if timestamp is not msgspec.UNSET:
+        body["location"]["timestamp"] = timestamp
+    fix = decode_json(msgspec.json.encode(body), now=NOW)
+    assert (fix.ping, fix.time_source) == (Ping(time=NOW, lat=1.0, lon=2.0), "server")
+
+
+def test_a_json_fix_needs_only_its_coordinates() -> None:
+    """Absent or null coords fields, and a missing or null battery, are stored as none."""
+    coords = {"latitude": 1.0, "longitude": 2.0, "speed": None, "heading": None}
+    for battery in (None, {}, {"level": None}):
+        fix = decode_json(traccar_json(coords=coords, battery=battery), now=NOW)
+        assert fix.ping == Ping(time=T, lat=1.0, lon=2.0)
 
 
 def test_a_negative_altitude_in_the_json_body_is_kept() -> None:
     """Altitude has no sentinel: below sea level is a real place."""
     coords = {"latitude": 31.5, "longitude": 35.5, "altitude": -1}
-    assert decode_json(traccar_json(coords=coords)).ping.altitude_m == -1.0
+    assert decode_json(traccar_json(coords=coords), now=NOW).ping.altitude_m == -1.0
 
 
 @pytest.mark.parametrize(
@@ -314,7 +405,7 @@ def test_invalid_json_fixes_name_the_json_path(
 ) -> None:
     """An invalid JSON fix raises InvalidPing naming the path the client sent."""
     with pytest.raises(InvalidPing) as caught:
-        decode_json(traccar_json(**location))
+        decode_json(traccar_json(**location), now=NOW)
     assert (caught.value.field, caught.value.reason) == (field, reason)
 
 
@@ -340,5 +431,5 @@ def test_json_bodies_without_a_device_or_not_json_are_malformed(
 ) -> None:
     """A JSON body without device_id, or that is no JSON object, is malformed."""
     with pytest.raises(MalformedBody) as caught:
-        decode_json(body)
+        decode_json(body, now=NOW)
     assert (caught.value.field, caught.value.reason) == (field, reason)
