@@ -522,7 +522,8 @@ def test_pings_on_a_geographic_route_arrive_by_great_circle_distance() -> None:
 
 
 def test_a_dispatched_route_view_becomes_the_open_stops_in_sequence() -> None:
-    """Delivered stops are left out, arrived and pending ones kept in order, times in epoch s."""
+    """Delivered stops are left out, arrived and pending ones kept in order, times in epoch s,
+    and a stop the driver marked arrived carries when."""
     t0 = datetime(2025, 6, 2, 8, 0, tzinfo=UTC)
 
     def view_stop(n: int, seq: int, status: StopStatus) -> RouteStop:
@@ -539,6 +540,7 @@ def test_a_dispatched_route_view_becomes_the_open_stops_in_sequence() -> None:
             windows=[Window(start=t0, end=t0 + timedelta(hours=2))],
             planned_arrival=t0 + timedelta(minutes=n),
             planned_departure=t0 + timedelta(minutes=n + 2),
+            arrived_at=t0 + timedelta(minutes=n + 1) if status == "arrived" else None,
         )
 
     view = RouteView(
@@ -562,9 +564,9 @@ def test_a_dispatched_route_view_becomes_the_open_stops_in_sequence() -> None:
     route = route_from_view(view)
     start = int(t0.timestamp())
     assert (route.route_id, route.version, route.start_epoch_s) == (7, 3, start)
-    assert [(s.stop_id, s.planned_arrival_epoch_s) for s in route.stops] == [
-        (2, start + 120),
-        (3, start + 180),
+    assert [(s.stop_id, s.planned_arrival_epoch_s, s.arrived_epoch_s) for s in route.stops] == [
+        (2, start + 120, start + 180),
+        (3, start + 180, None),
     ]
     assert route.stops[0].time_windows == [
         PlanningTimeWindow(start_epoch_s=start, end_epoch_s=start + 7200)

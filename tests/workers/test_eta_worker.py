@@ -217,3 +217,39 @@ async def test_events_a_failed_emit_lost_fire_on_the_retry(
         await redis.xadd(names.events, fields, id=entry_id)
     for kind in ("en_route", "approaching", "arrived"):
         await wait_for_kind(redis, names, first["id"], kind)
+
+
+async def test_a_wait_at_a_later_stop_alerts_dispatchers_until_the_driver_marks_it_arrived(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+    eta_worker: None,
+    redis: Redis,
+) -> None:
+    """Dwelling at the second stop with the first pending records out_of_sequence and nothing
+    for its customer; once the driver app marks it arrived, the next pings record its arrival."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    routes = (await http.get(f"/v1/routes?day={delivery_day.day}", headers=key(tenant))).json()
+    route = max(routes["routes"], key=lambda r: len(r["stops"]))
+    assert len(route["stops"]) >= 2
+    driver = next(d for d in tenant.drivers if d.id == route["driver_id"])
+    second = route["stops"][1]
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    track = fixes(second["lat"], second["lon"], datetime.now(UTC) - timedelta(minutes=4))
+    sent = await http.post("/v1/pings", json={"pings": track}, headers=device(driver.token))
+    assert sent.json()["accepted"] == 6
+    await wait_for_kind(redis, names, second["id"], "out_of_sequence")
+    kinds = await delivery_updates(redis, names, second["id"])
+    assert (kinds["en_route"], kinds["approaching"], kinds["arrived"]) == (0, 0, 0)
+    marked = await http.post(
+        f"/v1/driver/stops/{second['id']}/arrive", headers=device(driver.token)
+    )
+    assert marked.status_code == 200, marked.text
+    later = fixes(second["lat"], second["lon"], datetime.now(UTC) - timedelta(minutes=2))[-2:]
+    more = await http.post("/v1/pings", json={"pings": later}, headers=device(driver.token))
+    assert more.json()["accepted"] == 2
+    await wait_for_kind(redis, names, second["id"], "arrived")
+    kinds = await delivery_updates(redis, names, second["id"])
+    assert (kinds["out_of_sequence"], kinds["arrived"]) == (1, 1)
