@@ -9,13 +9,15 @@ the model detected is appended to the ``events`` stream (and shown to live scree
 
 A driver's route is re-read from PostgreSQL when its *route generation* moved (every route or
 stop event of the driver bumps a counter in Redis, see :func:`realtime.events.emit`; one MGET
-per batch reads them all), and at the latest every ``route_ttl_s`` as a safety net. Reading it
-on every ping, or polling every few seconds, would put PostgreSQL round trips on the hot path
-(docs/BENCHMARKS.md, live fan-out). The tracker state is kept in Redis after every batch, so
-another worker, or this one after a restart, continues where it was; a redelivered batch finds
-its pings already seen by the state, and fires nothing twice. One consumer works on a ping
-shard at a time, holding that shard's lease (:mod:`workers.lease`); ETA processes share the
-shards, and :func:`app.process.server.run_worker` runs one consumer over the shards held.
+per batch reads them all), and at the latest every ``route_ttl_s`` as a safety net. That is also
+how the model learns of the driver app's stop commands: a completed stop leaves the route, and
+one marked arrived comes with its ``arrived_at`` (served from then on, even out of order).
+Reading it on every ping, or polling every few seconds, would put PostgreSQL round trips on the
+hot path (docs/BENCHMARKS.md, live fan-out). The tracker state is kept in Redis after every
+batch, so another worker, or this one after a restart, continues where it was; a redelivered
+batch finds its pings already seen by the state, and fires nothing twice. One consumer works on
+a ping shard at a time, holding that shard's lease (:mod:`workers.lease`); ETA processes share
+the shards, and :func:`app.process.server.run_worker` runs one consumer over the shards held.
 """
 
 from __future__ import annotations
