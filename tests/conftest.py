@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +36,21 @@ pytest_plugins = ["tests.days", "tests.browser"]
 
 
 @pytest.fixture(scope="session")
-def service_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceUrls]:
-    """PostgreSQL and Redis for the whole session: the configured ones, or embedded."""
-    with embedded_services(
-        tmp_path_factory.mktemp("services"),
-        database_url=os.environ.get("LASTMILE_DATABASE_URL") or None,
-        redis_url=os.environ.get("LASTMILE_REDIS_URL") or None,
-    ) as urls:
+def service_urls() -> Iterator[ServiceUrls]:
+    """PostgreSQL and Redis for the whole session: the configured ones, or embedded.
+
+    The embedded servers' data lives in a folder of this session's own, not under pytest's
+    temporary root: pytest removes all but the newest few session folders there, so another
+    pytest run on the same machine would delete the data of servers still running here.
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="lastmile-test-services-") as folder,
+        embedded_services(
+            Path(folder),
+            database_url=os.environ.get("LASTMILE_DATABASE_URL") or None,
+            redis_url=os.environ.get("LASTMILE_REDIS_URL") or None,
+        ) as urls,
+    ):
         yield urls
 
 
