@@ -152,14 +152,16 @@ class OsmAndFix(msgspec.Struct, frozen=True, kw_only=True):
     """An OsmAnd fix as query or form parameters (Traccar Client). ``speed`` is in **knots**.
 
     ``location=lat,lon`` may replace ``lat`` and ``lon``; ``timestamp`` is epoch seconds,
-    epoch milliseconds, or ISO 8601; ``heading`` may replace ``bearing``; other parameters
-    (``hdop``, ``valid``, ``charge``) are accepted and ignored.
+    epoch milliseconds, or ISO 8601, and without it the fix is stamped when it arrives (marked
+    server-timed); ``heading`` may replace ``bearing``; a negative ``speed``, ``bearing``,
+    ``accuracy`` or ``batt`` means unknown; other parameters (``hdop``, ``valid``, ``charge``)
+    are accepted and ignored.
     """
 
     lat: float | None = None
     lon: float | None = None
     location: str | None = None
-    timestamp: str
+    timestamp: str | None = None
     speed: float | None = None
     bearing: float | None = None
     altitude: float | None = None
@@ -168,18 +170,19 @@ class OsmAndFix(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OwnTracksLocation(msgspec.Struct, frozen=True, kw_only=True):
-    """OwnTracks ``location`` message: ``tst`` is epoch seconds, ``vel`` km/h, ``cog`` degrees,
-    ``acc`` and ``alt`` metres, ``batt`` percent. Other fields of the app are ignored."""
+    """OwnTracks ``location`` message: ``tst`` is epoch seconds (absent: stamped on arrival),
+    ``vel`` km/h, ``cog`` degrees, ``acc`` and ``alt`` metres, ``batt`` percent; a negative
+    ``acc``, ``vel``, ``cog`` or ``batt`` means unknown. Other fields of the app are ignored."""
 
     type: Literal["location"] = msgspec.field(name="_type")
     lat: Annotated[float, Meta(ge=-90.0, le=90.0)]
     lon: Annotated[float, Meta(ge=-180.0, le=180.0)]
-    tst: float
-    acc: Annotated[float, Meta(ge=0.0)] | None = None
+    tst: float | None = None
+    acc: float | None = None
     alt: float | None = None
-    vel: Annotated[float, Meta(ge=0.0)] | None = None
-    cog: Annotated[float, Meta(ge=0.0, le=360.0)] | None = None
-    batt: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
+    vel: float | None = None
+    cog: Annotated[float, Meta(le=360.0)] | None = None
+    batt: Annotated[float, Meta(le=100.0)] | None = None
 
 
 class OwnTracksOther(msgspec.Struct, frozen=True, kw_only=True):
