@@ -21,7 +21,7 @@ from typing import Any
 from realtime.streams import EntryId, StreamNames, parse_entry_id
 from schemas.codecs import EVENT_DECODER, EVENT_ENCODER, WS_SERVER_MSGPACK
 from schemas.driver_ws import RouteMessage
-from schemas.eta import EtaChanged
+from schemas.eta import EtaChanged, OutOfSequence
 from schemas.events import DeliveryUpdate, Event, RouteDispatched
 from schemas.ids import OrgId
 from schemas.live import ReplayOutcome
@@ -102,13 +102,17 @@ def channels(names: StreamNames, event: Event) -> list[str]:
 
     A customer's page follows its order's channel (what happened to the order, its arrival
     window) and its route's (stops before it completed, the route started or changed), so it
-    never receives the other customers' arrival windows. Moved windows (``eta_changed``) reach
+    never receives the other customers' arrival windows, nor a dwell at its stop out of the
+    route's order. Moved windows (``eta_changed``) reach
     the organisation's screens on their own channel instead, coalesced per stop (see
     :func:`emit`): they are the bulk of the events and only the newest of each stop matters.
     """
     found = [] if is_window_change(event) else [names.org_events_channel(event.org_id)]
     if isinstance(event, DeliveryUpdate):
-        found.append(names.order_channel(event.org_id, event.detail.order_id))
+        # A dwell at a stop that is not next is the dispatcher's to judge: its customer hears of
+        # the stop only when the driver really serves it.
+        if not isinstance(event.detail, OutOfSequence):
+            found.append(names.order_channel(event.org_id, event.detail.order_id))
         return found
     if isinstance(event, RouteDispatched):
         found += [names.order_channel(event.org_id, o) for o in event.order_ids]
