@@ -391,8 +391,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                   (ok("Acknowledged: `[]`, as the app expects.", tuple[()], ()),),
                   credential="basic",
                   body=Body({JSON: (OwnTracksLocation, OwnTracksOther)},
-                            "Only `_type: location` carries a fix.",
-                            examples={JSON: Example(OWNTRACKS)})),
+                            "Only `_type: location` carries a fix; an empty body is"
+                            " acknowledged too, as the app's documentation asks.",
+                            required=False, examples={JSON: Example(OWNTRACKS)})),
     ),
     *section(
         "positions",

@@ -56,7 +56,7 @@ from typing import Final
 
 import msgspec
 
-from realtime.errors import InvalidPing, MalformedBody
+from realtime.errors import InvalidPing, MalformedBody, UnknownDevice
 from realtime.validate import ClientField, explain, invalid_ping
 from schemas.codecs import ANY_JSON, OSMAND_BODY_JSON
 from schemas.limits import TOO_DEEP
@@ -84,13 +84,14 @@ def decode_params(params: Mapping[str, str], *, now: datetime) -> OsmAndFix:
     """Decode a fix sent as query or form parameters (last value of a repeated name wins).
 
     ``now`` is the time of receipt, the fix's time when it carries no ``timestamp``. Raises
-    :class:`MalformedBody` without ``id``/``deviceid`` and :class:`InvalidPing` when the
+    :class:`UnknownDevice` without ``id``/``deviceid`` (the credential is missing) and
+    :class:`InvalidPing` when the
     position is missing or a value is invalid.
     """
     present = {name: value for name, value in params.items() if value != ""}
     device_id = present.get("id") or present.get("deviceid")
     if device_id is None:
-        raise MalformedBody(
+        raise UnknownDevice(
             "id", "id (or deviceid) is required: the device token, as the device identifier"
         )
     values: dict[str, object] = {}

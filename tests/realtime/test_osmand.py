@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 import pytest
 
-from realtime.errors import InvalidPing, MalformedBody
+from realtime.errors import InvalidPing, MalformedBody, UnknownDevice
 from realtime.protocols.osmand import KNOT_MPS, OsmAndFix, decode_json, decode_params
 from schemas.ping import Ping
 
@@ -269,9 +269,10 @@ def test_charge_valid_and_unknown_parameters_are_ignored(charge: str) -> None:
     assert decode_params(params, now=NOW).ping == Ping(time=T, lat=52.52, lon=13.405)
 
 
-def test_a_fix_without_id_is_malformed() -> None:
-    """Without id or deviceid there is no device to attribute the fix to."""
-    with pytest.raises(MalformedBody) as caught:
+def test_a_fix_without_id_lacks_its_credential() -> None:
+    """Without id or deviceid there is no device to attribute the fix to: the credential is
+    missing (401), as for any request without one."""
+    with pytest.raises(UnknownDevice) as caught:
         decode_params({"lat": "1", "lon": "2", "timestamp": EPOCH_S, "id": ""}, now=NOW)
     assert (caught.value.field, caught.value.reason) == (
         "id",
