@@ -113,6 +113,7 @@ def _where_to_look(settings: Settings) -> str:
         "",
         "lastmile is running.",
         f"  API           {base}/v1/",
+        f"  reference     {base}/docs",
         f"  readiness     {base}/readyz",
         f"  metrics       {base}/metrics",
         f"  driver socket {base.replace('http', 'ws', 1)}/v1/driver/ws",
