@@ -1,4 +1,4 @@
-"""The dispatcher page's model (``app/static/dispatch/fleet.js``) on its own, in Chromium: the
+"""The dispatcher page's model (``app/web/dispatch/fleet.js``) on its own, in Chromium: the
 facts it keeps from a snapshot and the messages after it, without a map or a socket."""
 
 from __future__ import annotations
@@ -86,3 +86,52 @@ async def test_late_and_at_risk_stops_are_told_apart_and_replays_change_nothing(
         "risk": 0,
         "failed": 0,
     }
+
+
+SEQUENCE = """
+async () => {
+  const { Fleet } = await import("/static/dispatch/fleet.js");
+  const { alertWords } = await import("/static/dispatch/panel.js");
+  const fleet = new Fleet();
+  const stop = (id, seq) => ({
+    id, seq, status: "pending", order_id: id, order_ref: `o${id}`, customer_name: `c${id}`,
+    address: "", lat: 52.5, lon: 13.4, planned_arrival: "2027-01-15T08:00:00Z", windows: [],
+  });
+  fleet.applySnapshot({
+    as_of: "2027-01-15T07:30:00Z", day: "2027-01-15", time_zone: "UTC", drivers: [],
+    routes: [{ id: 7, driver_id: 3, status: "started", version: 1,
+               stops: [stop(1, 0), stop(2, 1), stop(3, 2)] }],
+    windows: [],
+  });
+  const detail = {
+    type: "out_of_sequence", driver_id: 3, route_id: 7, route_version: 1, stop_id: 3,
+    order_id: 3, at_epoch_s: 1800000000, expected_stop_id: 1, expected_order_id: 1,
+    stay_start_epoch_s: 1799999880, dwell_s: 120,
+  };
+  const event = { type: "delivery", org_id: 1, at: "2027-01-15T08:00:00Z", detail };
+  fleet.applyEvent("1-0", event);
+  fleet.applyEvent("1-0", event);
+  const alerts = [...fleet.alerts.values()];
+  const clock = { epochTime: () => "08:00" };
+  return {
+    alerts: alerts.map((a) => `${a.kind}:${a.stopId}`),
+    words: alerts.map((a) => alertWords(a, clock)),
+    next: fleet.nextStop.get(3) ?? null,
+  };
+}
+"""
+
+
+@pytest.mark.browser
+async def test_a_wait_out_of_sequence_is_one_alert_naming_the_stop_that_is_next(
+    server: LiveServer, pages: Pages
+) -> None:
+    """A dwell at stop 3 while stop 1 is next is one alert (replays add none) that names both,
+    and it does not make stop 3 the driver's next stop on the map."""
+    page = await pages.open(f"{server.url}/healthz")
+    seen: dict[str, Any] = await page.evaluate(SEQUENCE)
+    assert seen["alerts"] == ["out_of_sequence:3"]
+    assert seen["words"] == [
+        {"title": "Out of sequence", "text": "o3 · c3 — waiting here 2 min while o1 is next"}
+    ]
+    assert seen["next"] is None

@@ -315,6 +315,9 @@ export class Fleet {
       case "eta_changed":
         if (this.isLate(detail.stop_id)) this.lateAlert(detail.window, detail.driver_id);
         break;
+      case "out_of_sequence": // the driver waits at a stop that is not the route's next one
+        this.sequenceAlert(detail);
+        break;
       default:
         break;
     }
@@ -334,6 +337,22 @@ export class Fleet {
       customerName: stop ? stop.customer_name : null,
       expectedEpochS: eta.upper_epoch_s,
       lateS: eta.late_s,
+    });
+  }
+
+  sequenceAlert(detail) {
+    const stop = this.stops.get(detail.stop_id)?.stop;
+    const expected = this.stops.get(detail.expected_stop_id)?.stop;
+    this.addAlert({
+      key: `sequence:${detail.stop_id}:${detail.stay_start_epoch_s}`,
+      kind: "out_of_sequence",
+      at: new Date(detail.at_epoch_s * 1000).toISOString(),
+      stopId: detail.stop_id,
+      driverId: detail.driver_id,
+      orderRef: stop ? stop.order_ref : `Order ${detail.order_id}`,
+      customerName: stop ? stop.customer_name : null,
+      expectedRef: expected ? expected.order_ref : `order ${detail.expected_order_id}`,
+      dwellS: detail.dwell_s,
     });
   }
 

@@ -168,13 +168,19 @@ export class Panel {
   }
 }
 
-// An alert's title and sentence (see Fleet.lateAlert and Fleet.failedAlert for its facts).
+// An alert's title and sentence (see Fleet.lateAlert, sequenceAlert and failedAlert for its facts).
 export function alertWords(alert, clock) {
   const who = `${alert.orderRef}${alert.customerName ? ` · ${alert.customerName}` : ""}`;
   if (alert.kind === "running_late") {
     return {
       title: "Running late",
       text: `${who} — expected by ${clock.epochTime(alert.expectedEpochS)}, ${minutes(alert.lateS)} past the window`,
+    };
+  }
+  if (alert.kind === "out_of_sequence") {
+    return {
+      title: "Out of sequence",
+      text: `${who} — waiting here ${minutes(alert.dwellS)} while ${alert.expectedRef} is next`,
     };
   }
   return { title: "Delivery failed", text: `${who}${alert.reason ? ` — ${alert.reason}` : ""}` };
