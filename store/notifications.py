@@ -1,0 +1,168 @@
+"""The notification outbox: the notify worker's inserts, a sender's claims, an order's list.
+
+:func:`insert_many` writes decided messages with ``ON CONFLICT DO NOTHING``: a message whose
+idempotency key is stored (a redelivered events entry), or a second message of a kind an order
+already got on that channel (index ``outbox_once``), is skipped. :func:`claim_due` hands due
+rows to one sender: ``FOR UPDATE SKIP LOCKED`` so two senders never take the same row, and a
+lease (``next_attempt_at`` moved ahead) so a row whose sender died becomes due again.
+:func:`load_for_decide` reads, in two queries for a whole batch, what the worker's decide needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from schemas.ids import OrderId, OrgId
+from schemas.notifications import Notification, OrderContact, OutboxState, Sent
+from store.rows import fetch_all
+
+
+class OutboxRow(Notification, frozen=True, kw_only=True):
+    """A stored message with its delivery state."""
+
+    id: int
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None = None
+    provider_id: str | None = None
+    updated_at: datetime
+
+
+_COLUMNS: Final = (
+    "org_id, order_id, event_id, kind, recipient_kind, channel, address, template, language,"
+    " idempotency_key, created_at, window_lower, window_upper"
+)
+_RETURNED: Final = (
+    "id, org_id, order_id, event_id, kind, recipient_kind, channel, address, template, language,"
+    " idempotency_key, created_at, window_lower, window_upper, state, attempts, next_attempt_at,"
+    " last_error, provider_id, updated_at"
+)
+
+
+def _stamp(epoch_s: float | None) -> datetime | None:
+    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+
+
+def _epoch(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
+
+
+def _row(row: dict[str, Any]) -> OutboxRow:
+    lower, upper = row.pop("window_lower"), row.pop("window_upper")
+    return OutboxRow(**row, window_lower_epoch_s=_epoch(lower), window_upper_epoch_s=_epoch(upper))
+
+
+async def insert_many(conn: AsyncConnection[Any], notifications: Sequence[Notification]) -> int:
+    """Store ``notifications``, skipping any already stored; the number of new rows."""
+    if not notifications:
+        return 0
+    async with conn.cursor() as cursor:
+        await cursor.execute(
+            f"INSERT INTO outbox ({_COLUMNS})"
+            " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],"
+            " %s::timestamptz[], %s::timestamptz[])"
+            " ON CONFLICT DO NOTHING",
+            (
+                [n.org_id for n in notifications],
+                [n.order_id for n in notifications],
+                [n.event_id for n in notifications],
+                [n.kind for n in notifications],
+                [n.recipient_kind for n in notifications],
+                [n.channel for n in notifications],
+                [n.address for n in notifications],
+                [n.template for n in notifications],
+                [n.language for n in notifications],
+                [n.idempotency_key for n in notifications],
+                [n.created_at for n in notifications],
+                [_stamp(n.window_lower_epoch_s) for n in notifications],
+                [_stamp(n.window_upper_epoch_s) for n in notifications],
+            ),
+        )
+        return cursor.rowcount
+
+
+async def claim_due(
+    conn: AsyncConnection[Any], limit: int, lease_s: float = 60.0
+) -> list[OutboxRow]:
+    """Take up to ``limit`` due rows for this sender: pending ones, and ones whose sender's
+    lease ran out. Each becomes ``sending``, one more attempt, due again after ``lease_s``
+    unless the sender records an outcome first. Rows another open transaction claims are
+    skipped, never waited for."""
+    return [
+        _row(row)
+        for row in await fetch_all(
+            conn,
+            dict_row,
+            f"UPDATE outbox SET state = 'sending', attempts = attempts + 1,"
+            f" next_attempt_at = now() + make_interval(secs => %s), updated_at = now()"
+            f" WHERE id IN (SELECT id FROM outbox WHERE state IN ('pending', 'sending')"
+            f"   AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT %s"
+            f"   FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_RETURNED}",
+            (lease_s, limit),
+        )
+    ]
+
+
+async def list_for_order(
+    conn: AsyncConnection[Any], org_id: OrgId, order_id: OrderId
+) -> list[OutboxRow]:
+    """An order's messages, oldest first."""
+    return [
+        _row(row)
+        for row in await fetch_all(
+            conn,
+            dict_row,
+            f"SELECT {_RETURNED} FROM outbox WHERE org_id = %s AND order_id = %s"
+            " ORDER BY created_at, id",
+            (org_id, order_id),
+        )
+    ]
+
+
+async def load_for_decide(
+    conn: AsyncConnection[Any], orders: Iterable[tuple[OrgId, OrderId]]
+) -> tuple[dict[OrderId, OrderContact], dict[OrgId, str], dict[OrderId, list[Sent]]]:
+    """For a batch's orders: each order's contact and state, each organisation's time zone,
+    and the customer messages each order already has in the outbox. Two queries."""
+    pairs = sorted(set(orders))
+    if not pairs:
+        return {}, {}, {}
+    orgs = [org for org, _ in pairs]
+    ids = [order for _, order in pairs]
+    contacts: dict[OrderId, OrderContact] = {}
+    zones: dict[OrgId, str] = {}
+    for row in await fetch_all(
+        conn,
+        dict_row,
+        "SELECT o.org_id, o.id AS order_id, o.status, o.phone, o.email,"
+        " o.notifications_opt_out AS opted_out, g.timezone"
+        " FROM unnest(%s::bigint[], %s::bigint[]) AS w (org_id, order_id)"
+        " JOIN orders o ON o.org_id = w.org_id AND o.id = w.order_id"
+        " JOIN orgs g ON g.id = o.org_id",
+        (orgs, ids),
+    ):
+        zones[OrgId(row["org_id"])] = row.pop("timezone")
+        contact = OrderContact(**row)
+        contacts[contact.order_id] = contact
+    sent: dict[OrderId, list[Sent]] = {}
+    for row in await fetch_all(
+        conn,
+        dict_row,
+        "SELECT order_id, kind, channel, recipient_kind, created_at, window_lower, window_upper"
+        " FROM outbox WHERE order_id = ANY(%s::bigint[]) ORDER BY created_at, id",
+        (list(contacts),),
+    ):
+        order_id = OrderId(row.pop("order_id"))
+        lower, upper = row.pop("window_lower"), row.pop("window_upper")
+        sent.setdefault(order_id, []).append(
+            Sent(**row, window_lower_epoch_s=_epoch(lower), window_upper_epoch_s=_epoch(upper))
+        )
+    return contacts, zones, sent
