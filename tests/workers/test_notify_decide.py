@@ -26,7 +26,7 @@ from workers.notify import decide
 
 ORG, ORDER, STOP = OrgId(1), OrderId(7), StopId(3)
 NOW = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)
-T = NOW.timestamp()
+T = int(NOW.timestamp())
 RULES = NotificationRules()
 ORDER_ROW = OrderContact(
     org_id=ORG, order_id=ORDER, status="dispatched", phone="+15550001", email="a@example.com"
