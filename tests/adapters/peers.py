@@ -3,16 +3,25 @@ webhook receiver. Each listens on a free loopback port and records what it recei
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import email
 import email.policy
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import parse_qsl
 
+import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 
 def free_port() -> int:
@@ -83,3 +92,119 @@ class SmtpSink:
             )
         )
         return "250 Message accepted for delivery"
+
+
+@dataclass
+class Recorded:
+    """One HTTP request as a peer received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def form(self) -> dict[str, str]:
+        """The body as an urlencoded form."""
+        return dict(parse_qsl(self.body.decode(), keep_blank_values=True))
+
+
+Answer = Callable[[Recorded], Response]
+
+
+class HttpPeer:
+    """A Starlette app under uvicorn on a free loopback port, in the test's event loop.
+
+    Every request is recorded in ``requests`` and answered by ``answer`` (replaceable by tests).
+    """
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[Recorded] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = Starlette(
+            routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT"])]
+        )
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _handle(self, request: Request) -> Response:
+        recorded = Recorded(
+            method=request.method,
+            path=request.url.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.body(),
+        )
+        self.requests.append(recorded)
+        return self.answer(recorded)
+
+    async def __aenter__(self) -> HttpPeer:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+@dataclass
+class TwilioApi:
+    """Answers like Twilio's Messages API: 201 with a sid for a well-formed, authenticated POST.
+
+    ``fail_with`` makes the next answers an error (status, Twilio code, message) instead.
+    """
+
+    account_sid: str
+    auth_token: str
+    fail_with: tuple[int, int, str] | None = None
+    sent: int = 0
+
+    def __call__(self, request: Recorded) -> Response:
+        expected_path = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        if request.method != "POST" or request.path != expected_path:
+            return self._error(404, 20404, "The requested resource was not found")
+        basic = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {basic}":
+            return self._error(401, 20003, "Authenticate")
+        if self.fail_with is not None:
+            return self._error(*self.fail_with)
+        form = request.form
+        if not form.get("To") or not form.get("Body"):
+            return self._error(400, 21604, "A 'To' phone number is required.")
+        if not (form.get("From") or form.get("MessagingServiceSid")):
+            return self._error(400, 21603, "A 'From' phone number is required.")
+        self.sent += 1
+        sid = f"SM{self.sent:032x}"
+        return JSONResponse(
+            {
+                "sid": sid,
+                "account_sid": self.account_sid,
+                "to": form["To"],
+                "from": form.get("From"),
+                "messaging_service_sid": form.get("MessagingServiceSid"),
+                "body": form["Body"],
+                "status": "queued" if form.get("From") else "accepted",
+                "error_code": None,
+                "error_message": None,
+            },
+            status_code=201,
+        )
+
+    def _error(self, status: int, code: int, message: str) -> Response:
+        headers = {"Retry-After": "2"} if status == 429 else None
+        body = {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        }
+        return JSONResponse(body, status_code=status, headers=headers)
