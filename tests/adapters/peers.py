@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -208,3 +209,50 @@ class TwilioApi:
             "status": status,
         }
         return JSONResponse(body, status_code=status, headers=headers)
+
+
+@dataclass
+class WebhookReceiver:
+    """Verifies each delivery with the ``standardwebhooks`` library, as an integration would.
+
+    Answers ``status`` (204 by default) to a valid signature and 401 to any other; ``verified``
+    holds the payloads that passed, ``refused`` the reasons of those that did not.
+    """
+
+    secret: str
+    status: int = 204
+    verified: list[Any] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def __call__(self, request: Recorded) -> Response:
+        try:
+            payload = Webhook(self.secret).verify(request.body, request.headers)
+        except WebhookVerificationError as exc:
+            self.refused.append(str(exc))
+            return Response("bad signature", status_code=401)
+        self.verified.append(payload)
+        return Response(b"" if self.status == 204 else b"answer", status_code=self.status)
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a receiver that hangs."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> SilentServer:
+        async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._writers.append(writer)
+
+        self._server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self._writers:
+            writer.close()
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()

@@ -1,0 +1,372 @@
+"""Signed webhooks to integrations: the Standard Webhooks scheme over HTTP, with SSRF protection.
+
+:class:`WebhookSender` POSTs a JSON body signed with the ``standardwebhooks`` library (headers
+``webhook-id``, ``webhook-timestamp``, ``webhook-signature``), times the attempt and classifies
+the answer as a :class:`WebhookAttempt` the sender records in the delivery log:
+
+==========================  ===========  ==========================================
+answer                      outcome      what the sender does
+==========================  ===========  ==========================================
+2xx                         delivered    done
+410 Gone                    gone         disable the endpoint (its owner said so)
+408, 429, 3xx, 5xx          retry        again after :func:`retry_delay_s`
+timeout, network error      retry        again after :func:`retry_delay_s`
+other 4xx                   failed       dead letter: the receiver refuses this message
+refused target (SSRF)       refused      dead letter, nothing was sent
+==========================  ===========  ==========================================
+
+Redirects are not followed (a redirect could lead anywhere, including inside our network), so
+3xx counts as a failed attempt that the endpoint's owner can still fix within the retry span.
+
+SSRF: the target host is resolved at send time; if any of its addresses is loopback, private,
+link-local, multicast, reserved or unspecified (IPv4, IPv6, and IPv4 inside IPv6: mapped,
+6to4, NAT64) the send is refused, unless ``WebhookConfig.allowed_address_classes`` allows that
+class. The request then connects to the checked address itself (the URL's host is replaced by
+the IP, the ``Host`` header and the TLS server name keep the original name), so a DNS answer
+that changes between the check and the connection cannot redirect it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+import msgspec
+from standardwebhooks.webhooks import Webhook
+
+from adapters.errors import TargetRefused
+
+CHANNEL = "webhook"
+
+AddressClass = Literal["unspecified", "loopback", "link_local", "multicast", "private", "reserved"]
+Outcome = Literal["delivered", "retry", "failed", "gone", "refused"]
+
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_RESPONSE_EXCERPT_BYTES = 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WebhookEndpoint:
+    """Where an organisation's integration listens; the secret never appears in the repr."""
+
+    url: str
+    secret: str = field(repr=False)
+    """A Standard Webhooks secret: ``whsec_`` and base64 of 24 to 64 random bytes."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WebhookConfig:
+    """How webhooks are sent. ``allowed_address_classes`` is empty in production."""
+
+    timeout_s: float = 10.0
+    """The whole attempt: resolution, connection, request and the start of the answer."""
+    allowed_address_classes: frozenset[AddressClass] = frozenset()
+    user_agent: str = "lastmile-webhooks/1"
+
+
+class WebhookAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt as the delivery log records it."""
+
+    outcome: Outcome
+    status_code: int | None
+    latency_s: float
+    """From the start of resolution to the answer's status line (or the failure)."""
+    detail: str = ""
+    """An excerpt of the answer's body, or what went wrong."""
+    address: str | None = None
+    """The IP address connected to, when a connection was made."""
+    retry_after_s: float | None = None
+
+
+class _Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    timestamp: str
+    data: Any
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def envelope(event_type: str, at: datetime, data: Any) -> bytes:
+    """The Standard Webhooks payload shape: ``{"type", "timestamp" (ISO 8601), "data"}``."""
+    return _encoder.encode(_Envelope(type=event_type, timestamp=at.isoformat(), data=data))
+
+
+def classify(status_code: int) -> Outcome:
+    """What an HTTP answer means for this delivery (see the module's table)."""
+    if 200 <= status_code < 300:
+        return "delivered"
+    if status_code == 410:
+        return "gone"
+    if 400 <= status_code < 500 and status_code not in (408, 429):
+        return "failed"
+    return "retry"
+
+
+def retry_delay_s(
+    attempt: int,
+    *,
+    max_attempts: int = 15,
+    first_delay_s: float = 5.0,
+    span_s: float = 86_400.0,
+    jitter: float = 0.2,
+    rand: Callable[[], float] = random.random,
+) -> float | None:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based), or None: give up.
+
+    Delays grow geometrically from ``first_delay_s`` by the factor that makes the
+    ``max_attempts - 1`` waits add up to ``span_s`` (by default 5 s, 10 s, 20 s, ... 12 h: a
+    day over 15 tries); with too few tries to grow, the waits are equal. Each wait is spread
+    by ±``jitter`` so endpoints that failed together do not retry together. ``rand`` returns
+    a number in [0, 1).
+    """
+    if attempt < 1:
+        raise ValueError(f"expected an attempt number of 1 or more, got {attempt}")
+    if attempt >= max_attempts:
+        return None
+    waits = max_attempts - 1
+    factor = _growth(waits, first_delay_s, span_s)
+    # Too few tries to grow from first_delay_s (or too many to): equal waits fill the span.
+    delay = span_s / waits if factor == 1.0 else first_delay_s * factor ** (attempt - 1)
+    return delay * (1.0 + jitter * (2.0 * rand() - 1.0))
+
+
+def _growth(waits: int, first_s: float, span_s: float) -> float:
+    """The factor r with first_s * (1 + r + ... + r^(waits-1)) = span_s (bisection)."""
+    if waits <= 1 or first_s * waits >= span_s:
+        return 1.0
+    low, high = 1.0, 2.0
+    while first_s * (high**waits - 1) / (high - 1) < span_s:
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        if first_s * (mid**waits - 1) / (mid - 1) < span_s:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def address_class(address: str | _IP) -> AddressClass | None:
+    """The non-public class an IP address belongs to, or None for a public address.
+
+    IPv4 carried inside IPv6 (``::ffff:10.0.0.1``, 6to4, NAT64 ``64:ff9b::/96``) is judged by
+    the IPv4 address it carries.
+    """
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return address_class(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            return address_class(ip.sixtofour)
+        if ip in _NAT64:
+            return address_class(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link_local"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_reserved:
+        return "reserved"  # before private: Python counts 240.0.0.0/4 among the private ranges
+    if ip.is_private:
+        return "private"
+    if not ip.is_global:
+        return "reserved"  # e.g. 100.64.0.0/10, carrier-grade NAT
+    return None
+
+
+async def resolve_allowed(
+    host: str, port: int, allowed: frozenset[AddressClass] = frozenset()
+) -> list[str]:
+    """Every address ``host`` resolves to, if all of them are allowed; else TargetRefused.
+
+    All addresses must pass, not just one: otherwise a name with one public and one private
+    record could reach the private one on a retry.
+    """
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except socket.gaierror as exc:
+        raise TargetRefused(CHANNEL, f"could not resolve {host!r}: {exc}", address=host) from exc
+    addresses: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        kind = address_class(ip)
+        if kind is not None and kind not in allowed:
+            raise TargetRefused(
+                CHANNEL,
+                f"expected {host!r} to resolve to public addresses, got {kind} address {ip}",
+                address=str(ip),
+            )
+        if str(ip) not in addresses:
+            addresses.append(str(ip))
+    return addresses
+
+
+class WebhookSender:
+    """Sends signed webhooks. Owns an :class:`httpx.AsyncClient`; close with :meth:`aclose`."""
+
+    def __init__(self, config: WebhookConfig, *, client: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._client = client or httpx.AsyncClient(
+            timeout=config.timeout_s, follow_redirects=False, trust_env=False
+        )
+
+    async def __aenter__(self) -> WebhookSender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    def sign(
+        self, endpoint: WebhookEndpoint, message_id: str, at: datetime, body: bytes
+    ) -> dict[str, str]:
+        """The three Standard Webhooks headers for this body."""
+        signature = Webhook(endpoint.secret).sign(message_id, at, body)
+        return {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(math.floor(at.timestamp())),
+            "webhook-signature": signature,
+        }
+
+    async def send(
+        self,
+        endpoint: WebhookEndpoint,
+        *,
+        message_id: str,
+        body: bytes,
+        at: datetime | None = None,
+    ) -> WebhookAttempt:
+        """POST ``body`` (a JSON document) to the endpoint, signed; never raises for a failure.
+
+        ``message_id`` is the idempotency key: the same for every attempt of one message, so the
+        receiver can drop duplicates. ``at`` is the signing time (now by default); each attempt
+        must be signed afresh, since receivers refuse timestamps more than minutes old.
+        """
+        started = time.perf_counter()
+        at = at or datetime.now(UTC)
+        url = httpx.URL(endpoint.url)
+        if url.scheme not in ("http", "https") or not url.host:
+            return WebhookAttempt(
+                outcome="refused",
+                status_code=None,
+                latency_s=0.0,
+                detail=f"expected an http or https URL, got {endpoint.url!r}",
+            )
+        port = url.port or (443 if url.scheme == "https" else 80)
+        headers = self.sign(endpoint, message_id, at, body) | {
+            "content-type": "application/json",
+            "user-agent": self.config.user_agent,
+            "host": url.netloc.decode("ascii"),
+        }
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                addresses = await resolve_allowed(
+                    url.host, port, self.config.allowed_address_classes
+                )
+                return await self._post(url, addresses, headers, body, started)
+        except TargetRefused as exc:
+            return WebhookAttempt(
+                outcome="refused",
+                status_code=None,
+                latency_s=time.perf_counter() - started,
+                detail=exc.detail,
+                address=exc.address,
+            )
+        except (TimeoutError, httpx.TimeoutException):
+            return WebhookAttempt(
+                outcome="retry",
+                status_code=None,
+                latency_s=time.perf_counter() - started,
+                detail=f"no answer within {self.config.timeout_s} s",
+            )
+
+    async def _post(
+        self,
+        url: httpx.URL,
+        addresses: list[str],
+        headers: dict[str, str],
+        body: bytes,
+        started: float,
+    ) -> WebhookAttempt:
+        """Try each checked address in turn until one connects; classify the answer."""
+        error = "no address"
+        for address in addresses:
+            # Connect to the address we checked; the name stays in Host and in TLS's SNI
+            # (and certificate check), so the receiver sees an ordinary request.
+            request = self._client.build_request(
+                "POST",
+                url.copy_with(host=address),
+                headers=headers,
+                content=body,
+                extensions={"sni_hostname": url.host},
+            )
+            try:
+                reply = await self._client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                error = f"could not connect to {address}: {exc}"
+                continue
+            except httpx.TransportError as exc:
+                return WebhookAttempt(
+                    outcome="retry",
+                    status_code=None,
+                    latency_s=time.perf_counter() - started,
+                    detail=f"{type(exc).__name__}: {exc}",
+                    address=address,
+                )
+            latency_s = time.perf_counter() - started
+            try:
+                excerpt = await _excerpt(reply)
+            except httpx.HTTPError:
+                excerpt = b""
+            finally:
+                await reply.aclose()
+            return WebhookAttempt(
+                outcome=classify(reply.status_code),
+                status_code=reply.status_code,
+                latency_s=latency_s,
+                detail=excerpt.decode("utf-8", "replace"),
+                address=address,
+                retry_after_s=_retry_after_s(reply.headers.get("retry-after")),
+            )
+        return WebhookAttempt(
+            outcome="retry",
+            status_code=None,
+            latency_s=time.perf_counter() - started,
+            detail=error,
+        )
+
+
+async def _excerpt(reply: httpx.Response) -> bytes:
+    """The start of the answer's body, for the log; a huge answer is not read to its end."""
+    chunks = bytearray()
+    async for chunk in reply.aiter_raw():
+        chunks += chunk
+        if len(chunks) >= _RESPONSE_EXCERPT_BYTES:
+            break
+    return bytes(chunks[:_RESPONSE_EXCERPT_BYTES])
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
