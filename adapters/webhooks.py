@@ -18,12 +18,15 @@ refused target (SSRF)       refused      dead letter, nothing was sent
 Redirects are not followed (a redirect could lead anywhere, including inside our network), so
 3xx counts as a failed attempt that the endpoint's owner can still fix within the retry span.
 
-SSRF: the target host is resolved at send time; if any of its addresses is loopback, private,
-link-local, multicast, reserved or unspecified (IPv4, IPv6, and IPv4 inside IPv6: mapped,
-6to4, NAT64) the send is refused, unless ``WebhookConfig.allowed_address_classes`` allows that
-class. The request then connects to the checked address itself (the URL's host is replaced by
-the IP, the ``Host`` header and the TLS server name keep the original name), so a DNS answer
-that changes between the check and the connection cannot redirect it.
+SSRF: the check runs where the connection is made. The sender's HTTP client connects through a
+network backend that resolves the target host, refuses it if any of its addresses is loopback,
+private, link-local, multicast, reserved or unspecified (IPv4, IPv6, and IPv4 inside IPv6:
+mapped, 6to4, NAT64) unless ``WebhookConfig.allowed_address_classes`` allows that class, and
+then connects to one of the addresses it checked. The URL keeps its name, so ``Host``, TLS's
+server name and the certificate check are the ordinary ones, and a DNS answer that changes
+between the check and the connection cannot redirect it (no time-of-check/time-of-use gap). A
+kept-alive connection is reused for later requests to the same host name and port: it goes to
+an address that passed the check when it was opened.
 """
 
 from __future__ import annotations
@@ -33,12 +36,15 @@ import ipaddress
 import math
 import random
 import socket
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
+import httpcore
 import httpx
 import msgspec
 from standardwebhooks.webhooks import Webhook
@@ -72,6 +78,8 @@ class WebhookConfig:
     """The whole attempt: resolution, connection, request and the start of the answer."""
     allowed_address_classes: frozenset[AddressClass] = frozenset()
     user_agent: str = "lastmile-webhooks/1"
+    ca_file: Path | None = None
+    """Trust this CA bundle instead of the system's (tests, private receivers)."""
 
 
 class WebhookAttempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -217,13 +225,75 @@ async def resolve_allowed(
     return addresses
 
 
-class WebhookSender:
-    """Sends signed webhooks. Owns an :class:`httpx.AsyncClient`; close with :meth:`aclose`."""
+class _CheckedBackend(httpcore.AsyncNetworkBackend):
+    """Opens TCP connections only to addresses :func:`resolve_allowed` let through."""
 
-    def __init__(self, config: WebhookConfig, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, allowed: frozenset[AddressClass]) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._allowed = allowed
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await resolve_allowed(host, port, self._allowed)
+        error: Exception = httpcore.ConnectError(f"{host} has no address")
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise TargetRefused(CHANNEL, f"expected a TCP target, got socket {path}", address=path)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _CheckedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool whose connections go through the check."""
+
+    def __init__(self, allowed: frozenset[AddressClass], ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        limits = httpx.Limits()
+        # httpx takes no network backend, so its pool is replaced by one built with ours.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_CheckedBackend(allowed),
+        )
+
+
+class WebhookSender:
+    """Sends signed webhooks. Owns a connection pool; close it with :meth:`aclose`."""
+
+    def __init__(self, config: WebhookConfig) -> None:
         self.config = config
-        self._client = client or httpx.AsyncClient(
-            timeout=config.timeout_s, follow_redirects=False, trust_env=False
+        ssl_context = ssl.create_default_context(
+            cafile=str(config.ca_file) if config.ca_file is not None else None
+        )
+        # No proxies from the environment (a proxy would connect by itself, unchecked), and no
+        # redirects (they could lead anywhere).
+        self._client = httpx.AsyncClient(
+            transport=_CheckedTransport(config.allowed_address_classes, ssl_context),
+            timeout=config.timeout_s,
+            follow_redirects=False,
+            trust_env=False,
         )
 
     async def __aenter__(self) -> WebhookSender:
@@ -263,96 +333,63 @@ class WebhookSender:
         """
         started = time.perf_counter()
         at = at or datetime.now(UTC)
-        url = httpx.URL(endpoint.url)
+        try:
+            url = httpx.URL(endpoint.url)
+        except httpx.InvalidURL as exc:
+            return _attempt("refused", started, f"expected a URL, got {endpoint.url!r}: {exc}")
         if url.scheme not in ("http", "https") or not url.host:
-            return WebhookAttempt(
-                outcome="refused",
-                status_code=None,
-                latency_s=0.0,
-                detail=f"expected an http or https URL, got {endpoint.url!r}",
-            )
-        port = url.port or (443 if url.scheme == "https" else 80)
+            return _attempt("refused", started, f"expected an http(s) URL, got {endpoint.url!r}")
         headers = self.sign(endpoint, message_id, at, body) | {
             "content-type": "application/json",
             "user-agent": self.config.user_agent,
-            "host": url.netloc.decode("ascii"),
         }
         try:
             async with asyncio.timeout(self.config.timeout_s):
-                addresses = await resolve_allowed(
-                    url.host, port, self.config.allowed_address_classes
+                reply = await self._client.send(
+                    self._client.build_request("POST", url, headers=headers, content=body),
+                    stream=True,
                 )
-                return await self._post(url, addresses, headers, body, started)
+                latency_s = time.perf_counter() - started
+                try:
+                    excerpt = await _excerpt(reply)
+                except httpx.HTTPError:
+                    excerpt = b""
+                finally:
+                    await reply.aclose()
         except TargetRefused as exc:
-            return WebhookAttempt(
-                outcome="refused",
-                status_code=None,
-                latency_s=time.perf_counter() - started,
-                detail=exc.detail,
-                address=exc.address,
-            )
+            return _attempt("refused", started, exc.detail, address=exc.address)
         except (TimeoutError, httpx.TimeoutException):
-            return WebhookAttempt(
-                outcome="retry",
-                status_code=None,
-                latency_s=time.perf_counter() - started,
-                detail=f"no answer within {self.config.timeout_s} s",
-            )
-
-    async def _post(
-        self,
-        url: httpx.URL,
-        addresses: list[str],
-        headers: dict[str, str],
-        body: bytes,
-        started: float,
-    ) -> WebhookAttempt:
-        """Try each checked address in turn until one connects; classify the answer."""
-        error = "no address"
-        for address in addresses:
-            # Connect to the address we checked; the name stays in Host and in TLS's SNI
-            # (and certificate check), so the receiver sees an ordinary request.
-            request = self._client.build_request(
-                "POST",
-                url.copy_with(host=address),
-                headers=headers,
-                content=body,
-                extensions={"sni_hostname": url.host},
-            )
-            try:
-                reply = await self._client.send(request, stream=True)
-            except httpx.ConnectError as exc:
-                error = f"could not connect to {address}: {exc}"
-                continue
-            except httpx.TransportError as exc:
-                return WebhookAttempt(
-                    outcome="retry",
-                    status_code=None,
-                    latency_s=time.perf_counter() - started,
-                    detail=f"{type(exc).__name__}: {exc}",
-                    address=address,
-                )
-            latency_s = time.perf_counter() - started
-            try:
-                excerpt = await _excerpt(reply)
-            except httpx.HTTPError:
-                excerpt = b""
-            finally:
-                await reply.aclose()
-            return WebhookAttempt(
-                outcome=classify(reply.status_code),
-                status_code=reply.status_code,
-                latency_s=latency_s,
-                detail=excerpt.decode("utf-8", "replace"),
-                address=address,
-                retry_after_s=_retry_after_s(reply.headers.get("retry-after")),
-            )
+            return _attempt("retry", started, f"no answer within {self.config.timeout_s} s")
+        except httpx.TransportError as exc:
+            return _attempt("retry", started, f"{type(exc).__name__}: {exc}")
         return WebhookAttempt(
-            outcome="retry",
-            status_code=None,
-            latency_s=time.perf_counter() - started,
-            detail=error,
+            outcome=classify(reply.status_code),
+            status_code=reply.status_code,
+            latency_s=latency_s,
+            detail=excerpt.decode("utf-8", "replace"),
+            address=_server_address(reply),
+            retry_after_s=_retry_after_s(reply.headers.get("retry-after")),
         )
+
+
+def _attempt(
+    outcome: Outcome, started: float, detail: str, address: str | None = None
+) -> WebhookAttempt:
+    return WebhookAttempt(
+        outcome=outcome,
+        status_code=None,
+        latency_s=time.perf_counter() - started,
+        detail=detail,
+        address=address,
+    )
+
+
+def _server_address(reply: httpx.Response) -> str | None:
+    stream = reply.extensions.get("network_stream")
+    if stream is None:
+        return None
+    peer = stream.get_extra_info("server_addr")
+    return str(peer[0]) if isinstance(peer, tuple) else None
 
 
 async def _excerpt(reply: httpx.Response) -> bytes:

@@ -117,18 +117,24 @@ class HttpPeer:
     """A Starlette app under uvicorn on a free loopback port, in the test's event loop.
 
     Every request is recorded in ``requests`` and answered by ``answer`` (replaceable by tests).
+    With ``tls_pem`` (a file holding the key and certificate chain) it speaks HTTPS.
     """
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, *, tls_pem: str | None = None) -> None:
         self.answer = answer
         self.requests: list[Recorded] = []
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls_pem else 'http'}://127.0.0.1:{self.port}"
         app = Starlette(
             routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT"])]
         )
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            ssl_certfile=tls_pem,
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

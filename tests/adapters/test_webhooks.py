@@ -8,8 +8,10 @@ import itertools
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import trustme
 from starlette.responses import Response
 
 from adapters.errors import TargetRefused
@@ -73,7 +75,7 @@ async def test_delivery_is_signed_and_verified_by_the_library(
 async def test_the_host_name_is_kept_while_the_checked_address_is_connected(
     receiver: tuple[HttpPeer, WebhookReceiver],
 ) -> None:
-    """A URL naming localhost connects to the resolved 127.0.0.1 and still sends Host: localhost."""
+    """A URL naming localhost connects to the checked 127.0.0.1 and still sends Host: localhost."""
     peer, _check = receiver
     async with WebhookSender(LOOPBACK_OK) as sender:
         attempt = await sender.send(
@@ -84,6 +86,34 @@ async def test_the_host_name_is_kept_while_the_checked_address_is_connected(
     assert attempt.outcome == "delivered"
     assert attempt.address == "127.0.0.1"
     assert peer.requests[0].headers["host"] == f"localhost:{peer.port}"
+
+
+async def test_https_keeps_the_name_for_the_certificate_check(tmp_path: Path) -> None:
+    """Over HTTPS the checked connection still sends SNI and checks the certificate's name."""
+    ca = trustme.CA()
+    pem = tmp_path / "server.pem"
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    check = WebhookReceiver(secret=SECRET)
+    config = WebhookConfig(allowed_address_classes=frozenset({"loopback"}), ca_file=ca_file)
+    async with HttpPeer(check, tls_pem=str(pem)) as peer, WebhookSender(config) as sender:
+        by_name = await sender.send(
+            WebhookEndpoint(url=f"https://localhost:{peer.port}/h", secret=SECRET),
+            message_id="m1",
+            body=_body(),
+        )
+        # The certificate names localhost only, so the bare IP must fail verification.
+        by_ip = await sender.send(
+            WebhookEndpoint(url=f"https://127.0.0.1:{peer.port}/h", secret=SECRET),
+            message_id="m2",
+            body=_body(),
+        )
+    assert by_name.outcome == "delivered"
+    assert by_name.address == "127.0.0.1"
+    assert len(check.verified) == 1
+    assert by_ip.outcome == "retry"
+    assert "CERTIFICATE_VERIFY_FAILED" in by_ip.detail
 
 
 async def test_a_wrong_secret_is_refused_by_the_receiver(
