@@ -113,6 +113,15 @@ class SmtpEmailSender:
                 tls_context=self._tls_context,
                 timeout=c.timeout_s,
             )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({r.code for r in exc.recipients})
+            detail = f"the relay at {c.host}:{c.port} refused {to!r}: " + "; ".join(
+                f"{r.code} {r.message}" for r in exc.recipients
+            )
+            code = ",".join(str(n) for n in codes)
+            if all(400 <= n < 500 for n in codes):
+                raise RetryableFailure(CHANNEL, detail, code=code) from exc
+            raise PermanentFailure(CHANNEL, detail, code=code) from exc
         except aiosmtplib.SMTPResponseException as exc:
             detail = f"the relay at {c.host}:{c.port} answered {exc.code} {exc.message}"
             # SMTP's own split: 4yz is a transient refusal, 5yz a permanent one.

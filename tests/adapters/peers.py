@@ -79,6 +79,17 @@ class SmtpSink:
                 return AuthResult(success=True, auth_data=login)
         return AuthResult(success=False, handled=False)
 
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        # Addresses at these domains are refused, for good (550) or for now (451).
+        if address.endswith("@nowhere.example"):
+            return "550 5.1.1 No such user"
+        if address.endswith("@busy.example"):
+            return "451 4.3.0 Mailbox busy, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         parsed = email.message_from_bytes(content, policy=email.policy.default)

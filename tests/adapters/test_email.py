@@ -105,6 +105,23 @@ async def test_text_only_message_is_not_multipart(plain_sink: SmtpSink) -> None:
     assert plain_sink.received[0].message.get_content_type() == "text/plain"
 
 
+@pytest.mark.parametrize(
+    ("to", "failure", "code"),
+    [("x@nowhere.example", PermanentFailure, "550"), ("x@busy.example", RetryableFailure, "451")],
+)
+async def test_refused_recipient(
+    plain_sink: SmtpSink, to: str, failure: type[Exception], code: str
+) -> None:
+    """A recipient refused with 5xx is a permanent failure, with 4xx a retryable one."""
+    sender = SmtpEmailSender(
+        SmtpConfig(host="127.0.0.1", port=plain_sink.port, sender=SENDER, tls="none")
+    )
+    with pytest.raises(failure) as info:
+        await sender.send(to=to, subject="s", text="t", html=None, idempotency_key="k")
+    assert getattr(info.value, "code", None) == code
+    assert plain_sink.received == []
+
+
 async def test_starttls_with_authentication(server_context: ssl.SSLContext, ca_file: Path) -> None:
     """STARTTLS upgrades the connection before AUTH, and the server sees the logged-in user."""
     for sink in _sink(tls="starttls", server_context=server_context, users={"acme": "s3cret"}):
