@@ -146,8 +146,9 @@ class TemplatedHttpConfig:
     are replaced (``string.Template`` syntax; ``$$`` is a dollar). The body is then encoded as
     JSON or as a form, so a message's text can never break out of its field. ``headers`` are
     templated the same way (e.g. ``{"Idempotency-Key": "$idempotency_key"}``) and never
-    appear in the repr, since they usually carry the credentials. ``id_field`` is a dotted path
-    into the JSON answer for the provider's message id (else the idempotency key is used).
+    appear in the repr: credentials belong there, not in ``url`` or ``body``, which it shows.
+    ``id_field`` is a dotted path into the JSON answer for the provider's message id (else the
+    idempotency key is used).
     """
 
     url: str
