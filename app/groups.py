@@ -49,6 +49,8 @@ def streams_of(resources: Resources, worker: WorkerName) -> list[str]:
     """The streams ``worker``'s consumer group reads."""
     if worker == "planner":
         return [resources.names.plans]
+    if worker == "notify":
+        return [resources.names.events]
     return resources.names.all_pings()
 
 

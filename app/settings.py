@@ -15,9 +15,11 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta
 
+from schemas.notifications import parse_quiet_hours
+
 PREFIX = "LASTMILE_"
 
-WorkerName = Literal["persist", "planner", "eta"]
+WorkerName = Literal["persist", "planner", "eta", "notify"]
 """The workers there are: the one declaration that settings, ``serve`` and ``worker`` read."""
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 
@@ -77,6 +79,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Start the API's solver processes with the API (else on the first re-optimisation)."""
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tracking_ttl_h: Annotated[float, Meta(ge=0, le=24 * 30)] = 12.0
+    notify_batch: Positive = 100
+    """Events the notify worker reads at once."""
+    notify_max_age_s: PositiveFloat = 1800.0
+    """An event older than this notifies nobody (a backlog drained after an outage)."""
+    notify_eta_move_s: Annotated[float, Meta(ge=0)] = 900.0
+    """A moved arrival window reaches the customer only when an edge moved more than this."""
+    notify_eta_interval_s: Annotated[float, Meta(ge=0)] = 1800.0
+    """…and at most once in this long."""
+    notify_quiet_hours: Annotated[str, Meta(pattern=r"^(\d\d:\d\d-\d\d:\d\d)?$")] = ""
+    """``HH:MM-HH:MM`` in each organisation's time zone (empty: none): customer messages due
+    then are dropped."""
 
     def __repr__(self) -> str:
         shown = {
@@ -121,6 +134,11 @@ def _parse(name: str, value: str, field_type: Any) -> Any:
         return None
     if name == "tile_url" and value.lower() in {"off", "none"}:
         return "off"
+    if name == "notify_quiet_hours":
+        try:
+            parse_quiet_hours(value)
+        except ValueError as exc:
+            raise SettingsError(PREFIX + name.upper(), str(exc)) from None
     return value
 
 

@@ -27,8 +27,10 @@ from app.main import create_app, create_osmand_app
 from app.resources import live_provider, matrix_provider, open_resources, stream_names
 from app.settings import WORKER_NAMES, Settings
 from realtime.streams import trim_consumed
+from schemas.notifications import NotificationRules, parse_quiet_hours
 from workers.eta import EtaConsumer
 from workers.lease import Leases, ShardKeeper, holder_name
+from workers.notify import NotifyConsumer
 from workers.persist import PersistConsumer
 from workers.planner import PlannerConsumer
 from workers.runner import Runner, RunnerConfig
@@ -128,6 +130,17 @@ async def serve_api(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def notification_rules(settings: Settings) -> NotificationRules:
+    """Every organisation's notification rules, from the settings (each organisation's own time
+    zone is applied per event; rules per organisation are a later slice)."""
+    return NotificationRules(
+        max_event_age_s=settings.notify_max_age_s,
+        eta_min_move_s=settings.notify_eta_move_s,
+        eta_min_interval_s=settings.notify_eta_interval_s,
+        quiet_hours=parse_quiet_hours(settings.notify_quiet_hours),
+    )
+
+
 def worker_consumer_name(name: str, index: int = 0) -> str:
     """A stable consumer name, so a restarted worker resumes its own pending entries."""
     return f"{socket.gethostname()}-{name}-{index}"
@@ -149,7 +162,7 @@ async def run_worker(
         claim_idle_ms=settings.claim_idle_ms,
         dead_letter_stream=names.dead_letters,
     )
-    consumer: PersistConsumer | PlannerConsumer
+    consumer: PersistConsumer | PlannerConsumer | NotifyConsumer
     if name == "eta":
         try:
             config = dataclasses.replace(base, batch_entries=settings.eta_batch)
@@ -167,6 +180,12 @@ async def run_worker(
             linger_s=settings.persist_linger_s,
         )
         trim = trim_consumed
+    elif name == "notify":
+        consumer = NotifyConsumer(
+            names=names, database_url=settings.database_url, rules=notification_rules(settings)
+        )
+        config = dataclasses.replace(base, batch_entries=settings.notify_batch)
+        trim = None
     else:
         consumer = PlannerConsumer(
             names=names, database_url=settings.database_url, provider=matrix_provider(settings)

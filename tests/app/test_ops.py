@@ -77,6 +77,7 @@ async def test_readiness_names_a_stuck_consumer_group_and_the_api_stays_ready(
         "persist": "ok",
         "planner": "ok",
         "eta": "ok",
+        "notify": "ok",
     }
     stream = server.settings.redis_prefix + "plans"
     await redis.xgroup_create(stream, "planner", id="0", mkstream=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 
 import psycopg
 from redis.asyncio import Redis
 
+from app.process.server import run_worker
 from app.resources import stream_names
 from app.settings import Settings
 from realtime.events import emit
@@ -117,3 +119,30 @@ async def test_events_become_outbox_rows_once_and_claims_never_overlap(
     rows = await outbox.list_for_order(db, tenant.org_id, texted)
     assert [(r.state, r.attempts) for r in rows] == [("sending", 1)]
     assert not mine & {r.id for r in await outbox.claim_due(db, 10_000)}
+
+
+async def test_the_notify_worker_runs_as_serve_runs_it(
+    settings: Settings, redis: Redis, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """``worker notify``, as ``serve`` starts it, turns a delivery into the customer's SMS."""
+    names = stream_names(settings)
+    order = await _order(db, tenant, "n-3", phone="+4915550003", email="c@example.com")
+    delivered = StopDelivered(
+        org_id=tenant.org_id,
+        at=datetime.now(UTC),
+        route_id=RouteId(1),
+        stop_id=StopId(3),
+        order_id=order,
+        driver_id=tenant.drivers[0].id,
+    )
+    await emit(redis, names, delivered)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, "notify", stop, consumer_name="in-test"))
+    try:
+        [row] = await eventually(
+            lambda: outbox.list_for_order(db, tenant.org_id, order), "the delivery texted"
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    assert (row.kind, row.channel, row.address) == ("delivered", "sms", "+4915550003")

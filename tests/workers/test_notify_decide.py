@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+import pytest
+
+from app.process.server import notification_rules
+from app.settings import Settings, SettingsError
 from schemas.eta import (
     Approaching,
     ArrivalDetected,
@@ -232,3 +236,11 @@ def test_an_order_of_another_organisation_gets_nothing() -> None:
     """An event never reaches an order of another organisation."""
     other = OrderContact(org_id=OrgId(99), order_id=ORDER, status="dispatched", phone="+1")
     assert kinds(EN_ROUTE, order=other) == []
+
+
+def test_quiet_hours_setting_is_checked_where_it_is_read() -> None:
+    """A quiet-hours variable that is no time range fails naming the variable."""
+    with pytest.raises(SettingsError, match="LASTMILE_NOTIFY_QUIET_HOURS"):
+        Settings.from_env({"LASTMILE_NOTIFY_QUIET_HOURS": "25:00-07:00"})
+    settings = Settings.from_env({"LASTMILE_NOTIFY_QUIET_HOURS": "22:00-07:00"})
+    assert notification_rules(settings).quiet_hours == QuietHours(start=time(22), end=time(7))
