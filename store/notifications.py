@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
@@ -166,3 +167,116 @@ async def load_for_decide(
             Sent(**row, window_lower_epoch_s=_epoch(lower), window_upper_epoch_s=_epoch(upper))
         )
     return contacts, zones, sent
+
+
+# --- The sender's side ---------------------------------------------------------------------------
+
+AttemptOutcome = Literal["sent", "retry", "failed", "dead"]
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt to send an outbox row, as ``outbox_attempts`` stores it."""
+
+    outbox_id: int
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    outcome: AttemptOutcome
+    status_code: int | None = None
+    latency_ms: int
+    provider_id: str | None = None
+    error: str | None = None
+
+
+async def claim_due_on(
+    conn: AsyncConnection[Any], channels: Sequence[str], limit: int, lease_s: float
+) -> list[OutboxRow]:
+    """:func:`claim_due` restricted to ``channels`` (those this sender can send on): rows of
+    other channels stay as they are. Run it in autocommit (or commit at once) so the lease
+    is visible to other senders before anything is sent."""
+    if not channels:
+        return []
+    return [
+        _row(row)
+        for row in await fetch_all(
+            conn,
+            dict_row,
+            f"UPDATE outbox SET state = 'sending', attempts = attempts + 1,"
+            f" next_attempt_at = now() + make_interval(secs => %s), updated_at = now()"
+            f" WHERE id IN (SELECT id FROM outbox WHERE state IN ('pending', 'sending')"
+            f"   AND next_attempt_at <= now() AND channel = ANY(%s::text[])"
+            f"   ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_RETURNED}",
+            (lease_s, list(channels), limit),
+        )
+    ]
+
+
+async def note_unsendable(conn: AsyncConnection[Any], channel: str, reason: str) -> int:
+    """Write ``reason`` as ``last_error`` of ``channel``'s pending rows (they stay pending, to
+    be sent once the channel is configured); the number of rows changed."""
+    async with conn.cursor() as cursor:
+        await cursor.execute(
+            "UPDATE outbox SET last_error = %s, updated_at = now()"
+            " WHERE state = 'pending' AND channel = %s AND last_error IS DISTINCT FROM %s",
+            (reason, channel, reason),
+        )
+        return cursor.rowcount
+
+
+async def record_attempt(
+    conn: AsyncConnection[Any], attempt: Attempt, next_attempt_at: datetime | None = None
+) -> bool:
+    """Store ``attempt`` and move its outbox row on, in one transaction: ``sent`` keeps the
+    provider id; ``retry`` makes the row pending again at ``next_attempt_at``; ``failed`` and
+    ``dead`` are final. The row moves only if this sender still holds it (still ``sending``
+    at this attempt number); False when another sender took it over after the lease ran out
+    (the attempt is stored all the same)."""
+    state = "pending" if attempt.outcome == "retry" else attempt.outcome
+    async with conn.transaction(), conn.cursor() as cursor:
+        await cursor.execute(
+            "INSERT INTO outbox_attempts (outbox_id, attempt, started_at, finished_at, outcome,"
+            " status_code, latency_ms, provider_id, error)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                attempt.outbox_id,
+                attempt.attempt,
+                attempt.started_at,
+                attempt.finished_at,
+                attempt.outcome,
+                attempt.status_code,
+                attempt.latency_ms,
+                attempt.provider_id,
+                attempt.error,
+            ),
+        )
+        await cursor.execute(
+            "UPDATE outbox SET state = %s, last_error = %s,"
+            " provider_id = coalesce(%s, provider_id),"
+            " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
+            " WHERE id = %s AND state = 'sending' AND attempts = %s",
+            (
+                state,
+                attempt.error,
+                attempt.provider_id,
+                next_attempt_at,
+                attempt.outbox_id,
+                attempt.attempt,
+            ),
+        )
+        return cursor.rowcount == 1
+
+
+async def list_attempts(conn: AsyncConnection[Any], outbox_id: int) -> list[Attempt]:
+    """An outbox row's attempts, first first."""
+    return [
+        Attempt(**row)
+        for row in await fetch_all(
+            conn,
+            dict_row,
+            "SELECT outbox_id, attempt, started_at, finished_at, outcome, status_code,"
+            " latency_ms, provider_id, error FROM outbox_attempts WHERE outbox_id = %s"
+            " ORDER BY attempt",
+            (outbox_id,),
+        )
+    ]

@@ -1,0 +1,335 @@
+"""The outbox sender against real PostgreSQL, a real aiosmtpd server and a Twilio-speaking peer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from adapters.email import IDEMPOTENCY_HEADER, SmtpConfig, SmtpEmailSender
+from adapters.sms import TwilioConfig, TwilioSmsSender
+from schemas.delivery import OrderIn
+from schemas.notifications import Channel, Notification, idempotency_key
+from store import notifications as outbox
+from store.orders import create_order
+from tests.adapters.peers import HttpPeer, SmtpSink, TwilioApi
+from tests.conftest import Tenant
+from tests.helpers import eventually
+from workers.sender import Channels, Sender, SenderConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+FROM = "Acme deliveries <deliveries@acme.example>"
+FAST = SenderConfig(
+    batch=5, max_tries=3, lease_s=60.0, idle_s=0.05, first_retry_s=0.1, retry_span_s=0.5
+)
+
+
+class SlowSink(SmtpSink):
+    """An SMTP sink that holds each message ``delay_s`` before accepting it."""
+
+    delay_s: float = 0.0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay_s)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def sink() -> Iterator[SlowSink]:
+    """A running SMTP sink."""
+    server = SlowSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[tuple[HttpPeer, TwilioApi]]:
+    """A running peer that speaks Twilio's Messages API."""
+    api = TwilioApi(account_sid="AC" + "1" * 32, auth_token="token")
+    async with HttpPeer(api) as peer:
+        yield peer, api
+
+
+def _email(sink: SmtpSink) -> SmtpEmailSender:
+    return SmtpEmailSender(SmtpConfig(host="127.0.0.1", port=sink.port, sender=FROM, tls="none"))
+
+
+def _sms(peer: HttpPeer, api: TwilioApi) -> TwilioSmsSender:
+    return TwilioSmsSender(
+        TwilioConfig(
+            account_sid=api.account_sid,
+            auth_token=api.auth_token,
+            from_number="+15005550006",
+            base_url=peer.url,
+        )
+    )
+
+
+async def _rows(
+    db: psycopg.AsyncConnection, tenant: Tenant, channel: Channel, addresses: list[str]
+) -> list[str]:
+    """One outbox row per address (each for an order of its own); their idempotency keys."""
+    keys = []
+    notes = []
+    for address in addresses:
+        contact = {"phone": address} if channel == "sms" else {"email": address}
+        order = OrderIn(
+            external_ref=f"s-{secrets.token_hex(4)}",
+            address="1 Main St",
+            lat=52.5,
+            lon=13.4,
+            day=date.today(),
+            **contact,
+        )
+        order_id = (await create_order(db, tenant.org_id, order)).id
+        event_id = f"{secrets.randbelow(10**12)}-0"
+        key = idempotency_key(event_id, "customer", channel)
+        keys.append(key)
+        notes.append(
+            Notification(
+                org_id=tenant.org_id,
+                order_id=order_id,
+                event_id=event_id,
+                kind="en_route",
+                recipient_kind="customer",
+                channel=channel,
+                address=address,
+                template=f"en_route.{channel}",
+                language="en",
+                idempotency_key=key,
+                created_at=datetime.now(UTC),
+            )
+        )
+    assert await outbox.insert_many(db, notes) == len(notes)
+    return keys
+
+
+async def _states(db: psycopg.AsyncConnection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    async with db.cursor(row_factory=psycopg.rows.dict_row) as cursor:
+        await cursor.execute(
+            "SELECT id, idempotency_key, state, attempts, provider_id, last_error FROM outbox"
+            " WHERE idempotency_key = ANY(%s)",
+            (keys,),
+        )
+        return {row["idempotency_key"]: row for row in await cursor.fetchall()}
+
+
+async def _drain(sender: Sender, db: psycopg.AsyncConnection, keys: list[str], *final: str) -> None:
+    """Run passes until every row of ``keys`` is in one of the ``final`` states."""
+
+    async def done() -> bool:
+        await sender.run_once()
+        states = await _states(db, keys)
+        return all(row["state"] in final for row in states.values())
+
+    await eventually(done, f"every row {' or '.join(final)}")
+
+
+def _by_key(sink: SmtpSink, keys: list[str]) -> dict[str, list[str]]:
+    """The Message-IDs the sink received, per idempotency key of ``keys``."""
+    found: dict[str, list[str]] = {}
+    for received in list(sink.received):
+        key = str(received.message[IDEMPOTENCY_HEADER])
+        if key in keys:
+            found.setdefault(key, []).append(str(received.message["Message-ID"]))
+    return found
+
+
+async def test_rows_are_sent_by_email_and_sms_and_each_attempt_is_recorded(
+    database_url: str,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    sink: SlowSink,
+    twilio: tuple[HttpPeer, TwilioApi],
+) -> None:
+    """Due email and SMS rows reach the SMTP server and the Twilio peer, become ``sent`` with
+    the provider's id, and each has one recorded attempt."""
+    token = secrets.token_hex(3)
+    mails = await _rows(db, tenant, "email", [f"a{n}-{token}@example.com" for n in range(3)])
+    texts = await _rows(db, tenant, "sms", ["+4915550101", "+4915550102"])
+    peer, api = twilio
+    sender = Sender(database_url, Channels(email=_email(sink), sms=_sms(peer, api)), FAST)
+    try:
+        await _drain(sender, db, mails + texts, "sent")
+    finally:
+        await sender.close()
+    assert sorted(_by_key(sink, mails)) == sorted(mails)
+    bodies = [r.form for r in peer.requests if r.form.get("To") in {"+4915550101", "+4915550102"}]
+    assert sorted(b["To"] for b in bodies) == ["+4915550101", "+4915550102"]
+    assert all("on its way" in b["Body"] for b in bodies)
+    states = await _states(db, mails + texts)
+    for key, row in states.items():
+        attempts = await outbox.list_attempts(db, row["id"])
+        assert [a.outcome for a in attempts] == ["sent"], key
+        assert attempts[0].provider_id == row["provider_id"] is not None
+    assert states[texts[0]]["provider_id"].startswith("SM")
+    assert states[mails[0]]["provider_id"] == _by_key(sink, mails)[mails[0]][0]
+
+
+async def test_a_retryable_failure_is_retried_and_later_succeeds(
+    database_url: str,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    twilio: tuple[HttpPeer, TwilioApi],
+) -> None:
+    """A 500 from the provider puts the row back to ``pending`` with a later
+    ``next_attempt_at``; once the provider recovers the next attempt sends it."""
+    peer, api = twilio
+    api.fail_with = (500, 20500, "Internal Server Error")
+    [key] = await _rows(db, tenant, "sms", ["+4915550201"])
+    sender = Sender(database_url, Channels(sms=_sms(peer, api)), FAST)
+    try:
+        await eventually(
+            lambda: _claimed_once(sender, db, key), "the first attempt recorded as a retry"
+        )
+        row = (await _states(db, [key]))[key]
+        assert row["state"] == "pending"
+        assert "500" in row["last_error"]
+        api.fail_with = None
+        await _drain(sender, db, [key], "sent")
+    finally:
+        await sender.close()
+    attempts = await outbox.list_attempts(db, (await _states(db, [key]))[key]["id"])
+    assert [a.outcome for a in attempts] == ["retry", "sent"]
+    assert attempts[0].status_code == 500
+
+
+async def _claimed_once(sender: Sender, db: psycopg.AsyncConnection, key: str) -> bool:
+    await sender.run_once()
+    row = (await _states(db, [key]))[key]
+    return bool(row["attempts"] >= 1 and row["state"] != "sending")
+
+
+async def test_a_permanent_failure_marks_failed_and_endless_retries_mark_dead(
+    database_url: str,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    sink: SlowSink,
+    twilio: tuple[HttpPeer, TwilioApi],
+) -> None:
+    """A recipient the relay refuses with 550 is ``failed`` after one attempt; an SMS the
+    provider keeps answering 503 to is ``dead`` after ``max_tries`` attempts."""
+    peer, api = twilio
+    api.fail_with = (503, 20503, "Service Unavailable")
+    [refused] = await _rows(db, tenant, "email", [f"x-{secrets.token_hex(3)}@nowhere.example"])
+    [stuck] = await _rows(db, tenant, "sms", ["+4915550301"])
+    sender = Sender(database_url, Channels(email=_email(sink), sms=_sms(peer, api)), FAST)
+    try:
+        await _drain(sender, db, [refused], "failed")
+        await _drain(sender, db, [stuck], "dead")
+    finally:
+        await sender.close()
+    states = await _states(db, [refused, stuck])
+    assert "550" in states[refused]["last_error"]
+    assert states[refused]["attempts"] == 1
+    assert states[stuck]["attempts"] == FAST.max_tries
+    outcomes = [a.outcome for a in await outbox.list_attempts(db, states[stuck]["id"])]
+    assert outcomes == ["retry"] * (FAST.max_tries - 1) + ["dead"]
+
+
+async def test_an_unconfigured_channel_stays_pending_with_a_reason(
+    database_url: str, db: psycopg.AsyncConnection, tenant: Tenant, sink: SlowSink
+) -> None:
+    """A sender without an SMS provider leaves SMS rows ``pending``, unattempted, with a
+    ``last_error`` naming the settings to set."""
+    [key] = await _rows(db, tenant, "sms", ["+4915550401"])
+    sender = Sender(database_url, Channels(email=_email(sink)), FAST)
+    try:
+        await sender.note_unconfigured()
+        await sender.run_once()
+    finally:
+        await sender.close()
+    row = (await _states(db, [key]))[key]
+    assert (row["state"], row["attempts"]) == ("pending", 0)
+    assert "LASTMILE_TWILIO_ACCOUNT_SID" in row["last_error"]
+
+
+async def test_two_senders_running_together_send_each_row_once(
+    database_url: str, db: psycopg.AsyncConnection, tenant: Tenant, sink: SlowSink
+) -> None:
+    """Two senders draining the same outbox at once never claim the same row: every message
+    arrives exactly once."""
+    token = secrets.token_hex(3)
+    keys = await _rows(db, tenant, "email", [f"c{n}-{token}@example.com" for n in range(24)])
+    first = Sender(database_url, Channels(email=_email(sink)), FAST)
+    second = Sender(database_url, Channels(email=_email(sink)), FAST)
+
+    async def all_sent() -> bool:
+        await asyncio.gather(first.run_once(), second.run_once())
+        return all(r["state"] == "sent" for r in (await _states(db, keys)).values())
+
+    try:
+        await eventually(all_sent, "every row sent")
+    finally:
+        await first.close()
+        await second.close()
+    received = _by_key(sink, keys)
+    assert sorted(received) == sorted(keys)
+    assert all(len(ids) == 1 for ids in received.values())
+
+
+KILLED_SENDER = """
+import asyncio, sys
+from adapters.email import SmtpConfig, SmtpEmailSender
+from workers.sender import Channels, Sender, SenderConfig
+email = SmtpEmailSender(SmtpConfig(host="127.0.0.1", port=int(sys.argv[2]), sender=sys.argv[3],
+                                   tls="none"))
+config = SenderConfig(batch=10, lease_s=1.0, idle_s=0.05)
+asyncio.run(Sender(sys.argv[1], Channels(email=email), config).run(asyncio.Event()))
+"""
+
+
+async def test_a_killed_sender_loses_nothing_and_duplicates_share_their_message_id(
+    database_url: str, db: psycopg.AsyncConnection, tenant: Tenant, sink: SlowSink
+) -> None:
+    """A sender killed (SIGKILL) after claiming rows loses none of them: once their lease runs
+    out another sender sends them, and any message that arrives twice has the same Message-ID."""
+    token = secrets.token_hex(3)
+    keys = await _rows(db, tenant, "email", [f"k{n}-{token}@example.com" for n in range(6)])
+    sink.delay_s = 30.0  # the killed sender's messages hang in DATA
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        KILLED_SENDER,
+        database_url,
+        str(sink.port),
+        FROM,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+
+        async def claimed() -> bool:
+            return all(r["state"] == "sending" for r in (await _states(db, keys)).values())
+
+        await eventually(claimed, "the subprocess claimed every row", deadline_s=20.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    sink.delay_s = 0.0
+    survivor = Sender(database_url, Channels(email=_email(sink)), FAST)
+    try:
+        await _drain(survivor, db, keys, "sent")
+    finally:
+        await survivor.close()
+    states = await _states(db, keys)
+    assert all(row["attempts"] == 2 for row in states.values())
+
+    async def all_arrived() -> dict[str, list[str]] | None:
+        received = _by_key(sink, keys)
+        return received if sorted(received) == sorted(keys) else None
+
+    received = await eventually(all_arrived, "every message at the SMTP server")
+    for ids in received.values():
+        assert len(set(ids)) == 1, ids
