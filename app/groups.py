@@ -61,6 +61,8 @@ async def group_states(resources: Resources) -> dict[WorkerName, GroupState]:
     max_deliveries = RunnerConfig(consumer_name="-").max_attempts
     states: dict[WorkerName, GroupState] = {}
     for worker in WORKER_NAMES:
+        if worker == "sender":
+            continue  # it polls the outbox: no consumer group to watch
         health = await group_health(
             resources.redis,
             worker,

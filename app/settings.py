@@ -19,9 +19,12 @@ from schemas.notifications import parse_quiet_hours
 
 PREFIX = "LASTMILE_"
 
-WorkerName = Literal["persist", "planner", "eta", "notify"]
+WorkerName = Literal["persist", "planner", "eta", "notify", "sender"]
 """The workers there are: the one declaration that settings, ``serve`` and ``worker`` read."""
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
+
+SECRET_FIELDS = ("database_url", "redis_url", "smtp_password", "twilio_auth_token")
+"""Settings whose values never appear in the repr (URLs can carry passwords)."""
 
 
 class SettingsError(ValueError):
@@ -90,14 +93,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_quiet_hours: Annotated[str, Meta(pattern=r"^(\d\d:\d\d-\d\d:\d\d)?$")] = ""
     """``HH:MM-HH:MM`` in each organisation's time zone (empty: none): customer messages due
     then are dropped."""
+    sender_batch: Annotated[int, Meta(ge=1, le=1000)] = 20
+    """Outbox rows a sender claims per pass."""
+    sender_max_tries: Annotated[int, Meta(ge=1, le=100)] = 10
+    """Attempts before a message that keeps failing for now is ``dead``."""
+    smtp_host: str | None = None
+    """The SMTP relay for email; unset: email rows stay pending."""
+    smtp_port: Port = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: Literal["none", "starttls", "implicit"] = "starttls"
+    smtp_from: str | None = None
+    """The ``From`` address, e.g. ``Acme deliveries <deliveries@acme.example>``."""
+    twilio_account_sid: str | None = None
+    """Twilio's account for SMS; unset: SMS rows stay pending."""
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    """The sending number (E.164)."""
+    twilio_base_url: str = "https://api.twilio.com"
 
     def __repr__(self) -> str:
         shown = {
             name: getattr(self, name)
             for name in self.__struct_fields__
-            if name not in {"database_url", "redis_url"}
+            if name not in SECRET_FIELDS
         }
-        hidden = {n: "***" for n in ("database_url", "redis_url") if getattr(self, n) is not None}
+        hidden = {n: "***" for n in SECRET_FIELDS if getattr(self, n) is not None}
         return f"Settings({shown | hidden})"
 
     @property

@@ -23,6 +23,8 @@ import structlog
 import uvicorn
 from redis.asyncio import Redis
 
+from adapters.email import SmtpConfig, SmtpEmailSender
+from adapters.sms import TwilioConfig, TwilioSmsSender
 from app.main import create_app, create_osmand_app
 from app.resources import live_provider, matrix_provider, open_resources, stream_names
 from app.settings import WORKER_NAMES, Settings
@@ -34,6 +36,7 @@ from workers.notify import NotifyConsumer
 from workers.persist import PersistConsumer
 from workers.planner import PlannerConsumer
 from workers.runner import Runner, RunnerConfig
+from workers.sender import Channels, Sender, SenderConfig
 
 log = structlog.get_logger(__name__)
 
@@ -141,6 +144,36 @@ def notification_rules(settings: Settings) -> NotificationRules:
     )
 
 
+def sender_channels(settings: Settings) -> Channels:
+    """The adapters a sender sends through, from the settings; a channel whose settings are
+    missing is left out (its rows stay pending, saying what to set)."""
+    email = None
+    if settings.smtp_host is not None and settings.smtp_from is not None:
+        email = SmtpEmailSender(
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                sender=settings.smtp_from,
+                tls=settings.smtp_tls,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+            )
+        )
+    sms = None
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    number = settings.twilio_from
+    if sid and token and number:
+        sms = TwilioSmsSender(
+            TwilioConfig(
+                account_sid=sid,
+                auth_token=token,
+                from_number=number,
+                base_url=settings.twilio_base_url,
+            )
+        )
+    return Channels(email=email, sms=sms)
+
+
 def worker_consumer_name(name: str, index: int = 0) -> str:
     """A stable consumer name, so a restarted worker resumes its own pending entries."""
     return f"{socket.gethostname()}-{name}-{index}"
@@ -154,6 +187,17 @@ async def run_worker(
         raise ValueError("a worker needs LASTMILE_DATABASE_URL and LASTMILE_REDIS_URL")
     if name not in WORKER_NAMES:
         raise ValueError(f"expected a worker name in {', '.join(WORKER_NAMES)}, got {name!r}")
+    if name == "sender":  # it polls the outbox and reads no stream
+        sender = Sender(
+            settings.database_url,
+            sender_channels(settings),
+            SenderConfig(batch=settings.sender_batch, max_tries=settings.sender_max_tries),
+        )
+        try:
+            await sender.run(stop)
+        finally:
+            await sender.close()
+        return
     names = stream_names(settings)
     redis = Redis.from_url(settings.redis_url)
     base = RunnerConfig(

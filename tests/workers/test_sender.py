@@ -12,12 +12,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from adapters.email import IDEMPOTENCY_HEADER, SmtpConfig, SmtpEmailSender
 from adapters.sms import TwilioConfig, TwilioSmsSender
+from app.process.server import run_worker
+from app.settings import Settings
 from schemas.delivery import OrderIn
 from schemas.notifications import Channel, Notification, idempotency_key
 from store import notifications as outbox
@@ -333,3 +336,33 @@ async def test_a_killed_sender_loses_nothing_and_duplicates_share_their_message_
     received = await eventually(all_arrived, "every message at the SMTP server")
     for ids in received.values():
         assert len(set(ids)) == 1, ids
+
+
+async def test_the_sender_worker_runs_from_settings_and_hides_its_secrets(
+    settings: Settings, db: psycopg.AsyncConnection, tenant: Tenant, sink: SlowSink
+) -> None:
+    """``worker sender`` (run_worker) builds its SMTP adapter from the LASTMILE_SMTP_*
+    settings and sends a due row; the SMTP password and Twilio token never show in the repr."""
+    configured = msgspec.structs.replace(
+        settings,
+        smtp_host="127.0.0.1",
+        smtp_port=sink.port,
+        smtp_tls="none",
+        smtp_from=FROM,
+        smtp_password="hunter2-smtp",
+        twilio_auth_token="hunter2-twilio",
+    )
+    assert "hunter2" not in repr(configured)
+    [key] = await _rows(db, tenant, "email", [f"w-{secrets.token_hex(3)}@example.com"])
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(configured, "sender", stop))
+    try:
+
+        async def sent() -> bool:
+            return bool((await _states(db, [key]))[key]["state"] == "sent")
+
+        await eventually(sent, "the row sent by the sender worker")
+    finally:
+        stop.set()
+        await task
+    assert key in _by_key(sink, [key])
