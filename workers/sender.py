@@ -201,12 +201,22 @@ class Sender:
         error: str | None = None
         outcome: AttemptOutcome = "sent"
         retry_at: datetime | None = None
+        retry_after_s: float | None = None
         try:
             provider_id = await self._deliver(row)
         except PermanentFailure as exc:
             outcome, error, status_code = "failed", str(exc), exc.status_code
         except RetryableFailure as exc:
-            status_code, error = exc.status_code, str(exc)
+            outcome, error, status_code = "retry", str(exc), exc.status_code
+            retry_after_s = exc.retry_after_s
+        except DeliveryError as exc:  # neither kind: treat as final rather than loop on it
+            outcome, error = "failed", str(exc)
+        except Exception as exc:
+            # A bug in an adapter must not crash the sender on every claim of this row (a
+            # poison row): it is retried like a provider's failure, and dead after max_tries.
+            log.exception("adapter raised", outbox_id=row.id, channel=row.channel)
+            outcome, error = "retry", f"unexpected {type(exc).__name__}: {exc}"
+        if outcome == "retry":
             delay_s = retry_delay_s(
                 row.attempts,
                 max_attempts=self.config.max_tries,
@@ -216,11 +226,8 @@ class Sender:
             if delay_s is None:
                 outcome = "dead"
             else:
-                outcome = "retry"
-                delay_s = max(delay_s, exc.retry_after_s or 0.0)
+                delay_s = max(delay_s, retry_after_s or 0.0)
                 retry_at = datetime.now(UTC) + timedelta(seconds=delay_s)
-        except DeliveryError as exc:  # neither kind: treat as final rather than loop on it
-            outcome, error = "failed", str(exc)
         elapsed_s = time.perf_counter() - started
         ATTEMPTS.labels(row.channel, outcome).inc()
         LATENCY.labels(row.channel).observe(elapsed_s)

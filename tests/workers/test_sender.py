@@ -241,6 +241,31 @@ async def test_a_permanent_failure_marks_failed_and_endless_retries_mark_dead(
     assert outcomes == ["retry"] * (FAST.max_tries - 1) + ["dead"]
 
 
+class BrokenEmail:
+    """An email adapter with a bug: it raises what no adapter should."""
+
+    async def send(
+        self, *, to: str, subject: str, text: str, html: str | None, idempotency_key: str
+    ) -> str:
+        raise KeyError("a bug")
+
+
+async def test_an_adapter_bug_is_retried_then_dead_and_never_stops_the_sender(
+    database_url: str, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """An adapter that raises an unexpected exception does not crash the sender: the row is
+    retried like a provider's failure and ``dead`` after ``max_tries``, the error recorded."""
+    [key] = await _rows(db, tenant, "email", [f"b-{secrets.token_hex(3)}@example.com"])
+    sender = Sender(database_url, Channels(email=BrokenEmail()), FAST)
+    try:
+        await _drain(sender, db, [key], "dead")
+    finally:
+        await sender.close()
+    row = (await _states(db, [key]))[key]
+    assert "unexpected KeyError" in row["last_error"]
+    assert row["attempts"] == FAST.max_tries
+
+
 async def test_an_unconfigured_channel_stays_pending_with_a_reason(
     database_url: str, db: psycopg.AsyncConnection, tenant: Tenant, sink: SlowSink
 ) -> None:
