@@ -38,13 +38,14 @@ FAST = SenderConfig(
 
 
 class SlowSink(SmtpSink):
-    """An SMTP sink that holds each message ``delay_s`` before accepting it."""
+    """An SMTP sink that, after accepting a message, holds the client's QUIT ``quit_delay_s``:
+    the message has arrived, but its sender does not know it yet."""
 
-    delay_s: float = 0.0
+    quit_delay_s: float = 0.0
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        await asyncio.sleep(self.delay_s)
-        return await super().handle_DATA(server, session, envelope)
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.quit_delay_s)
+        return "221 Bye"
 
 
 @pytest.fixture
@@ -321,11 +322,12 @@ asyncio.run(Sender(sys.argv[1], Channels(email=email), config).run(asyncio.Event
 async def test_a_killed_sender_loses_nothing_and_duplicates_share_their_message_id(
     database_url: str, db: psycopg.AsyncConnection, tenant: Tenant, sink: SlowSink
 ) -> None:
-    """A sender killed (SIGKILL) after claiming rows loses none of them: once their lease runs
-    out another sender sends them, and any message that arrives twice has the same Message-ID."""
+    """A sender killed (SIGKILL) after the SMTP server accepted its messages but before it
+    recorded them loses none: once their lease runs out another sender sends them again, and
+    each message that so arrives twice carries the same Message-ID both times."""
     token = secrets.token_hex(3)
     keys = await _rows(db, tenant, "email", [f"k{n}-{token}@example.com" for n in range(6)])
-    sink.delay_s = 30.0  # the killed sender's messages hang in DATA
+    sink.quit_delay_s = 60.0  # the killed sender waits here, its messages accepted
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -338,14 +340,16 @@ async def test_a_killed_sender_loses_nothing_and_duplicates_share_their_message_
     )
     try:
 
-        async def claimed() -> bool:
-            return all(r["state"] == "sending" for r in (await _states(db, keys)).values())
+        async def accepted() -> bool:
+            return len(_by_key(sink, keys)) == len(keys)
 
-        await eventually(claimed, "the subprocess claimed every row", deadline_s=20.0)
+        await eventually(accepted, "the subprocess's messages at the server", deadline_s=20.0)
     finally:
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
-    sink.delay_s = 0.0
+    states = await _states(db, keys)
+    assert all(row["state"] == "sending" for row in states.values())
+    sink.quit_delay_s = 0.0
     survivor = Sender(database_url, Channels(email=_email(sink)), FAST)
     try:
         await _drain(survivor, db, keys, "sent")
@@ -353,13 +357,10 @@ async def test_a_killed_sender_loses_nothing_and_duplicates_share_their_message_
         await survivor.close()
     states = await _states(db, keys)
     assert all(row["attempts"] == 2 for row in states.values())
-
-    async def all_arrived() -> dict[str, list[str]] | None:
-        received = _by_key(sink, keys)
-        return received if sorted(received) == sorted(keys) else None
-
-    received = await eventually(all_arrived, "every message at the SMTP server")
+    received = _by_key(sink, keys)
+    assert sorted(received) == sorted(keys)
     for ids in received.values():
+        assert len(ids) == 2
         assert len(set(ids)) == 1, ids
 
 
