@@ -90,12 +90,20 @@ async def insert_many(conn: AsyncConnection[Any], notifications: Sequence[Notifi
 
 
 async def claim_due(
-    conn: AsyncConnection[Any], limit: int, lease_s: float = 60.0
+    conn: AsyncConnection[Any],
+    limit: int,
+    lease_s: float = 60.0,
+    channels: Sequence[str] | None = None,
 ) -> list[OutboxRow]:
     """Take up to ``limit`` due rows for this sender: pending ones, and ones whose sender's
-    lease ran out. Each becomes ``sending``, one more attempt, due again after ``lease_s``
-    unless the sender records an outcome first. Rows another open transaction claims are
-    skipped, never waited for."""
+    lease ran out, of ``channels`` only when given (those this sender can send on; rows of
+    other channels stay as they are). Each becomes ``sending``, one more attempt, due again
+    after ``lease_s`` unless the sender records an outcome first. Rows another open transaction
+    claims are skipped, never waited for. Run it in autocommit (or commit at once) so the lease
+    is visible to other senders before anything is sent."""
+    wanted = None if channels is None else list(channels)
+    if wanted == []:
+        return []
     return [
         _row(row)
         for row in await fetch_all(
@@ -104,10 +112,11 @@ async def claim_due(
             f"UPDATE outbox SET state = 'sending', attempts = attempts + 1,"
             f" next_attempt_at = now() + make_interval(secs => %s), updated_at = now()"
             f" WHERE id IN (SELECT id FROM outbox WHERE state IN ('pending', 'sending')"
-            f"   AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT %s"
-            f"   FOR UPDATE SKIP LOCKED)"
+            f"   AND next_attempt_at <= now()"
+            f"   AND (%s::text[] IS NULL OR channel = ANY(%s::text[]))"
+            f"   ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
             f" RETURNING {_RETURNED}",
-            (lease_s, limit),
+            (lease_s, wanted, wanted, limit),
         )
     ]
 
@@ -186,30 +195,6 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: int
     provider_id: str | None = None
     error: str | None = None
-
-
-async def claim_due_on(
-    conn: AsyncConnection[Any], channels: Sequence[str], limit: int, lease_s: float
-) -> list[OutboxRow]:
-    """:func:`claim_due` restricted to ``channels`` (those this sender can send on): rows of
-    other channels stay as they are. Run it in autocommit (or commit at once) so the lease
-    is visible to other senders before anything is sent."""
-    if not channels:
-        return []
-    return [
-        _row(row)
-        for row in await fetch_all(
-            conn,
-            dict_row,
-            f"UPDATE outbox SET state = 'sending', attempts = attempts + 1,"
-            f" next_attempt_at = now() + make_interval(secs => %s), updated_at = now()"
-            f" WHERE id IN (SELECT id FROM outbox WHERE state IN ('pending', 'sending')"
-            f"   AND next_attempt_at <= now() AND channel = ANY(%s::text[])"
-            f"   ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
-            f" RETURNING {_RETURNED}",
-            (lease_s, list(channels), limit),
-        )
-    ]
 
 
 async def note_unsendable(conn: AsyncConnection[Any], channel: str, reason: str) -> int:
