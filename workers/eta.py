@@ -41,6 +41,7 @@ from schemas.ping import PingBatch
 from solver.eta import DEFAULT_CONFIG, on_route_changed, route_from_view, update
 from solver.matrix import MatrixProvider
 from store import routes as route_store
+from workers.connection import OwnConnection
 from workers.runner import Entry
 
 GROUP = "eta"
@@ -55,7 +56,7 @@ class _Tracked:
 
 
 @dataclass
-class EtaConsumer:
+class EtaConsumer(OwnConnection):
     """Tracks every driver on a dispatched route, one batch of pings at a time."""
 
     names: StreamNames
@@ -164,14 +165,3 @@ class EtaConsumer:
             return None
         saved = SAVED_TRACKER_DECODER.decode(raw if isinstance(raw, bytes) else raw.encode())
         return saved.state if saved.route_id == route.route_id else None
-
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        return self._conn
-
-    async def close(self) -> None:
-        """Close the database connection."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None

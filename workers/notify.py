@@ -43,6 +43,7 @@ from schemas.notifications import (
     idempotency_key,
 )
 from store.notifications import insert_many, load_for_decide
+from workers.connection import OwnConnection
 from workers.runner import Entry
 
 log = structlog.get_logger(__name__)
@@ -165,7 +166,7 @@ def as_sent(n: Notification) -> Sent:
 
 
 @dataclass
-class NotifyConsumer:
+class NotifyConsumer(OwnConnection):
     """Decides the messages of event batches and stores them; one connection, reopened after
     a failure. ``rules`` are every organisation's (per-organisation rules are a later slice),
     with each organisation's own time zone."""
@@ -218,14 +219,3 @@ class NotifyConsumer:
         STORED.inc(new)
         if new:
             log.debug("notifications stored", new=new, decided=len(due))
-
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        return self._conn
-
-    async def close(self) -> None:
-        """Close the connection (the next batch opens a new one)."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None

@@ -21,6 +21,7 @@ from realtime.streams import StreamNames
 from schemas.codecs import PING_BATCH_DECODER
 from schemas.ping import PingBatch
 from store.positions import PositionRow, write_positions
+from workers.connection import OwnConnection
 from workers.runner import Entry
 
 log = structlog.get_logger(__name__)
@@ -60,7 +61,7 @@ def rows_of(batches: Sequence[PingBatch]) -> list[PositionRow]:
 
 
 @dataclass
-class PersistConsumer:
+class PersistConsumer(OwnConnection):
     """Writes ping batches to PostgreSQL; one connection, reopened after a failure."""
 
     names: StreamNames
@@ -86,14 +87,3 @@ class PersistConsumer:
         ROWS.inc(new)
         if new < len(rows):
             DUPLICATES.inc(len(rows) - new)
-
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        return self._conn
-
-    async def close(self) -> None:
-        """Close the connection (the next batch opens a new one)."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None

@@ -62,6 +62,7 @@ from solver.search import Progress, SearchTuning
 from solver.vrptw import solve
 from store import routes as plans_store
 from store.delivery import DayPlace, DeliveryDay, load_day
+from workers.connection import OwnConnection
 from workers.errors import InvalidPlan, PoisonEntry
 from workers.runner import DeadLetter, Entry
 
@@ -246,7 +247,7 @@ def settings_of(plan: plans_store.PlanRow) -> tuple[PlanningOptions, SearchTunin
 
 
 @dataclass
-class PlannerConsumer:
+class PlannerConsumer(OwnConnection):
     """Computes planning jobs, one at a time, on one database connection."""
 
     names: StreamNames
@@ -338,14 +339,3 @@ class PlannerConsumer:
         # serialises this write with the final one if they ever meet.
         conn = await self._connection()
         await plans_store.save_progress(conn, plan_id, msgspec.to_builtins(progress))
-
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        return self._conn
-
-    async def close(self) -> None:
-        """Close the connection."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None

@@ -1,7 +1,7 @@
 """Sender: drains the notification outbox at least once, through the channels' adapters.
 
 Not a stream consumer: it polls ``outbox``. Each pass claims up to ``batch`` due rows of the
-channels it can send on (:func:`store.notifications.claim_due_on`: ``FOR UPDATE SKIP LOCKED``,
+channels it can send on (:func:`store.notifications.claim_due`: ``FOR UPDATE SKIP LOCKED``,
 so senders running side by side never take the same row) and commits the claim at once: each
 row is ``sending`` with a lease, its ``next_attempt_at`` moved ``lease_s`` ahead. Then it sends
 each row through its channel's adapter and records the attempt and the row's new state in one
@@ -53,10 +53,11 @@ from store.notifications import (
     Attempt,
     AttemptOutcome,
     OutboxRow,
-    claim_due_on,
+    claim_due,
     note_unsendable,
     record_attempt,
 )
+from workers.connection import OwnConnection
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +132,7 @@ def render(row: OutboxRow) -> Rendered:
     return Rendered(subject=subject, text=text, html=f"<html><body>{html}</body></html>")
 
 
-class Sender:
+class Sender(OwnConnection):
     """One sender process's loop; run as many side by side as the load needs."""
 
     def __init__(self, database_url: str, channels: Channels, config: SenderConfig) -> None:
@@ -140,16 +141,10 @@ class Sender:
         self.config = config
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        return self._conn
-
     async def close(self) -> None:
         """Close the database connection and the adapters' connection pools (the sender owns
         the adapters it was given)."""
-        if self._conn is not None:
-            await self._conn.close()
+        await super().close()
         for adapter in (self.channels.email, self.channels.sms):
             aclose = getattr(adapter, "aclose", None)
             if aclose is not None:
@@ -165,8 +160,8 @@ class Sender:
     async def run_once(self) -> int:
         """Claim one batch, send it, record every attempt; the number of rows claimed."""
         conn = await self._connection()
-        rows = await claim_due_on(
-            conn, self.channels.names(), self.config.batch, self.config.lease_s
+        rows = await claim_due(
+            conn, self.config.batch, self.config.lease_s, channels=self.channels.names()
         )
         if rows:
             attempts = await asyncio.gather(*(self._send(row) for row in rows))
