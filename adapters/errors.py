@@ -2,7 +2,7 @@
 
 Hierarchy::
 
-    DeliveryError               base class; ``channel`` and ``detail`` say where and what
+    ChannelError                base class; ``channel`` and ``detail`` say where and what
     ├── PermanentFailure        the provider refused this message; sending it again will not help
     │   └── TargetRefused       the target address is not allowed (loopback, private, ... : SSRF)
     └── RetryableFailure        the provider or the network failed for now (5xx, 429, timeout);
@@ -16,7 +16,7 @@ SMTP reply code) when there was one.
 from __future__ import annotations
 
 
-class DeliveryError(Exception):
+class ChannelError(Exception):
     """Base class of every error a channel adapter raises on purpose."""
 
     def __init__(
@@ -34,7 +34,7 @@ class DeliveryError(Exception):
         self.code = code
 
 
-class PermanentFailure(DeliveryError):
+class PermanentFailure(ChannelError):
     """The provider refused the message for good (bad number, bad address, rejected request)."""
 
 
@@ -46,7 +46,7 @@ class TargetRefused(PermanentFailure):
         self.address = address
 
 
-class RetryableFailure(DeliveryError):
+class RetryableFailure(ChannelError):
     """The send failed for now; trying again later may succeed."""
 
     def __init__(

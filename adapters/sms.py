@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 import httpx
 import msgspec
 
-from adapters.errors import DeliveryError, PermanentFailure, RetryableFailure
+from adapters.errors import ChannelError, PermanentFailure, RetryableFailure
 
 CHANNEL = "sms"
 
@@ -238,7 +238,7 @@ def _json_object(reply: httpx.Response) -> dict[str, Any]:
     return answer if isinstance(answer, dict) else {}
 
 
-def _failure(reply: httpx.Response, detail: str, code: str | None) -> DeliveryError:
+def _failure(reply: httpx.Response, detail: str, code: str | None) -> ChannelError:
     """5xx, 408 and 429 may pass; any other 4xx is the provider refusing this request."""
     status = reply.status_code
     if status >= 500 or status in (408, 429):

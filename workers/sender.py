@@ -45,7 +45,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from adapters.email import EmailSender
-from adapters.errors import DeliveryError, PermanentFailure, RetryableFailure
+from adapters.errors import ChannelError, PermanentFailure, RetryableFailure
 from adapters.sms import SmsSender
 from adapters.webhooks import retry_delay_s
 from schemas.notifications import NotificationKind
@@ -204,7 +204,7 @@ class Sender(OwnConnection):
         except RetryableFailure as exc:
             outcome, error, status_code = "retry", str(exc), exc.status_code
             retry_after_s = exc.retry_after_s
-        except DeliveryError as exc:  # neither kind: treat as final rather than loop on it
+        except ChannelError as exc:  # neither kind: treat as final rather than loop on it
             outcome, error = "failed", str(exc)
         except Exception as exc:
             # A bug in an adapter must not crash the sender on every claim of this row (a
