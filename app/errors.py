@@ -215,7 +215,12 @@ _INGEST: Final[dict[type[Exception], Kind]] = {
     ingest.PayloadTooLarge: Kind(413, "payload_too_large", CLOSE_TOO_BIG),
     ingest.UnknownDevice: Kind(401, "unknown_device", CLOSE_UNAUTHORIZED),
 }
-_UNAVAILABLE: Final = (OperationalError, PoolTimeout, RedisError, OSError)
+_SERVICES: Final[tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...]] = (
+    ((OperationalError, PoolTimeout), "the database"),
+    (RedisError, "Redis"),
+    (OSError, "a backing service"),
+)
+"""Outages answered 503, and how the reason names the service that failed, first match wins."""
 
 _ROUTER_CODES: Final = {404: "not_found", 405: "method_not_allowed"}
 
@@ -252,10 +257,8 @@ def problem_of(exc: BaseException) -> Problem:
         code = _ROUTER_CODES.get(exc.status_code, "http_error")
         headers = tuple((exc.headers or {}).items())
         return Problem(exc.status_code, code, 4000 + exc.status_code, None, exc.detail, headers)
-    if isinstance(exc, _UNAVAILABLE):
-        service = "the ping stream" if isinstance(exc, RedisError) else "the database"
-        if isinstance(exc, OSError) and not isinstance(exc, RedisError | OperationalError):
-            service = "a backing service"
+    service = next((name for kinds, name in _SERVICES if isinstance(exc, kinds)), None)
+    if service is not None:
         return Problem(
             503,
             "unavailable",
