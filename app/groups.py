@@ -10,11 +10,14 @@ the same facts for alerting (:data:`app.metrics.GROUP_STUCK`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from app.resources import Resources
-from app.settings import WORKER_NAMES, WorkerName
-from workers.health import GroupHealth, group_health
+from app.settings import WorkerName
+from realtime.streams import StreamNames
+from workers.health import GroupHealth, groups_health
 from workers.runner import RunnerConfig
 
 STUCK_CLAIM_PERIODS = 3
@@ -45,32 +48,30 @@ def stuck_after_ms(claim_idle_ms: int) -> int:
     return STUCK_CLAIM_PERIODS * claim_idle_ms
 
 
-def streams_of(resources: Resources, worker: WorkerName) -> list[str]:
-    """The streams ``worker``'s consumer group reads."""
-    if worker == "planner":
-        return [resources.names.plans]
-    if worker == "notify":
-        return [resources.names.events]
-    return resources.names.all_pings()
+WATCHED: Final[dict[WorkerName, Callable[[StreamNames], list[str]]]] = {
+    "persist": lambda names: names.all_pings(),
+    "eta": lambda names: names.all_pings(),
+    "planner": lambda names: [names.plans],
+    "notify": lambda names: [names.events],
+}
+"""Each stream-consuming worker's group and the streams it reads (the sender polls the outbox
+and has no consumer group to watch)."""
 
 
 async def group_states(resources: Resources) -> dict[WorkerName, GroupState]:
-    """Every worker's consumer group, with its health."""
-    settings = resources.settings
-    limit_ms = stuck_after_ms(settings.claim_idle_ms)
+    """Every watched worker's consumer group, with its health."""
+    limit_ms = stuck_after_ms(resources.settings.claim_idle_ms)
     max_deliveries = RunnerConfig(consumer_name="-").max_attempts
-    states: dict[WorkerName, GroupState] = {}
-    for worker in WORKER_NAMES:
-        if worker == "sender":
-            continue  # it polls the outbox: no consumer group to watch
-        health = await group_health(
-            resources.redis,
-            worker,
-            streams_of(resources, worker),
-            dead_letter_base=resources.names.dead_letters,
+    reports = await groups_health(
+        resources.redis,
+        {worker: streams(resources.names) for worker, streams in WATCHED.items()},
+        dead_letter_base=resources.names.dead_letters,
+    )
+    return {
+        worker: GroupState(
+            health=health,
+            stuck=(health.oldest_pending_idle_ms or 0) > limit_ms
+            or (health.oldest_pending_deliveries or 0) > max_deliveries,
         )
-        stuck = (health.oldest_pending_idle_ms or 0) > limit_ms or (
-            health.oldest_pending_deliveries or 0
-        ) > max_deliveries
-        states[worker] = GroupState(health=health, stuck=stuck)
-    return states
+        for worker, health in zip(WATCHED, reports, strict=True)
+    }
