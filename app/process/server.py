@@ -283,8 +283,8 @@ async def _run_eta(
 
 @contextlib.asynccontextmanager
 async def worker_processes(settings: Settings, names: Sequence[str]) -> AsyncIterator[None]:
-    """Run each named worker as a child process, restarting any that dies, until exit (a name
-    given twice runs twice)."""
+    """Run each named worker as a child process, restarting any that dies (exits non-zero),
+    until exit (a name given twice runs twice)."""
     env = dict(os.environ)
     env["LASTMILE_DATABASE_URL"] = settings.database_url or ""
     env["LASTMILE_REDIS_URL"] = settings.redis_url or ""
@@ -307,6 +307,11 @@ async def worker_processes(settings: Settings, names: Sequence[str]) -> AsyncIte
             procs[slot] = proc
             code = await proc.wait()
             if stopping.is_set():
+                return
+            if code == 0:
+                # A worker exits 0 only when told to stop: a Ctrl-C or SIGTERM to the whole
+                # process group reaches it before this supervisor learns that it is stopping.
+                log.info("worker stopped", worker=slot)
                 return
             log.error("worker exited; restarting", worker=slot, code=code, delay_s=delay)
             with contextlib.suppress(TimeoutError):
