@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,6 +39,9 @@ _provider: MatrixProvider | None = None
 
 def _start(settings: Settings) -> None:
     global _provider
+    # A Ctrl-C reaches the whole process group; the API process shuts this pool down itself,
+    # so a solver process that took the interrupt would only print a traceback while waiting.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Imported here: app.resources imports this module to open the pool.
     from app.resources import matrix_provider
 
