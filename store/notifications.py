@@ -265,3 +265,78 @@ async def list_attempts(conn: AsyncConnection[Any], outbox_id: int) -> list[Atte
             (outbox_id,),
         )
     ]
+
+
+# --- What people read: the API, the metrics ------------------------------------------------------
+
+
+async def list_for_recipient(
+    conn: AsyncConnection[Any],
+    org_id: OrgId,
+    address: str,
+    start: datetime,
+    end: datetime,
+    *,
+    after: int = 0,
+    limit: int = 100,
+) -> list[OutboxRow]:
+    """The messages to ``address`` (a phone, an email address or an endpoint id, as stored)
+    created in ``[start, end)``, by id, from the first id above ``after``; at most ``limit``."""
+    return [
+        _row(row)
+        for row in await fetch_all(
+            conn,
+            dict_row,
+            f"SELECT {_RETURNED} FROM outbox WHERE org_id = %s AND address = %s"
+            " AND created_at >= %s AND created_at < %s AND id > %s ORDER BY id LIMIT %s",
+            (org_id, address, start, end, after, limit),
+        )
+    ]
+
+
+async def attempts_of(
+    conn: AsyncConnection[Any], outbox_ids: Sequence[int]
+) -> dict[int, list[Attempt]]:
+    """The attempts of each of ``outbox_ids``, first first (one query; rows never tried are
+    absent)."""
+    found: dict[int, list[Attempt]] = {}
+    if not outbox_ids:
+        return found
+    for row in await fetch_all(
+        conn,
+        dict_row,
+        "SELECT outbox_id, attempt, started_at, finished_at, outcome, status_code,"
+        " latency_ms, provider_id, error FROM outbox_attempts WHERE outbox_id = ANY(%s::bigint[])"
+        " ORDER BY outbox_id, attempt",
+        (list(outbox_ids),),
+    ):
+        found.setdefault(row["outbox_id"], []).append(Attempt(**row))
+    return found
+
+
+async def count_by_state(conn: AsyncConnection[Any]) -> dict[tuple[str, str], int]:
+    """How many outbox rows each (channel, state) has now, every organisation together."""
+    return {
+        (row["channel"], row["state"]): row["rows"]
+        for row in await fetch_all(
+            conn,
+            dict_row,
+            "SELECT channel, state, count(*) AS rows FROM outbox GROUP BY channel, state",
+        )
+    }
+
+
+async def keys_of_org(conn: AsyncConnection[Any], org_id: OrgId, keys: Sequence[str]) -> set[str]:
+    """Which of the idempotency ``keys`` belong to ``org_id``'s messages."""
+    if not keys:
+        return set()
+    return {
+        row["idempotency_key"]
+        for row in await fetch_all(
+            conn,
+            dict_row,
+            "SELECT idempotency_key FROM outbox WHERE org_id = %s"
+            " AND idempotency_key = ANY(%s::text[])",
+            (org_id, list(keys)),
+        )
+    }
