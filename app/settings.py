@@ -23,7 +23,14 @@ WorkerName = Literal["persist", "planner", "eta", "notify", "sender"]
 """The workers there are: the one declaration that settings, ``serve`` and ``worker`` read."""
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 
-SECRET_FIELDS = ("database_url", "redis_url", "smtp_password", "twilio_auth_token")
+SECRET_FIELDS = (
+    "database_url",
+    "redis_url",
+    "smtp_password",
+    "twilio_auth_token",
+    "blob_s3_secret_access_key",
+    "blob_signing_key",
+)
 """Settings whose values never appear in the repr (URLs can carry passwords)."""
 
 
@@ -111,6 +118,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_from: str | None = None
     """The sending number (E.164)."""
     twilio_base_url: str = "https://api.twilio.com"
+    proof_max_bytes: Positive = 40 * 1024 * 1024
+    """The most a proof upload (all its parts) may hold."""
+    image_max_pixels: Annotated[int, Meta(ge=1, le=200_000_000)] = 40_000_000
+    """The most pixels an uploaded image may have; more, or a decompression bomb, is 413."""
+    blob_store: Literal["local", "s3"] = "local"
+    """Where proof images go: a folder under ``data_dir``, or an S3-compatible store."""
+    blob_s3_bucket: str | None = None
+    blob_s3_endpoint_url: str | None = None
+    """An S3-compatible endpoint (MinIO, Ceph, …); unset: AWS S3."""
+    blob_s3_region: str = "us-east-1"
+    blob_s3_access_key_id: str | None = None
+    blob_s3_secret_access_key: str | None = None
+    blob_url_ttl_s: Annotated[int, Meta(ge=10, le=86400)] = 300
+    """How long a signed blob URL stays valid."""
+    blob_signing_key: str | None = None
+    """The HMAC key of the local store's signed URLs; unset: one kept in ``data_dir``."""
 
     def __repr__(self) -> str:
         shown = {
