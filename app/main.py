@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from app.api import (
     driver_route,
     fleet,
+    notifications,
     ops,
     orders,
     plans,
@@ -78,6 +79,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/orders/{order_id}", orders.item, methods=["GET", "PATCH"]),
         Route("/v1/orders/{order_id}/cancel", orders.cancel, methods=["POST"]),
         Route("/v1/orders/{order_id}/tracking", tracking.issue_link, methods=["POST"]),
+        Route("/v1/orders/{order_id}/notifications", notifications.of_order),
+        Route("/v1/notifications", notifications.of_recipient),
         Route("/v1/track/{token}", tracking.get_track),
         WebSocketRoute("/v1/track/{token}/ws", track_socket.track_socket),
         Route("/v1/plans", plans.create_plan, methods=["POST"]),

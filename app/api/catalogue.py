@@ -51,6 +51,7 @@ from schemas.delivery import (
 )
 from schemas.driver_ws import ClientMessage, ServerMessage
 from schemas.live import LiveMessage
+from schemas.notification_views import NotificationPage, OrderNotifications
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
 from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
 from schemas.route import FailStop, InsertOrder, MoveStop, RouteView
@@ -362,6 +363,11 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                page("The page, for any token: the page checks it with the API."),
                params=(Param("token", str, "The tracking token (checked by the page, not here).",
                              where="path"),)),
+        public("GET", "/driver", "The driver app (an installable web app)",
+               page("The page; it reads its device token from the fragment `#token=lmd_…`.")),
+        public("GET", "/driver/sw.js", "The driver app's service worker",
+               Answer(200, "The script, allowed to control `/driver`.", str,
+                      media="text/javascript")),
     ),
     *section(
         "ingest",
@@ -475,6 +481,22 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                ex.CANCELLED_ORDER),
             body=json_body(CancelIn, ex.CANCEL_IN, required=False, note="May be empty."),
             errors=(409,)),
+    ),
+    *section(
+        "notifications",
+        api("GET", "/v1/orders/{order_id}/notifications", "An order's notifications", READERS,
+            ok("Oldest first, each with its state and every attempt.", OrderNotifications,
+               ex.ORDER_NOTIFICATIONS)),
+        api("GET", "/v1/notifications", "One recipient's notifications of a day", READERS,
+            ok("By id, a page at a time.", NotificationPage, ex.NOTIFICATION_PAGE),
+            params=(Param("recipient", Annotated[str, Meta(min_length=1, max_length=320)],
+                          "A phone number, email address or webhook endpoint id, as sent to.",
+                          required=True, example="dana@example.com"),
+                    Param("day", date, "A day of the organisation's time zone, `YYYY-MM-DD`;"
+                          " default today there.", example=ex.DAY, empty_is_absent=True),
+                    query("after", After, "Messages with a larger id: the last page's"
+                          " `next_after`."),
+                    query("limit", Limit, "Page size, default 100."))),
     ),
     *section(
         "tracking",
@@ -595,4 +617,5 @@ TAGS: Final = (
     {"name": "routes", "description": "Running routes and re-optimisation."},
     {"name": "driver", "description": "The driver app: its route and stop outcomes."},
     {"name": "tracking", "description": "Customer tracking links and views."},
+    {"name": "notifications", "description": "Messages to customers: what, to whom, how far."},
 )

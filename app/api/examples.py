@@ -55,6 +55,12 @@ from schemas.ids import (
     StopId,
     VehicleId,
 )
+from schemas.notification_views import (
+    AttemptView,
+    NotificationPage,
+    NotificationView,
+    OrderNotifications,
+)
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn, Rejection
 from schemas.plan import (
     DispatchRequest,
@@ -352,4 +358,34 @@ TRACK_VIEW: Final = TrackView(
     ),
     stops_before=0,
     driver=DriverSpot(lat=52.5208, lon=13.4094, heading_deg=90.0, time=at(9, 14, 5)),
+)
+
+NOTIFICATION: Final = NotificationView(
+    id=501,
+    order_id=ORDER.id,
+    kind="en_route",
+    recipient_kind="customer",
+    channel="email",
+    recipient="dana@example.com",
+    language="en",
+    state="sent",
+    attempts=[
+        AttemptView(
+            attempt=1,
+            started_at=at(9, 2, 1),
+            finished_at=at(9, 2, 1),
+            outcome="sent",
+            status_code=250,
+            latency_ms=84,
+            provider_id="<1764-0-customer-email@lastmile>",
+        )
+    ],
+    next_attempt_at=None,
+    provider_id="<1764-0-customer-email@lastmile>",
+    created_at=at(9, 2),
+    updated_at=at(9, 2, 1),
+)
+ORDER_NOTIFICATIONS: Final = OrderNotifications(order_id=ORDER.id, notifications=[NOTIFICATION])
+NOTIFICATION_PAGE: Final = NotificationPage(
+    recipient="dana@example.com", notifications=[NOTIFICATION], next_after=None
 )

@@ -1,0 +1,200 @@
+"""The notifications API: an order's messages with their attempts, a recipient's by day, tenancy."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+
+from schemas.delivery import OrderIn
+from schemas.ids import OrderId
+from schemas.notifications import Notification, NotificationKind, idempotency_key
+from store import notifications as outbox
+from store.orders import create_order
+from tests.conftest import Tenant, make_tenant
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def _order(db: psycopg.AsyncConnection, tenant: Tenant, ref: str, email: str) -> OrderId:
+    order = OrderIn(
+        external_ref=ref, address="1 Main St", lat=52.5, lon=13.4, day=date.today(), email=email
+    )
+    return (await create_order(db, tenant.org_id, order)).id
+
+
+async def _message(
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    order_id: OrderId,
+    kind: NotificationKind,
+    address: str,
+    at: datetime,
+) -> int:
+    event_id = f"{int(at.timestamp() * 1000)}-{order_id}-{kind}"
+    await outbox.insert_many(
+        db,
+        [
+            Notification(
+                org_id=tenant.org_id,
+                order_id=order_id,
+                event_id=event_id,
+                kind=kind,
+                recipient_kind="customer",
+                channel="email",
+                address=address,
+                template=f"{kind}.email",
+                language="en",
+                idempotency_key=idempotency_key(event_id, "customer", "email"),
+                created_at=at,
+            )
+        ],
+    )
+    row = await (
+        await db.execute(
+            "SELECT id FROM outbox WHERE idempotency_key = %s",
+            (idempotency_key(event_id, "customer", "email"),),
+        )
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _attempt(db: psycopg.AsyncConnection, outbox_id: int, error: str | None) -> None:
+    """Claim the row (as a sender does) and record one attempt: retried with ``error``, or sent."""
+    await db.execute(
+        "UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = %s", (outbox_id,)
+    )
+    attempts = (
+        await (
+            await db.execute("SELECT attempts FROM outbox WHERE id = %s", (outbox_id,))
+        ).fetchone()
+        or (0,)
+    )[0]
+    now = datetime.now(UTC)
+    await outbox.record_attempt(
+        db,
+        outbox.Attempt(
+            outbox_id=outbox_id,
+            attempt=attempts,
+            started_at=now,
+            finished_at=now,
+            outcome="retry" if error else "sent",
+            status_code=451 if error else 250,
+            latency_ms=12,
+            provider_id=None if error else f"<{outbox_id}@lastmile>",
+            error=error,
+        ),
+        now + timedelta(seconds=30) if error else None,
+    )
+
+
+async def test_an_orders_notifications_show_state_and_every_attempt(
+    http: httpx.AsyncClient, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """An order's messages come oldest first, each with its channel, recipient, state and every
+    attempt's outcome, status code and error, and the provider's id once sent."""
+    order_id = await _order(db, tenant, "api-1", "dana@example.com")
+    now = datetime.now(UTC)
+    first = await _message(db, tenant, order_id, "en_route", "dana@example.com", now)
+    await _message(db, tenant, order_id, "approaching", "dana@example.com", now + timedelta(1))
+    await _attempt(db, first, "451 mailbox busy")
+    await _attempt(db, first, None)
+
+    got = await http.get(f"/v1/orders/{order_id}/notifications", headers=auth(tenant.api_key))
+
+    assert got.status_code == 200, got.text
+    body: dict[str, Any] = got.json()
+    assert body["order_id"] == order_id
+    sent, waiting = body["notifications"]
+    assert (sent["kind"], sent["channel"], sent["recipient"], sent["state"]) == (
+        "en_route",
+        "email",
+        "dana@example.com",
+        "sent",
+    )
+    assert [
+        (a["attempt"], a["outcome"], a["status_code"], a["error"]) for a in sent["attempts"]
+    ] == [
+        (1, "retry", 451, "451 mailbox busy"),
+        (2, "sent", 250, None),
+    ]
+    assert sent["provider_id"] == f"<{first}@lastmile>"
+    assert sent["next_attempt_at"] is None
+    assert (waiting["kind"], waiting["state"], waiting["attempts"]) == (
+        "approaching",
+        "pending",
+        [],
+    )
+    assert waiting["next_attempt_at"] is not None
+
+
+async def test_another_organisations_order_is_not_found(
+    http: httpx.AsyncClient, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """Another organisation's order answers 404, as one that does not exist; a bad id 400."""
+    other = await make_tenant(db, drivers=0)
+    theirs = await _order(db, other, "api-theirs", "x@example.com")
+    await _message(db, other, theirs, "en_route", "x@example.com", datetime.now(UTC))
+
+    got = await http.get(f"/v1/orders/{theirs}/notifications", headers=auth(tenant.api_key))
+    assert got.status_code == 404
+    bad = await http.get("/v1/orders/abc/notifications", headers=auth(tenant.api_key))
+    assert (bad.status_code, bad.json()["field"]) == (400, "order_id")
+
+
+async def test_a_recipients_notifications_are_listed_by_day_a_page_at_a_time(
+    http: httpx.AsyncClient, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """A recipient's messages of one day come by id in pages; other days, other recipients and
+    other organisations' messages to the same address are left out."""
+    other = await make_tenant(db, drivers=0)
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    mine = [await _order(db, tenant, f"api-r{n}", "eve@example.com") for n in range(3)]
+    ids = [
+        await _message(
+            db, tenant, order, "delivered", "eve@example.com", today + timedelta(minutes=n)
+        )
+        for n, order in enumerate(mine)
+    ]
+    yesterday = await _order(db, tenant, "api-old", "eve@example.com")
+    await _message(db, tenant, yesterday, "delivered", "eve@example.com", today - timedelta(days=1))
+    someone = await _order(db, tenant, "api-else", "sam@example.com")
+    await _message(db, tenant, someone, "delivered", "sam@example.com", today)
+    theirs = await _order(db, other, "api-their-eve", "eve@example.com")
+    await _message(db, other, theirs, "delivered", "eve@example.com", today)
+
+    day = today.date().isoformat()
+    query = {"recipient": "eve@example.com", "day": day, "limit": "2"}
+    page = (await http.get("/v1/notifications", params=query, headers=auth(tenant.api_key))).json()
+    assert [n["id"] for n in page["notifications"]] == ids[:2]
+    assert page["next_after"] == ids[1]
+    query["after"] = str(page["next_after"])
+    rest = (await http.get("/v1/notifications", params=query, headers=auth(tenant.api_key))).json()
+    assert ([n["id"] for n in rest["notifications"]], rest["next_after"]) == (ids[2:], None)
+    assert {n["order_id"] for n in page["notifications"] + rest["notifications"]} <= set(mine)
+
+
+async def test_an_integration_key_reads_and_bad_parameters_are_named(
+    http: httpx.AsyncClient, db: psycopg.AsyncConnection
+) -> None:
+    """Integration keys read (READERS); a missing recipient, a bad day and a bad limit are 400s
+    naming the parameter; no key is 401."""
+    shop = await make_tenant(db, drivers=0, role="integration")
+    ok = await http.get(
+        "/v1/notifications", params={"recipient": "a@example.com"}, headers=auth(shop.api_key)
+    )
+    assert (ok.status_code, ok.json()["notifications"]) == (200, [])
+    for params, field in (
+        ({}, "recipient"),
+        ({"recipient": "a@example.com", "day": "24.11.2026"}, "day"),
+        ({"recipient": "a@example.com", "limit": "0"}, "limit"),
+        ({"recipient": "x" * 400}, "recipient"),
+    ):
+        bad = await http.get("/v1/notifications", params=params, headers=auth(shop.api_key))
+        assert (bad.status_code, bad.json()["field"]) == (400, field), params
+    assert (await http.get("/v1/notifications?recipient=a")).status_code == 401
