@@ -18,6 +18,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from app import outbox_metrics
 from app.auth import Authenticator
 from app.metrics import (
     GROUP_DEAD_LETTERS,
@@ -124,6 +125,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         tasks = [
             asyncio.create_task(_every(PARTITION_UPKEEP_S, _partitions, resources)),
             asyncio.create_task(_every(LAG_SAMPLE_S, _sample_lag, resources)),
+            asyncio.create_task(
+                _every(outbox_metrics.SAMPLE_S, outbox_metrics.sample_outbox, resources)
+            ),
             asyncio.create_task(_every(REQUEUE_S, _requeue_plans, resources)),
         ]
         stack.push_async_callback(_cancel, tasks)

@@ -152,7 +152,12 @@ async def load_for_decide(
     for row in await fetch_all(
         conn,
         dict_row,
-        "SELECT o.org_id, o.id AS order_id, o.status, o.phone, o.email,"
+        # A number that replied STOP to this organisation (sms_opt_outs, migration 0010) is
+        # no number to text: it reads as none, so the customer hears by email or not at all.
+        "SELECT o.org_id, o.id AS order_id, o.status, o.email,"
+        " CASE WHEN EXISTS (SELECT 1 FROM sms_opt_outs x WHERE x.org_id = o.org_id"
+        "   AND x.phone = regexp_replace(o.phone, '[^0-9+]', '', 'g')) THEN NULL"
+        "   ELSE o.phone END AS phone,"
         " o.notifications_opt_out AS opted_out, g.timezone"
         " FROM unnest(%s::bigint[], %s::bigint[]) AS w (org_id, order_id)"
         " JOIN orders o ON o.org_id = w.org_id AND o.id = w.order_id"
@@ -338,5 +343,20 @@ async def keys_of_org(conn: AsyncConnection[Any], org_id: OrgId, keys: Sequence[
             "SELECT idempotency_key FROM outbox WHERE org_id = %s"
             " AND idempotency_key = ANY(%s::text[])",
             (org_id, list(keys)),
+        )
+    }
+
+
+async def oldest_due_s(conn: AsyncConnection[Any]) -> dict[str, float]:
+    """Per channel, how long the longest-waiting due row (pending, or sending with its lease
+    run out) has been due, in seconds; channels with nothing due are absent."""
+    return {
+        row["channel"]: float(row["waited_s"])
+        for row in await fetch_all(
+            conn,
+            dict_row,
+            "SELECT channel, extract(epoch FROM now() - min(next_attempt_at)) AS waited_s"
+            " FROM outbox WHERE state IN ('pending', 'sending') AND next_attempt_at <= now()"
+            " GROUP BY channel",
         )
     }

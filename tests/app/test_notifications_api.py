@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 import psycopg
 
+from app.outbox_metrics import sample_outbox
+from app.resources import open_resources
+from app.settings import Settings
 from schemas.delivery import OrderIn
 from schemas.ids import OrderId
 from schemas.notifications import Notification, NotificationKind, idempotency_key
@@ -198,3 +201,38 @@ async def test_an_integration_key_reads_and_bad_parameters_are_named(
         bad = await http.get("/v1/notifications", params=params, headers=auth(shop.api_key))
         assert (bad.status_code, bad.json()["field"]) == (400, field), params
     assert (await http.get("/v1/notifications?recipient=a")).status_code == 401
+
+
+async def test_outbox_gauges_follow_the_table_on_metrics(
+    http: httpx.AsyncClient, db: psycopg.AsyncConnection, tenant: Tenant, settings: Settings
+) -> None:
+    """Sampling the outbox sets lastmile_outbox_messages per channel and state (new rows count,
+    a state that has none reads 0) and the oldest due row's age, as /metrics shows them."""
+    async with open_resources(settings) as resources:
+        await sample_outbox(resources)
+        before = _gauge((await http.get("/metrics")).text, "email", "pending")
+        order_id = await _order(db, tenant, "api-metrics", "mo@example.com")
+        past = datetime.now(UTC) - timedelta(minutes=1)
+        await _message(db, tenant, order_id, "en_route", "mo@example.com", past)
+        await _message(db, tenant, order_id, "delivered", "mo@example.com", past)
+        await db.execute(
+            "UPDATE outbox SET next_attempt_at = now() - interval '90 seconds' WHERE order_id = %s",
+            (order_id,),
+        )
+        await sample_outbox(resources)
+    text = (await http.get("/metrics")).text
+    assert _gauge(text, "email", "pending") == before + 2
+    assert _gauge(text, "webhook", "dead") == 0
+    waited = float(
+        next(
+            line.split()[-1]
+            for line in text.splitlines()
+            if line.startswith('lastmile_outbox_oldest_due_seconds{channel="email"}')
+        )
+    )
+    assert waited >= 90
+
+
+def _gauge(text: str, channel: str, state: str) -> float:
+    prefix = f'lastmile_outbox_messages{{channel="{channel}",state="{state}"}}'
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(prefix)))
