@@ -1,12 +1,16 @@
-"""The two pages the app serves: ``/dispatch`` (dispatcher live map) and ``/t/{token}`` (customer).
+"""The pages the app serves: ``/dispatch`` (dispatcher live map), ``/t/{token}`` (customer) and
+``/driver`` (the driver app, an installable web app with its service worker at ``/driver/sw.js``).
 
-Both are static shells: the HTML carries no data and no credential, only configuration in
+They are static shells: the HTML carries no data and no credential, only configuration in
 ``data-`` attributes (the tile URL template, ``"off"`` for none). Each page is one folder of
 ``app/web/`` (``index.html``, its ``main.js`` and the modules it imports; ``common/`` holds what
-both share), and its scripts read the API and the sockets themselves:
+all share), and its scripts read the API and the sockets themselves:
 
 * ``/dispatch`` takes its API key from the URL fragment (``#key=lmk_...``), which browsers never
   send to the server, and keeps it in ``sessionStorage``;
+* ``/driver`` takes its device token from the fragment (``#token=lmd_...``, what the sign-in QR
+  code holds) or from the driver pasting it, and keeps it in ``localStorage``: a phone stays
+  signed in across restarts, as an installed app must;
 * ``/t/{token}`` is served for any token without a lookup: the token is checked by
   ``GET /v1/track/{token}`` (404 unknown, 410 expired), and the page says so. Serving the shell
   blindly costs no database round trip and tells a prober nothing the API does not.
@@ -24,7 +28,7 @@ from urllib.parse import urlsplit
 
 import xstatic.pkg.leaflet
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -34,7 +38,7 @@ from app.settings import Settings
 HERE = Path(__file__).parent
 LEAFLET = Path(xstatic.pkg.leaflet.BASE_DIR)
 TILES_OFF = "off"
-PAGE_FOLDERS = ("dispatch", "track", "common")
+PAGE_FOLDERS = ("dispatch", "track", "common", "driver")
 """The folders whose files are served under ``/static/<folder>/``."""
 
 
@@ -52,15 +56,39 @@ def routes() -> list[BaseRoute]:
             templates, request, "track/index.html", {"token": request.path_params["token"]}
         )
 
+    async def driver(request: Request) -> Response:
+        """The driver app; it reads its device token from the fragment ``#token=lmd_...``."""
+        return _page(templates, request, "driver/index.html", {})
+
     return [
         Route("/dispatch", dispatch, name="dispatch_page"),
         Route("/t/{token}", track, name="track_page"),
+        Route("/driver", driver, name="driver_page"),
+        Route("/driver/sw.js", driver_worker, name="driver_worker"),
         Mount("/static/leaflet", StaticFiles(directory=LEAFLET), name="leaflet"),
         *(
             Mount(f"/static/{folder}", StaticFiles(directory=HERE / folder), name=folder)
             for folder in PAGE_FOLDERS
         ),
     ]
+
+
+async def driver_worker(request: Request) -> Response:
+    """The driver app's service worker, served beside ``/driver`` so that it may control it.
+
+    A worker's scope may not be wider than its script's folder (``/driver/``) without
+    ``Service-Worker-Allowed``; the page is ``/driver`` itself, so the header widens it to that.
+    ``no-cache`` makes the browser look for a new worker on every visit.
+    """
+    return FileResponse(
+        HERE / "driver" / "sw.js",
+        media_type="text/javascript",
+        headers={
+            "service-worker-allowed": "/driver",
+            "cache-control": "no-cache",
+            "x-content-type-options": "nosniff",
+        },
+    )
 
 
 def _page(

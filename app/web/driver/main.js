@@ -1,0 +1,362 @@
+// The driver app: sign in with a device token, see the day's route (next stop first) on a list
+// and a small map, start it, arrive at and complete or fail each stop with photos, a signature
+// and parcel scans, and stream the phone's position while the route runs.
+//
+// Nothing is sent directly: every ping and command goes to the outbox (IndexedDB) first and is
+// replayed from there (outbox.js, commands.js, socket.js), so the app works the same offline;
+// what is queued shows on the list at once and reaches the server when the network is back.
+
+import { el } from "/static/common/reconnect.js";
+import { Capture } from "./capture.js";
+import { CommandSender } from "./commands.js";
+import { RouteMap } from "./map.js";
+import { newKey, openOutbox } from "./outbox.js";
+import { proofParts } from "./proof.js";
+import { DriverLink } from "./socket.js";
+
+const TOKEN_KEY = "lastmile.driver.token";
+const ROUTE_KEY = "lastmile.driver.route";
+const SEQ_KEY = "lastmile.driver.seq";
+const SIGNED_OUT_KEY = "lastmile.driver.signedOut";
+const OPEN = new Set(["pending", "arrived"]);
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  token: null,
+  route: null, // the RouteView as the server last sent it
+  queued: [], // commands not yet answered, oldest first: their effects show on the list
+  changed: new Set(), // stop ids dispatch moved or added in the last change
+  outbox: null,
+  link: null,
+  sender: null,
+  map: null,
+  watch: null,
+  lastFixMs: 0,
+};
+
+function tokenFromFragment() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token");
+  if (token) history.replaceState(null, "", location.pathname + location.search);
+  return token;
+}
+
+async function boot() {
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/driver/sw.js", { scope: "/driver" }).catch((error) => {
+      console.warn("the app will not open offline", error);
+    });
+  }
+  const given = tokenFromFragment();
+  if (given) localStorage.setItem(TOKEN_KEY, given);
+  state.token = localStorage.getItem(TOKEN_KEY);
+  $("signin-form").addEventListener("submit", signIn);
+  if (state.token) await run();
+  else showSignIn(sessionStorage.getItem(SIGNED_OUT_KEY) || "");
+  sessionStorage.removeItem(SIGNED_OUT_KEY);
+}
+
+function showSignIn(message) {
+  $("app").hidden = true;
+  $("signin").hidden = false;
+  $("signin-error").textContent = message;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  let response;
+  try {
+    response = await fetch("/v1/driver/route", { headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    showSignIn("No connection to the server: try again when online.");
+    return;
+  }
+  if (response.status === 401 || response.status === 403) {
+    showSignIn("This token was not accepted. Ask your dispatcher for a new QR code.");
+    return;
+  }
+  localStorage.setItem(TOKEN_KEY, token);
+  state.token = token;
+  await run();
+}
+
+async function signOut(reason) {
+  if (state.outbox !== null && reason === undefined) {
+    const waiting = state.queued.length + (await state.outbox.count("pings"));
+    if (waiting > 0 && !confirm(`${waiting} updates have not reached the server yet. Sign out and drop them?`)) return;
+    await state.outbox.clear();
+  }
+  stopTracking();
+  if (state.link) state.link.stop();
+  localStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(ROUTE_KEY);
+  // A fresh page starts from nothing: no socket, sender or listener of this session survives.
+  sessionStorage.setItem(SIGNED_OUT_KEY, reason ? `Signed out: ${reason}` : "");
+  location.replace("/driver");
+}
+
+async function run() {
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  $("signout").addEventListener("click", () => signOut());
+  $("start").addEventListener("click", () => queue("POST", "/v1/driver/route/start", null, { start: true }));
+  state.outbox = await openOutbox();
+  state.outbox.onChange(() => refreshQueued());
+  const cached = localStorage.getItem(ROUTE_KEY);
+  if (cached) state.route = JSON.parse(cached);
+  state.map = new RouteMap(window.L, $("map"), document.body.dataset.tileUrl);
+  state.sender = new CommandSender({
+    outbox: state.outbox,
+    token: state.token,
+    onRoute: (route) => showRoute(route),
+    onRefused: (command, status, body) => {
+      const reason = body.reason || `the server answered ${status}`;
+      banner(`${command.label} was refused: ${reason}`, "error");
+      if (status === 401) signOut(reason);
+    },
+    onSent: () => {},
+  });
+  state.link = new DriverLink({
+    outbox: state.outbox,
+    token: state.token,
+    onRoute: (route) => showRoute(route),
+    onState: (connection) => {
+      $("connection").dataset.state = connection;
+      $("connection").textContent = { live: "Online", offline: "Offline", refused: "Signed out" }[connection];
+      if (connection === "live") state.sender.kick();
+    },
+    onSignedOut: (reason) => signOut(reason || "the device token is no longer valid"),
+  });
+  setUpDialog();
+  await refreshQueued();
+  state.link.start();
+  state.sender.kick();
+}
+
+async function refreshQueued() {
+  state.queued = (await state.outbox.oldest("commands", 10000)).map(([, command]) => command);
+  const pings = await state.outbox.count("pings");
+  const waiting = state.queued.length + pings;
+  $("queued").hidden = waiting === 0;
+  $("queued").textContent = `${waiting} waiting to send`;
+  render();
+}
+
+function showRoute(route) {
+  const before = state.route;
+  if (before && route.id === before.id && route.version > before.version) {
+    const old = new Map(before.stops.map((stop) => [stop.id, stop]));
+    state.changed = new Set(
+      route.stops
+        .filter((stop) => OPEN.has(stop.status) && (!old.has(stop.id) || old.get(stop.id).seq !== stop.seq))
+        .map((stop) => stop.id),
+    );
+    const removed = before.stops.filter(
+      (stop) => OPEN.has(stop.status) && route.stops.find((s) => s.id === stop.id)?.status === "removed",
+    ).length;
+    const parts = [];
+    if (state.changed.size) parts.push(`${state.changed.size} stop(s) new or moved`);
+    if (removed) parts.push(`${removed} stop(s) removed`);
+    banner(`Dispatch changed your route${parts.length ? `: ${parts.join(", ")}` : ""}.`, "changed");
+  } else if (!before || route.id !== before.id) {
+    state.changed = new Set();
+  }
+  state.route = route;
+  localStorage.setItem(ROUTE_KEY, JSON.stringify(route));
+  render();
+}
+
+function banner(text, kind) {
+  const box = $("banner");
+  box.textContent = text;
+  box.dataset.kind = kind;
+  box.hidden = false;
+}
+
+// The route as the driver sees it: the server's, with the queued commands applied.
+function effective() {
+  const route = state.route;
+  if (route === null) return null;
+  let status = route.status;
+  const stops = new Map(route.stops.map((stop) => [stop.id, { ...stop }]));
+  for (const command of state.queued) {
+    if (command.effect.start && status === "dispatched") status = "started";
+    const stop = stops.get(command.effect.stopId);
+    if (stop && command.effect.status) {
+      stop.status = command.effect.status;
+      stop.queued = true;
+    }
+  }
+  return { ...route, status, stops: [...stops.values()] };
+}
+
+function render() {
+  const route = effective();
+  const list = $("stops");
+  if (route === null) {
+    $("route-title").textContent = "No route yet";
+    $("route-status").textContent = "";
+    $("route-detail").textContent = "Your route shows here as soon as dispatch sends it.";
+    $("start").hidden = true;
+    list.replaceChildren();
+    state.map.show([]);
+    return;
+  }
+  const open = route.stops.filter((stop) => OPEN.has(stop.status)).sort((a, b) => a.seq - b.seq);
+  const done = route.stops.filter((stop) => !OPEN.has(stop.status) && stop.status !== "removed").sort((a, b) => a.seq - b.seq);
+  $("route-title").textContent = `Route ${route.id} · ${route.day}`;
+  $("route-status").textContent = route.status;
+  $("route-status").dataset.state = route.status;
+  $("route-detail").textContent = `${open.length} to go, ${done.length} done`;
+  $("start").hidden = route.status !== "dispatched";
+  list.replaceChildren(...open.map((stop, n) => stopItem(stop, n === 0, route)), ...done.map((stop) => stopItem(stop, false, route)));
+  state.map.show(open);
+  if (route.status === "started") startTracking();
+  else stopTracking();
+}
+
+const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+function stopItem(stop, next, route) {
+  const windows = (stop.windows || []).map((w) => `${clock.format(new Date(w.start))}–${clock.format(new Date(w.end))}`).join(", ");
+  const actions = el("div", { class: "stop-actions" });
+  if (route.status === "started" && stop.status === "pending") {
+    actions.append(button("Arrived", () => queue("POST", `/v1/driver/stops/${stop.id}/arrive`, null, { stopId: stop.id, status: "arrived" }, `Arrival at stop ${stop.seq}`)));
+  }
+  if (route.status === "started" && OPEN.has(stop.status)) {
+    actions.append(button("Complete…", () => openDialog(stop)));
+  }
+  if (OPEN.has(stop.status)) {
+    // geo: opens the phone's maps app (Android asks which one); the label is the customer's name.
+    const label = encodeURIComponent(stop.customer_name || stop.address);
+    actions.append(el("a", { class: "nav-link", href: `geo:${stop.lat},${stop.lon}?q=${stop.lat},${stop.lon}(${label})` }, "Navigate"));
+  }
+  return el(
+    "li",
+    {
+      class: ["stop", next ? "next" : "", state.changed.has(stop.id) ? "changed" : "", stop.queued ? "queued" : ""].join(" ").trim(),
+      dataset: { stopId: stop.id, status: stop.status },
+    },
+    el("div", { class: "stop-head" },
+      el("span", { class: "stop-seq" }, String(stop.seq)),
+      el("strong", {}, stop.customer_name || stop.order_ref),
+      el("span", { class: "pill stop-status", dataset: { state: stop.status } }, stop.queued ? `${stop.status} (waiting to send)` : stop.status)),
+    el("div", { class: "stop-address" }, stop.address),
+    windows ? el("div", { class: "muted" }, `Window ${windows}`) : null,
+    stop.notes ? el("div", { class: "stop-notes" }, stop.notes) : null,
+    stop.phone ? el("a", { href: `tel:${stop.phone}` }, stop.phone) : null,
+    actions,
+  );
+}
+
+function button(text, onClick) {
+  const node = el("button", { type: "button" }, text);
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+async function queue(method, path, json, effect, label = "Starting the route", parts = null) {
+  await state.outbox.add("commands", {
+    method, path, json, parts, effect, label, key: newKey(), queuedAt: new Date().toISOString(),
+  });
+  state.sender.kick();
+}
+
+// --- the stop dialog ---------------------------------------------------------------------
+
+let capture = null;
+let dialogStop = null;
+
+function setUpDialog() {
+  capture = new Capture(document);
+  for (const radio of document.querySelectorAll('input[name="outcome"]')) {
+    radio.addEventListener("change", () => {
+      $("fail-fields").hidden = !$("outcome-set").querySelector('input[value="fail"]').checked;
+    });
+  }
+  $("stop-cancel").addEventListener("click", () => closeDialog());
+  $("stop-submit").addEventListener("click", () => submitDialog());
+}
+
+function openDialog(stop) {
+  dialogStop = stop;
+  capture.reset();
+  $("stop-form").reset();
+  $("fail-fields").hidden = true;
+  $("stop-error").textContent = "";
+  $("stop-dialog-title").textContent = `Stop ${stop.seq}: ${stop.customer_name || stop.order_ref}`;
+  $("stop-dialog-address").textContent = stop.address;
+  $("stop-dialog").showModal();
+}
+
+function closeDialog() {
+  capture.reset();
+  $("stop-dialog").close();
+  dialogStop = null;
+}
+
+async function submitDialog() {
+  const stop = dialogStop;
+  if (stop === null) return;
+  const failed = $("outcome-set").querySelector('input[value="fail"]').checked;
+  const outcome = failed ? "fail" : "deliver";
+  const signature = await capture.signaturePng();
+  const captured = {
+    outcome: failed ? "failed" : "delivered",
+    reason: failed ? $("reason").value : null,
+    recipient: $("recipient").value.trim(),
+    note: $("note").value.trim(),
+    photos: capture.photos,
+    signature,
+    scans: capture.scans,
+    position: state.lastFix,
+    deviceTime: new Date().toISOString(),
+  };
+  const proof = proofParts(stop, captured);
+  if (proof !== null) {
+    await queue("POST", proof.path, null, {}, `The proof of stop ${stop.seq}`, proof.parts);
+  }
+  const reason = failed ? [captured.reason, captured.note].filter(Boolean).join(": ").slice(0, 500) : null;
+  await queue(
+    "POST",
+    `/v1/driver/stops/${stop.id}/${outcome}`,
+    failed ? JSON.stringify({ reason }) : null,
+    { stopId: stop.id, status: failed ? "failed" : "delivered" },
+    `${failed ? "Failure" : "Delivery"} at stop ${stop.seq}`,
+  );
+  closeDialog();
+}
+
+// --- position ----------------------------------------------------------------------------
+
+function startTracking() {
+  if (state.watch !== null || !("geolocation" in navigator)) return;
+  state.watch = navigator.geolocation.watchPosition(
+    (position) => {
+      const at = position.timestamp;
+      if (at - state.lastFixMs < 1000) return; // one fix a second is plenty for the ETA
+      state.lastFixMs = at;
+      const seq = Number(localStorage.getItem(SEQ_KEY) || "0") + 1;
+      localStorage.setItem(SEQ_KEY, String(seq));
+      const c = position.coords;
+      const fix = { time: new Date(at).toISOString(), lat: c.latitude, lon: c.longitude, seq };
+      if (c.accuracy !== null) fix.accuracy_m = Math.min(c.accuracy, 100000);
+      if (c.speed !== null && c.speed >= 0) fix.speed_mps = c.speed;
+      if (c.heading !== null && !Number.isNaN(c.heading)) fix.heading_deg = c.heading % 360;
+      if (c.altitude !== null) fix.altitude_m = c.altitude;
+      state.lastFix = { lat: c.latitude, lon: c.longitude, accuracy_m: c.accuracy };
+      state.map.me(c.latitude, c.longitude);
+      state.link.ping(fix);
+    },
+    (error) => banner(`No position from the phone: ${error.message}`, "error"),
+    { enableHighAccuracy: true, maximumAge: 5000 },
+  );
+}
+
+function stopTracking() {
+  if (state.watch !== null) navigator.geolocation.clearWatch(state.watch);
+  state.watch = null;
+}
+
+boot();
