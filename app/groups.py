@@ -53,6 +53,7 @@ WATCHED: Final[dict[WorkerName, Callable[[StreamNames], list[str]]]] = {
     "eta": lambda names: names.all_pings(),
     "planner": lambda names: [names.plans],
     "notify": lambda names: [names.events],
+    "webhooks": lambda names: [names.events],
 }
 """Each stream-consuming worker's group and the streams it reads (the sender polls the outbox
 and has no consumer group to watch)."""

@@ -28,6 +28,7 @@ from app.api import (
     tracking,
 )
 from app.api import pings as ingest
+from app.api import webhooks as webhook_api
 from app.api.driver_socket import driver_socket
 from app.api.live_socket import live_socket
 from app.errors import exception_handlers
@@ -96,6 +97,16 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/driver/stops/{stop_id}/arrive", driver_route.stop_arrive, methods=["POST"]),
         Route("/v1/driver/stops/{stop_id}/deliver", driver_route.stop_deliver, methods=["POST"]),
         Route("/v1/driver/stops/{stop_id}/fail", driver_route.stop_fail, methods=["POST"]),
+        Route("/v1/webhooks", webhook_api.collection, methods=["GET", "POST"]),
+        Route("/v1/webhooks/{webhook_id}", webhook_api.item, methods=["GET", "PATCH", "DELETE"]),
+        Route("/v1/webhooks/{webhook_id}/rotate", webhook_api.rotate, methods=["POST"]),
+        Route("/v1/webhooks/{webhook_id}/deliveries", webhook_api.deliveries),
+        Route(
+            "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+            webhook_api.replay_delivery,
+            methods=["POST"],
+        ),
+        Route("/v1/webhooks/{webhook_id}/replay", webhook_api.replay_range, methods=["POST"]),
         *pages.routes(),
         *reference.routes(),
     ]

@@ -19,7 +19,7 @@ from schemas.notifications import parse_quiet_hours
 
 PREFIX = "LASTMILE_"
 
-WorkerName = Literal["persist", "planner", "eta", "notify", "sender"]
+WorkerName = Literal["persist", "planner", "eta", "notify", "sender", "webhooks"]
 """The workers there are: the one declaration that settings, ``serve`` and ``worker`` read."""
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 
@@ -118,6 +118,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_from: str | None = None
     """The sending number (E.164)."""
     twilio_base_url: str = "https://api.twilio.com"
+    webhook_batch: Annotated[int, Meta(ge=1, le=1000)] = 50
+    """Webhook deliveries a webhooks worker claims and sends concurrently per pass."""
+    webhook_max_tries: Annotated[int, Meta(ge=1, le=100)] = 15
+    """Attempts, spread over about a day, before a webhook delivery is given up (``dead``)."""
+    webhook_disable_after: Annotated[int, Meta(ge=1, le=100_000)] = 50
+    """Failed webhook attempts in a row (over an endpoint's deliveries) that disable it."""
+    webhook_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0
+    """One webhook attempt: resolution, connection, request and the answer's status line."""
+    webhook_allow_addresses: tuple[
+        Literal["loopback", "private", "link_local", "unspecified", "multicast", "reserved"], ...
+    ] = ()
+    """Non-public address classes webhook URLs may resolve to (comma-separated; empty: none,
+    which is what production wants: the others are refused as SSRF)."""
     demo_mail_dir: Path | None = None
     """A Maildir of mails to show at ``/demo/mail`` (``serve --demo`` sets it to its local mail
     sink's folder when no SMTP relay is configured); unset: no mail page."""
@@ -175,7 +188,7 @@ def _fields() -> dict[str, Any]:
 
 
 def _parse(name: str, value: str, field_type: Any) -> Any:
-    if name == "workers":
+    if name in ("workers", "webhook_allow_addresses"):
         return tuple(w.strip() for w in value.split(",") if w.strip())
     if name == "osmand_port" and value.lower() in {"off", "none", "0"}:
         return None

@@ -83,6 +83,16 @@ class OrderCancelled(_Event, frozen=True, kw_only=True, tag="order_cancelled"):
     route_id: RouteId | None = None
 
 
+class WebhookDisabled(_Event, frozen=True, kw_only=True, tag="webhook_disabled"):
+    """A webhook endpoint was disabled after a run of failed deliveries (or a 410 Gone); its
+    deliveries wait until an administrator enables it again."""
+
+    endpoint_id: int
+    url: str
+    reason: str
+    consecutive_failures: int
+
+
 class DeliveryUpdate(_Event, frozen=True, kw_only=True, tag="delivery"):
     """What the ETA worker detected from the driver's positions: ``detail.type`` is one of
     ``en_route``, ``approaching``, ``arrived``, ``departed``, ``running_late`` (an alert for
@@ -102,4 +112,5 @@ Event = (
     | StopFailed
     | OrderCancelled
     | DeliveryUpdate
+    | WebhookDisabled
 )

@@ -56,6 +56,19 @@ from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
 from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
 from schemas.route import FailStop, InsertOrder, MoveStop, RouteView
 from schemas.track import TrackingLink, TrackMessage, TrackView
+from schemas.webhooks import (
+    Delivery,
+    DeliveryPage,
+    DeliveryState,
+    Replayed,
+    ReplayRange,
+    Webhook,
+    WebhookCreated,
+    WebhookIn,
+    WebhookList,
+    WebhookPatch,
+    WebhookSecret,
+)
 
 # Who may call what, as app/auth.py enforces it.
 MSGPACK: Final = "application/msgpack"
@@ -202,6 +215,7 @@ TrackingToken = Annotated[
 Limit = Annotated[int, Meta(ge=1, le=1000)]
 After = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 TrackLimit = Annotated[int, Meta(ge=1, le=100_000)]
+DeliveryLimit = Annotated[int, Meta(ge=1, le=200)]
 Instant = Annotated[datetime, Meta(tz=True)]
 
 IDS: Final = {
@@ -214,6 +228,8 @@ IDS: Final = {
     "plan_id": 9,
     "route_id": 12,
     "stop_id": 31,
+    "webhook_id": 4,
+    "delivery_id": 311,
 }
 """Every id parameter of a path, with the example's id."""
 PATH_PARAMS: Final = (
@@ -551,6 +567,46 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         device("POST", "/v1/driver/stops/{stop_id}/fail", "Could not deliver", ROUTE_NOW,
                errors=STOP_STATE, body=json_body(FailStop, ex.FAIL_STOP)),
     ),
+    *section(
+        "webhooks",
+        api("GET", "/v1/webhooks", "List the organisation's webhook endpoints", READERS,
+            ok("By id, without their secrets.", WebhookList, WebhookList(webhooks=[ex.WEBHOOK]))),
+        api("POST", "/v1/webhooks", "Register a webhook endpoint", ADMINS,
+            created("The endpoint and its signing secret, shown in this answer only.",
+                    WebhookCreated, ex.WEBHOOK_CREATED),
+            body=json_body(WebhookIn, ex.WEBHOOK_IN), errors=(422,),
+            description="422 naming `url` unless it is http(s), without credentials or"
+            " fragment, and its host resolves to public addresses only; naming"
+            " `event_types[i]` for an unknown type (`*`: every type)."),
+        api("GET", "/v1/webhooks/{webhook_id}", "Read a webhook endpoint", READERS,
+            ok("The endpoint.", Webhook, ex.WEBHOOK)),
+        api("PATCH", "/v1/webhooks/{webhook_id}", "Change a webhook endpoint", ADMINS,
+            ok("The endpoint as stored now.", Webhook, ex.WEBHOOK),
+            body=json_body(WebhookPatch, ex.WEBHOOK_PATCH), errors=(422,),
+            description="Fields left out are unchanged. `enabled: true` on a disabled endpoint"
+            " clears its failures; its waiting deliveries go out again."),
+        api("DELETE", "/v1/webhooks/{webhook_id}", "Remove a webhook endpoint", ADMINS,
+            ok("Removed, with its deliveries and their log.", status=204)),
+        api("POST", "/v1/webhooks/{webhook_id}/rotate", "Rotate the signing secret", ADMINS,
+            ok("The new secret, shown in this answer only; the old one stops at once.",
+               WebhookSecret, ex.WEBHOOK_ROTATED)),
+        api("GET", "/v1/webhooks/{webhook_id}/deliveries", "An endpoint's delivery log", READERS,
+            ok("Newest first, each with its attempts.", DeliveryPage, ex.WEBHOOK_DELIVERIES),
+            params=(query("before", Id, "Deliveries with a smaller id: the last page's"
+                          " `next_before`."),
+                    query("limit", DeliveryLimit, "Page size, default 50."),
+                    query("state", DeliveryState, "Only deliveries in this state."))),
+        api("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+            "Send one delivery again", ADMINS,
+            ok("Queued, due now; the receiver gets the same body and `webhook-id`.", Delivery,
+               ex.WEBHOOK_DELIVERY, status=202),
+            errors=(409,), description="409 while a sender is delivering it."),
+        api("POST", "/v1/webhooks/{webhook_id}/replay", "Send again the deliveries of a time range",
+            ADMINS, ok("How many deliveries were queued again.", Replayed, ex.WEBHOOK_REPLAYED,
+                       status=202),
+            body=json_body(ReplayRange, ex.WEBHOOK_REPLAY), errors=(422,),
+            description="Deliveries of events at `from` or later and before `to`."),
+    ),
 )
 # fmt: on
 
@@ -617,5 +673,6 @@ TAGS: Final = (
     {"name": "routes", "description": "Running routes and re-optimisation."},
     {"name": "driver", "description": "The driver app: its route and stop outcomes."},
     {"name": "tracking", "description": "Customer tracking links and views."},
+    {"name": "webhooks", "description": "Signed webhooks to integrations: endpoints, log, replay."},
     {"name": "notifications", "description": "Messages to customers: what, to whom, how far."},
 )

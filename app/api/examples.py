@@ -49,6 +49,7 @@ from schemas.ids import (
     DeviceId,
     DriverId,
     OrderId,
+    OrgId,
     PlanId,
     RouteId,
     ShiftId,
@@ -74,6 +75,18 @@ from schemas.plan import (
 )
 from schemas.route import FailStop, InsertOrder, MoveStop, RouteStop, RouteView, Window
 from schemas.track import ArrivalEstimate, DriverSpot, TrackingLink, TrackView
+from schemas.webhooks import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryPage,
+    Replayed,
+    ReplayRange,
+    Webhook,
+    WebhookCreated,
+    WebhookIn,
+    WebhookPatch,
+    WebhookSecret,
+)
 
 DAY: Final = date(2026, 11, 24)
 
@@ -389,3 +402,66 @@ ORDER_NOTIFICATIONS: Final = OrderNotifications(order_id=ORDER.id, notifications
 NOTIFICATION_PAGE: Final = NotificationPage(
     recipient="dana@example.com", notifications=[NOTIFICATION], next_after=None
 )
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+WEBHOOK_IN: Final = WebhookIn(
+    url="https://shop.example.com/hooks/lastmile",
+    event_types=["stop_delivered", "stop_failed", "en_route"],
+    description="Shop order status",
+)
+WEBHOOK: Final = Webhook(
+    id=4,
+    org_id=OrgId(1),
+    url=WEBHOOK_IN.url,
+    description=WEBHOOK_IN.description,
+    event_types=WEBHOOK_IN.event_types,
+    enabled=True,
+    consecutive_failures=0,
+    secret_rotated_at=at(7),
+    created_at=at(7),
+    updated_at=at(7),
+)
+WEBHOOK_SECRET_TEXT: Final = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - an example
+WEBHOOK_CREATED: Final = WebhookCreated(
+    **{f: getattr(WEBHOOK, f) for f in WEBHOOK.__struct_fields__}, secret=WEBHOOK_SECRET_TEXT
+)
+WEBHOOK_PATCH: Final = WebhookPatch(event_types=["*"])
+WEBHOOK_ROTATED: Final = WebhookSecret(
+    id=WEBHOOK.id, secret=WEBHOOK_SECRET_TEXT, secret_rotated_at=at(12)
+)
+WEBHOOK_DELIVERY: Final = Delivery(
+    id=311,
+    endpoint_id=WEBHOOK.id,
+    event_id="1795519920000-0",
+    event_type="stop_delivered",
+    event_at=at(9, 12),
+    webhook_id="msg_1795519920000-0_4",
+    state="delivered",
+    created_at=at(9, 12),
+    updated_at=at(9, 12, 41),
+    attempts=[
+        DeliveryAttempt(
+            attempt=1,
+            started_at=at(9, 12),
+            finished_at=at(9, 12, 10),
+            outcome="retry",
+            status_code=503,
+            latency_ms=120,
+            address="203.0.113.7",
+            error="Service Unavailable",
+        ),
+        DeliveryAttempt(
+            attempt=2,
+            started_at=at(9, 12, 15),
+            finished_at=at(9, 12, 15),
+            outcome="delivered",
+            status_code=204,
+            latency_ms=38,
+            address="203.0.113.7",
+        ),
+    ],
+)
+WEBHOOK_DELIVERIES: Final = DeliveryPage(deliveries=[WEBHOOK_DELIVERY], next_before=311)
+WEBHOOK_REPLAY: Final = ReplayRange(from_=at(9), to=at(12))
+WEBHOOK_REPLAYED: Final = Replayed(replayed=17)

@@ -1,0 +1,338 @@
+"""Webhooks worker: events fanned out to subscribed endpoints, then delivered at least once.
+
+Detection apart from delivery, as for customer messages (tile38's split), in two parts that
+one ``lastmile worker webhooks`` process runs side by side; run as many processes as the load
+needs, both parts share the work.
+
+**Fan-out** (:class:`HooksConsumer`): the consumer group ``webhooks`` on the shared events
+stream, on the shared runner. For a batch, one query reads the enabled endpoints of the
+batch's organisations; each entry whose type an endpoint subscribes to becomes one
+``webhook_deliveries`` row per endpoint, carrying the signed body's bytes and a stable
+``webhook-id``. All rows are inserted in one transaction, ``ON CONFLICT DO NOTHING`` on
+(endpoint, event); only then does the handler return and the runner acknowledge. A redelivered
+entry stores nothing new.
+
+**Delivery** (:class:`HookSender`): a loop that claims due deliveries with ``FOR UPDATE SKIP
+LOCKED`` and a lease (:func:`store.webhooks.claim_due`), POSTs each through
+:class:`adapters.webhooks.WebhookSender` (signed afresh for every attempt, same
+``webhook-id``), and records each attempt in one transaction with the delivery's new state and
+the endpoint's run of failures:
+
+==========================  ================================================================
+the attempt                 the delivery
+==========================  ================================================================
+2xx                         ``delivered``; the endpoint's run of failures is cleared
+408, 429, 3xx, 5xx, network ``pending`` again after :func:`adapters.webhooks.retry_delay_s`
+                            (about a day over ``max_tries``, jittered, at least the
+                            receiver's ``Retry-After``); ``dead`` after the last try
+other 4xx, refused target   ``dead`` (a dead letter: sending it again will not help)
+410 Gone                    ``dead``, and the endpoint is disabled at once
+==========================  ================================================================
+
+Each failed attempt lengthens the endpoint's run of failures; at ``disable_after`` the
+endpoint is disabled: its deliveries wait (unclaimed) until an administrator enables it again.
+The sender then puts a ``webhook_disabled`` event on the organisation's events (dispatcher
+screens see it; other endpoints may subscribe to it), at least once: the endpoint is marked
+unannounced in the transaction that disables it, and marked announced in the transaction
+that publishes the event (:func:`store.webhooks.take_unannounced`).
+
+A killed sender loses nothing: its claimed deliveries stay ``sending`` until their lease runs
+out, and any sender claims them again; a receiver may then get one twice, with the same
+``webhook-id``, and drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+import structlog
+from prometheus_client import Counter, Histogram
+from redis.asyncio import Redis
+
+from adapters.webhooks import (
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookSender,
+    envelope,
+    retry_delay_s,
+)
+from realtime.events import emit
+from realtime.streams import StreamNames
+from schemas.codecs import EVENT_DECODER
+from schemas.events import Event, WebhookDisabled
+from schemas.ids import OrgId
+from schemas.webhooks import DeliveryState, event_type, subscribed, webhook_id
+from store.webhooks import (
+    Claimed,
+    NewDelivery,
+    Outcome,
+    Subscriber,
+    claim_due,
+    insert_deliveries,
+    record_attempt,
+    subscribers,
+    take_unannounced,
+)
+from workers.connection import OwnConnection
+from workers.runner import Entry
+
+log = structlog.get_logger(__name__)
+
+GROUP = "webhooks"
+
+FANNED_OUT = Counter(
+    "lastmile_webhook_deliveries_stored_total", "Webhook deliveries decided and newly stored"
+)
+ATTEMPTS = Counter(
+    "lastmile_webhook_attempts_total",
+    "Webhook delivery attempts by outcome (delivered, retry, failed, gone, refused)",
+    ["outcome"],
+)
+LATENCY = Histogram(
+    "lastmile_webhook_latency_seconds", "Time from the start of an attempt to the answer"
+)
+RETRIES = Counter("lastmile_webhook_retries_total", "Webhook deliveries scheduled for a retry")
+DEAD = Counter(
+    "lastmile_webhook_dead_letters_total",
+    "Webhook deliveries given up (dead), by the last attempt's outcome",
+    ["outcome"],
+)
+DISABLED = Counter(
+    "lastmile_webhook_endpoints_disabled_total", "Webhook endpoints disabled by the sender"
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass
+class HooksConsumer(OwnConnection):
+    """The fan-out: events entries → one stored delivery per subscribed, enabled endpoint."""
+
+    names: StreamNames
+    database_url: str
+    group: str = GROUP
+    _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
+
+    def streams(self) -> Sequence[str]:
+        return [self.names.events]
+
+    def decode(self, fields: dict[bytes, bytes]) -> Event:
+        event: Event = EVENT_DECODER.decode(fields[b"e"])
+        return event
+
+    async def handle(self, entries: Sequence[Entry[Event]]) -> None:
+        if not entries:
+            return
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                found = await subscribers(conn, [e.value.org_id for e in entries])
+                by_org: dict[OrgId, list[Subscriber]] = {}
+                for endpoint in found:
+                    by_org.setdefault(endpoint.org_id, []).append(endpoint)
+                rows = [
+                    delivery
+                    for entry in entries
+                    for delivery in fan_out(entry.id, entry.value, by_org.get(entry.value.org_id))
+                ]
+                new = await insert_deliveries(conn, rows)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            await self.close()
+            raise
+        FANNED_OUT.inc(new)
+
+
+def fan_out(
+    event_id: str, event: Event, endpoints: Sequence[Subscriber] | None
+) -> list[NewDelivery]:
+    """The deliveries of events entry ``event_id`` to ``endpoints`` (its organisation's enabled
+    ones), one per endpoint subscribed to its type; the body is built once for all."""
+    kind = event_type(event)
+    wanted = [e for e in endpoints or () if subscribed(e.event_types, kind)]
+    if not wanted:
+        return []
+    body = envelope(kind, event.at, msgspec.to_builtins(event))
+    return [
+        NewDelivery(
+            org_id=event.org_id,
+            endpoint_id=endpoint.id,
+            event_id=event_id,
+            event_type=kind,
+            event_at=event.at,
+            webhook_id=webhook_id(event_id, endpoint.id),
+            body=body,
+        )
+        for endpoint in wanted
+    ]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HookSenderConfig:
+    """How a sender delivers webhooks."""
+
+    batch: int = 50
+    """Deliveries claimed per pass, sent concurrently."""
+    max_tries: int = 15
+    """Attempts before a delivery that keeps failing for now is ``dead``."""
+    disable_after: int = 50
+    """Failed attempts in a row (over all its deliveries) that disable an endpoint."""
+    lease_s: float = 60.0
+    """How long a claimed delivery is this sender's; longer than the adapter's timeout."""
+    idle_s: float = 1.0
+    """The pause after a pass that found nothing due."""
+    first_retry_s: float = 5.0
+    retry_span_s: float = 86_400.0
+
+
+class HookSender(OwnConnection):
+    """One process's delivery loop; run as many side by side as the load needs."""
+
+    def __init__(
+        self,
+        database_url: str,
+        adapter: WebhookSender,
+        config: HookSenderConfig,
+        *,
+        redis: Redis,
+        names: StreamNames,
+    ) -> None:
+        self.database_url = database_url
+        self.adapter = adapter
+        self.config = config
+        self.redis = redis
+        self.names = names
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def close(self) -> None:
+        """Close the database connection and the adapter's connection pool."""
+        await super().close()
+        await self.adapter.aclose()
+
+    async def run_once(self) -> int:
+        """Announce disabled endpoints, claim one batch, send it, record every attempt; the
+        number of deliveries claimed."""
+        await self.announce_disabled()
+        conn = await self._connection()
+        claimed = await claim_due(conn, self.config.batch, self.config.lease_s)
+        if not claimed:
+            return 0
+        outcomes = await asyncio.gather(*(self._send(row) for row in claimed))
+        disabled = 0
+        for outcome in outcomes:
+            moved, change = await record_attempt(
+                conn, outcome, disable_after=self.config.disable_after
+            )
+            if not moved:
+                log.info("webhook delivery taken over", delivery_id=outcome.delivery_id)
+            if change == "disabled":
+                disabled += 1
+                DISABLED.inc()
+                log.warning("webhook endpoint disabled", endpoint_id=outcome.endpoint_id)
+        if disabled:
+            await self.announce_disabled()
+        return len(claimed)
+
+    async def announce_disabled(self) -> int:
+        """Put a ``webhook_disabled`` event on the stream for each endpoint the senders disabled
+        and nobody announced yet; the number announced."""
+        conn = await self._connection()
+        async with conn.transaction():
+            pending = await take_unannounced(conn)
+            if pending:
+                await emit(
+                    self.redis,
+                    self.names,
+                    *(
+                        WebhookDisabled(
+                            org_id=p.org_id,
+                            at=p.disabled_at,
+                            endpoint_id=p.id,
+                            url=p.url,
+                            reason=p.disabled_reason,
+                            consecutive_failures=p.consecutive_failures,
+                        )
+                        for p in pending
+                    ),
+                )
+        return len(pending)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pass after pass until ``stop`` is set; a database or Redis error is logged and the
+        pass tried again."""
+        while not stop.is_set():
+            claimed = 0
+            try:
+                claimed = await self.run_once()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("webhook pass failed; retrying", error=str(exc))
+                await OwnConnection.close(self)
+            except Exception as exc:  # Redis errors among them: never stop delivering
+                log.warning("webhook pass failed; retrying", error=repr(exc))
+            if claimed < self.config.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.config.idle_s)
+
+    async def _send(self, row: Claimed) -> Outcome:
+        """One attempt of ``row``, and what follows from it."""
+        started_at = datetime.now(UTC)
+        try:
+            result = await self.adapter.send(
+                WebhookEndpoint(url=row.url, secret=row.secret),
+                message_id=row.webhook_id,
+                body=row.body,
+            )
+        except Exception as exc:
+            # A bug must not stop the loop on every claim of this row: retried, dead at last.
+            log.exception("webhook adapter raised", delivery_id=row.id)
+            result = WebhookAttempt(
+                outcome="retry",
+                status_code=None,
+                latency_s=(datetime.now(UTC) - started_at).total_seconds(),
+                detail=f"unexpected {type(exc).__name__}: {exc}",
+            )
+        state, next_at = self._next(row, result)
+        ATTEMPTS.labels(result.outcome).inc()
+        LATENCY.observe(result.latency_s)
+        if state == "dead":
+            DEAD.labels(result.outcome).inc()
+        elif state == "pending":
+            RETRIES.inc()
+        failed = result.outcome != "delivered"
+        return Outcome(
+            delivery_id=row.id,
+            endpoint_id=row.endpoint_id,
+            attempt=row.attempts,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            outcome=result.outcome,
+            status_code=result.status_code,
+            latency_ms=round(result.latency_s * 1000),
+            address=result.address,
+            error=(result.detail or f"HTTP {result.status_code}")[:1000] if failed else None,
+            state=state,
+            next_attempt_at=next_at,
+        )
+
+    def _next(self, row: Claimed, result: WebhookAttempt) -> tuple[DeliveryState, datetime | None]:
+        """The delivery's state after ``result``, and when it is tried again."""
+        if result.outcome == "delivered":
+            return "delivered", None
+        if result.outcome != "retry":
+            return "dead", None
+        delay_s = retry_delay_s(
+            row.tries,
+            max_attempts=self.config.max_tries,
+            first_delay_s=self.config.first_retry_s,
+            span_s=self.config.retry_span_s,
+        )
+        if delay_s is None:
+            return "dead", None
+        delay_s = max(delay_s, result.retry_after_s or 0.0)
+        return "pending", datetime.now(UTC) + timedelta(seconds=delay_s)
