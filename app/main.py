@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from app.api import (
+    demo_mail,
     driver_route,
     fleet,
     notifications,
@@ -82,6 +83,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/orders/{order_id}/tracking", tracking.issue_link, methods=["POST"]),
         Route("/v1/orders/{order_id}/notifications", notifications.of_order),
         Route("/v1/notifications", notifications.of_recipient),
+        Route("/v1/demo/mail", demo_mail.mailbox),
         Route("/v1/track/{token}", tracking.get_track),
         WebSocketRoute("/v1/track/{token}/ws", track_socket.track_socket),
         Route("/v1/plans", plans.create_plan, methods=["POST"]),

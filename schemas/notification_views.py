@@ -69,3 +69,25 @@ class NotificationPage(msgspec.Struct, frozen=True, kw_only=True):
     recipient: str
     notifications: list[NotificationView]
     next_after: int | None
+
+
+class DemoMail(msgspec.Struct, frozen=True, kw_only=True):
+    """A mail the demo sink received: text as sent; ``html`` to be shown only in a sandboxed
+    frame or as text, never as markup of the page."""
+
+    id: str
+    received_at: datetime
+    sent_at: datetime | None = None
+    sender: str
+    to: str
+    subject: str
+    text: str | None = None
+    html: str | None = None
+
+
+class DemoMailbox(msgspec.Struct, frozen=True, kw_only=True):
+    """The newest mails of the organisation the demo sink received, newest first."""
+
+    time_zone: str
+    """The organisation's time zone, for showing the times."""
+    mails: list[DemoMail]

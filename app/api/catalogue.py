@@ -51,7 +51,7 @@ from schemas.delivery import (
 )
 from schemas.driver_ws import ClientMessage, ServerMessage
 from schemas.live import LiveMessage
-from schemas.notification_views import NotificationPage, OrderNotifications
+from schemas.notification_views import DemoMailbox, NotificationPage, OrderNotifications
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
 from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
 from schemas.route import FailStop, InsertOrder, MoveStop, RouteView
@@ -375,6 +375,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "pages",
         public("GET", "/dispatch", "The dispatcher's live map",
                page("The page; it reads its API key from the fragment `#key=lmk_…`.")),
+        public("GET", "/demo/mail", "The demo's mail (under `serve --demo`)",
+               page("The page; it reads the API key the dispatcher map keeps, or asks.")),
         public("GET", "/t/{token}", "A customer's tracking page",
                page("The page, for any token: the page checks it with the API."),
                params=(Param("token", str, "The tracking token (checked by the page, not here).",
@@ -513,6 +515,12 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                     query("after", After, "Messages with a larger id: the last page's"
                           " `next_after`."),
                     query("limit", Limit, "Page size, default 100."))),
+        api("GET", "/v1/demo/mail", "The mails the demo mail sink received", READERS,
+            ok("This organisation's, newest first.", DemoMailbox, ex.DEMO_MAILBOX),
+            params=(query("limit", Annotated[int, Meta(ge=1, le=200)],
+                          "At most this many, default 50."),),
+            description="Only under `lastmile serve --demo` with no SMTP relay configured"
+            " (404 otherwise). `html` is the mail's markup: show it in a sandboxed frame."),
     ),
     *section(
         "tracking",

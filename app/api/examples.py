@@ -58,6 +58,8 @@ from schemas.ids import (
 )
 from schemas.notification_views import (
     AttemptView,
+    DemoMail,
+    DemoMailbox,
     NotificationPage,
     NotificationView,
     OrderNotifications,
@@ -401,6 +403,21 @@ NOTIFICATION: Final = NotificationView(
 ORDER_NOTIFICATIONS: Final = OrderNotifications(order_id=ORDER.id, notifications=[NOTIFICATION])
 NOTIFICATION_PAGE: Final = NotificationPage(
     recipient="dana@example.com", notifications=[NOTIFICATION], next_after=None
+)
+DEMO_MAILBOX: Final = DemoMailbox(
+    time_zone="Europe/Berlin",
+    mails=[
+        DemoMail(
+            id="1795510921.M120442P4242Q7.demo",
+            received_at=at(9, 2, 1),
+            sent_at=at(9, 2, 1),
+            sender="Demo fleet <deliveries@example.com>",
+            to="dana@example.com",
+            subject="Your delivery is on its way",
+            text="Your delivery is on its way. Expected between 09:15 and 09:45.",
+            html="<html><body><p>Your delivery is on its way.</p></body></html>",
+        )
+    ],
 )
 
 # --- webhooks ---------------------------------------------------------------------------------

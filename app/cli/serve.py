@@ -72,6 +72,9 @@ async def _serve(settings: Settings, *, workers: bool, demo: bool, simulate: boo
     from app.process.server import serve_api, stop_event_on_signals, tune_gc, worker_processes
 
     stop = stop_event_on_signals()
+    sink = None
+    if demo and settings.smtp_host is None:
+        sink, settings = await _demo_mail(settings)
     banner = await _demo_banner(settings) if demo else ""
     simulation = await simulation_setup(settings) if simulate else None
     if simulation is not None:
@@ -105,6 +108,28 @@ async def _serve(settings: Settings, *, workers: bool, demo: bool, simulate: boo
     finally:
         for task in (*running, *([watcher] if watcher else [])):
             task.cancel()
+        if sink is not None:
+            sink.close()
+
+
+async def _demo_mail(settings: Settings) -> tuple[asyncio.Server, Settings]:
+    """Start the demo mail sink on a free loopback port and point the sender at it."""
+    import msgspec
+
+    from app.process.mail_sink import sink_port, start_mail_sink
+
+    folder = settings.data_dir / "demo-mail"
+    server = await start_mail_sink(folder)
+    return server, msgspec.structs.replace(
+        settings,
+        smtp_host="127.0.0.1",
+        smtp_port=sink_port(server),
+        smtp_tls="none",
+        smtp_username=None,
+        smtp_password=None,
+        smtp_from=settings.smtp_from or "Demo fleet <deliveries@example.com>",
+        demo_mail_dir=folder,
+    )
 
 
 def _where_to_look(settings: Settings) -> str:
@@ -152,6 +177,8 @@ async def _demo_banner(settings: Settings) -> str:
     base = f"http://{settings.host}:{settings.port}"
     lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
     lines.append(f"Dispatcher map: {base}/dispatch#key={key}")
+    if settings.demo_mail_dir is not None:
+        lines.append(f"Customers' mail (a local sink, relayed nowhere): {base}/demo/mail#key={key}")
     return "\n".join(lines)
 
 

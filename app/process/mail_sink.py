@@ -72,10 +72,13 @@ def arrival_order(key: str) -> tuple[int, int, str]:
     return 0, 0, key
 
 
-async def start_mail_sink(folder: Path, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
+async def start_mail_sink(
+    folder: Path, host: str = "127.0.0.1", port: int = 0, *, keep: int = KEEP
+) -> asyncio.Server:
     """Listen for SMTP on ``host:port`` (0: a free port; read it from the server's socket) and
-    keep what arrives in the Maildir ``folder``. Close the returned server to stop."""
-    handler = MaildirHandler(folder)
+    keep the newest ``keep`` messages in the Maildir ``folder``. Close the returned server to
+    stop."""
+    handler = MaildirHandler(folder, keep)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(

@@ -333,6 +333,12 @@ async def worker_processes(settings: Settings, names: Sequence[str]) -> AsyncIte
     env["LASTMILE_DATA_DIR"] = str(settings.data_dir)
     env["LASTMILE_REDIS_PREFIX"] = settings.redis_prefix
     env["LASTMILE_PING_SHARDS"] = str(settings.ping_shards)
+    if settings.demo_mail_dir is not None and settings.smtp_host is not None:
+        # serve --demo's mail sink: the sender must send there, whatever the environment says
+        env["LASTMILE_SMTP_HOST"] = settings.smtp_host
+        env["LASTMILE_SMTP_PORT"] = str(settings.smtp_port)
+        env["LASTMILE_SMTP_TLS"] = settings.smtp_tls
+        env["LASTMILE_SMTP_FROM"] = settings.smtp_from or ""
     stopping = asyncio.Event()
     procs: dict[str, asyncio.subprocess.Process] = {}
 

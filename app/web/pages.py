@@ -38,7 +38,7 @@ from app.settings import Settings
 HERE = Path(__file__).parent
 LEAFLET = Path(xstatic.pkg.leaflet.BASE_DIR)
 TILES_OFF = "off"
-PAGE_FOLDERS = ("dispatch", "track", "common", "driver")
+PAGE_FOLDERS = ("dispatch", "track", "common", "driver", "mail")
 """The folders whose files are served under ``/static/<folder>/``."""
 
 
@@ -56,6 +56,10 @@ def routes() -> list[BaseRoute]:
             templates, request, "track/index.html", {"token": request.path_params["token"]}
         )
 
+    async def mail(request: Request) -> Response:
+        """The demo mail page: what the demo sink received (the page reads ``/v1/demo/mail``)."""
+        return _page(templates, request, "mail/index.html", {})
+
     async def driver(request: Request) -> Response:
         """The driver app; it reads its device token from the fragment ``#token=lmd_...``."""
         return _page(templates, request, "driver/index.html", {})
@@ -64,6 +68,7 @@ def routes() -> list[BaseRoute]:
         Route("/dispatch", dispatch, name="dispatch_page"),
         Route("/t/{token}", track, name="track_page"),
         Route("/driver", driver, name="driver_page"),
+        Route("/demo/mail", mail, name="mail_page"),
         Route("/driver/sw.js", driver_worker, name="driver_worker"),
         Mount("/static/leaflet", StaticFiles(directory=LEAFLET), name="leaflet"),
         *(
