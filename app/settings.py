@@ -58,6 +58,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: Port = 8000
     osmand_port: Port | None = 5055
     public_url: str | None = None
+    tls_cert: Path | None = None
+    """A PEM certificate (chain) for the API port; with ``tls_key``, the API speaks HTTPS only."""
+    tls_key: Path | None = None
+    """The PEM private key of ``tls_cert``."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
     redis_prefix: str = ""

@@ -25,10 +25,26 @@ SIMULATION_STOP_TIMEOUT_S = 15.0
 
 
 @main.command()
-@click.option("--host", help="Address to listen on [LASTMILE_HOST].")
+@click.option("--host", help="Address to listen on, 0.0.0.0 for all [LASTMILE_HOST, 127.0.0.1].")
 @click.option("--port", type=int, help="API port [LASTMILE_PORT, 8000].")
 @click.option("--osmand-port", type=int, help="OsmAnd port, 0 = none [LASTMILE_OSMAND_PORT, 5055].")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder [.lastmile].")
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serve HTTPS with this PEM certificate chain [LASTMILE_TLS_CERT].",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The certificate's PEM private key [LASTMILE_TLS_KEY].",
+)
+@click.option(
+    "--tls-self-signed",
+    is_flag=True,
+    help="Serve HTTPS with a certificate of a local authority kept in the data folder"
+    " (for phones on the local network; prints how to trust it).",
+)
 @click.option("--workers/--no-workers", default=True, help="Run the workers as child processes.")
 @click.option("--demo/--no-demo", default=False, help="Create a demo organisation and print keys.")
 @click.option(
@@ -43,6 +59,9 @@ def serve(
     port: int | None,
     osmand_port: int | None,
     data_dir: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_self_signed: bool,
     workers: bool,
     demo: bool,
     simulate: bool,
@@ -50,7 +69,10 @@ def serve(
     """Run the API server and the workers on this machine (embedded services if no URLs)."""
     if simulate:
         require_simulator()
-    settings = settings_from(ctx, host=host, port=port, data_dir=data_dir)
+    settings = settings_from(
+        ctx, host=host, port=port, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key
+    )
+    settings, tls_note = _with_tls(settings, self_signed=tls_self_signed)
     if osmand_port is not None:
         import msgspec
 
@@ -65,10 +87,54 @@ def serve(
         from store.migrate import upgrade
 
         upgrade(resolved.database_url or "")
-        run(lambda: _serve(resolved, workers=workers, demo=demo, simulate=simulate))
+        run(
+            lambda: _serve(
+                resolved, workers=workers, demo=demo, simulate=simulate, tls_note=tls_note
+            )
+        )
 
 
-async def _serve(settings: Settings, *, workers: bool, demo: bool, simulate: bool = False) -> None:
+def _with_tls(settings: Settings, *, self_signed: bool) -> tuple[Settings, str]:
+    """``settings`` with the certificate to serve, and what to print about it."""
+    import msgspec
+
+    if self_signed:
+        if settings.tls_cert is not None or settings.tls_key is not None:
+            raise click.UsageError("--tls-self-signed makes its own certificate: drop --tls-cert")
+        from app.cli.tls import ensure_local_tls, local_names, phone_steps
+
+        made = ensure_local_tls(settings.data_dir / "tls", local_names(settings.host))
+        settings = msgspec.structs.replace(settings, tls_cert=made.cert, tls_key=made.key)
+        return settings, phone_steps(made, _base_url(settings))
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise click.UsageError("HTTPS needs both --tls-cert and --tls-key")
+    return settings, ""
+
+
+def _base_url(settings: Settings) -> str:
+    """Where people reach the API: the public URL, or this listener (for 0.0.0.0, this
+    machine's name, which phones on the same network can often resolve)."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    scheme = "https" if settings.tls_cert is not None else "http"
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+async def _serve(
+    settings: Settings,
+    *,
+    workers: bool,
+    demo: bool,
+    simulate: bool = False,
+    tls_note: str = "",
+) -> None:
     from app.process.server import serve_api, stop_event_on_signals, tune_gc, worker_processes
 
     stop = stop_event_on_signals()
@@ -85,7 +151,7 @@ async def _serve(settings: Settings, *, workers: bool, demo: bool, simulate: boo
     running: list[asyncio.Task[None]] = []
 
     def ready() -> None:
-        click.echo(_where_to_look(settings) + banner, err=True)
+        click.echo(_where_to_look(settings) + tls_note + banner, err=True)
         if simulation is not None:
             running.append(asyncio.create_task(simulate_in_server(simulation, stop)))
 
@@ -133,11 +199,12 @@ async def _demo_mail(settings: Settings) -> tuple[asyncio.Server, Settings]:
 
 
 def _where_to_look(settings: Settings) -> str:
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    base = _base_url(settings)
     lines = [
         "",
         "lastmile is running.",
         f"  API           {base}/v1/",
+        f"  driver app    {base}/driver",
         f"  reference     {base}/docs",
         f"  readiness     {base}/readyz",
         f"  metrics       {base}/metrics",
@@ -174,7 +241,7 @@ async def _demo_banner(settings: Settings) -> str:
                 lines.append(f"  {name} (driver {driver_id}): device token {token}")
     finally:
         await pool.close()
-    base = f"http://{settings.host}:{settings.port}"
+    base = _base_url(settings)
     lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
     lines.append(f"Dispatcher map: {base}/dispatch#key={key}")
     if settings.demo_mail_dir is not None:

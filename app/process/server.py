@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from pathlib import Path
 
 import msgspec
 import structlog
@@ -28,7 +29,7 @@ from adapters.sms import TwilioConfig, TwilioSmsSender
 from adapters.webhooks import WebhookConfig, WebhookSender
 from app.main import create_app, create_osmand_app
 from app.resources import live_provider, matrix_provider, open_resources, stream_names
-from app.settings import WORKER_NAMES, Settings
+from app.settings import WORKER_NAMES, Settings, SettingsError
 from realtime.streams import trim_consumed
 from schemas.notifications import NotificationRules, parse_quiet_hours
 from workers.eta import EtaConsumer
@@ -53,11 +54,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
+def _uvicorn_config(
+    app: object, host: str, port: int, tls: tuple[Path, Path] | None = None
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
+        ssl_certfile=None if tls is None else tls[0],
+        ssl_keyfile=None if tls is None else tls[1],
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -107,7 +112,11 @@ async def serve_api(
     """
     async with open_resources(settings) as resources:
         servers = [
-            _Server(_uvicorn_config(create_app(settings, resources), settings.host, settings.port))
+            _Server(
+                _uvicorn_config(
+                    create_app(settings, resources), settings.host, settings.port, tls_of(settings)
+                )
+            )
         ]
         if settings.osmand_port is not None:
             servers.append(
@@ -133,6 +142,16 @@ async def serve_api(
         for s in servers:
             s.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def tls_of(settings: Settings) -> tuple[Path, Path] | None:
+    """The API port's certificate and key files, or None for plain HTTP (the OsmAnd port stays
+    plain: the GPS apps' own certificate checks would refuse a local certificate authority)."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise SettingsError("LASTMILE_TLS_CERT", "expected both a certificate and its key")
+    return settings.tls_cert, settings.tls_key
 
 
 def notification_rules(settings: Settings) -> NotificationRules:
