@@ -74,6 +74,20 @@ class StopFailed(_Event, frozen=True, kw_only=True, tag="stop_failed"):
     order_id: OrderId
     driver_id: DriverId
     reason: str
+    code: str | None = None
+    """One of the failure codes of ``schemas.proofs.FailureCode``; None from older senders."""
+
+
+class ParcelsFlagged(_Event, frozen=True, kw_only=True, tag="parcels_flagged"):
+    """A stop was closed with parcels of its order not scanned (``missing``) or with scans of
+    parcels that are not its order's (``unexpected``)."""
+
+    route_id: RouteId
+    stop_id: StopId
+    order_id: OrderId
+    driver_id: DriverId
+    missing: list[str] = []
+    unexpected: list[str] = []
 
 
 class OrderCancelled(_Event, frozen=True, kw_only=True, tag="order_cancelled"):
@@ -110,6 +124,7 @@ Event = (
     | StopArrived
     | StopDelivered
     | StopFailed
+    | ParcelsFlagged
     | OrderCancelled
     | DeliveryUpdate
     | WebhookDisabled
