@@ -2,47 +2,80 @@
 
 Its group ``notify`` reads the shared events stream. For each entry, the pure :func:`decide`
 takes the event, its order, the organisation's rules and what the order was already sent, and
-returns the messages due; :meth:`NotifyConsumer.handle` loads what decide needs for the whole
-batch (two queries), decides entry by entry (a message decided earlier in the batch counts as
-sent for the later ones), and stores every message in one transaction with
-``ON CONFLICT DO NOTHING``. Only then does it return, and the runner acknowledges the entries.
-A redelivered entry decides the same messages, with the same idempotency keys, and stores
-nothing new. Sending is a sender's job (a later slice): nothing here talks to the outside world.
+returns the messages due: the customer's (SMS or email) and the dispatchers' alerts (email).
+:meth:`NotifyConsumer.handle` loads what decide and the messages need for the whole batch (the
+orders and what they were sent; each organisation's rules, templates, name and time zone; the
+orders' references and addresses; their tracking links), decides entry by entry (a message
+decided earlier in the batch counts as sent for the later ones), **renders** each message with
+its organisation's template, and stores every message with its text in one transaction
+(``ON CONFLICT DO NOTHING``). Only then does it return, and the runner acknowledges the
+entries. A redelivered entry decides the same messages, with the same idempotency keys, and
+stores nothing new (the text first rendered stays). Sending is the sender's job: nothing here
+talks to the outside world.
 
-Restraint, in :func:`decide`: nothing for a cancelled order or a customer who opted out;
-nothing for an event older than ``max_event_age_s``; nothing in quiet hours (dropped, not
+Why render here and not when sending: what the customer reads must be what was true when the
+message was decided (the window of that event, the failure reason given then, the template in
+force then), not whatever holds when a retry finally gets through hours later.
+
+Restraint, in :func:`decide`: nothing for a cancelled order; nothing for an event older than
+``max_event_age_s``; for the customer, nothing when opted out or in quiet hours (dropped, not
 deferred: see :class:`~schemas.notifications.QuietHours`); at most one message per order,
-event kind and channel; ``eta_changed`` only when a window edge moved more than
+event kind, recipient and channel; ``eta_changed`` only when a window edge moved more than
 ``eta_min_move_s`` from the window the customer was last told of, and at most every
 ``eta_min_interval_s``.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import msgspec
 import psycopg
 import structlog
 from prometheus_client import Counter
 
 from realtime.streams import StreamNames
 from schemas.codecs import EVENT_DECODER
-from schemas.eta import Approaching, ArrivalWindow, EnRoute, EtaChanged, RunningLate
+from schemas.eta import (
+    Approaching,
+    ArrivalWindow,
+    EnRoute,
+    EtaChanged,
+    OutOfSequence,
+    RunningLate,
+)
 from schemas.events import DeliveryUpdate, Event, StopDelivered, StopFailed
 from schemas.ids import OrderId, OrgId
 from schemas.notifications import (
+    ALERT_KINDS,
+    CUSTOMER_KINDS,
+    CustomerChannel,
     Notification,
     NotificationKind,
     NotificationRules,
     OrderContact,
+    Rendered,
     Sent,
+    Template,
     idempotency_key,
+    template_kind,
+)
+from store.notification_rules import (
+    Body,
+    OrderFacts,
+    OrgFacts,
+    TemplateKey,
+    links_of,
+    load_orders,
+    load_orgs,
+    new_link,
+    store_bodies,
 )
 from store.notifications import insert_many, load_for_decide
+from workers import messages
 from workers.connection import OwnConnection
 from workers.runner import Entry
 
@@ -54,7 +87,7 @@ STORED = Counter("lastmile_notify_stored_total", "Messages decided and newly sto
 
 
 def kind_of(event: Event) -> tuple[NotificationKind, OrderId, ArrivalWindow | None] | None:
-    """What a customer could be told of ``event``: its kind, order and window; None if nothing."""
+    """What ``event`` could tell people of: its kind, order and window; None if nothing."""
     if isinstance(event, StopDelivered):
         return "delivered", event.order_id, None
     if isinstance(event, StopFailed):
@@ -69,7 +102,9 @@ def kind_of(event: Event) -> tuple[NotificationKind, OrderId, ArrivalWindow | No
             return "running_late", d.order_id, d.window
         if isinstance(d, EtaChanged):
             return "eta_changed", d.order_id, d.window
-    return None  # arrived, departed, out_of_sequence (dispatchers'), route events
+        if isinstance(d, OutOfSequence):
+            return "out_of_sequence", d.order_id, None
+    return None  # arrived, departed, route events, cancellations
 
 
 def _eta_due(
@@ -100,16 +135,32 @@ def decide(
     already_sent: Sequence[Sent],
     now: datetime,
 ) -> list[Notification]:
-    """The messages ``event`` (entry ``event_id``) makes due for its order's customer."""
+    """The messages ``event`` (entry ``event_id``) makes due: its order's customer's and the
+    dispatchers' alerts, by ``rules``, given what the order was ``already_sent``."""
     what = kind_of(event)
     if what is None or order is None:
         return []
     kind, order_id, window = what
-    if kind not in rules.customer_kinds or order.order_id != order_id:
+    if order.order_id != order_id or order.org_id != event.org_id:
         return []
-    if order.org_id != event.org_id or order.status == "cancelled" or order.opted_out:
+    if order.status == "cancelled" or (now - event.at).total_seconds() > rules.max_event_age_s:
         return []
-    if (now - event.at).total_seconds() > rules.max_event_age_s:
+    return [
+        *_for_customer(kind, window, event_id, order, rules, already_sent, now),
+        *_for_dispatchers(kind, event_id, order, rules, already_sent, now),
+    ]
+
+
+def _for_customer(
+    kind: NotificationKind,
+    window: ArrivalWindow | None,
+    event_id: str,
+    order: OrderContact,
+    rules: NotificationRules,
+    already_sent: Sequence[Sent],
+    now: datetime,
+) -> list[Notification]:
+    if kind not in CUSTOMER_KINDS or kind not in rules.customer_kinds or order.opted_out:
         return []
     if rules.quiet_hours is not None:
         local = now.astimezone(_zone(rules.timezone)).time()
@@ -117,10 +168,9 @@ def decide(
             return []
     contacts = {"sms": order.phone, "email": order.email}
     channel = next((c for c in rules.customer_channels if contacts[c]), None)
-    if channel is None:
+    address = None if channel is None else contacts[channel]
+    if channel is None or address is None:
         return []
-    address = contacts[channel]
-    assert address is not None
     mine = [s for s in already_sent if s.recipient_kind == "customer" and s.channel == channel]
     if kind == "eta_changed":
         if not _eta_due(window, mine, rules, now):
@@ -146,6 +196,38 @@ def decide(
     ]
 
 
+def _for_dispatchers(
+    kind: NotificationKind,
+    event_id: str,
+    order: OrderContact,
+    rules: NotificationRules,
+    already_sent: Sequence[Sent],
+    now: datetime,
+) -> list[Notification]:
+    """One alert email per dispatcher address, once per order and kind (quiet hours and a
+    customer's opt-out are the customer's, not the dispatchers')."""
+    if kind not in ALERT_KINDS or kind not in rules.dispatcher_kinds:
+        return []
+    if any(s.recipient_kind == "dispatcher" and s.kind == kind for s in already_sent):
+        return []
+    return [
+        Notification(
+            org_id=order.org_id,
+            order_id=order.order_id,
+            event_id=event_id,
+            kind=kind,
+            recipient_kind="dispatcher",
+            channel="email",
+            address=address,
+            template=f"{template_kind(kind, 'dispatcher')}.email",
+            language=rules.language,
+            idempotency_key=idempotency_key(event_id, "dispatcher", "email", address),
+            created_at=now,
+        )
+        for address in rules.dispatcher_emails
+    ]
+
+
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -165,15 +247,85 @@ def as_sent(n: Notification) -> Sent:
     )
 
 
+def _stamp(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+def facts_of(
+    event: Event, order: OrderFacts, org: OrgFacts, rules: NotificationRules, link: str | None
+) -> messages.Facts:
+    """What a message about ``event`` can tell (see :func:`workers.messages.context`)."""
+    window = None
+    what = kind_of(event)
+    if what is not None:
+        window = what[2]
+    detail = event.detail if isinstance(event, DeliveryUpdate) else None
+    return messages.Facts(
+        org_name=org.name,
+        order_ref=order.ref,
+        address=order.address,
+        customer_name=order.customer_name,
+        window_lower=None if window is None else _stamp(window.lower_epoch_s),
+        window_likely=None if window is None else _stamp(window.likely_epoch_s),
+        window_upper=None if window is None else _stamp(window.upper_epoch_s),
+        tracking_url=link,
+        reason=event.reason if isinstance(event, StopFailed) else None,
+        next_step=messages.next_step(rules.failed_next_step, rules.language),
+        late_min=round(window.late_s / 60) if window is not None and window.late_s else None,
+        at=event.at,
+        driver_id=getattr(event, "driver_id", None) or getattr(detail, "driver_id", None),
+        stop_id=getattr(event, "stop_id", None) or getattr(detail, "stop_id", None),
+        route_id=getattr(event, "route_id", None) or getattr(detail, "route_id", None),
+        expected_order_id=detail.expected_order_id if isinstance(detail, OutOfSequence) else None,
+        dwell_min=round(detail.dwell_s / 60) if isinstance(detail, OutOfSequence) else None,
+    )
+
+
+def template_for(org: OrgFacts, n: Notification) -> tuple[Template, Template]:
+    """The organisation's template for ``n`` (its language, else its base language), and the
+    built-in default to fall back on."""
+    kind = template_kind(n.kind, n.recipient_kind)
+    channel: CustomerChannel = "email" if n.channel == "email" else "sms"
+    builtin = messages.default(kind, channel, n.language)
+    for language in (n.language, n.language.split("-")[0]):
+        key: TemplateKey = (kind, channel, language)
+        own = org.templates.get(key)
+        if own is not None:
+            return own, builtin
+    return builtin, builtin
+
+
+def render_message(
+    n: Notification, facts: messages.Facts, org: OrgFacts, timezone: str
+) -> Rendered:
+    """``n``'s text with its organisation's template; the built-in default when that one
+    fails on these facts (it was checked against samples when it was saved, but a real order
+    can still push it over a limit): a message is never lost to a template."""
+    template, builtin = template_for(org, n)
+    reader = messages.Reader(timezone=timezone, language=n.language)
+    try:
+        return messages.render(template, facts, reader)
+    except messages.TemplateRefused as exc:
+        log.warning(
+            "template failed; the default is used",
+            org_id=org.org_id,
+            template=n.template,
+            part=exc.part,
+            reason=exc.reason,
+        )
+        return messages.render(builtin, facts, reader)
+
+
 @dataclass
 class NotifyConsumer(OwnConnection):
-    """Decides the messages of event batches and stores them; one connection, reopened after
-    a failure. ``rules`` are every organisation's (per-organisation rules are a later slice),
-    with each organisation's own time zone."""
+    """Decides the messages of event batches, renders and stores them; one connection,
+    reopened after a failure. ``rules`` are the deployment's defaults, for organisations that
+    set none; ``public_url`` is where tracking links point (``{public_url}/t/{token}``)."""
 
     names: StreamNames
     database_url: str
     rules: NotificationRules = field(default_factory=NotificationRules)
+    public_url: str = "http://127.0.0.1:8000"
     group: str = GROUP
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
 
@@ -183,6 +335,11 @@ class NotifyConsumer(OwnConnection):
     def decode(self, fields: dict[bytes, bytes]) -> Event:
         event: Event = EVENT_DECODER.decode(fields[b"e"])
         return event
+
+    def rules_of(self, org: OrgFacts | None, timezone: str) -> NotificationRules:
+        """An organisation's rules: its own document, else the defaults, in its time zone."""
+        doc = self.rules.doc() if org is None or org.rules is None else org.rules
+        return NotificationRules.of(doc, timezone)
 
     async def handle(self, entries: Sequence[Entry[Event]]) -> None:
         wanted: list[tuple[OrgId, OrderId]] = []
@@ -196,26 +353,59 @@ class NotifyConsumer(OwnConnection):
         try:
             async with conn.transaction():
                 contacts, zones, sent = await load_for_decide(conn, wanted)
+                orgs = await load_orgs(conn, zones)
                 now = datetime.now(UTC)
-                due: list[Notification] = []
+                due: list[tuple[Entry[Event], NotificationRules, Notification]] = []
                 for entry in entries:
                     what = kind_of(entry.value)
-                    if what is None:
-                        continue
-                    order = contacts.get(what[1])
+                    order = None if what is None else contacts.get(what[1])
                     if order is None:
                         continue
-                    rules = msgspec.structs.replace(
-                        self.rules, timezone=zones.get(order.org_id, self.rules.timezone)
-                    )
+                    zone = zones.get(order.org_id, self.rules.timezone)
+                    rules = self.rules_of(orgs.get(order.org_id), zone)
                     history = sent.setdefault(order.order_id, [])
                     made = decide(entry.value, entry.id, order, rules, history, now)
                     history.extend(as_sent(n) for n in made)
-                    due.extend(made)
-                new = await insert_many(conn, due)
+                    due.extend((entry, rules, n) for n in made)
+                bodies = await self._render(conn, due, orgs, zones)
+                new = await insert_many(conn, [n for _, _, n in due])
+                await store_bodies(conn, bodies)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             await self.close()
             raise
         STORED.inc(new)
         if new:
             log.debug("notifications stored", new=new, decided=len(due))
+
+    async def _render(
+        self,
+        conn: psycopg.AsyncConnection,
+        due: Sequence[tuple[Entry[Event], NotificationRules, Notification]],
+        orgs: dict[OrgId, OrgFacts],
+        zones: dict[OrgId, str],
+    ) -> list[Body]:
+        """Each message's text; customers' carry the order's tracking link (the one its
+        earlier messages carry, else a new one)."""
+        if not due:
+            return []
+        pairs = {(n.org_id, n.order_id) for _, _, n in due}
+        orders = await load_orders(conn, pairs)
+        customers = {(n.org_id, n.order_id) for _, _, n in due if n.recipient_kind == "customer"}
+        tokens = await links_of(conn, customers)
+        for org_id, order_id in sorted(customers):
+            if order_id not in tokens:
+                token = secrets.token_urlsafe(18)
+                if await new_link(conn, org_id, order_id, token):
+                    tokens[order_id] = token
+        base = self.public_url.rstrip("/")
+        bodies: list[Body] = []
+        for entry, rules, n in due:
+            org, order = orgs.get(n.org_id), orders.get(n.order_id)
+            if org is None or order is None:
+                continue  # deleted since decided: the sender renders the default
+            kept = tokens.get(n.order_id) if n.recipient_kind == "customer" else None
+            link = None if kept is None else f"{base}/t/{kept}"
+            facts = facts_of(entry.value, order, org, rules, link)
+            message = render_message(n, facts, org, zones.get(n.org_id, "UTC"))
+            bodies.append(Body(n.idempotency_key, message, kept))
+        return bodies

@@ -26,8 +26,11 @@ A channel with no adapter configured is never claimed: its rows stay ``pending``
 ``last_error`` that names the settings to set, and go out once they are set. Webhook rows are
 not sent yet (endpoints per organisation are a later slice) and are left the same way.
 
-Message text is a minimal plain default per event kind (:func:`render`); templates per
-organisation and language are a later slice.
+Message text is what the notify worker rendered with the organisation's template when it
+decided the message (stored on the outbox row, read back with
+:func:`store.notification_rules.bodies_of` once per batch), so the sender renders nothing: what
+the customer reads is what was true when the message was decided. A row without stored text
+(written before templates existed) gets the plain default of :func:`render`.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from adapters.email import EmailSender
 from adapters.errors import ChannelError, PermanentFailure, RetryableFailure
 from adapters.sms import SmsSender
 from adapters.webhooks import retry_delay_s
-from schemas.notifications import NotificationKind
+from schemas.notifications import NotificationKind, Rendered
+from store.notification_rules import bodies_of
 from store.notifications import (
     Attempt,
     AttemptOutcome,
@@ -77,6 +81,7 @@ _SUBJECTS: dict[NotificationKind, str] = {
     "failed": "We could not deliver your order",
     "running_late": "Your delivery is running late",
     "eta_changed": "Your delivery window has changed",
+    "out_of_sequence": "A driver stopped out of sequence",
 }
 
 
@@ -109,18 +114,9 @@ class Channels:
         return [n for n, a in (("email", self.email), ("sms", self.sms)) if a is not None]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Rendered:
-    """A message's text: ``subject`` and ``html`` for email, ``text`` for both channels."""
-
-    subject: str
-    text: str
-    html: str
-
-
 def render(row: OutboxRow) -> Rendered:
-    """The default message for a row's event kind, in plain English (templates per
-    organisation and language are a later slice)."""
+    """The plain English default for a row's event kind, for a row the notify worker stored
+    no text on (one written before templates existed)."""
     subject = _SUBJECTS[row.kind]
     lines = [f"{subject}."]
     if row.window_lower_epoch_s is not None and row.window_upper_epoch_s is not None:
@@ -164,7 +160,8 @@ class Sender(OwnConnection):
             conn, self.config.batch, self.config.lease_s, channels=self.channels.names()
         )
         if rows:
-            attempts = await asyncio.gather(*(self._send(row) for row in rows))
+            texts = await bodies_of(conn, [row.id for row in rows])
+            attempts = await asyncio.gather(*(self._send(row, texts.get(row.id)) for row in rows))
             for attempt, retry_at in attempts:
                 await record_attempt(conn, attempt, retry_at)
         return len(rows)
@@ -187,8 +184,11 @@ class Sender(OwnConnection):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.config.idle_s)
 
-    async def _send(self, row: OutboxRow) -> tuple[Attempt, datetime | None]:
-        """Send one row; the attempt to record and, for a retry, when it is due again."""
+    async def _send(
+        self, row: OutboxRow, text: Rendered | None = None
+    ) -> tuple[Attempt, datetime | None]:
+        """Send one row (with its stored ``text``, if any); the attempt to record and, for a
+        retry, when it is due again."""
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         provider_id: str | None = None
@@ -198,7 +198,7 @@ class Sender(OwnConnection):
         retry_at: datetime | None = None
         retry_after_s: float | None = None
         try:
-            provider_id = await self._deliver(row)
+            provider_id = await self._deliver(row, text)
         except PermanentFailure as exc:
             outcome, error, status_code = "failed", str(exc), exc.status_code
         except RetryableFailure as exc:
@@ -247,13 +247,13 @@ class Sender(OwnConnection):
         )
         return attempt, retry_at
 
-    async def _deliver(self, row: OutboxRow) -> str:
+    async def _deliver(self, row: OutboxRow, text: Rendered | None = None) -> str:
         """Hand the row to its channel's adapter; the provider's id for it."""
-        message = render(row)
+        message = text or render(row)
         if row.channel == "email" and self.channels.email is not None:
             return await self.channels.email.send(
                 to=row.address,
-                subject=message.subject,
+                subject=message.subject or _SUBJECTS[row.kind],
                 text=message.text,
                 html=message.html,
                 idempotency_key=row.idempotency_key,
