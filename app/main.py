@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from app.api import (
+    customer_answers,
     demo_mail,
     driver_route,
     fleet,
@@ -25,6 +26,7 @@ from app.api import (
     reference,
     reoptimize,
     routes,
+    sms_inbound,
     track_socket,
     tracking,
 )
@@ -86,6 +88,15 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/demo/mail", demo_mail.mailbox),
         Route("/v1/track/{token}", tracking.get_track),
         WebSocketRoute("/v1/track/{token}/ws", track_socket.track_socket),
+        Route("/v1/track/{token}/answers", customer_answers.get_track_answers),
+        Route(
+            "/v1/track/{token}/instructions", customer_answers.post_instructions, methods=["POST"]
+        ),
+        Route("/v1/track/{token}/reschedule", customer_answers.post_reschedule, methods=["POST"]),
+        Route("/v1/track/{token}/rating", customer_answers.post_rating, methods=["POST"]),
+        Route("/v1/orders/{order_id}/answers", customer_answers.get_order_answers),
+        Route("/v1/sms/status", sms_inbound.status_callback, methods=["POST"]),
+        Route("/v1/sms/inbound", sms_inbound.inbound, methods=["POST"]),
         Route("/v1/plans", plans.create_plan, methods=["POST"]),
         Route("/v1/plans/{plan_id}", plans.get_plan),
         Route("/v1/plans/{plan_id}/dispatch", plans.dispatch_plan, methods=["POST"]),

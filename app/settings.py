@@ -122,6 +122,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_from: str | None = None
     """The sending number (E.164)."""
     twilio_base_url: str = "https://api.twilio.com"
+    reschedule_max_days: Annotated[int, Meta(ge=1, le=365)] = 14
+    """How many days ahead a customer may move a delivery to."""
     webhook_batch: Annotated[int, Meta(ge=1, le=1000)] = 50
     """Webhook deliveries a webhooks worker claims and sends concurrently per pass."""
     webhook_max_tries: Annotated[int, Meta(ge=1, le=100)] = 15

@@ -7,7 +7,7 @@ new members; existing members only gain fields with defaults.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import msgspec
 
@@ -97,6 +97,18 @@ class OrderCancelled(_Event, frozen=True, kw_only=True, tag="order_cancelled"):
     route_id: RouteId | None = None
 
 
+class OrderRescheduled(_Event, frozen=True, kw_only=True, tag="order_rescheduled"):
+    """The customer asked for another day: the order is pending again on ``to_day``, and
+    ``route_id`` names the route its stop was taken off, if any. ``source`` is ``page`` (the
+    tracking page) or ``sms`` (a reply to a text message)."""
+
+    order_id: OrderId
+    from_day: date
+    to_day: date
+    route_id: RouteId | None = None
+    source: str
+
+
 class WebhookDisabled(_Event, frozen=True, kw_only=True, tag="webhook_disabled"):
     """A webhook endpoint was disabled after a run of failed deliveries (or a 410 Gone); its
     deliveries wait until an administrator enables it again."""
@@ -126,6 +138,7 @@ Event = (
     | StopFailed
     | ParcelsFlagged
     | OrderCancelled
+    | OrderRescheduled
     | DeliveryUpdate
     | WebhookDisabled
 )

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from schemas.customer import Instructions
 from schemas.ids import DriverId, OrderId, PlanId, RouteId, ShiftId, StopId, VehicleId
 
 RouteStatus = Literal["dispatched", "started", "completed", "cancelled"]
@@ -44,6 +45,9 @@ class RouteStop(msgspec.Struct, frozen=True, kw_only=True):
     arrived_at: datetime | None = None
     completed_at: datetime | None = None
     failure_reason: str | None = None
+    instructions: Instructions | None = None
+    """What the customer asked of the driver (gate code, where to leave the parcel): customer
+    text, to be shown as text."""
 
 
 class RouteView(msgspec.Struct, frozen=True, kw_only=True):

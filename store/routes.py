@@ -19,6 +19,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row, scalar_row
 from psycopg.types.json import Jsonb
 
+from schemas.customer import Instructions
 from schemas.ids import DriverId, OrderId, OrgId, PlanId, RouteId, ShiftId, StopId, VehicleId
 from schemas.route import RouteStop, RouteView, Window
 from store.rows import fetch_all, fetch_one, returned
@@ -245,8 +246,12 @@ SELECT s.id, s.seq, s.status, o.id AS order_id, o.external_ref AS order_ref, o.c
        s.planned_arrival, s.planned_departure, s.lateness_s, s.arrived_at, s.completed_at,
        s.failure_reason,
        coalesce((SELECT array_agg(p.barcode ORDER BY p.position) FROM parcels p
-                 WHERE p.order_id = o.id), '{}') AS barcodes
+                 WHERE p.order_id = o.id), '{}') AS barcodes,
+       ci.order_id AS ci_order_id, ci.gate_code AS ci_gate_code, ci.leave_at AS ci_leave_at,
+       ci.safe_place_allowed AS ci_safe_place_allowed, ci.note AS ci_note,
+       ci.source AS ci_source, ci.updated_at AS ci_updated_at
 FROM stops s JOIN orders o ON o.org_id = s.org_id AND o.id = s.order_id
+LEFT JOIN customer_instructions ci ON ci.order_id = o.id
 """
 _STOPS = _STOP_COLUMNS + "WHERE s.route_id = %s AND s.status <> 'removed' ORDER BY s.seq"
 _DAY_STOPS = (
@@ -328,6 +333,18 @@ def _stop(row: dict[str, Any]) -> RouteStop:
         completed_at=row["completed_at"],
         failure_reason=row["failure_reason"],
         barcodes=list(row["barcodes"]),
+        instructions=(
+            None
+            if row["ci_order_id"] is None
+            else Instructions(
+                gate_code=row["ci_gate_code"],
+                leave_at=row["ci_leave_at"],
+                safe_place_allowed=row["ci_safe_place_allowed"],
+                note=row["ci_note"],
+                source=row["ci_source"],
+                updated_at=row["ci_updated_at"],
+            )
+        ),
     )
 
 

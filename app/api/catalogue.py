@@ -23,6 +23,15 @@ from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import ErrorBody
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
 from schemas.auth import Role
+from schemas.customer import (
+    CustomerAnswers,
+    Instructions,
+    InstructionsIn,
+    Rating,
+    RatingIn,
+    Reschedule,
+    RescheduleIn,
+)
 from schemas.delivery import (
     CancelIn,
     Carrier,
@@ -205,6 +214,37 @@ class OwnTracksOther(msgspec.Struct, frozen=True, kw_only=True):
 
     type: str = msgspec.field(name="_type")
 
+
+FORM: Final = "application/x-www-form-urlencoded"
+
+
+class TwilioStatusForm(msgspec.Struct, frozen=True, kw_only=True):
+    """Twilio's status callback (the fields we read; Twilio sends more, all signed)."""
+
+    message_sid: str = msgspec.field(name="MessageSid")
+    message_status: Literal[
+        "queued", "accepted", "sending", "sent", "delivered", "undelivered", "failed"
+    ] = msgspec.field(name="MessageStatus")
+    error_code: str | None = msgspec.field(default=None, name="ErrorCode")
+
+
+class TwilioInboundForm(msgspec.Struct, frozen=True, kw_only=True):
+    """Twilio's incoming-message webhook (the fields we read)."""
+
+    message_sid: str = msgspec.field(name="MessageSid")
+    from_number: str = msgspec.field(name="From")
+    to_number: str = msgspec.field(name="To")
+    body: str = msgspec.field(name="Body")
+
+
+TWILIO_SIGNATURE: Final = Param(
+    "X-Twilio-Signature",
+    str,
+    "Base64 HMAC-SHA1 (the Twilio auth token) of the URL Twilio called"
+    " (`LASTMILE_PUBLIC_URL` + path) and the sorted form fields; 403 when it does not match.",
+    where="header",
+    required=True,
+)
 
 # --- parameters ------------------------------------------------------------------------------
 
@@ -532,6 +572,46 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                   credential="tracking", errors=(404, 410, 503)),
     ),
     *section(
+        "customer answers",
+        Operation("GET", "/v1/track/{token}/answers", "What this order's customer said so far", "",
+                  (ok("Instructions, requests for another day, the rating; `can_rate` once"
+                      " delivered and not yet rated.", CustomerAnswers, ex.CUSTOMER_ANSWERS),),
+                  credential="tracking", errors=(404, 410, 503)),
+        Operation("POST", "/v1/track/{token}/instructions", "Leave instructions for the driver",
+                  "", (ok("As stored; the driver's app got the route with them.", Instructions,
+                          ex.INSTRUCTIONS),),
+                  credential="tracking", errors=(404, 409, 410, 503),
+                  body=json_body(InstructionsIn, ex.INSTRUCTIONS_IN,
+                                 note="Replaces the order's instructions; text without control"
+                                 " characters."),
+                  description="While the order is open (409 once the delivery has ended)."),
+        Operation("POST", "/v1/track/{token}/reschedule", "Ask for another day", "",
+                  (ok("The order is pending on that day; its stop left today's route.",
+                      Reschedule, ex.RESCHEDULE),),
+                  credential="tracking", errors=(404, 409, 410, 503),
+                  body=json_body(RescheduleIn, ex.RESCHEDULE_IN),
+                  description="A day after today (in the organisation's time zone), at most"
+                  " `LASTMILE_RESCHEDULE_MAX_DAYS` ahead (400 otherwise); 409 once the driver"
+                  " reached the stop or the delivery ended. An `order_rescheduled` event follows."),
+        Operation("POST", "/v1/track/{token}/rating", "Rate a delivered order, once", "",
+                  (created("The rating, with the driver who delivered.", Rating, ex.RATING),),
+                  credential="tracking", errors=(404, 409, 410, 503),
+                  body=json_body(RatingIn, ex.RATING_IN),
+                  description="409 before the delivery and for a second rating."),
+        api("GET", "/v1/orders/{order_id}/answers", "What an order's customer said", READERS,
+            ok("Instructions, requests for another day, the rating.", CustomerAnswers,
+               ex.CUSTOMER_ANSWERS)),
+        public("POST", "/v1/sms/status", "Twilio's status callback for a text message",
+               ok("Taken (also for a message id not known yet)."),
+               params=(TWILIO_SIGNATURE,), errors=(403,),
+               body=Body({FORM: TwilioStatusForm}, "Twilio's form.")),
+        public("POST", "/v1/sms/inbound", "Twilio's webhook for a customer's text",
+               Answer(200, "TwiML: empty for STOP and START, else what we understood.", str,
+                      media="text/xml"),
+               params=(TWILIO_SIGNATURE,), errors=(403,),
+               body=Body({FORM: TwilioInboundForm}, "Twilio's form.")),
+    ),
+    *section(
         "planning",
         api("POST", "/v1/plans", "Queue a plan of a day's pending orders", FLEET_WRITERS,
             ok("The queued job; follow it with `GET /v1/plans/{plan_id}`.", PlanView,
@@ -677,6 +757,7 @@ TAGS: Final = (
     {"name": "positions", "description": "Positions out: live and tracks."},
     {"name": "fleet", "description": "Depots, carriers, vehicles, drivers, devices, shifts."},
     {"name": "orders", "description": "Orders: create, change, cancel, import."},
+    {"name": "customer answers", "description": "Instructions, other days, ratings, SMS."},
     {"name": "planning", "description": "Planning jobs and dispatch."},
     {"name": "routes", "description": "Running routes and re-optimisation."},
     {"name": "driver", "description": "The driver app: its route and stop outcomes."},

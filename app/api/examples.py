@@ -12,6 +12,15 @@ from typing import Final
 
 from msgspec.structs import replace
 
+from schemas.customer import (
+    CustomerAnswers,
+    Instructions,
+    InstructionsIn,
+    Rating,
+    RatingIn,
+    Reschedule,
+    RescheduleIn,
+)
 from schemas.delivery import (
     Break,
     CancelIn,
@@ -482,3 +491,35 @@ WEBHOOK_DELIVERY: Final = Delivery(
 WEBHOOK_DELIVERIES: Final = DeliveryPage(deliveries=[WEBHOOK_DELIVERY], next_before=311)
 WEBHOOK_REPLAY: Final = ReplayRange(from_=at(9), to=at(12))
 WEBHOOK_REPLAYED: Final = Replayed(replayed=17)
+
+INSTRUCTIONS_IN: Final = InstructionsIn(
+    gate_code="4711", leave_at="Behind the blue gate, by the bins", safe_place_allowed=True
+)
+INSTRUCTIONS: Final = Instructions(
+    gate_code="4711",
+    leave_at="Behind the blue gate, by the bins",
+    safe_place_allowed=True,
+    source="page",
+    updated_at=at(8, 12),
+)
+RESCHEDULE_IN: Final = RescheduleIn(day=date(2026, 11, 26))
+RESCHEDULE: Final = Reschedule(
+    order_id=ORDER.id,
+    from_day=DAY,
+    to_day=date(2026, 11, 26),
+    route_id=ROUTE.id,
+    source="page",
+    created_at=at(8, 15),
+)
+RATING_IN: Final = RatingIn(stars=5, comment="Friendly driver, parcel right where I asked.")
+RATING: Final = Rating(
+    order_id=ORDER.id,
+    driver_id=DRIVER.id,
+    route_id=ROUTE.id,
+    stars=5,
+    comment="Friendly driver, parcel right where I asked.",
+    created_at=at(18, 40),
+)
+CUSTOMER_ANSWERS: Final = CustomerAnswers(
+    order_id=ORDER.id, instructions=INSTRUCTIONS, reschedules=[], rating=RATING, can_rate=False
+)

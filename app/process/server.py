@@ -190,6 +190,12 @@ def sender_channels(settings: Settings) -> Channels:
                 auth_token=token,
                 from_number=number,
                 base_url=settings.twilio_base_url,
+                # Twilio reports delivery only to a URL it can reach: the public one.
+                status_callback_url=(
+                    None
+                    if not settings.public_url
+                    else settings.public_url.rstrip("/") + "/v1/sms/status"
+                ),
             )
         )
     return Channels(email=email, sms=sms)
