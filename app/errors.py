@@ -17,6 +17,7 @@ and are mapped here, once, by :func:`problem_of`. The same problem answers an HT
     ├── Gone                                410    gone                      4410
     ├── KeyReused                           422    idempotency_key_reused    4422
     ├── UnknownIds                          422    unknown_ids               4422
+    ├── OverLimit                           422    over_limit                4422
     └── Unavailable                         503    unavailable               1013
     realtime.errors.MalformedBody           400    malformed_body            4400
     realtime.errors.InvalidPing             400    invalid_ping              4400
@@ -194,6 +195,13 @@ class UnknownIds(ApiError):
         shown = ", ".join(str(i) for i in ids[:20]) + (", ..." if len(ids) > 20 else "")
         super().__init__(field, f"unknown in this organisation: {shown}")
         self.ids = list(ids)
+
+
+class OverLimit(ApiError):
+    """A value the API's schema allows but this server's configuration does not (a plan's
+    time limit above ``LASTMILE_PLAN_MAX_S``)."""
+
+    kind = Kind(422, "over_limit", CLOSE_UNPROCESSABLE)
 
 
 class Unavailable(ApiError):

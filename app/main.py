@@ -99,6 +99,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/sms/inbound", sms_inbound.inbound, methods=["POST"]),
         Route("/v1/plans", plans.create_plan, methods=["POST"]),
         Route("/v1/plans/{plan_id}", plans.get_plan),
+        Route("/v1/plans/{plan_id}/cancel", plans.cancel_plan, methods=["POST"]),
         Route("/v1/plans/{plan_id}/dispatch", plans.dispatch_plan, methods=["POST"]),
         Route("/v1/routes", routes.list_routes),
         Route("/v1/routes/insert", reoptimize.insert_order, methods=["POST"]),

@@ -91,6 +91,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     solver_processes: Annotated[int, Meta(ge=1, le=64)] = 1
     warm_solver: bool = True
     """Start the API's solver processes with the API (else on the first re-optimisation)."""
+    plan_max_s: Annotated[float, Meta(gt=0, le=3600)] = 600.0
+    """The longest time limit a plan may ask for (longer requests are refused, 422): the bound on
+    how long one plan holds a planner process while other organisations' plans wait."""
+    plan_lease_s: Annotated[float, Meta(ge=1, le=600)] = 30.0
+    """How long a running plan stays with a planner that stopped renewing its hold (killed);
+    then another planner takes it over and computes it afresh."""
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tracking_ttl_h: Annotated[float, Meta(ge=0, le=24 * 30)] = 12.0
     notify_batch: Positive = 100

@@ -11,7 +11,9 @@ from msgspec import Meta
 from schemas.ids import DriverId, OrderId, OrgId, PlanId, RouteId, ShiftId, VehicleId
 from schemas.planning import Penalty
 
-PlanStatus = Literal["queued", "running", "done", "failed"]
+PlanStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+"""``queued → running → done | failed | cancelled``, or ``queued → cancelled`` (it never ran).
+A ``cancelled`` plan that had started keeps its best routes so far as its outcome."""
 SearchKind = Literal["iterated_local_search", "guided_local_search"]
 """The metaheuristic after the first solution. Iterated local search (ruin and recreate) is
 the default because it measured better on the Solomon benchmark (docs/solver.md)."""
@@ -20,6 +22,8 @@ the default because it measured better on the Solomon benchmark (docs/solver.md)
 class PlanRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Body of ``POST /v1/plans``: plan ``day``'s pending orders on its scheduled shifts.
 
+    ``time_limit_s`` may not exceed the server's cap (``LASTMILE_PLAN_MAX_S``): planners serve
+    every organisation, and the cap bounds how long one plan holds one.
     ``order_ids`` restricts the plan to some orders. ``unassigned_penalty`` is what leaving one
     order of priority 0, 1, 2 unserved costs (in the currency of the vehicles' costs), by the
     rule the solver reads it with (:data:`schemas.planning.Penalty`).
@@ -101,7 +105,11 @@ class PlanOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlanView(msgspec.Struct, frozen=True, kw_only=True):
-    """``GET /v1/plans/{id}``: the job, its progress while it runs, its outcome when done."""
+    """``GET /v1/plans/{id}``: the job, its progress while it runs, its outcome when done.
+
+    ``cancel_requested_at`` is when a cancel was asked for: a running plan then stops within
+    about a second and ends ``cancelled`` with the best routes found so far as its outcome.
+    """
 
     id: PlanId
     day: date
@@ -112,6 +120,7 @@ class PlanView(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None = None
     error: str | None = None
     outcome: PlanOutcome | None = None
+    cancel_requested_at: datetime | None = None
 
 
 class DispatchRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,8 +1,7 @@
-"""Planning jobs, dispatched routes and stops: every query of the dispatch side.
+"""Dispatched routes and stops: every query of the dispatch side (plans: :mod:`store.plans`).
 
 State machines, enforced here in SQL so that two racing requests cannot both win:
 
-* plan: ``queued → running → done | failed``;
 * route: ``dispatched → started → completed`` (``cancelled`` by a dispatcher);
 * stop: ``pending → arrived → delivered | failed``, ``pending → delivered | failed`` (no
   arrival reported), and ``pending → removed`` (cancelled or moved away).
@@ -12,133 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row, scalar_row
-from psycopg.types.json import Jsonb
 
 from schemas.customer import Instructions
 from schemas.ids import DriverId, OrderId, OrgId, PlanId, RouteId, ShiftId, StopId, VehicleId
 from schemas.route import RouteStop, RouteView, Window
 from store.rows import fetch_all, fetch_one, returned
-
-# --- plans -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlanRow:
-    """A planning job as stored; ``result`` is the JSON-decoded plan once done."""
-
-    id: PlanId
-    org_id: OrgId
-    day: date
-    status: str
-    options: dict[str, Any]
-    order_ids: list[OrderId] | None
-    progress: dict[str, Any]
-    result: dict[str, Any] | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-_PLAN_COLUMNS = (
-    "id, org_id, day, status, options, order_ids, progress, result, error,"
-    " created_at, started_at, finished_at"
-)
-
-_PLAN = class_row(PlanRow)
-
-
-async def create_plan(
-    conn: AsyncConnection,
-    org_id: OrgId,
-    day: date,
-    options: dict[str, Any],
-    order_ids: Sequence[OrderId] | None,
-) -> PlanRow:
-    """Queue a planning job."""
-    plan = await fetch_one(
-        conn,
-        _PLAN,
-        f"INSERT INTO plans (org_id, day, options, order_ids) VALUES (%s, %s, %s, %s)"
-        f" RETURNING {_PLAN_COLUMNS}",
-        (org_id, day, Jsonb(options), list(order_ids) if order_ids is not None else None),
-    )
-    return returned(plan)
-
-
-async def get_plan(conn: AsyncConnection, org_id: OrgId, plan_id: PlanId) -> PlanRow | None:
-    """A plan of ``org_id``, or None."""
-    return await fetch_one(
-        conn,
-        _PLAN,
-        f"SELECT {_PLAN_COLUMNS} FROM plans WHERE id = %s AND org_id = %s",
-        (plan_id, org_id),
-    )
-
-
-async def mark_enqueued(conn: AsyncConnection, plan_id: PlanId) -> None:
-    """Record that the plan's job is on the ``plans`` stream."""
-    await conn.execute(
-        "UPDATE plans SET enqueued_at = now() WHERE id = %s AND enqueued_at IS NULL", (plan_id,)
-    )
-
-
-async def lock_unqueued_plans(
-    conn: AsyncConnection, older_than: timedelta, limit: int = 100
-) -> list[tuple[OrgId, PlanId]]:
-    """Queued plans whose job never reached the stream, locked for this transaction (others
-    skip them); the caller appends each job and marks it before committing."""
-    cursor = await conn.execute(
-        "SELECT org_id, id FROM plans WHERE enqueued_at IS NULL AND status = 'queued'"
-        " AND created_at < now() - %s ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED",
-        (older_than, limit),
-    )
-    return [(OrgId(org_id), PlanId(plan_id)) for org_id, plan_id in await cursor.fetchall()]
-
-
-async def claim_plan(conn: AsyncConnection, plan_id: PlanId) -> PlanRow | None:
-    """Move a queued (or abandoned running) plan to running; None when it is already finished."""
-    return await fetch_one(
-        conn,
-        _PLAN,
-        "UPDATE plans SET status = 'running', started_at = now(), progress = '{}'"
-        f" WHERE id = %s AND status IN ('queued', 'running') RETURNING {_PLAN_COLUMNS}",
-        (plan_id,),
-    )
-
-
-async def save_progress(conn: AsyncConnection, plan_id: PlanId, progress: dict[str, Any]) -> None:
-    """Record how far a running plan's search has come."""
-    await conn.execute(
-        "UPDATE plans SET progress = %s WHERE id = %s AND status = 'running'",
-        (Jsonb(progress), plan_id),
-    )
-
-
-async def finish_plan(
-    conn: AsyncConnection, plan_id: PlanId, result: dict[str, Any], progress: dict[str, Any]
-) -> None:
-    """Store a running plan's result."""
-    await conn.execute(
-        "UPDATE plans SET status = 'done', result = %s, progress = %s, finished_at = now()"
-        " WHERE id = %s AND status = 'running'",
-        (Jsonb(result), Jsonb(progress), plan_id),
-    )
-
-
-async def fail_plan(conn: AsyncConnection, plan_id: PlanId, error: str) -> None:
-    """Mark a plan failed with a reason people can read."""
-    await conn.execute(
-        "UPDATE plans SET status = 'failed', error = %s, finished_at = now()"
-        " WHERE id = %s AND status IN ('queued', 'running')",
-        (error, plan_id),
-    )
-
 
 # --- routes ----------------------------------------------------------------------------------
 

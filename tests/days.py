@@ -166,7 +166,7 @@ async def planned(http: httpx.AsyncClient, tenant: Tenant, plan_id: int) -> dict
     for _ in range(300):
         response = await http.get(f"/v1/plans/{plan_id}", headers=key(tenant))
         body: dict[str, Any] = response.json()
-        if body["status"] in ("done", "failed"):
+        if body["status"] in ("done", "failed", "cancelled"):
             return body
         await asyncio.sleep(0.1)
     raise AssertionError(f"plan {plan_id} did not finish: {body}")

@@ -1,27 +1,43 @@
-"""Planner worker: planning jobs from the ``plans`` stream → solved plans in PostgreSQL.
+"""Planner worker: queued plans in PostgreSQL → solved plans, fairly between organisations.
 
-``POST /v1/plans`` stores a queued plan and appends a :class:`~schemas.plan.PlanJob`. This worker
-claims the plan, checks its options by the rules of the API edge and the solver
-(:func:`settings_of`), loads the day (one consistent snapshot), turns it into a
-:class:`~schemas.planning.PlanningProblem` (:func:`problem_of`, pure), runs the OR-Tools search
-in a thread so the loop stays responsive, writes progress at most every
-:data:`PROGRESS_EVERY_S` while the search improves, and stores the outcome. A job redelivered
-after a crash claims the plan again and recomputes it; a finished plan is left alone.
+``POST /v1/plans`` stores a queued plan and appends a :class:`~schemas.plan.PlanJob` to the
+``plans`` stream. A planner process runs two loops:
 
-A plan that cannot be computed does not hold up the plans behind it: one whose options break
-the rules is moved to the dead-letter stream at once, one the worker keeps failing on after a
-few attempts (see :mod:`workers.runner`); either way it is marked failed with the reason
-(:meth:`PlannerConsumer.dead_lettered`).
+* :class:`Planner` takes plans from the table in the fair order of :func:`store.plans.claim_next`
+  (at most one running plan per organisation, organisations in turn), loads the day (one
+  consistent snapshot), turns it into a problem (:mod:`workers.plan_problem`), runs the search
+  in a thread so the loop stays responsive, and stores the outcome. While the search runs, the
+  loop renews the plan's lease every :data:`CHECK_EVERY_S`, which also tells it whether a
+  cancel was asked for (the API is another process: the request travels through PostgreSQL);
+  then the search is told to stop and its best solution so far is stored as ``cancelled``.
+  Idle, it waits on the ``plans`` stream (every planner sees every entry) or at most
+  ``block_ms``, then looks again.
+* :class:`PlannerConsumer`, on the shared runner and the ``planner`` consumer group, reads each
+  job once and checks the plan's options: one that breaks the rules is moved to the
+  dead-letter stream at once and marked failed with the reason
+  (:meth:`PlannerConsumer.dead_lettered`), so a bad plan is refused before any planner starts
+  it.
+
+Nothing accepted is lost: a planner that is stopped puts its running plan back in the queue
+(:func:`store.plans.release_plan`); one that is killed stops renewing its lease, and after
+``LASTMILE_PLAN_LEASE_S`` another planner takes the plan over and computes it afresh.
+
+The bound, with P planner processes: a plan waits behind at most one plan of each other
+organisation with plans waiting (and its own organisation's earlier plans), each running at
+most ``LASTMILE_PLAN_MAX_S``; P planners work through those P at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 import msgspec
 import psycopg
@@ -29,51 +45,36 @@ import structlog
 
 from realtime.streams import StreamNames
 from schemas.codecs import PLAN_JOB_DECODER, PLAN_JOB_ENCODER
-from schemas.delivery import Break as DayBreak
-from schemas.delivery import TimeWindow as DayWindow
-from schemas.ids import DriverId, OrderId, OrgId, PlanId
-from schemas.plan import (
-    LeftOut,
-    PlanJob,
-    PlannedRoute,
-    PlannedVisit,
-    PlanOutcome,
-    PlanProgress,
-    PlanRequest,
-)
-from schemas.planning import (
-    DepotRef,
-    Location,
-    OrderRef,
-    PlanningBreak,
-    PlanningDepot,
-    PlanningOptions,
-    PlanningOrder,
-    PlanningProblem,
-    PlanningResult,
-    PlanningTimeWindow,
-    PlanningVehicle,
-    VehicleRef,
-)
-from schemas.reasons import explain
+from schemas.ids import OrgId, PlanId
+from schemas.plan import PlanJob, PlanProgress
 from solver.errors import SolverError
 from solver.matrix import MatrixProvider
-from solver.search import Progress, SearchTuning
+from solver.search import Progress
 from solver.vrptw import solve
-from store import routes as plans_store
-from store.delivery import DayPlace, DeliveryDay, load_day
+from store import plans as plans_store
+from store.delivery import load_day
 from workers.connection import OwnConnection
-from workers.errors import InvalidPlan, PoisonEntry
-from workers.runner import DeadLetter, Entry
+from workers.errors import InvalidPlan, PoisonEntry, is_transient
+from workers.plan_problem import outcome_of, problem_of, settings_of
+from workers.runner import DeadLetter, Entry, Runner, RunnerConfig
 
 log = structlog.get_logger(__name__)
 
 GROUP = "planner"
 PROGRESS_EVERY_S = 0.5
+"""How often, at most, a running plan's progress is written while the search improves."""
+CHECK_EVERY_S = 0.5
+"""How often a running plan's lease is renewed and its cancel request looked for: a cancel
+stops the search within about this long (plus the search's own reaction time)."""
+MAX_BACKOFF_S = 30.0
+
+Ending = Literal["cancel", "shutdown", "lost"]
+"""Why a search was told to stop early: a cancel was asked for, the planner is stopping, or
+the plan is no longer this planner's."""
 
 
 async def enqueue(redis: Any, names: StreamNames, org_id: OrgId, plan_id: PlanId) -> None:
-    """Hand a plan to the planner workers (the plan must be committed first)."""
+    """Wake the planner workers for a plan (the plan must be committed first)."""
     job = PlanJob(org_id=org_id, plan_id=plan_id)
     await redis.xadd(names.plans, {"j": PLAN_JOB_ENCODER.encode(job)})
 
@@ -81,7 +82,9 @@ async def enqueue(redis: Any, names: StreamNames, org_id: OrgId, plan_id: PlanId
 async def requeue_lost(
     conn: psycopg.AsyncConnection, redis: Any, names: StreamNames, older_than: timedelta
 ) -> int:
-    """Append the jobs of queued plans that never reached the stream; how many were appended.
+    """Append the jobs of queued plans whose job never reached the stream; how many were
+    appended (the planners would find them on their next look anyway; this checks their
+    options and wakes them now).
 
     Safe beside other processes doing the same: each plan is locked while its job is appended
     and marked, and the others skip it.
@@ -94,165 +97,12 @@ async def requeue_lost(
     return len(lost)
 
 
-def _window(window: DayWindow) -> PlanningTimeWindow:
-    return PlanningTimeWindow(
-        start_epoch_s=int(window.start.timestamp()), end_epoch_s=int(window.end.timestamp())
-    )
-
-
-def _break(rest: DayBreak) -> PlanningBreak:
-    return PlanningBreak(
-        window=PlanningTimeWindow(
-            start_epoch_s=int(rest.earliest_start.timestamp()),
-            end_epoch_s=int(rest.latest_start.timestamp()),
-        ),
-        duration_s=rest.duration_s,
-    )
-
-
-def _place(place: DayPlace) -> tuple[DepotRef, PlanningDepot]:
-    ref = DepotRef(
-        f"d{place.depot_id}" if place.depot_id is not None else f"p{place.lat},{place.lon}"
-    )
-    return ref, PlanningDepot(ref=ref, location=Location(lat=place.lat, lon=place.lon))
-
-
-def problem_of(
-    day: DeliveryDay, options: PlanningOptions, order_ids: Sequence[int] | None = None
-) -> PlanningProblem:
-    """The planning problem of a delivery day: a vehicle per shift, an order per pending order.
-
-    Vehicle refs are shift ids and order refs are order ids (as strings), so the outcome maps
-    back without a lookup table. Only orders in ``order_ids`` are planned when it is given.
-    """
-    depots: dict[DepotRef, PlanningDepot] = {}
-    vehicles = []
-    for shift in day.shifts:
-        start_ref, start = _place(shift.start)
-        end_ref, end = _place(shift.end)
-        depots[start_ref] = start
-        depots[end_ref] = end
-        vehicles.append(
-            PlanningVehicle(
-                ref=VehicleRef(str(shift.shift_id)),
-                start_depot=start_ref,
-                end_depot=end_ref,
-                shift=_window(shift.working_window),
-                breaks=[_break(b) for b in shift.breaks],
-                max_duration_s=shift.max_duration_s,
-                capacity=shift.capacity,
-                skills=frozenset(shift.skills),
-                fixed_cost=shift.fixed_cost,
-                cost_per_km=shift.cost_per_km,
-                cost_per_hour=shift.cost_per_hour,
-            )
-        )
-    wanted = set(order_ids) if order_ids is not None else None
-    orders = [
-        PlanningOrder(
-            ref=OrderRef(str(order.order_id)),
-            location=Location(lat=order.lat, lon=order.lon),
-            time_windows=[_window(w) for w in order.time_windows],
-            service_s=order.service_s,
-            size=order.size,
-            priority=order.priority,
-            required_skills=frozenset(order.required_skills),
-        )
-        for order in day.orders
-        if wanted is None or order.order_id in wanted
-    ]
-    return PlanningProblem(
-        dimensions=day.dimensions,
-        depots=list(depots.values()),
-        vehicles=vehicles,
-        orders=orders,
-        options=options,
-    )
-
-
-def outcome_of(day: DeliveryDay, result: PlanningResult) -> PlanOutcome:
-    """The stored outcome: solver refs mapped back to shifts, drivers, vehicles and orders."""
-    shifts = {str(s.shift_id): s for s in day.shifts}
-    refs = {str(o.order_id): o.external_ref for o in day.orders}
-
-    def at(epoch_s: int) -> datetime:
-        return datetime.fromtimestamp(epoch_s, UTC)
-
-    routes = []
-    for route in result.routes:
-        shift = shifts[route.vehicle_ref]
-        routes.append(
-            PlannedRoute(
-                shift_id=shift.shift_id,
-                driver_id=DriverId(shift.driver_id),
-                vehicle_id=shift.vehicle_id,
-                start=at(route.start_epoch_s),
-                end=at(route.end_epoch_s),
-                distance_m=route.distance_m,
-                duration_s=route.duration_s,
-                load=route.load,
-                cost=route.cost,
-                visits=[
-                    PlannedVisit(
-                        order_id=OrderId(int(stop.order_ref)),
-                        order_ref=refs[stop.order_ref],
-                        arrival=at(stop.arrival_epoch_s),
-                        service_start=at(stop.service_start_epoch_s),
-                        departure=at(stop.departure_epoch_s),
-                        load_after=stop.load_after,
-                        distance_from_previous_m=stop.distance_from_previous_m,
-                    )
-                    for stop in route.stops
-                ],
-                breaks=[(at(b.start_epoch_s), b.duration_s) for b in route.breaks],
-            )
-        )
-    return PlanOutcome(
-        dimensions=day.dimensions,
-        routes=routes,
-        unassigned=[
-            LeftOut(
-                order_id=OrderId(int(u.order_ref)),
-                order_ref=refs[u.order_ref],
-                code=u.code,
-                reason=u.reason,
-            )
-            for u in result.unassigned
-        ],
-        objective=result.stats.objective,
-        wall_time_s=result.stats.wall_time_s,
-        solutions_found=result.stats.solutions_found,
-        search_status=result.stats.status,
-        search=result.stats.metaheuristic,
-    )
-
-
-def settings_of(plan: plans_store.PlanRow) -> tuple[PlanningOptions, SearchTuning]:
-    """The options and search a stored plan asks for, checked as the API checks a request
-    (:class:`~schemas.plan.PlanRequest`) and as the solver reads them
-    (:class:`~schemas.planning.PlanningOptions`: no negative cost).
-
-    Raises :class:`~workers.errors.InvalidPlan` naming the field at fault in the API's words
-    (:func:`schemas.reasons.explain`). The API stores only what it accepted, but a plan written
-    by an older version, by hand, or past a looser check reaches the worker all the same.
-    """
-    stored = {**plan.options, "day": plan.day, "order_ids": plan.order_ids}
-    try:
-        request = msgspec.convert(stored, PlanRequest)
-        options = msgspec.convert(plan.options, PlanningOptions)
-    except msgspec.ValidationError as exc:
-        field, reason = explain(exc, stored)
-        raise InvalidPlan(plan.id, f"invalid options: {field}: {reason}") from exc
-    return options, SearchTuning(metaheuristic=request.search.upper())
-
-
 @dataclass
 class PlannerConsumer(OwnConnection):
-    """Computes planning jobs, one at a time, on one database connection."""
+    """Checks each job's plan once, as it arrives; the planners compute it (:class:`Planner`)."""
 
     names: StreamNames
     database_url: str
-    provider: MatrixProvider
     group: str = GROUP
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
 
@@ -264,14 +114,20 @@ class PlannerConsumer(OwnConnection):
         return job
 
     async def handle(self, entries: Sequence[Entry[PlanJob]]) -> None:
+        """Move a job whose plan's options break the rules aside (whatever its status: a
+        planner may have failed it already)."""
+        conn = await self._connection()
         for entry in entries:
+            plan = await plans_store.plan_by_id(conn, entry.value.plan_id)
+            if plan is None:
+                continue
             try:
-                await self.compute(entry.value.plan_id)
-            except InvalidPlan as exc:  # computing it again cannot help
+                settings_of(plan)
+            except InvalidPlan as exc:  # computing it cannot help
                 raise PoisonEntry.of(entry, exc.detail) from exc
 
     async def dead_lettered(self, letters: Sequence[DeadLetter[PlanJob]]) -> None:
-        """Mark the plans of jobs moved aside failed, with the reason (unless they finished)."""
+        """Mark the plans of jobs moved aside failed, with the reason (unless they ended)."""
         conn = await self._connection()
         for letter in letters:
             if letter.value is None:  # an undecodable job names no plan
@@ -281,45 +137,148 @@ class PlannerConsumer(OwnConnection):
                 error = f"the planner gave up on this plan: {error}"
             await plans_store.fail_plan(conn, letter.value.plan_id, error)
 
-    async def compute(self, plan_id: PlanId) -> None:
-        """Solve one plan and store its outcome (or why the solver refused it).
 
-        Raises :class:`~workers.errors.InvalidPlan` when its options break the rules, leaving
-        the plan running for the caller to fail.
+@dataclass
+class Planner(OwnConnection):
+    """Computes plans one at a time, taken from the fair queue, as planner ``name``.
+
+    ``max_s`` caps a plan's time limit (``LASTMILE_PLAN_MAX_S``); ``lease_s`` is how long the
+    plan stays this planner's without a renewal (``LASTMILE_PLAN_LEASE_S``); ``block_ms`` is
+    the longest an idle planner waits before looking at the queue again.
+    """
+
+    name: str
+    names: StreamNames
+    database_url: str
+    provider: MatrixProvider
+    redis: Any
+    max_s: float
+    lease_s: float
+    block_ms: int = 1000
+    _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
+    _seen: str = field(default="$", repr=False)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Compute plans until ``stop`` is set; a running plan then goes back to the queue.
+
+        Redis or PostgreSQL being away is waited out with backoff, never fatal.
         """
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                if self._seen == "$":
+                    self._seen = await self._stream_end()
+                if not await self.next(stop):
+                    await self.idle()
+                delay = 0.5
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("planner waits for its services", error=str(exc), delay_s=delay)
+                await self.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def _stream_end(self) -> str:
+        # From the newest entry now, not "$" at each read: a job appended while this planner
+        # was busy still wakes it.
+        newest = await self.redis.xrevrange(self.names.plans, count=1)
+        if not newest:
+            return "0-0"
+        last = newest[0][0]
+        return last.decode() if isinstance(last, bytes) else str(last)
+
+    async def idle(self) -> None:
+        """Wait for a job on the ``plans`` stream, or ``block_ms`` at most."""
+        found = await self.redis.xread(
+            {self.names.plans: self._seen}, count=100, block=self.block_ms
+        )
+        for _stream, entries in found or ():
+            if entries:
+                last = entries[-1][0]
+                self._seen = last.decode() if isinstance(last, bytes) else str(last)
+
+    async def next(self, stop: asyncio.Event) -> bool:
+        """Claim and compute the next plan in the fair order; False when none may start."""
         conn = await self._connection()
-        plan = await plans_store.claim_plan(conn, plan_id)
+        plan = await plans_store.claim_next(conn, self.name, self.lease)
         if plan is None:
+            return False
+        try:
+            await self.compute(plan, stop)
+        except Exception as exc:
+            if is_transient(exc):
+                # Not its fault: queue it again (if PostgreSQL is still there to hear it; if
+                # not, the lease runs out and it is taken over).
+                with contextlib.suppress(Exception):
+                    await plans_store.release_plan(await self._connection(), plan.id, self.name)
+                raise
+            log.exception("planning failed", plan=plan.id)
+            await plans_store.fail_plan(
+                conn, plan.id, f"the planner failed on this plan: {type(exc).__name__}: {exc}"
+            )
+        return True
+
+    async def compute(self, plan: plans_store.PlanRow, stop: asyncio.Event) -> None:
+        """Solve one claimed plan and store its outcome, or why it has none."""
+        conn = await self._connection()
+        try:
+            options, tuning = settings_of(plan, self.max_s)
+        except InvalidPlan as exc:
+            await plans_store.fail_plan(conn, plan.id, exc.detail)
             return
-        options, tuning = settings_of(plan)
         day = await load_day(conn, plan.org_id, plan.day)
         problem = problem_of(day, options, plan.order_ids)
         loop = asyncio.get_running_loop()
+        halt = threading.Event()
         last_write = 0.0
-        latest = PlanProgress()
 
         def on_progress(progress: Progress) -> None:
-            nonlocal last_write, latest
+            nonlocal last_write
+            if time.monotonic() - last_write < PROGRESS_EVERY_S:
+                return
+            last_write = time.monotonic()
             latest = PlanProgress(
                 objective=progress.objective,
                 solutions_found=progress.solutions_found,
                 elapsed_s=round(progress.elapsed_s, 3),
             )
-            if time.monotonic() - last_write >= PROGRESS_EVERY_S:
-                last_write = time.monotonic()
-                asyncio.run_coroutine_threadsafe(self._progress(plan_id, latest), loop)
+            asyncio.run_coroutine_threadsafe(self._progress(plan.id, latest), loop)
 
-        log.info("planning", plan=plan_id, orders=len(problem.orders), shifts=len(problem.vehicles))
-        try:
-            result = await asyncio.to_thread(
+        log.info(
+            "planning",
+            plan=plan.id,
+            org=plan.org_id,
+            orders=len(problem.orders),
+            shifts=len(problem.vehicles),
+            claims=plan.claims,
+        )
+        search = asyncio.ensure_future(
+            asyncio.to_thread(
                 solve,
                 problem,
                 self.provider,
                 on_progress=on_progress,
                 tuning=tuning,
             )
+        )
+        ending = await self._watch(plan.id, search, halt, stop)
+        try:
+            result = await search
         except SolverError as exc:
-            await plans_store.fail_plan(conn, plan_id, str(exc))
+            await plans_store.fail_plan(conn, plan.id, str(exc))
+            return
+        if ending == "lost":
+            log.warning("plan taken over by another planner; result dropped", plan=plan.id)
+            return
+        if ending == "shutdown" and result.stats.status == "cancelled":
+            await plans_store.release_plan(conn, plan.id, self.name)
+            log.info("planner stopping; plan queued again", plan=plan.id)
             return
         outcome = outcome_of(day, result)
         final = PlanProgress(
@@ -327,15 +286,86 @@ class PlannerConsumer(OwnConnection):
             solutions_found=result.stats.solutions_found,
             elapsed_s=round(result.stats.wall_time_s, 3),
         )
-        await plans_store.finish_plan(
-            conn, plan_id, msgspec.to_builtins(outcome), msgspec.to_builtins(final)
+        status = await plans_store.finish_plan(
+            conn, plan.id, self.name, msgspec.to_builtins(outcome), msgspec.to_builtins(final)
         )
         log.info(
-            "planned", plan=plan_id, routes=len(outcome.routes), left_out=len(outcome.unassigned)
+            "planned",
+            plan=plan.id,
+            status=status,
+            routes=len(outcome.routes),
+            left_out=len(outcome.unassigned),
         )
 
+    async def _watch(
+        self,
+        plan_id: PlanId,
+        search: asyncio.Future[Any],
+        halt: threading.Event,
+        stop: asyncio.Event,
+    ) -> Ending | None:
+        """While the search runs: renew the lease, and halt the search on a cancel, a stop of
+        this planner, or the loss of the plan. Why it was halted, or None."""
+        ending: Ending | None = None
+        while not search.done():
+            await asyncio.wait([search], timeout=CHECK_EVERY_S)
+            if search.done():
+                break
+            if stop.is_set() and ending is None:
+                ending = "shutdown"
+            try:
+                held = await plans_store.renew_lease(
+                    await self._connection(), plan_id, self.name, self.lease
+                )
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # The search goes on; if PostgreSQL stays away past the lease, another
+                # planner takes the plan over and this one's result is dropped.
+                log.warning("lease not renewed", plan=plan_id, error=str(exc))
+                await self.close()
+                continue
+            if held != "held" and ending is None:
+                ending = held
+            if ending is not None and not halt.is_set():
+                log.info("halting the search", plan=plan_id, because=ending)
+                halt.set()
+        return ending
+
     async def _progress(self, plan_id: PlanId, progress: PlanProgress) -> None:
-        # The worker's own connection is idle while the search runs in its thread; psycopg
-        # serialises this write with the final one if they ever meet.
+        # The planner's connection is idle while the search runs in its thread but for the
+        # lease renewals; psycopg serialises them with this write.
         conn = await self._connection()
-        await plans_store.save_progress(conn, plan_id, msgspec.to_builtins(progress))
+        await plans_store.save_progress(conn, plan_id, self.name, msgspec.to_builtins(progress))
+
+
+async def run_planner(
+    redis: Any,
+    names: StreamNames,
+    database_url: str,
+    provider: MatrixProvider,
+    config: RunnerConfig,
+    *,
+    max_s: float,
+    lease_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """One planner process: the :class:`Planner` and the job checker, until ``stop`` is set."""
+    consumer = PlannerConsumer(names=names, database_url=database_url)
+    planner = Planner(
+        name=config.consumer_name,
+        names=names,
+        database_url=database_url,
+        provider=provider,
+        redis=redis,
+        max_s=max_s,
+        lease_s=lease_s,
+        block_ms=config.block_ms,
+    )
+    try:
+        async with asyncio.TaskGroup() as group:  # one failing stops the other
+            group.create_task(Runner(redis, consumer, config).run(stop))
+            group.create_task(planner.run(stop))
+    finally:
+        await consumer.close()
+        await planner.close()

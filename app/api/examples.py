@@ -281,6 +281,24 @@ PLAN_REQUEST: Final = PlanRequest(day=DAY, time_limit_s=30.0)
 PLAN_QUEUED: Final = PlanView(
     id=PlanId(9), day=DAY, status="queued", progress=PlanProgress(), created_at=at(6, 45)
 )
+PLAN_CANCELLED: Final = PlanView(
+    id=PlanId(9),
+    day=DAY,
+    status="cancelled",
+    progress=PlanProgress(),
+    created_at=at(6, 45),
+    finished_at=at(6, 46),
+    cancel_requested_at=at(6, 46),
+)
+PLAN_CANCELLING: Final = PlanView(
+    id=PlanId(9),
+    day=DAY,
+    status="running",
+    progress=PlanProgress(objective=5388.5, solutions_found=12, elapsed_s=41.5),
+    created_at=at(6, 45),
+    started_at=at(6, 45, 1),
+    cancel_requested_at=at(6, 45, 43),
+)
 PLAN_DONE: Final = PlanView(
     id=PlanId(9),
     day=DAY,

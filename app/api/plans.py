@@ -1,8 +1,12 @@
-"""Planning jobs and dispatch: ``POST /v1/plans``, ``GET /v1/plans/{id}``, ``.../dispatch``.
+"""Planning jobs and dispatch: ``POST /v1/plans``, ``GET /v1/plans/{id}``, ``.../cancel``,
+``.../dispatch``.
 
 Creating a plan stores it as queued (once per ``Idempotency-Key``) and appends a job to the
-``plans`` stream; the planner worker computes it. Dispatching a finished plan creates routes and
-stops, and each route reaches its driver's app at once over the driver socket.
+``plans`` stream, which wakes the planner workers; they take plans from PostgreSQL in a fair
+order (:mod:`store.plans`). A time limit above ``LASTMILE_PLAN_MAX_S`` is refused. Cancelling
+ends a queued plan at once and asks the planner of a running one to stop and keep its best
+routes. Dispatching a finished (or cancelled, with routes) plan creates routes and stops, and
+each route reaches its driver's app at once over the driver socket.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from starlette.responses import Response
 
 from app.api.checks import check_day
 from app.auth import FLEET_WRITERS, READERS
-from app.errors import Conflict, NotFound, UnknownIds
+from app.errors import Conflict, NotFound, OverLimit, UnknownIds
 from app.http import answer, decode, encode, path_id, request_body, resources_of
 from app.idempotency import REPLAYED_HEADER, Answer, run_create
 from app.resources import Resources
@@ -32,12 +36,13 @@ from schemas.plan import (
     PlanView,
 )
 from schemas.planning import PlanningOptions
+from store import plans as plans_store
 from store import routes as store
 from store.orders import unknown_order_ids
 from workers import planner
 
 
-def view(plan: store.PlanRow) -> PlanView:
+def view(plan: plans_store.PlanRow) -> PlanView:
     """The API view of a stored plan."""
     return PlanView(
         id=plan.id,
@@ -49,32 +54,41 @@ def view(plan: store.PlanRow) -> PlanView:
         finished_at=plan.finished_at,
         error=plan.error,
         outcome=None if plan.result is None else msgspec.convert(plan.result, PlanOutcome),
+        cancel_requested_at=plan.cancel_requested_at,
     )
 
 
 async def create_plan(request: Request) -> Response:
     """Queue a plan of a day's pending orders on its scheduled shifts; 202 with the job.
 
-    ``order_ids`` naming no order of the caller's organisation answer 422 listing them.
+    ``order_ids`` naming no order of the caller's organisation answer 422 listing them, and so
+    does a ``time_limit_s`` above the server's cap (``LASTMILE_PLAN_MAX_S``).
     """
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
     body = await request_body(request)
     wanted = decode(body, request.headers.get("content-type"), PlanRequest)
     check_day(wanted.day)
+    cap_s = resources.settings.plan_max_s
+    if wanted.time_limit_s > cap_s:
+        raise OverLimit(
+            "time_limit_s",
+            f"expected at most {cap_s:g} s on this server (LASTMILE_PLAN_MAX_S),"
+            f" got {wanted.time_limit_s:g}",
+        )
     options = PlanningOptions(
         time_limit_s=wanted.time_limit_s,
         balance_workload=wanted.balance_workload,
         unassigned_penalty=wanted.unassigned_penalty,
     )
-    created: list[store.PlanRow] = []
+    created: list[plans_store.PlanRow] = []
 
     async def command(conn: AsyncConnection) -> Answer:
         if wanted.order_ids:
             unknown = await unknown_order_ids(conn, principal.org_id, wanted.order_ids)
             if unknown:
                 raise UnknownIds("order_ids", unknown)
-        plan = await store.create_plan(
+        plan = await plans_store.create_plan(
             conn,
             principal.org_id,
             wanted.day,
@@ -95,7 +109,7 @@ async def enqueue(resources: Resources, org_id: OrgId, plan_id: PlanId) -> None:
     Redis fails here, the plan stays unmarked and the upkeep hands it over later."""
     await planner.enqueue(resources.redis, resources.names, org_id, plan_id)
     async with resources.pool.connection() as conn:
-        await store.mark_enqueued(conn, plan_id)
+        await plans_store.mark_enqueued(conn, plan_id)
 
 
 async def get_plan(request: Request) -> Response:
@@ -104,10 +118,31 @@ async def get_plan(request: Request) -> Response:
     principal = await resources.auth.require_api_key(request, READERS)
     plan_id = PlanId(path_id(request, "plan_id"))
     async with resources.pool.connection() as conn:
-        plan = await store.get_plan(conn, principal.org_id, plan_id)
+        plan = await plans_store.get_plan(conn, principal.org_id, plan_id)
     if plan is None:
         raise NotFound(f"no plan {plan_id} in this organisation")
     return answer(view(plan))
+
+
+async def cancel_plan(request: Request) -> Response:
+    """Cancel a plan: a queued one never runs (200, ``cancelled``); a running one is asked to
+    stop (202, still ``running`` with ``cancel_requested_at``) and its planner stores the best
+    routes found so far as a ``cancelled`` outcome within about a second.
+
+    Asking again answers the same way; a plan that finished or failed is a 409.
+    """
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
+    plan_id = PlanId(path_id(request, "plan_id"))
+    async with resources.pool.connection() as conn:
+        plan = await plans_store.cancel_plan(conn, principal.org_id, plan_id)
+    if plan is None:
+        raise NotFound(f"no plan {plan_id} in this organisation")
+    if plan.status in ("done", "failed"):
+        raise Conflict(
+            "status", f"expected a queued or running plan, got one that is {plan.status}"
+        )
+    return answer(view(plan), status=202 if plan.status == "running" else 200)
 
 
 async def dispatch_plan(request: Request) -> Response:
@@ -118,11 +153,15 @@ async def dispatch_plan(request: Request) -> Response:
     body = await request_body(request)
     wanted = decode(body, request.headers.get("content-type"), DispatchRequest, empty_ok=True)
     async with resources.pool.connection() as conn:
-        plan = await store.get_plan(conn, principal.org_id, plan_id)
+        plan = await plans_store.get_plan(conn, principal.org_id, plan_id)
         if plan is None:
             raise NotFound(f"no plan {plan_id} in this organisation")
-        if plan.status != "done" or plan.result is None:
-            raise Conflict("status", f"expected a finished plan, got one that is {plan.status}")
+        if plan.status not in ("done", "cancelled") or plan.result is None:
+            raise Conflict(
+                "status",
+                f"expected a finished plan, or a cancelled one with routes, got one that is"
+                f" {plan.status}" + (" without routes" if plan.status == "cancelled" else ""),
+            )
         outcome = msgspec.convert(plan.result, PlanOutcome)
         chosen = [
             r for r in outcome.routes if wanted.shift_ids is None or r.shift_id in wanted.shift_ids

@@ -37,7 +37,7 @@ from workers.hooks import HooksConsumer, HookSender, HookSenderConfig
 from workers.lease import Leases, ShardKeeper, holder_name
 from workers.notify import NotifyConsumer
 from workers.persist import PersistConsumer
-from workers.planner import PlannerConsumer
+from workers.planner import run_planner
 from workers.runner import Runner, RunnerConfig
 from workers.sender import Channels, Sender, SenderConfig
 
@@ -239,7 +239,7 @@ async def run_worker(
         finally:
             await redis.aclose()
         return
-    consumer: PersistConsumer | PlannerConsumer | NotifyConsumer
+    consumer: PersistConsumer | NotifyConsumer
     if name == "eta":
         try:
             config = dataclasses.replace(base, batch_entries=settings.eta_batch)
@@ -263,12 +263,21 @@ async def run_worker(
         )
         config = dataclasses.replace(base, batch_entries=settings.notify_batch)
         trim = None
-    else:
-        consumer = PlannerConsumer(
-            names=names, database_url=settings.database_url, provider=matrix_provider(settings)
-        )
-        config = dataclasses.replace(base, batch_entries=1)
-        trim = None
+    else:  # the planner: its own loop over the fair queue, beside a runner checking jobs
+        try:
+            await run_planner(
+                redis,
+                names,
+                settings.database_url,
+                matrix_provider(settings),
+                dataclasses.replace(base, batch_entries=1),
+                max_s=settings.plan_max_s,
+                lease_s=settings.plan_lease_s,
+                stop=stop,
+            )
+        finally:
+            await redis.aclose()
+        return
     try:
         await Runner(redis, consumer, config, trim=trim).run(stop)  # type: ignore[misc]
     finally:

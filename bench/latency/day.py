@@ -17,6 +17,7 @@ from bench.harness import (
 )
 from schemas.delivery import OrderIn, Place, ShiftIn, TimeWindow, VehicleIn
 from store import fleet, orders
+from store import plans as plan_store
 from store import routes as route_store
 
 CENTRE = (52.52, 13.405)
@@ -85,7 +86,7 @@ def seed_day(
         hours = TimeWindow(start=now - timedelta(hours=1), end=now + timedelta(hours=12))
         new_routes, plans = [], []
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-            plan = await route_store.create_plan(conn, org, now.date(), {}, None)
+            plan = await plan_store.create_plan(conn, org, now.date(), {}, None)
             for n, (driver_id, token) in enumerate(tenant.drivers):
                 radius, angle = 15_000 * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
                 start = _moved(CENTRE, radius * math.cos(angle), radius * math.sin(angle))

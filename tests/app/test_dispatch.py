@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from realtime.streams import StreamNames
 from schemas.ids import OrgId
-from store import routes as store
+from store import plans
 from tests.conftest import LiveServer, Tenant
 from tests.days import DEPOT, Day, device, events_of, key, order, plan_and_dispatch, planned
 from workers.planner import requeue_lost
@@ -233,7 +233,7 @@ async def test_a_plan_whose_job_never_reached_redis_is_handed_over_once(
     )
     assert normal.status_code == 202
     # As if the append had failed: the plan is committed, its job is not on the stream.
-    lost = await store.create_plan(db, OrgId(tenant.org_id), delivery_day.day, {}, None)
+    lost = await plans.create_plan(db, OrgId(tenant.org_id), delivery_day.day, {}, None)
     assert await requeue_lost(db, redis, names, timedelta(seconds=0)) == 1
     assert await requeue_lost(db, redis, names, timedelta(seconds=0)) == 0
     assert len(await redis.xrange(names.plans)) == 2

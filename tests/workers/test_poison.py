@@ -15,7 +15,7 @@ from realtime.streams import shard_of
 from schemas.codecs import PING_BATCH_ENCODER
 from schemas.ids import DriverId, OrgId
 from schemas.ping import Ping, PingBatch
-from store import routes as plans_store
+from store import plans as plans_store
 from tests.conftest import LiveServer, Tenant, WorkerHandle, make_tenant
 from tests.days import Day, device, key, plan_and_dispatch, planned
 from tests.helpers import eventually, wait_for_positions
