@@ -7,16 +7,22 @@ from typing import Any
 
 import httpx
 import psycopg
+from playwright.async_api import expect
+from redis.asyncio import Redis
 
 from app.outbox_metrics import sample_outbox
-from app.resources import open_resources
+from app.resources import open_resources, stream_names
 from app.settings import Settings
+from realtime.events import emit
 from schemas.delivery import OrderIn
-from schemas.ids import OrderId
+from schemas.events import StopArrived
+from schemas.ids import DriverId, OrderId, RouteId, StopId
 from schemas.notifications import Notification, NotificationKind, idempotency_key
 from store import notifications as outbox
 from store.orders import create_order
-from tests.conftest import Tenant, make_tenant
+from tests.browser import Pages
+from tests.conftest import LiveServer, Tenant, make_tenant
+from tests.days import Day, plan_and_dispatch
 
 
 def auth(token: str) -> dict[str, str]:
@@ -236,3 +242,51 @@ async def test_outbox_gauges_follow_the_table_on_metrics(
 def _gauge(text: str, channel: str, state: str) -> float:
     prefix = f'lastmile_outbox_messages{{channel="{channel}",state="{state}"}}'
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(prefix)))
+
+
+async def test_the_dispatcher_sees_an_orders_messages_in_its_stop_popup_as_they_change(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    db: psycopg.AsyncConnection,
+    redis: Redis,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    pages: Pages,
+) -> None:
+    """Clicking a stop shows its order's messages with channel, recipient and state, the
+    recipient as text however it reads; an event of the order brings the new state without a
+    reload."""
+    await plan_and_dispatch(http, tenant, today)
+    routes = (await http.get("/v1/routes", headers=auth(tenant.api_key))).json()["routes"]
+    stop = routes[0]["stops"][0]
+    hostile = "<b>x</b>@example.com"
+    message = await _message(db, tenant, stop["order_id"], "en_route", hostile, datetime.now(UTC))
+
+    page = await pages.open(f"{server.url}/dispatch#key={tenant.api_key}")
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=20_000
+    )
+    await page.locator(f"path.stop[data-stop-id='{stop['id']}']").click()
+    notice = page.locator(f".notices li.notice[data-id='{message}']")
+    await expect(notice).to_have_attribute("data-state", "pending", timeout=20_000)
+    await expect(notice.locator(".notice-recipient")).to_have_text(hostile)
+    await expect(notice).to_contain_text("On its way")
+    assert await page.locator(".notices b").count() == 0
+
+    await _attempt(db, message, None)
+    names = stream_names(server.settings)
+    await emit(
+        redis,
+        names,
+        StopArrived(
+            org_id=tenant.org_id,
+            at=datetime.now(UTC),
+            route_id=RouteId(routes[0]["id"]),
+            stop_id=StopId(stop["id"]),
+            order_id=OrderId(stop["order_id"]),
+            driver_id=DriverId(routes[0]["driver_id"]),
+        ),
+    )
+    await expect(notice).to_have_attribute("data-state", "sent", timeout=20_000)
+    await expect(notice.locator(".notice-state")).to_have_text("sent")

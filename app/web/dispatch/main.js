@@ -4,6 +4,7 @@
 //   dispatch/fleet.js   the model: applies the snapshot, positions and events (no DOM, no network)
 //   dispatch/map.js     draws the model on the Leaflet map
 //   dispatch/panel.js   draws the side panel: header, counts, drivers, alerts
+//   dispatch/notices.js an order's customer messages in its stop's popup (click a stop)
 //   dispatch/reads.js   reads routes and driver names from the HTTP API
 //   dispatch/times.js   formats times in the organisation's zone
 //
@@ -26,6 +27,7 @@
 import { Fleet } from "./fleet.js";
 import { FleetMap } from "./map.js";
 import { Panel, alertWords } from "./panel.js";
+import { Notices, orderOfEvent } from "./notices.js";
 import { Reads } from "./reads.js";
 import { zoneClock } from "./times.js";
 import { Reconnecting, socketUrl } from "../common/reconnect.js";
@@ -48,8 +50,13 @@ const ui = {
 const requestedDay = new URLSearchParams(location.search).get("day");
 
 const fleet = new Fleet();
+const notices = new Notices({
+  get: (path) => reads.get(path).catch((error) => { reads.failed(error); throw error; }),
+  clock: () => zoneClock(fleet.timeZone),
+});
 const map = new FleetMap(window.L, fleet, {
   element: "map", tileUrl: document.body.dataset.tileUrl, note: $("map-note"),
+  stopDetails: [(stop) => (stop.order_id ? notices.section(stop.order_id) : null)],
 });
 const panel = new Panel(fleet, {
   onDriver: (driverId) => map.focusDriver(driverId),
@@ -101,6 +108,7 @@ function onMessage(message) {
       break;
     case "event":
       fleet.applyEvent(message.id, message.event);
+      notices.refresh(orderOfEvent(message.event));
       break;
     default:
       return;

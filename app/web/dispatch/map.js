@@ -26,10 +26,13 @@ function initials(name) {
 }
 
 export class FleetMap {
-  constructor(L, fleet, { element, tileUrl, note }) {
+  // `stopDetails`: functions (stop) -> element or null, each adding a section to a stop's popup
+  // (the customer messages of notices.js).
+  constructor(L, fleet, { element, tileUrl, note, stopDetails = [] }) {
     this.L = L;
     this.fleet = fleet;
     this.note = note;
+    this.stopDetails = stopDetails;
     this.map = baseMap(L, element, tileUrl, { worldCopyJump: true }, () => {
       this.showNote("Map background unavailable: showing drivers, routes and stops without it.");
     });
@@ -113,6 +116,7 @@ export class FleetMap {
         radius: 7, weight: 3, color: routeColor(routeId), fillOpacity: 1, className: "stop",
       });
       marker.bindTooltip(() => this.stopCard(stopId), { direction: "top", offset: [0, -8] });
+      marker.bindPopup(() => this.stopPopup(stopId), { maxWidth: 320, minWidth: 220, className: "stop-popup" });
       marker.addTo(this.stopLayer);
       this.stops.set(stopId, marker);
     } else {
@@ -164,6 +168,14 @@ export class FleetMap {
       rows.push(el("div", { class: "tip-risk" }, `At risk: may be up to ${minutes(eta.late_s)} late`));
     }
     return el("div", { class: "tip" }, rows);
+  }
+
+  // A clicked stop: its card and every detail section (read when the popup opens).
+  stopPopup(stopId) {
+    const entry = this.fleet.stops.get(stopId);
+    if (entry === undefined) return "";
+    const sections = this.stopDetails.map((detail) => detail(entry.stop));
+    return el("div", { class: "stop-detail", dataset: { stopId } }, this.stopCard(stopId), sections);
   }
 
   drawDriver(driverId) {
