@@ -24,6 +24,7 @@ from app.api import (
     plans,
     positions,
     reference,
+    proofs,
     reoptimize,
     routes,
     sms_inbound,
@@ -122,6 +123,20 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         ),
         Route("/v1/webhooks/{webhook_id}/replay", webhook_api.replay_range, methods=["POST"]),
         *pages.routes(),
+        Route("/v1/driver/stops/{stop_id}/proof", proofs.capture_proof, methods=["POST"]),
+        Route("/v1/proofs", proofs.search_proofs),
+        Route("/v1/proofs/{proof_id}", proofs.get_proof),
+        Route("/v1/stops/{stop_id}/proof", proofs.stop_proof),
+        Route("/v1/stops/{stop_id}/proof-override", proofs.override, methods=["POST"]),
+        Route("/v1/blobs/{sha256}", proofs.get_blob),
+        Route("/v1/settings/proof-requirements", proofs.org_requirements, methods=["GET", "PUT"]),
+        Route(
+            "/v1/orders/{order_id}/proof-requirements",
+            proofs.order_requirements,
+            methods=["GET", "PUT"],
+        ),
+        Route("/v1/orders/{order_id}/reattempt", proofs.reattempt, methods=["POST"]),
+        Route("/v1/audit/verify", proofs.verify_audit),
         *reference.routes(),
     ]
     app = Starlette(

@@ -63,7 +63,18 @@ from schemas.live import LiveMessage
 from schemas.notification_views import DemoMailbox, NotificationPage, OrderNotifications
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
 from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
-from schemas.route import FailStop, InsertOrder, MoveStop, RouteView
+from schemas.proofs import (
+    AuditCheck,
+    FailStopIn,
+    Override,
+    OverrideIn,
+    Proof,
+    ProofList,
+    ProofRequirements,
+    Reattempt,
+    ReattemptIn,
+)
+from schemas.route import InsertOrder, MoveStop, RouteView
 from schemas.track import TrackingLink, TrackMessage, TrackView
 from schemas.webhooks import (
     Delivery,
@@ -270,6 +281,7 @@ IDS: Final = {
     "stop_id": 31,
     "webhook_id": 4,
     "delivery_id": 311,
+    "proof_id": 17,
 }
 """Every id parameter of a path, with the example's id."""
 PATH_PARAMS: Final = (
@@ -298,6 +310,41 @@ DAY: Final = Param(
 ACTIVE: Final = Param(
     "active", bool, "Only active (`true`) or inactive (`false`) ones.", empty_is_absent=True
 )
+
+# --- proof of delivery ----------------------------------------------------------------------
+
+MULTIPART: Final = "multipart/form-data"
+HEADER_KEY: Final = "Idempotency-Key"
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[!-~]+$")]
+ProofText = Annotated[str, Meta(max_length=200)]
+ProofOutcome = Literal["delivered", "failed"]
+ProofLimit = Annotated[int, Meta(ge=1, le=1000)]
+
+
+class ProofUpload(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of a proof capture (``multipart/form-data``); files are parts with a
+    filename. See docs/proofs.md."""
+
+    outcome: ProofOutcome
+    photo: list[str] = []
+    """JPEG, PNG, WebP or HEIC files, up to 8."""
+    label_photo: list[str] = []
+    """Photos of parcel labels, up to 4: their barcodes count as scans."""
+    signature: str | None = None
+    """A PNG file."""
+    signature_strokes: str | None = None
+    """JSON ``{"width", "height", "strokes": [[[x, y], ...], ...]}``, instead of a PNG."""
+    recipient_name: Annotated[str, Meta(max_length=200)] | None = None
+    notes: Annotated[str, Meta(max_length=2000)] | None = None
+    scan: list[Annotated[str, Meta(min_length=1, max_length=100)]] = []
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    device_time: datetime | None = None
+    age_verified: bool = False
+    failure_code: str | None = None
+    failure_text: Annotated[str, Meta(max_length=500)] | None = None
+
 
 # --- the table's words -----------------------------------------------------------------------
 
@@ -666,7 +713,64 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         device("POST", "/v1/driver/stops/{stop_id}/deliver", "Delivered", ROUTE_NOW,
                errors=STOP_STATE),
         device("POST", "/v1/driver/stops/{stop_id}/fail", "Could not deliver", ROUTE_NOW,
-               errors=STOP_STATE, body=json_body(FailStop, ex.FAIL_STOP)),
+               errors=STOP_STATE, body=json_body(FailStopIn, ex.FAIL_STOP_CODED),
+               description="`code` is one of the failure codes (default `other`, which needs"
+               " `reason`); a body with only `reason` is `other`."),
+        device("POST", "/v1/driver/stops/{stop_id}/proof", "Capture a proof and close the stop",
+               created("The stored proof (again, with `Idempotent-Replayed: true`, for a key"
+                       " already stored).", Proof, ex.PROOF),
+               params=(Param(HEADER_KEY, IdempotencyKey, "Required: the capture's own key.",
+                             where="header", required=True),),
+               body=Body({MULTIPART: ProofUpload}, "Parts as in docs/proofs.md."),
+               errors=(409, 413, 415, 422),
+               description="422 `requirements_unmet` names what the order requires and the"
+               " capture lacks; 413 for a body over `LASTMILE_PROOF_MAX_BYTES` or an image over"
+               " `LASTMILE_IMAGE_MAX_PIXELS`; 415 for a part that is not an image."),
+    ),
+    *section(
+        "proofs",
+        api("GET", "/v1/proofs", "Search proofs of delivery", READERS,
+            ok("Newest first; image URLs are signed and short-lived.", ProofList, ex.PROOF_LIST),
+            params=(query("order_id", Id, "Only this order's."),
+                    query("driver_id", Id, "Only this driver's."),
+                    query("customer", ProofText, "Customer name or order reference contains."),
+                    query("from", date, "Delivery day on or after, `YYYY-MM-DD`."),
+                    query("to", date, "Delivery day on or before."),
+                    query("outcome", ProofOutcome, "`delivered` or `failed`."),
+                    query("q", ProofText, "Notes, recipient, failure, scans or reference contain."),
+                    query("before", Id, "Proofs with a smaller id: the next page."),
+                    query("limit", ProofLimit, "Page size, default 100."))),
+        api("GET", "/v1/proofs/{proof_id}", "A proof of delivery", READERS,
+            ok("The proof.", Proof, ex.PROOF)),
+        api("GET", "/v1/stops/{stop_id}/proof", "The proof that closed a stop", READERS,
+            ok("The proof.", Proof, ex.PROOF)),
+        api("POST", "/v1/stops/{stop_id}/proof-override", "Waive a stop's proof requirements",
+            FLEET_WRITERS, created("Recorded (and in the audit log).", Override,
+                                   ex.PROOF_OVERRIDE),
+            body=json_body(OverrideIn, ex.PROOF_OVERRIDE_IN), errors=(409,)),
+        public("GET", "/v1/blobs/{sha256}", "A proof image through its signed URL",
+               Answer(200, "The image.", str, media="image/jpeg"),
+               params=(Param("sha256", str, "The blob's SHA-256.", where="path"),
+                       Param("type", str, "`image/jpeg` or `image/png`, as signed."),
+                       Param("expires", int, "Unix time the link stops working."),
+                       Param("sig", str, "The link's signature.")),
+               description="404 for an unknown blob, an expired link or a wrong signature."),
+        api("GET", "/v1/settings/proof-requirements", "The organisation's default requirements",
+            READERS, ok("The defaults.", ProofRequirements, ex.PROOF_REQUIREMENTS)),
+        api("PUT", "/v1/settings/proof-requirements", "Set the default requirements",
+            FLEET_WRITERS, ok("As stored.", ProofRequirements, ex.PROOF_REQUIREMENTS),
+            body=json_body(ProofRequirements, ex.PROOF_REQUIREMENTS)),
+        api("GET", "/v1/orders/{order_id}/proof-requirements", "An order's requirements",
+            READERS, ok("Its own, else the defaults.", ProofRequirements, ex.PROOF_REQUIREMENTS)),
+        api("PUT", "/v1/orders/{order_id}/proof-requirements", "Set an order's requirements",
+            ORDER_WRITERS, ok("As stored.", ProofRequirements, ex.PROOF_REQUIREMENTS),
+            body=json_body(ProofRequirements, ex.PROOF_REQUIREMENTS)),
+        api("POST", "/v1/orders/{order_id}/reattempt", "Try a failed order again on a later day",
+            ORDER_WRITERS, ok("Pending again, one attempt further.", Reattempt, ex.REATTEMPT),
+            body=json_body(ReattemptIn, ex.REATTEMPT_IN), errors=(409,)),
+        api("GET", "/v1/audit/verify", "Check the organisation's audit chain", ADMINS,
+            ok("Whether every entry's hash chains to the one before.", AuditCheck,
+               ex.AUDIT_CHECK)),
     ),
     *section(
         "webhooks",
@@ -774,6 +878,7 @@ TAGS: Final = (
     {"name": "planning", "description": "Planning jobs and dispatch."},
     {"name": "routes", "description": "Running routes and re-optimisation."},
     {"name": "driver", "description": "The driver app: its route and stop outcomes."},
+    {"name": "proofs", "description": "Proof of delivery: search, requirements, audit."},
     {"name": "tracking", "description": "Customer tracking links and views."},
     {"name": "webhooks", "description": "Signed webhooks to integrations: endpoints, log, replay."},
     {"name": "notifications", "description": "Messages to customers: what, to whom, how far."},

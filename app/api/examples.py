@@ -84,6 +84,18 @@ from schemas.plan import (
     PlanRequest,
     PlanView,
 )
+from schemas.proofs import (
+    AuditCheck,
+    FailStopIn,
+    Override,
+    OverrideIn,
+    Proof,
+    ProofImage,
+    ProofList,
+    ProofRequirements,
+    Reattempt,
+    ReattemptIn,
+)
 from schemas.route import FailStop, InsertOrder, MoveStop, RouteStop, RouteView, Window
 from schemas.track import ArrivalEstimate, DriverSpot, TrackingLink, TrackView
 from schemas.webhooks import (
@@ -541,3 +553,51 @@ RATING: Final = Rating(
 CUSTOMER_ANSWERS: Final = CustomerAnswers(
     order_id=ORDER.id, instructions=INSTRUCTIONS, reschedules=[], rating=RATING, can_rate=False
 )
+
+# --- proof of delivery -----------------------------------------------------------------------
+
+_SHA: Final = "9f2b5c0d1e3a4b6c8d7e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e"
+_THUMB: Final = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+PROOF_REQUIREMENTS: Final = ProofRequirements(photo=True, signature=True, all_parcels=True)
+PROOF_OVERRIDE_IN: Final = OverrideIn(
+    reason="customer confirmed by phone; signature pad broken", waive=["signature"]
+)
+PROOF_OVERRIDE: Final = Override(
+    stop_id=StopId(501), waived=["signature"], reason=PROOF_OVERRIDE_IN.reason, at=at(9, 40)
+)
+PROOF: Final = Proof(
+    id=17,
+    stop_id=StopId(501),
+    order_id=OrderId(301),
+    route_id=RouteId(41),
+    driver_id=DriverId(7),
+    day=DAY,
+    outcome="delivered",
+    attempt=1,
+    captured_at=at(9, 42, 12),
+    device_time=at(9, 42, 11),
+    lat=52.5251,
+    lon=13.3694,
+    accuracy_m=8.0,
+    recipient_name="Dana Schulz",
+    notes="Handed over at the door.",
+    scans=["PKG-301-1"],
+    photos=[
+        ProofImage(
+            sha256=_SHA,
+            url=f"/v1/blobs/{_SHA}?type=image%2Fjpeg&expires=1795510921&sig=3f1c",
+            thumbnail_url=f"/v1/blobs/{_THUMB}?type=image%2Fjpeg&expires=1795510921&sig=8a2e",
+            width=2048,
+            height=1536,
+            taken_at=at(9, 42, 5),
+            exif_lat=52.5251,
+            exif_lon=13.3694,
+        )
+    ],
+    signature_url=f"/v1/blobs/{_THUMB}?type=image%2Fpng&expires=1795510921&sig=77d0",
+)
+PROOF_LIST: Final = ProofList(proofs=[PROOF], truncated=False)
+FAIL_STOP_CODED: Final = FailStopIn(code="not_home", reason="rang twice; card left")
+REATTEMPT_IN: Final = ReattemptIn(day=date(2026, 11, 25))
+REATTEMPT: Final = Reattempt(order_id=OrderId(301), day=date(2026, 11, 25), attempt=2)
+AUDIT_CHECK: Final = AuditCheck(org_id=OrgId(1), ok=True, entries=1204)
