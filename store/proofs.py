@@ -212,6 +212,15 @@ async def mark_stop(
     )
 
 
+async def note_close(conn: AsyncConnection[Any], stop_id: StopId, failure_code: str | None) -> None:
+    """Record on a stop closed without a proof its failure code and its order's attempt."""
+    await conn.execute(
+        "UPDATE stops s SET failure_code = %s, attempt = o.attempt FROM orders o"
+        " WHERE s.id = %s AND o.org_id = s.org_id AND o.id = s.order_id",
+        (failure_code, stop_id),
+    )
+
+
 # --- proofs ----------------------------------------------------------------------------------
 
 

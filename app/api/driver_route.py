@@ -2,7 +2,10 @@
 ``POST /v1/driver/stops/{id}/arrive|deliver|fail``, with the driver's device token.
 
 A driver reads and changes only its own route and stops. Every transition is an event on the
-``events`` stream, and the route as it now is reaches the driver's app at once.
+``events`` stream and an entry of the organisation's audit chain (in the same transaction),
+and the route as it now is reaches the driver's app at once. A bare ``deliver`` is refused
+(422) when the order requires a proof (:mod:`app.api.proofs`: capture one instead, or have a
+dispatcher override); ``fail`` takes a failure code and the driver's words.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.errors import Conflict, NotFound
+from app.api import proofs
+from app.errors import Conflict, InvalidField, NotFound
 from app.http import answer, decode, path_id, request_body, resources_of
 from app.resources import Resources
 from realtime.events import emit, push_route
@@ -25,7 +29,10 @@ from schemas.events import (
     StopFailed,
 )
 from schemas.ids import RouteId, StopId
-from schemas.route import FailStop, RouteView
+from schemas.proofs import FailStopIn
+from schemas.route import RouteView
+from store import audit
+from store import proofs as proof_store
 from store import routes as store
 
 
@@ -50,9 +57,16 @@ async def driver_start(request: Request) -> Response:
     resources = resources_of(request)
     driver = await resources.auth.require_device(request)
     route = await _driver_route(resources, driver)
-    async with resources.pool.connection() as conn:
+    async with resources.pool.connection() as conn, conn.transaction():
         if not await store.start_route(conn, driver.org_id, driver.driver_id, route.id):
             raise Conflict("route", f"expected a dispatched route, got one that is {route.status}")
+        await audit.append(
+            conn,
+            driver.org_id,
+            "route.started",
+            f"route:{route.id}",
+            {"from": route.status, "to": "started", "driver_id": driver.driver_id},
+        )
     return await _after_driver_change(
         resources,
         driver,
@@ -70,30 +84,60 @@ async def _stop_command(request: Request, outcome: str) -> Response:
     resources = resources_of(request)
     driver = await resources.auth.require_device(request)
     stop_id = StopId(path_id(request, "stop_id"))
-    reason: str | None = None
+    failure: FailStopIn | None = None
     if outcome == "fail":
         body = await request_body(request)
-        reason = decode(body, request.headers.get("content-type"), FailStop).reason
+        failure = decode(body, request.headers.get("content-type"), FailStopIn)
+        if failure.code == "other" and not failure.reason.strip():
+            raise InvalidField("reason", "expected what happened, for code 'other'")
     now = datetime.now(UTC)
-    async with resources.pool.connection() as conn:
+    async with resources.pool.connection() as conn, conn.transaction():
         stop = await store.stop_of_driver(conn, driver.org_id, driver.driver_id, stop_id)
         if stop is None:
             raise NotFound(f"no stop {stop_id} on this driver's routes")
         if outcome == "arrive":
             done = await store.arrive(conn, stop_id)
         else:
-            delivered = outcome == "deliver"
+            if outcome == "deliver":
+                await proofs.check_bare_delivery(conn, driver.org_id, stop_id, stop.order_id)
             done = await store.complete(
-                conn, driver.org_id, stop, delivered=delivered, reason=reason
+                conn,
+                driver.org_id,
+                stop,
+                delivered=outcome == "deliver",
+                reason=_failure_text(failure),
             )
         if not done:
             raise Conflict("status", f"cannot {outcome} a stop that is {stop.status}")
-    event = _stop_event(outcome, driver, stop, now, reason)
+        after = {"arrive": "arrived", "deliver": "delivered", "fail": "failed"}[outcome]
+        if outcome != "arrive":
+            await proof_store.note_close(conn, stop_id, failure.code if failure else None)
+        await proofs.record_transition(
+            conn,
+            driver.org_id,
+            stop_id,
+            stop.status,
+            after,
+            driver.driver_id,
+            failure={"code": failure.code, "reason": failure.reason} if failure else None,
+        )
+    event = _stop_event(outcome, driver, stop, now, failure)
     return await _after_driver_change(resources, driver, stop.route_id, event)
 
 
+def _failure_text(failure: FailStopIn | None) -> str | None:
+    """What ``stops.failure_reason`` keeps: the driver's words, else the code."""
+    if failure is None:
+        return None
+    return failure.reason.strip() or failure.code
+
+
 def _stop_event(
-    outcome: str, driver: DevicePrincipal, stop: store.StopRef, at: datetime, reason: str | None
+    outcome: str,
+    driver: DevicePrincipal,
+    stop: store.StopRef,
+    at: datetime,
+    failure: FailStopIn | None,
 ) -> Event:
     """The event recording a driver's stop command."""
     if outcome == "fail":
@@ -104,7 +148,8 @@ def _stop_event(
             stop_id=stop.stop_id,
             order_id=stop.order_id,
             driver_id=driver.driver_id,
-            reason=reason or "",
+            reason=_failure_text(failure) or "",
+            code=failure.code if failure else None,
         )
     kind = StopArrived if outcome == "arrive" else StopDelivered
     return kind(

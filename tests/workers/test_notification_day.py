@@ -1,0 +1,172 @@
+"""A small simulated day through the real API, the notify worker and the sender: the customers
+get exactly the mail the day calls for, one per order, kind and channel, and no more."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+from redis.asyncio import Redis
+
+from app.resources import stream_names
+from app.settings import Settings
+from realtime.events import emit
+from schemas.eta import ArrivalWindow, EnRoute
+from schemas.events import DeliveryUpdate, StopDelivered
+from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
+from tests.adapters.peers import SmtpSink
+from tests.conftest import Tenant
+from tests.days import Day, device, key, plan_and_dispatch, running_worker
+from tests.helpers import eventually
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) recording every message it accepts."""
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, sink: SmtpSink) -> Settings:
+    """The test's settings with the sender's SMTP relay at the sink."""
+    return msgspec.structs.replace(
+        settings,
+        smtp_host="127.0.0.1",
+        smtp_port=sink.port,
+        smtp_tls="none",
+        smtp_from="Deliveries <deliveries@example.com>",
+    )
+
+
+async def _quiet(
+    redis: Redis, settings: Settings, db: psycopg.AsyncConnection, tenant: Tenant, sink: SmtpSink
+) -> bool:
+    """True once the notify group has read and acknowledged every event, nothing of the
+    tenant's is waiting in the outbox, and the sink holds as many mails as the outbox sent."""
+    groups = await redis.xinfo_groups(stream_names(settings).events)
+    notify = next((g for g in groups if g["name"] == b"notify"), None)
+    if notify is None or notify["pending"] or notify.get("lag"):
+        return False
+    rows = await (
+        await db.execute(
+            "SELECT state, count(*) FROM outbox WHERE org_id = %s GROUP BY state",
+            (tenant.org_id,),
+        )
+    ).fetchall()
+    states: dict[str, int] = dict(rows)
+    if set(states) - {"sent"}:
+        return False
+    sent: int = states.get("sent", 0)
+    return len(sink.received) == sent
+
+
+async def test_a_simulated_day_sends_the_expected_mail_and_no_more(
+    http: httpx.AsyncClient,
+    db: psycopg.AsyncConnection,
+    redis: Redis,
+    settings: Settings,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    sink: SmtpSink,
+) -> None:
+    """Six orders with email on two routes: the driver's arrivals tell nobody, each delivery
+    and the failed stop send one mail to that customer, an en-route update sent twice and a
+    delivery event replayed send nothing more; every mail names its outbox row."""
+    for ref, order_id in today.orders.items():
+        patched = await http.patch(
+            f"/v1/orders/{order_id}", json={"email": f"{ref}@example.com"}, headers=key(tenant)
+        )
+        assert patched.status_code == 200, patched.text
+    await plan_and_dispatch(http, tenant, today)
+    routes: list[dict[str, Any]] = (await http.get("/v1/routes", headers=key(tenant))).json()[
+        "routes"
+    ]
+    tokens = {driver.id: driver.token for driver in tenant.drivers}
+    expected: list[tuple[int, str]] = []
+
+    async with running_worker(settings, "notify"), running_worker(settings, "sender"):
+        for n, route in enumerate(routes):
+            token = tokens[route["driver_id"]]
+            started = await http.post("/v1/driver/route/start", headers=device(token))
+            assert started.status_code == 200, started.text
+            for m, stop in enumerate(sorted(route["stops"], key=lambda s: s["seq"])):
+                path = f"/v1/driver/stops/{stop['id']}"
+                arrived = await http.post(f"{path}/arrive", headers=device(token))
+                assert arrived.status_code == 200, arrived.text
+                if n == 1 and m == 0:
+                    body = {"reason": "nobody home; card left"}
+                    failed = await http.post(f"{path}/fail", json=body, headers=device(token))
+                    assert failed.status_code == 200, failed.text
+                    expected.append((stop["order_id"], "failed"))
+                else:
+                    done = await http.post(f"{path}/deliver", headers=device(token))
+                    assert done.status_code == 200, done.text
+                    expected.append((stop["order_id"], "delivered"))
+
+        # What the ETA worker would say of a stop, twice; and a delivery told twice.
+        route, stop = routes[0], routes[0]["stops"][0]
+        now = datetime.now(UTC)
+        window = ArrivalWindow(
+            stop_id=StopId(stop["id"]),
+            order_id=OrderId(stop["order_id"]),
+            lower_epoch_s=int(now.timestamp()) + 600,
+            likely_epoch_s=int(now.timestamp()) + 900,
+            upper_epoch_s=int(now.timestamp()) + 1200,
+            computed_epoch_s=int(now.timestamp()),
+        )
+        en_route = DeliveryUpdate(
+            org_id=OrgId(tenant.org_id),
+            at=now,
+            detail=EnRoute(
+                driver_id=DriverId(route["driver_id"]),
+                route_id=RouteId(route["id"]),
+                route_version=route["version"],
+                stop_id=StopId(stop["id"]),
+                order_id=OrderId(stop["order_id"]),
+                at_epoch_s=int(now.timestamp()),
+                window=window,
+            ),
+        )
+        again = StopDelivered(
+            org_id=OrgId(tenant.org_id),
+            at=now,
+            route_id=RouteId(route["id"]),
+            stop_id=StopId(stop["id"]),
+            order_id=OrderId(stop["order_id"]),
+            driver_id=DriverId(route["driver_id"]),
+        )
+        await emit(redis, stream_names(settings), en_route, en_route, again)
+        expected.append((stop["order_id"], "en_route"))
+
+        await eventually(
+            lambda: _quiet(redis, settings, db, tenant, sink),
+            "every event decided and every message sent",
+            deadline_s=60,
+        )
+
+    rows = await (
+        await db.execute(
+            "SELECT idempotency_key, order_id, kind, channel, address FROM outbox"
+            " WHERE org_id = %s",
+            (tenant.org_id,),
+        )
+    ).fetchall()
+    by_key = {row[0]: row[1:] for row in rows}
+    got: Counter[tuple[int, str]] = Counter()
+    for mail in sink.received:
+        row = by_key[mail.message["X-Lastmile-Idempotency-Key"]]
+        order_id, kind, channel, address = row
+        assert (channel, mail.rcpt_tos) == ("email", [address])
+        got[(order_id, kind)] += 1
+    assert got == Counter(expected)
+    assert len(sink.received) == len(expected) == len(today.orders) + 1
