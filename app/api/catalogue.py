@@ -61,6 +61,17 @@ from schemas.delivery import (
 from schemas.driver_ws import ClientMessage, ServerMessage
 from schemas.live import LiveMessage
 from schemas.notification_views import DemoMailbox, NotificationPage, OrderNotifications
+from schemas.notifications import (
+    CustomerChannel,
+    Language,
+    PreviewIn,
+    Rendered,
+    RulesDoc,
+    Template,
+    TemplateIn,
+    TemplateKind,
+    TemplateList,
+)
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
 from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
 from schemas.proofs import (
@@ -296,6 +307,9 @@ PATH_PARAMS: Final = (
         where="path",
         example=ex.TRACKING_LINK.token,
     ),
+    Param("kind", TemplateKind, "What a template is for.", where="path", example="en_route"),
+    Param("channel", CustomerChannel, "`sms` or `email`.", where="path", example="sms"),
+    Param("language", Language, "A language tag.", where="path", example="en"),
 )
 
 
@@ -608,6 +622,47 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                           "At most this many, default 50."),),
             description="Only under `lastmile serve --demo` with no SMTP relay configured"
             " (404 otherwise). `html` is the mail's markup: show it in a sandboxed frame."),
+    ),
+    *section(
+        "notifications",
+        api("GET", "/v1/notification-rules", "The organisation's notification rules", READERS,
+            ok("Its own, else the deployment's defaults (`LASTMILE_NOTIFY_*`).", RulesDoc,
+               ex.NOTIFICATION_RULES)),
+        api("PUT", "/v1/notification-rules", "Set the organisation's notification rules", ADMINS,
+            ok("As stored; a field left out took the deployment's default.", RulesDoc,
+               ex.NOTIFICATION_RULES),
+            body=json_body(RulesDoc, ex.NOTIFICATION_RULES), errors=(422,),
+            description="422 naming the field for a value the rules cannot take (a language"
+            " Babel does not know, quiet hours that are no times, a value given twice, a number"
+            " out of range). See docs/notifications.md."),
+        api("GET", "/v1/notification-templates", "Every message template in force", READERS,
+            ok("The organisation's own (`custom`) over the built-in defaults.", TemplateList,
+               ex.NOTIFICATION_TEMPLATES)),
+        api("POST", "/v1/notification-templates/preview", "Render a message for an order",
+            READERS, ok("The message as its template renders it for the order now.", Rendered,
+                        ex.NOTIFICATION_PREVIEW),
+            body=json_body(PreviewIn, ex.NOTIFICATION_PREVIEW_IN), errors=(404, 422),
+            description="The stored template (or the default), or `template` from the body;"
+            " the window is around the stop's planned arrival and the link a placeholder."
+            " 404 for an order of no order of the organisation; 422 naming the field of a"
+            " template that does not render."),
+        api("GET", "/v1/notification-templates/{kind}/{channel}/{language}",
+            "One message template in force", READERS,
+            ok("The organisation's own (`custom`), else the built-in default.", Template,
+               ex.NOTIFICATION_TEMPLATE), errors=(422,)),
+        api("PUT", "/v1/notification-templates/{kind}/{channel}/{language}",
+            "Set a message template", ADMINS,
+            ok("As stored.", Template, ex.NOTIFICATION_TEMPLATE),
+            body=json_body(TemplateIn, ex.NOTIFICATION_TEMPLATE_IN), errors=(422,),
+            description="Jinja2, sandboxed. Rendered against sample orders before it is stored:"
+            " a syntax error, an unknown variable, a sandbox violation or too long an output is"
+            " a 422 naming the part (`text`, `subject`, `html`) and why. SMS: `text` only;"
+            " email: `subject` and `text`, `html` optional. Alerts (`alert_*`) go by email only"
+            " (422 `channel`)."),
+        api("DELETE", "/v1/notification-templates/{kind}/{channel}/{language}",
+            "Drop a message template: the built-in default applies again", ADMINS,
+            ok("The built-in default now in force.", Template,
+               ex.NOTIFICATION_TEMPLATE_DEFAULT), errors=(422,)),
     ),
     *section(
         "tracking",

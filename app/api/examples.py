@@ -73,6 +73,7 @@ from schemas.notification_views import (
     NotificationView,
     OrderNotifications,
 )
+from schemas.notifications import PreviewIn, Rendered, RulesDoc, Template, TemplateIn, TemplateList
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn, Rejection
 from schemas.plan import (
     DispatchRequest,
@@ -460,6 +461,41 @@ DEMO_MAILBOX: Final = DemoMailbox(
 )
 
 # --- webhooks ---------------------------------------------------------------------------------
+
+NOTIFICATION_RULES: Final = RulesDoc(
+    dispatcher_emails=["dispatch@acme.example"], language="de", quiet_hours="21:00-07:30"
+)
+NOTIFICATION_TEMPLATE_IN: Final = TemplateIn(
+    text="{{ org.name }}: {{ order.ref }} is on its way{% if window %}, between"
+    " {{ window.earliest|time }} and {{ window.latest|time }}{% endif %}."
+    "{% if tracking_url %} Follow it: {{ tracking_url }}{% endif %}"
+)
+NOTIFICATION_TEMPLATE: Final = Template(
+    kind="en_route", channel="sms", language="en", text=NOTIFICATION_TEMPLATE_IN.text, custom=True
+)
+NOTIFICATION_TEMPLATE_DEFAULT: Final = Template(
+    kind="en_route",
+    channel="sms",
+    language="en",
+    text="{{ org.name }}: Your delivery {{ order.ref }} is on its way{% if window %}, expected"
+    " {{ window.earliest|time }}–{{ window.latest|time }}{% endif %}.{% if tracking_url %}"
+    " Track it: {{ tracking_url }}{% endif %}",
+)
+NOTIFICATION_TEMPLATES: Final = TemplateList(
+    templates=[NOTIFICATION_TEMPLATE, NOTIFICATION_TEMPLATE_DEFAULT]
+)
+NOTIFICATION_PREVIEW_IN: Final = PreviewIn(
+    order_id=ORDER.id, kind="en_route", channel="email", language="de"
+)
+NOTIFICATION_PREVIEW: Final = Rendered(
+    subject="Ihre Lieferung von Acme ist unterwegs",
+    text="Ihre Lieferung A-1001 ist unterwegs, erwartet 14:05–14:35 Uhr."
+    " Verfolgen: https://track.acme.example/t/preview-link-token\n\nAcme",
+    html='<!doctype html><html><body style="font-family:sans-serif"><p>Ihre Lieferung A-1001'
+    " ist unterwegs, erwartet 14:05–14:35 Uhr.</p><p><a"
+    ' href="https://track.acme.example/t/preview-link-token">Lieferung verfolgen</a></p>'
+    "<p>Acme</p></body></html>",
+)
 
 WEBHOOK_IN: Final = WebhookIn(
     url="https://shop.example.com/hooks/lastmile",

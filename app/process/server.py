@@ -259,7 +259,11 @@ async def run_worker(
         trim = trim_consumed
     elif name == "notify":
         consumer = NotifyConsumer(
-            names=names, database_url=settings.database_url, rules=notification_rules(settings)
+            names=names,
+            database_url=settings.database_url,
+            rules=notification_rules(settings),
+            # Where the tracking links in messages point; set LASTMILE_PUBLIC_URL in production.
+            public_url=settings.public_url or f"http://{settings.host}:{settings.port}",
         )
         config = dataclasses.replace(base, batch_entries=settings.notify_batch)
         trim = None
