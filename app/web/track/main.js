@@ -6,6 +6,10 @@
 // organisation's time zone (TrackView.time_zone), not the browser's. The socket reconnects with
 // backoff; once the delivery has ended (delivered, failed, cancelled) or the link is refused
 // (4404/4410) the page stops listening.
+//
+// The customer answers back (GET/POST /v1/track/{token}/answers, /instructions, /reschedule,
+// /rating): instructions for the driver and another day while the delivery is open, a rating
+// once it is delivered. Whatever a customer typed is shown with textContent, never as markup.
 
 import { Reconnecting, baseMap, el, socketUrl } from "../common/reconnect.js";
 
@@ -273,6 +277,7 @@ function apply(message) {
       return;
   }
   render();
+  answersAfter(view);
   if (END_STATES.has(view.status)) end();
 }
 
@@ -299,6 +304,8 @@ function refuse(status) {
   ui.eta.hidden = true;
   ui.details.hidden = true;
   ui.map.hidden = true;
+  $("answers").hidden = true;
+  $("rating").hidden = true;
   document.title = "Link unknown or expired";
   ui.zone.parentElement.hidden = true;
   setLive("gone", "Not tracking");
@@ -345,6 +352,179 @@ async function start() {
   });
   feed.start();
 }
+
+// --- the customer's answers ----------------------------------------------------------------
+
+const tokenPath = token ? encodeURIComponent(token) : "";
+const answersUi = {
+  section: $("answers"),
+  current: $("answers-current"),
+  instructionsForm: $("instructions-form"),
+  gateCode: $("gate-code"),
+  leaveAt: $("leave-at"),
+  safePlace: $("safe-place"),
+  note: $("note"),
+  instructionsState: $("instructions-state"),
+  rescheduleForm: $("reschedule-form"),
+  rescheduleDay: $("reschedule-day"),
+  rescheduleState: $("reschedule-state"),
+  rating: $("rating"),
+  ratingForm: $("rating-form"),
+  ratingComment: $("rating-comment"),
+  ratingState: $("rating-state"),
+  ratingDone: $("rating-done"),
+  ratingStars: $("rating-stars"),
+  ratingCommentShown: $("rating-comment-shown"),
+};
+let answers = null;
+let answersOf = null; // the status the answers were read for
+
+// The view's status moved (or the first view came): read the answers again, since what the
+// customer may do changed (a delivered order asks for a rating).
+function answersAfter(current) {
+  if (answersOf === current.status) {
+    renderAnswers();
+    return;
+  }
+  answersOf = current.status;
+  loadAnswers();
+}
+
+async function loadAnswers() {
+  try {
+    const response = await fetch(`/v1/track/${tokenPath}/answers`, { headers: { accept: "application/json" } });
+    if (!response.ok) return;
+    const first = answers === null;
+    answers = await response.json();
+    if (first) fillInstructions(answers.instructions);
+    renderAnswers();
+  } catch (error) {
+    console.warn("could not read the answers", error);
+  }
+}
+
+function fillInstructions(given) {
+  answersUi.gateCode.value = (given && given.gate_code) || "";
+  answersUi.leaveAt.value = (given && given.leave_at) || "";
+  answersUi.note.value = (given && given.note) || "";
+  const safe = given ? given.safe_place_allowed : null;
+  answersUi.safePlace.value = safe === true ? "yes" : safe === false ? "no" : "";
+}
+
+function showRow(id, text) {
+  const row = $(`${id}-row`);
+  row.hidden = text === null || text === undefined || text === "";
+  $(id).textContent = row.hidden ? "" : text; // customer text: never innerHTML
+  return !row.hidden;
+}
+
+function renderAnswers() {
+  if (view === null || answers === null) return;
+  const open = !END_STATES.has(view.status);
+  answersUi.section.hidden = !open;
+  answersUi.rescheduleForm.hidden = !open || view.status === "arrived";
+  const given = answers.instructions;
+  const safe = given ? given.safe_place_allowed : null;
+  const shown = [
+    showRow("answers-gate-code", given && given.gate_code),
+    showRow("answers-leave-at", given && given.leave_at),
+    showRow("answers-safe-place", safe === true ? "Allowed" : safe === false ? "Not allowed" : null),
+    showRow("answers-note", given && given.note),
+  ];
+  answersUi.current.hidden = !shown.some(Boolean);
+  answersUi.rescheduleDay.min = isoDay(new Date(Date.now() + 86400000));
+  const rated = answers.rating;
+  answersUi.rating.hidden = view.status !== "delivered" || (!answers.can_rate && !rated);
+  answersUi.ratingForm.hidden = Boolean(rated);
+  answersUi.ratingDone.hidden = !rated;
+  if (rated) {
+    answersUi.ratingStars.textContent = `${rated.stars} of 5`;
+    answersUi.ratingCommentShown.textContent = rated.comment || "";
+  }
+}
+
+// YYYY-MM-DD of an instant in the organisation's zone (what a date input and the API take).
+function isoDay(date) {
+  const zone = view ? view.time_zone : "UTC";
+  const parts = formatter(zone, { year: "numeric", month: "2-digit", day: "2-digit" }).formatToParts(date);
+  const part = (type) => parts.find((p) => p.type === type).value;
+  return `${part("year")}-${part("month")}-${part("day")}`;
+}
+
+function setState(element, state, text) {
+  element.dataset.state = state;
+  element.textContent = text;
+}
+
+async function send(path, body, stateElement) {
+  setState(stateElement, "sending", "Sending…");
+  try {
+    const response = await fetch(`/v1/track/${tokenPath}/${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      setState(stateElement, "error", answer.reason ? sentence(`${answer.reason}.`) : "That did not work; please try again.");
+      return null;
+    }
+    return answer;
+  } catch {
+    setState(stateElement, "error", "No connection; please try again.");
+    return null;
+  }
+}
+
+function orNull(text) {
+  const trimmed = text.trim();
+  return trimmed === "" ? null : trimmed;
+}
+
+answersUi.instructionsForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const safe = answersUi.safePlace.value;
+  const saved = await send("instructions", {
+    gate_code: orNull(answersUi.gateCode.value),
+    leave_at: orNull(answersUi.leaveAt.value),
+    safe_place_allowed: safe === "yes" ? true : safe === "no" ? false : null,
+    note: orNull(answersUi.note.value),
+  }, answersUi.instructionsState);
+  if (saved === null) return;
+  answers = { ...answers, instructions: saved };
+  renderAnswers();
+  setState(answersUi.instructionsState, "saved", "Saved");
+});
+
+answersUi.rescheduleForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!answersUi.rescheduleDay.value) {
+    setState(answersUi.rescheduleState, "error", "Choose a day first.");
+    return;
+  }
+  const moved = await send("reschedule", { day: answersUi.rescheduleDay.value }, answersUi.rescheduleState);
+  if (moved === null) return;
+  const day = new Date(`${moved.to_day}T12:00:00Z`);
+  setState(answersUi.rescheduleState, "saved",
+    `Moved to ${formatter("UTC", { weekday: "long", day: "numeric", month: "long" }).format(day)}.`);
+  loadAnswers();
+});
+
+answersUi.ratingForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const chosen = answersUi.ratingForm.querySelector("input[name=stars]:checked");
+  if (chosen === null) {
+    setState(answersUi.ratingState, "error", "Choose 1 to 5 stars first.");
+    return;
+  }
+  const rated = await send("rating", {
+    stars: Number(chosen.value),
+    comment: orNull(answersUi.ratingComment.value),
+  }, answersUi.ratingState);
+  if (rated === null) return;
+  answers = { ...answers, rating: rated, can_rate: false };
+  renderAnswers();
+});
 
 // Read-only view for tests and the browser console.
 window.lastmileTrack = Object.freeze({
