@@ -64,16 +64,18 @@ export class CommandSender {
         return "retry"; // offline, or the connection broke before an answer came
       }
       if (response.status >= 500 || response.status === 429) return "retry";
+      let answeredRoute = false;
       if (response.ok) {
         const body = await response.json().catch(() => null);
         await this.outbox.remove("commands", [key]);
-        if (body !== null && Array.isArray(body.stops)) this.onRoute(body);
+        answeredRoute = body !== null && Array.isArray(body.stops);
+        if (answeredRoute) this.onRoute(body);
       } else {
         const body = await response.json().catch(() => ({}));
         await this.outbox.remove("commands", [key]);
         if (response.status !== 409) this.onRefused(command, response.status, body);
       }
-      this.onSent(command, response.status);
+      this.onSent(command, response.status, answeredRoute);
     }
   }
 

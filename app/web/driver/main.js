@@ -32,6 +32,7 @@ const state = {
   map: null,
   watch: null,
   lastFixMs: 0,
+  lastFix: null, // {lat, lon, accuracy_m}: where a proof was captured
 };
 
 function tokenFromFragment() {
@@ -115,7 +116,10 @@ async function run() {
       banner(`${command.label} was refused: ${reason}`, "error");
       if (status === 401) signOut(reason);
     },
-    onSent: () => {},
+    onSent: (command, status, answeredRoute) => {
+      // A proof answers with the proof, not the route: read the route as it now is.
+      if (status < 300 && !answeredRoute) refetchRoute();
+    },
   });
   state.link = new DriverLink({
     outbox: state.outbox,
@@ -132,6 +136,18 @@ async function run() {
   await refreshQueued();
   state.link.start();
   state.sender.kick();
+}
+
+async function refetchRoute() {
+  try {
+    const response = await fetch("/v1/driver/route", {
+      headers: { Authorization: `Bearer ${state.token}` },
+      cache: "no-store",
+    });
+    if (response.ok) showRoute(await response.json());
+  } catch {
+    // offline again: the socket sends the route when it reconnects
+  }
 }
 
 async function refreshQueued() {
@@ -300,7 +316,6 @@ async function submitDialog() {
   const stop = dialogStop;
   if (stop === null) return;
   const failed = $("outcome-set").querySelector('input[value="fail"]').checked;
-  const outcome = failed ? "fail" : "deliver";
   const signature = await capture.signaturePng();
   const captured = {
     outcome: failed ? "failed" : "delivered",
@@ -313,17 +328,19 @@ async function submitDialog() {
     position: state.lastFix,
     deviceTime: new Date().toISOString(),
   };
-  const proof = proofParts(stop, captured);
-  if (proof !== null) {
-    await queue("POST", proof.path, null, {}, `The proof of stop ${stop.seq}`, proof.parts);
+  if (failed && captured.reason === "other" && !captured.note) {
+    $("stop-error").textContent = "Say in the note what went wrong.";
+    return;
   }
-  const reason = failed ? [captured.reason, captured.note].filter(Boolean).join(": ").slice(0, 500) : null;
+  // One request stores the proof and closes the stop (docs/proofs.md).
+  const proof = proofParts(stop, captured);
   await queue(
     "POST",
-    `/v1/driver/stops/${stop.id}/${outcome}`,
-    failed ? JSON.stringify({ reason }) : null,
-    { stopId: stop.id, status: failed ? "failed" : "delivered" },
-    `${failed ? "Failure" : "Delivery"} at stop ${stop.seq}`,
+    proof.path,
+    null,
+    { stopId: stop.id, status: captured.outcome },
+    `${failed ? "The failure" : "The delivery"} at stop ${stop.seq}`,
+    proof.parts,
   );
   closeDialog();
 }

@@ -9,6 +9,8 @@ import { Reconnecting, socketUrl } from "/static/common/reconnect.js";
 
 const BATCH = 500; // the socket takes up to 1,000 fixes per message
 const CLOSE_UNAUTHORIZED = 4401;
+const CLOSE_GIVEN_UP = 4000; // ours: no answer, or the phone is offline
+const ACK_WAIT_MS = 20000; // a batch not acknowledged by then: the connection is dead
 
 export class DriverLink {
   constructor({ outbox, token, onRoute, onState, onSignedOut }) {
@@ -17,6 +19,7 @@ export class DriverLink {
     this.onState = onState;
     this.onSignedOut = onSignedOut;
     this.inFlight = null; // {id, keys}
+    this.ackTimer = null;
     this.nextId = 1;
     this.open = false;
     this.feed = new Reconnecting({
@@ -46,6 +49,18 @@ export class DriverLink {
 
   start() {
     this.feed.start();
+    // A phone that knows it lost the network does not wait for TCP to notice: the socket is
+    // given up at once, so nothing is sent into it and the outbox keeps everything.
+    window.addEventListener("offline", () => this.drop("the phone went offline"));
+  }
+
+  drop(reason) {
+    const socket = this.feed.socket;
+    this.open = false;
+    this.inFlight = null;
+    clearTimeout(this.ackTimer);
+    this.onState("offline");
+    if (socket !== null) socket.close(CLOSE_GIVEN_UP, reason);
   }
 
   stop() {
@@ -71,6 +86,8 @@ export class DriverLink {
     const id = this.nextId++;
     this.inFlight = { id, keys: batch.map(([key]) => key) };
     socket.send(JSON.stringify({ type: "pings", id, pings: batch.map(([, fix]) => fix) }));
+    clearTimeout(this.ackTimer);
+    this.ackTimer = setTimeout(() => this.drop("no acknowledgement"), ACK_WAIT_MS);
   }
 
   async receive(message) {
@@ -80,6 +97,7 @@ export class DriverLink {
       // An error names a message the server could not read at all: sending it again would
       // fail again, so it leaves the outbox like an acknowledged one.
       if (this.inFlight === null || this.inFlight.id !== message.id) return;
+      clearTimeout(this.ackTimer);
       const { keys } = this.inFlight;
       await this.outbox.remove("pings", keys);
       this.inFlight = null;

@@ -1,0 +1,283 @@
+"""The driver app at ``/driver``, driven in the system Chromium with a fake camera and a fake
+position: sign-in, the route, stop outcomes with a photo and a signature, and the offline
+outbox that replays everything once, in order, when the network is back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
+from redis.asyncio import Redis
+
+from app.settings import Settings
+from app.web.pages import content_policy
+from realtime.streams import StreamNames
+from tests.browser import BROWSER_ZONE, CHROMIUM_ARGS
+from tests.conftest import Driver, LiveServer, Tenant
+from tests.days import Day, device, events_of, key, plan_and_dispatch
+from tests.helpers import eventually
+
+UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
+WAIT_MS = 20_000
+FAKE_MEDIA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+HERE = (52.5205, 13.4095)
+"""Where the fake position puts the phone."""
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """This module's settings: map tiles from a port nobody listens on (tests run offline)."""
+    return msgspec.structs.replace(settings, tile_url=UNREACHABLE_TILES)
+
+
+@pytest.fixture
+async def phone(chromium: Path) -> AsyncIterator[tuple[Browser, list[str]]]:
+    """Chromium with a fake camera that needs no permission prompt, and the page errors seen."""
+    errors: list[str] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(chromium), args=[*CHROMIUM_ARGS, *FAKE_MEDIA]
+        )
+        yield browser, errors
+        await browser.close()
+    assert errors == []
+
+
+async def phone_page(phone: tuple[Browser, list[str]]) -> tuple[BrowserContext, Page]:
+    """A phone-sized page allowed to read its (fake) position and camera."""
+    browser, errors = phone
+    context = await browser.new_context(
+        locale="en-GB",
+        timezone_id=BROWSER_ZONE,
+        viewport={"width": 412, "height": 900},
+        is_mobile=True,
+        has_touch=True,
+        geolocation={"latitude": HERE[0], "longitude": HERE[1], "accuracy": 8},
+        permissions=["geolocation", "camera"],
+    )
+    page = await context.new_page()
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    return context, page
+
+
+async def driver_route(http: httpx.AsyncClient, driver: Driver) -> dict[str, Any]:
+    """The driver's route as the server holds it."""
+    response = await http.get("/v1/driver/route", headers=device(driver.token))
+    assert response.status_code == 200, response.text
+    route: dict[str, Any] = response.json()
+    return route
+
+
+async def signed_in(page: Page, server: LiveServer, driver: Driver) -> None:
+    """Open the app and sign in by pasting the device token."""
+    await page.goto(f"{server.url}/driver")
+    await expect(page.locator("#signin")).to_be_visible()
+    await page.fill("#token-input", driver.token)
+    await page.click("#signin-form button[type=submit]")
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+
+
+async def sign_and_photograph(page: Page) -> None:
+    """In the open stop dialog: a photo from the (fake) camera and a signature."""
+    await page.click("#camera-open")
+    await expect(page.locator("#camera")).to_be_visible()
+    video = page.locator("#camera-video")
+
+    async def playing() -> bool:
+        width: int = await video.evaluate("v => v.videoWidth")
+        return width > 0
+
+    await eventually(playing, "the fake camera played")
+    await page.click("#camera-shoot")
+    await expect(page.locator("#photos canvas")).to_have_count(1)
+    await page.click("#camera-close")
+    pad = page.locator("#signature")
+    box = await pad.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + 20, box["y"] + box["height"] / 2)
+    await page.mouse.down()
+    for step in range(1, 10):
+        await page.mouse.move(box["x"] + 20 + step * 25, box["y"] + 20 + (step % 3) * 15)
+    await page.mouse.up()
+
+
+async def delivered_events(redis: Redis, settings: Settings, tenant: Tenant) -> list[str]:
+    names = StreamNames(prefix=settings.redis_prefix, shards=settings.ping_shards)
+    return [
+        kind for kind in await events_of(redis, names, tenant.org_id) if kind == "StopDelivered"
+    ]
+
+
+async def test_the_page_the_worker_and_the_manifest_are_served_for_an_installable_app(
+    http: httpx.AsyncClient,
+) -> None:
+    """``/driver`` is a strict HTML shell, its worker may control it, and the manifest is valid."""
+    page = await http.get("/driver")
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"] == content_policy(UNREACHABLE_TILES)
+    assert '<link rel="manifest" href="/static/driver/manifest.json">' in page.text
+    assert "<script>" not in page.text  # no inline script
+    worker = await http.get("/driver/sw.js")
+    assert worker.status_code == 200
+    assert worker.headers["content-type"].startswith("text/javascript")
+    assert worker.headers["service-worker-allowed"] == "/driver"
+    manifest = (await http.get("/static/driver/manifest.json")).json()
+    assert manifest["start_url"] == "/driver"
+    assert manifest["display"] == "standalone"
+    for icon in manifest["icons"]:
+        assert (await http.get(icon["src"])).status_code == 200
+
+
+@pytest.mark.browser
+async def test_a_driver_signs_in_starts_arrives_photographs_signs_and_completes_a_stop(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    redis: Redis,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """The whole stop on a phone: the route shows next stop first, the phone's position reaches
+    the server while the route runs, and the server ends with the stop delivered once."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    route = await driver_route(http, driver)
+    first = min(route["stops"], key=lambda stop: stop["seq"])
+    _, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+
+    stops = page.locator("#stops li.stop")
+    await expect(stops).to_have_count(len(route["stops"]))
+    await expect(stops.first).to_have_class("stop next")
+    await expect(stops.first).to_contain_text(first["address"])
+    nav = stops.first.locator("a.nav-link")
+    there = f"{first['lat']},{first['lon']}"
+    label = f"Customer%20{first['order_ref']}"
+    await expect(nav).to_have_attribute("href", f"geo:{there}?q={there}({label})")
+
+    await page.click("#start")
+    await eventually(lambda: _route_started(http, driver), "the route started")
+
+    async def positioned() -> bool:
+        live = (await http.get("/v1/drivers/live", headers=key(tenant))).json()
+        return any(
+            p["driver_id"] == driver.id and abs(p["lat"] - HERE[0]) < 1e-6 for p in live["drivers"]
+        )
+
+    await eventually(positioned, "the phone's position reached the server")
+
+    await stops.first.get_by_role("button", name="Arrived").click()
+    await eventually(lambda: _stop_is(http, driver, first["id"], "arrived"), "arrived")
+    await stops.first.get_by_role("button", name="Complete…").click()
+    await expect(page.locator("#stop-dialog")).to_be_visible()
+    await sign_and_photograph(page)
+    await page.fill("#recipient", "Ms <b>Neighbour</b>")
+    await page.click("#stop-submit")
+    await eventually(lambda: _stop_is(http, driver, first["id"], "delivered"), "delivered")
+    assert await delivered_events(redis, server.settings, tenant) == ["StopDelivered"]
+    await expect(page.locator("#queued")).to_be_hidden()
+    [proof] = await proofs_of(http, tenant, first["order_id"])
+    assert proof["outcome"] == "delivered"
+    assert proof["recipient_name"] == "Ms <b>Neighbour</b>"  # as typed; pages show it as text
+    assert len(proof["photos"]) == 1
+    assert proof["photos"][0]["width"] > 0
+    assert proof["signature_url"] is not None
+    assert abs(proof["lat"] - HERE[0]) < 1e-6
+    assert proof["device_time"] is not None
+
+
+@pytest.mark.browser
+async def test_offline_outcomes_and_positions_reach_the_server_once_when_the_network_returns(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    redis: Redis,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """With the network cut the driver arrives, photographs, signs and completes; the list
+    shows it at once as waiting. Back online, the outbox replays it in order, and a completion
+    whose answer was lost on the way back is not applied twice: one delivery on the server."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    route = await driver_route(http, driver)
+    first = min(route["stops"], key=lambda stop: stop["seq"])
+    context, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+    await page.click("#start")
+    await eventually(lambda: _route_started(http, driver), "the route started")
+
+    await context.set_offline(True)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    away = (HERE[0] + 0.01, HERE[1] + 0.01)
+    await context.set_geolocation({"latitude": away[0], "longitude": away[1], "accuracy": 8})
+    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
+    await stop.get_by_role("button", name="Arrived").click()
+    await expect(stop).to_have_attribute("data-status", "arrived")
+    await stop.get_by_role("button", name="Complete…").click()
+    await sign_and_photograph(page)
+    await page.fill("#note", "Left with the neighbour")
+    await page.click("#stop-submit")
+    await expect(stop).to_have_attribute("data-status", "delivered")
+    await expect(stop).to_contain_text("waiting to send")
+    await expect(page.locator("#queued")).to_be_visible()
+    assert await _stop_is(http, driver, first["id"], "pending")  # nothing reached the server
+
+    lost: list[str] = []
+
+    async def lose_the_first_answer(intercepted: Route) -> None:
+        """Forward the completion to the server, but drop its answer the first time."""
+        if lost:
+            await intercepted.continue_()
+            return
+        await intercepted.fetch()  # the server completes the stop
+        lost.append(intercepted.request.headers["idempotency-key"])
+        await intercepted.abort("connectionreset")
+
+    await page.route("**/v1/driver/stops/*/proof", lose_the_first_answer)
+    await context.set_offline(False)
+    await eventually(lambda: _stop_is(http, driver, first["id"], "delivered"), "delivered")
+    await expect(page.locator("#queued")).to_be_hidden(timeout=WAIT_MS)
+    assert len(lost) == 1
+    assert await delivered_events(redis, server.settings, tenant) == ["StopDelivered"]
+    [proof] = await proofs_of(http, tenant, first["order_id"])
+    assert proof["notes"] == "Left with the neighbour"
+    assert len(proof["photos"]) == 1
+    assert proof["signature_url"] is not None
+    assert abs(proof["lat"] - away[0]) < 1e-6  # where the phone was, offline
+
+    async def moved() -> bool:
+        live = (await http.get("/v1/drivers/live", headers=key(tenant))).json()
+        return any(
+            p["driver_id"] == driver.id and abs(p["lat"] - away[0]) < 1e-6 for p in live["drivers"]
+        )
+
+    await eventually(moved, "the position taken offline reached the server")
+    await expect(stop).not_to_contain_text("waiting to send")
+
+
+async def proofs_of(http: httpx.AsyncClient, tenant: Tenant, order_id: int) -> list[Any]:
+    """Every proof the server holds for ``order_id``."""
+    found = await http.get("/v1/proofs", params={"order_id": order_id}, headers=key(tenant))
+    assert found.status_code == 200, found.text
+    proofs: list[Any] = found.json()["proofs"]
+    return proofs
+
+
+async def _route_started(http: httpx.AsyncClient, driver: Driver) -> bool:
+    status: str = (await driver_route(http, driver))["status"]
+    return status == "started"
+
+
+async def _stop_is(http: httpx.AsyncClient, driver: Driver, stop_id: int, status: str) -> bool:
+    stops: list[dict[str, Any]] = (await driver_route(http, driver))["stops"]
+    return any(stop["id"] == stop_id and stop["status"] == status for stop in stops)
