@@ -58,7 +58,8 @@ class BlobStore(Protocol):
     """Where proof images live."""
 
     async def put_file(self, file: IO[bytes], content_type: str) -> Stored:
-        """Store ``file`` (read from its start) under its SHA-256, once."""
+        """Store ``file`` (read from its start) under its SHA-256, once; the store may close
+        the file when done."""
         ...
 
     async def put_bytes(self, data: bytes, content_type: str) -> Stored:
@@ -214,7 +215,7 @@ class S3Blobs:
             self._key(sha256),
             ExtraArgs={"ContentType": content_type},
         )
-        file.seek(0)
+        # boto3's upload closes the file it was given: the caller must not read it again.
         return Stored(sha256, size, created=True)
 
     async def put_bytes(self, data: bytes, content_type: str) -> Stored:
