@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+import msgspec
 import pytest
 
 from app.process.server import notification_rules
@@ -23,6 +24,7 @@ from schemas.notifications import (
     NotificationRules,
     OrderContact,
     QuietHours,
+    RulesDoc,
     Sent,
     parse_quiet_hours,
 )
@@ -244,3 +246,130 @@ def test_quiet_hours_setting_is_checked_where_it_is_read() -> None:
         Settings.from_env({"LASTMILE_NOTIFY_QUIET_HOURS": "25:00-07:00"})
     settings = Settings.from_env({"LASTMILE_NOTIFY_QUIET_HOURS": "22:00-07:00"})
     assert notification_rules(settings).quiet_hours == QuietHours(start=time(22), end=time(7))
+
+
+# --- per-organisation rules and dispatcher alerts ----------------------------------------------
+
+DISPATCH = NotificationRules(dispatcher_emails=("ops@example.com", "lead@example.com"))
+OUT_OF_SEQUENCE = update(
+    OutOfSequence(  # type: ignore[arg-type]
+        **COMMON,
+        expected_stop_id=StopId(2),
+        expected_order_id=OrderId(6),
+        stay_start_epoch_s=T - 60,
+        dwell_s=60,
+    )
+)
+FAILED = StopFailed(
+    org_id=ORG,
+    at=NOW,
+    route_id=RouteId(5),
+    stop_id=STOP,
+    order_id=ORDER,
+    driver_id=DriverId(2),
+    reason="nobody home",
+)
+
+
+def alerted(sent: Sent) -> Sent:
+    return msgspec.structs.replace(sent, recipient_kind="dispatcher", channel="email")
+
+
+def test_out_of_sequence_alerts_every_dispatcher_address_by_email() -> None:
+    """An out-of-sequence dwell is one alert email per dispatcher address, each keyed by it."""
+    made = decide(OUT_OF_SEQUENCE, "1-0", ORDER_ROW, DISPATCH, [], NOW)
+    assert [(n.recipient_kind, n.channel, n.address, n.template) for n in made] == [
+        ("dispatcher", "email", "ops@example.com", "alert_out_of_sequence.email"),
+        ("dispatcher", "email", "lead@example.com", "alert_out_of_sequence.email"),
+    ]
+    assert made[0].idempotency_key == "1-0:dispatcher:email:ops@example.com"
+
+
+def test_no_dispatcher_address_means_no_alert() -> None:
+    """With no dispatcher address in the rules (the default), alerts reach nobody."""
+    assert kinds(OUT_OF_SEQUENCE) == []
+
+
+def test_a_failed_delivery_tells_the_customer_and_alerts_the_dispatchers() -> None:
+    """A failed stop is the customer's SMS and each dispatcher's email."""
+    made = decide(FAILED, "1-0", ORDER_ROW, DISPATCH, [], NOW)
+    assert [(n.kind, n.recipient_kind, n.address) for n in made] == [
+        ("failed", "customer", "+15550001"),
+        ("failed", "dispatcher", "ops@example.com"),
+        ("failed", "dispatcher", "lead@example.com"),
+    ]
+
+
+def test_running_late_alerts_once_per_order() -> None:
+    """A running-late alert goes once per order; a later one for the same order is dropped."""
+    late = update(
+        RunningLate(**COMMON, window=window(T, T + 600), customer_end_epoch_s=T - 60)  # type: ignore[arg-type]
+    )
+    rules = msgspec.structs.replace(DISPATCH, dispatcher_emails=("ops@example.com",))
+    assert kinds(late, rules=rules) == ["running_late.sms", "running_late.email"]
+    before = [alerted(sent("running_late", 600))]
+    assert kinds(late, rules=rules, already_sent=before) == ["running_late.sms"]
+
+
+def test_alerts_ignore_quiet_hours_and_the_customers_opt_out() -> None:
+    """Quiet hours and an opt-out silence the customer, not the dispatchers."""
+    quiet = msgspec.structs.replace(
+        DISPATCH,
+        dispatcher_emails=("ops@example.com",),
+        quiet_hours=QuietHours(start=time(0), end=time(23, 59)),
+    )
+    assert kinds(FAILED, rules=quiet) == ["failed.email"]
+    out = msgspec.structs.replace(ORDER_ROW, opted_out=True)
+    assert kinds(FAILED, rules=quiet, order=out) == ["failed.email"]
+
+
+def test_stale_events_and_cancelled_orders_alert_nobody() -> None:
+    """The stale-event and cancelled-order rules hold for dispatchers too."""
+    old = msgspec.structs.replace(FAILED, at=NOW - timedelta(hours=3))
+    assert kinds(old, rules=DISPATCH) == []
+    cancelled = msgspec.structs.replace(ORDER_ROW, status="cancelled")
+    assert kinds(FAILED, rules=DISPATCH, order=cancelled) == []
+
+
+def test_an_organisation_can_turn_customer_events_and_alerts_off() -> None:
+    """Events left out of the organisation's rules notify nobody."""
+    doc = RulesDoc(
+        customer_events=["delivered"],
+        dispatcher_events=["failed"],
+        dispatcher_emails=["ops@example.com"],
+    )
+    rules = NotificationRules.of(doc, "UTC")
+    assert kinds(EN_ROUTE, rules=rules) == []
+    assert kinds(OUT_OF_SEQUENCE, rules=rules) == []
+    assert kinds(FAILED, rules=rules) == ["failed.email"]
+
+
+def test_the_organisations_channel_preference_is_followed() -> None:
+    """Email first in the rules: a customer with both contacts is told by email."""
+    rules = NotificationRules.of(RulesDoc(customer_channels=["email", "sms"]), "UTC")
+    assert kinds(EN_ROUTE, rules=rules) == ["en_route.email"]
+    sms_only = NotificationRules.of(RulesDoc(customer_channels=["sms"]), "UTC")
+    no_phone = msgspec.structs.replace(ORDER_ROW, phone=None)
+    assert kinds(EN_ROUTE, rules=sms_only, order=no_phone) == []
+
+
+def test_the_organisations_restraint_in_minutes_is_what_decide_applies() -> None:
+    """An organisation's ETA threshold, interval, quiet hours and event age (minutes, as the
+    API takes them) are what decide applies."""
+    doc = RulesDoc(
+        eta_change_min=60, eta_interval_min=5, quiet_hours="14:00-15:00", max_event_age_min=1
+    )
+    rules = NotificationRules.of(doc, "UTC")
+    assert (rules.eta_min_move_s, rules.eta_min_interval_s, rules.max_event_age_s) == (
+        3600.0,
+        300.0,
+        60.0,
+    )
+    assert kinds(EN_ROUTE, rules=rules) == []  # 14:00 UTC is quiet
+    loud = NotificationRules.of(msgspec.structs.replace(doc, quiet_hours=""), "UTC")
+    told = [sent("en_route", 3600, T, T + 600)]
+    assert kinds(eta(T + 1800, T + 2400), rules=loud, already_sent=told) == []
+    assert kinds(eta(T + 4200, T + 4800), rules=loud, already_sent=told) == ["eta_changed.sms"]
+    late = update(EnRoute(**COMMON), at=NOW - timedelta(seconds=90))  # type: ignore[arg-type]
+    assert kinds(late, rules=loud) == []
+    assert rules.doc() == doc
