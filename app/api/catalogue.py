@@ -674,7 +674,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                   credential="tracking", errors=(404, 410, 503)),
     ),
     *section(
-        "customer answers",
+        "answers",
         Operation("GET", "/v1/track/{token}/answers", "What this order's customer said so far", "",
                   (ok("Instructions, requests for another day, the rating; `can_rate` once"
                       " delivered and not yet rated.", CustomerAnswers, ex.CUSTOMER_ANSWERS),),
@@ -929,7 +929,7 @@ TAGS: Final = (
     {"name": "positions", "description": "Positions out: live and tracks."},
     {"name": "fleet", "description": "Depots, carriers, vehicles, drivers, devices, shifts."},
     {"name": "orders", "description": "Orders: create, change, cancel, import."},
-    {"name": "customer answers", "description": "Instructions, other days, ratings, SMS."},
+    {"name": "answers", "description": "Customers answer back: instructions, days, ratings."},
     {"name": "planning", "description": "Planning jobs and dispatch."},
     {"name": "routes", "description": "Running routes and re-optimisation."},
     {"name": "driver", "description": "The driver app: its route and stop outcomes."},
