@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from app.api import (
     customer_answers,
     demo_mail,
+    driver_qr,
     driver_route,
     fleet,
     notification_rules,
@@ -77,6 +78,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/drivers", fleet.drivers, methods=["GET", "POST"]),
         Route("/v1/drivers/{driver_id}", fleet.driver, methods=["GET", "PATCH"]),
         Route("/v1/drivers/{driver_id}/devices", fleet.add_device, methods=["POST"]),
+        Route("/v1/drivers/{driver_id}/devices/qr", driver_qr.device_qr, methods=["POST"]),
         Route("/v1/shifts", fleet.shifts, methods=["GET", "POST"]),
         Route("/v1/shifts/{shift_id}", fleet.shift, methods=["GET", "PATCH"]),
         Route("/v1/shifts/{shift_id}/cancel", fleet.cancel_shift, methods=["POST"]),

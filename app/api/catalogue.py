@@ -58,6 +58,7 @@ from schemas.delivery import (
     VehicleIn,
     VehiclePatch,
 )
+from schemas.driver_qr import DeviceSignIn
 from schemas.driver_ws import ClientMessage, ServerMessage
 from schemas.live import LiveMessage
 from schemas.notification_views import DemoMailbox, NotificationPage, OrderNotifications
@@ -555,6 +556,16 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                     DeviceCreated, ex.DEVICE_CREATED),
             body=json_body(DeviceIn, ex.DEVICE_IN, required=False, note="May be empty."),
             idempotent=True),
+        api("POST", "/v1/drivers/{driver_id}/devices/qr",
+            "Register a device and answer its driver app sign-in QR code", FLEET_WRITERS,
+            created("The sign-in URL (`…/driver#token=lmd_…`) and an SVG QR code of it, shown in"
+                    " this answer only (a replay answers `null` for both).", DeviceSignIn,
+                    ex.DEVICE_SIGN_IN),
+            body=json_body(DeviceIn, ex.DEVICE_IN, required=False, note="May be empty."),
+            idempotent=True,
+            description="The URL's base is `LASTMILE_PUBLIC_URL`, else the address this request"
+            " reached. The driver scans the code with the phone's camera and the app opens"
+            " signed in."),
         api("POST", "/v1/shifts/{shift_id}/cancel", "Cancel a shift (idempotent)", FLEET_WRITERS,
             ok("The cancelled shift.", Shift, ex.CANCELLED_SHIFT)),
         api("GET", "/v1/settings/dimensions", "The organisation's capacity dimensions", READERS,

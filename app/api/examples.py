@@ -52,6 +52,7 @@ from schemas.delivery import (
     VehicleIn,
     VehiclePatch,
 )
+from schemas.driver_qr import DeviceSignIn
 from schemas.ids import (
     CarrierId,
     DepotId,
@@ -221,6 +222,15 @@ DEVICE_CREATED: Final = DeviceCreated(
     name="work phone",
     token="lmd_Qk9ZcW5nLXRva2VuLXNob3duLW9uY2UtaW4tdGhpcw",  # noqa: S106 - an example
     token_prefix="lmd_Qk9ZcW",  # noqa: S106 - an example
+)
+DEVICE_SIGN_IN: Final = DeviceSignIn(
+    device_id=DeviceId(11),
+    driver_id=DRIVER.id,
+    name="work phone",
+    token_prefix="lmd_Qk9ZcW",  # noqa: S106 - an example
+    url="https://depot.example/driver#token=lmd_Qk9ZcW5nLXRva2VuLXNob3duLW9uY2UtaW4tdGhpcw",
+    svg='<svg xmlns="http://www.w3.org/2000/svg" width="328" height="328" class="segno">'
+    "<title>Driver sign-in</title><path …/></svg>",
 )
 
 SHIFT_IN: Final = ShiftIn(

@@ -4,21 +4,27 @@ outbox that replays everything once, in order, when the network is back."""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
+import psycopg
 import pytest
+import zxingcpp
+from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 from redis.asyncio import Redis
 
+from app.auth import issue_api_key
 from app.settings import Settings
 from app.web.pages import content_policy
 from realtime.streams import StreamNames
 from tests.browser import BROWSER_ZONE, CHROMIUM_ARGS
-from tests.conftest import Driver, LiveServer, Tenant
+from tests.conftest import Driver, LiveServer, Tenant, make_tenant
 from tests.days import Day, device, events_of, key, plan_and_dispatch
 from tests.helpers import eventually
 
@@ -263,6 +269,55 @@ async def test_offline_outcomes_and_positions_reach_the_server_once_when_the_net
 
     await eventually(moved, "the position taken offline reached the server")
     await expect(stop).not_to_contain_text("waiting to send")
+
+
+@pytest.mark.browser
+async def test_a_driver_signs_in_by_scanning_the_qr_code_the_dispatcher_shows(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """The QR code decodes to the app's URL with a new device token in the fragment; opening
+    it signs the phone in and takes the token out of the address bar; replays show no secret,
+    an integration key may not ask and another organisation's driver is 404."""
+    driver = tenant.drivers[1]
+    path = f"/v1/drivers/{driver.id}/devices/qr"
+    issued = await http.post(
+        path, json={"name": "van 3 phone"}, headers={**key(tenant), "Idempotency-Key": "qr-1"}
+    )
+    assert issued.status_code == 201, issued.text
+    assert issued.headers["cache-control"] == "no-store"
+    body = issued.json()
+    assert body["url"].startswith(f"{server.url}/driver#token=lmd_")
+    _, page = await phone_page(phone)
+    await page.set_content(f'<img id="qr" src="data:image/svg+xml;base64,{_b64(body["svg"])}">')
+    shot = await page.locator("#qr").screenshot()
+    [decoded] = zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)))
+    assert decoded.text == body["url"]
+
+    await page.goto(decoded.text)
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    assert "token" not in page.url
+    await expect(page.locator("#route-title")).to_have_text("No route yet")
+
+    replay = await http.post(
+        path, json={"name": "van 3 phone"}, headers={**key(tenant), "Idempotency-Key": "qr-1"}
+    )
+    assert replay.status_code == 201
+    assert (replay.json()["url"], replay.json()["svg"]) == (None, None)
+    integration = await issue_api_key(db, tenant.org_id, role="integration", name="shop")
+    refused = await http.post(path, headers={"Authorization": f"Bearer {integration}"})
+    assert refused.status_code == 403
+    other = await make_tenant(db, drivers=0)
+    assert (await http.post(path, headers=key(other))).status_code == 404
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 async def proofs_of(http: httpx.AsyncClient, tenant: Tenant, order_id: int) -> list[Any]:
