@@ -290,16 +290,20 @@ async def record_attempt(
 
     The delivery moves only if this sender still holds it (``sending`` at this attempt);
     otherwise another sender took it over after the lease ran out, and only the attempt is
-    stored. A delivered attempt clears the endpoint's run of failures; any other lengthens it,
+    stored (nothing at all when the delivery was deleted with its endpoint meanwhile). A
+    delivered attempt clears the endpoint's run of failures; any other lengthens it,
     and the endpoint is disabled (to be announced, :func:`take_unannounced`) once the run
     reaches ``disable_after``, or at once on ``410 Gone``. Answers whether the delivery moved,
     and ``"disabled"`` when this attempt disabled the endpoint.
     """
     async with conn.transaction(), conn.cursor() as cursor:
         await cursor.execute(
+            # The delivery may be gone with its endpoint (deleted while this attempt ran).
             "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, finished_at,"
             " outcome, status_code, latency_ms, address, error)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
+            " WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = %s)"
+            " ON CONFLICT DO NOTHING",
             (
                 outcome.delivery_id,
                 outcome.attempt,
@@ -310,6 +314,7 @@ async def record_attempt(
                 outcome.latency_ms,
                 outcome.address,
                 outcome.error,
+                outcome.delivery_id,
             ),
         )
         await cursor.execute(

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from adapters.webhooks import WebhookConfig, WebhookSender
 from app.api.webhooks import RefusedField, check_url
 from app.resources import stream_names
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from schemas.events import StopDelivered
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from tests.adapters.peers import HttpPeer, WebhookReceiver
@@ -263,3 +263,14 @@ async def _sent(sender: HookSender, check: WebhookReceiver, count: int) -> Any:
         return len(check.verified) >= count
 
     return await eventually(enough, f"{count} deliveries verified")
+
+
+def test_allowed_address_classes_are_read_from_a_comma_separated_variable() -> None:
+    """``LASTMILE_WEBHOOK_ALLOW_ADDRESSES`` takes a list of address classes, empty by default;
+    an unknown class fails naming the variable."""
+    assert Settings.from_env({}).webhook_allow_addresses == ()
+    read = Settings.from_env({"LASTMILE_WEBHOOK_ALLOW_ADDRESSES": "loopback, private"})
+    assert read.webhook_allow_addresses == ("loopback", "private")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"LASTMILE_WEBHOOK_ALLOW_ADDRESSES": "loopback,everywhere"})
+    assert refused.value.variable == "LASTMILE_WEBHOOK_ALLOW_ADDRESSES"

@@ -1,0 +1,101 @@
+"""store.webhooks on real PostgreSQL: what recording an attempt does when the sender no longer
+holds the delivery, or the delivery is gone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+
+from schemas.ids import OrgId
+from store import webhooks
+from store.webhooks import NewDelivery, Outcome
+from tests.conftest import Tenant
+
+
+async def _one(db: psycopg.AsyncConnection, org_id: OrgId) -> tuple[int, int]:
+    endpoint = await webhooks.create(
+        db,
+        org_id,
+        url="http://127.0.0.1:9/x",
+        secret="whsec_" + "A" * 44,
+        event_types=["*"],
+        description="",
+        enabled=True,
+    )
+    now = datetime.now(UTC)
+    await webhooks.insert_deliveries(
+        db,
+        [
+            NewDelivery(
+                org_id=org_id,
+                endpoint_id=endpoint.id,
+                event_id=f"1-{endpoint.id}",
+                event_type="stop_delivered",
+                event_at=now,
+                webhook_id=f"msg_1-{endpoint.id}_{endpoint.id}",
+                body=b"{}",
+            )
+        ],
+    )
+    [delivery] = await webhooks.list_deliveries(db, org_id, endpoint.id, before=None, limit=1)
+    return endpoint.id, delivery.id
+
+
+def _failed(endpoint_id: int, delivery_id: int, attempt: int) -> Outcome:
+    now = datetime.now(UTC)
+    return Outcome(
+        delivery_id=delivery_id,
+        endpoint_id=endpoint_id,
+        attempt=attempt,
+        started_at=now,
+        finished_at=now,
+        outcome="failed",
+        status_code=400,
+        latency_ms=3,
+        error="no",
+        state="dead",
+    )
+
+
+async def test_an_attempt_of_a_taken_over_delivery_is_logged_but_moves_nothing(
+    db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """A sender whose lease ran out (the delivery was claimed again since) stores its attempt in
+    the log, but neither the delivery's state nor the endpoint's failures change."""
+    endpoint_id, delivery_id = await _one(db, tenant.org_id)
+    try:
+        for _ in range(2):  # claimed, lease run out, claimed again: attempt 2 holds it
+            claimed = await webhooks.claim_due(db, 100, 0.0)
+            assert delivery_id in {c.id for c in claimed}
+        moved, change = await webhooks.record_attempt(
+            db, _failed(endpoint_id, delivery_id, 1), disable_after=1
+        )
+        assert (moved, change) == (False, "none")
+        found = await webhooks.get_delivery(db, tenant.org_id, endpoint_id, delivery_id)
+        assert found is not None
+        assert found.state == "sending"
+        assert [a.attempt for a in found.attempts] == [1]
+        endpoint = await webhooks.get(db, tenant.org_id, endpoint_id)
+        assert endpoint is not None
+        assert (endpoint.enabled, endpoint.consecutive_failures) == (True, 0)
+    finally:
+        await webhooks.delete(db, tenant.org_id, endpoint_id)
+
+
+async def test_an_attempt_of_a_deleted_endpoint_is_dropped_without_an_error(
+    db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """An endpoint deleted while its delivery was being sent takes its log along; the sender's
+    record of that attempt stores nothing and raises nothing."""
+    endpoint_id, delivery_id = await _one(db, tenant.org_id)
+    [claimed] = [c for c in await webhooks.claim_due(db, 100, 60.0) if c.id == delivery_id]
+    assert await webhooks.delete(db, tenant.org_id, endpoint_id)
+    moved, change = await webhooks.record_attempt(
+        db, _failed(endpoint_id, delivery_id, claimed.attempts), disable_after=1
+    )
+    assert (moved, change) == (False, "none")
+    cursor = await db.execute(
+        "SELECT count(*) FROM webhook_attempts WHERE delivery_id = %s", (delivery_id,)
+    )
+    assert await cursor.fetchone() == (0,)
