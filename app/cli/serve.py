@@ -219,6 +219,8 @@ def _where_to_look(settings: Settings) -> str:
 
 async def _demo_banner(settings: Settings) -> str:
     from app.auth import issue_api_key, issue_device_token
+    from app.process.mail_sink import prefer_email
+    from app.process.server import notification_rules
     from store import tenants
     from store.db import open_pool
 
@@ -229,6 +231,8 @@ async def _demo_banner(settings: Settings) -> str:
                 await conn.execute("SELECT id FROM orgs WHERE name = 'Demo fleet' LIMIT 1")
             ).fetchone()
             org_id = row[0] if row else await tenants.create_org(conn, "Demo fleet")
+            if settings.demo_mail_dir is not None:  # the mail sink runs: customers hear by email
+                await prefer_email(conn, org_id, notification_rules(settings))
             drivers = await tenants.list_drivers(conn, org_id)
             for n in range(len(drivers), 3):
                 await tenants.create_driver(conn, org_id, name=f"Demo driver {n + 1}")
@@ -263,21 +267,42 @@ def _enable_multiprocess_metrics(data_dir: Path) -> None:
 @click.argument("name", type=click.Choice(WORKER_NAMES))
 @click.option("--consumer", help="Consumer name in the group [host-NAME-0].")
 @click.option("--metrics-port", type=int, help="Serve this worker's /metrics on this port.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="Run this many processes of the worker, each restarted if it dies [1].",
+)
 @click.pass_context
-def worker(ctx: click.Context, name: str, consumer: str | None, metrics_port: int | None) -> None:
-    """Run one worker process (for scaling out: start as many as you need)."""
+def worker(
+    ctx: click.Context,
+    name: str,
+    consumer: str | None,
+    metrics_port: int | None,
+    processes: int,
+) -> None:
+    """Run one worker process (for scaling out: start as many as you need, here or elsewhere,
+    or several here with --processes: e.g. planners, each computing one plan at a time)."""
     settings = settings_from(ctx)
     from app import logs
 
     logs.configure(settings.log_level, settings.log_format)
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr=settings.host)
     if settings.database_url is None or settings.redis_url is None:
         raise click.UsageError(
             "a standalone worker needs LASTMILE_DATABASE_URL and LASTMILE_REDIS_URL"
         )
+    if processes > 1:
+        if consumer is not None or metrics_port is not None:
+            raise click.UsageError(
+                "--processes runs processes with consumer names of their own and no metrics"
+                " port; start them one by one to choose those"
+            )
+        run(lambda: _supervised(settings, name, processes))
+        return
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host)
     from app.process.server import run_worker, stop_event_on_signals, tune_gc
 
     async def go() -> None:
@@ -285,3 +310,12 @@ def worker(ctx: click.Context, name: str, consumer: str | None, metrics_port: in
         await run_worker(settings, name, stop_event_on_signals(), consumer_name=consumer)
 
     run(go)
+
+
+async def _supervised(settings: Settings, name: str, processes: int) -> None:
+    """``processes`` child processes of worker ``name`` until a signal stops them all."""
+    from app.process.server import stop_event_on_signals, worker_processes
+
+    stop = stop_event_on_signals()
+    async with worker_processes(settings, [name] * processes):
+        await stop.wait()
