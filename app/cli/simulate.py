@@ -46,6 +46,8 @@ async def simulation_setup(settings: Settings) -> SimulationConfig:
     from datetime import UTC, datetime
 
     from app.auth import issue_api_key
+    from app.process.mail_sink import prefer_email
+    from app.process.server import notification_rules
     from simulator.simulation import SimulationConfig, default_start
     from store import tenants
     from store.db import open_pool
@@ -55,6 +57,8 @@ async def simulation_setup(settings: Settings) -> SimulationConfig:
     try:
         async with pool.connection() as conn:
             org_id = await tenants.create_org(conn, f"Simulated fleet {start:%Y-%m-%d %H:%M}Z")
+            if settings.demo_mail_dir is not None:  # serve --demo's mail sink: mail first
+                await prefer_email(conn, org_id, notification_rules(settings))
             key = await issue_api_key(
                 conn, org_id, role="dispatcher", name="simulated fleet dispatcher"
             )
@@ -78,6 +82,11 @@ def simulation_banner(settings: Settings, config: SimulationConfig) -> str:
             f"  dispatcher map  {base}/dispatch#key={config.api_key}",
             f"  routes          curl {auth} '{base}/v1/routes?day={day}'",
             f"  live positions  curl {auth} {base}/v1/drivers/live",
+            *(
+                [f"  customers' mail {base}/demo/mail#key={config.api_key}"]
+                if settings.demo_mail_dir is not None
+                else []
+            ),
         ]
     )
 

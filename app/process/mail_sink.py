@@ -22,10 +22,16 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import msgspec
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from psycopg import AsyncConnection
+
+from schemas.ids import OrgId
+from schemas.notifications import NotificationRules
+from store.notification_rules import get_rules, put_rules
 
 log = structlog.get_logger(__name__)
 
@@ -180,3 +186,16 @@ def _sent(value: object) -> datetime | None:
         return parsedate_to_datetime(str(value))
     except (TypeError, ValueError):
         return None
+
+
+async def prefer_email(
+    conn: AsyncConnection[Any], org_id: OrgId, defaults: NotificationRules
+) -> bool:
+    """Make a demo organisation's customers hear by email first, so its mail reaches the sink
+    (the default prefers SMS, which a demo has no provider for). Only an organisation that never
+    set its rules is changed; True when it was."""
+    if await get_rules(conn, org_id) is not None:
+        return False
+    doc = msgspec.structs.replace(defaults.doc(), customer_channels=["email", "sms"])
+    await put_rules(conn, org_id, doc)
+    return True
