@@ -4,33 +4,48 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime
+from typing import Any
 
+import msgspec
 import psycopg
 from redis.asyncio import Redis
 
+from adapters.email import SmtpConfig, SmtpEmailSender
+from app.auth import hash_token
 from app.process.server import run_worker
 from app.resources import stream_names
 from app.settings import Settings
 from realtime.events import emit
 from schemas.codecs import EVENT_DECODER
 from schemas.delivery import OrderIn
-from schemas.eta import EnRoute, OutOfSequence
+from schemas.eta import Approaching, ArrivalWindow, EnRoute, OutOfSequence
 from schemas.events import DeliveryUpdate, Event, StopDelivered
 from schemas.ids import DriverId, OrderId, RouteId, StopId
+from schemas.notifications import RulesDoc, Template
+from store import notification_rules as rules_store
 from store import notifications as outbox
+from store import tracking as tracking_store
 from store.orders import create_order
+from tests.adapters.peers import SmtpSink
 from tests.conftest import Tenant
 from tests.helpers import eventually
 from tests.workers.consumers import quick, running
 from workers.notify import NotifyConsumer
 from workers.runner import Entry, Runner
+from workers.sender import Channels, Sender, SenderConfig
 
 
-async def _order(db: psycopg.AsyncConnection, tenant: Tenant, ref: str, **contact: str) -> OrderId:
+async def _order(db: psycopg.AsyncConnection, tenant: Tenant, ref: str, **contact: Any) -> OrderId:
     order = OrderIn(
         external_ref=ref, address="1 Main St", lat=52.5, lon=13.4, day=date.today(), **contact
     )
     return (await create_order(db, tenant.org_id, order)).id
+
+
+async def _entries(redis: Redis, stream: str) -> list[Entry[Event]]:
+    """Every entry of the events stream, as the runner hands them to the worker."""
+    raw: list[Any] = list(await redis.xrange(stream) or [])
+    return [Entry(stream, i.decode(), EVENT_DECODER.decode(f[b"e"])) for i, f in raw]
 
 
 async def test_events_become_outbox_rows_once_and_claims_never_overlap(
@@ -43,7 +58,7 @@ async def test_events_become_outbox_rows_once_and_claims_never_overlap(
     mailed = await _order(db, tenant, "n-2", email="b@example.com")
     now = datetime.now(UTC)
     driver, route = tenant.drivers[0].id, RouteId(1)
-    stop = {
+    stop: dict[str, Any] = {
         "driver_id": driver,
         "route_id": route,
         "route_version": 1,
@@ -93,11 +108,7 @@ async def test_events_become_outbox_rows_once_and_claims_never_overlap(
         assert (mail.kind, mail.channel, mail.address) == ("delivered", "email", "b@example.com")
 
         # The same entries once more, as after a worker died before acknowledging them.
-        raw = await redis.xrange(names.events)
-        again: list[Entry[Event]] = [
-            Entry(names.events, i.decode(), EVENT_DECODER.decode(f[b"e"])) for i, f in raw
-        ]
-        await consumer.handle(again)
+        await consumer.handle(await _entries(redis, names.events))
         assert len(await outbox.list_for_order(db, tenant.org_id, texted)) == 1
         assert len(await outbox.list_for_order(db, tenant.org_id, mailed)) == 1
     finally:
@@ -146,3 +157,151 @@ async def test_the_notify_worker_runs_as_serve_runs_it(
         stop.set()
         await asyncio.wait_for(task, timeout=30)
     assert (row.kind, row.channel, row.address) == ("delivered", "sms", "+4915550003")
+
+
+async def test_messages_carry_the_organisations_templates_language_and_one_tracking_link(
+    settings: Settings, redis: Redis, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """The worker renders each message when it decides it: the organisation's own template
+    (else the default) in its language, escaped in HTML, with the full tracking link (one link
+    per order, live); dispatchers get one alert each; a redelivered entry keeps the text first
+    rendered; the sender sends exactly that text."""
+    names = stream_names(settings)
+    await rules_store.put_rules(
+        db,
+        tenant.org_id,
+        RulesDoc(language="de", dispatcher_emails=["ops@example.com", "lead@example.com"]),
+    )
+    mine = Template(
+        kind="en_route",
+        channel="email",
+        language="de",
+        subject="Unterwegs: {{ order.ref }}",
+        text="Hallo {{ order.customer_name }}: {{ tracking_url }}",
+        html='<p>{{ order.address }}</p><a href="{{ tracking_url }}">Verfolgen</a>',
+        custom=True,
+    )
+    await rules_store.put_template(db, tenant.org_id, mine)
+    order = OrderIn(
+        external_ref="n-4",
+        address="<b>2 Side St</b>",
+        lat=52.5,
+        lon=13.4,
+        day=date.today(),
+        email="d@example.com",
+        customer_name="Dana",
+    )
+    order_id = (await create_order(db, tenant.org_id, order)).id
+    now = datetime.now(UTC)
+    t = int(now.timestamp())
+    common: dict[str, Any] = {
+        "driver_id": tenant.drivers[0].id,
+        "route_id": RouteId(1),
+        "route_version": 1,
+        "stop_id": StopId(4),
+        "order_id": order_id,
+        "at_epoch_s": t,
+    }
+    window = ArrivalWindow(
+        stop_id=StopId(4),
+        order_id=order_id,
+        likely_epoch_s=t + 900,
+        lower_epoch_s=t + 600,
+        upper_epoch_s=t + 1200,
+        computed_epoch_s=t,
+    )
+    await emit(
+        redis,
+        names,
+        DeliveryUpdate(org_id=tenant.org_id, at=now, detail=EnRoute(**common, window=window)),
+        DeliveryUpdate(
+            org_id=tenant.org_id, at=now, detail=Approaching(**common, distance_m=300.0)
+        ),
+        DeliveryUpdate(
+            org_id=tenant.org_id,
+            at=now,
+            detail=OutOfSequence(
+                **common,
+                expected_stop_id=StopId(3),
+                expected_order_id=OrderId(order_id - 1),
+                stay_start_epoch_s=t - 120,
+                dwell_s=120,
+            ),
+        ),
+    )
+    entries = await _entries(redis, names.events)
+    consumer = NotifyConsumer(
+        names=names, database_url=settings.database_url or "", public_url="https://t.example/"
+    )
+    try:
+        await consumer.handle(entries)
+        rows = await outbox.list_for_order(db, tenant.org_id, order_id)
+        texts = await rules_store.bodies_of(db, [r.id for r in rows])
+        by = {(r.kind, r.recipient_kind, r.address): texts[r.id] for r in rows}
+        assert set(by) == {
+            ("en_route", "customer", "d@example.com"),
+            ("approaching", "customer", "d@example.com"),
+            ("out_of_sequence", "dispatcher", "ops@example.com"),
+            ("out_of_sequence", "dispatcher", "lead@example.com"),
+        }
+        en_route = by[("en_route", "customer", "d@example.com")]
+        assert en_route.subject == "Unterwegs: n-4"
+        url = en_route.text.removeprefix("Hallo Dana: ")
+        assert url.startswith("https://t.example/t/")
+        token = url.removeprefix("https://t.example/t/")
+        link = await tracking_store.link(db, hash_token(token))
+        assert link is not None
+        assert (link.org_id, link.order_id) == (tenant.org_id, order_id)
+        assert en_route.html == (
+            f'<p>&lt;b&gt;2 Side St&lt;/b&gt;</p><a href="{url}">Verfolgen</a>'
+        )
+        approaching = by[("approaching", "customer", "d@example.com")]
+        assert approaching.subject == "Ihre Lieferung von " + (await _org_name(db, tenant)) + (
+            " ist gleich da"
+        )
+        assert url in approaching.text
+        alert = by[("out_of_sequence", "dispatcher", "ops@example.com")]
+        assert alert.subject == "Außer der Reihe: Auftrag n-4"
+        assert "2 min" in alert.text
+
+        # A template changed afterwards does not rewrite what was decided.
+        changed = msgspec.structs.replace(mine, subject="Geändert")
+        await rules_store.put_template(db, tenant.org_id, changed)
+        await consumer.handle(entries)
+        again = await rules_store.bodies_of(db, [r.id for r in rows])
+        assert again == texts
+    finally:
+        await consumer.close()
+
+    sink = SmtpSink()
+    sink.start()
+    try:
+        email = SmtpEmailSender(
+            SmtpConfig(host="127.0.0.1", port=sink.port, sender="d@acme.example", tls="none")
+        )
+        sender = Sender(settings.database_url or "", Channels(email=email), SenderConfig())
+        keys = {r.idempotency_key for r in rows}
+
+        async def sent() -> bool:
+            await sender.run_once()
+            now_rows = await outbox.list_for_order(db, tenant.org_id, order_id)
+            return all(r.state == "sent" for r in now_rows if r.idempotency_key in keys)
+
+        try:
+            await eventually(sent, "the messages sent")
+        finally:
+            await sender.close()
+    finally:
+        sink.stop()
+    [mail] = [m.message for m in sink.received if m.rcpt_tos == ["d@example.com"]
+              and m.message["Subject"] == "Unterwegs: n-4"]  # fmt: skip
+    html = mail.get_body(("html",))
+    assert html is not None
+    assert f'<a href="{url}">Verfolgen</a>' in str(html.get_content())
+
+
+async def _org_name(db: psycopg.AsyncConnection, tenant: Tenant) -> str:
+    cursor = await db.execute("SELECT name FROM orgs WHERE id = %s", (tenant.org_id,))
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
