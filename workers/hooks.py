@@ -44,8 +44,7 @@ out, and any sender claims them again; a receiver may then get one twice, with t
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,6 +117,9 @@ class HooksConsumer(OwnConnection):
     names: StreamNames
     database_url: str
     group: str = GROUP
+    on_stored: Callable[[], None] | None = None
+    """Called after a batch stored new deliveries: wakes this process's delivery loop, so a
+    delivery does not wait for the loop's next idle pass."""
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
 
     def streams(self) -> Sequence[str]:
@@ -147,6 +149,8 @@ class HooksConsumer(OwnConnection):
             await self.close()
             raise
         FANNED_OUT.inc(new)
+        if new and self.on_stored is not None:
+            self.on_stored()
 
 
 def fan_out(
@@ -208,6 +212,8 @@ class HookSender(OwnConnection):
         self.config = config
         self.redis = redis
         self.names = names
+        self.wake = asyncio.Event()
+        """Set (by this process's fan-out) when deliveries may be due: ends an idle pause."""
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def close(self) -> None:
@@ -275,9 +281,18 @@ class HookSender(OwnConnection):
                 await OwnConnection.close(self)
             except Exception as exc:  # Redis errors among them: never stop delivering
                 log.warning("webhook pass failed; retrying", error=repr(exc))
-            if claimed < self.config.batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.config.idle_s)
+            if claimed < self.config.batch and not self.wake.is_set():
+                await self._pause(stop)
+            self.wake.clear()
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        """Wait ``idle_s``, or less: until ``stop`` or :attr:`wake` is set."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.config.idle_s, return_when="FIRST_COMPLETED")
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def _send(self, row: Claimed) -> Outcome:
         """One attempt of ``row``, and what follows from it."""

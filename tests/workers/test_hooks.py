@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import secrets
 import signal
@@ -548,3 +549,39 @@ async def test_the_webhooks_worker_runs_as_serve_runs_it(
         stop.set()
         await task
     assert check.verified[0]["data"]["order_id"] == 21
+
+
+async def test_the_fan_out_wakes_its_idle_delivery_loop(
+    settings: Settings,
+    redis: Redis,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    cleanup: list[OrgId],
+    receiver: tuple[HttpPeer, WebhookReceiver],
+) -> None:
+    """A delivery loop idling between passes (here for a minute) sends a delivery as soon as
+    the fan-out in its process stored it, instead of at its next pass."""
+    peer, check = receiver
+    cleanup.append(tenant.org_id)
+    await _endpoint(db, tenant.org_id, f"{peer.url}/wake", ["*"])
+    sleepy = _sender(settings, redis, dataclasses.replace(FAST, idle_s=60.0))
+    stop = asyncio.Event()
+    loop = asyncio.create_task(sleepy.run(stop))
+    consumer = HooksConsumer(
+        names=stream_names(settings),
+        database_url=settings.database_url or "",
+        on_stored=sleepy.wake.set,
+    )
+    try:
+        await asyncio.sleep(0.2)  # the loop's first pass found nothing: it idles now
+        await consumer.handle([Entry("events", "1700000000999-0", _delivered(tenant, 31))])
+
+        async def arrived() -> bool:
+            return len(check.verified) == 1
+
+        await eventually(arrived, "the delivery sent before the idle pause ended")
+    finally:
+        stop.set()
+        await loop
+        await sleepy.close()
+        await consumer.close()
