@@ -27,14 +27,12 @@ from redis.asyncio import Redis
 from adapters.email import SmtpConfig, SmtpEmailSender
 from adapters.sms import TwilioConfig, TwilioSmsSender
 from adapters.webhooks import WebhookConfig, WebhookSender
-from adapters.webhooks import WebhookConfig, WebhookSender
 from app.main import create_app, create_osmand_app
 from app.resources import live_provider, matrix_provider, open_resources, stream_names
 from app.settings import WORKER_NAMES, Settings, SettingsError
 from realtime.streams import trim_consumed
 from schemas.notifications import NotificationRules, parse_quiet_hours
 from workers.eta import EtaConsumer
-from workers.hooks import HooksConsumer, HookSender, HookSenderConfig
 from workers.hooks import HooksConsumer, HookSender, HookSenderConfig
 from workers.lease import Leases, ShardKeeper, holder_name
 from workers.notify import NotifyConsumer
@@ -241,12 +239,6 @@ async def run_worker(
         finally:
             await redis.aclose()
         return
-    if name == "webhooks":
-        try:
-            await _run_webhooks(settings, settings.database_url, redis, base, stop)
-        finally:
-            await redis.aclose()
-        return
     consumer: PersistConsumer | NotifyConsumer
     if name == "eta":
         try:
@@ -295,40 +287,6 @@ async def run_worker(
     finally:
         await consumer.close()
         await redis.aclose()
-
-
-async def _run_webhooks(
-    settings: Settings, database_url: str, redis: Redis, config: RunnerConfig, stop: asyncio.Event
-) -> None:
-    """The webhooks worker: the fan-out (a consumer group on the events stream) and the
-    delivery loop, side by side in this process (:mod:`workers.hooks`)."""
-    names = stream_names(settings)
-    consumer = HooksConsumer(names=names, database_url=database_url)
-    sender = HookSender(
-        database_url,
-        WebhookSender(
-            WebhookConfig(
-                timeout_s=settings.webhook_timeout_s,
-                allowed_address_classes=frozenset(settings.webhook_allow_addresses),
-            )
-        ),
-        HookSenderConfig(
-            batch=settings.webhook_batch,
-            max_tries=settings.webhook_max_tries,
-            disable_after=settings.webhook_disable_after,
-            lease_s=max(60.0, 3 * settings.webhook_timeout_s),
-        ),
-        redis=redis,
-        names=names,
-    )
-    try:
-        async with asyncio.TaskGroup() as group:  # one failing stops the other
-            runner = Runner(redis, consumer, dataclasses.replace(config, batch_entries=200))
-            group.create_task(runner.run(stop))
-            group.create_task(sender.run(stop))
-    finally:
-        await consumer.close()
-        await sender.close()
 
 
 async def _run_webhooks(
