@@ -59,7 +59,7 @@ async def tampering(db: psycopg.AsyncConnection, statement: str, org_id: OrgId) 
     """Run ``statement`` with triggers off, as someone with the database's superuser would."""
     async with db.transaction():
         await db.execute("SET LOCAL session_replication_role = replica")
-        await db.execute(statement, (org_id,))  # type: ignore[arg-type]
+        await db.execute(statement, (org_id,))
 
 
 async def test_an_altered_record_is_found(db: psycopg.AsyncConnection) -> None:
