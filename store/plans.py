@@ -225,15 +225,20 @@ async def finish_plan(
     )
 
 
-async def release_plan(conn: AsyncConnection, plan_id: PlanId, planner: str) -> None:
+async def release_plan(conn: AsyncConnection, plan_id: PlanId, planner: str) -> bool:
     """Queue ``planner``'s running plan again (the planner is stopping): another starts it
-    afresh, and this start does not count against it."""
-    await conn.execute(
+    afresh, and this start does not count against it. False when it stays running: it is no
+    longer this planner's, or its cancel was asked for (store what was found instead)."""
+    released = await fetch_one(
+        conn,
+        scalar_row,
         "UPDATE plans SET status = 'queued', started_at = NULL, progress = '{}',"
         " claimed_by = NULL, lease_until = NULL, claims = greatest(claims - 1, 0)"
-        " WHERE id = %s AND claimed_by = %s AND status = 'running'",
+        " WHERE id = %s AND claimed_by = %s AND status = 'running'"
+        " AND cancel_requested_at IS NULL RETURNING id",
         (plan_id, planner),
     )
+    return released is not None
 
 
 async def fail_plan(conn: AsyncConnection, plan_id: PlanId, error: str) -> None:

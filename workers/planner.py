@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -276,8 +278,10 @@ class Planner(OwnConnection):
         if ending == "lost":
             log.warning("plan taken over by another planner; result dropped", plan=plan.id)
             return
-        if ending == "shutdown" and result.stats.status == "cancelled":
-            await plans_store.release_plan(conn, plan.id, self.name)
+        # Stopped for the planner's own stop: queued again, unless its cancel came meanwhile
+        # (then what was found is its outcome, stored below).
+        stopped = ending == "shutdown" and result.stats.status == "cancelled"
+        if stopped and await plans_store.release_plan(conn, plan.id, self.name):
             log.info("planner stopping; plan queued again", plan=plan.id)
             return
         outcome = outcome_of(day, result)
@@ -353,7 +357,9 @@ async def run_planner(
     """One planner process: the :class:`Planner` and the job checker, until ``stop`` is set."""
     consumer = PlannerConsumer(names=names, database_url=database_url)
     planner = Planner(
-        name=config.consumer_name,
+        # Unique to this process even when several share a consumer name (started by hand on
+        # one host): the name is whose lease a running plan is under.
+        name=f"{config.consumer_name}:{os.getpid()}:{secrets.token_hex(3)}",
         names=names,
         database_url=database_url,
         provider=provider,

@@ -122,7 +122,7 @@ async def test_a_released_plan_waits_again_without_losing_a_claim(
     org = (await make_tenant(db, drivers=0)).org_id
     (plan_id,) = await queue(db, org, 1)
     assert await claim(db, {org}) is not None
-    await plans.release_plan(db, plan_id, "p1")
+    assert await plans.release_plan(db, plan_id, "p1")
     waiting = await plans.get_plan(db, org, plan_id)
     assert waiting is not None
     assert (waiting.status, waiting.started_at, waiting.claims) == ("queued", None, 0)
@@ -181,3 +181,16 @@ async def test_another_organisations_plan_cannot_be_cancelled(
     kept = await plans.get_plan(db, org, plan_id)
     assert kept is not None
     assert (kept.status, kept.cancel_requested_at) == ("queued", None)
+
+
+async def test_a_plan_whose_cancel_was_asked_for_is_not_released(
+    db: psycopg.AsyncConnection,
+) -> None:
+    """A stopping planner cannot put back a plan whose cancel was asked for: it stays running
+    for the planner to store what it found as cancelled."""
+    org = (await make_tenant(db, drivers=0)).org_id
+    (plan_id,) = await queue(db, org, 1)
+    assert await claim(db, {org}) is not None
+    await plans.cancel_plan(db, org, plan_id)
+    assert not await plans.release_plan(db, plan_id, "p1")
+    assert await plans.finish_plan(db, plan_id, "p1", {"routes": []}, {}) == "cancelled"
