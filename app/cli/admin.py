@@ -197,3 +197,36 @@ def driver_revoke_device(ctx: click.Context, org_id: int, device_id: int) -> Non
         click.echo(f"device {device_id} revoked")
 
     with_connection(ctx, go)
+
+
+@main.group()
+def audit() -> None:
+    """The audit log: every proof and stop transition, hash-chained per organisation."""
+
+
+@audit.command("verify")
+@click.option("--org", "org_id", type=int, help="Only this organisation (default: every one).")
+@click.pass_context
+def audit_verify(ctx: click.Context, org_id: int | None) -> None:
+    """Walk the audit chains; exit 1 when one is broken, naming the first bad entry."""
+    from schemas.ids import OrgId
+    from store import audit as chain
+
+    broken: list[int] = []
+
+    async def go(conn: Any) -> None:
+        orgs = [OrgId(org_id)] if org_id is not None else await chain.orgs_with_entries(conn)
+        for org in orgs:
+            check = await chain.verify(conn, org)
+            if check.ok:
+                click.echo(f"org {org}: ok, {check.entries} entries")
+            else:
+                broken.append(org)
+                click.echo(
+                    f"org {org}: BROKEN at entry {check.first_bad_seq}: {check.reason}"
+                    f" ({check.entries} entries before it hold)"
+                )
+
+    with_connection(ctx, go)
+    if broken:
+        ctx.exit(1)
