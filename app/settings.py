@@ -146,6 +146,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     demo_mail_dir: Path | None = None
     """A Maildir of mails to show at ``/demo/mail`` (``serve --demo`` sets it to its local mail
     sink's folder when no SMTP relay is configured); unset: no mail page."""
+    proof_max_distance_m: PositiveFloat = 200.0
+    """A proof captured farther than this from its stop's address is flagged on the dispatcher's
+    map."""
     proof_max_bytes: Positive = 40 * 1024 * 1024
     """The most a proof upload (all its parts) may hold."""
     image_max_pixels: Annotated[int, Meta(ge=1, le=200_000_000)] = 40_000_000

@@ -100,7 +100,8 @@ def _page(
     templates: Jinja2Templates, request: Request, name: str, context: dict[str, str]
 ) -> Response:
     settings: Settings = request.app.state.resources.settings
-    response = templates.TemplateResponse(request, name, {**context, "tile_url": settings.tile_url})
+    shared = {"tile_url": settings.tile_url, "proof_max_distance_m": settings.proof_max_distance_m}
+    response = templates.TemplateResponse(request, name, {**context, **shared})
     response.headers["content-security-policy"] = content_policy(settings.tile_url)
     # The tracking token is in the page's path: other origins (the tile server) get the origin only.
     response.headers["referrer-policy"] = "strict-origin-when-cross-origin"

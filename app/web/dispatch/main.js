@@ -28,6 +28,7 @@ import { Fleet } from "./fleet.js";
 import { FleetMap } from "./map.js";
 import { Panel, alertWords } from "./panel.js";
 import { Notices, orderOfEvent } from "./notices.js";
+import { ProofDetails } from "./proof.js";
 import { Reads } from "./reads.js";
 import { zoneClock } from "./times.js";
 import { Reconnecting, socketUrl } from "../common/reconnect.js";
@@ -56,7 +57,17 @@ const notices = new Notices({
 });
 const map = new FleetMap(window.L, fleet, {
   element: "map", tileUrl: document.body.dataset.tileUrl, note: $("map-note"),
-  stopDetails: [(stop) => (stop.order_id ? notices.section(stop.order_id) : null)],
+  stopDetails: [
+    (stop) => (stop.order_id ? notices.section(stop.order_id) : null),
+    (stop) => proofs.section(stop),
+  ],
+});
+const proofs = new ProofDetails({
+  get: (path) => reads.get(path),
+  clock: () => zoneClock(fleet.timeZone),
+  L: window.L,
+  map: map.map,
+  maxDistanceM: Number(document.body.dataset.proofMaxDistanceM),
 });
 const panel = new Panel(fleet, {
   onDriver: (driverId) => map.focusDriver(driverId),
