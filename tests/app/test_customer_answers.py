@@ -262,3 +262,44 @@ async def test_the_page_takes_instructions_and_shows_hostile_text_as_text(
         HOSTILE,
         False,
     )
+
+
+@pytest.mark.browser
+async def test_the_page_asks_a_delivered_customer_for_one_rating(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+    pages: Pages,
+) -> None:
+    """Once delivered the page asks for stars and a comment, sends them once, shows the comment
+    as text, and on a fresh load shows the rating instead of asking again."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    route = await route_of(http, tenant, delivery_day)
+    stop = route["stops"][0]
+    driver = next(d for d in tenant.drivers if d.id == route["driver_id"])
+    token = await link(http, tenant, stop["order_id"])
+    page = await pages.open(f"{server.url}/t/{token}")
+    await expect(page.locator("#answers")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#rating")).to_be_hidden()
+    done = await http.post(f"/v1/driver/stops/{stop['id']}/deliver", headers=device(driver.token))
+    assert done.status_code == 200, done.text
+
+    await expect(page.locator("#rating-form")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#answers")).to_be_hidden()
+    await page.locator("#rating-form button[type=submit]").click()
+    await expect(page.locator("#rating-state")).to_contain_text("Choose 1 to 5")
+    await page.locator("#rating-form input[name=stars][value='4']").check()
+    await page.locator("#rating-comment").fill(HOSTILE)
+    await page.locator("#rating-form button[type=submit]").click()
+    await expect(page.locator("#rating-done")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#rating-stars")).to_have_text("4 of 5")
+    await expect(page.locator("#rating-comment-shown")).to_have_text(HOSTILE)
+    assert await page.locator("#rating script, #rating img").count() == 0
+
+    answers = (await http.get(f"/v1/track/{token}/answers")).json()
+    assert (answers["rating"]["stars"], answers["rating"]["comment"]) == (4, HOSTILE)
+    again = await pages.open(f"{server.url}/t/{token}")
+    await expect(again.locator("#rating-done")).to_be_visible(timeout=WAIT_MS)
+    await expect(again.locator("#rating-form")).to_be_hidden()

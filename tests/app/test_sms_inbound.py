@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from redis.asyncio import Redis
 
-from adapters.sms import twilio_signature
+from adapters.sms import TwilioSmsSender, twilio_signature
+from app.process.server import sender_channels
 from app.resources import stream_names
 from app.settings import Settings
 from realtime.events import emit
@@ -279,3 +280,19 @@ async def test_replies_become_instructions_or_another_day(
     assert (found.day, found.status) == (later, "pending")
     stranger = await twilio_post(http, "/v1/sms/inbound", text("GATE 1", sender="+4915550999"))
     assert "no open delivery" in stranger.text
+
+
+async def test_the_sender_asks_twilio_for_status_callbacks_at_the_public_url(
+    settings: Settings,
+) -> None:
+    """With a public URL the sender's Twilio adapter names our status route; without, none."""
+    twilio = msgspec.structs.replace(
+        settings, twilio_account_sid="AC" + "0" * 32, twilio_from="+15005550006"
+    )
+    for public, expected in ((PUBLIC + "/", PUBLIC + "/v1/sms/status"), (None, None)):
+        channels = sender_channels(msgspec.structs.replace(twilio, public_url=public))
+        assert isinstance(channels.sms, TwilioSmsSender)
+        try:
+            assert channels.sms.config.status_callback_url == expected
+        finally:
+            await channels.sms.aclose()
