@@ -146,7 +146,7 @@ def _rgb(image: Image.Image) -> Image.Image:
 def served_jpeg(image: Image.Image) -> bytes:
     """``image`` as a JPEG with no metadata at all (no EXIF, no comments, no ICC profile)."""
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    image.save(out, format="JPEG", quality=JPEG_QUALITY)
     return out.getvalue()
 
 

@@ -6,8 +6,8 @@ the stop as delivered or failed and stores its proof in one transaction, with bo
 entries. Its body is streamed: Starlette's multipart parser spools each file part to disk past
 1 MiB, and the stream it reads is counted, so a request over ``proof_max_bytes`` is refused
 (413) as soon as it gets there, whatever its ``Content-Length`` said. Images are decoded in a
-thread, at most :data:`IMAGE_WORKERS` requests at once, so memory is bounded by that and not
-by how many drivers upload together.
+pool of :data:`IMAGE_WORKERS` threads, so decoded pixels in memory are bounded by that and
+not by how many drivers upload together.
 
 An ``Idempotency-Key`` is required: the driver app's offline queue replays a capture with the
 same key until it gets an answer, and a key already stored answers the stored proof
@@ -21,6 +21,7 @@ import math
 import re
 import time
 from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
 from typing import IO, Any, Final, cast
@@ -135,13 +136,15 @@ def blob_store(request: Request) -> BlobStore:
     return store
 
 
-def _image_slots(request: Request) -> asyncio.Semaphore:
+def _image_threads(request: Request) -> ThreadPoolExecutor:
+    """This process's image threads: few, so that decoded pixels in memory are bounded by
+    them (and malloc keeps few arenas), not by how many uploads arrive together."""
     state = request.app.state
-    slots: asyncio.Semaphore | None = getattr(state, "proof_image_slots", None)
-    if slots is None:
-        slots = asyncio.Semaphore(IMAGE_WORKERS)
-        state.proof_image_slots = slots
-    return slots
+    threads: ThreadPoolExecutor | None = getattr(state, "proof_image_threads", None)
+    if threads is None:
+        threads = ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="proof-images")
+        state.proof_image_threads = threads
+    return threads
 
 
 def proof_photo_link(blobs: BlobStore, settings: Settings, sha256: str) -> str:
@@ -409,15 +412,15 @@ def _processed(
 
 
 async def _images(request: Request, capture: Capture, max_pixels: int) -> Images:
-    async with _image_slots(request):
-        try:
-            return await asyncio.to_thread(_process, capture, max_pixels)
-        except images.ImageRefused as exc:
-            if exc.too_large:
-                raise PayloadTooLarge(exc.part, exc.reason) from None
-            if exc.part == "signature_strokes":
-                raise InvalidField(exc.part, exc.reason) from None
-            raise UnsupportedMediaType(exc.part, exc.reason) from None
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(_image_threads(request), _process, capture, max_pixels)
+    except images.ImageRefused as exc:
+        if exc.too_large:
+            raise PayloadTooLarge(exc.part, exc.reason) from None
+        if exc.part == "signature_strokes":
+            raise InvalidField(exc.part, exc.reason) from None
+        raise UnsupportedMediaType(exc.part, exc.reason) from None
 
 
 # --- requirements ----------------------------------------------------------------------------
