@@ -22,6 +22,10 @@ from schemas.ids import OrderId, OrgId
 from schemas.notifications import Notification, OrderContact, OutboxState, Sent
 from store.rows import fetch_all
 
+OUTBOX_CHANNEL: Final = "lastmile_outbox"
+"""The PostgreSQL notification channel :func:`insert_many` notifies when it stored new rows;
+senders ``LISTEN`` on it so a new message does not wait for their next idle poll."""
+
 
 class OutboxRow(Notification, frozen=True, kw_only=True):
     """A stored message with its delivery state."""
@@ -86,7 +90,12 @@ async def insert_many(conn: AsyncConnection[Any], notifications: Sequence[Notifi
                 [_stamp(n.window_upper_epoch_s) for n in notifications],
             ),
         )
-        return cursor.rowcount
+        new = cursor.rowcount
+        if new:
+            # Wakes listening senders when the transaction commits (never before: PostgreSQL
+            # delivers notifications at commit, and drops them on rollback).
+            await cursor.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
+        return new
 
 
 async def claim_due(

@@ -54,6 +54,7 @@ from adapters.webhooks import retry_delay_s
 from schemas.notifications import NotificationKind, Rendered
 from store.notification_rules import bodies_of
 from store.notifications import (
+    OUTBOX_CHANNEL,
     Attempt,
     AttemptOutcome,
     OutboxRow,
@@ -128,6 +129,16 @@ def render(row: OutboxRow) -> Rendered:
     return Rendered(subject=subject, text=text, html=f"<html><body>{html}</body></html>")
 
 
+async def _first(*events: asyncio.Event, timeout_s: float) -> None:
+    """Return when any of ``events`` is set, or after ``timeout_s``."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 class Sender(OwnConnection):
     """One sender process's loop; run as many side by side as the load needs."""
 
@@ -167,9 +178,40 @@ class Sender(OwnConnection):
         return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pass after pass until ``stop`` is set; a database error is logged and retried."""
+        """Pass after pass until ``stop`` is set; a database error is logged and retried.
+
+        Between passes that found less than a batch it waits ``idle_s``, or less: until the
+        notify worker commits new rows (PostgreSQL ``NOTIFY`` on
+        :data:`store.notifications.OUTBOX_CHANNEL`, heard on a connection of its own). The poll
+        stays as the fallback (retries falling due, a lost listening connection)."""
+        wake = asyncio.Event()
+        listener = asyncio.create_task(self._listen(wake))
+        try:
+            await self._passes(stop, wake)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self, wake: asyncio.Event) -> None:
+        """Set ``wake`` whenever new outbox rows are committed; reconnects after a failure."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.database_url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    wake.set()  # rows may have come while no connection listened
+                    async for _ in conn.notifies():
+                        wake.set()
+            except psycopg.Error as exc:
+                log.warning("sender cannot listen for new rows; polling", error=str(exc))
+                await asyncio.sleep(self.config.idle_s)
+
+    async def _passes(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         noted_at = -1e9
         while not stop.is_set():
+            wake.clear()
             claimed = 0
             try:
                 if time.monotonic() - noted_at > 60.0:
@@ -181,8 +223,7 @@ class Sender(OwnConnection):
                 if self._conn is not None:
                     await self._conn.close()
             if claimed < self.config.batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.config.idle_s)
+                await _first(stop, wake, timeout_s=self.config.idle_s)
 
     async def _send(
         self, row: OutboxRow, text: Rendered | None = None

@@ -3,6 +3,7 @@ get exactly the mail the day calls for, one per order, kind and channel, and no 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,16 +15,23 @@ import psycopg
 import pytest
 from redis.asyncio import Redis
 
+from app.process.server import sender_channels
 from app.resources import stream_names
 from app.settings import Settings
 from realtime.events import emit
+from schemas.delivery import OrderIn
 from schemas.eta import ArrivalWindow, EnRoute
 from schemas.events import DeliveryUpdate, StopDelivered
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
+from schemas.notifications import Notification, idempotency_key
+from store import notifications as outbox
+from store.notifications import OUTBOX_CHANNEL
+from store.orders import create_order
 from tests.adapters.peers import SmtpSink
 from tests.conftest import Tenant
 from tests.days import Day, device, key, plan_and_dispatch, running_worker
 from tests.helpers import eventually
+from workers.sender import Sender, SenderConfig
 
 
 @pytest.fixture
@@ -170,3 +178,72 @@ async def test_a_simulated_day_sends_the_expected_mail_and_no_more(
         got[(order_id, kind)] += 1
     assert got == Counter(expected)
     assert len(sink.received) == len(expected) == len(today.orders) + 1
+
+
+async def test_a_new_message_wakes_an_idle_sender_at_once(
+    db: psycopg.AsyncConnection, tenant: Tenant, settings: Settings, sink: SmtpSink
+) -> None:
+    """A sender idling between polls (here an hour apart) sends a message as soon as the notify
+    side commits it: the insert notifies the senders listening on PostgreSQL."""
+    sender = Sender(
+        settings.database_url or "", sender_channels(settings), SenderConfig(idle_s=3600)
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(sender.run(stop))
+    try:
+        await eventually(lambda: _idle(db, sender), "the sender listening and idle", deadline_s=30)
+        order = OrderIn(
+            external_ref="wake-1",
+            address="1 Main St",
+            lat=52.5,
+            lon=13.4,
+            day=datetime.now(UTC).date(),
+            email="wake@example.com",
+        )
+        order_id = (await create_order(db, tenant.org_id, order)).id
+        event_id = f"{int(datetime.now(UTC).timestamp() * 1000)}-0"
+        async with db.transaction():
+            await outbox.insert_many(
+                db,
+                [
+                    Notification(
+                        org_id=tenant.org_id,
+                        order_id=order_id,
+                        event_id=event_id,
+                        kind="delivered",
+                        recipient_kind="customer",
+                        channel="email",
+                        address="wake@example.com",
+                        template="delivered.email",
+                        language="en",
+                        idempotency_key=idempotency_key(event_id, "customer", "email"),
+                        created_at=datetime.now(UTC),
+                    )
+                ],
+            )
+
+        async def arrived() -> bool:
+            return any(m.rcpt_tos == ["wake@example.com"] for m in sink.received)
+
+        await eventually(arrived, "the mail at the SMTP server", deadline_s=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+        await sender.close()
+
+
+async def _idle(db: psycopg.AsyncConnection, sender: Sender) -> bool:
+    """True once the sender's connection listens on the outbox channel and nothing is due."""
+    listening = await (
+        await db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = %s",
+            (f"LISTEN {OUTBOX_CHANNEL}",),
+        )
+    ).fetchone()
+    due = await (
+        await db.execute(
+            "SELECT count(*) FROM outbox WHERE state IN ('pending', 'sending')"
+            " AND channel = 'email' AND next_attempt_at <= now()"
+        )
+    ).fetchone()
+    return bool(listening and listening[0] and due and due[0] == 0)
