@@ -1,0 +1,386 @@
+"""Notification benchmark: from an event on the stream to its arrival at an SMTP server and at a
+webhook receiver, and the senders' throughput against a receiver that answers in 50 ms.
+
+    python -m bench.notify [--rate 200] [--seconds 60] [--delay-ms 50] [--messages 2000]
+                           [--out FILE]
+
+Against the configured services (``LASTMILE_DATABASE_URL``, ``LASTMILE_REDIS_URL``) or
+embedded ones, in a throwaway database. The workers run as they do in production, one process
+each (``lastmile worker notify``, ``sender`` and ``webhooks``); the receivers (aiosmtpd and a
+Starlette app under uvicorn) run in threads of this process and stamp each arrival.
+
+1. **Latency.** ``--rate`` ``stop_delivered`` events a second for ``--seconds``, each for an order
+   of its own with an email address, into an organisation with one webhook endpoint for every
+   event type. For each event: the time from its XADD to the mail's arrival at the SMTP server
+   (notify worker → outbox → sender → SMTP) and to the POST's arrival at the receiver (webhooks
+   fan-out → deliveries → webhook sender → HTTP).
+2. **Throughput at 50 ms.** Both receivers answer after ``--delay-ms``. ``--messages`` events
+   again, the workers stopped meanwhile, then started: the rate at which messages arrive (first
+   to last arrival). Beside it, the ceiling: a raw loop against the same receiver, with the
+   concurrency the sender uses per pass (``httpx`` POSTs of the same body, ``aiosmtplib`` sends
+   of a similar mail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import httpx
+import psycopg
+import uvicorn
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.api.webhooks import new_secret
+from bench.harness import BenchEnv, Report, bench_env
+from realtime.events import emit
+from realtime.streams import StreamNames
+from schemas.delivery import OrderIn
+from schemas.events import StopDelivered
+from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
+from store import tenants, webhooks
+from store.orders import import_orders
+
+SENDER_BATCH = 20
+"""``LASTMILE_SENDER_BATCH`` (the default): the email sender's concurrency per pass."""
+WEBHOOK_BATCH = 50
+"""``LASTMILE_WEBHOOK_BATCH`` (the default): the webhook sender's concurrency per pass."""
+
+
+class Arrivals:
+    """When each message arrived, by order id; shared by the receivers' threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.at: dict[int, float] = {}
+        self.delay_s = 0.0
+
+    def stamp(self, order_id: int) -> None:
+        with self.lock:
+            self.at.setdefault(order_id, time.time())
+
+    def clear(self) -> None:
+        with self.lock:
+            self.at.clear()
+
+
+class SmtpReceiver:
+    """aiosmtpd's handler: a mail to ``c<order id>@example.com`` stamps that order."""
+
+    def __init__(self, arrivals: Arrivals) -> None:
+        self.arrivals = arrivals
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.arrivals.delay_s:
+            await asyncio.sleep(self.arrivals.delay_s)
+        for rcpt in envelope.rcpt_tos:
+            local = rcpt.split("@", 1)[0]
+            if local.startswith("c") and local[1:].isdigit():
+                self.arrivals.stamp(int(local[1:]))
+        return "250 OK"
+
+
+def webhook_app(arrivals: Arrivals) -> Starlette:
+    """A receiver that stamps the order of each delivery's body (``data.order_id``)."""
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        if arrivals.delay_s:
+            await asyncio.sleep(arrivals.delay_s)
+        order_id = json.loads(body).get("data", {}).get("order_id")
+        if isinstance(order_id, int):
+            arrivals.stamp(order_id)
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/hook", receive, methods=["POST"])])
+
+
+@contextmanager
+def receivers(mail: Arrivals, hooks: Arrivals) -> Iterator[tuple[int, int]]:
+    """The SMTP server and the webhook receiver on free loopback ports, in threads."""
+    smtp = Controller(SmtpReceiver(mail), hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    config = uvicorn.Config(
+        webhook_app(hooks), host="127.0.0.1", port=_free_port(), log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield smtp.port, config.port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        smtp.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def workers(env: BenchEnv, smtp_port: int, names: tuple[str, ...]) -> Iterator[None]:
+    """The named workers, one process each, as ``lastmile worker NAME``."""
+    proc_env = {
+        **os.environ,
+        "LASTMILE_DATABASE_URL": env.database_url,
+        "LASTMILE_REDIS_URL": env.redis_url,
+        "LASTMILE_REDIS_PREFIX": env.redis_prefix,
+        "LASTMILE_DATA_DIR": str(env.data_dir / "workers"),
+        "LASTMILE_LOG_LEVEL": "warning",
+        "LASTMILE_SMTP_HOST": "127.0.0.1",
+        "LASTMILE_SMTP_PORT": str(smtp_port),
+        "LASTMILE_SMTP_TLS": "none",
+        "LASTMILE_SMTP_FROM": "Bench <bench@example.com>",
+        "LASTMILE_WEBHOOK_ALLOW_ADDRESSES": "loopback",
+        "LASTMILE_WORKER_BLOCK_MS": "100",
+    }
+    proc_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = (env.data_dir / "workers.log").open("a")
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "app", "worker", name], env=proc_env, stderr=log)
+        for name in names
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+async def setup(env: BenchEnv, orders: int, hook_url: str) -> tuple[OrgId, list[OrderId]]:
+    """An organisation with ``orders`` orders (email only) and one endpoint for every event."""
+    async with await psycopg.AsyncConnection.connect(env.database_url, autocommit=True) as conn:
+        org = await tenants.create_org(conn, "bench notify")
+        rows = [
+            (
+                n,
+                OrderIn(
+                    external_ref=f"bench-{n}",
+                    address="1 Main St",
+                    lat=52.5,
+                    lon=13.4,
+                    day=date.today(),
+                    email=f"placeholder{n}@example.com",
+                ),
+            )
+            for n in range(orders)
+        ]
+        created, _ = await import_orders(conn, org, rows)
+        ids = [OrderId(row.order_id) for row in created]
+        # The address names the order, so a receiver can tell which event a mail is for.
+        await conn.execute(
+            "UPDATE orders SET email = 'c' || id || '@example.com' WHERE org_id = %s", (org,)
+        )
+        await webhooks.create(
+            conn,
+            org,
+            url=hook_url,
+            secret=new_secret(),
+            event_types=["*"],
+            description="bench",
+            enabled=True,
+        )
+    return org, ids
+
+
+def delivered(org: OrgId, n: int, order_id: OrderId) -> StopDelivered:
+    return StopDelivered(
+        org_id=org,
+        at=datetime.now(UTC),
+        route_id=RouteId(1),
+        stop_id=StopId(n + 1),
+        order_id=order_id,
+        driver_id=DriverId(1),
+    )
+
+
+async def paced(
+    redis: Redis, names: StreamNames, org: OrgId, ids: list[OrderId], rate: float
+) -> dict[int, float]:
+    """Emit one event per order at ``rate`` a second; when each went onto the stream."""
+    sent: dict[int, float] = {}
+    start = time.monotonic()
+    for n, order_id in enumerate(ids):
+        delay = start + n / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await emit(redis, names, delivered(org, n, order_id))
+        sent[order_id] = time.time()
+    return sent
+
+
+async def wait_for(arrivals: list[Arrivals], count: int, timeout_s: float) -> None:
+    """Until every receiver has ``count`` arrivals, or ``timeout_s`` passed."""
+    for _ in range(int(timeout_s / 0.2)):
+        if all(len(a.at) >= count for a in arrivals):
+            return
+        await asyncio.sleep(0.2)
+
+
+def latencies(sent: dict[int, float], arrived: dict[int, float]) -> dict[str, Any]:
+    values = sorted(arrived[k] - sent[k] for k in sent if k in arrived)
+    if not values:
+        return {"arrived": 0, "of": len(sent)}
+    return {
+        "arrived": len(values),
+        "of": len(sent),
+        "p50_ms": 1000 * statistics.median(values),
+        "p99_ms": 1000 * values[min(len(values) - 1, int(0.99 * len(values)))],
+        "max_ms": 1000 * values[-1],
+    }
+
+
+def rate_of(arrived: dict[int, float]) -> float:
+    times = sorted(arrived.values())
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+async def raw_posts(url: str, body: bytes, count: int, concurrency: int) -> float:
+    """The ceiling: ``count`` POSTs of ``body``, ``concurrency`` at a time; per second."""
+    queue = iter(range(count))
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def one() -> None:
+            for _ in queue:
+                await client.post(url, content=body, headers={"content-type": "application/json"})
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        return count / (time.perf_counter() - start)
+
+
+async def raw_mails(port: int, count: int, concurrency: int) -> float:
+    """The ceiling: ``count`` mails sent with aiosmtplib, ``concurrency`` at a time; per second."""
+    queue = iter(range(count))
+
+    async def one() -> None:
+        for n in queue:
+            message = EmailMessage()
+            message["From"] = "bench@example.com"
+            message["To"] = f"raw{n}@example.com"
+            message["Subject"] = "Your delivery has arrived"
+            message.set_content("Your delivery has arrived.")
+            await aiosmtplib.send(message, hostname="127.0.0.1", port=port)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    return count / (time.perf_counter() - start)
+
+
+async def run(env: BenchEnv, args: argparse.Namespace, report: Report) -> None:
+    mail, hooks = Arrivals(), Arrivals()
+    names = StreamNames(prefix=env.redis_prefix)
+    events = int(args.rate * args.seconds)
+    with receivers(mail, hooks) as (smtp_port, hook_port):
+        hook_url = f"http://127.0.0.1:{hook_port}/hook"
+        org, ids = await setup(env, events + args.messages + 1, hook_url)
+        redis = Redis.from_url(env.redis_url)
+        try:
+            all_workers = ("notify", "sender", "webhooks")
+            with workers(env, smtp_port, all_workers):
+                # Warm-up: one event through both paths, so that the workers' start is not
+                # measured; then the measured events.
+                await emit(redis, names, delivered(org, events + args.messages, ids[-1]))
+                await wait_for([mail, hooks], 1, timeout_s=120)
+                mail.clear()
+                hooks.clear()
+                sent = await paced(redis, names, org, ids[:events], args.rate)
+                emitted_s = max(sent.values()) - min(sent.values())
+                await wait_for([mail, hooks], events, timeout_s=60)
+            report.add(
+                phase="latency",
+                channel="email",
+                rate=args.rate,
+                seconds=args.seconds,
+                emitted_per_s=events / emitted_s if emitted_s else 0.0,
+                **latencies(sent, mail.at),
+            )
+            report.add(
+                phase="latency",
+                channel="webhook",
+                rate=args.rate,
+                seconds=args.seconds,
+                **latencies(sent, hooks.at),
+            )
+
+            mail.clear()
+            hooks.clear()
+            mail.delay_s = hooks.delay_s = args.delay_ms / 1000
+            batch = ids[events:-1]
+            for n, order_id in enumerate(batch):  # queued while no worker runs
+                await emit(redis, names, delivered(org, events + n, order_id))
+            with workers(env, smtp_port, all_workers):
+                await wait_for([mail, hooks], len(batch), timeout_s=600)
+            body = json.dumps({"type": "stop_delivered", "data": {"order_id": -1}}).encode()
+            report.add(
+                phase="throughput",
+                channel="email",
+                delay_ms=args.delay_ms,
+                messages=len(mail.at),
+                per_s=rate_of(mail.at),
+                raw_per_s=await raw_mails(smtp_port, len(batch), SENDER_BATCH),
+                concurrency=SENDER_BATCH,
+            )
+            report.add(
+                phase="throughput",
+                channel="webhook",
+                delay_ms=args.delay_ms,
+                messages=len(hooks.at),
+                per_s=rate_of(hooks.at),
+                raw_per_s=await raw_posts(hook_url, body, len(batch), WEBHOOK_BATCH),
+                concurrency=WEBHOOK_BATCH,
+            )
+        finally:
+            await redis.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="events per second")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long to emit")
+    parser.add_argument("--delay-ms", type=float, default=50.0, help="receivers' answer time")
+    parser.add_argument("--messages", type=int, default=2000, help="for the throughput phase")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args()
+    report = Report("notifications: event to SMTP and webhook receiver")
+    with bench_env() as env:
+        asyncio.run(run(env, args, report))
+    report.write(args.out)
+
+
+if __name__ == "__main__":
+    main()
