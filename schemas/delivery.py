@@ -53,6 +53,15 @@ Phone = Annotated[
     str, Meta(max_length=32, pattern=r"^(?=.*[0-9])[0-9 +()\-]{3,}$", description="phone number")
 ]
 Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+Language = Annotated[
+    str,
+    Meta(
+        min_length=2,
+        max_length=12,
+        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+        description="a language tag such as en, de or en-GB",
+    ),
+]
 Latitude = Annotated[float, Meta(ge=-90.0, le=90.0, description="WGS84 latitude, degrees")]
 Longitude = Annotated[float, Meta(ge=-180.0, le=180.0, description="WGS84 longitude, degrees")]
 AwareTime = Annotated[datetime, Meta(tz=True, description="timezone-aware instant")]
@@ -344,6 +353,9 @@ class OrderIn(_In, frozen=True, kw_only=True):
     customer_name: Name | None = None
     phone: Phone | None = None
     email: Email | None = None
+    language: Language | None = None
+    """The customer's language and locale for messages (``de``, ``en-GB``); none: the
+    organisation's (its notification rules')."""
     address: Address
     lat: Latitude
     lon: Longitude
@@ -363,6 +375,7 @@ class OrderPatch(_In, frozen=True, kw_only=True):
     customer_name: Name | UnsetType | None = UNSET
     phone: Phone | UnsetType | None = UNSET
     email: Email | UnsetType | None = UNSET
+    language: Language | UnsetType | None = UNSET
     address: Address | UnsetType = UNSET
     lat: Latitude | UnsetType = UNSET
     lon: Longitude | UnsetType = UNSET

@@ -27,6 +27,7 @@ import msgspec
 from msgspec import Meta
 
 from schemas.delivery import Email
+from schemas.delivery import Language as Language  # re-exported for the API's reference
 from schemas.ids import OrderId, OrgId
 
 RecipientKind = Literal["customer", "dispatcher", "integration"]
@@ -144,15 +145,6 @@ def parse_quiet_hours(text: str | None) -> QuietHours | None:
         raise ValueError(f"expected quiet hours as HH:MM-HH:MM, got {text!r}") from None
 
 
-Language = Annotated[
-    str,
-    Meta(
-        min_length=2,
-        max_length=12,
-        pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
-        description="a language tag such as en, de or en-GB",
-    ),
-]
 Minutes = Annotated[float, Meta(ge=0, le=24 * 60)]
 QuietHoursText = Annotated[
     str, Meta(pattern=r"^(\d\d:\d\d-\d\d:\d\d)?$", description="HH:MM-HH:MM, empty for none")

@@ -166,6 +166,8 @@ class OrderFacts:
     ref: str
     address: str
     customer_name: str | None
+    language: str | None
+    """The customer's language, when the order names one."""
 
 
 async def load_orgs(conn: AsyncConnection[Any], org_ids: Iterable[OrgId]) -> dict[OrgId, OrgFacts]:
@@ -200,7 +202,7 @@ async def load_orgs(conn: AsyncConnection[Any], org_ids: Iterable[OrgId]) -> dic
 async def load_orders(
     conn: AsyncConnection[Any], orders: Iterable[tuple[OrgId, OrderId]]
 ) -> dict[OrderId, OrderFacts]:
-    """Each order's reference, address and customer name; one query."""
+    """Each order's reference, address, customer name and language; one query."""
     pairs = sorted(set(orders))
     if not pairs:
         return {}
@@ -210,7 +212,8 @@ async def load_orders(
             conn,
             dict_row,
             "SELECT o.org_id, o.id AS order_id, o.external_ref AS ref, o.address,"
-            " o.customer_name FROM unnest(%s::bigint[], %s::bigint[]) AS w (org_id, order_id)"
+            " o.customer_name, o.language"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS w (org_id, order_id)"
             " JOIN orders o ON o.org_id = w.org_id AND o.id = w.order_id",
             ([org for org, _ in pairs], [order for _, order in pairs]),
         )

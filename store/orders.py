@@ -35,6 +35,7 @@ _WRITTEN: Final = (
     "customer_name",
     "phone",
     "email",
+    "language",
     "address",
     "lat",
     "lon",
@@ -72,6 +73,7 @@ def _values(order: OrderIn) -> tuple[Any, ...]:
         order.customer_name,
         order.phone,
         order.email,
+        order.language,
         order.address,
         order.lat,
         order.lon,
@@ -93,6 +95,7 @@ def _order(row: dict[str, Any]) -> Order:
         customer_name=row["customer_name"],
         phone=row["phone"],
         email=row["email"],
+        language=row["language"],
         address=row["address"],
         lat=row["lat"],
         lon=row["lon"],
@@ -228,7 +231,8 @@ async def set_status(
 
 _STAGE: Final = (
     "CREATE TEMP TABLE import_orders (line int NOT NULL, external_ref text NOT NULL,"
-    " customer_name text, phone text, email text, address text, lat float8, lon float8,"
+    " customer_name text, phone text, email text, language text, address text, lat float8,"
+    " lon float8,"
     " day date, window_starts timestamptz[], window_ends timestamptz[], service_s int,"
     " size jsonb, priority smallint, required_skills text[], notes text) ON COMMIT DROP;"
     " CREATE TEMP TABLE import_parcels (line int NOT NULL, position smallint NOT NULL,"

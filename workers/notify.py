@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
 import psycopg
 import structlog
 from prometheus_client import Counter
@@ -252,9 +253,15 @@ def _stamp(epoch_s: float) -> datetime:
 
 
 def facts_of(
-    event: Event, order: OrderFacts, org: OrgFacts, rules: NotificationRules, link: str | None
+    event: Event,
+    order: OrderFacts,
+    org: OrgFacts,
+    rules: NotificationRules,
+    link: str | None,
+    language: str,
 ) -> messages.Facts:
-    """What a message about ``event`` can tell (see :func:`workers.messages.context`)."""
+    """What a message about ``event`` in ``language`` can tell (see
+    :func:`workers.messages.context`)."""
     window = None
     what = kind_of(event)
     if what is not None:
@@ -270,7 +277,7 @@ def facts_of(
         window_upper=None if window is None else _stamp(window.upper_epoch_s),
         tracking_url=link,
         reason=event.reason if isinstance(event, StopFailed) else None,
-        next_step=messages.next_step(rules.failed_next_step, rules.language),
+        next_step=messages.next_step(rules.failed_next_step, language),
         late_min=round(window.late_s / 60) if window is not None and window.late_s else None,
         at=event.at,
         driver_id=getattr(event, "driver_id", None) or getattr(detail, "driver_id", None),
@@ -279,6 +286,15 @@ def facts_of(
         expected_order_id=detail.expected_order_id if isinstance(detail, OutOfSequence) else None,
         dwell_min=round(detail.dwell_s / 60) if isinstance(detail, OutOfSequence) else None,
     )
+
+
+def in_language(n: Notification, orders: dict[OrderId, OrderFacts]) -> Notification:
+    """A customer's message in the order's own language, where it names one (decide gave it
+    the organisation's)."""
+    order = orders.get(n.order_id)
+    if n.recipient_kind != "customer" or order is None or not order.language:
+        return n
+    return msgspec.structs.replace(n, language=order.language)
 
 
 def template_for(org: OrgFacts, n: Notification) -> tuple[Template, Template]:
@@ -367,7 +383,9 @@ class NotifyConsumer(OwnConnection):
                     made = decide(entry.value, entry.id, order, rules, history, now)
                     history.extend(as_sent(n) for n in made)
                     due.extend((entry, rules, n) for n in made)
-                bodies = await self._render(conn, due, orgs, zones)
+                orders = await load_orders(conn, {(n.org_id, n.order_id) for _, _, n in due})
+                due = [(entry, rules, in_language(n, orders)) for entry, rules, n in due]
+                bodies = await self._render(conn, due, orgs, zones, orders)
                 new = await insert_many(conn, [n for _, _, n in due])
                 await store_bodies(conn, bodies)
         except (psycopg.OperationalError, psycopg.InterfaceError):
@@ -383,13 +401,12 @@ class NotifyConsumer(OwnConnection):
         due: Sequence[tuple[Entry[Event], NotificationRules, Notification]],
         orgs: dict[OrgId, OrgFacts],
         zones: dict[OrgId, str],
+        orders: dict[OrderId, OrderFacts],
     ) -> list[Body]:
         """Each message's text; customers' carry the order's tracking link (the one its
         earlier messages carry, else a new one)."""
         if not due:
             return []
-        pairs = {(n.org_id, n.order_id) for _, _, n in due}
-        orders = await load_orders(conn, pairs)
         customers = {(n.org_id, n.order_id) for _, _, n in due if n.recipient_kind == "customer"}
         tokens = await links_of(conn, customers)
         for org_id, order_id in sorted(customers):
@@ -405,7 +422,7 @@ class NotifyConsumer(OwnConnection):
                 continue  # deleted since decided: the sender renders the default
             kept = tokens.get(n.order_id) if n.recipient_kind == "customer" else None
             link = None if kept is None else f"{base}/t/{kept}"
-            facts = facts_of(entry.value, order, org, rules, link)
+            facts = facts_of(entry.value, order, org, rules, link, n.language)
             message = render_message(n, facts, org, zones.get(n.org_id, "UTC"))
             bodies.append(Body(n.idempotency_key, message, kept))
         return bodies

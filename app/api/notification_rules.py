@@ -235,7 +235,7 @@ async def preview(request: Request) -> Response:
         rules = NotificationRules.of(
             org.rules or default_rules(resources.settings).doc(), org.timezone
         )
-        language = wanted.language or rules.language
+        language = wanted.language or order.language or rules.language
         if not messages.known_language(language):
             raise Unprocessable("language", f"expected a language Babel knows, got {language!r}")
         if wanted.channel not in template_channels(wanted.kind):

@@ -11,7 +11,8 @@ case-insensitively:
 ``ref``, ``address``, ``lat``, ``lon``,     required; ``ref`` is the order's ``external_ref``
 ``day``
 ``customer_name``, ``phone``, ``email``,    optional, as in ``POST /v1/orders``
-``service_s``, ``priority``, ``notes``
+``language``, ``service_s``, ``priority``,
+``notes``
 ``window_start``, ``window_end``,           time windows 1, 2, … 10; a time is ``09:30`` (on the
 ``window2_start``, ``window2_end``, …       row's day), ``2026-11-24T09:30`` (both in the
                                             organisation's time zone) or with a zone
@@ -56,6 +57,7 @@ PLAIN_COLUMNS: Final = {
     "customer_name": "customer_name",
     "phone": "phone",
     "email": "email",
+    "language": "language",
     "address": "address",
     "lat": "lat",
     "lon": "lon",

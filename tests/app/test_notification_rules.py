@@ -220,3 +220,19 @@ async def test_a_preview_renders_a_real_order_and_never_another_organisations(
     other = await make_tenant(db, drivers=0)
     response = await http.post(preview, json=body, headers=bearer(other.api_key))
     await refused(response, 404, "order_id")
+
+
+async def test_a_preview_speaks_the_orders_language_unless_asked_for_another(
+    http: httpx.AsyncClient, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """An order naming its customer's language previews in it; a language in the body wins."""
+    order = OrderIn(
+        external_ref="P-2", address="x", lat=52.5, lon=13.4, day=date.today(), language="de"
+    )
+    order_id = (await create_order(db, tenant.org_id, order)).id
+    body = {"order_id": order_id, "kind": "delivered", "channel": "sms"}
+    german = await http.post(f"{TEMPLATES}/preview", json=body, headers=bearer(tenant.api_key))
+    assert "zugestellt" in german.json()["text"]
+    asked = body | {"language": "en"}
+    english = await http.post(f"{TEMPLATES}/preview", json=asked, headers=bearer(tenant.api_key))
+    assert "was delivered" in english.json()["text"]

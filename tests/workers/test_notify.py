@@ -305,3 +305,41 @@ async def _org_name(db: psycopg.AsyncConnection, tenant: Tenant) -> str:
     row = await cursor.fetchone()
     assert row is not None
     return str(row[0])
+
+
+async def test_an_order_in_its_own_language_is_told_in_it(
+    settings: Settings, redis: Redis, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """An order naming its customer's language gets messages in it, with times in that locale,
+    though the organisation's rules say English."""
+    names = stream_names(settings)
+    order = OrderIn(
+        external_ref="n-5",
+        address="5 Ring St",
+        lat=52.5,
+        lon=13.4,
+        day=date.today(),
+        email="e@example.com",
+        language="de",
+    )
+    order_id = (await create_order(db, tenant.org_id, order)).id
+    delivered = StopDelivered(
+        org_id=tenant.org_id,
+        at=datetime.now(UTC),
+        route_id=RouteId(1),
+        stop_id=StopId(5),
+        order_id=order_id,
+        driver_id=tenant.drivers[0].id,
+    )
+    await emit(redis, names, delivered)
+    consumer = NotifyConsumer(names=names, database_url=settings.database_url or "")
+    try:
+        await consumer.handle(await _entries(redis, names.events))
+    finally:
+        await consumer.close()
+    [row] = await outbox.list_for_order(db, tenant.org_id, order_id)
+    text = (await rules_store.bodies_of(db, [row.id]))[row.id]
+    assert row.language == "de"
+    assert text.subject is not None
+    assert text.subject.startswith("Ihre Lieferung von ")
+    assert " Uhr zugestellt" in text.text

@@ -14,6 +14,9 @@ before this revision) are rendered by the sender with the built-in default.
 ``outbox_once`` now includes the address: an organisation's several dispatcher addresses each
 get one alert per order and kind.
 
+``orders.language``: the customer's language for messages, when the order names one (else the
+organisation's rules say).
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06
@@ -56,11 +59,14 @@ def upgrade() -> None:
     DROP INDEX outbox_once;
     CREATE UNIQUE INDEX outbox_once ON outbox (order_id, kind, recipient_kind, channel, address)
         WHERE kind <> 'eta_changed';
+
+    ALTER TABLE orders ADD COLUMN language text;
     """)
 
 
 def downgrade() -> None:
     op.execute("""
+    ALTER TABLE orders DROP COLUMN language;
     DROP INDEX outbox_once;
     CREATE UNIQUE INDEX outbox_once ON outbox (order_id, kind, recipient_kind, channel)
         WHERE kind <> 'eta_changed';
