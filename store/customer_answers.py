@@ -215,6 +215,21 @@ async def order_state(
     return None if row is None else (str(row["status"]), row["day"])
 
 
+async def lock_live_stop(
+    conn: AsyncConnection[Any], org_id: OrgId, order_id: OrderId
+) -> str | None:
+    """The status of the order's live stop, locked until the transaction ends (so the driver
+    cannot arrive at it meanwhile); None when it has none."""
+    status = await fetch_one(
+        conn,
+        scalar_row,
+        "SELECT status FROM stops WHERE org_id = %s AND order_id = %s AND status <> 'removed'"
+        " FOR UPDATE",
+        (org_id, order_id),
+    )
+    return None if status is None else str(status)
+
+
 async def move_to_day(
     conn: AsyncConnection[Any],
     org_id: OrgId,

@@ -60,9 +60,10 @@ async def dispatch_routes(
 ) -> Dispatched:
     """Create the routes and stops of a plan in one transaction; orders become ``dispatched``.
 
-    An order that is no longer pending (cancelled, or already on another dispatched route) is
-    skipped and reported. A route dispatched before from this plan is not created twice
-    (``(plan, shift)`` is unique); re-dispatching returns the existing one.
+    An order that is no longer pending (cancelled, or already on another dispatched route) or
+    no longer for ``day`` (moved to another day by its customer) is skipped and reported. A
+    route dispatched before from this plan is not created twice (``(plan, shift)`` is unique);
+    re-dispatching returns the existing one.
     """
     created: list[RouteId] = []
     skipped: list[OrderId] = []
@@ -98,7 +99,7 @@ async def dispatch_routes(
             route_id = RouteId(returned(new_id))
             seq = 0
             for stop in route.stops:
-                if not await take_order(conn, org_id, stop.order_id):
+                if not await take_order(conn, org_id, stop.order_id, day):
                     skipped.append(stop.order_id)
                     continue
                 await conn.execute(
@@ -499,12 +500,16 @@ async def live_stop_of_order(
     return (StopId(stop_id), RouteId(route_id), status)
 
 
-async def take_order(conn: AsyncConnection, org_id: OrgId, order_id: OrderId) -> bool:
-    """Mark a pending order dispatched (it is being put on a route); False if not pending."""
+async def take_order(
+    conn: AsyncConnection, org_id: OrgId, order_id: OrderId, day: date | None = None
+) -> bool:
+    """Mark a pending order dispatched (it is being put on a route); False if not pending, or
+    when ``day`` is given and the order is no longer for that day (its customer moved it)."""
     cursor = await conn.execute(
         "UPDATE orders SET status = 'dispatched', updated_at = now()"
-        " WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')",
-        (org_id, order_id),
+        " WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')"
+        " AND (%s::date IS NULL OR day = %s::date)",
+        (org_id, order_id, day, day),
     )
     return cursor.rowcount == 1
 

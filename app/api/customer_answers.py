@@ -160,6 +160,9 @@ async def reschedule(
             timeline = await resources.solver.run(retime, rest)
         async with conn.transaction():
             if st is not None and timeline is not None:
+                # Locked, so the driver cannot reach the stop between this check and the move.
+                if await store.lock_live_stop(conn, org_id, order_id) != "pending":
+                    raise Conflict("day", "the driver has already reached this stop")
                 await write(conn, st, timeline, removed=[order_id])
             moved = await store.move_to_day(conn, org_id, order_id, day, route_id, source)
             if moved is None:

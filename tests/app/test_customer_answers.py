@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from realtime.streams import StreamNames
 from tests.browser import Pages
 from tests.conftest import LiveServer, Tenant, make_tenant
-from tests.days import Day, device, events_of, key, plan_and_dispatch
+from tests.days import Day, device, events_of, key, plan_and_dispatch, planned
 
 WAIT_MS = 20_000
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror=alert(1)> & "quotes"'
@@ -303,3 +303,31 @@ async def test_the_page_asks_a_delivered_customer_for_one_rating(
     again = await pages.open(f"{server.url}/t/{token}")
     await expect(again.locator("#rating-done")).to_be_visible(timeout=WAIT_MS)
     await expect(again.locator("#rating-form")).to_be_hidden()
+
+
+async def test_an_order_moved_after_planning_is_left_out_of_the_plans_dispatch(
+    http: httpx.AsyncClient, tenant: Tenant, delivery_day: Day, planner: None
+) -> None:
+    """A planned order whose customer asks for another day before dispatch stays on its new
+    day: dispatching the old plan skips it."""
+    response = await http.post(
+        "/v1/plans",
+        json={"day": delivery_day.day.isoformat(), "time_limit_s": 1},
+        headers={**key(tenant), "idempotency-key": "plan-moved"},
+    )
+    assert response.status_code == 202, response.text
+    plan = await planned(http, tenant, response.json()["id"])
+    assert plan["status"] == "done", plan
+    moved_id = delivery_day.orders["o4"]
+    token = await link(http, tenant, moved_id)
+    later = delivery_day.day + timedelta(days=2)
+    moved = await http.post(f"/v1/track/{token}/reschedule", json={"day": later.isoformat()})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["route_id"] is None
+    dispatched = await http.post(f"/v1/plans/{plan['id']}/dispatch", json={}, headers=key(tenant))
+    assert dispatched.status_code == 200, dispatched.text
+    assert moved_id in dispatched.json()["skipped_order_ids"]
+    routes = (await http.get(f"/v1/routes?day={delivery_day.day}", headers=key(tenant))).json()
+    assert moved_id not in [s["order_id"] for r in routes["routes"] for s in r["stops"]]
+    order = (await http.get(f"/v1/orders/{moved_id}", headers=key(tenant))).json()
+    assert (order["status"], order["day"]) == ("pending", later.isoformat())
