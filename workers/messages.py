@@ -215,6 +215,7 @@ def _limited_range(*args: int) -> range:
     return made
 
 
+@cache
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -222,6 +223,7 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+@cache
 def locale_of(language: str) -> Locale:
     """The Babel locale of a language tag (``de``, ``en-GB``); English when Babel has none."""
     try:
