@@ -262,6 +262,17 @@ async def test_the_page_takes_instructions_and_shows_hostile_text_as_text(
         HOSTILE,
         False,
     )
+    # Another day, from the same page: too far is refused with the reason, a good day moves it.
+    far = delivery_day.day + timedelta(days=30)
+    await page.locator("#reschedule-day").fill(far.isoformat())
+    await page.locator("#reschedule-form button[type=submit]").click()
+    await expect(page.locator("#reschedule-state")).to_have_attribute("data-state", "error")
+    later = delivery_day.day + timedelta(days=1)
+    await page.locator("#reschedule-day").fill(later.isoformat())
+    await page.locator("#reschedule-form button[type=submit]").click()
+    await expect(page.locator("#reschedule-state")).to_contain_text("Moved to", timeout=WAIT_MS)
+    order = (await http.get(f"/v1/orders/{order_id}", headers=key(tenant))).json()
+    assert order["day"] == later.isoformat()
 
 
 @pytest.mark.browser
