@@ -27,11 +27,12 @@ from redis.asyncio import Redis
 from adapters.email import SmtpConfig, SmtpEmailSender
 from adapters.sms import TwilioConfig, TwilioSmsSender
 from adapters.webhooks import WebhookConfig, WebhookSender
+from app.api.notification_rules import default_rules
 from app.main import create_app, create_osmand_app
 from app.resources import live_provider, matrix_provider, open_resources, stream_names
 from app.settings import WORKER_NAMES, Settings, SettingsError
 from realtime.streams import trim_consumed
-from schemas.notifications import NotificationRules, parse_quiet_hours
+from schemas.notifications import NotificationRules
 from workers.eta import EtaConsumer
 from workers.hooks import HooksConsumer, HookSender, HookSenderConfig
 from workers.lease import Leases, ShardKeeper, holder_name
@@ -155,14 +156,9 @@ def tls_of(settings: Settings) -> tuple[Path, Path] | None:
 
 
 def notification_rules(settings: Settings) -> NotificationRules:
-    """Every organisation's notification rules, from the settings (each organisation's own time
-    zone is applied per event; rules per organisation are a later slice)."""
-    return NotificationRules(
-        max_event_age_s=settings.notify_max_age_s,
-        eta_min_move_s=settings.notify_eta_move_s,
-        eta_min_interval_s=settings.notify_eta_interval_s,
-        quiet_hours=parse_quiet_hours(settings.notify_quiet_hours),
-    )
+    """The notification rules of organisations that set none of their own (the notify worker
+    reads each organisation's per batch, and applies its time zone)."""
+    return default_rules(settings)
 
 
 def sender_channels(settings: Settings) -> Channels:
