@@ -42,6 +42,7 @@ from schemas.customer import (
     read_reply,
 )
 from schemas.ids import OrderId, OrgId
+from schemas.limits import NO_NUL
 from store import customer_answers as store
 
 FORM: Final = "application/x-www-form-urlencoded"
@@ -76,6 +77,9 @@ async def signed_form(request: Request) -> dict[str, str]:
     url = signed_url(request, resources.settings.public_url)
     if signature is None or not valid_twilio_signature(url, pairs, signature, token):
         raise Forbidden("expected a valid X-Twilio-Signature for this URL and form")
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise InvalidField(name.replace("\x00", "") or "body", NO_NUL)  # PostgreSQL: no NUL
     return dict(pairs)
 
 

@@ -241,6 +241,8 @@ async def test_status_callbacks_move_the_outbox_row_and_never_back(
     ]
     missing = await twilio_post(http, "/v1/sms/status", {"MessageStatus": "sent"})
     assert (missing.status_code, missing.json()["field"]) == (400, "MessageSid")
+    nul = await twilio_post(http, "/v1/sms/status", report("SM\x001", "delivered"))
+    assert (nul.status_code, nul.json()["field"]) == (400, "MessageSid")
 
 
 async def test_replies_become_instructions_or_another_day(
