@@ -630,7 +630,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         api("GET", "/v1/demo/mail", "The mails the demo mail sink received", READERS,
             ok("This organisation's, newest first.", DemoMailbox, ex.DEMO_MAILBOX),
             params=(query("limit", Annotated[int, Meta(ge=1, le=200)],
-                          "At most this many, default 50."),),
+                          "At most this many, default 50."),), errors=(404,),
             description="Only under `lastmile serve --demo` with no SMTP relay configured"
             " (404 otherwise). `html` is the mail's markup: show it in a sandboxed frame."),
     ),
