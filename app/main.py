@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from app.api import (
     customer_answers,
+    customer_proof,
     demo_mail,
     driver_qr,
     driver_route,
@@ -79,6 +80,11 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/drivers/{driver_id}", fleet.driver, methods=["GET", "PATCH"]),
         Route("/v1/drivers/{driver_id}/devices", fleet.add_device, methods=["POST"]),
         Route("/v1/drivers/{driver_id}/devices/qr", driver_qr.device_qr, methods=["POST"]),
+        Route(
+            "/v1/settings/customer-proof",
+            customer_proof.customer_proof,
+            methods=["GET", "PUT"],
+        ),
         Route("/v1/shifts", fleet.shifts, methods=["GET", "POST"]),
         Route("/v1/shifts/{shift_id}", fleet.shift, methods=["GET", "PATCH"]),
         Route("/v1/shifts/{shift_id}/cancel", fleet.cancel_shift, methods=["POST"]),

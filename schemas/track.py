@@ -81,6 +81,11 @@ class TrackView(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     driver: DriverSpot | None = None
     completed_at: datetime | None = None
     failure_reason: str | None = None
+    delivery_note: str | None = None
+    """The driver's note on the proof of a delivered order."""
+    delivery_photo_url: str | None = None
+    """A signed, short-lived link to the delivery's first proof photo, where the organisation
+    shares proof photos with its customers (``/v1/settings/customer-proof``)."""
 
 
 class WindowMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="window"):

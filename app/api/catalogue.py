@@ -32,6 +32,7 @@ from schemas.customer import (
     Reschedule,
     RescheduleIn,
 )
+from schemas.customer_proof import CustomerProof
 from schemas.delivery import (
     CancelIn,
     Carrier,
@@ -570,6 +571,14 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ok("The cancelled shift.", Shift, ex.CANCELLED_SHIFT)),
         api("GET", "/v1/settings/dimensions", "The organisation's capacity dimensions", READERS,
             ok("In the order amounts are planned.", Dimensions, ex.DIMENSIONS)),
+        api("GET", "/v1/settings/customer-proof", "Whether customers see the proof photo",
+            READERS, ok("The setting.", CustomerProof, ex.CUSTOMER_PROOF)),
+        api("PUT", "/v1/settings/customer-proof", "Show customers their delivery's proof photo",
+            ADMINS, ok("As stored.", CustomerProof, ex.CUSTOMER_PROOF),
+            body=json_body(CustomerProof, ex.CUSTOMER_PROOF),
+            description="The tracking page of a delivered order always shows the time and the"
+            " driver's note; with `photo: true` also the first proof photo, through a signed,"
+            " short-lived link. Off by default."),
         api("PUT", "/v1/settings/dimensions", "Set the organisation's capacity dimensions", ADMINS,
             ok("As stored.", Dimensions, ex.DIMENSIONS),
             body=json_body(Dimensions, ex.DIMENSIONS), errors=(409,)),

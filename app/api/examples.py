@@ -21,6 +21,7 @@ from schemas.customer import (
     Reschedule,
     RescheduleIn,
 )
+from schemas.customer_proof import CustomerProof
 from schemas.delivery import (
     Break,
     CancelIn,
@@ -223,6 +224,7 @@ DEVICE_CREATED: Final = DeviceCreated(
     token="lmd_Qk9ZcW5nLXRva2VuLXNob3duLW9uY2UtaW4tdGhpcw",  # noqa: S106 - an example
     token_prefix="lmd_Qk9ZcW",  # noqa: S106 - an example
 )
+CUSTOMER_PROOF: Final = CustomerProof(photo=True)
 DEVICE_SIGN_IN: Final = DeviceSignIn(
     device_id=DeviceId(11),
     driver_id=DRIVER.id,

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.customer_proof import delivered_proof_view
 from app.auth import hash_token
 from app.errors import (
     Gone,
@@ -175,6 +176,9 @@ async def current_view(
         )
     status = customer_status(track, tracker_next)
     shows_driver = status in SHOWS_DRIVER
+    note = photo_url = None
+    if status == "delivered" and track.stop_id is not None:
+        note, photo_url = await delivered_proof_view(resources, org_id, track.stop_id)
     view = TrackView(
         order_ref=track.order_ref,
         status=status,
@@ -193,6 +197,8 @@ async def current_view(
         driver=spot_of(position) if shows_driver and position is not None else None,
         completed_at=track.completed_at if status in END_STATES else None,
         failure_reason=track.failure_reason if status == "failed" else None,
+        delivery_note=note,
+        delivery_photo_url=photo_url,
     )
     where = Where(
         route_id=track.route_id if open_stop else None,

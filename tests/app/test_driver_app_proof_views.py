@@ -1,5 +1,7 @@
 """A stop's proof where people read it: the dispatcher's stop popup (photos, signature, scans,
-notes, time, the capture position on the map, and a flag for a capture far from the address)."""
+notes, time, the capture position on the map, and a flag for a capture far from the address),
+and the customer's tracking page (the time, the driver's note, and the photo where the
+organisation shares it)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ from typing import Any
 
 import httpx
 import msgspec
+import psycopg
 import pytest
 from PIL import Image
 from playwright.async_api import expect
 
+from app.auth import issue_api_key
 from app.settings import Settings
 from tests.browser import Pages
 from tests.conftest import Driver, LiveServer, Tenant
@@ -130,3 +134,56 @@ async def test_the_dispatcher_sees_a_stops_proof_and_a_far_capture_is_flagged(
     await expect(section.locator(".proof-where")).to_contain_text(f"more than {LIMIT_M:g} m")
     await expect(page.locator("path.proof-position")).to_have_count(1)
     assert proof["lat"] == pytest.approx(north_of(far, 900)[0])
+
+
+@pytest.mark.browser
+async def test_the_customer_sees_the_delivery_note_and_the_photo_only_where_shared(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    pages: Pages,
+) -> None:
+    """A delivered order's page shows the time and the driver's note as text; the proof photo
+    appears only once an admin shares proof photos (a dispatcher may not turn it on)."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    route = (await http.get("/v1/driver/route", headers=device(driver.token))).json()
+    assert (await http.post("/v1/driver/route/start", headers=device(driver.token))).is_success
+    stop = min(route["stops"], key=lambda s: s["seq"])
+    issued = await http.post(f"/v1/orders/{stop['order_id']}/tracking", headers=_key(tenant))
+    assert issued.status_code == 201, issued.text
+    note = "In the <b>shed</b>, code 1234"
+    await deliver_with_proof(http, driver, stop, north_of(stop, 5), {"notes": note})
+
+    page = await pages.open(server.url + issued.json()["url"])
+    await expect(page.locator("#status")).to_have_attribute(
+        "data-status", "delivered", timeout=WAIT_MS
+    )
+    await expect(page.locator("#status-detail")).to_contain_text("Delivered at")
+    await expect(page.locator("#delivery-note")).to_have_text(f"Driver's note: {note}")
+    await expect(page.locator("#delivery-photo")).to_be_hidden()
+    assert await page.locator("#status b").count() == 0
+
+    wanted = {"photo": True}
+    refused = await http.put("/v1/settings/customer-proof", json=wanted, headers=_key(tenant))
+    assert refused.status_code == 403
+    admin = await issue_api_key(db, tenant.org_id, role="admin", name="admin")
+    shared = await http.put(
+        "/v1/settings/customer-proof", json=wanted, headers={"Authorization": f"Bearer {admin}"}
+    )
+    assert shared.json() == {"photo": True}
+    assert (await http.get("/v1/settings/customer-proof", headers=_key(tenant))).json() == wanted
+
+    await page.reload()
+    photo = page.locator("#delivery-photo")
+    await expect(photo).to_be_visible(timeout=WAIT_MS)
+    await expect(photo).to_have_js_property("complete", True)
+    assert await photo.evaluate("i => i.naturalWidth") == 64  # the navy PNG, served
+    await expect(page.locator("#delivery-note")).to_have_text(f"Driver's note: {note}")
+
+
+def _key(tenant: Tenant) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tenant.api_key}"}

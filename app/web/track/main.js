@@ -142,6 +142,7 @@ function render() {
   ui.eyebrow.textContent = END_STATES.has(view.status) ? "Delivery ended" : "Live delivery status";
   ui.title.textContent = title;
   ui.detail.textContent = detail;
+  renderDeliveryProof();
   ui.icon.hidden = !END_STATES.has(view.status);
   ui.icon.textContent = view.status === "delivered" ? "✓" : "!";
   ui.orderRef.textContent = view.order_ref;
@@ -156,6 +157,23 @@ function render() {
   ui.details.hidden = false;
   ui.zone.textContent = view.time_zone.replaceAll("_", " ");
   renderMap();
+}
+
+// A delivered order's proof: the driver's note (as text) and, where the organisation shares
+// it, the photo through its signed, short-lived link.
+function renderDeliveryProof() {
+  let note = document.getElementById("delivery-note");
+  let photo = document.getElementById("delivery-photo");
+  if (note === null) {
+    note = Object.assign(document.createElement("p"), { id: "delivery-note", className: "delivery-note" });
+    photo = Object.assign(document.createElement("img"), { id: "delivery-photo", alt: "Photo taken at delivery" });
+    Object.assign(photo.style, { display: "block", maxWidth: "100%", marginTop: "12px", borderRadius: "12px" });
+    ui.detail.after(note, photo);
+  }
+  note.textContent = view.delivery_note ? `Driver's note: ${view.delivery_note}` : "";
+  note.hidden = !view.delivery_note;
+  if (view.delivery_photo_url && photo.getAttribute("src") !== view.delivery_photo_url) photo.src = view.delivery_photo_url;
+  photo.hidden = !view.delivery_photo_url;
 }
 
 function renderSteps() {
