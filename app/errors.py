@@ -18,6 +18,7 @@ and are mapped here, once, by :func:`problem_of`. The same problem answers an HT
     ├── KeyReused                           422    idempotency_key_reused    4422
     ├── UnknownIds                          422    unknown_ids               4422
     ├── OverLimit                           422    over_limit                4422
+    ├── Unprocessable                       422    unprocessable             4422
     └── Unavailable                         503    unavailable               1013
     realtime.errors.MalformedBody           400    malformed_body            4400
     realtime.errors.InvalidPing             400    invalid_ping              4400
@@ -202,6 +203,13 @@ class OverLimit(ApiError):
     time limit above ``LASTMILE_PLAN_MAX_S``)."""
 
     kind = Kind(422, "over_limit", CLOSE_UNPROCESSABLE)
+
+
+class Unprocessable(ApiError):
+    """A well-formed body whose values cannot be used (rules a worker could not follow, a
+    template that does not render): ``field`` names the value and ``reason`` says why."""
+
+    kind = Kind(422, "unprocessable", CLOSE_UNPROCESSABLE)
 
 
 class Unavailable(ApiError):

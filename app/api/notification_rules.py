@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import ADMINS, READERS
-from app.errors import CLOSE_UNPROCESSABLE, ApiError, BadParameter, InvalidField, Kind, NotFound
+from app.errors import BadParameter, InvalidField, NotFound, Unprocessable
 from app.http import answer, decode, loose_json, request_body, resources_of
 from app.settings import Settings
 from schemas.auth import ApiPrincipal, Role
@@ -54,13 +54,6 @@ from workers import messages
 _LANGUAGE: Final = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
 PREVIEW_TOKEN: Final = "preview-link-token"  # noqa: S105 - a placeholder, not a secret
 """The token a preview's tracking link shows: a real message carries a real one."""
-
-
-class Unprocessable(ApiError):
-    """A well-formed body whose values cannot be used: rules the notify worker could not
-    follow, a template that does not render."""
-
-    kind = Kind(422, "unprocessable", CLOSE_UNPROCESSABLE)
 
 
 def default_rules(settings: Settings) -> NotificationRules:
