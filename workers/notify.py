@@ -313,23 +313,26 @@ def template_for(org: OrgFacts, n: Notification) -> tuple[Template, Template]:
 
 def render_message(
     n: Notification, facts: messages.Facts, org: OrgFacts, timezone: str
-) -> Rendered:
+) -> Rendered | None:
     """``n``'s text with its organisation's template; the built-in default when that one
     fails on these facts (it was checked against samples when it was saved, but a real order
-    can still push it over a limit): a message is never lost to a template."""
+    can still push it over a limit); None when even the default fails, and the sender sends
+    its plain default: a message is never lost to a template."""
     template, builtin = template_for(org, n)
     reader = messages.Reader(timezone=timezone, language=n.language)
-    try:
-        return messages.render(template, facts, reader)
-    except messages.TemplateRefused as exc:
-        log.warning(
-            "template failed; the default is used",
-            org_id=org.org_id,
-            template=n.template,
-            part=exc.part,
-            reason=exc.reason,
-        )
-        return messages.render(builtin, facts, reader)
+    for candidate in (template, builtin) if template is not builtin else (builtin,):
+        try:
+            return messages.render(candidate, facts, reader)
+        except messages.TemplateRefused as exc:
+            log.warning(
+                "template failed on a message",
+                org_id=org.org_id,
+                template=n.template,
+                custom=candidate.custom,
+                part=exc.part,
+                reason=exc.reason,
+            )
+    return None
 
 
 @dataclass
@@ -424,5 +427,6 @@ class NotifyConsumer(OwnConnection):
             link = None if kept is None else f"{base}/t/{kept}"
             facts = facts_of(entry.value, order, org, rules, link, n.language)
             message = render_message(n, facts, org, zones.get(n.org_id, "UTC"))
-            bodies.append(Body(n.idempotency_key, message, kept))
+            if message is not None:
+                bodies.append(Body(n.idempotency_key, message, kept))
         return bodies
