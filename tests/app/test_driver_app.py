@@ -320,6 +320,99 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+@pytest.mark.browser
+async def test_a_route_change_from_dispatch_shows_at_once_highlighted(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """A stop dispatch moves onto the driver's route appears without a reload, highlighted,
+    with a banner saying the route changed."""
+    await plan_and_dispatch(http, tenant, today)
+    mine = await driver_route(http, tenant.drivers[0])
+    theirs = await driver_route(http, tenant.drivers[1])
+    _, page = await phone_page(phone)
+    await signed_in(page, server, tenant.drivers[0])
+    stops = page.locator("#stops li.stop")
+    await expect(stops).to_have_count(len(mine["stops"]))
+    await expect(page.locator("#banner")).to_be_hidden()
+
+    moving = theirs["stops"][0]
+    moved = await http.post(
+        f"/v1/stops/{moving['id']}/move", json={"route_id": mine["id"]}, headers=key(tenant)
+    )
+    assert moved.status_code == 200, moved.text
+    await expect(stops).to_have_count(len(mine["stops"]) + 1, timeout=WAIT_MS)
+    await expect(page.locator("#banner")).to_contain_text("Dispatch changed your route")
+    changed = page.locator("#stops li.stop.changed")
+    await expect(changed.filter(has_text=moving["address"])).to_have_count(1)
+
+
+@pytest.mark.browser
+async def test_a_driver_fails_a_stop_with_a_reason_code_and_a_note(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """*Not delivered* with a reason sends the failure code and the note; "other" without a
+    note is held back in the dialog with a message."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
+    _, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+    await page.click("#start")
+    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
+    await stop.get_by_role("button", name="Complete…").click()
+    await page.check("input[name=outcome][value=fail]")
+    await page.select_option("#reason", "other")
+    await page.click("#stop-submit")
+    await expect(page.locator("#stop-error")).to_have_text("Say in the note what went wrong.")
+    await page.select_option("#reason", "not_home")
+    await page.fill("#note", "Rang twice, card left")
+    await page.click("#stop-submit")
+    await eventually(lambda: _stop_is(http, driver, first["id"], "failed"), "failed")
+    [proof] = await proofs_of(http, tenant, first["order_id"])
+    assert (proof["outcome"], proof["failure_code"]) == ("failed", "not_home")
+    assert proof["failure_text"] == "Rang twice, card left"
+
+
+@pytest.mark.browser
+async def test_the_installed_app_opens_offline_with_the_last_route(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """Once its service worker runs, the app reloads with no network from its own copy and
+    shows the route it last had."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    route = await driver_route(http, driver)
+    context, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+    await expect(page.locator("#stops li.stop")).to_have_count(len(route["stops"]))
+    scope = await page.evaluate("navigator.serviceWorker.ready.then(r => r.scope)")
+    assert scope == f"{server.url}/driver"
+    await page.reload()  # now under the worker's control, which copies what the page loads
+    assert await page.evaluate("navigator.serviceWorker.controller !== null")
+    await expect(page.locator("#stops li.stop")).to_have_count(len(route["stops"]))
+
+    await context.set_offline(True)
+    await page.reload()
+    await expect(page.locator("#route-title")).to_have_text(f"Route {route['id']} · {route['day']}")
+    await expect(page.locator("#stops li.stop")).to_have_count(len(route["stops"]))
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+
+
 async def proofs_of(http: httpx.AsyncClient, tenant: Tenant, order_id: int) -> list[Any]:
     """Every proof the server holds for ``order_id``."""
     found = await http.get("/v1/proofs", params={"order_id": order_id}, headers=key(tenant))
