@@ -33,6 +33,7 @@ const state = {
   watch: null,
   lastFixMs: 0,
   lastFix: null, // {lat, lon, accuracy_m}: where a proof was captured
+  battery: null, // the phone's battery level (0 to 1), where the browser tells
 };
 
 function tokenFromFragment() {
@@ -292,6 +293,8 @@ function setUpDialog() {
     });
   }
   $("stop-cancel").addEventListener("click", () => closeDialog());
+  // Closed by the back gesture or Escape too: the camera must not stay on.
+  $("stop-dialog").addEventListener("close", () => capture.reset());
   $("stop-submit").addEventListener("click", () => submitDialog());
 }
 
@@ -349,6 +352,13 @@ async function submitDialog() {
 
 function startTracking() {
   if (state.watch !== null || !("geolocation" in navigator)) return;
+  if (navigator.getBattery && state.battery === null) {
+    navigator.getBattery().then((battery) => {
+      const read = () => { state.battery = battery.level; }; // a fraction, 0 to 1
+      read();
+      battery.addEventListener("levelchange", read);
+    }).catch(() => {});
+  }
   state.watch = navigator.geolocation.watchPosition(
     (position) => {
       const at = position.timestamp;
@@ -359,9 +369,10 @@ function startTracking() {
       const c = position.coords;
       const fix = { time: new Date(at).toISOString(), lat: c.latitude, lon: c.longitude, seq };
       if (c.accuracy !== null) fix.accuracy_m = Math.min(c.accuracy, 100000);
-      if (c.speed !== null && c.speed >= 0) fix.speed_mps = c.speed;
+      if (c.speed !== null && c.speed >= 0 && c.speed <= 150) fix.speed_mps = c.speed;
       if (c.heading !== null && !Number.isNaN(c.heading)) fix.heading_deg = c.heading % 360;
-      if (c.altitude !== null) fix.altitude_m = c.altitude;
+      if (c.altitude !== null && c.altitude >= -1000 && c.altitude <= 20000) fix.altitude_m = c.altitude;
+      if (state.battery !== null) fix.battery = state.battery;
       state.lastFix = { lat: c.latitude, lon: c.longitude, accuracy_m: c.accuracy };
       state.map.me(c.latitude, c.longitude);
       state.link.ping(fix);
