@@ -343,3 +343,37 @@ async def test_an_order_in_its_own_language_is_told_in_it(
     assert text.subject is not None
     assert text.subject.startswith("Ihre Lieferung von ")
     assert " Uhr zugestellt" in text.text
+
+
+async def test_the_served_worker_links_to_the_public_url(
+    settings: Settings, redis: Redis, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """``worker notify``, as ``serve`` starts it, puts ``LASTMILE_PUBLIC_URL`` in front of the
+    tracking link of an en-route text."""
+    served = msgspec.structs.replace(settings, public_url="https://track.acme.example/")
+    names = stream_names(served)
+    order = await _order(db, tenant, "n-6", phone="+4915550006")
+    en_route = DeliveryUpdate(
+        org_id=tenant.org_id,
+        at=datetime.now(UTC),
+        detail=EnRoute(
+            driver_id=tenant.drivers[0].id,
+            route_id=RouteId(1),
+            route_version=1,
+            stop_id=StopId(6),
+            order_id=order,
+            at_epoch_s=int(datetime.now(UTC).timestamp()),
+        ),
+    )
+    await emit(redis, names, en_route)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(served, "notify", stop, consumer_name="in-test"))
+    try:
+        [row] = await eventually(
+            lambda: outbox.list_for_order(db, tenant.org_id, order), "the en route texted"
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    text = (await rules_store.bodies_of(db, [row.id]))[row.id].text
+    assert "Track it: https://track.acme.example/t/" in text
