@@ -266,6 +266,53 @@ async def record_attempt(
         return cursor.rowcount == 1
 
 
+async def record_attempts(
+    conn: AsyncConnection[Any], attempts: Sequence[tuple[Attempt, datetime | None]]
+) -> None:
+    """:func:`record_attempt` for a sender's whole batch (each attempt with its
+    ``next_attempt_at``), in one transaction and two pipelined statements instead of a
+    transaction per row; each row still moves only if this sender holds it."""
+    if not attempts:
+        return
+    async with conn.transaction(), conn.cursor() as cursor:
+        await cursor.executemany(
+            "INSERT INTO outbox_attempts (outbox_id, attempt, started_at, finished_at, outcome,"
+            " status_code, latency_ms, provider_id, error)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [
+                (
+                    a.outbox_id,
+                    a.attempt,
+                    a.started_at,
+                    a.finished_at,
+                    a.outcome,
+                    a.status_code,
+                    a.latency_ms,
+                    a.provider_id,
+                    a.error,
+                )
+                for a, _ in attempts
+            ],
+        )
+        await cursor.executemany(
+            "UPDATE outbox SET state = %s, last_error = %s,"
+            " provider_id = coalesce(%s, provider_id),"
+            " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
+            " WHERE id = %s AND state = 'sending' AND attempts = %s",
+            [
+                (
+                    "pending" if a.outcome == "retry" else a.outcome,
+                    a.error,
+                    a.provider_id,
+                    retry_at,
+                    a.outbox_id,
+                    a.attempt,
+                )
+                for a, retry_at in attempts
+            ],
+        )
+
+
 async def list_attempts(conn: AsyncConnection[Any], outbox_id: int) -> list[Attempt]:
     """An outbox row's attempts, first first."""
     return [

@@ -4,8 +4,8 @@ Not a stream consumer: it polls ``outbox``. Each pass claims up to ``batch`` due
 channels it can send on (:func:`store.notifications.claim_due`: ``FOR UPDATE SKIP LOCKED``,
 so senders running side by side never take the same row) and commits the claim at once: each
 row is ``sending`` with a lease, its ``next_attempt_at`` moved ``lease_s`` ahead. Then it sends
-each row through its channel's adapter and records the attempt and the row's new state in one
-transaction (:func:`store.notifications.record_attempt`):
+each row through its channel's adapter and records the batch's attempts and the rows' new
+states in one transaction (:func:`store.notifications.record_attempts`):
 
 ==========================  =========================================================
 the adapter                 the row becomes
@@ -60,7 +60,7 @@ from store.notifications import (
     OutboxRow,
     claim_due,
     note_unsendable,
-    record_attempt,
+    record_attempts,
 )
 from workers.connection import OwnConnection
 
@@ -173,8 +173,7 @@ class Sender(OwnConnection):
         if rows:
             texts = await bodies_of(conn, [row.id for row in rows])
             attempts = await asyncio.gather(*(self._send(row, texts.get(row.id)) for row in rows))
-            for attempt, retry_at in attempts:
-                await record_attempt(conn, attempt, retry_at)
+            await record_attempts(conn, attempts)
         return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:
