@@ -28,7 +28,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -215,7 +215,7 @@ def _limited_range(*args: int) -> range:
     return made
 
 
-@cache
+@lru_cache(maxsize=1024)
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -223,7 +223,7 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-@cache
+@lru_cache(maxsize=1024)
 def locale_of(language: str) -> Locale:
     """The Babel locale of a language tag (``de``, ``en-GB``); English when Babel has none."""
     try:
@@ -311,7 +311,7 @@ def _check_shape(tree: nodes.Template) -> None:
             raise SecurityError("a loop inside a loop is not allowed in a notification template")
 
 
-@cache
+@lru_cache(maxsize=1024)  # bounded: organisations' templates change while a worker runs
 def _compiled(source: str, autoescape: bool) -> Any:
     env = _environment(autoescape)
     _check_shape(env.parse(source))
