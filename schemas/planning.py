@@ -236,7 +236,14 @@ class SearchStats(msgspec.Struct, frozen=True, kw_only=True):
     """What the search did: its final objective (in cost units), time spent and progress.
 
     ``solutions_found`` counts improving solutions (each one also went to the progress callback);
-    ``status`` is the solver's final status, e.g. ``"success"`` or ``"no_solution"``.
+    ``status`` is the solver's final status, e.g. ``"success"``, ``"no_solution"``, or
+    ``"cancelled"`` when the caller stopped the search early and got its best plan so far.
+
+    ``engine`` names the engine whose plan this is (``"pyvrp"`` or ``"ortools"``), ``search``
+    the search that produced it in words, and ``engine_reason`` why the portfolio chose that
+    engine for this problem. ``processes`` counts the processes that searched in parallel
+    (1: the search ran in the caller's process or in one process of its own).
+    ``first_solution_strategy`` and ``metaheuristic`` are the OR-Tools settings asked for.
     """
 
     objective: float
@@ -245,6 +252,10 @@ class SearchStats(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     first_solution_strategy: str
     metaheuristic: str
+    engine: str = "ortools"
+    search: str = ""
+    engine_reason: str = ""
+    processes: int = 1
 
 
 class PlanningResult(msgspec.Struct, frozen=True, kw_only=True):

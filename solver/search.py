@@ -55,7 +55,9 @@ class SearchTuning(msgspec.Struct, frozen=True, kw_only=True):
     cheapest-insertion LNS operators (on by default in OR-Tools): they re-insert whole paths
     and are slow, and with ruin and recreate doing insertions they cost more than they give.
     ``operator_bandit`` lets a multi-armed bandit pick which local search operator to try next
-    instead of a fixed order.
+    instead of a fixed order. ``processes`` is how many processes may search a day in
+    parallel; ``None`` lets :func:`solver.portfolio.process_count` decide (every core, on a
+    large enough day).
     """
 
     first_solution: str = "PARALLEL_CHEAPEST_INSERTION"
@@ -68,6 +70,7 @@ class SearchTuning(msgspec.Struct, frozen=True, kw_only=True):
     ruin_max_string: int = 15
     ruin_avg_removed: int = 10
     log_search: bool = False
+    processes: int | None = None
 
     def __post_init__(self) -> None:
         if self.first_solution not in FIRST_SOLUTION_STRATEGIES:
@@ -82,11 +85,17 @@ class SearchTuning(msgspec.Struct, frozen=True, kw_only=True):
                 "expected ruin_max_string and ruin_avg_removed of at least 1, "
                 f"got {self.ruin_max_string} and {self.ruin_avg_removed}",
             )
+        if self.processes is not None and self.processes < 1:
+            raise ProblemError("tuning", f"expected processes of at least 1, got {self.processes}")
         if self.metaheuristic not in METAHEURISTICS:
             raise ProblemError(
                 "tuning",
                 f"expected metaheuristic in {sorted(METAHEURISTICS)}, got {self.metaheuristic!r}",
             )
+
+
+SEQUENCES_EVERY_S = 0.2
+"""How often at most an improving solution's visiting orders are read and passed on."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,17 +161,36 @@ def run_search(
     tuning: SearchTuning,
     time_limit_s: float,
     on_progress: ProgressCallback | None = None,
+    on_sequences: Callable[[list[list[int]]], None] | None = None,
+    seed: list[list[int]] | None = None,
 ) -> SearchOutcome:
     """Search for at most ``time_limit_s`` seconds; report each improving solution.
 
     An exception raised by ``on_progress`` cancels the search and is raised from here once
     OR-Tools returns: at once under guided local search, at the time limit under the iterated
-    local search (which does not heed the cancellation).
+    local search (which does not heed the cancellation: that is why a search that must stop on
+    request runs in a process of its own, see :mod:`solver.portfolio`). ``on_sequences``, when
+    given, gets the improving solution's visiting orders (per vehicle, order indices) at most
+    every :data:`SEQUENCES_EVERY_S` seconds, so that a process killed mid-search has told its
+    best so far.
+
+    ``seed``, visiting orders per vehicle, is the first solution when OR-Tools accepts it as
+    feasible; the search (``tuning.metaheuristic``, which must then be one of OR-Tools' local
+    search metaheuristics) improves it. A seed OR-Tools refuses is ignored: the search starts
+    from its own first solution.
     """
     routing = built.routing
     began = clock.monotonic()
     best: list[float] = []
     failures: list[Exception] = []
+    told = [-SEQUENCES_EVERY_S]
+
+    def tell_sequences() -> None:
+        now = clock.monotonic()
+        if on_sequences is None or now - told[0] < SEQUENCES_EVERY_S:
+            return
+        told[0] = now
+        on_sequences(current_sequences(built))
 
     def at_solution() -> None:
         # Not Value(): with per-hour costs the schedule (and so the cost) of a solution may not
@@ -172,6 +200,7 @@ def run_search(
         if best and objective >= best[-1]:
             return
         best.append(objective)
+        tell_sequences()
         if on_progress is None or failures:
             return
         progress = Progress(
@@ -186,7 +215,12 @@ def run_search(
 
     routing.AddAtSolutionCallback(at_solution)
     params = search_parameters(tuning, time_limit_s)
-    if tuning.metaheuristic == ITERATED_LOCAL_SEARCH:
+    start = None
+    if seed is not None:
+        start = routing.ReadAssignmentFromRoutes(_seed_routes(built, seed), True)
+    if start is not None:
+        assignment = routing.SolveFromAssignmentWithParameters(start, params)
+    elif tuning.metaheuristic == ITERATED_LOCAL_SEARCH:
         assignment = routing.SolveWithIteratedLocalSearch(params)
     else:
         assignment = routing.SolveWithParameters(params)
@@ -203,3 +237,39 @@ def run_search(
         objective=float(objective),
         solutions_found=len(best),
     )
+
+
+def current_sequences(built: BuiltModel) -> list[list[int]]:
+    """Each vehicle's orders in the solution being reported (call from a solution callback)."""
+    return _sequences(built, lambda index: built.routing.NextVar(index).Value())
+
+
+def current_sequences_of(built: BuiltModel, assignment: Any) -> list[list[int]]:
+    """Each vehicle's orders in ``assignment``."""
+    return _sequences(built, lambda index: assignment.Value(built.routing.NextVar(index)))
+
+
+def _sequences(built: BuiltModel, next_of: Callable[[int], int]) -> list[list[int]]:
+    routing = built.routing
+    manager = built.manager
+    out: list[list[int]] = []
+    for v in range(routing.vehicles()):
+        index = next_of(routing.Start(v))
+        orders: list[int] = []
+        while not routing.IsEnd(index):
+            k = built.node_order[manager.IndexToNode(index)]
+            if k is not None:
+                orders.append(k)
+            index = next_of(index)
+        out.append(orders)
+    return out
+
+
+def _seed_routes(built: BuiltModel, seed: list[list[int]]) -> list[list[int]]:
+    """``seed``'s orders as the model's variable indices, vehicle by vehicle."""
+    index_of = {
+        k: built.manager.NodeToIndex(node)
+        for node, k in enumerate(built.node_order)
+        if k is not None
+    }
+    return [[index_of[k] for k in orders if k in index_of] for orders in seed]

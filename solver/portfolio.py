@@ -1,0 +1,435 @@
+"""Which engine plans a problem, how many processes search, and running them.
+
+Two engines plan days (see ``docs/solver.md`` for the measurements behind the choice):
+
+* **PyVRP** (:mod:`solver.pyvrp_search`), an iterated local search that is far ahead on
+  large days, for every problem its model expresses: capacities in several dimensions, one
+  time window per order, shifts, maximum durations, skills, priorities with penalties;
+* **OR-Tools** (:mod:`solver.model`, :mod:`solver.search`) for what only it expresses:
+  breaks, workload balance, orders with several time windows.
+
+:func:`choose_engine` picks by the problem's features. :func:`plan_jobs` decides what runs:
+one search, or on a large day one search per core, each in a process of its own — PyVRP with
+different seeds; for OR-Tools problems, OR-Tools' own search beside a second OR-Tools search
+started from PyVRP's plan of the same day without its breaks (repaired where the breaks do not
+fit). :func:`run_jobs` runs them, stops them when asked, and returns every candidate plan;
+the caller keeps the cheapest one that passes :mod:`solver.check`.
+
+Processes are started with the ``spawn`` method: the caller may be a thread of a process that
+holds sockets and locks, which ``fork`` would copy. A search that must stop on request runs in
+a process of its own when it is OR-Tools' iterated local search, which heeds no cancellation;
+the process tells its best visiting orders as it goes and is ended when asked to stop.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time as clock
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from multiprocessing.connection import Connection, wait
+from typing import Any, Literal, cast
+
+import msgspec
+
+from schemas.planning import PlanningProblem, Route
+from solver.feasibility import Verdict
+from solver.instance import Instance
+from solver.search import Progress, ProgressCallback, SearchTuning
+
+Engine = Literal["pyvrp", "ortools"]
+JobKind = Literal["pyvrp", "ortools", "seeded"]
+
+PARALLEL_MIN_ORDERS = 100
+"""Days with fewer orders search in one process: they are solved well before a second
+process would have started (spawning one and importing the engines takes about a second)."""
+PARALLEL_MIN_S = 5.0
+"""Nor do searches shorter than this many seconds run in parallel, for the same reason."""
+SEED_SHARE = 0.4
+"""Share of the time the seeded job gives PyVRP before OR-Tools continues from its plan."""
+STOP_GRACE_S = 0.5
+"""After asking processes to stop: how long to wait for their last word before ending them."""
+LATE_GRACE_S = 5.0
+"""Past the time limit: how long to wait for a process before ending it."""
+
+
+class Choice(msgspec.Struct, frozen=True, kw_only=True):
+    """The engine for a problem and why, in words."""
+
+    engine: Engine
+    reason: str
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """One search to run: its kind and random seed."""
+
+    kind: JobKind
+    seed: int = 0
+
+
+class Candidate(msgspec.Struct, kw_only=True):
+    """What one search returned: visiting orders (per vehicle), and routes when it timed them.
+
+    ``objective`` is the engine's own objective (currency), ``status`` its final status.
+    """
+
+    job: Job
+    engine: Engine
+    search: str
+    status: str
+    objective: float
+    solutions_found: int
+    sequences: list[list[int]] | None
+    routes: list[Route] | None = None
+
+
+def choose_engine(instance: Instance) -> Choice:
+    """PyVRP unless the problem needs something only OR-Tools expresses."""
+    problem = instance.problem
+    needs: list[str] = []
+    if any(instance.breaks):
+        needs.append("breaks")
+    if problem.options.balance_workload:
+        needs.append("workload balance")
+    if any(len(windows) > 1 for windows in instance.order_windows):
+        needs.append("orders with several time windows")
+    if needs:
+        return Choice(
+            engine="ortools",
+            reason=f"OR-Tools: the problem has {' and '.join(needs)}, which PyVRP does not model",
+        )
+    return Choice(
+        engine="pyvrp",
+        reason=(
+            "PyVRP: capacities, single time windows, shifts, maximum durations, skills and "
+            "priorities are all in its model, and its search is the stronger one"
+        ),
+    )
+
+
+def process_count(problem: PlanningProblem, candidates: int, tuning: SearchTuning) -> int:
+    """How many processes search: ``tuning.processes`` when set, else every core for a day
+    of at least :data:`PARALLEL_MIN_ORDERS` orders given at least :data:`PARALLEL_MIN_S`."""
+    if tuning.processes is not None:
+        return tuning.processes
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if candidates < PARALLEL_MIN_ORDERS or problem.options.time_limit_s < PARALLEL_MIN_S:
+        return 1
+    return max(1, cores or 1)
+
+
+def plan_jobs(choice: Choice, processes: int) -> list[Job]:
+    """The searches to run for ``choice`` on ``processes`` processes."""
+    if choice.engine == "pyvrp":
+        return [Job(kind="pyvrp", seed=s) for s in range(processes)]
+    return [Job(kind="ortools")] + [Job(kind="seeded", seed=s) for s in range(processes - 1)]
+
+
+def ortools_search_name(tuning: SearchTuning) -> str:
+    """How :class:`~schemas.planning.SearchStats` names an OR-Tools search."""
+    return f"OR-Tools {version('ortools')} {tuning.first_solution} + {tuning.metaheuristic}"
+
+
+def run_job(
+    instance: Instance,
+    verdicts: Sequence[Verdict],
+    job: Job,
+    tuning: SearchTuning,
+    deadline: float,
+    on_progress: ProgressCallback | None,
+    should_stop: Callable[[], bool] | None,
+    on_sequences: Callable[[list[list[int]]], None] | None = None,
+) -> Candidate:
+    """Run one search until ``deadline`` (``time.monotonic()``) in this process."""
+    if job.kind == "pyvrp":
+        return _run_pyvrp(instance, verdicts, job, deadline, on_progress, should_stop)
+    if job.kind == "ortools":
+        return _run_ortools(instance, verdicts, job, tuning, deadline, on_progress, on_sequences)
+    return _run_seeded(instance, verdicts, job, tuning, deadline, on_sequences, should_stop)
+
+
+def _candidates(verdicts: Sequence[Verdict]) -> list[int]:
+    return [k for k, verdict in enumerate(verdicts) if verdict.vehicles]
+
+
+def _run_pyvrp(
+    instance: Instance,
+    verdicts: Sequence[Verdict],
+    job: Job,
+    deadline: float,
+    on_progress: ProgressCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> Candidate:
+    from solver.pyvrp_search import SEARCH, PyvrpModel, run_pyvrp
+
+    began = clock.monotonic()
+    found: list[float] = []
+
+    def improved(objective: float) -> None:
+        found.append(objective)
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    objective=objective,
+                    elapsed_s=clock.monotonic() - began,
+                    solutions_found=len(found),
+                )
+            )
+
+    model = PyvrpModel(instance, _candidates(verdicts))
+    sequences, feasible, stopped = run_pyvrp(
+        model,
+        seed=job.seed,
+        time_limit_s=max(0.0, deadline - clock.monotonic()),
+        should_stop=should_stop,
+        on_improvement=improved,
+    )
+    status = "cancelled" if stopped else "success" if feasible else "no_solution"
+    return Candidate(
+        job=job,
+        engine="pyvrp",
+        search=SEARCH,
+        status=status,
+        objective=found[-1] if found else 0.0,
+        solutions_found=len(found),
+        sequences=sequences if feasible else None,
+    )
+
+
+def _run_ortools(
+    instance: Instance,
+    verdicts: Sequence[Verdict],
+    job: Job,
+    tuning: SearchTuning,
+    deadline: float,
+    on_progress: ProgressCallback | None,
+    on_sequences: Callable[[list[list[int]]], None] | None,
+    seed: list[list[int]] | None = None,
+    search: str | None = None,
+) -> Candidate:
+    from solver.model import build_model
+    from solver.readback import read_routes
+    from solver.search import current_sequences_of, run_search
+
+    built = build_model(instance, verdicts)
+    remaining = max(0.05, deadline - clock.monotonic())
+    outcome = run_search(built, tuning, remaining, on_progress, on_sequences, seed)
+    name = search or ortools_search_name(tuning)
+    if outcome.assignment is None:
+        return Candidate(
+            job=job,
+            engine="ortools",
+            search=name,
+            status=outcome.status,
+            objective=0.0,
+            solutions_found=outcome.solutions_found,
+            sequences=None,
+        )
+    return Candidate(
+        job=job,
+        engine="ortools",
+        search=name,
+        status=outcome.status,
+        objective=outcome.objective,
+        solutions_found=outcome.solutions_found,
+        sequences=current_sequences_of(built, outcome.assignment),
+        routes=read_routes(instance, built, outcome.assignment),
+    )
+
+
+def _run_seeded(
+    instance: Instance,
+    verdicts: Sequence[Verdict],
+    job: Job,
+    tuning: SearchTuning,
+    deadline: float,
+    on_sequences: Callable[[list[list[int]]], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> Candidate:
+    from solver.pyvrp_search import SEARCH, PyvrpModel, run_pyvrp
+    from solver.repair import repair
+
+    began = clock.monotonic()
+    model = PyvrpModel(instance, _candidates(verdicts), without_breaks=True)
+    share = SEED_SHARE * (deadline - began)
+    sequences, feasible, stopped = run_pyvrp(
+        model, seed=job.seed, time_limit_s=share, should_stop=should_stop
+    )
+    seeded = repair(instance, verdicts, sequences) if feasible else None
+    if seeded is not None and on_sequences is not None:
+        on_sequences(seeded)
+    if stopped:
+        return Candidate(
+            job=job,
+            engine="pyvrp",
+            search=f"{SEARCH} without breaks, repaired",
+            status="cancelled",
+            objective=0.0,
+            solutions_found=1 if seeded is not None else 0,
+            sequences=seeded,
+        )
+    return _run_ortools(
+        instance,
+        verdicts,
+        job,
+        msgspec.structs.replace(tuning, metaheuristic="GUIDED_LOCAL_SEARCH"),
+        deadline,
+        None,
+        on_sequences,
+        seed=seeded,
+        search=(
+            f"{SEARCH} without breaks, repaired, then OR-Tools {version('ortools')} "
+            "guided local search from its routes"
+        ),
+    )
+
+
+# --- several processes ---------------------------------------------------------------------
+
+
+def run_jobs(
+    instance: Instance,
+    verdicts: Sequence[Verdict],
+    jobs: Sequence[Job],
+    tuning: SearchTuning,
+    deadline: float,
+    on_progress: ProgressCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> tuple[list[Candidate], bool]:
+    """Run ``jobs``, each in a process of its own; return their candidates and whether
+    ``should_stop`` stopped them.
+
+    Improvements any process reports go to ``on_progress`` when they beat the best reported
+    so far (from the parent's thread, which is the caller's). A process that has not answered
+    :data:`STOP_GRACE_S` after being asked to stop, or :data:`LATE_GRACE_S` after the deadline,
+    is ended; its last told visiting orders become its candidate.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    stop_event = ctx.Event()
+    running: dict[Connection, tuple[int, Any]] = {}
+    told: dict[int, list[list[int]]] = {}
+    done: dict[int, Candidate] = {}
+    began = clock.monotonic()
+    reported: list[float] = []
+    processes: list[Any] = []
+    for j, job in enumerate(jobs):
+        receiver, sender = ctx.Pipe(duplex=False)
+        process = ctx.Process(
+            target=_child,
+            args=(instance, list(verdicts), job, tuning, deadline, sender, stop_event),
+            name=f"lastmile-solver-{job.kind}-{j}",
+            daemon=True,
+        )
+        process.start()
+        processes.append(process)
+        sender.close()
+        running[receiver] = (j, process)
+
+    stopped = False
+    end_by: float | None = None
+    failure: BaseException | None = None
+    try:
+        while running:
+            now = clock.monotonic()
+            if not stopped and should_stop is not None and should_stop():
+                stopped = True
+                stop_event.set()
+                end_by = now + STOP_GRACE_S
+            if end_by is None and now > deadline:
+                end_by = deadline + LATE_GRACE_S
+            if end_by is not None and now > end_by:
+                break
+            for ready in wait(list(running), timeout=0.1):
+                receiver = cast(Connection, ready)
+                j, _ = running[receiver]
+                try:
+                    message = receiver.recv()
+                except EOFError:
+                    del running[receiver]
+                    continue
+                kind = message[0]
+                if kind == "progress":
+                    objective = message[1]
+                    if on_progress is not None and (not reported or objective < reported[-1]):
+                        reported.append(objective)
+                        on_progress(
+                            Progress(
+                                objective=objective,
+                                elapsed_s=clock.monotonic() - began,
+                                solutions_found=len(reported),
+                            )
+                        )
+                elif kind == "sequences":
+                    told[j] = message[1]
+                elif kind == "done":
+                    done[j] = message[1]
+                    del running[receiver]
+                elif kind == "error":
+                    failure = failure or message[1]
+                    del running[receiver]
+    finally:
+        stop_event.set()
+        for receiver, (_, process) in running.items():
+            process.terminate()
+            receiver.close()
+        for process in processes:
+            process.join(1.0)
+    if failure is not None and not done and not told:
+        raise failure
+    out = list(done.values())
+    for j, sequences in told.items():
+        if j not in done:
+            job = jobs[j]
+            out.append(
+                Candidate(
+                    job=job,
+                    engine="pyvrp" if job.kind == "pyvrp" else "ortools",
+                    search=(ortools_search_name(tuning) if job.kind == "ortools" else job.kind),
+                    status="cancelled" if stopped else "ended",
+                    objective=0.0,
+                    solutions_found=0,
+                    sequences=sequences,
+                )
+            )
+    return out, stopped
+
+
+def _child(
+    instance: Instance,
+    verdicts: list[Verdict],
+    job: Job,
+    tuning: SearchTuning,
+    deadline: float,
+    sender: Connection,
+    stop_event: Any,
+) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides when this process ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def progress(p: Progress) -> None:
+        sender.send(("progress", p.objective))
+
+    def sequences(orders: list[list[int]]) -> None:
+        sender.send(("sequences", orders))
+
+    try:
+        candidate = run_job(
+            instance,
+            verdicts,
+            job,
+            tuning,
+            deadline,
+            progress if job.kind != "seeded" else None,
+            stop_event.is_set,
+            sequences,
+        )
+        sender.send(("done", candidate))
+    except BaseException as exc:  # every failure is reported to the parent
+        try:
+            sender.send(("error", exc))
+        except Exception:  # the exception itself would not pickle
+            sender.send(("error", RuntimeError(repr(exc))))
+    finally:
+        sender.close()

@@ -1,0 +1,286 @@
+"""The PyVRP engine: an instance as PyVRP's problem data, searched by its iterated local search.
+
+What each part of the problem becomes (costs are integers, scaled by :func:`cost_scale`):
+
+============================  ==============================================================
+problem                       PyVRP
+============================  ==============================================================
+depot, order location         a ``Location``; the instance's matrices are PyVRP's matrices
+order                         an optional ``Client`` whose prize is its unassignment penalty
+the order's window            the client's ``tw_early``/``tw_late`` (one window only: orders
+                              with several go to OR-Tools, see :mod:`solver.portfolio`)
+capacity dimensions           ``delivery`` and ``capacity`` vectors
+vehicles alike                one ``VehicleType`` with ``num_available`` of them: same depots,
+                              shift (``tw_early``/``tw_late``), ``shift_duration`` (maximum
+                              duration), capacity, costs and skills
+skills                        one routing profile per set of skills: in a profile, the orders
+                              whose skills its vehicles lack are out of reach (their arcs cost
+                              :data:`UNREACHABLE` in distance and time), so no feasible
+                              solution puts them on those vehicles
+per-km, per-hour, fixed cost  ``unit_distance_cost`` (per metre), ``unit_duration_cost`` (per
+                              second, waiting included), ``fixed_cost``
+============================  ==============================================================
+
+Breaks and workload balance have no PyVRP counterpart: :mod:`solver.portfolio` does not choose
+this engine for problems that have them (it may still run it on the problem without breaks to
+seed OR-Tools). The search returns visiting orders only; :mod:`solver.schedule` times them.
+"""
+
+from __future__ import annotations
+
+import time as clock
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+from pyvrp import (
+    Client,
+    Depot,
+    Location,
+    PenaltyParams,
+    ProblemData,
+    Solution,
+    SolveParams,
+    VehicleType,
+    solve,
+)
+
+from solver.instance import Instance
+
+UNIT_COST = 100
+"""PyVRP's cost of a metre or a second at the cheapest nonzero rate of the problem.
+
+PyVRP works in integers and bounds its penalty for a unit of lateness or overload
+(``PenaltyParams.max_penalty``), so costs are scaled to the problem: large enough that
+rounding the rates to integers is off by at most half a percent, small enough that the
+penalties still outweigh what breaking a constraint would save."""
+MAX_PENALTY = 1e9
+"""PyVRP's bound on its penalty weights (its default, 1e5, is too low once costs are scaled)."""
+SEARCH = f"PyVRP {version('pyvrp')} iterated local search"
+"""What :class:`~schemas.planning.SearchStats` names as the search of this engine."""
+
+NO_LIMIT = int(np.iinfo(np.int64).max)
+
+Sequences = list[list[int]]
+"""A solution: for each vehicle (by index), its orders (indices into ``problem.orders``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TypeKey:
+    """What makes vehicles interchangeable for PyVRP: one vehicle type per distinct key."""
+
+    start: int
+    end: int
+    early: int
+    late: int
+    max_duration: int | None
+    capacity: tuple[int, ...]
+    fixed: float
+    per_km: float
+    per_hour: float
+    profile: int
+
+
+class PyvrpModel:
+    """PyVRP's problem data for an instance, and how to map its solutions back.
+
+    ``clients[c]`` is the order index of client ``c``; ``type_vehicles[t]`` the vehicles of
+    vehicle type ``t``, in the order PyVRP's routes of that type are given them; ``scale`` is
+    PyVRP's cost units per unit of currency (:func:`cost_scale`).
+    """
+
+    def __init__(
+        self, instance: Instance, candidates: Sequence[int], *, without_breaks: bool = False
+    ) -> None:
+        self.instance = instance
+        self.clients = list(candidates)
+        self.scale = cost_scale(instance)
+        self.data, self.type_vehicles = _problem_data(
+            instance, self.clients, without_breaks, self.scale
+        )
+
+    def sequences(self, solution: Solution) -> Sequences:
+        """Each vehicle's visiting order in ``solution``."""
+        out: Sequences = [[] for _ in self.instance.problem.vehicles]
+        used = [0] * len(self.type_vehicles)
+        for route in solution.routes():
+            t = route.vehicle_type()
+            vehicle = self.type_vehicles[t][used[t]]
+            used[t] += 1
+            out[vehicle] = [self.clients[a.idx] for a in route.schedule() if a.is_client()]
+        return out
+
+
+class _Stop:
+    """PyVRP's stopping criterion: the deadline, or ``should_stop``; reports improvements."""
+
+    def __init__(
+        self,
+        deadline: float,
+        scale: float,
+        should_stop: Callable[[], bool] | None,
+        on_improvement: Callable[[float], None] | None,
+    ) -> None:
+        self.deadline = deadline
+        self.scale = scale
+        self.should_stop = should_stop
+        self.on_improvement = on_improvement
+        self.best = float("inf")
+        self.stopped = False
+
+    def __call__(self, best_cost: float) -> bool:
+        if best_cost < self.best:
+            self.best = best_cost
+            if self.on_improvement is not None:
+                self.on_improvement(best_cost / self.scale)
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+            return True
+        return clock.monotonic() >= self.deadline
+
+
+def run_pyvrp(
+    model: PyvrpModel,
+    *,
+    seed: int,
+    time_limit_s: float,
+    should_stop: Callable[[], bool] | None = None,
+    on_improvement: Callable[[float], None] | None = None,
+) -> tuple[Sequences, bool, bool]:
+    """Search for ``time_limit_s`` seconds, or until ``should_stop()``.
+
+    ``on_improvement`` gets the cost (currency) of each better feasible solution. Returns the
+    best solution's sequences, whether it is feasible, and whether the search was stopped by
+    ``should_stop``.
+    """
+    stop = _Stop(clock.monotonic() + time_limit_s, model.scale, should_stop, on_improvement)
+    params = SolveParams(penalty=PenaltyParams(max_penalty=MAX_PENALTY))
+    result = solve(
+        model.data, stop=stop, seed=seed, collect_stats=False, display=False, params=params
+    )
+    return model.sequences(result.best), result.is_feasible(), stop.stopped
+
+
+def cost_scale(instance: Instance) -> float:
+    """PyVRP cost units per unit of currency: :data:`UNIT_COST` for the cheapest nonzero
+    per-metre or per-second rate (1 when every rate is zero)."""
+    rates = [
+        rate
+        for v in instance.problem.vehicles
+        for rate in (v.cost_per_km / 1000.0, v.cost_per_hour / 3600.0)
+        if rate > 0
+    ]
+    return UNIT_COST / min(rates) if rates else 1.0
+
+
+def _problem_data(
+    instance: Instance, clients: Sequence[int], without_breaks: bool, scale: float
+) -> tuple[ProblemData, list[list[int]]]:
+    problem = instance.problem
+    n_depots = len(problem.depots)
+    locations = [Location(x=x, y=y) for x, y in _plane(instance)]
+    depots = [Depot(location=d) for d in range(n_depots)]
+    pyvrp_clients = []
+    for k in clients:
+        order = problem.orders[k]
+        (early, late), *_ = instance.order_windows[k]
+        pyvrp_clients.append(
+            Client(
+                location=instance.order_point[k],
+                delivery=instance.size[k],
+                service_duration=order.service_s,
+                tw_early=early,
+                tw_late=late,
+                prize=round(instance.penalty[k] * scale),
+                required=False,
+            )
+        )
+
+    distance = np.asarray(instance.matrix.distance_m, dtype=np.int64)
+    duration = np.asarray(instance.matrix.duration_s, dtype=np.int64)
+    skill_sets = sorted({v.skills for v in problem.vehicles}, key=sorted)
+    # Any: PyVRP's stubs type the matrices' shape parameter as int.
+    profiles_d: list[Any] = []
+    profiles_t: list[Any] = []
+    unreachable = _unreachable(instance)
+    for skills in skill_sets:
+        barred = [
+            instance.order_point[k]
+            for k in clients
+            if not problem.orders[k].required_skills <= skills
+        ]
+        d, t = distance, duration
+        if barred:
+            d, t = distance.copy(), duration.copy()
+            for m in (d, t):
+                m[barred, :] = unreachable
+                m[:, barred] = unreachable
+                m[barred, barred] = 0
+        profiles_d.append(d)
+        profiles_t.append(t)
+
+    types: dict[_TypeKey, list[int]] = {}
+    for v, vehicle in enumerate(problem.vehicles):
+        shift_start, shift_end = instance.shift[v]
+        max_duration = vehicle.max_duration_s
+        if without_breaks and max_duration is not None:
+            # The relaxation for seeding: keep the breaks' time free inside the maximum.
+            max_duration -= sum(b.duration_s for b in instance.breaks[v])
+        key = _TypeKey(
+            start=instance.vehicle_start[v],
+            end=instance.vehicle_end[v],
+            early=shift_start,
+            late=shift_end,
+            max_duration=max_duration,
+            capacity=tuple(instance.capacity[v]),
+            fixed=vehicle.fixed_cost,
+            per_km=vehicle.cost_per_km,
+            per_hour=vehicle.cost_per_hour,
+            profile=skill_sets.index(vehicle.skills),
+        )
+        types.setdefault(key, []).append(v)
+    vehicle_types = [
+        VehicleType(
+            num_available=len(members),
+            capacity=list(key.capacity),
+            start_depot=key.start,
+            end_depot=key.end,
+            fixed_cost=round(key.fixed * scale),
+            tw_early=key.early,
+            tw_late=key.late,
+            shift_duration=key.max_duration if key.max_duration is not None else NO_LIMIT,
+            unit_distance_cost=round(key.per_km * scale / 1000.0),
+            unit_duration_cost=round(key.per_hour * scale / 3600.0),
+            profile=key.profile,
+        )
+        for key, members in types.items()
+    ]
+    data = ProblemData(
+        locations=locations,
+        clients=pyvrp_clients,
+        depots=depots,
+        vehicle_types=vehicle_types,
+        distance_matrices=profiles_d,
+        duration_matrices=profiles_t,
+    )
+    return data, list(types.values())
+
+
+def _unreachable(instance: Instance) -> int:
+    """An arc length no feasible route can drive: longer than the horizon and every distance."""
+    longest = max((max(row) for row in instance.matrix.distance_m), default=0)
+    return 4 * (max(instance.horizon_s, longest) + 1)
+
+
+def _plane(instance: Instance) -> list[tuple[float, float]]:
+    """Planar coordinates of the points (PyVRP uses them only to pick neighbours' angles)."""
+    out = []
+    for point in instance.points:
+        if point.lat is not None and point.lon is not None:
+            east = point.lon * 111_195.0 * float(np.cos(np.radians(point.lat)))
+            out.append((east, point.lat * 111_195.0))
+        else:
+            out.append((point.x_m or 0.0, point.y_m or 0.0))
+    return out
