@@ -77,6 +77,9 @@ class WebhookConfig:
     timeout_s: float = 10.0
     """The whole attempt: resolution, connection, request and the start of the answer."""
     allowed_address_classes: frozenset[AddressClass] = frozenset()
+    max_connections: int = 100
+    """Open connections at most, all of them kept alive between requests (a sender's batch
+    is sent concurrently)."""
     user_agent: str = "lastmile-webhooks/1"
     ca_file: Path | None = None
     """Trust this CA bundle instead of the system's (tests, private receivers)."""
@@ -266,14 +269,18 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
 class _CheckedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a connection pool whose connections go through the check."""
 
-    def __init__(self, allowed: frozenset[AddressClass], ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self, allowed: frozenset[AddressClass], ssl_context: ssl.SSLContext, max_connections: int
+    ) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
         limits = httpx.Limits()
-        # httpx takes no network backend, so its pool is replaced by one built with ours.
+        # httpx takes no network backend, so its pool is replaced by one built with ours. Every
+        # connection may be kept alive: a sender sends a batch to few hosts at once, and one
+        # closed after each batch would be resolved, checked and opened again for the next.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_CheckedBackend(allowed),
         )
@@ -290,7 +297,9 @@ class WebhookSender:
         # No proxies from the environment (a proxy would connect by itself, unchecked), and no
         # redirects (they could lead anywhere).
         self._client = httpx.AsyncClient(
-            transport=_CheckedTransport(config.allowed_address_classes, ssl_context),
+            transport=_CheckedTransport(
+                config.allowed_address_classes, ssl_context, config.max_connections
+            ),
             timeout=config.timeout_s,
             follow_redirects=False,
             trust_env=False,

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import class_row, dict_row, scalar_row
 
 from schemas.ids import OrgId
@@ -296,76 +296,91 @@ async def record_attempt(
     reaches ``disable_after``, or at once on ``410 Gone``. Answers whether the delivery moved,
     and ``"disabled"`` when this attempt disabled the endpoint.
     """
+    [result] = await record_attempts(conn, [outcome], disable_after=disable_after)
+    return result
+
+
+async def record_attempts(
+    conn: AsyncConnection[Any], outcomes: Sequence[Outcome], *, disable_after: int
+) -> list[tuple[bool, EndpointChange]]:
+    """:func:`record_attempt` for each of ``outcomes``, in order, in one transaction (one
+    commit for a sender's whole batch)."""
     async with conn.transaction(), conn.cursor() as cursor:
+        return [await _record(cursor, o, disable_after) for o in outcomes]
+
+
+async def _record(
+    cursor: AsyncCursor[Any], outcome: Outcome, disable_after: int
+) -> tuple[bool, EndpointChange]:
+    await cursor.execute(
+        # The delivery may be gone with its endpoint (deleted while this attempt ran).
+        "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, finished_at,"
+        " outcome, status_code, latency_ms, address, error)"
+        " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
+        " WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = %s)"
+        " ON CONFLICT DO NOTHING",
+        (
+            outcome.delivery_id,
+            outcome.attempt,
+            outcome.started_at,
+            outcome.finished_at,
+            outcome.outcome,
+            outcome.status_code,
+            outcome.latency_ms,
+            outcome.address,
+            outcome.error,
+            outcome.delivery_id,
+        ),
+    )
+    await cursor.execute(
+        "UPDATE webhook_deliveries SET state = %s, last_status_code = %s, last_error = %s,"
+        " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
+        " WHERE id = %s AND state = 'sending' AND attempts = %s",
+        (
+            outcome.state,
+            outcome.status_code,
+            outcome.error,
+            outcome.next_attempt_at,
+            outcome.delivery_id,
+            outcome.attempt,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return False, "none"
+    if outcome.outcome == "delivered":
         await cursor.execute(
-            # The delivery may be gone with its endpoint (deleted while this attempt ran).
-            "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, finished_at,"
-            " outcome, status_code, latency_ms, address, error)"
-            " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
-            " WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = %s)"
-            " ON CONFLICT DO NOTHING",
-            (
-                outcome.delivery_id,
-                outcome.attempt,
-                outcome.started_at,
-                outcome.finished_at,
-                outcome.outcome,
-                outcome.status_code,
-                outcome.latency_ms,
-                outcome.address,
-                outcome.error,
-                outcome.delivery_id,
-            ),
+            "UPDATE webhook_endpoints SET consecutive_failures = 0"
+            " WHERE id = %s AND consecutive_failures <> 0",
+            (outcome.endpoint_id,),
         )
-        await cursor.execute(
-            "UPDATE webhook_deliveries SET state = %s, last_status_code = %s, last_error = %s,"
-            " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
-            " WHERE id = %s AND state = 'sending' AND attempts = %s",
-            (
-                outcome.state,
-                outcome.status_code,
-                outcome.error,
-                outcome.next_attempt_at,
-                outcome.delivery_id,
-                outcome.attempt,
-            ),
-        )
-        if cursor.rowcount != 1:
-            return False, "none"
-        if outcome.outcome == "delivered":
-            await cursor.execute(
-                "UPDATE webhook_endpoints SET consecutive_failures = 0"
-                " WHERE id = %s AND consecutive_failures <> 0",
-                (outcome.endpoint_id,),
-            )
-            return True, "none"
-        gone = outcome.outcome == "gone"
-        reason = (
-            "the receiver answered 410 Gone"
-            if gone
-            else f"{disable_after} failed attempts in a row; the last: {outcome.error or '-'}"
-        )
-        await cursor.execute(
-            "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,"
-            " enabled = enabled AND NOT (%(gone)s OR consecutive_failures + 1 >= %(limit)s),"
-            " disabled_at = CASE WHEN enabled AND (%(gone)s OR consecutive_failures + 1"
-            "   >= %(limit)s) THEN now() ELSE disabled_at END,"
-            " disabled_reason = CASE WHEN enabled AND (%(gone)s OR consecutive_failures + 1"
-            "   >= %(limit)s) THEN %(reason)s ELSE disabled_reason END,"
-            " disabled_announced = disabled_announced AND NOT (enabled AND (%(gone)s"
-            "   OR consecutive_failures + 1 >= %(limit)s)),"
-            " updated_at = now()"
-            " WHERE id = %(id)s RETURNING NOT enabled AND disabled_at = now()",
-            {
-                "gone": gone,
-                "limit": disable_after,
-                "reason": reason[:500],
-                "id": outcome.endpoint_id,
-            },
-        )
-        row = await cursor.fetchone()
-        # now() is the transaction's start: equal only if this statement disabled it.
-        return True, "disabled" if row is not None and row[0] else "none"
+        return True, "none"
+    gone = outcome.outcome == "gone"
+    reason = (
+        "the receiver answered 410 Gone"
+        if gone
+        else f"{disable_after} failed attempts in a row; the last: {outcome.error or '-'}"
+    )
+    await cursor.execute(
+        "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1,"
+        " enabled = enabled AND NOT (%(gone)s OR consecutive_failures + 1 >= %(limit)s),"
+        " disabled_at = CASE WHEN enabled AND (%(gone)s OR consecutive_failures + 1"
+        "   >= %(limit)s) THEN now() ELSE disabled_at END,"
+        " disabled_reason = CASE WHEN enabled AND (%(gone)s OR consecutive_failures + 1"
+        "   >= %(limit)s) THEN %(reason)s ELSE disabled_reason END,"
+        " disabled_announced = disabled_announced AND NOT (enabled AND (%(gone)s"
+        "   OR consecutive_failures + 1 >= %(limit)s)),"
+        " updated_at = now()"
+        " WHERE id = %(id)s RETURNING NOT enabled AND disabled_at = now()",
+        {
+            "gone": gone,
+            "limit": disable_after,
+            "reason": reason[:500],
+            "id": outcome.endpoint_id,
+        },
+    )
+    row = await cursor.fetchone()
+    # now() is the transaction's start: equal only if this statement disabled it.
+    return True, "disabled" if row is not None and row[0] else "none"
 
 
 class Unannounced(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ entry stores nothing new.
 LOCKED`` and a lease (:func:`store.webhooks.claim_due`), POSTs each through
 :class:`adapters.webhooks.WebhookSender` (signed afresh for every attempt, same
 ``webhook-id``), and records each attempt in one transaction with the delivery's new state and
-the endpoint's run of failures:
+the endpoint's run of failures (the whole batch in one transaction):
 
 ==========================  ================================================================
 the attempt                 the delivery
@@ -75,7 +75,7 @@ from store.webhooks import (
     Subscriber,
     claim_due,
     insert_deliveries,
-    record_attempt,
+    record_attempts,
     subscribers,
     take_unannounced,
 )
@@ -230,11 +230,12 @@ class HookSender(OwnConnection):
         if not claimed:
             return 0
         outcomes = await asyncio.gather(*(self._send(row) for row in claimed))
+        # One transaction for the batch; endpoints locked in one order, so that two senders
+        # recording batches for the same endpoints never deadlock.
+        outcomes.sort(key=lambda o: (o.endpoint_id, o.delivery_id))
+        results = await record_attempts(conn, outcomes, disable_after=self.config.disable_after)
         disabled = 0
-        for outcome in outcomes:
-            moved, change = await record_attempt(
-                conn, outcome, disable_after=self.config.disable_after
-            )
+        for outcome, (moved, change) in zip(outcomes, results, strict=True):
             if not moved:
                 log.info("webhook delivery taken over", delivery_id=outcome.delivery_id)
             if change == "disabled":
