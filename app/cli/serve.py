@@ -113,7 +113,7 @@ def _with_tls(settings: Settings, *, self_signed: bool) -> tuple[Settings, str]:
 
 def _base_url(settings: Settings) -> str:
     """Where people reach the API: the public URL, or this listener (for 0.0.0.0, this
-    machine's name, which phones on the same network can often resolve)."""
+    machine's address on its network, which phones there reach, else its name)."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
     scheme = "https" if settings.tls_cert is not None else "http"
@@ -121,7 +121,9 @@ def _base_url(settings: Settings) -> str:
     if host in ("0.0.0.0", "::", ""):
         import socket
 
-        host = socket.gethostname()
+        from app.cli.tls import lan_address
+
+        host = lan_address() or socket.gethostname()
     elif ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{settings.port}"

@@ -57,14 +57,22 @@ def _own_addresses() -> list[str]:
     except OSError:
         infos = []
     found.extend(str(info[4][0]) for info in infos)
-    # The address of the interface that routes outwards (no packet is sent by a UDP connect).
+    outward = lan_address()
+    if outward is not None:
+        found.append(outward)
+    return found
+
+
+def lan_address() -> str | None:
+    """The IPv4 address of the interface that routes outwards (what a phone on the same
+    network usually reaches), or None; no packet is sent by a UDP socket's connect."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
-            found.append(probe.getsockname()[0])
         except OSError:
-            pass
-    return found
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
 def ensure_local_tls(folder: Path, names: tuple[str, ...]) -> LocalTls:
