@@ -51,6 +51,11 @@ class NotificationView(msgspec.Struct, frozen=True, kw_only=True):
     """Why the last try failed, or what to configure for a channel that cannot send."""
     provider_id: str | None = None
     """The provider's id (email ``Message-ID``, Twilio's ``sid``)."""
+    subject: str | None = None
+    """The email's subject, as rendered when the message was decided."""
+    text: str | None = None
+    """The message's text (the SMS, or the email's text part), as rendered when decided; null
+    for rows stored before messages were rendered at decision time."""
     created_at: datetime
     updated_at: datetime
 

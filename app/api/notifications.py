@@ -30,8 +30,10 @@ from schemas.notification_views import (
     NotificationView,
     OrderNotifications,
 )
+from schemas.notifications import Rendered
 from store import notifications as outbox
 from store.delivery import org_settings
+from store.notification_rules import bodies_of
 from store.notifications import Attempt, OutboxRow
 from store.orders import get_order
 
@@ -42,8 +44,8 @@ MAX_RECIPIENT: Final = 320
 FINAL_STATES: Final = frozenset({"sent", "delivered", "failed", "dead"})
 
 
-def view(row: OutboxRow, attempts: list[Attempt]) -> NotificationView:
-    """A stored message and its attempts as people read them."""
+def view(row: OutboxRow, attempts: list[Attempt], body: Rendered | None) -> NotificationView:
+    """A stored message, its attempts and its rendered text as people read them."""
     return NotificationView(
         id=row.id,
         order_id=row.order_id,
@@ -69,6 +71,8 @@ def view(row: OutboxRow, attempts: list[Attempt]) -> NotificationView:
         next_attempt_at=None if row.state in FINAL_STATES else row.next_attempt_at,
         last_error=row.last_error,
         provider_id=row.provider_id,
+        subject=None if body is None else body.subject,
+        text=None if body is None else body.text,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -84,10 +88,11 @@ async def of_order(request: Request) -> Response:
             raise NotFound(f"no order {order_id} in this organisation")
         rows = await outbox.list_for_order(conn, principal.org_id, order_id)
         attempts = await outbox.attempts_of(conn, [row.id for row in rows])
+        bodies = await bodies_of(conn, [row.id for row in rows])
     return answer(
         OrderNotifications(
             order_id=order_id,
-            notifications=[view(row, attempts.get(row.id, [])) for row in rows],
+            notifications=[view(row, attempts.get(row.id, []), bodies.get(row.id)) for row in rows],
         )
     )
 
@@ -117,10 +122,11 @@ async def of_recipient(request: Request) -> Response:
             conn, principal.org_id, recipient, start, end, after=after, limit=limit
         )
         attempts = await outbox.attempts_of(conn, [row.id for row in rows])
+        bodies = await bodies_of(conn, [row.id for row in rows])
     return answer(
         NotificationPage(
             recipient=recipient,
-            notifications=[view(row, attempts.get(row.id, [])) for row in rows],
+            notifications=[view(row, attempts.get(row.id, []), bodies.get(row.id)) for row in rows],
             next_after=rows[-1].id if len(rows) == limit else None,
         )
     )

@@ -111,6 +111,10 @@ async def test_an_orders_notifications_show_state_and_every_attempt(
     now = datetime.now(UTC)
     first = await _message(db, tenant, order_id, "en_route", "dana@example.com", now)
     await _message(db, tenant, order_id, "approaching", "dana@example.com", now + timedelta(1))
+    await db.execute(
+        "UPDATE outbox SET subject = %s, body_text = %s WHERE id = %s",
+        ("On its way", "Your parcel is on its way <b>now</b>", first),
+    )
     await _attempt(db, first, "451 mailbox busy")
     await _attempt(db, first, None)
 
@@ -133,6 +137,8 @@ async def test_an_orders_notifications_show_state_and_every_attempt(
         (2, "sent", 250, None),
     ]
     assert sent["provider_id"] == f"<{first}@lastmile>"
+    assert (sent["subject"], sent["text"]) == ("On its way", "Your parcel is on its way <b>now</b>")
+    assert (waiting["subject"], waiting["text"]) == (None, None)
     assert sent["next_attempt_at"] is None
     assert (waiting["kind"], waiting["state"], waiting["attempts"]) == (
         "approaching",

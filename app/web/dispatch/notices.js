@@ -99,7 +99,8 @@ export class Notices {
     entry.list.replaceChildren(...notifications.map((n) => {
       const last = n.attempts.length ? n.attempts[n.attempts.length - 1] : null;
       const tries = n.attempts.length === 1 ? "1 try" : `${n.attempts.length} tries`;
-      return el("li", { class: "notice", dataset: { id: n.id, kind: n.kind, channel: n.channel, state: n.state } },
+      // The message's text as a tooltip (an attribute set as text, never parsed as markup).
+      return el("li", { class: "notice", title: n.text || null, dataset: { id: n.id, kind: n.kind, channel: n.channel, state: n.state } },
         el("div", { class: "notice-head" },
           el("span", { class: "notice-kind" }, KINDS[n.kind] || n.kind),
           el("span", { class: `notice-state state-${n.state}` }, STATES[n.state] || n.state)),
