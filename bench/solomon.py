@@ -1,9 +1,18 @@
-"""Solomon VRPTW benchmark: lastmile's OR-Tools model against the distance-only DIMACS BKS.
+"""VRPTW benchmark: lastmile's planner, PyVRP and VROOM against the distance-only DIMACS BKS.
 
 Run from the repository root::
 
-    python -m bench.solomon --instances C101,R201 --time-limit 10 --solvers ortools,pyvrp,vroom
-    python -m bench.solomon --all --time-limit 10 --out bench/results/solomon-10s.md
+    python -m bench.solomon --instances C101,R201 --time-limit 10 --solvers lastmile,pyvrp,vroom
+    python -m bench.solomon --all --time-limit 10 --out docs/benchmarks/solomon-10s.md
+    python -m bench.solomon --data ../shared/data/gh --format vrplib --all --match '*_10_*' \
+        --time-limit 60 --out docs/benchmarks/gh1000-60s.md
+
+Instances are read in Solomon's text format (``<data>/instances/*.txt``, best known solutions
+from ``<data>/bks_distance_dimacs.csv``) or in VRPLIB format (``--format vrplib``:
+``<data>/instances_vrplib/*.vrp``, each best known solution from the ``Cost`` line of the
+``.sol`` beside it). ``lastmile`` is the planner as the product runs it
+(:func:`solver.vrptw.solve`: the portfolio picks the engine and uses every core on a large
+day); ``pyvrp`` and ``vroom`` run as their own libraries, one process each.
 
 Convention (DIMACS, distance only): every distance and travel time is the Euclidean distance
 truncated to one decimal, ``floor(10 * d) / 10``; the objective is the total distance with at
@@ -16,7 +25,8 @@ each customer is served exactly once. An infeasible solution is reported as such
 of the gap averages.
 
 Data: ``--data`` defaults to ``../shared/data/solomon`` relative to the repository root (see
-``SOURCES.md`` there). This is a benchmark command, not a test; it needs the ``bench`` extra.
+``SOURCES.md`` there); the Gehring-Homberger instances are in ``../shared/data/gh``. This is a
+benchmark command, not a test; it needs the ``bench`` extra (VROOM).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +63,7 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "solomon"
 SCALE = 10
 """Solomon units to integers: distances and times are truncated to tenths, so x10 is exact."""
 FAMILIES = ("C1", "C2", "R1", "R2", "RC1", "RC2")
+"""Solomon's and Gehring-Homberger's families (``R1_10_2`` is in family R1)."""
 
 Routes = list[list[int]]
 """A solution: for each used vehicle, its customers (1..n) in visiting order."""
@@ -130,6 +142,38 @@ def read_instance(path: Path) -> SolomonInstance:
     )
 
 
+def read_vrplib(path: Path) -> SolomonInstance:
+    """Parse a VRPLIB VRPTW instance (``NODE_COORD``, ``DEMAND``, ``TIME_WINDOW`` sections)."""
+    import vrplib  # type: ignore[import-untyped]
+
+    data = vrplib.read_instance(str(path))
+    n = int(data["dimension"])
+    service = data["service_time"]
+    if isinstance(service, int | float):
+        # One SERVICE_TIME for every client; the depot takes none.
+        service = [0] + [service] * (n - 1)
+    coords = [[round(float(v)) for v in row] for row in data["node_coord"]]
+    windows = [[int(v) for v in row] for row in data["time_window"]]
+    return SolomonInstance(
+        name=str(data["name"]),
+        fleet=int(data.get("vehicles", n - 1)),
+        capacity=int(data["capacity"]),
+        x=[c[0] for c in coords],
+        y=[c[1] for c in coords],
+        demand=[int(v) for v in data["demand"]],
+        ready=[w[0] for w in windows],
+        due=[w[1] for w in windows],
+        service=[int(v) for v in service],
+    )
+
+
+def read_vrplib_bks(path: Path) -> float:
+    """The ``Cost`` of the best known solution in the ``.sol`` file at ``path``."""
+    import vrplib
+
+    return float(vrplib.read_solution(str(path))["cost"])
+
+
 def evaluate(inst: SolomonInstance, routes: Routes) -> Evaluation:
     """Total DIMACS distance of ``routes`` and every constraint they violate."""
     violations: list[str] = []
@@ -196,12 +240,17 @@ def to_problem(inst: SolomonInstance, time_limit_s: float) -> PlanningProblem:
     )
 
 
-def solve_ortools(inst: SolomonInstance, time_limit_s: float, tuning: SearchTuning) -> Routes:
-    """Routes from lastmile's own solver, through its public :func:`solver.vrptw.solve`."""
+ENGINES: dict[str, str] = {}
+"""The engine and processes lastmile's planner used, by instance (for the report)."""
+
+
+def solve_lastmile(inst: SolomonInstance, time_limit_s: float, tuning: SearchTuning) -> Routes:
+    """Routes from lastmile's planner, through its public :func:`solver.vrptw.solve`."""
     problem = to_problem(inst, time_limit_s)
     provider = EuclideanProvider(speed_mps=1.0, rounding="floor")
     _check_matrix(inst, problem, provider)
     result = solve(problem, provider, tuning=tuning)
+    ENGINES[inst.name] = f"{result.stats.engine} x{max(1, result.stats.processes)}"
     return [[int(stop.order_ref) for stop in route.stops] for route in result.routes]
 
 
@@ -296,7 +345,7 @@ def solve_vroom(inst: SolomonInstance, time_limit_s: float, tuning: SearchTuning
 
 
 SOLVERS: dict[str, Callable[[SolomonInstance, float, SearchTuning], Routes]] = {
-    "ortools": solve_ortools,
+    "lastmile": solve_lastmile,
     "pyvrp": solve_pyvrp,
     "vroom": solve_vroom,
 }
@@ -315,13 +364,18 @@ def run(
     time_limit_s: float,
     tuning: SearchTuning,
     emit: Callable[[str], None],
+    vrplib_format: bool = False,
 ) -> list[Outcome]:
     """Solve each instance with each solver (one at a time) and report as it goes."""
-    bks = read_bks(data)
+    bks = {} if vrplib_format else read_bks(data)
     outcomes: list[Outcome] = []
     emit(f"{'instance':9} {'solver':8} {'distance':>9} {'veh':>4} {'gap%':>7} {'wall':>6}  ok")
     for name in names:
-        inst = read_instance(data / "instances" / f"{name}.txt")
+        if vrplib_format:
+            inst = read_vrplib(data / "instances_vrplib" / f"{name}.vrp")
+            bks[name] = read_vrplib_bks(data / "instances_vrplib" / f"{name}.sol")
+        else:
+            inst = read_instance(data / "instances" / f"{name}.txt")
         for solver in solvers:
             began = time.monotonic()
             routes = SOLVERS[solver](inst, time_limit_s, tuning)
@@ -329,9 +383,11 @@ def run(
             outcome = Outcome(name, solver, evaluate(inst, routes), bks[name], wall)
             outcomes.append(outcome)
             ev = outcome.evaluation
+            engine = f"  ({ENGINES[name]})" if solver == "lastmile" and name in ENGINES else ""
             emit(
                 f"{name:9} {solver:8} {ev.distance:9.1f} {ev.vehicles:4d} {outcome.gap_pct:7.2f} "
                 f"{wall:7.1f}  {'yes' if ev.feasible else 'NO: ' + '; '.join(ev.violations[:3])}"
+                f"{engine}"
             )
     return outcomes
 
@@ -356,7 +412,7 @@ def summarise(outcomes: Sequence[Outcome], solvers: Sequence[str]) -> list[str]:
 
 
 def _family(name: str) -> str:
-    return name[:-2]
+    return name.split("_")[0] if "_" in name else name[:-2]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -364,15 +420,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.solomon", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Solomon data folder")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data folder")
+    parser.add_argument(
+        "--format",
+        choices=("solomon", "vrplib"),
+        default="solomon",
+        help="instances/*.txt with bks_distance_dimacs.csv, or instances_vrplib/*.vrp with .sol",
+    )
+    parser.add_argument("--match", default="*", help="with --all: a glob on instance names")
     parser.add_argument(
         "--time-limit", type=float, default=10.0, help="seconds per instance and solver"
     )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--instances", default="C101,R201", help="comma-separated names")
-    group.add_argument("--all", action="store_true", help="all 56 instances")
+    group.add_argument("--all", action="store_true", help="every instance in the folder")
     parser.add_argument(
-        "--solvers", default="ortools,pyvrp,vroom", help="subset of ortools,pyvrp,vroom"
+        "--solvers", default="lastmile,pyvrp,vroom", help="subset of lastmile,pyvrp,vroom"
     )
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     tuning = SearchTuning()
@@ -385,11 +448,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-operator-bandit", dest="operator_bandit", action="store_false", default=True
     )
+    parser.add_argument(
+        "--processes", type=int, default=None, help="lastmile's search processes (default: auto)"
+    )
     args = parser.parse_args(argv)
 
     data: Path = args.data
+    vrplib_format = args.format == "vrplib"
     if args.all:
-        names = sorted(p.stem for p in (data / "instances").glob("*.txt"))
+        folder, suffix = ("instances_vrplib", "vrp") if vrplib_format else ("instances", "txt")
+        names = sorted(p.stem for p in (data / folder).glob(f"{args.match}.{suffix}"))
     else:
         names = [n.strip().upper() for n in args.instances.split(",") if n.strip()]
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
@@ -404,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lns=args.lns,
         insertion_lns=args.insertion_lns,
         operator_bandit=args.operator_bandit,
+        processes=args.processes,
     )
     report: list[str] = []
 
@@ -414,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m bench.solomon", *(argv if argv is not None else sys.argv[1:])])
     emit(f"# {command}")
     emit(f"# time limit {args.time_limit:g} s per instance and solver; tuning {tuning}")
-    outcomes = run(data, names, solvers, args.time_limit, tuning, emit)
+    emit(f"# machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
+    outcomes = run(data, names, solvers, args.time_limit, tuning, emit, vrplib_format)
     for line in summarise(outcomes, solvers):
         emit(line)
     if args.out is not None:
