@@ -203,7 +203,7 @@ async def upload_all(
                 reply = await client.post(
                     f"/v1/driver/stops/{stop_id}/proof",
                     files=files,
-                    headers={"authorization": f"Bearer {token}", "idempotency-key": f"b-{n}"},
+                    headers={"authorization": f"Bearer {token}", "idempotency-key": f"b-{stop_id}"},
                 )
                 latencies.append(time.perf_counter() - began)
             if reply.status_code != 201:
@@ -256,15 +256,17 @@ def main() -> None:
                 headers={"authorization": f"Bearer {tenant.api_key}"},
                 timeout=120,
             )
-            stops = open_stops(env, tenant, client, serial + args.uploads)
+            stops = open_stops(env, tenant, client, serial + 2 * args.uploads)
             tokens = {str(driver_id): token for driver_id, token in tenant.drivers}
             jobs = [
                 (stop_id, tokens[driver], with_comment(bases[n % len(bases)], f"upload {n}"))
                 for n, (stop_id, driver) in enumerate(stops)
             ]
+            middle = serial + args.uploads
             for label, batch, concurrency in (
                 ("api, 1 at a time", jobs[:serial], 1),
-                (f"api, {args.concurrency} at a time", jobs[serial:], args.concurrency),
+                (f"api, {args.concurrency} at a time", jobs[serial:middle], args.concurrency),
+                (f"api, {2 * args.concurrency} at a time", jobs[middle:], 2 * args.concurrency),
             ):
                 before = psutil.Process(pid).memory_info().rss
                 with RssSampler(pid) as rss:
@@ -285,7 +287,7 @@ def main() -> None:
             store = LocalBlobs(env.data_dir / "raw-blobs", local_signing_key(server_dir, None))
             # The same folder's file system as the API's store, a sibling folder, so the raw
             # writes store every upload's bytes rather than finding the API's blobs.
-            photos = [photo for _, _, photo in jobs[serial:]]
+            photos = [photo for _, _, photo in jobs[serial:middle]]
             wall = asyncio.run(raw_writes(store, photos, args.concurrency))
             report.add(
                 run=f"raw put_bytes, {args.concurrency} at a time",

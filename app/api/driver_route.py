@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api import proofs
+from app.api import proof_rules as proofs
 from app.errors import Conflict, InvalidField, NotFound
 from app.http import answer, decode, path_id, request_body, resources_of
 from app.resources import Resources

@@ -1,5 +1,7 @@
-"""Proof of delivery: capture (a driver's multipart upload), reads and search, signed blob URLs,
-requirements and their override, another attempt for a failed order, and the audit check.
+"""Proof of delivery, the resource: the capture (a driver's multipart upload) is here; reads,
+search and signed blob URLs are in :mod:`app.api.proof_reads`; requirements, overrides,
+re-attempts and the audit check in :mod:`app.api.proof_rules` (their routes are named here
+too, so the route table reads ``proofs.*``).
 
 The capture (``POST /v1/driver/stops/{stop_id}/proof``, shape in ``docs/proofs.md``) closes
 the stop as delivered or failed and stores its proof in one transaction, with both audit
@@ -19,12 +21,11 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
-from typing import IO, Any, Final, cast
+from typing import IO, Any, Final
 
 from psycopg import AsyncConnection
 from starlette.datastructures import FormData, UploadFile
@@ -32,41 +33,64 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.blobs import BlobStore, LocalBlobs, S3Blobs, local_signing_key
 from app import images
-from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
+from app.api.proof_reads import (
+    blob_store,
+    get_blob,
+    get_proof,
+    make_blob_store,
+    proof_photo_link,
+    proof_view,
+    search_proofs,
+    stop_proof,
+)
+from app.api.proof_rules import (
+    Provided,
+    RequirementsUnmet,
+    order_requirements,
+    org_requirements,
+    override,
+    reattempt,
+    reconcile,
+    record_transition,
+    unmet,
+    verify_audit,
+    waived_for,
+)
 from app.errors import (
-    CLOSE_UNPROCESSABLE,
-    ApiError,
-    BadParameter,
     Conflict,
     InvalidField,
     KeyReused,
-    Kind,
     NotFound,
 )
-from app.http import answer, ascii_int, decode, path_id, query_date, request_body, resources_of
+from app.http import answer, ascii_int, path_id, resources_of
 from app.resources import Resources
-from app.settings import Settings
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from realtime.events import emit, push_route
 from schemas.auth import DevicePrincipal
 from schemas.events import Event, ParcelsFlagged, StopDelivered, StopFailed
-from schemas.ids import MAX_ID, DriverId, OrderId, StopId
+from schemas.ids import StopId
 from schemas.proofs import (
     FAILURE_CODES,
-    Override,
-    OverrideIn,
     Proof,
-    ProofImage,
-    ProofList,
-    ProofRequirements,
-    Reattempt,
-    ReattemptIn,
-    Requirement,
 )
 from store import audit, proofs
 from store import routes as route_store
+
+__all__ = [
+    "capture_proof",
+    "get_blob",
+    "get_proof",
+    "make_blob_store",
+    "order_requirements",
+    "org_requirements",
+    "override",
+    "proof_photo_link",
+    "reattempt",
+    "search_proofs",
+    "stop_proof",
+    "verify_audit",
+]
 
 HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
@@ -93,49 +117,6 @@ _TEXT_LIMITS: Final = {
 _FILES: Final = {"photo": MAX_PHOTOS, "label_photo": MAX_LABELS, "signature": 1}
 
 
-class RequirementsUnmet(ApiError):
-    """Closing the stop as delivered lacks what its order requires; ``field`` lists it."""
-
-    kind = Kind(422, "requirements_unmet", CLOSE_UNPROCESSABLE)
-
-    def __init__(self, missing: Sequence[str]) -> None:
-        super().__init__(
-            ", ".join(missing),
-            f"the order requires {', '.join(missing)} before it is delivered; capture a proof"
-            " with them, or have a dispatcher override",
-        )
-        self.missing = list(missing)
-
-
-# --- the blob store of this process ----------------------------------------------------------
-
-
-def make_blob_store(settings: Settings) -> BlobStore:
-    """The configured blob store (``LASTMILE_BLOB_STORE``)."""
-    if settings.blob_store == "s3":
-        if not settings.blob_s3_bucket:
-            raise InvalidField("LASTMILE_BLOB_S3_BUCKET", "expected a bucket for the s3 store")
-        return S3Blobs.connect(
-            settings.blob_s3_bucket,
-            endpoint_url=settings.blob_s3_endpoint_url,
-            region=settings.blob_s3_region,
-            access_key_id=settings.blob_s3_access_key_id,
-            secret_access_key=settings.blob_s3_secret_access_key,
-        )
-    key = local_signing_key(settings.data_dir, settings.blob_signing_key)
-    return LocalBlobs(settings.data_dir / "blobs", key)
-
-
-def blob_store(request: Request) -> BlobStore:
-    """This process's blob store, made on first use from its settings."""
-    state = request.app.state
-    store: BlobStore | None = getattr(state, "proof_blobs", None)
-    if store is None:
-        store = make_blob_store(resources_of(request).settings)
-        state.proof_blobs = store
-    return store
-
-
 def _image_threads(request: Request) -> ThreadPoolExecutor:
     """This process's image threads: few, so that decoded pixels in memory are bounded by
     them (and malloc keeps few arenas), not by how many uploads arrive together."""
@@ -145,19 +126,6 @@ def _image_threads(request: Request) -> ThreadPoolExecutor:
         threads = ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="proof-images")
         state.proof_image_threads = threads
     return threads
-
-
-def proof_photo_link(blobs: BlobStore, settings: Settings, sha256: str) -> str:
-    """An absolute, signed, short-lived link to a proof photo, for a customer message.
-
-    Relative URLs of the local store are made absolute with ``LASTMILE_PUBLIC_URL``; S3 URLs
-    are absolute already. The notification side calls this where the organisation allows
-    showing the proof photo.
-    """
-    url = blobs.signed_url(sha256, "image/jpeg", settings.blob_url_ttl_s)
-    if url.startswith("/") and settings.public_url:
-        return settings.public_url.rstrip("/") + url
-    return url
 
 
 # --- reading the upload ----------------------------------------------------------------------
@@ -423,63 +391,6 @@ async def _images(request: Request, capture: Capture, max_pixels: int) -> Images
         raise UnsupportedMediaType(exc.part, exc.reason) from None
 
 
-# --- requirements ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Provided:
-    """What a capture (or a bare command: nothing) brings towards the requirements."""
-
-    photo: bool = False
-    signature: bool = False
-    recipient_name: bool = False
-    age_verified: bool = False
-    missing_parcels: tuple[str, ...] = ()
-
-
-def unmet(req: ProofRequirements, given: Provided, waived: set[str]) -> list[str]:
-    """What ``req`` asks that ``given`` lacks and nobody waived, in a stable order."""
-    lacking: list[Requirement] = []
-    if req.photo and not given.photo:
-        lacking.append("photo")
-    if req.signature and not given.signature:
-        lacking.append("signature")
-    if req.recipient_name and not given.recipient_name:
-        lacking.append("recipient_name")
-    if req.all_parcels and given.missing_parcels:
-        lacking.append("parcels")
-    if req.min_age is not None and not given.age_verified:
-        lacking.append("age_verified")
-    return [item for item in lacking if item not in waived]
-
-
-async def waived_for(conn: AsyncConnection[Any], stop_id: StopId) -> set[str]:
-    """Everything dispatchers waived for the stop."""
-    return {item for row in await proofs.overrides(conn, [stop_id]) for item in row.waived}
-
-
-async def check_bare_delivery(
-    conn: AsyncConnection[Any], org_id: Any, stop_id: StopId, order_id: OrderId
-) -> None:
-    """Refuse (422) delivering a stop with no proof when its order requires any.
-
-    For ``POST /v1/driver/stops/{id}/deliver``: a bare command brings nothing, so every
-    requirement not waived is missing (parcels too, when the order has any).
-    """
-    req = await proofs.order_requirements(conn, org_id, order_id)
-    parcels = await proofs.order_parcels(conn, org_id, order_id)
-    lacking = unmet(req, Provided(missing_parcels=tuple(parcels)), await waived_for(conn, stop_id))
-    if lacking:
-        raise RequirementsUnmet(lacking)
-
-
-def reconcile(expected: Sequence[str], scanned: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``(missing, unexpected)``: the order's parcels not scanned, and scans not of the order."""
-    seen = set(scanned)
-    known = set(expected)
-    return [p for p in expected if p not in seen], [s for s in scanned if s not in known]
-
-
 # --- capture ---------------------------------------------------------------------------------
 
 
@@ -571,7 +482,7 @@ async def capture_proof(request: Request) -> Response:
             if replay is not None:
                 return replay
             proof_id = await _store(conn, new, stored)
-        proof = await _proof(request, conn, driver.org_id, proof_id)
+        proof = await proof_view(request, conn, driver.org_id, proof_id)
     await _after_close(resources, driver, new, proof)
     return answer(proof, 201)
 
@@ -592,7 +503,7 @@ async def _replay(
         raise KeyReused(
             HEADER, f"expected a new key for stop {stop_id}; {key!r} was used for another stop"
         )
-    response = answer(await _proof(request, conn, driver.org_id, proof_id), 201)
+    response = answer(await proof_view(request, conn, driver.org_id, proof_id), 201)
     response.headers[REPLAYED_HEADER] = "true"
     return response
 
@@ -655,24 +566,6 @@ async def _store(
     return proof_id
 
 
-async def record_transition(
-    conn: AsyncConnection[Any],
-    org_id: Any,
-    stop_id: StopId,
-    before: str,
-    after: str,
-    driver_id: DriverId | None,
-    proof_id: int | None = None,
-    **extra: Any,
-) -> None:
-    """Append a stop's transition to the audit chain (in the caller's transaction)."""
-    data: dict[str, Any] = {"from": before, "to": after, "driver_id": driver_id}
-    if proof_id is not None:
-        data["proof_id"] = proof_id
-    data.update(extra)
-    await audit.append(conn, org_id, f"stop.{after}", f"stop:{stop_id}", data)
-
-
 async def _after_close(
     resources: Resources, driver: DevicePrincipal, new: proofs.NewProof, proof: Proof
 ) -> None:
@@ -722,322 +615,3 @@ async def _after_close(
         view = await route_store.route_view(conn, driver.org_id, stop.route_id)
     if view is not None:
         await push_route(resources.redis, resources.names, view)
-
-
-# --- reads -----------------------------------------------------------------------------------
-
-
-async def _proof(request: Request, conn: AsyncConnection[Any], org_id: Any, proof_id: int) -> Proof:
-    found = await _proofs(
-        request, conn, [row for row in [await proofs.get_proof(conn, org_id, proof_id)] if row]
-    )
-    if not found:
-        raise NotFound(f"no proof {proof_id}")
-    return found[0]
-
-
-async def _proofs(
-    request: Request, conn: AsyncConnection[Any], rows: Sequence[proofs.ProofRow]
-) -> list[Proof]:
-    """Proofs with their images (as signed URLs) and overrides."""
-    if not rows:
-        return []
-    blobs = blob_store(request)
-    ttl_s = resources_of(request).settings.blob_url_ttl_s
-    by_proof: dict[int, list[proofs.ImageRow]] = {}
-    for image in await proofs.images_of(conn, [row.id for row in rows]):
-        by_proof.setdefault(image.proof_id, []).append(image)
-    waivers: dict[int, list[Override]] = {}
-    for waiver in await proofs.overrides(conn, [row.stop_id for row in rows]):
-        waivers.setdefault(waiver.stop_id, []).append(
-            Override(
-                stop_id=waiver.stop_id,
-                waived=cast("list[Requirement]", waiver.waived),
-                reason=waiver.reason,
-                at=waiver.at,
-            )
-        )
-    result = []
-    for row in rows:
-        photos: list[ProofImage] = []
-        labels: list[ProofImage] = []
-        signature_url = None
-        for image in by_proof.get(row.id, []):
-            if image.kind == "signature":
-                signature_url = blobs.signed_url(image.sha256, "image/png", ttl_s)
-                continue
-            shown = ProofImage(
-                sha256=image.sha256,
-                url=blobs.signed_url(image.sha256, "image/jpeg", ttl_s),
-                thumbnail_url=blobs.signed_url(image.thumb_sha256, "image/jpeg", ttl_s),
-                width=image.width,
-                height=image.height,
-                taken_at=image.taken_at,
-                exif_lat=image.exif_lat,
-                exif_lon=image.exif_lon,
-            )
-            (photos if image.kind == "photo" else labels).append(shown)
-        result.append(
-            Proof(
-                id=row.id,
-                stop_id=row.stop_id,
-                order_id=row.order_id,
-                route_id=row.route_id,
-                driver_id=row.driver_id,
-                day=row.day,
-                outcome=cast("Any", row.outcome),
-                attempt=row.attempt,
-                captured_at=row.captured_at,
-                device_time=row.device_time,
-                lat=row.lat,
-                lon=row.lon,
-                accuracy_m=row.accuracy_m,
-                recipient_name=row.recipient_name,
-                notes=row.notes,
-                age_verified=row.age_verified,
-                scans=row.scans,
-                decoded_scans=row.decoded_scans,
-                missing_parcels=row.missing_parcels,
-                unexpected_parcels=row.unexpected_parcels,
-                failure_code=cast("Any", row.failure_code),
-                failure_text=row.failure_text,
-                photos=photos,
-                labels=labels,
-                signature_url=signature_url,
-                overrides=waivers.get(row.stop_id, []),
-            )
-        )
-    return result
-
-
-def _query_id(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    value = ascii_int(raw)
-    if value is None or not 0 < value <= MAX_ID:
-        raise BadParameter(name, f"expected a positive integer id, got {raw!r}")
-    return value
-
-
-def _query_text(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None or not raw.strip():
-        return None
-    if len(raw) > 200 or "\x00" in raw:
-        raise BadParameter(name, "expected at most 200 characters without NUL")
-    return raw.strip()
-
-
-async def search_proofs(request: Request) -> Response:
-    """``GET /v1/proofs``: by order, driver, customer, day range, outcome and text."""
-    resources = resources_of(request)
-    principal = await resources.auth.require_api_key(request, READERS)
-    outcome = _query_text(request, "outcome")
-    if outcome not in (None, "delivered", "failed"):
-        raise BadParameter("outcome", f"expected delivered or failed, got {outcome!r}")
-    limit = _query_id(request, "limit") or 100
-    if limit > 1000:
-        raise BadParameter("limit", f"expected at most 1000, got {limit}")
-    day_from, day_to = query_date(request, "from"), query_date(request, "to")
-    if day_from and day_to and day_from > day_to:
-        raise BadParameter("to", f"expected a day on or after {day_from}, got {day_to}")
-    query = proofs.Search(
-        order_id=cast("OrderId | None", _query_id(request, "order_id")),
-        driver_id=cast("DriverId | None", _query_id(request, "driver_id")),
-        customer=_query_text(request, "customer"),
-        day_from=day_from,
-        day_to=day_to,
-        outcome=outcome,
-        text=_query_text(request, "q"),
-        before_id=_query_id(request, "before"),
-        limit=limit + 1,
-    )
-    async with resources.pool.connection() as conn:
-        rows = await proofs.search(conn, principal.org_id, query)
-        found = await _proofs(request, conn, rows[:limit])
-    return answer(ProofList(proofs=found, truncated=len(rows) > limit))
-
-
-async def get_proof(request: Request) -> Response:
-    """``GET /v1/proofs/{proof_id}``."""
-    resources = resources_of(request)
-    principal = await resources.auth.require_api_key(request, READERS)
-    proof_id = path_id(request, "proof_id")
-    async with resources.pool.connection() as conn:
-        return answer(await _proof(request, conn, principal.org_id, proof_id))
-
-
-async def stop_proof(request: Request) -> Response:
-    """``GET /v1/stops/{stop_id}/proof``: the proof that closed the stop."""
-    resources = resources_of(request)
-    principal = await resources.auth.require_api_key(request, READERS)
-    stop_id = StopId(path_id(request, "stop_id"))
-    async with resources.pool.connection() as conn:
-        row = await proofs.proof_of_stop(conn, principal.org_id, stop_id)
-        if row is None:
-            raise NotFound(f"no proof for stop {stop_id}")
-        return answer((await _proofs(request, conn, [row]))[0])
-
-
-async def get_blob(request: Request) -> Response:
-    """``GET /v1/blobs/{sha256}``: a blob of the local store, through its signed URL."""
-    blobs = blob_store(request)
-    sha256 = request.path_params["sha256"]
-    if not isinstance(blobs, LocalBlobs):
-        raise NotFound("blobs are served by the configured S3 store")
-    content_type = request.query_params.get("type", "")
-    expires = ascii_int(request.query_params.get("expires", "")) or 0
-    sig = request.query_params.get("sig", "")
-    if content_type not in ("image/jpeg", "image/png"):
-        raise BadParameter("type", f"expected image/jpeg or image/png, got {content_type!r}")
-    if not blobs.verify(sha256, content_type, expires, sig, time.time()):
-        raise NotFound("no such blob, or the link expired or is not signed by this server")
-    try:
-        data = await blobs.read(sha256)
-    except Exception:
-        raise NotFound("no such blob") from None
-    return Response(
-        data,
-        media_type=content_type,
-        headers={
-            "cache-control": "private, max-age=60",
-            "x-content-type-options": "nosniff",
-            "content-security-policy": "default-src 'none'",
-        },
-    )
-
-
-# --- requirements, overrides, re-attempts ----------------------------------------------------
-
-
-async def org_requirements(request: Request) -> Response:
-    """``GET|PUT /v1/settings/proof-requirements``: the organisation's defaults."""
-    resources = resources_of(request)
-    writing = request.method == "PUT"
-    principal = await resources.auth.require_api_key(request, FLEET_WRITERS if writing else READERS)
-    async with resources.pool.connection() as conn:
-        if writing:
-            req = decode(
-                await request_body(request), request.headers.get("content-type"), ProofRequirements
-            )
-            async with conn.transaction():
-                await proofs.set_requirements(conn, principal.org_id, None, req)
-                await audit.append(
-                    conn,
-                    principal.org_id,
-                    "requirements.default",
-                    "org",
-                    {"requirements": _req_dict(req), "key_id": principal.key_id},
-                )
-        return answer(await proofs.default_requirements(conn, principal.org_id))
-
-
-async def order_requirements(request: Request) -> Response:
-    """``GET|PUT /v1/orders/{order_id}/proof-requirements``: one order's own requirements."""
-    resources = resources_of(request)
-    writing = request.method == "PUT"
-    principal = await resources.auth.require_api_key(request, ORDER_WRITERS if writing else READERS)
-    order_id = OrderId(path_id(request, "order_id"))
-    async with resources.pool.connection() as conn:
-        if not await proofs.order_exists(conn, principal.org_id, order_id):
-            raise NotFound(f"no order {order_id}")
-        if writing:
-            req = decode(
-                await request_body(request), request.headers.get("content-type"), ProofRequirements
-            )
-            async with conn.transaction():
-                await proofs.set_requirements(conn, principal.org_id, order_id, req)
-                await audit.append(
-                    conn,
-                    principal.org_id,
-                    "requirements.order",
-                    f"order:{order_id}",
-                    {"requirements": _req_dict(req), "key_id": principal.key_id},
-                )
-        return answer(await proofs.order_requirements(conn, principal.org_id, order_id))
-
-
-def _req_dict(req: ProofRequirements) -> dict[str, Any]:
-    return {
-        "photo": req.photo,
-        "signature": req.signature,
-        "all_parcels": req.all_parcels,
-        "recipient_name": req.recipient_name,
-        "min_age": req.min_age,
-    }
-
-
-async def override(request: Request) -> Response:
-    """``POST /v1/stops/{stop_id}/proof-override``: a dispatcher waives requirements, with a
-    reason, before the driver closes the stop; recorded and audited."""
-    resources = resources_of(request)
-    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
-    stop_id = StopId(path_id(request, "stop_id"))
-    body = decode(await request_body(request), request.headers.get("content-type"), OverrideIn)
-    async with resources.pool.connection() as conn, conn.transaction():
-        stop = await proofs.stop_context(conn, principal.org_id, None, stop_id)
-        if stop is None:
-            raise NotFound(f"no stop {stop_id}")
-        if stop.status not in ("pending", "arrived"):
-            raise Conflict("status", f"cannot override a stop that is {stop.status}")
-        if body.waive is None:
-            req = await proofs.order_requirements(conn, principal.org_id, stop.order_id)
-            waive = unmet(req, Provided(missing_parcels=("all",)), set())
-        else:
-            waive = list(dict.fromkeys(body.waive))
-        row = await proofs.add_override(
-            conn, principal.org_id, stop_id, waive, body.reason, principal.key_id
-        )
-        await audit.append(
-            conn,
-            principal.org_id,
-            "proof.override",
-            f"stop:{stop_id}",
-            {"waived": waive, "reason": body.reason, "key_id": principal.key_id},
-        )
-    return answer(
-        Override(
-            stop_id=stop_id,
-            waived=cast("list[Requirement]", row.waived),
-            reason=row.reason,
-            at=row.at,
-        ),
-        201,
-    )
-
-
-async def reattempt(request: Request) -> Response:
-    """``POST /v1/orders/{order_id}/reattempt``: a failed order, pending again on a later day."""
-    resources = resources_of(request)
-    principal = await resources.auth.require_api_key(request, ORDER_WRITERS)
-    order_id = OrderId(path_id(request, "order_id"))
-    body = decode(await request_body(request), request.headers.get("content-type"), ReattemptIn)
-    async with resources.pool.connection() as conn, conn.transaction():
-        state = await proofs.order_state(conn, principal.org_id, order_id)
-        if state is None:
-            raise NotFound(f"no order {order_id}")
-        status, day = state
-        if status != "failed":
-            raise Conflict("status", f"expected a failed order, got one that is {status}")
-        if body.day <= day:
-            raise InvalidField("day", f"expected a day after {day}, got {body.day}")
-        attempt = await proofs.reattempt(conn, principal.org_id, order_id, body.day)
-        if attempt is None:
-            raise Conflict("status", "the order changed meanwhile")
-        await audit.append(
-            conn,
-            principal.org_id,
-            "order.reattempt",
-            f"order:{order_id}",
-            {"from_day": day.isoformat(), "day": body.day.isoformat(), "attempt": attempt},
-        )
-    return answer(Reattempt(order_id=order_id, day=body.day, attempt=attempt))
-
-
-async def verify_audit(request: Request) -> Response:
-    """``GET /v1/audit/verify``: walk the caller's organisation's audit chain."""
-    resources = resources_of(request)
-    principal = await resources.auth.require_api_key(request, ADMINS)
-    async with resources.pool.connection() as conn:
-        return answer(await audit.verify(conn, principal.org_id))
