@@ -59,6 +59,7 @@ from schemas.delivery import (
     VehicleIn,
     VehiclePatch,
 )
+from schemas.driver_profile import DriverProfile
 from schemas.driver_qr import DeviceSignIn
 from schemas.driver_ws import ClientMessage, ServerMessage
 from schemas.live import LiveMessage
@@ -779,6 +780,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     ),
     *section(
         "driver",
+        device("GET", "/v1/driver/me", "The calling device's driver and the organisation's zone",
+               ok("The driver app shows its times in `time_zone`.", DriverProfile,
+                  ex.DRIVER_PROFILE), errors=(404,)),
         device("GET", "/v1/driver/route", "The calling driver's current route",
                ok("The route.", RouteView, ex.ROUTE), errors=(404,)),
         device("POST", "/v1/driver/route/start", "Start the dispatched route", ROUTE_NOW,

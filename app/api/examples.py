@@ -53,6 +53,7 @@ from schemas.delivery import (
     VehicleIn,
     VehiclePatch,
 )
+from schemas.driver_profile import DriverProfile
 from schemas.driver_qr import DeviceSignIn
 from schemas.ids import (
     CarrierId,
@@ -225,6 +226,9 @@ DEVICE_CREATED: Final = DeviceCreated(
     token_prefix="lmd_Qk9ZcW",  # noqa: S106 - an example
 )
 CUSTOMER_PROOF: Final = CustomerProof(photo=True)
+DRIVER_PROFILE: Final = DriverProfile(
+    driver_id=DRIVER.id, name=DRIVER.name, time_zone="Europe/Berlin"
+)
 DEVICE_SIGN_IN: Final = DeviceSignIn(
     device_id=DeviceId(11),
     driver_id=DRIVER.id,

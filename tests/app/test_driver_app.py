@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,13 @@ async def test_a_driver_signs_in_starts_arrives_photographs_signs_and_completes_
     await expect(stops).to_have_count(len(route["stops"]))
     await expect(stops.first).to_have_class("stop next")
     await expect(stops.first).to_contain_text(first["address"])
+    # Times in the organisation's zone (UTC here), not the phone's (BROWSER_ZONE).
+    await expect(page.locator("#zone")).to_have_text("UTC")
+    await expect(page.locator("#driver-name")).to_have_text("driver 0")
+    window = first["windows"][0]
+    await expect(stops.first).to_contain_text(
+        f"Window {_utc(window['start'])}–{_utc(window['end'])}"
+    )
     nav = stops.first.locator("a.nav-link")
     there = f"{first['lat']},{first['lon']}"
     label = f"Customer%20{first['order_ref']}"
@@ -419,6 +427,10 @@ async def proofs_of(http: httpx.AsyncClient, tenant: Tenant, order_id: int) -> l
     assert found.status_code == 200, found.text
     proofs: list[Any] = found.json()["proofs"]
     return proofs
+
+
+def _utc(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M")
 
 
 async def _route_started(http: httpx.AsyncClient, driver: Driver) -> bool:

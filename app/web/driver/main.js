@@ -18,6 +18,7 @@ const TOKEN_KEY = "lastmile.driver.token";
 const ROUTE_KEY = "lastmile.driver.route";
 const SEQ_KEY = "lastmile.driver.seq";
 const SIGNED_OUT_KEY = "lastmile.driver.signedOut";
+const PROFILE_KEY = "lastmile.driver.profile";
 const OPEN = new Set(["pending", "arrived"]);
 const $ = (id) => document.getElementById(id);
 
@@ -93,6 +94,7 @@ async function signOut(reason) {
   if (state.link) state.link.stop();
   localStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(ROUTE_KEY);
+  localStorage.removeItem(PROFILE_KEY);
   // A fresh page starts from nothing: no socket, sender or listener of this session survives.
   sessionStorage.setItem(SIGNED_OUT_KEY, reason ? `Signed out: ${reason}` : "");
   location.replace("/driver");
@@ -135,6 +137,7 @@ async function run() {
   });
   setUpDialog();
   await refreshQueued();
+  loadProfile();
   state.link.start();
   state.sender.kick();
 }
@@ -233,7 +236,29 @@ function render() {
   else stopTracking();
 }
 
-const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+// Times in the organisation's zone (GET /v1/driver/me), in the phone's language.
+let clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+function useProfile(profile) {
+  clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", timeZone: profile.time_zone });
+  $("driver-name").textContent = profile.name;
+  $("zone").textContent = profile.time_zone.replaceAll("_", " ");
+  render();
+}
+
+async function loadProfile() {
+  const cached = localStorage.getItem(PROFILE_KEY);
+  if (cached) useProfile(JSON.parse(cached));
+  try {
+    const response = await fetch("/v1/driver/me", { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" });
+    if (!response.ok) return;
+    const profile = await response.json();
+    localStorage.setItem(PROFILE_KEY, JSON.stringify(profile));
+    useProfile(profile);
+  } catch {
+    // offline: the cached profile (or the phone's zone) serves until the next start
+  }
+}
 
 function stopItem(stop, next, route) {
   const windows = (stop.windows || []).map((w) => `${clock.format(new Date(w.start))}–${clock.format(new Date(w.end))}`).join(", ");
