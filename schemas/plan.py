@@ -92,7 +92,15 @@ class LeftOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlanOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """A finished plan: routes, orders left out, the dimensions of the loads, search figures."""
+    """A finished plan: routes, orders left out, the dimensions of the loads, search figures.
+
+    ``engine`` names the engine whose routes these are (``"pyvrp"``, ``"ortools"``),
+    ``engine_reason`` why it was chosen for this day, ``search`` the search that produced them,
+    and ``processes`` how many processes of their own searched in parallel (0: the search ran in
+    the planner's process itself). ``search_status`` is
+    ``"cancelled"`` when the plan was cancelled and these are the best routes found by then.
+    Plans stored before these fields existed read ``""`` and 1.
+    """
 
     dimensions: list[str]
     routes: list[PlannedRoute]
@@ -102,6 +110,9 @@ class PlanOutcome(msgspec.Struct, frozen=True, kw_only=True):
     solutions_found: int
     search_status: str
     search: str = ""
+    engine: str = ""
+    engine_reason: str = ""
+    processes: int = 1
 
 
 class PlanView(msgspec.Struct, frozen=True, kw_only=True):

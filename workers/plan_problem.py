@@ -167,7 +167,10 @@ def outcome_of(day: DeliveryDay, result: PlanningResult) -> PlanOutcome:
         wall_time_s=result.stats.wall_time_s,
         solutions_found=result.stats.solutions_found,
         search_status=result.stats.status,
-        search=result.stats.metaheuristic,
+        search=result.stats.search or result.stats.metaheuristic,
+        engine=result.stats.engine,
+        engine_reason=result.stats.engine_reason,
+        processes=result.stats.processes,
     )
 
 

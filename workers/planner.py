@@ -267,6 +267,7 @@ class Planner(OwnConnection):
                 self.provider,
                 on_progress=on_progress,
                 tuning=tuning,
+                should_stop=halt.is_set,
             )
         )
         ending = await self._watch(plan.id, search, halt, stop)

@@ -366,8 +366,14 @@ PLAN_DONE: Final = PlanView(
         objective=5210.0,
         wall_time_s=30.0,
         solutions_found=37,
-        search_status="ROUTING_SUCCESS",
-        search="iterated_local_search",
+        search_status="success",
+        search="PyVRP 0.14.1 iterated local search",
+        engine="pyvrp",
+        engine_reason=(
+            "PyVRP: capacities, single time windows, shifts, maximum durations, skills and "
+            "priorities are all in its model, and its search is the stronger one"
+        ),
+        processes=2,
     ),
 )
 DISPATCH_REQUEST: Final = DispatchRequest(shift_ids=[SHIFT.id])

@@ -184,27 +184,35 @@ async def test_cancelling_a_dispatched_order_takes_its_stop_off_the_route(
 async def test_a_plan_can_ask_for_guided_local_search(
     http: httpx.AsyncClient, tenant: Tenant, delivery_day: Day, planner: None
 ) -> None:
-    """The search named in the request is the one that ran, and it serves every order too."""
+    """On a day only OR-Tools plans (workload balance), the OR-Tools search named in the
+    request is the one the outcome names, and it serves every order too; without balance the
+    outcome names PyVRP, which ignores that knob."""
+    day = delivery_day.day.isoformat()
     response = await http.post(
         "/v1/plans",
         json={
-            "day": delivery_day.day.isoformat(),
+            "day": day,
             "time_limit_s": 1,
             "search": "guided_local_search",
+            "balance_workload": True,
         },
         headers=key(tenant),
     )
     plan = await planned(http, tenant, response.json()["id"])
-    assert plan["outcome"]["search"] == "GUIDED_LOCAL_SEARCH"
+    assert plan["outcome"]["engine"] == "ortools"
+    assert plan["outcome"]["search"].endswith("+ GUIDED_LOCAL_SEARCH")
     assert plan["outcome"]["unassigned"] == []
     default = await http.post(
         "/v1/plans",
-        json={"day": delivery_day.day.isoformat(), "time_limit_s": 1},
+        json={"day": day, "time_limit_s": 1, "balance_workload": True},
         headers=key(tenant),
     )
-    assert (await planned(http, tenant, default.json()["id"]))["outcome"]["search"] == (
-        "ITERATED_LOCAL_SEARCH"
-    )
+    balanced = (await planned(http, tenant, default.json()["id"]))["outcome"]
+    assert balanced["search"].endswith("+ ITERATED_LOCAL_SEARCH")
+    free = await http.post("/v1/plans", json={"day": day, "time_limit_s": 1}, headers=key(tenant))
+    unbalanced = (await planned(http, tenant, free.json()["id"]))["outcome"]
+    assert unbalanced["engine"] == "pyvrp"
+    assert unbalanced["search"].startswith("PyVRP ")
     wrong = await http.post(
         "/v1/plans",
         json={"day": delivery_day.day.isoformat(), "search": "tabu"},
