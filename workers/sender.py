@@ -23,8 +23,9 @@ Every attempt carries the row's idempotency key: for email it is the ``Message-I
 providers (Twilio) take no idempotency key, so an SMS can arrive twice and nothing marks it.
 
 A channel with no adapter configured is never claimed: its rows stay ``pending`` with a
-``last_error`` that names the settings to set, and go out once they are set. Webhook rows are
-not sent yet (endpoints per organisation are a later slice) and are left the same way.
+``last_error`` that names the settings to set, and go out once they are set. Webhooks do not
+pass through the outbox: they have their own deliveries table and worker (:mod:`workers.hooks`),
+so a ``webhook`` row here is never sent and says so.
 
 Message text is what the notify worker rendered with the organisation's template when it
 decided the message (stored on the outbox row, read back with
@@ -72,7 +73,7 @@ LATENCY = Histogram("lastmile_sender_latency_seconds", "Time an adapter took to 
 UNCONFIGURED: dict[str, str] = {
     "email": "no SMTP relay configured (set LASTMILE_SMTP_HOST and LASTMILE_SMTP_FROM)",
     "sms": "no SMS provider configured (set LASTMILE_TWILIO_ACCOUNT_SID, _AUTH_TOKEN and _FROM)",
-    "webhook": "webhook endpoints are not sent yet (a later slice)",
+    "webhook": "webhooks are delivered by the webhooks worker from webhook_deliveries",
 }
 
 _SUBJECTS: dict[NotificationKind, str] = {
