@@ -10,10 +10,11 @@ Two engines plan days (see ``docs/solver.md`` for the measurements behind the ch
 
 :func:`choose_engine` picks by the problem's features. :func:`plan_jobs` decides what runs:
 one search, or on a large day one search per core, each in a process of its own — PyVRP with
-different seeds; for OR-Tools problems, OR-Tools' own search beside a second OR-Tools search
-started from PyVRP's plan of the same day without its breaks (repaired where the breaks do not
-fit). :func:`run_jobs` runs them, stops them when asked, and returns every candidate plan;
-the caller keeps the cheapest one that passes :mod:`solver.check`.
+different seeds; for a day with breaks, OR-Tools' own search beside PyVRP planning the day with
+room kept for the breaks, whose late stops are then left out (:mod:`solver.repair`), or for
+other OR-Tools problems its guided local search. :func:`run_jobs` runs them, stops them when
+asked, and returns every candidate plan; the caller keeps the cheapest one that passes
+:mod:`solver.check`.
 
 Processes are started with the ``spawn`` method: the caller may be a thread of a process that
 holds sockets and locks, which ``fork`` would copy. A search that must stop on request runs in
@@ -40,15 +41,15 @@ from solver.instance import Instance
 from solver.search import Progress, ProgressCallback, SearchTuning
 
 Engine = Literal["pyvrp", "ortools"]
-JobKind = Literal["pyvrp", "ortools", "seeded"]
+JobKind = Literal["pyvrp", "ortools", "ortools_gls", "pyvrp_breaks"]
 
 PARALLEL_MIN_ORDERS = 100
 """Days with fewer orders search in one process: they are solved well before a second
 process would have started (spawning one and importing the engines takes about a second)."""
 PARALLEL_MIN_S = 5.0
 """Nor do searches shorter than this many seconds run in parallel, for the same reason."""
-SEED_SHARE = 0.4
-"""Share of the time the seeded job gives PyVRP before OR-Tools continues from its plan."""
+REPAIR_SHARE = 0.1
+"""Share of the time a ``pyvrp_breaks`` search keeps for taking the breaks and repairing."""
 STOP_GRACE_S = 0.5
 """After asking processes to stop: how long to wait for their last word before ending them."""
 LATE_GRACE_S = 5.0
@@ -60,6 +61,7 @@ class Choice(msgspec.Struct, frozen=True, kw_only=True):
 
     engine: Engine
     reason: str
+    only_breaks: bool = False
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,10 +98,13 @@ def choose_engine(instance: Instance) -> Choice:
     if any(len(windows) > 1 for windows in instance.order_windows):
         needs.append("orders with several time windows")
     if needs:
-        return Choice(
-            engine="ortools",
-            reason=f"OR-Tools: the problem has {' and '.join(needs)}, which PyVRP does not model",
-        )
+        reason = f"OR-Tools: the problem has {' and '.join(needs)}, which PyVRP does not model"
+        if needs == ["breaks"]:
+            reason += (
+                "; on a large day PyVRP also plans it with room kept for the breaks, "
+                "and the cheaper plan is kept"
+            )
+        return Choice(engine="ortools", reason=reason, only_breaks=needs == ["breaks"])
     return Choice(
         engine="pyvrp",
         reason=(
@@ -124,7 +129,12 @@ def plan_jobs(choice: Choice, processes: int) -> list[Job]:
     """The searches to run for ``choice`` on ``processes`` processes."""
     if choice.engine == "pyvrp":
         return [Job(kind="pyvrp", seed=s) for s in range(processes)]
-    return [Job(kind="ortools")] + [Job(kind="seeded", seed=s) for s in range(processes - 1)]
+    if processes == 1:
+        return [Job(kind="ortools")]
+    # Beside OR-Tools' own search: PyVRP with room for the breaks when breaks are all that
+    # PyVRP lacks, else OR-Tools' guided local search.
+    other: JobKind = "pyvrp_breaks" if choice.only_breaks else "ortools_gls"
+    return [Job(kind="ortools"), *[Job(kind=other, seed=s) for s in range(processes - 1)]]
 
 
 def ortools_search_name(tuning: SearchTuning) -> str:
@@ -147,7 +157,10 @@ def run_job(
         return _run_pyvrp(instance, verdicts, job, deadline, on_progress, should_stop)
     if job.kind == "ortools":
         return _run_ortools(instance, verdicts, job, tuning, deadline, on_progress, on_sequences)
-    return _run_seeded(instance, verdicts, job, tuning, deadline, on_sequences, should_stop)
+    if job.kind == "ortools_gls":
+        gls = msgspec.structs.replace(tuning, metaheuristic="GUIDED_LOCAL_SEARCH")
+        return _run_ortools(instance, verdicts, job, gls, deadline, on_progress, on_sequences)
+    return _run_breaks(instance, verdicts, job, deadline, on_sequences, should_stop)
 
 
 def _candidates(verdicts: Sequence[Verdict]) -> list[int]:
@@ -206,8 +219,6 @@ def _run_ortools(
     deadline: float,
     on_progress: ProgressCallback | None,
     on_sequences: Callable[[list[list[int]]], None] | None,
-    seed: list[list[int]] | None = None,
-    search: str | None = None,
 ) -> Candidate:
     from solver.model import build_model
     from solver.readback import read_routes
@@ -215,8 +226,8 @@ def _run_ortools(
 
     built = build_model(instance, verdicts)
     remaining = max(0.05, deadline - clock.monotonic())
-    outcome = run_search(built, tuning, remaining, on_progress, on_sequences, seed)
-    name = search or ortools_search_name(tuning)
+    outcome = run_search(built, tuning, remaining, on_progress, on_sequences)
+    name = ortools_search_name(tuning)
     if outcome.assignment is None:
         return Candidate(
             job=job,
@@ -239,50 +250,37 @@ def _run_ortools(
     )
 
 
-def _run_seeded(
+def _run_breaks(
     instance: Instance,
     verdicts: Sequence[Verdict],
     job: Job,
-    tuning: SearchTuning,
     deadline: float,
     on_sequences: Callable[[list[list[int]]], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> Candidate:
+    """PyVRP on a day with breaks, with room kept for them; then the breaks are taken and the
+    stops that would be late are left out (:mod:`solver.repair`)."""
     from solver.pyvrp_search import SEARCH, PyvrpModel, run_pyvrp
     from solver.repair import repair
 
-    began = clock.monotonic()
-    model = PyvrpModel(instance, _candidates(verdicts), without_breaks=True)
-    share = SEED_SHARE * (deadline - began)
+    model = PyvrpModel(instance, _candidates(verdicts), room_for_breaks=True)
     sequences, feasible, stopped = run_pyvrp(
-        model, seed=job.seed, time_limit_s=share, should_stop=should_stop
+        model,
+        seed=job.seed,
+        time_limit_s=(1.0 - REPAIR_SHARE) * max(0.0, deadline - clock.monotonic()),
+        should_stop=should_stop,
     )
-    seeded = repair(instance, verdicts, sequences) if feasible else None
-    if seeded is not None and on_sequences is not None:
-        on_sequences(seeded)
-    if stopped:
-        return Candidate(
-            job=job,
-            engine="pyvrp",
-            search=f"{SEARCH} without breaks, repaired",
-            status="cancelled",
-            objective=0.0,
-            solutions_found=1 if seeded is not None else 0,
-            sequences=seeded,
-        )
-    return _run_ortools(
-        instance,
-        verdicts,
-        job,
-        msgspec.structs.replace(tuning, metaheuristic="GUIDED_LOCAL_SEARCH"),
-        deadline,
-        None,
-        on_sequences,
-        seed=seeded,
-        search=(
-            f"{SEARCH} without breaks, repaired, then OR-Tools {version('ortools')} "
-            "guided local search from its routes"
-        ),
+    repaired = repair(instance, verdicts, sequences) if feasible else None
+    if repaired is not None and on_sequences is not None:
+        on_sequences(repaired)
+    return Candidate(
+        job=job,
+        engine="pyvrp",
+        search=f"{SEARCH} with room kept for breaks, then breaks taken (late stops left out)",
+        status="cancelled" if stopped else "success" if feasible else "no_solution",
+        objective=0.0,
+        solutions_found=1 if repaired is not None else 0,
+        sequences=repaired,
     )
 
 
@@ -421,7 +419,7 @@ def _child(
             job,
             tuning,
             deadline,
-            progress if job.kind != "seeded" else None,
+            progress if job.kind != "pyvrp_breaks" else None,
             stop_event.is_set,
             sequences,
         )

@@ -22,8 +22,11 @@ per-km, per-hour, fixed cost  ``unit_distance_cost`` (per metre), ``unit_duratio
 ============================  ==============================================================
 
 Breaks and workload balance have no PyVRP counterpart: :mod:`solver.portfolio` does not choose
-this engine for problems that have them (it may still run it on the problem without breaks to
-seed OR-Tools). The search returns visiting orders only; :mod:`solver.schedule` times them.
+this engine for problems that have them. It may still run it beside OR-Tools on a day with
+breaks, with room kept for them (``room_for_breaks``): every shift, maximum duration and
+window ends earlier by the breaks' time, so that taking the breaks afterwards
+(:mod:`solver.schedule`) rarely makes a stop late; :mod:`solver.repair` leaves out the stops
+it still does. The search returns visiting orders only; :mod:`solver.schedule` times them.
 """
 
 from __future__ import annotations
@@ -92,13 +95,13 @@ class PyvrpModel:
     """
 
     def __init__(
-        self, instance: Instance, candidates: Sequence[int], *, without_breaks: bool = False
+        self, instance: Instance, candidates: Sequence[int], *, room_for_breaks: bool = False
     ) -> None:
         self.instance = instance
         self.clients = list(candidates)
         self.scale = cost_scale(instance)
         self.data, self.type_vehicles = _problem_data(
-            instance, self.clients, without_breaks, self.scale
+            instance, self.clients, room_for_breaks, self.scale
         )
 
     def sequences(self, solution: Solution) -> Sequences:
@@ -176,10 +179,17 @@ def cost_scale(instance: Instance) -> float:
 
 
 def _problem_data(
-    instance: Instance, clients: Sequence[int], without_breaks: bool, scale: float
+    instance: Instance, clients: Sequence[int], room_for_breaks: bool, scale: float
 ) -> tuple[ProblemData, list[list[int]]]:
     problem = instance.problem
     n_depots = len(problem.depots)
+    # With room for breaks, every stop is served early enough that a break taken before it
+    # leaves it inside its window: windows close earlier by the shortest total break time.
+    reserve = (
+        min(sum(b.duration_s for b in breaks) for breaks in instance.breaks)
+        if room_for_breaks
+        else 0
+    )
     locations = [Location(x=x, y=y) for x, y in _plane(instance)]
     depots = [Depot(location=d) for d in range(n_depots)]
     pyvrp_clients = []
@@ -192,7 +202,7 @@ def _problem_data(
                 delivery=instance.size[k],
                 service_duration=order.service_s,
                 tw_early=early,
-                tw_late=late,
+                tw_late=max(early, late - reserve),
                 prize=round(instance.penalty[k] * scale),
                 required=False,
             )
@@ -225,9 +235,12 @@ def _problem_data(
     for v, vehicle in enumerate(problem.vehicles):
         shift_start, shift_end = instance.shift[v]
         max_duration = vehicle.max_duration_s
-        if without_breaks and max_duration is not None:
-            # The relaxation for seeding: keep the breaks' time free inside the maximum.
-            max_duration -= sum(b.duration_s for b in instance.breaks[v])
+        if room_for_breaks:
+            # Keep the breaks' time free inside the shift and the maximum duration.
+            taken = sum(b.duration_s for b in instance.breaks[v])
+            shift_end = max(shift_start, shift_end - taken)
+            if max_duration is not None:
+                max_duration = max(0, max_duration - taken)
         key = _TypeKey(
             start=instance.vehicle_start[v],
             end=instance.vehicle_end[v],

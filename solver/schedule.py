@@ -84,13 +84,6 @@ def _latest_departure(
         if (ok, -later.duration_s) > (best_ok, -best.duration_s):
             best, best_ok = later, ok
     return best
-    later = _forward(instance, vehicle, orders, shift_start + min(delay, waited), specs, placement)
-    if later.duration_s < timed.duration_s and (
-        _keeps_constraints(instance, vehicle, orders, later)
-        or not _keeps_constraints(instance, vehicle, orders, timed)
-    ):
-        return later
-    return timed
 
 
 def _keeps_constraints(

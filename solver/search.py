@@ -162,7 +162,6 @@ def run_search(
     time_limit_s: float,
     on_progress: ProgressCallback | None = None,
     on_sequences: Callable[[list[list[int]]], None] | None = None,
-    seed: list[list[int]] | None = None,
 ) -> SearchOutcome:
     """Search for at most ``time_limit_s`` seconds; report each improving solution.
 
@@ -173,11 +172,6 @@ def run_search(
     given, gets the improving solution's visiting orders (per vehicle, order indices) at most
     every :data:`SEQUENCES_EVERY_S` seconds, so that a process killed mid-search has told its
     best so far.
-
-    ``seed``, visiting orders per vehicle, is the first solution when OR-Tools accepts it as
-    feasible; the search (``tuning.metaheuristic``, which must then be one of OR-Tools' local
-    search metaheuristics) improves it. A seed OR-Tools refuses is ignored: the search starts
-    from its own first solution.
     """
     routing = built.routing
     began = clock.monotonic()
@@ -215,12 +209,7 @@ def run_search(
 
     routing.AddAtSolutionCallback(at_solution)
     params = search_parameters(tuning, time_limit_s)
-    start = None
-    if seed is not None:
-        start = routing.ReadAssignmentFromRoutes(_seed_routes(built, seed), True)
-    if start is not None:
-        assignment = routing.SolveFromAssignmentWithParameters(start, params)
-    elif tuning.metaheuristic == ITERATED_LOCAL_SEARCH:
+    if tuning.metaheuristic == ITERATED_LOCAL_SEARCH:
         assignment = routing.SolveWithIteratedLocalSearch(params)
     else:
         assignment = routing.SolveWithParameters(params)
@@ -263,13 +252,3 @@ def _sequences(built: BuiltModel, next_of: Callable[[int], int]) -> list[list[in
             index = next_of(index)
         out.append(orders)
     return out
-
-
-def _seed_routes(built: BuiltModel, seed: list[list[int]]) -> list[list[int]]:
-    """``seed``'s orders as the model's variable indices, vehicle by vehicle."""
-    index_of = {
-        k: built.manager.NodeToIndex(node)
-        for node, k in enumerate(built.node_order)
-        if k is not None
-    }
-    return [[index_of[k] for k in orders if k in index_of] for orders in seed]

@@ -42,10 +42,10 @@ from solver.portfolio import (
 from solver.schedule import time_route
 from solver.search import ProgressCallback, SearchTuning
 
-READBACK_SHARE = 0.02
-"""Share of the time limit (at most :data:`READBACK_MAX_S`) kept for reading the plan back,
-timing and checking it."""
-READBACK_MAX_S = 0.5
+READBACK_SHARE = 0.03
+"""Share of the time limit (at most :data:`READBACK_MAX_S`) kept for reading the plans back
+from the search processes, timing, checking and comparing them."""
+READBACK_MAX_S = 2.0
 
 
 def solve(
@@ -99,7 +99,12 @@ def solve(
     rejected = sum(instance.penalty[k] for k, v in enumerate(verdicts) if not v.vehicles)
 
     def stats(
-        status: str, objective: float, solutions: int, search: str, processes: int
+        status: str,
+        objective: float,
+        solutions: int,
+        search: str,
+        processes: int,
+        engine: str = choice.engine,
     ) -> SearchStats:
         return SearchStats(
             objective=objective,
@@ -108,7 +113,7 @@ def solve(
             status=status,
             first_solution_strategy=tuning.first_solution,
             metaheuristic=tuning.metaheuristic,
-            engine=choice.engine,
+            engine=engine,
             search=search,
             engine_reason=choice.reason,
             processes=processes,
@@ -158,7 +163,7 @@ def solve(
     return PlanningResult(
         routes=routes,
         unassigned=rejected_orders + left_out,
-        stats=stats(status, objective, solutions, candidate.search, processes),
+        stats=stats(status, objective, solutions, candidate.search, processes, candidate.engine),
     )
 
 
