@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -52,7 +53,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.webhooks import new_secret
-from bench.harness import BenchEnv, Report, bench_env
+from bench.harness import BenchEnv, Report, bench_env, cpu_seconds
 from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.delivery import OrderIn
@@ -68,76 +69,121 @@ WEBHOOK_BATCH = 50
 
 
 class Arrivals:
-    """When each message arrived, by order id; shared by the receivers' threads."""
+    """When each message of one channel arrived, by order id, as the receivers' process logged
+    them (``<channel> <order id> <epoch s>`` lines in a file it appends to)."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
+    def __init__(self, channel: str, log: Path) -> None:
+        self.channel = channel
+        self.log = log
+        self.offset = 0
         self.at: dict[int, float] = {}
-        self.delay_s = 0.0
         self.wanted: frozenset[int] | None = None
-        """Only these orders are stamped (None: any), so a phase counts its own messages."""
+        """Only these orders count (None: any), so a phase counts its own messages."""
 
-    def stamp(self, order_id: int) -> None:
-        with self.lock:
-            if self.wanted is None or order_id in self.wanted:
-                self.at.setdefault(order_id, time.time())
+    def read(self) -> None:
+        """Take the lines logged since the last read."""
+        with self.log.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        complete = chunk.rfind(b"\n") + 1
+        self.offset += complete
+        for line in chunk[:complete].decode().splitlines():
+            channel, order, at = line.split()
+            order_id = int(order)
+            if channel == self.channel and (self.wanted is None or order_id in self.wanted):
+                self.at.setdefault(order_id, float(at))
 
     def clear(self, wanted: list[OrderId] | None = None) -> None:
+        self.read()
+        self.at.clear()
+        self.wanted = None if wanted is None else frozenset(wanted)
+
+
+class _Stamps:
+    """The receivers' side: one line per arrival, and the answer delay the bench sets."""
+
+    def __init__(self, log: Path, delay_ms: Any) -> None:
+        self.file = log.open("a", buffering=1)
+        self.lock = threading.Lock()
+        self.delay_ms = delay_ms
+
+    @property
+    def delay_s(self) -> float:
+        return float(self.delay_ms.value) / 1000
+
+    def stamp(self, channel: str, order_id: int) -> None:
         with self.lock:
-            self.at.clear()
-            self.wanted = None if wanted is None else frozenset(wanted)
+            self.file.write(f"{channel} {order_id} {time.time():.6f}\n")
 
 
 class SmtpReceiver:
     """aiosmtpd's handler: a mail to ``c<order id>@example.com`` stamps that order."""
 
-    def __init__(self, arrivals: Arrivals) -> None:
-        self.arrivals = arrivals
+    def __init__(self, stamps: _Stamps) -> None:
+        self.stamps = stamps
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.arrivals.delay_s:
-            await asyncio.sleep(self.arrivals.delay_s)
+        if self.stamps.delay_s:
+            await asyncio.sleep(self.stamps.delay_s)
         for rcpt in envelope.rcpt_tos:
             local = rcpt.split("@", 1)[0]
             if local.startswith("c") and local[1:].isdigit():
-                self.arrivals.stamp(int(local[1:]))
+                self.stamps.stamp("email", int(local[1:]))
         return "250 OK"
 
 
-def webhook_app(arrivals: Arrivals) -> Starlette:
+def webhook_app(stamps: _Stamps) -> Starlette:
     """A receiver that stamps the order of each delivery's body (``data.order_id``)."""
 
     async def receive(request: Request) -> Response:
         body = await request.body()
-        if arrivals.delay_s:
-            await asyncio.sleep(arrivals.delay_s)
+        if stamps.delay_s:
+            await asyncio.sleep(stamps.delay_s)
         order_id = json.loads(body).get("data", {}).get("order_id")
         if isinstance(order_id, int):
-            arrivals.stamp(order_id)
+            stamps.stamp("webhook", order_id)
         return Response(status_code=204)
 
     return Starlette(routes=[Route("/hook", receive, methods=["POST"])])
 
 
-@contextmanager
-def receivers(mail: Arrivals, hooks: Arrivals) -> Iterator[tuple[int, int]]:
-    """The SMTP server and the webhook receiver on free loopback ports, in threads."""
-    smtp = Controller(SmtpReceiver(mail), hostname="127.0.0.1", port=_free_port())
+def _receive(smtp_port: int, http_port: int, log: Path, delay_ms: Any) -> None:
+    """The receivers' process: aiosmtpd in a thread, the webhook receiver under uvicorn."""
+    stamps = _Stamps(log, delay_ms)
+    smtp = Controller(SmtpReceiver(stamps), hostname="127.0.0.1", port=smtp_port)
     smtp.start()
-    config = uvicorn.Config(
-        webhook_app(hooks), host="127.0.0.1", port=_free_port(), log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     try:
-        yield smtp.port, config.port
+        uvicorn.run(webhook_app(stamps), host="127.0.0.1", port=http_port, log_level="warning")
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         smtp.stop()
+
+
+@contextmanager
+def receivers(log: Path, delay_ms: Any) -> Iterator[tuple[int, int, int]]:
+    """The SMTP server and the webhook receiver in a process of their own (so that their CPU
+    is not the load generator's), on free loopback ports; yields both ports and its pid."""
+    smtp_port, http_port = _free_port(), _free_port()
+    context = multiprocessing.get_context("spawn")
+    proc = context.Process(target=_receive, args=(smtp_port, http_port, log, delay_ms))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while not (_listening(smtp_port) and _listening(http_port)):
+        if time.monotonic() > deadline or not proc.is_alive():
+            proc.terminate()
+            raise RuntimeError("the receivers did not start")
+        time.sleep(0.1)
+    try:
+        yield smtp_port, http_port, proc.pid or 0
+    finally:
+        proc.terminate()
+        proc.join(timeout=10)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _free_port() -> int:
@@ -150,8 +196,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def workers(env: BenchEnv, smtp_port: int, names: tuple[str, ...]) -> Iterator[None]:
-    """The named workers, one process each, as ``lastmile worker NAME``."""
+def workers(env: BenchEnv, smtp_port: int, names: tuple[str, ...]) -> Iterator[dict[str, int]]:
+    """The named workers, one process each, as ``lastmile worker NAME``; yields their pids."""
     proc_env = {
         **os.environ,
         "LASTMILE_DATABASE_URL": env.database_url,
@@ -173,7 +219,7 @@ def workers(env: BenchEnv, smtp_port: int, names: tuple[str, ...]) -> Iterator[N
         for name in names
     ]
     try:
-        yield
+        yield {name: proc.pid for name, proc in zip(names, procs, strict=True)}
     finally:
         for proc in procs:
             proc.terminate()
@@ -255,6 +301,8 @@ async def paced(
 async def wait_for(arrivals: list[Arrivals], count: int, timeout_s: float) -> None:
     """Until every receiver has ``count`` arrivals, or ``timeout_s`` passed."""
     for _ in range(int(timeout_s / 0.2)):
+        for a in arrivals:
+            a.read()
         if all(len(a.at) >= count for a in arrivals):
             return
         await asyncio.sleep(0.2)
@@ -311,25 +359,37 @@ async def raw_mails(port: int, count: int, concurrency: int) -> float:
 
 
 async def run(env: BenchEnv, args: argparse.Namespace, report: Report) -> None:
-    mail, hooks = Arrivals(), Arrivals()
+    log = env.data_dir / "arrivals.log"
+    log.touch()
+    mail, hooks = Arrivals("email", log), Arrivals("webhook", log)
+    delay_ms = multiprocessing.get_context("spawn").Value("d", 0.0)
     names = StreamNames(prefix=env.redis_prefix)
     events = int(args.rate * args.seconds)
-    with receivers(mail, hooks) as (smtp_port, hook_port):
+    with receivers(log, delay_ms) as (smtp_port, hook_port, receiver_pid):
         hook_url = f"http://127.0.0.1:{hook_port}/hook"
         org, ids = await setup(env, events + args.messages + 1, hook_url)
         redis = Redis.from_url(env.redis_url)
         try:
             all_workers = ("notify", "sender", "webhooks")
-            with workers(env, smtp_port, all_workers):
+            with workers(env, smtp_port, all_workers) as pids:
                 # Warm-up: one event through both paths, so that the workers' start is not
                 # measured; then the measured events.
                 await emit(redis, names, delivered(org, events + args.messages, ids[-1]))
                 await wait_for([mail, hooks], 1, timeout_s=120)
                 mail.clear(ids[:events])
                 hooks.clear(ids[:events])
+                pids = {**pids, "receivers": receiver_pid, "generator": os.getpid()}
+                cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 sent = await paced(redis, names, org, ids[:events], args.rate)
                 emitted_s = max(sent.values()) - min(sent.values())
                 await wait_for([mail, hooks], events, timeout_s=args.drain_s)
+                handled = max(1, min(len(mail.at), len(hooks.at)))
+                cpu = {
+                    f"{name}_cpu_ms_per_event": 1000
+                    * (cpu_seconds(pid) - cpu_before[name])
+                    / handled
+                    for name, pid in pids.items()
+                }
             report.add(
                 phase="latency",
                 channel="email",
@@ -338,6 +398,7 @@ async def run(env: BenchEnv, args: argparse.Namespace, report: Report) -> None:
                 emitted_per_s=events / emitted_s if emitted_s else 0.0,
                 **latencies(sent, mail.at),
             )
+            report.add(phase="cpu", **cpu)
             report.add(
                 phase="latency",
                 channel="webhook",
@@ -349,7 +410,7 @@ async def run(env: BenchEnv, args: argparse.Namespace, report: Report) -> None:
             batch = ids[events:-1]
             mail.clear(batch)
             hooks.clear(batch)
-            mail.delay_s = hooks.delay_s = args.delay_ms / 1000
+            delay_ms.value = args.delay_ms
             for n, order_id in enumerate(batch):  # queued while no worker runs
                 await emit(redis, names, delivered(org, events + n, order_id))
             with workers(env, smtp_port, all_workers):
