@@ -8,7 +8,9 @@ sender and recipient without authentication, relays nothing, and keeps the newes
 
 The Maildir (one file per message, written atomically through ``tmp/``) is the interface
 between the sink, which runs in the ``serve`` process, and whichever API process reads it:
-:func:`read_mails` parses it for the page. Nothing here is meant for production mail.
+:func:`read_mails` parses it for the page. :func:`prefer_email` makes a demo organisation's
+customers hear by email first (the default prefers SMS, which a demo has no provider for).
+Nothing here is meant for production mail.
 """
 
 from __future__ import annotations
