@@ -360,6 +360,35 @@ async def test_a_route_change_from_dispatch_shows_at_once_highlighted(
 
 
 @pytest.mark.browser
+async def test_instructions_the_customer_leaves_reach_the_stop_at_once_as_text(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """A gate code and a note typed on the tracking page show on the driver's stop without a
+    reload, as the customer typed them and never as markup."""
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
+    _, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+    link = await http.post(f"/v1/orders/{first['order_id']}/tracking", headers=key(tenant))
+    token = link.json()["url"].rsplit("/", 1)[-1]
+    hostile = '<img src=x onerror="document.title=1">'
+    given = {"gate_code": "4711#", "note": hostile, "safe_place_allowed": False}
+    left = await http.post(f"/v1/track/{token}/instructions", json=given)
+    assert left.status_code == 200, left.text
+    stop = page.locator(f"#stops li[data-stop-id='{first['id']}'] .stop-instructions")
+    await expect(stop).to_contain_text("Gate code: 4711#", timeout=WAIT_MS)
+    await expect(stop).to_contain_text(f"Customer: {hostile}")
+    await expect(stop).to_contain_text("Never leave without a signature")
+    assert await page.locator("#stops img").count() == 0
+
+
+@pytest.mark.browser
 async def test_a_driver_fails_a_stop_with_a_reason_code_and_a_note(
     server: LiveServer,
     http: httpx.AsyncClient,

@@ -287,9 +287,24 @@ function stopItem(stop, next, route) {
     el("div", { class: "stop-address" }, stop.address),
     windows ? el("div", { class: "muted" }, `Window ${windows}`) : null,
     stop.notes ? el("div", { class: "stop-notes" }, stop.notes) : null,
+    instructionsOf(stop),
     stop.phone ? el("a", { href: `tel:${stop.phone}` }, stop.phone) : null,
     actions,
   );
+}
+
+// What the customer asked for on the tracking page (gate code, where to leave it, whether it
+// may be left without a signature, a note): the customer's own words, shown as text.
+function instructionsOf(stop) {
+  const given = stop.instructions;
+  if (!given || !OPEN.has(stop.status)) return null;
+  const lines = [];
+  if (given.gate_code) lines.push(el("div", {}, "Gate code: ", el("strong", {}, given.gate_code)));
+  if (given.leave_at) lines.push(el("div", {}, `Leave at: ${given.leave_at}`));
+  if (given.safe_place_allowed === true) lines.push(el("div", {}, "May be left without a signature"));
+  if (given.safe_place_allowed === false) lines.push(el("div", {}, "Never leave without a signature"));
+  if (given.note) lines.push(el("div", {}, `Customer: ${given.note}`));
+  return lines.length ? el("div", { class: "stop-instructions" }, lines) : null;
 }
 
 function button(text, onClick) {
