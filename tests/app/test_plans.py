@@ -55,6 +55,8 @@ async def test_a_time_limit_above_the_cap_is_refused_naming_the_field(
     }
     accepted = await post_plan(http, tenant, delivery_day, CAP_S)
     assert accepted.status_code == 202, accepted.text
+    # Not left in the session's queue for the planners of later tests.
+    await http.post(f"/v1/plans/{accepted.json()['id']}/cancel", headers=key(tenant))
 
 
 async def test_a_queued_plan_cancelled_never_runs(
@@ -108,6 +110,7 @@ async def test_another_organisations_plan_cannot_be_cancelled(
     assert forbidden.status_code == 403
     unchanged = await http.get(f"/v1/plans/{plan['id']}", headers=key(tenant))
     assert (unchanged.json()["status"], unchanged.json()["cancel_requested_at"]) == ("queued", None)
+    await http.post(f"/v1/plans/{plan['id']}/cancel", headers=key(tenant))
 
 
 async def test_a_finished_plan_cannot_be_cancelled(

@@ -92,6 +92,16 @@ async def cancelled_with_routes(
     return ended
 
 
+@pytest.fixture(autouse=True)
+async def only_these_plans(db: psycopg.AsyncConnection) -> None:
+    """Plans earlier tests of the session left waiting are ended first: the planners share one
+    queue per database, and these tests' assertions are about their own plans' order."""
+    await db.execute(
+        "UPDATE plans SET status = 'failed', error = 'left waiting by an earlier test',"
+        " finished_at = now(), lease_until = NULL WHERE status IN ('queued', 'running')"
+    )
+
+
 @pytest.fixture
 async def other(db: psycopg.AsyncConnection, http: httpx.AsyncClient) -> Tenant:
     """A second organisation with a day to plan."""
