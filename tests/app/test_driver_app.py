@@ -389,6 +389,50 @@ async def test_instructions_the_customer_leaves_reach_the_stop_at_once_as_text(
 
 
 @pytest.mark.browser
+async def test_scans_tick_off_the_orders_parcels_and_the_server_reconciles_them(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """Typed codes tick off the order's parcels and flag one not on it; the proof carries the
+    scans and the ID check, and the server finds the same parcel missing and the same one
+    unexpected."""
+    for ref, order_id in today.orders.items():
+        parcels = [{"barcode": f"PKG-{ref}-1"}, {"barcode": f"PKG-{ref}-2"}]
+        patched = await http.patch(
+            f"/v1/orders/{order_id}", json={"parcels": parcels}, headers=key(tenant)
+        )
+        assert patched.status_code == 200, patched.text
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
+    one, two = first["barcodes"]
+    _, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+    await page.click("#start")
+    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
+    await stop.get_by_role("button", name="Complete…").click()
+    await expect(page.locator("#scan-summary")).to_have_text("0 of 2 parcels scanned")
+    for code in (one, "STRAY-9"):
+        await page.fill("#scan-input", code)
+        await page.press("#scan-input", "Enter")
+    await expect(page.locator("#scan-summary")).to_have_text("1 of 2 parcels scanned")
+    await expect(page.locator(f"#scans li.scanned[data-code='{one}']")).to_have_count(1)
+    await expect(page.locator(f"#scans li.missing[data-code='{two}']")).to_have_count(1)
+    await expect(page.locator("#scans li.unexpected[data-code='STRAY-9']")).to_have_count(1)
+    await page.check("#age-verified")
+    await page.click("#stop-submit")
+    await eventually(lambda: _stop_is(http, driver, first["id"], "delivered"), "delivered")
+    [proof] = await proofs_of(http, tenant, first["order_id"])
+    assert proof["scans"] == [one, "STRAY-9"]
+    assert (proof["missing_parcels"], proof["unexpected_parcels"]) == ([two], ["STRAY-9"])
+    assert proof["age_verified"] is True
+
+
+@pytest.mark.browser
 async def test_a_driver_fails_a_stop_with_a_reason_code_and_a_note(
     server: LiveServer,
     http: httpx.AsyncClient,

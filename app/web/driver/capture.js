@@ -16,6 +16,7 @@ export class Capture {
     this.$ = (id) => root.querySelector(`#${id}`);
     this.photos = [];
     this.scans = [];
+    this.expected = []; // the order's parcel codes
     this.stream = null;
     this.scanStream = null;
     this.signature = new SignaturePad(this.$("signature"));
@@ -50,7 +51,7 @@ export class Capture {
     this.scans = [];
     this.signature.clear();
     this.$("photos").replaceChildren();
-    this.$("scans").replaceChildren();
+    this.drawScans();
     this.$("scan-input").value = "";
   }
 
@@ -106,11 +107,36 @@ export class Capture {
     this.$("camera").hidden = true;
   }
 
+  // The parcels the order has; each is ticked off as it is scanned.
+  expect(codes) {
+    this.expected = [...codes];
+    this.drawScans();
+  }
+
   addScan(code) {
     const text = code.trim().slice(0, 200);
     if (!text || this.scans.includes(text) || this.scans.length >= MAX_SCANS) return;
     this.scans.push(text);
-    this.$("scans").append(el("li", {}, text));
+    this.drawScans();
+  }
+
+  // Expected parcels (scanned or not yet), then codes that are not on the order.
+  drawScans() {
+    const items = this.expected.map((code) => {
+      const scanned = this.scans.includes(code);
+      return el("li", { class: scanned ? "scan scanned" : "scan missing", dataset: { code } },
+        `${scanned ? "✓" : "○"} ${code}`);
+    });
+    for (const code of this.scans) {
+      if (!this.expected.includes(code)) {
+        items.push(el("li", { class: "scan unexpected", dataset: { code } }, `! ${code} (not on this order)`));
+      }
+    }
+    this.$("scans").replaceChildren(...items);
+    const found = this.expected.filter((code) => this.scans.includes(code)).length;
+    this.$("scan-summary").textContent = this.expected.length
+      ? `${found} of ${this.expected.length} parcels scanned`
+      : "";
   }
 
   addTyped() {

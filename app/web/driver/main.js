@@ -341,6 +341,7 @@ function setUpDialog() {
 function openDialog(stop) {
   dialogStop = stop;
   capture.reset();
+  capture.expect(stop.barcodes || []);
   $("stop-form").reset();
   $("fail-fields").hidden = true;
   $("stop-error").textContent = "";
@@ -368,6 +369,7 @@ async function submitDialog() {
     photos: capture.photos,
     signature,
     scans: capture.scans,
+    ageVerified: $("age-verified").checked,
     position: state.lastFix,
     deviceTime: new Date().toISOString(),
   };

@@ -21,6 +21,7 @@ export function proofParts(stop, captured) {
     if (captured.position.accuracy_m !== null) parts.push(["accuracy_m", String(captured.position.accuracy_m)]);
   }
   parts.push(["device_time", captured.deviceTime]);
+  if (captured.ageVerified) parts.push(["age_verified", "true"]);
   if (captured.outcome === "failed") {
     parts.push(["failure_code", captured.reason]);
     if (captured.note) parts.push(["failure_text", captured.note.slice(0, FAILURE_TEXT_MAX)]);
