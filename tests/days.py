@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import psycopg
 import pytest
 from redis.asyncio import Redis
 
@@ -68,9 +69,22 @@ async def running_worker(
         await asyncio.wait_for(task, timeout=30)
 
 
+async def end_waiting_plans(db: psycopg.AsyncConnection) -> None:
+    """End the plans earlier tests of the session left queued or running: planners serve one
+    queue per database (fairly, oldest organisation first), so a test's planner would compute
+    those before the test's own."""
+    await db.execute(
+        "UPDATE plans SET status = 'failed', error = 'left waiting by an earlier test',"
+        " finished_at = now(), lease_until = NULL WHERE status IN ('queued', 'running')"
+    )
+
+
 @pytest.fixture
-async def planner(settings: Settings, redis: Redis) -> AsyncIterator[None]:
-    """The planner worker, computing this test's plans."""
+async def planner(
+    settings: Settings, redis: Redis, db: psycopg.AsyncConnection
+) -> AsyncIterator[None]:
+    """The planner worker, computing this test's plans (and no plan earlier tests left)."""
+    await end_waiting_plans(db)
     async with running_worker(settings, "planner"):
         yield
 

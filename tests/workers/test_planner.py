@@ -21,7 +21,7 @@ from app.settings import Settings
 from schemas.ids import PlanId
 from store import plans
 from tests.conftest import LiveServer, Tenant, make_tenant
-from tests.days import at, key, make_day, running_worker
+from tests.days import at, end_waiting_plans, key, make_day, running_worker
 from tests.helpers import eventually
 
 LONG_S = 120.0
@@ -94,12 +94,9 @@ async def cancelled_with_routes(
 
 @pytest.fixture(autouse=True)
 async def only_these_plans(db: psycopg.AsyncConnection) -> None:
-    """Plans earlier tests of the session left waiting are ended first: the planners share one
-    queue per database, and these tests' assertions are about their own plans' order."""
-    await db.execute(
-        "UPDATE plans SET status = 'failed', error = 'left waiting by an earlier test',"
-        " finished_at = now(), lease_until = NULL WHERE status IN ('queued', 'running')"
-    )
+    """Plans earlier tests of the session left waiting are ended first: these tests' assertions
+    are about the order of their own plans."""
+    await end_waiting_plans(db)
 
 
 @pytest.fixture
