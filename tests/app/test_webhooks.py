@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,8 +14,10 @@ import httpx
 import msgspec
 import psycopg
 import pytest
+import websockets
 from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook as Verifier
+from starlette.responses import Response
 
 from adapters.webhooks import WebhookConfig, WebhookSender
 from app.api.webhooks import RefusedField, check_url
@@ -274,3 +278,49 @@ def test_allowed_address_classes_are_read_from_a_comma_separated_variable() -> N
     with pytest.raises(SettingsError) as refused:
         Settings.from_env({"LASTMILE_WEBHOOK_ALLOW_ADDRESSES": "loopback,everywhere"})
     assert refused.value.variable == "LASTMILE_WEBHOOK_ALLOW_ADDRESSES"
+
+
+async def test_a_disabled_endpoint_is_announced_on_the_dispatchers_live_feed(
+    settings: Settings,
+    server: LiveServer,
+    redis: Redis,
+    api: httpx.AsyncClient,
+    admin: Tenant,
+    receiver: tuple[HttpPeer, WebhookReceiver],
+) -> None:
+    """When the sender disables an endpoint (here the receiver answers 410 Gone), the
+    organisation's dispatcher screens get a ``webhook_disabled`` event naming it and why."""
+    peer, _check = receiver
+    peer.answer = lambda request: Response("gone", status_code=410)
+    created = (await api.post("/v1/webhooks", json={"url": f"{peer.url}/gone"})).json()
+    consumer = HooksConsumer(names=stream_names(settings), database_url=settings.database_url or "")
+    sender = HookSender(
+        settings.database_url or "",
+        WebhookSender(WebhookConfig(allowed_address_classes=frozenset({"loopback"}))),
+        HookSenderConfig(idle_s=0.02),
+        redis=redis,
+        names=stream_names(settings),
+    )
+    url = f"{server.ws_url}/v1/live/ws?token={admin.api_key}"
+    try:
+        async with websockets.connect(url) as socket:
+            await _message(socket, "snapshot")
+            await consumer.handle([Entry("events", "1700000000500-0", _delivered(admin.org_id, 5))])
+            await sender.run_once()
+            message = await _message(socket, "event")
+    finally:
+        await consumer.close()
+        await sender.close()
+    event = message["event"]
+    assert event["type"] == "webhook_disabled"
+    assert (event["endpoint_id"], event["url"]) == (created["id"], created["url"])
+    assert event["reason"] == "the receiver answered 410 Gone"
+    assert (await api.get(f"/v1/webhooks/{created['id']}")).json()["enabled"] is False
+
+
+async def _message(socket: Any, kind: str) -> dict[str, Any]:
+    """The next message of type ``kind`` (others are skipped)."""
+    while True:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        if message["type"] == kind:
+            return message
