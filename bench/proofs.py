@@ -8,9 +8,11 @@ routes written straight to the database: planning is not what is measured), then
 
 1. **API**: ``uploads`` captures (``POST /v1/driver/stops/{id}/proof``: one ~3 MB JPEG, a
    stroke signature, scans, position), ``concurrency`` at a time; uploads/s, MB/s of request
-   bodies, p50 and p99 latency. The API process's resident memory (RSS) is sampled every
-   100 ms from before the first upload to after the last, once with 1 upload at a time and once
-   with ``concurrency``, so its growth with concurrency is on the table.
+   bodies, p50 and p99 latency, and the API process's CPU time per upload (on a shared machine,
+   the figure that does not depend on what else runs). The API process's resident memory
+   (RSS) is sampled every 100 ms from before the first upload to after the last, with 1 upload
+   at a time, with ``concurrency`` and with twice that, so its growth with concurrency is on
+   the table.
 2. **Raw**: the same upload bytes written to the same store (``LocalBlobs.put_bytes``,
    ``concurrency`` at a time), as the floor the API's figures stand beside.
 
@@ -38,7 +40,15 @@ import psycopg
 from PIL import Image
 
 from adapters.blobs import LocalBlobs, local_signing_key
-from bench.harness import BenchEnv, BenchTenant, Report, bench_env, make_tenant, server_process
+from bench.harness import (
+    BenchEnv,
+    BenchTenant,
+    Report,
+    bench_env,
+    cpu_seconds,
+    make_tenant,
+    server_process,
+)
 from schemas.ids import DriverId, OrderId, OrgId, ShiftId, VehicleId
 from store import plans, routes
 
@@ -269,9 +279,11 @@ def main() -> None:
                 (f"api, {2 * args.concurrency} at a time", jobs[middle:], 2 * args.concurrency),
             ):
                 before = psutil.Process(pid).memory_info().rss
+                cpu_before = cpu_seconds(pid)
                 with RssSampler(pid) as rss:
                     wall, latencies, sent = asyncio.run(upload_all(args.port, batch, concurrency))
                 after = psutil.Process(pid).memory_info().rss
+                cpu = cpu_seconds(pid) - cpu_before
                 report.add(
                     run=label,
                     uploads=len(batch),
@@ -279,6 +291,7 @@ def main() -> None:
                     mb_per_s=sent / wall / 1e6,
                     p50_ms=p(latencies, 0.50) * 1000,
                     p99_ms=p(latencies, 0.99) * 1000,
+                    api_cpu_ms_per_upload=cpu / len(batch) * 1000,
                     rss_before_mb=before / 1e6,
                     rss_peak_mb=max(rss.samples, default=after) / 1e6,
                     rss_after_mb=after / 1e6,

@@ -6,7 +6,7 @@ too, so the route table reads ``proofs.*``).
 The capture (``POST /v1/driver/stops/{stop_id}/proof``, shape in ``docs/proofs.md``) closes
 the stop as delivered or failed and stores its proof in one transaction, with both audit
 entries. Its body is streamed: Starlette's multipart parser spools each file part to disk past
-1 MiB, and the stream it reads is counted, so a request over ``proof_max_bytes`` is refused
+64 KiB, and the stream it reads is counted, so a request over ``proof_max_bytes`` is refused
 (413) as soon as it gets there, whatever its ``Content-Length`` said. Images are decoded in a
 pool of :data:`IMAGE_WORKERS` threads, so decoded pixels in memory are bounded by that and
 not by how many drivers upload together.
@@ -131,6 +131,14 @@ def _image_threads(request: Request) -> ThreadPoolExecutor:
 # --- reading the upload ----------------------------------------------------------------------
 
 
+class _SpoolingParser(MultiPartParser):
+    """Starlette's parser, keeping at most 64 KiB of each file part in memory (not 1 MiB)
+    before it goes to a temporary file: twenty uploads waiting for the image threads then hold
+    about a megabyte between them, not twenty."""
+
+    spool_max_size = 64 * 1024
+
+
 async def _read_form(request: Request, limit: int) -> FormData:
     """The multipart body, its files spooled to disk, refused with 413 past ``limit`` bytes."""
     content_type = request.headers.get("content-type", "")
@@ -150,7 +158,7 @@ async def _read_form(request: Request, limit: int) -> FormData:
                 raise PayloadTooLarge("body", f"expected at most {limit} bytes, got more")
             yield chunk
 
-    parser = MultiPartParser(
+    parser = _SpoolingParser(
         request.headers,
         counted(),
         max_files=MAX_PHOTOS + MAX_LABELS + 1,
