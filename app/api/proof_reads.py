@@ -51,14 +51,17 @@ def blob_store(request: Request) -> BlobStore:
     return store
 
 
-def proof_photo_link(blobs: BlobStore, settings: Settings, sha256: str) -> str:
-    """An absolute, signed, short-lived link to a proof photo, for a customer message.
+def proof_photo_link(
+    blobs: BlobStore, settings: Settings, sha256: str, *, ttl_s: int | None = None
+) -> str:
+    """An absolute, signed, expiring link to a proof photo, for a page or a customer message.
 
     Relative URLs of the local store are made absolute with ``LASTMILE_PUBLIC_URL``; S3 URLs
-    are absolute already. The notification side calls this where the organisation allows
-    showing the proof photo.
+    are absolute already. ``ttl_s`` defaults to ``LASTMILE_BLOB_URL_TTL_S``; a message read
+    hours later needs a longer one. The notification side calls this where the organisation
+    allows showing the proof photo.
     """
-    url = blobs.signed_url(sha256, "image/jpeg", settings.blob_url_ttl_s)
+    url = blobs.signed_url(sha256, "image/jpeg", ttl_s or settings.blob_url_ttl_s)
     if url.startswith("/") and settings.public_url:
         return settings.public_url.rstrip("/") + url
     return url
