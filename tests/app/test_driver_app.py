@@ -17,7 +17,15 @@ import psycopg
 import pytest
 import zxingcpp
 from PIL import Image
-from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    FilePayload,
+    Page,
+    Route,
+    async_playwright,
+    expect,
+)
 from redis.asyncio import Redis
 
 from app.auth import issue_api_key
@@ -430,6 +438,49 @@ async def test_scans_tick_off_the_orders_parcels_and_the_server_reconciles_them(
     assert proof["scans"] == [one, "STRAY-9"]
     assert (proof["missing_parcels"], proof["unexpected_parcels"]) == ([two], ["STRAY-9"])
     assert proof["age_verified"] is True
+
+
+@pytest.mark.browser
+async def test_a_photo_of_a_label_is_read_by_the_server_where_the_phone_cannot_scan(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """Without a barcode reader in the browser, a photo of the parcel's label goes up as a
+    label photo and the server's reading of it counts as the scan."""
+    for ref, order_id in today.orders.items():
+        parcels = [{"barcode": f"PKG-{ref}-1"}]
+        patched = await http.patch(
+            f"/v1/orders/{order_id}", json={"parcels": parcels}, headers=key(tenant)
+        )
+        assert patched.status_code == 200, patched.text
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
+    [code] = first["barcodes"]
+    label = io.BytesIO()
+    image = zxingcpp.write_barcode_to_image(zxingcpp.create_barcode(code, zxingcpp.Code128))
+    Image.fromarray(image).resize((600, 200)).save(label, format="PNG")
+    _, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+    await page.click("#start")
+    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
+    await stop.get_by_role("button", name="Complete…").click()
+    payload: FilePayload = {
+        "name": "label.png",
+        "mimeType": "image/png",
+        "buffer": label.getvalue(),
+    }
+    await page.set_input_files("#label-input", files=[payload])
+    await expect(page.locator("#labels")).to_have_text("1 label photo(s): read by the server")
+    await page.click("#stop-submit")
+    await eventually(lambda: _stop_is(http, driver, first["id"], "delivered"), "delivered")
+    [proof] = await proofs_of(http, tenant, first["order_id"])
+    assert proof["decoded_scans"] == [code]
+    assert proof["missing_parcels"] == []
 
 
 @pytest.mark.browser

@@ -10,6 +10,7 @@ const PHOTO_MAX_PX = 2048; // camera frames are scaled down to this on their lon
 const THUMB_PX = 96;
 const MAX_PHOTOS = 10;
 const MAX_SCANS = 200;
+const MAX_LABELS = 4;
 
 export class Capture {
   constructor(root) {
@@ -17,10 +18,18 @@ export class Capture {
     this.photos = [];
     this.scans = [];
     this.expected = []; // the order's parcel codes
+    this.labels = []; // photos of parcel labels: the server reads their barcodes
     this.stream = null;
     this.scanStream = null;
     this.signature = new SignaturePad(this.$("signature"));
     this.$("signature-clear").addEventListener("click", () => this.signature.clear());
+    this.$("label-input").addEventListener("change", (event) => {
+      for (const file of event.target.files) {
+        if (this.labels.length < MAX_LABELS) this.labels.push(file);
+      }
+      event.target.value = "";
+      this.$("labels").textContent = this.labels.length ? `${this.labels.length} label photo(s): read by the server` : "";
+    });
     this.$("photo-input").addEventListener("change", (event) => {
       for (const file of event.target.files) this.addPhoto(file);
       event.target.value = "";
@@ -49,6 +58,8 @@ export class Capture {
     this.stopScanner();
     this.photos = [];
     this.scans = [];
+    this.labels = [];
+    this.$("labels").textContent = "";
     this.signature.clear();
     this.$("photos").replaceChildren();
     this.drawScans();

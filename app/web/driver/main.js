@@ -370,6 +370,7 @@ async function submitDialog() {
     signature,
     scans: capture.scans,
     ageVerified: $("age-verified").checked,
+    labels: capture.labels,
     position: state.lastFix,
     deviceTime: new Date().toISOString(),
   };

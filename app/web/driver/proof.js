@@ -12,6 +12,9 @@ export function proofParts(stop, captured) {
   captured.photos.forEach((photo, n) => {
     parts.push(["photo", photo, photo.name || `photo-${n + 1}.${extension(photo.type)}`]);
   });
+  (captured.labels || []).forEach((label, n) => {
+    parts.push(["label_photo", label, label.name || `label-${n + 1}.${extension(label.type)}`]);
+  });
   if (captured.signature) parts.push(["signature", captured.signature, "signature.png"]);
   if (captured.recipient) parts.push(["recipient_name", captured.recipient.slice(0, NAME_MAX)]);
   if (captured.note) parts.push(["notes", captured.note.slice(0, NOTES_MAX)]);
