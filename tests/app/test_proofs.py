@@ -4,7 +4,9 @@ re-attempts, search, signed images and the audit chain."""
 from __future__ import annotations
 
 import io
+import time
 from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import msgspec
@@ -15,6 +17,7 @@ import zxingcpp
 from PIL import Image
 from redis.asyncio import Redis
 
+from app.api.proofs import make_blob_store, proof_photo_link
 from app.auth import issue_api_key
 from app.settings import Settings
 from realtime.streams import StreamNames
@@ -411,3 +414,15 @@ async def test_every_transition_is_in_the_audit_chain_and_tampering_is_found(
         )
     broken = (await http.get("/v1/audit/verify", headers=admin)).json()
     assert (broken["ok"], broken["first_bad_seq"]) == (False, 3)
+
+
+async def test_a_proof_photo_link_is_absolute_signed_and_expiring(settings: Settings) -> None:
+    """The link for a customer message names the public URL, the blob and its own lifetime."""
+    public = msgspec.structs.replace(settings, public_url="https://deliveries.example/")
+    blobs = make_blob_store(public)
+    stored = await blobs.put_bytes(b"\xff\xd8 a photo", "image/jpeg")
+    link = proof_photo_link(blobs, public, stored.sha256, ttl_s=86_400)
+    assert link.startswith(f"https://deliveries.example/v1/blobs/{stored.sha256}?")
+    query = parse_qs(urlsplit(link).query)
+    assert query["type"] == ["image/jpeg"]
+    assert 86_000 < int(query["expires"][0]) - time.time() <= 86_400
