@@ -585,3 +585,52 @@ async def test_the_fan_out_wakes_its_idle_delivery_loop(
         await loop
         await sleepy.close()
         await consumer.close()
+
+
+async def test_two_delivery_loops_side_by_side_send_each_delivery_once(
+    settings: Settings,
+    redis: Redis,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    cleanup: list[OrgId],
+    receiver: tuple[HttpPeer, WebhookReceiver],
+) -> None:
+    """Two delivery loops running at once (as two ``webhooks`` processes would) share the
+    deliveries: every one arrives exactly once, and both loops sent some."""
+    peer, check = receiver
+    cleanup.append(tenant.org_id)
+    endpoint = await _endpoint(db, tenant.org_id, f"{peer.url}/two", ["*"])
+    ids = [await _fan_out_one(settings, db, tenant, endpoint, order=n) for n in range(40)]
+    small = dataclasses.replace(FAST, batch=5)
+    loops = [
+        HookSender(
+            settings.database_url or "",
+            WebhookSender(dataclasses.replace(LOOPBACK, user_agent=f"loop-{n}")),
+            small,
+            redis=redis,
+            names=stream_names(settings),
+        )
+        for n in range(2)
+    ]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(loop.run(stop)) for loop in loops]
+    try:
+
+        async def all_arrived() -> bool:
+            return len(check.verified) >= len(ids)
+
+        await eventually(all_arrived, "every delivery at the receiver", deadline_s=20)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for loop in loops:
+            await loop.close()
+    sent = [r.headers["webhook-id"] for r in peer.requests]
+    assert len(sent) == len(set(sent)) == len(ids)
+    assert {r.headers["user-agent"] for r in peer.requests} == {"loop-0", "loop-1"}
+    cursor = await db.execute(
+        "SELECT count(*) FROM webhook_attempts a"
+        " JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.endpoint_id = %s",
+        (endpoint,),
+    )
+    assert (await cursor.fetchone()) == (len(ids),)
