@@ -36,6 +36,7 @@ from typing import Any, Literal, cast
 import msgspec
 
 from schemas.planning import PlanningProblem, Route
+from solver.errors import ProblemError
 from solver.feasibility import Verdict
 from solver.instance import Instance
 from solver.search import Progress, ProgressCallback, SearchTuning
@@ -87,8 +88,12 @@ class Candidate(msgspec.Struct, kw_only=True):
     routes: list[Route] | None = None
 
 
-def choose_engine(instance: Instance) -> Choice:
-    """PyVRP unless the problem needs something only OR-Tools expresses."""
+def choose_engine(instance: Instance, forced: str | None = None) -> Choice:
+    """PyVRP unless the problem needs something only OR-Tools expresses.
+
+    ``forced`` (:attr:`~solver.search.SearchTuning.engine`) names the engine instead; forcing
+    PyVRP on a problem it cannot express raises :class:`~solver.errors.ProblemError`.
+    """
     problem = instance.problem
     needs: list[str] = []
     if any(instance.breaks):
@@ -97,6 +102,15 @@ def choose_engine(instance: Instance) -> Choice:
         needs.append("workload balance")
     if any(len(windows) > 1 for windows in instance.order_windows):
         needs.append("orders with several time windows")
+    if forced == "ortools":
+        return Choice(engine="ortools", reason="OR-Tools: asked for by the caller")
+    if forced == "pyvrp" and needs:
+        raise ProblemError(
+            "tuning",
+            f"expected a problem PyVRP can plan, got one with {' and '.join(needs)}",
+        )
+    if forced == "pyvrp":
+        return Choice(engine="pyvrp", reason="PyVRP: asked for by the caller")
     if needs:
         reason = f"OR-Tools: the problem has {' and '.join(needs)}, which PyVRP does not model"
         if needs == ["breaks"]:

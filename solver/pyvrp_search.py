@@ -185,10 +185,14 @@ def _problem_data(
     n_depots = len(problem.depots)
     # With room for breaks, every stop is served early enough that a break taken before it
     # leaves it inside its window: windows close earlier by the shortest total break time.
+    # A stop served before any break can start needs no room.
     reserve = (
         min(sum(b.duration_s for b in breaks) for breaks in instance.breaks)
         if room_for_breaks
         else 0
+    )
+    first_break = min(
+        (b.start_min_s for breaks in instance.breaks for b in breaks), default=instance.horizon_s
     )
     locations = [Location(x=x, y=y) for x, y in _plane(instance)]
     depots = [Depot(location=d) for d in range(n_depots)]
@@ -202,7 +206,7 @@ def _problem_data(
                 delivery=instance.size[k],
                 service_duration=order.service_s,
                 tw_early=early,
-                tw_late=max(early, late - reserve),
+                tw_late=max(early, late - reserve, min(late, first_break)),
                 prize=round(instance.penalty[k] * scale),
                 required=False,
             )

@@ -116,6 +116,20 @@ class _Timed:
         return self.end_s - self.depart_s
 
 
+def _with_break(leave: int, travel: int, spec: BreakSpec) -> tuple[int, int]:
+    """A break taken on a leg that leaves at ``leave`` and drives ``travel`` seconds: when it
+    starts, and the departure that would arrive as late as the break makes the vehicle.
+
+    The break starts as soon as its window opens (or at once). Starting during the drive, it
+    delays the arrival by its duration; starting after the drive, at the stop, it delays the
+    service to its end.
+    """
+    taken_at = max(leave, spec.start_min_s)
+    if taken_at < leave + travel:
+        return taken_at, leave + spec.duration_s
+    return taken_at, taken_at + spec.duration_s - travel
+
+
 def _forward(
     instance: Instance,
     vehicle: int,
@@ -133,13 +147,12 @@ def _forward(
     leave = depart_s
     services = instance.problem.orders
 
-    def take(b: int) -> None:
+    def take(b: int, travel: int) -> None:
         nonlocal leave
         spec = specs[b]
-        taken_at = max(leave, spec.start_min_s)
+        taken_at, leave = _with_break(leave, travel, spec)
         timed.late_break |= taken_at > spec.start_max_s
         timed.breaks.append((taken_at, spec.duration_s))
-        leave = taken_at + spec.duration_s
         pending.remove(b)
 
     for leg, k in enumerate(orders):
@@ -148,15 +161,14 @@ def _forward(
         travel = instance.travel_s(here, point)
         if placement is not None:
             for b in [b for b in pending if placement[b] == leg]:
-                take(b)
+                take(b, travel)
         else:
             while pending:
                 spec = specs[pending[0]]
                 plain = service_start(leave + travel, windows)
-                taken_at = max(leave, spec.start_min_s)
-                with_break = service_start(taken_at + spec.duration_s + travel, windows)
+                with_break = service_start(_with_break(leave, travel, spec)[1] + travel, windows)
                 if with_break <= plain or plain + services[k].service_s > spec.start_max_s:
-                    take(pending[0])
+                    take(pending[0], travel)
                     continue
                 break
         arrival = leave + travel
@@ -172,7 +184,7 @@ def _forward(
         if after is None:
             after = specs[b].start_max_s >= back
         if not after:
-            take(b)
+            take(b, instance.travel_s(here, end_point))
     back = leave + instance.travel_s(here, end_point)
     for b in pending:
         # Taken off the road, after the route (its window is still open when it is back).

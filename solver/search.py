@@ -25,6 +25,8 @@ ITERATED_LOCAL_SEARCH = "ITERATED_LOCAL_SEARCH"
 METAHEURISTICS = frozenset(routing_enums_pb2.LocalSearchMetaheuristic.Value.keys()) | {
     ITERATED_LOCAL_SEARCH
 }
+ENGINES = frozenset({"pyvrp", "ortools"})
+"""The engines :attr:`SearchTuning.engine` may name (see :mod:`solver.portfolio`)."""
 INSERTION_LNS_OPERATORS = (
     "use_global_cheapest_insertion_path_lns",
     "use_local_cheapest_insertion_path_lns",
@@ -57,7 +59,9 @@ class SearchTuning(msgspec.Struct, frozen=True, kw_only=True):
     ``operator_bandit`` lets a multi-armed bandit pick which local search operator to try next
     instead of a fixed order. ``processes`` is how many processes may search a day in
     parallel; ``None`` lets :func:`solver.portfolio.process_count` decide (every core, on a
-    large enough day).
+    large enough day). ``engine`` (``"pyvrp"`` or ``"ortools"``) overrides the portfolio's
+    choice of engine; ``None`` lets :func:`solver.portfolio.choose_engine` pick by the
+    problem's features.
     """
 
     first_solution: str = "PARALLEL_CHEAPEST_INSERTION"
@@ -71,6 +75,7 @@ class SearchTuning(msgspec.Struct, frozen=True, kw_only=True):
     ruin_avg_removed: int = 10
     log_search: bool = False
     processes: int | None = None
+    engine: str | None = None
 
     def __post_init__(self) -> None:
         if self.first_solution not in FIRST_SOLUTION_STRATEGIES:
@@ -87,6 +92,10 @@ class SearchTuning(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.processes is not None and self.processes < 1:
             raise ProblemError("tuning", f"expected processes of at least 1, got {self.processes}")
+        if self.engine is not None and self.engine not in ENGINES:
+            raise ProblemError(
+                "tuning", f"expected engine in {sorted(ENGINES)} or none, got {self.engine!r}"
+            )
         if self.metaheuristic not in METAHEURISTICS:
             raise ProblemError(
                 "tuning",

@@ -88,7 +88,7 @@ def solve(
     instance = compile_problem(problem, matrix)
     verdicts = precheck(instance)
     orders = problem.orders
-    choice = choose_engine(instance)
+    choice = choose_engine(instance, tuning.engine)
 
     rejected_orders = [
         UnassignedOrder(order_ref=OrderRef(orders[k].ref), code=verdict.code, reason=verdict.reason)
