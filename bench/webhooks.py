@@ -52,7 +52,7 @@ from realtime.streams import StreamNames
 from schemas.events import StopDelivered
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from store import webhooks as store
-from store.webhooks import NewDelivery
+from store.webhook_deliveries import NewDelivery, insert_deliveries
 from workers.hooks import HookSender, HookSenderConfig
 
 
@@ -187,7 +187,7 @@ async def delivery_loop(
             )
             for n in range(total)
         ]
-        await store.insert_deliveries(conn, rows)
+        await insert_deliveries(conn, rows)
         redis = Redis.from_url(env.redis_url)
         sender = HookSender(
             env.database_url,

@@ -13,7 +13,7 @@ batch's organisations; each entry whose type an endpoint subscribes to becomes o
 entry stores nothing new.
 
 **Delivery** (:class:`HookSender`): a loop that claims due deliveries with ``FOR UPDATE SKIP
-LOCKED`` and a lease (:func:`store.webhooks.claim_due`), POSTs each through
+LOCKED`` and a lease (:func:`store.webhook_deliveries.claim_due`), POSTs each through
 :class:`adapters.webhooks.WebhookSender` (signed afresh for every attempt, same
 ``webhook-id``), and records each attempt in one transaction with the delivery's new state and
 the endpoint's run of failures (the whole batch in one transaction):
@@ -34,7 +34,7 @@ endpoint is disabled: its deliveries wait (unclaimed) until an administrator ena
 The sender then puts a ``webhook_disabled`` event on the organisation's events (dispatcher
 screens see it; other endpoints may subscribe to it), at least once: the endpoint is marked
 unannounced in the transaction that disables it, and marked announced in the transaction
-that publishes the event (:func:`store.webhooks.take_unannounced`).
+that publishes the event (:func:`store.webhook_deliveries.take_unannounced`).
 
 A killed sender loses nothing: its claimed deliveries stay ``sending`` until their lease runs
 out, and any sender claims them again; a receiver may then get one twice, with the same
@@ -68,7 +68,7 @@ from schemas.codecs import EVENT_DECODER
 from schemas.events import Event, WebhookDisabled
 from schemas.ids import OrgId
 from schemas.webhooks import DeliveryState, event_type, subscribed, webhook_id
-from store.webhooks import (
+from store.webhook_deliveries import (
     Claimed,
     NewDelivery,
     Outcome,

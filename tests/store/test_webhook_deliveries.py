@@ -1,5 +1,5 @@
-"""store.webhooks on real PostgreSQL: what recording an attempt does when the sender no longer
-holds the delivery, or the delivery is gone."""
+"""store.webhook_deliveries on real PostgreSQL: what recording an attempt does when the sender
+no longer holds the delivery, or the delivery is gone."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import psycopg
 
 from schemas.ids import OrgId
+from store import webhook_deliveries as deliveries
 from store import webhooks
-from store.webhooks import NewDelivery, Outcome
+from store.webhook_deliveries import NewDelivery, Outcome
 from tests.conftest import Tenant
 
 
@@ -24,7 +25,7 @@ async def _one(db: psycopg.AsyncConnection, org_id: OrgId) -> tuple[int, int]:
         enabled=True,
     )
     now = datetime.now(UTC)
-    await webhooks.insert_deliveries(
+    await deliveries.insert_deliveries(
         db,
         [
             NewDelivery(
@@ -66,9 +67,9 @@ async def test_an_attempt_of_a_taken_over_delivery_is_logged_but_moves_nothing(
     endpoint_id, delivery_id = await _one(db, tenant.org_id)
     try:
         for _ in range(2):  # claimed, lease run out, claimed again: attempt 2 holds it
-            claimed = await webhooks.claim_due(db, 100, 0.0)
+            claimed = await deliveries.claim_due(db, 100, 0.0)
             assert delivery_id in {c.id for c in claimed}
-        moved, change = await webhooks.record_attempt(
+        moved, change = await deliveries.record_attempt(
             db, _failed(endpoint_id, delivery_id, 1), disable_after=1
         )
         assert (moved, change) == (False, "none")
@@ -89,9 +90,9 @@ async def test_an_attempt_of_a_deleted_endpoint_is_dropped_without_an_error(
     """An endpoint deleted while its delivery was being sent takes its log along; the sender's
     record of that attempt stores nothing and raises nothing."""
     endpoint_id, delivery_id = await _one(db, tenant.org_id)
-    [claimed] = [c for c in await webhooks.claim_due(db, 100, 60.0) if c.id == delivery_id]
+    [claimed] = [c for c in await deliveries.claim_due(db, 100, 60.0) if c.id == delivery_id]
     assert await webhooks.delete(db, tenant.org_id, endpoint_id)
-    moved, change = await webhooks.record_attempt(
+    moved, change = await deliveries.record_attempt(
         db, _failed(endpoint_id, delivery_id, claimed.attempts), disable_after=1
     )
     assert (moved, change) == (False, "none")

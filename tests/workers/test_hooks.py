@@ -36,6 +36,7 @@ from schemas.eta import EnRoute
 from schemas.events import DeliveryUpdate, Event, StopDelivered, WebhookDisabled
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from schemas.webhooks import webhook_id
+from store import webhook_deliveries
 from store import webhooks as store
 from tests.adapters.peers import HttpPeer, Recorded, WebhookReceiver
 from tests.conftest import Tenant, make_tenant
@@ -422,8 +423,8 @@ async def test_two_senders_never_claim_the_same_delivery(
         await psycopg.AsyncConnection.connect(url) as first,
         await psycopg.AsyncConnection.connect(url) as second,
     ):
-        one = {c.id for c in await store.claim_due(first, 3, 30.0)}
-        two = {c.id for c in await store.claim_due(second, 100, 30.0)}
+        one = {c.id for c in await webhook_deliveries.claim_due(first, 3, 30.0)}
+        two = {c.id for c in await webhook_deliveries.claim_due(second, 100, 30.0)}
         await first.commit()
         await second.commit()
     assert one
