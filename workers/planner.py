@@ -274,7 +274,8 @@ class Planner(OwnConnection):
         try:
             result = await search
         except SolverError as exc:
-            await plans_store.fail_plan(conn, plan.id, str(exc))
+            if ending != "lost":  # else it is another planner's to fail or finish now
+                await plans_store.fail_plan(conn, plan.id, str(exc))
             return
         if ending == "lost":
             log.warning("plan taken over by another planner; result dropped", plan=plan.id)
