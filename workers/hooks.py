@@ -54,6 +54,7 @@ import psycopg
 import structlog
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from adapters.webhooks import (
     WebhookAttempt,
@@ -223,8 +224,8 @@ class HookSender(OwnConnection):
 
     async def run_once(self) -> int:
         """Announce disabled endpoints, claim one batch, send it, record every attempt; the
-        number of deliveries claimed."""
-        await self.announce_disabled()
+        number of deliveries claimed. Redis being away delays announcements, not deliveries."""
+        await self._announce_or_wait()
         conn = await self._connection()
         claimed = await claim_due(conn, self.config.batch, self.config.lease_s)
         if not claimed:
@@ -243,8 +244,16 @@ class HookSender(OwnConnection):
                 DISABLED.inc()
                 log.warning("webhook endpoint disabled", endpoint_id=outcome.endpoint_id)
         if disabled:
-            await self.announce_disabled()
+            await self._announce_or_wait()
         return len(claimed)
+
+    async def _announce_or_wait(self) -> None:
+        """:meth:`announce_disabled`; when Redis fails, the endpoints stay unannounced (their
+        marks roll back) for a later pass."""
+        try:
+            await self.announce_disabled()
+        except (RedisError, OSError) as exc:
+            log.warning("webhook_disabled events not published yet", error=str(exc))
 
     async def announce_disabled(self) -> int:
         """Put a ``webhook_disabled`` event on the stream for each endpoint the senders disabled

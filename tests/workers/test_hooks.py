@@ -635,3 +635,50 @@ async def test_two_delivery_loops_side_by_side_send_each_delivery_once(
         (endpoint,),
     )
     assert (await cursor.fetchone()) == (len(ids),)
+
+
+async def test_with_redis_away_deliveries_go_on_and_the_announcement_waits(
+    settings: Settings,
+    redis: Redis,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    cleanup: list[OrgId],
+    receiver: tuple[HttpPeer, WebhookReceiver],
+) -> None:
+    """A sender whose Redis is unreachable still delivers and records (PostgreSQL is all it
+    needs); the endpoint it disabled meanwhile is announced by the next sender that reaches
+    Redis."""
+    peer, check = receiver
+    cleanup.append(tenant.org_id)
+    gone = await _endpoint(db, tenant.org_id, f"{peer.url}/gone", ["*"])
+    fine = await _endpoint(db, tenant.org_id, f"{peer.url}/fine", ["*"])
+    peer.answer = lambda r: Response("", status_code=410) if r.path == "/gone" else check(r)
+    await _fan_out_one(settings, db, tenant, gone, order=41)  # one delivery to each endpoint
+    nowhere = Redis.from_url("redis://127.0.0.1:9/0")
+    cut_off = HookSender(
+        settings.database_url or "",
+        WebhookSender(LOOPBACK),
+        FAST,
+        redis=nowhere,
+        names=stream_names(settings),
+    )
+    try:
+        assert await cut_off.run_once() == 2
+    finally:
+        await cut_off.close()
+        await nowhere.aclose()
+    assert [d["state"] for d in await _deliveries(db, fine)] == ["delivered"]
+    assert len(check.verified) == 1
+    disabled = await store.get(db, tenant.org_id, gone)
+    assert disabled is not None
+    assert not disabled.enabled
+    names = stream_names(settings)
+    assert not [e for e in await _events(redis, names.events) if isinstance(e, WebhookDisabled)]
+
+    later = _sender(settings, redis)
+    try:
+        await later.run_once()
+    finally:
+        await later.close()
+    announced = [e for e in await _events(redis, names.events) if isinstance(e, WebhookDisabled)]
+    assert [e.endpoint_id for e in announced] == [gone]
