@@ -6,7 +6,7 @@ in seconds; shifts start at instant 0. Every vehicle starts and ends at the depo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from schemas.planning import (
@@ -83,9 +83,16 @@ def plan(
     *,
     on_progress: ProgressCallback | None = None,
     tuning: SearchTuning | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PlanningResult:
     """Solve with straight-line distances at 1 m/s."""
-    return solve(problem, EuclideanProvider(), on_progress=on_progress, tuning=tuning)
+    return solve(
+        problem,
+        EuclideanProvider(),
+        on_progress=on_progress,
+        tuning=tuning,
+        should_stop=should_stop,
+    )
 
 
 def route_of(result: PlanningResult, vehicle: str) -> Route:

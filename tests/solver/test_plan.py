@@ -113,11 +113,15 @@ def test_a_random_day_yields_a_consistent_plan() -> None:
 
 
 def test_guided_local_search_is_one_setting_away() -> None:
-    """The guided local search gives an equally consistent plan of the same day."""
+    """OR-Tools' guided local search gives an equally consistent plan of the same day."""
     problem = random_day(seed=3, n_orders=40)
-    result = plan(problem, tuning=SearchTuning(metaheuristic="GUIDED_LOCAL_SEARCH"))
+    result = plan(
+        problem, tuning=SearchTuning(engine="ortools", metaheuristic="GUIDED_LOCAL_SEARCH")
+    )
     assert_plan_is_consistent(problem, result)
     assert result.stats.metaheuristic == "GUIDED_LOCAL_SEARCH"
+    assert result.stats.engine == "ortools"
+    assert "GUIDED_LOCAL_SEARCH" in result.stats.search
 
 
 def test_progress_reports_each_improving_solution() -> None:
