@@ -99,6 +99,21 @@ async def only_these_plans(db: psycopg.AsyncConnection) -> None:
     await end_waiting_plans(db)
 
 
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a ``lastmile worker`` process on this test's services."""
+    return {
+        **os.environ,
+        "LASTMILE_DATABASE_URL": settings.database_url or "",
+        "LASTMILE_REDIS_URL": settings.redis_url or "",
+        "LASTMILE_REDIS_PREFIX": settings.redis_prefix,
+        "LASTMILE_PING_SHARDS": str(settings.ping_shards),
+        "LASTMILE_DATA_DIR": str(settings.data_dir),
+        "LASTMILE_PLAN_LEASE_S": str(settings.plan_lease_s),
+        "LASTMILE_PLAN_MAX_S": str(settings.plan_max_s),
+        "LASTMILE_WORKER_BLOCK_MS": str(settings.worker_block_ms),
+    }
+
+
 @pytest.fixture
 async def other(db: psycopg.AsyncConnection, http: httpx.AsyncClient) -> Tenant:
     """A second organisation with a day to plan."""
@@ -180,18 +195,10 @@ async def test_a_killed_planners_plan_is_taken_over_and_computed(
     accepted is lost, and the plan counts two starts."""
     await a_day(http, tenant)
     plan_id = await post_plan(http, tenant, 3)
-    env = {
-        **os.environ,
-        "LASTMILE_DATABASE_URL": settings.database_url or "",
-        "LASTMILE_REDIS_URL": settings.redis_url or "",
-        "LASTMILE_REDIS_PREFIX": settings.redis_prefix,
-        "LASTMILE_PING_SHARDS": str(settings.ping_shards),
-        "LASTMILE_DATA_DIR": str(settings.data_dir),
-        "LASTMILE_PLAN_LEASE_S": str(settings.plan_lease_s),
-        "LASTMILE_WORKER_BLOCK_MS": str(settings.worker_block_ms),
-    }
     doomed = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "worker", "planner", "--consumer", "doomed", env=env
+        sys.executable,
+        *("-m", "app", "worker", "planner", "--consumer", "doomed"),
+        env=worker_env(settings),
     )
     try:
         await reaches(http, tenant, plan_id, "running")
@@ -230,3 +237,33 @@ async def test_a_stopped_planner_puts_its_plan_back_for_the_next(
     stored = await plans.get_plan(db, tenant.org_id, plan_id)
     assert stored is not None
     assert stored.claims == 1
+
+
+async def test_worker_processes_run_two_planners_and_put_their_plans_back_on_sigterm(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    other: Tenant,
+    settings: Settings,
+) -> None:
+    """``lastmile worker planner --processes 2`` runs two planner processes: the long plans of
+    two organisations run at the same time, and SIGTERM stops both searches and queues both
+    plans again, unstarted."""
+    await a_day(http, tenant)
+    first = await post_plan(http, tenant, LONG_S)
+    second = await post_plan(http, other, LONG_S)
+    workers = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "app", "worker", "planner", "--processes", "2"),
+        env=worker_env(settings),
+    )
+    try:
+        await reaches(http, tenant, first, "running")
+        await reaches(http, other, second, "running")
+    finally:
+        workers.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(workers.wait(), timeout=60) == 0
+    for owner, plan_id in ((tenant, first), (other, second)):
+        again = await plan_of(http, owner, plan_id)
+        assert (again["status"], again["started_at"]) == ("queued", None)
+        assert (await cancel(http, owner, plan_id)).json()["status"] == "cancelled"
