@@ -486,11 +486,12 @@ async def last_visited(conn: AsyncConnection, route_id: RouteId) -> tuple[float,
 async def live_stop_of_order(
     conn: AsyncConnection, org_id: OrgId, order_id: OrderId
 ) -> tuple[StopId, RouteId, str] | None:
-    """The order's live stop (id, route, status), if it is on a route."""
+    """The order's live stop (id, route, status), if it is on a route: its newest one (an order
+    tried again after a failure keeps its failed stops)."""
     row = await (
         await conn.execute(
             "SELECT id, route_id, status FROM stops WHERE org_id = %s AND order_id = %s"
-            " AND status <> 'removed'",
+            " AND status <> 'removed' ORDER BY id DESC LIMIT 1",
             (org_id, order_id),
         )
     ).fetchone()
