@@ -68,6 +68,9 @@ class WebhookEndpoint:
     url: str
     secret: str = field(repr=False)
     """A Standard Webhooks secret: ``whsec_`` and base64 of 24 to 64 random bytes."""
+    also_signing: tuple[str, ...] = field(default=(), repr=False)
+    """Secrets that sign too (a rotated-out secret during its overlap): the header then carries
+    one signature per secret, and a receiver verifying with any of them accepts."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -318,8 +321,12 @@ class WebhookSender:
     def sign(
         self, endpoint: WebhookEndpoint, message_id: str, at: datetime, body: bytes
     ) -> dict[str, str]:
-        """The three Standard Webhooks headers for this body."""
-        signature = Webhook(endpoint.secret).sign(message_id, at, body)
+        """The three Standard Webhooks headers for this body (one signature per secret,
+        space-separated, as the scheme allows during a rotation)."""
+        signature = " ".join(
+            Webhook(secret).sign(message_id, at, body)
+            for secret in (endpoint.secret, *endpoint.also_signing)
+        )
         return {
             "webhook-id": message_id,
             "webhook-timestamp": str(math.floor(at.timestamp())),

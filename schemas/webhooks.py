@@ -111,12 +111,25 @@ class WebhookCreated(Webhook, frozen=True, kw_only=True):
     """``whsec_…``: give it to the receiver's Standard Webhooks library to verify signatures."""
 
 
+MAX_KEEP_OLD_S: Final = 7 * 86_400
+
+
+class RotateIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How long the old secret goes on signing beside the new one."""
+
+    keep_old_s: Annotated[int, Meta(ge=0, le=MAX_KEEP_OLD_S)] = 86_400
+    """Seconds (default a day, at most a week); 0 stops the old secret at once (a leak)."""
+
+
 class WebhookSecret(msgspec.Struct, frozen=True, kw_only=True):
-    """A rotated signing secret, shown in this answer only; the old one stops at once."""
+    """A rotated signing secret, shown in this answer only. Until ``previous_secret_until``
+    every delivery carries a signature by the old secret too, so a receiver can switch to the
+    new one at any time in between."""
 
     id: int
     secret: str
     secret_rotated_at: datetime
+    previous_secret_until: datetime | None = None
 
 
 DeliveryState = Literal["pending", "sending", "delivered", "dead"]

@@ -105,6 +105,8 @@ class Claimed(msgspec.Struct, frozen=True, kw_only=True):
     """This attempt's number since the last replay: what the backoff counts."""
     url: str
     secret: str
+    previous_secret: str | None = None
+    """The secret before the last rotation, while it still signs."""
 
     def __repr__(self) -> str:  # the secret stays out of logs
         return f"Claimed(id={self.id}, endpoint_id={self.endpoint_id}, attempts={self.attempts})"
@@ -128,7 +130,9 @@ async def claim_due(conn: AsyncConnection[Any], limit: int, lease_s: float) -> l
         "   WHERE w.state IN ('pending', 'sending') AND w.next_attempt_at <= now() AND p.enabled"
         "   ORDER BY w.next_attempt_at LIMIT %s FOR UPDATE OF w SKIP LOCKED)"
         " RETURNING d.id, d.org_id, d.endpoint_id, d.event_id, d.event_type, d.webhook_id,"
-        " d.body, d.attempts, d.tries, e.url, e.secret",
+        " d.body, d.attempts, d.tries, e.url, e.secret,"
+        " CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END"
+        " AS previous_secret",
         (lease_s, limit),
     )
     return [Claimed(**row) for row in rows]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, Literal
 
+import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row, scalar_row
 
@@ -130,16 +131,28 @@ async def delete(conn: AsyncConnection[Any], org_id: OrgId, endpoint_id: int) ->
         return cursor.rowcount == 1
 
 
+class Rotated(msgspec.Struct, frozen=True, kw_only=True):
+    """When a secret was replaced, and until when the one before it still signs."""
+
+    secret_rotated_at: datetime
+    previous_secret_until: datetime | None = None
+
+
 async def rotate_secret(
-    conn: AsyncConnection[Any], org_id: OrgId, endpoint_id: int, secret: str
-) -> datetime | None:
-    """Replace an endpoint's secret; when it was replaced, or None when there is no endpoint."""
+    conn: AsyncConnection[Any], org_id: OrgId, endpoint_id: int, secret: str, keep_old_s: float
+) -> Rotated | None:
+    """Replace an endpoint's secret; the old one goes on signing for ``keep_old_s`` (0: stops
+    at once). None when there is no endpoint."""
     return await fetch_one(
         conn,
-        scalar_row,
-        "UPDATE webhook_endpoints SET secret = %s, secret_rotated_at = now(), updated_at = now()"
-        " WHERE org_id = %s AND id = %s RETURNING secret_rotated_at",
-        (secret, org_id, endpoint_id),
+        class_row(Rotated),
+        "UPDATE webhook_endpoints SET previous_secret = CASE WHEN %(keep)s > 0 THEN secret END,"
+        " previous_secret_until = CASE WHEN %(keep)s > 0"
+        "   THEN now() + make_interval(secs => %(keep)s) END,"
+        " secret = %(secret)s, secret_rotated_at = now(), updated_at = now()"
+        " WHERE org_id = %(org)s AND id = %(id)s"
+        " RETURNING secret_rotated_at, previous_secret_until",
+        {"keep": keep_old_s, "secret": secret, "org": org_id, "id": endpoint_id},
     )
 
 

@@ -309,7 +309,11 @@ class HookSender(OwnConnection):
         started_at = datetime.now(UTC)
         try:
             result = await self.adapter.send(
-                WebhookEndpoint(url=row.url, secret=row.secret),
+                WebhookEndpoint(
+                    url=row.url,
+                    secret=row.secret,
+                    also_signing=() if row.previous_secret is None else (row.previous_secret,),
+                ),
                 message_id=row.webhook_id,
                 body=row.body,
             )

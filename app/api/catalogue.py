@@ -96,6 +96,7 @@ from schemas.webhooks import (
     DeliveryState,
     Replayed,
     ReplayRange,
+    RotateIn,
     Webhook,
     WebhookCreated,
     WebhookIn,
@@ -872,8 +873,11 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         api("DELETE", "/v1/webhooks/{webhook_id}", "Remove a webhook endpoint", ADMINS,
             ok("Removed, with its deliveries and their log.", status=204)),
         api("POST", "/v1/webhooks/{webhook_id}/rotate", "Rotate the signing secret", ADMINS,
-            ok("The new secret, shown in this answer only; the old one stops at once.",
-               WebhookSecret, ex.WEBHOOK_ROTATED)),
+            ok("The new secret, shown in this answer only; until `previous_secret_until` the"
+               " old one signs each delivery too.", WebhookSecret, ex.WEBHOOK_ROTATED),
+            body=json_body(RotateIn, ex.WEBHOOK_ROTATE, required=False,
+                           note="May be empty: the old secret signs beside the new one for a"
+                           " day; `keep_old_s: 0` stops it at once.")),
         api("GET", "/v1/webhooks/{webhook_id}/deliveries", "An endpoint's delivery log", READERS,
             ok("Newest first, each with its attempts.", DeliveryPage, ex.WEBHOOK_DELIVERIES),
             params=(query("before", Id, "Deliveries with a smaller id: the last page's"

@@ -108,6 +108,7 @@ from schemas.webhooks import (
     DeliveryPage,
     Replayed,
     ReplayRange,
+    RotateIn,
     Webhook,
     WebhookCreated,
     WebhookIn,
@@ -541,8 +542,12 @@ WEBHOOK_CREATED: Final = WebhookCreated(
     **{f: getattr(WEBHOOK, f) for f in WEBHOOK.__struct_fields__}, secret=WEBHOOK_SECRET_TEXT
 )
 WEBHOOK_PATCH: Final = WebhookPatch(event_types=["*"])
+WEBHOOK_ROTATE: Final = RotateIn(keep_old_s=3600)
 WEBHOOK_ROTATED: Final = WebhookSecret(
-    id=WEBHOOK.id, secret=WEBHOOK_SECRET_TEXT, secret_rotated_at=at(12)
+    id=WEBHOOK.id,
+    secret=WEBHOOK_SECRET_TEXT,
+    secret_rotated_at=at(12),
+    previous_secret_until=at(13),
 )
 WEBHOOK_DELIVERY: Final = Delivery(
     id=311,

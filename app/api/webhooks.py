@@ -3,7 +3,8 @@
 * ``POST /v1/webhooks``: register an endpoint; ``201`` with its signing secret, shown in this
   answer only. ``GET /v1/webhooks``: the organisation's endpoints (no secrets).
 * ``GET``, ``PATCH``, ``DELETE /v1/webhooks/{webhook_id}``; ``POST …/rotate``: a new secret
-  (shown once), the old one stops at once.
+  (shown once); the old one goes on signing beside it for ``keep_old_s`` (a day by default, 0
+  for at once).
 * ``GET …/deliveries``: the delivery log, newest first, each delivery with its attempts
   (outcome, status code, latency, error), a page at a time (``before``, ``limit``, ``state``).
 * ``POST …/deliveries/{delivery_id}/replay`` and ``POST …/replay`` (``{"from", "to"}``):
@@ -44,6 +45,7 @@ from schemas.webhooks import (
     DeliveryState,
     Replayed,
     ReplayRange,
+    RotateIn,
     WebhookIn,
     WebhookPatch,
     WebhookSecret,
@@ -184,12 +186,23 @@ async def rotate(request: Request) -> Response:
     """``POST /v1/webhooks/{webhook_id}/rotate``: a new signing secret, shown once."""
     endpoint_id = path_id(request, "webhook_id")
     principal = await _principal(request, ADMINS)
+    body = await request_body(request)
+    keep = decode(body, request.headers.get("content-type"), RotateIn, empty_ok=True)
     secret = new_secret()
     async with resources_of(request).pool.connection() as conn:
-        rotated_at = await webhooks.rotate_secret(conn, principal.org_id, endpoint_id, secret)
-    if rotated_at is None:
+        rotated = await webhooks.rotate_secret(
+            conn, principal.org_id, endpoint_id, secret, keep.keep_old_s
+        )
+    if rotated is None:
         raise _missing(endpoint_id)
-    return answer(WebhookSecret(id=endpoint_id, secret=secret, secret_rotated_at=rotated_at))
+    return answer(
+        WebhookSecret(
+            id=endpoint_id,
+            secret=secret,
+            secret_rotated_at=rotated.secret_rotated_at,
+            previous_secret_until=rotated.previous_secret_until,
+        )
+    )
 
 
 def _page_params(request: Request) -> tuple[int | None, int, DeliveryState | None]:

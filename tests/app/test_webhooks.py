@@ -99,6 +99,12 @@ async def test_an_endpoint_is_created_with_a_secret_shown_once_changed_and_delet
     assert rotated.status_code == 200, rotated.text
     assert rotated.json()["secret"].startswith("whsec_")
     assert rotated.json()["secret"] != endpoint["secret"]
+    overlap_ends = datetime.fromisoformat(rotated.json()["previous_secret_until"])
+    rotated_at = datetime.fromisoformat(rotated.json()["secret_rotated_at"])
+    assert overlap_ends - rotated_at == timedelta(days=1)
+    at_once = await api.post(f"{path}/rotate", json={"keep_old_s": 0})
+    assert at_once.json()["previous_secret_until"] is None
+    _refusal(await api.post(f"{path}/rotate", json={"keep_old_s": 8 * 86400}), 400, "keep_old_s")
 
     assert (await api.delete(path)).status_code == 204
     assert (await api.get(path)).status_code == 404

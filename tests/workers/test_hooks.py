@@ -682,3 +682,42 @@ async def test_with_redis_away_deliveries_go_on_and_the_announcement_waits(
         await later.close()
     announced = [e for e in await _events(redis, names.events) if isinstance(e, WebhookDisabled)]
     assert [e.endpoint_id for e in announced] == [gone]
+
+
+async def test_after_a_rotation_both_secrets_sign_until_the_old_one_expires(
+    settings: Settings,
+    redis: Redis,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    cleanup: list[OrgId],
+    receiver: tuple[HttpPeer, WebhookReceiver],
+) -> None:
+    """A rotation that keeps the old secret makes each delivery carry two signatures, so a
+    receiver still on the old secret and one on the new both verify it; a rotation with no
+    overlap leaves only the newest secret signing."""
+    peer, check = receiver  # verifies with SECRET, the secret before the rotations
+    cleanup.append(tenant.org_id)
+    endpoint = await _endpoint(db, tenant.org_id, f"{peer.url}/rot", ["*"])
+    second = "whsec_" + base64.b64encode(b"2" * 32).decode()
+    third = "whsec_" + base64.b64encode(b"3" * 32).decode()
+    sender = _sender(settings, redis)
+    try:
+        rotated = await store.rotate_secret(db, tenant.org_id, endpoint, second, 3600)
+        assert rotated is not None
+        assert rotated.previous_secret_until is not None
+        await _drain(sender, db, [await _fan_out_one(settings, db, tenant, endpoint, order=51)])
+        overlapping = peer.requests[-1]
+        assert len(overlapping.headers["webhook-signature"].split(" ")) == 2
+        assert len(check.verified) == 1  # the old secret verifies
+        Verifier(second).verify(overlapping.body, overlapping.headers)  # and so does the new
+
+        at_once = await store.rotate_secret(db, tenant.org_id, endpoint, third, 0)
+        assert at_once is not None
+        assert at_once.previous_secret_until is None
+        await _drain(sender, db, [await _fan_out_one(settings, db, tenant, endpoint, order=52)])
+    finally:
+        await sender.close()
+    latest = peer.requests[-1]
+    assert len(latest.headers["webhook-signature"].split(" ")) == 1
+    Verifier(third).verify(latest.body, latest.headers)
+    assert len(check.refused) == 1  # the first secret no longer verifies

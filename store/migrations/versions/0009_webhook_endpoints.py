@@ -3,7 +3,8 @@
 ``webhook_endpoints``: where an organisation's integration listens (``url``), the Standard
 Webhooks ``secret`` that signs what it is sent (kept in clear: signing needs it; the API shows
 it once), the event types it subscribes to (``*`` for all), ``enabled``, and the run of
-``consecutive_failures`` that disables it. ``disabled_announced`` is false from the moment the
+``consecutive_failures`` that disables it. After a rotation the ``previous_secret`` also signs
+until ``previous_secret_until``, so receivers can switch without losing a delivery. ``disabled_announced`` is false from the moment the
 sender disables an endpoint until the ``webhook_disabled`` event is on the stream, so a sender
 killed in between announces it on its next pass.
 
@@ -41,6 +42,8 @@ def upgrade() -> None:
         disabled_reason       text,
         disabled_announced    boolean     NOT NULL DEFAULT true,
         secret_rotated_at     timestamptz NOT NULL DEFAULT now(),
+        previous_secret       text,
+        previous_secret_until timestamptz,
         created_at            timestamptz NOT NULL DEFAULT now(),
         updated_at            timestamptz NOT NULL DEFAULT now()
     );
