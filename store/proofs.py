@@ -505,16 +505,22 @@ async def search(conn: AsyncConnection[Any], org_id: OrgId, query: Search) -> li
 async def reattempt(
     conn: AsyncConnection[Any], org_id: OrgId, order_id: OrderId, day: date
 ) -> int | None:
-    """Put a failed order back among ``day``'s pending orders, one attempt further; returns
-    the new attempt number, or None when the order is not failed or ``day`` is not later
-    than its current day."""
+    """Put a failed order back among ``day``'s pending orders, one attempt further, its time
+    windows moved by as many days as the order was; returns the new attempt number, or None
+    when the order is not failed or ``day`` is not later than its current day."""
+    # SET reads the row as it was: ``%(day)s - day`` is the number of days the order moves.
     attempt = await fetch_one(
         conn,
         scalar_row,
-        "UPDATE orders SET status = 'pending', day = %s, attempt = attempt + 1,"
-        " updated_at = now() WHERE org_id = %s AND id = %s AND status = 'failed' AND day < %s"
+        "UPDATE orders SET status = 'pending', day = %(day)s, attempt = attempt + 1,"
+        " window_starts = ARRAY(SELECT w + make_interval(days => %(day)s::date - day)"
+        "   FROM unnest(window_starts) WITH ORDINALITY AS t(w, n) ORDER BY n),"
+        " window_ends = ARRAY(SELECT w + make_interval(days => %(day)s::date - day)"
+        "   FROM unnest(window_ends) WITH ORDINALITY AS t(w, n) ORDER BY n),"
+        " updated_at = now()"
+        " WHERE org_id = %(org)s AND id = %(order)s AND status = 'failed' AND day < %(day)s"
         " RETURNING attempt",
-        (day, org_id, order_id, day),
+        {"day": day, "org": org_id, "order": order_id},
     )
     return None if attempt is None else int(attempt)
 

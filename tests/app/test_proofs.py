@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +25,7 @@ from realtime.streams import StreamNames
 from schemas.codecs import EVENT_DECODER
 from schemas.events import Event, ParcelsFlagged, StopFailed
 from tests.conftest import Tenant, make_tenant
-from tests.days import Day, device, key, plan_and_dispatch
+from tests.days import Day, device, key, plan_and_dispatch, planned
 
 STROKES = '{"width": 200, "height": 80, "strokes": [[[10, 40], [190, 40]]]}'
 
@@ -314,6 +315,7 @@ async def test_a_failed_stop_keeps_its_code_and_can_be_tried_again_later(
     assert again.json() == {"order_id": order_id, "day": later, "attempt": 2}
     order = (await http.get(f"/v1/orders/{order_id}", headers=key(tenant))).json()
     assert (order["status"], order["day"]) == ("pending", later)
+    assert order["time_windows"][0]["start"].startswith(later)
     twice = await http.post(
         f"/v1/orders/{order_id}/reattempt", json={"day": later}, headers=key(tenant)
     )
@@ -426,3 +428,55 @@ async def test_a_proof_photo_link_is_absolute_signed_and_expiring(settings: Sett
     query = parse_qs(urlsplit(link).query)
     assert query["type"] == ["image/jpeg"]
     assert 86_000 < int(query["expires"][0]) - time.time() <= 86_400
+
+
+async def test_an_order_tried_again_is_planned_on_its_new_day_as_attempt_two(
+    http: httpx.AsyncClient, tenant: Tenant, delivery_day: Day, planner: None
+) -> None:
+    """The failed order is planned and dispatched again on the later day; its proof says 2."""
+    stop = (await driver_stops(http, tenant, delivery_day))[0]
+    failed = {"outcome": "failed", "failure_code": "not_home"}
+    assert (await capture(http, tenant, stop["id"], "t-1", failed)).status_code == 201
+    later = delivery_day.day + timedelta(days=1)
+    moved = await http.post(
+        f"/v1/orders/{stop['order_id']}/reattempt",
+        json={"day": later.isoformat()},
+        headers=key(tenant),
+    )
+    assert moved.status_code == 200, moved.text
+    depot = (await http.get("/v1/depots", headers=key(tenant))).json()["depots"][0]["id"]
+    vehicle = (await http.get("/v1/vehicles", headers=key(tenant))).json()["vehicles"][0]["id"]
+    start = datetime(later.year, later.month, later.day, 7, tzinfo=UTC)
+    shift = {
+        "driver_id": tenant.drivers[0].id,
+        "vehicle_id": vehicle,
+        "day": later.isoformat(),
+        "start_place": {"depot_id": depot},
+        "working_window": {
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=12)).isoformat(),
+        },
+    }
+    assert (await http.post("/v1/shifts", json=shift, headers=key(tenant))).status_code == 201
+    queued = await http.post(
+        "/v1/plans",
+        json={"day": later.isoformat(), "time_limit_s": 1},
+        headers={**key(tenant), "idempotency-key": "plan-again"},
+    )
+    plan = await planned(http, tenant, queued.json()["id"])
+    assert plan["status"] == "done", plan
+    dispatched = await http.post(f"/v1/plans/{plan['id']}/dispatch", json={}, headers=key(tenant))
+    assert dispatched.status_code == 200, dispatched.text
+    day_routes = await http.get(f"/v1/routes?day={later.isoformat()}", headers=key(tenant))
+    [route] = day_routes.json()["routes"]
+    assert route["driver_id"] == tenant.drivers[0].id
+    again = next(s for s in route["stops"] if s["order_id"] == stop["order_id"])
+    assert again["id"] != stop["id"]
+    done = await capture(http, tenant, again["id"], "t-2", {"outcome": "delivered"})
+    assert done.status_code == 201, done.text
+    assert done.json()["attempt"] == 2
+    history = await http.get(f"/v1/proofs?order_id={stop['order_id']}", headers=key(tenant))
+    assert [(p["outcome"], p["attempt"]) for p in history.json()["proofs"]] == [
+        ("delivered", 2),
+        ("failed", 1),
+    ]
