@@ -152,7 +152,9 @@ async def test_a_short_plan_waits_behind_one_long_plan_of_another_organisation_a
         await cancelled_with_routes(http, tenant, first)
         done = await reaches(http, other, short, "done")
         after = await plan_of(http, tenant, second)
-        assert after["started_at"] is None or after["started_at"] >= done["finished_at"]
+        assert after["started_at"] is None or datetime.fromisoformat(
+            after["started_at"]
+        ) >= datetime.fromisoformat(done["finished_at"])
         await reaches(http, tenant, second, "running")
         await cancelled_with_routes(http, tenant, second)
 
