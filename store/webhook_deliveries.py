@@ -35,6 +35,7 @@ class Subscriber(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     org_id: OrgId
     event_types: list[str]
+    created_at: datetime
 
 
 class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,7 +57,7 @@ async def subscribers(conn: AsyncConnection[Any], org_ids: Sequence[OrgId]) -> l
     return await fetch_all(
         conn,
         class_row(Subscriber),
-        "SELECT id, org_id, event_types FROM webhook_endpoints"
+        "SELECT id, org_id, event_types, created_at FROM webhook_endpoints"
         " WHERE enabled AND org_id = ANY(%s::bigint[]) ORDER BY id",
         (sorted(set(org_ids)),),
     )

@@ -154,13 +154,26 @@ class HooksConsumer(OwnConnection):
             self.on_stored()
 
 
+CLOCK_SLACK_S = 60.0
+"""How much earlier than an endpoint's creation an entry may have been put on the stream and
+still reach it: the slack between Redis's clock (entry ids) and PostgreSQL's (``created_at``)."""
+
+
 def fan_out(
     event_id: str, event: Event, endpoints: Sequence[Subscriber] | None
 ) -> list[NewDelivery]:
     """The deliveries of events entry ``event_id`` to ``endpoints`` (its organisation's enabled
-    ones), one per endpoint subscribed to its type; the body is built once for all."""
+    ones), one per endpoint subscribed to its type and created before the entry was put on the
+    stream (a new endpoint is not sent the stream's past, e.g. when the group first reads it
+    from the start); the body is built once for all."""
     kind = event_type(event)
-    wanted = [e for e in endpoints or () if subscribed(e.event_types, kind)]
+    added_s = entry_time_s(event_id)
+    wanted = [
+        e
+        for e in endpoints or ()
+        if subscribed(e.event_types, kind)
+        and (added_s is None or added_s >= e.created_at.timestamp() - CLOCK_SLACK_S)
+    ]
     if not wanted:
         return []
     body = envelope(kind, event.at, msgspec.to_builtins(event))
@@ -176,6 +189,12 @@ def fan_out(
         )
         for endpoint in wanted
     ]
+
+
+def entry_time_s(entry_id: str) -> float | None:
+    """When a stream entry was added (its id's milliseconds), or None for an id of no time."""
+    millis, _, _ = entry_id.partition("-")
+    return int(millis) / 1000 if millis.isdigit() else None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

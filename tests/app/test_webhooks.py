@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -188,10 +189,11 @@ async def test_the_delivery_log_pages_and_replays_resend_with_the_same_webhook_i
     check.secret = created["secret"]
     path = f"/v1/webhooks/{created['id']}"
     start = datetime.now(UTC) - timedelta(seconds=1)
+    now_ms = int(time.time() * 1000)
     consumer = HooksConsumer(names=stream_names(settings), database_url=settings.database_url or "")
     try:
         await consumer.handle(
-            [Entry("events", f"17000000000{n}-0", _delivered(admin.org_id, n)) for n in range(3)]
+            [Entry("events", f"{now_ms}-{n}", _delivered(admin.org_id, n)) for n in range(3)]
         )
     finally:
         await consumer.close()
@@ -205,10 +207,10 @@ async def test_the_delivery_log_pages_and_replays_resend_with_the_same_webhook_i
     try:
         await _sent(sender, check, 3)
         first = (await api.get(f"{path}/deliveries", params={"limit": 2})).json()
-        assert [d["event_id"] for d in first["deliveries"]] == ["170000000002-0", "170000000001-0"]
+        assert [d["event_id"] for d in first["deliveries"]] == [f"{now_ms}-2", f"{now_ms}-1"]
         assert first["next_before"] == first["deliveries"][-1]["id"]
         rest = (await api.get(f"{path}/deliveries", params={"before": first["next_before"]})).json()
-        assert [d["event_id"] for d in rest["deliveries"]] == ["170000000000-0"]
+        assert [d["event_id"] for d in rest["deliveries"]] == [f"{now_ms}-0"]
         assert rest["next_before"] is None
         [attempt] = rest["deliveries"][0]["attempts"]
         assert (attempt["attempt"], attempt["outcome"], attempt["status_code"]) == (
@@ -311,7 +313,8 @@ async def test_a_disabled_endpoint_is_announced_on_the_dispatchers_live_feed(
     try:
         async with websockets.connect(url) as socket:
             await _message(socket, "snapshot")
-            await consumer.handle([Entry("events", "1700000000500-0", _delivered(admin.org_id, 5))])
+            entry_id = f"{int(time.time() * 1000)}-0"
+            await consumer.handle([Entry("events", entry_id, _delivered(admin.org_id, 5))])
             await sender.run_once()
             message = await _message(socket, "event")
     finally:

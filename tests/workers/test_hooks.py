@@ -273,6 +273,12 @@ async def test_a_failing_receiver_is_retried_with_the_same_webhook_id_until_it_a
     assert found.consecutive_failures == 0
 
 
+def _entry_id(seconds_ago: float = 0.0) -> str:
+    """A stream entry id as Redis would have given it ``seconds_ago``."""
+    millis = int((datetime.now(UTC).timestamp() - seconds_ago) * 1000)
+    return f"{millis}-{secrets.randbelow(10**6)}"
+
+
 async def _fan_out_one(
     settings: Settings, db: psycopg.AsyncConnection, tenant: Tenant, endpoint: int, order: int
 ) -> int:
@@ -280,7 +286,7 @@ async def _fan_out_one(
     consumer = HooksConsumer(
         names=StreamNames(prefix=settings.redis_prefix), database_url=settings.database_url or ""
     )
-    event_id = f"{int(datetime.now(UTC).timestamp() * 1000)}-{secrets.randbelow(10**6)}"
+    event_id = _entry_id()
     try:
         await consumer.handle([Entry("events", event_id, _delivered(tenant, order))])
     finally:
@@ -575,7 +581,7 @@ async def test_the_fan_out_wakes_its_idle_delivery_loop(
     )
     try:
         await asyncio.sleep(0.2)  # the loop's first pass found nothing: it idles now
-        await consumer.handle([Entry("events", "1700000000999-0", _delivered(tenant, 31))])
+        await consumer.handle([Entry("events", _entry_id(), _delivered(tenant, 31))])
 
         async def arrived() -> bool:
             return len(check.verified) == 1
@@ -721,3 +727,25 @@ async def test_after_a_rotation_both_secrets_sign_until_the_old_one_expires(
     assert len(latest.headers["webhook-signature"].split(" ")) == 1
     Verifier(third).verify(latest.body, latest.headers)
     assert len(check.refused) == 1  # the first secret no longer verifies
+
+
+async def test_a_new_endpoint_is_not_sent_what_the_stream_held_before_it(
+    settings: Settings, db: psycopg.AsyncConnection, tenant: Tenant, cleanup: list[OrgId]
+) -> None:
+    """An entry put on the stream well before the endpoint was created (a group reading the
+    stream from its start) is not fanned out to it; one from just before (clock slack) and
+    one from after are."""
+    cleanup.append(tenant.org_id)
+    endpoint = await _endpoint(db, tenant.org_id, "http://127.0.0.1:9/new", ["*"])
+    entries: list[Entry[Event]] = [
+        Entry("events", _entry_id(seconds_ago=3600), _delivered(tenant, 61)),
+        Entry("events", _entry_id(seconds_ago=5), _delivered(tenant, 62)),
+        Entry("events", _entry_id(), _delivered(tenant, 63)),
+    ]
+    consumer = HooksConsumer(names=stream_names(settings), database_url=settings.database_url or "")
+    try:
+        await consumer.handle(entries)
+    finally:
+        await consumer.close()
+    stored = {d["event_id"] for d in await _deliveries(db, endpoint)}
+    assert stored == {entries[1].id, entries[2].id}
