@@ -8,15 +8,17 @@ needs, both parts share the work.
 stream, on the shared runner. For a batch, one query reads the enabled endpoints of the
 batch's organisations; each entry whose type an endpoint subscribes to becomes one
 ``webhook_deliveries`` row per endpoint, carrying the signed body's bytes and a stable
-``webhook-id``. All rows are inserted in one transaction, ``ON CONFLICT DO NOTHING`` on
-(endpoint, event); only then does the handler return and the runner acknowledge. A redelivered
-entry stores nothing new.
+``webhook-id`` (only endpoints created before the entry was added, see :func:`fan_out`). All
+rows are inserted in one transaction, ``ON CONFLICT DO NOTHING`` on (endpoint, event); only
+then does the handler return and the runner acknowledge. A redelivered entry stores nothing
+new. Having stored some, it wakes the delivery loop of its process.
 
 **Delivery** (:class:`HookSender`): a loop that claims due deliveries with ``FOR UPDATE SKIP
 LOCKED`` and a lease (:func:`store.webhook_deliveries.claim_due`), POSTs each through
 :class:`adapters.webhooks.WebhookSender` (signed afresh for every attempt, same
-``webhook-id``), and records each attempt in one transaction with the delivery's new state and
-the endpoint's run of failures (the whole batch in one transaction):
+``webhook-id``; during a secret rotation's overlap, signed by both secrets), and records each
+attempt with the delivery's new state and the endpoint's run of failures, the whole batch in
+one transaction:
 
 ==========================  ================================================================
 the attempt                 the delivery
@@ -34,7 +36,8 @@ endpoint is disabled: its deliveries wait (unclaimed) until an administrator ena
 The sender then puts a ``webhook_disabled`` event on the organisation's events (dispatcher
 screens see it; other endpoints may subscribe to it), at least once: the endpoint is marked
 unannounced in the transaction that disables it, and marked announced in the transaction
-that publishes the event (:func:`store.webhook_deliveries.take_unannounced`).
+that publishes the event (:func:`store.webhook_deliveries.take_unannounced`). Redis being
+away delays that event, never a delivery.
 
 A killed sender loses nothing: its claimed deliveries stay ``sending`` until their lease runs
 out, and any sender claims them again; a receiver may then get one twice, with the same
