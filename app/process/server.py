@@ -298,6 +298,7 @@ async def _run_webhooks(
             WebhookConfig(
                 timeout_s=settings.webhook_timeout_s,
                 allowed_address_classes=frozenset(settings.webhook_allow_addresses),
+                max_connections=max(100, settings.webhook_batch),  # a whole batch at once
             )
         ),
         HookSenderConfig(
