@@ -99,8 +99,16 @@ async def signed_in(page: Page, server: LiveServer, driver: Driver) -> None:
     )
 
 
-async def sign_and_photograph(page: Page) -> None:
-    """In the open stop dialog: a photo from the (fake) camera and a signature."""
+async def sign_and_photograph(page: Page, *, photos: int = 1, signature: bool = True) -> None:
+    """In the open stop dialog: ``photos`` photos from the (fake) camera and a signature."""
+    if photos:
+        await photograph(page, photos)
+    if signature:
+        await sign(page)
+
+
+async def photograph(page: Page, photos: int) -> None:
+    """Take ``photos`` photos with the (fake) camera in the open stop dialog."""
     await page.click("#camera-open")
     await expect(page.locator("#camera")).to_be_visible()
     video = page.locator("#camera-video")
@@ -110,9 +118,14 @@ async def sign_and_photograph(page: Page) -> None:
         return width > 0
 
     await eventually(playing, "the fake camera played")
-    await page.click("#camera-shoot")
-    await expect(page.locator("#photos canvas")).to_have_count(1)
+    for n in range(photos):
+        await page.click("#camera-shoot")
+        await expect(page.locator("#photos canvas")).to_have_count(n + 1)
     await page.click("#camera-close")
+
+
+async def sign(page: Page) -> None:
+    """Draw a signature on the pad of the open stop dialog."""
     pad = page.locator("#signature")
     box = await pad.bounding_box()
     assert box is not None
@@ -481,6 +494,49 @@ async def test_a_photo_of_a_label_is_read_by_the_server_where_the_phone_cannot_s
     [proof] = await proofs_of(http, tenant, first["order_id"])
     assert proof["decoded_scans"] == [code]
     assert proof["missing_parcels"] == []
+
+
+@pytest.mark.browser
+async def test_a_proof_missing_what_the_order_requires_comes_back_to_be_completed(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """With photos required, a signed completion without one is refused with the reason; the
+    stop stays open, reopening it brings the signature and the note back, and adding a photo
+    completes it with one proof."""
+    required = {"photo": True, "signature": True}
+    put = await http.put("/v1/settings/proof-requirements", json=required, headers=key(tenant))
+    assert put.status_code == 200, put.text
+    await plan_and_dispatch(http, tenant, today)
+    driver = tenant.drivers[0]
+    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
+    _, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+    await page.click("#start")
+    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
+    await stop.get_by_role("button", name="Complete…").click()
+    await sign_and_photograph(page, photos=0)
+    await page.fill("#note", "Porch")
+    await page.click("#stop-submit")
+    await expect(page.locator("#banner")).to_contain_text("was refused", timeout=WAIT_MS)
+    await expect(page.locator("#banner")).to_contain_text("photo")
+    await expect(stop).to_have_attribute("data-status", "pending")
+    assert await proofs_of(http, tenant, first["order_id"]) == []
+
+    await stop.get_by_role("button", name="Complete…").click()
+    await expect(page.locator("#stop-error")).to_contain_text("Refused")
+    await expect(page.locator("#note")).to_have_value("Porch")
+    await sign_and_photograph(page, signature=False)
+    await page.click("#stop-submit")
+    await eventually(lambda: _stop_is(http, driver, first["id"], "delivered"), "delivered")
+    [proof] = await proofs_of(http, tenant, first["order_id"])
+    assert len(proof["photos"]) == 1
+    assert proof["signature_url"] is not None  # the signature drawn before the refusal
+    assert proof["notes"] == "Porch"
 
 
 @pytest.mark.browser

@@ -24,11 +24,8 @@ export class Capture {
     this.signature = new SignaturePad(this.$("signature"));
     this.$("signature-clear").addEventListener("click", () => this.signature.clear());
     this.$("label-input").addEventListener("change", (event) => {
-      for (const file of event.target.files) {
-        if (this.labels.length < MAX_LABELS) this.labels.push(file);
-      }
+      for (const file of event.target.files) this.addLabel(file);
       event.target.value = "";
-      this.$("labels").textContent = this.labels.length ? `${this.labels.length} label photo(s): read by the server` : "";
     });
     this.$("photo-input").addEventListener("change", (event) => {
       for (const file of event.target.files) this.addPhoto(file);
@@ -64,6 +61,12 @@ export class Capture {
     this.$("photos").replaceChildren();
     this.drawScans();
     this.$("scan-input").value = "";
+  }
+
+  addLabel(blob) {
+    if (this.labels.length >= MAX_LABELS) return;
+    this.labels.push(blob);
+    this.$("labels").textContent = `${this.labels.length} label photo(s): read by the server`;
   }
 
   addPhoto(blob) {
@@ -249,6 +252,14 @@ class SignaturePad {
     c.moveTo(from.x, from.y);
     c.lineTo(to.x, to.y);
     c.stroke();
+    this.drawn = true;
+  }
+
+  // A signature drawn before (a refused proof's PNG), back on the pad.
+  async load(png) {
+    const bitmap = await createImageBitmap(png);
+    this.context.drawImage(bitmap, 0, 0, this.canvas.width, this.canvas.height);
+    bitmap.close();
     this.drawn = true;
   }
 

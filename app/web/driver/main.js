@@ -35,6 +35,7 @@ const state = {
   lastFixMs: 0,
   lastFix: null, // {lat, lon, accuracy_m}: where a proof was captured
   battery: null, // the phone's battery level (0 to 1), where the browser tells
+  drafts: new Map(), // stop id -> {parts, reason}: proofs the server refused, to complete
 };
 
 function tokenFromFragment() {
@@ -118,6 +119,11 @@ async function run() {
       const reason = body.reason || `the server answered ${status}`;
       banner(`${command.label} was refused: ${reason}`, "error");
       if (status === 401) signOut(reason);
+      // A refused proof (what the order requires is missing) is kept as a draft: reopening
+      // the stop brings back its photos, signature and scans, to add what is missing.
+      if (command.parts && command.effect.stopId !== undefined) {
+        state.drafts.set(command.effect.stopId, { parts: command.parts, reason });
+      }
     },
     onSent: (command, status, answeredRoute) => {
       // A proof answers with the proof, not the route: read the route as it now is.
@@ -347,7 +353,22 @@ function openDialog(stop) {
   $("stop-error").textContent = "";
   $("stop-dialog-title").textContent = `Stop ${stop.seq}: ${stop.customer_name || stop.order_ref}`;
   $("stop-dialog-address").textContent = stop.address;
+  const draft = state.drafts.get(stop.id);
+  if (draft) restoreDraft(draft);
   $("stop-dialog").showModal();
+}
+
+function restoreDraft(draft) {
+  const text = { recipient_name: "recipient", notes: "note" };
+  for (const [name, value] of draft.parts) {
+    if (name === "photo") capture.addPhoto(value);
+    else if (name === "label_photo") capture.addLabel(value);
+    else if (name === "scan") capture.addScan(value);
+    else if (name === "signature") capture.signature.load(value);
+    else if (name === "age_verified") $("age-verified").checked = true;
+    else if (text[name]) $(text[name]).value = value;
+  }
+  $("stop-error").textContent = `Refused: ${draft.reason}`;
 }
 
 function closeDialog() {
@@ -388,6 +409,7 @@ async function submitDialog() {
     `${failed ? "The failure" : "The delivery"} at stop ${stop.seq}`,
     proof.parts,
   );
+  state.drafts.delete(stop.id);
   closeDialog();
 }
 
