@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import IO, Any, Final, Protocol
 from urllib.parse import urlencode
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 CHUNK_BYTES: Final = 1024 * 1024
 SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
 
@@ -186,7 +188,7 @@ class S3Blobs:
         secret_access_key: str | None,
     ) -> S3Blobs:
         """A store on ``bucket``; credentials unset: boto3's own chain (environment, profile)."""
-        import boto3  # only S3 deployments pay for importing boto3
+        import boto3  # sessions and service models load for S3 deployments only
         from botocore.config import Config
 
         client = boto3.client(
@@ -204,11 +206,19 @@ class S3Blobs:
             raise BlobError(f"expected a SHA-256 in lower-case hex, got {sha256!r}")
         return self.prefix + sha256
 
+    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn`` in a thread (boto3 blocks); S3's refusals and outages as :class:`BlobError`."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise BlobError(f"S3 could not {what}: {exc}") from None
+
     async def put_file(self, file: IO[bytes], content_type: str) -> Stored:
         sha256, size = await asyncio.to_thread(sha256_of_file, file)
         if await self.exists(sha256):
             return Stored(sha256, size, created=False)
-        await asyncio.to_thread(
+        await self._call(
+            f"store {sha256}",
             self._client.upload_fileobj,
             file,
             self.bucket,
@@ -222,7 +232,8 @@ class S3Blobs:
         sha256 = hashlib.sha256(data).hexdigest()
         if await self.exists(sha256):
             return Stored(sha256, len(data), created=False)
-        await asyncio.to_thread(
+        await self._call(
+            f"store {sha256}",
             self._client.put_object,
             Bucket=self.bucket,
             Key=self._key(sha256),
@@ -232,20 +243,13 @@ class S3Blobs:
         return Stored(sha256, len(data), created=True)
 
     async def read(self, sha256: str) -> bytes:
-        from botocore.exceptions import ClientError
-
-        try:
-            answer = await asyncio.to_thread(
-                self._client.get_object, Bucket=self.bucket, Key=self._key(sha256)
-            )
-        except ClientError as exc:
-            raise BlobError(f"no blob {sha256}: {exc}") from None
-        body: bytes = await asyncio.to_thread(answer["Body"].read)
+        answer = await self._call(
+            f"read {sha256}", self._client.get_object, Bucket=self.bucket, Key=self._key(sha256)
+        )
+        body: bytes = await self._call(f"read {sha256}", answer["Body"].read)
         return body
 
     async def exists(self, sha256: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
             await asyncio.to_thread(
                 self._client.head_object, Bucket=self.bucket, Key=self._key(sha256)
@@ -253,7 +257,9 @@ class S3Blobs:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return False
-            raise BlobError(f"cannot check blob {sha256}: {exc}") from None
+            raise BlobError(f"S3 could not check {sha256}: {exc}") from None
+        except BotoCoreError as exc:
+            raise BlobError(f"S3 could not check {sha256}: {exc}") from None
         return True
 
     def signed_url(self, sha256: str, content_type: str, ttl_s: int) -> str:

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from adapters.blobs import BlobStore, LocalBlobs, S3Blobs, local_signing_key
 from app.auth import READERS
-from app.errors import BadParameter, InvalidField, NotFound
+from app.errors import BadParameter, NotFound, Unavailable
 from app.http import answer, ascii_int, path_id, query_date, resources_of
 from app.settings import Settings
 from schemas.ids import MAX_ID, DriverId, OrderId, StopId
@@ -29,7 +29,7 @@ def make_blob_store(settings: Settings) -> BlobStore:
     """The configured blob store (``LASTMILE_BLOB_STORE``)."""
     if settings.blob_store == "s3":
         if not settings.blob_s3_bucket:
-            raise InvalidField("LASTMILE_BLOB_S3_BUCKET", "expected a bucket for the s3 store")
+            raise Unavailable("the s3 blob store has no bucket (LASTMILE_BLOB_S3_BUCKET)")
         return S3Blobs.connect(
             settings.blob_s3_bucket,
             endpoint_url=settings.blob_s3_endpoint_url,

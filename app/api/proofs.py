@@ -33,6 +33,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.blobs import BlobError
 from app import images
 from app.api.proof_reads import (
     blob_store,
@@ -57,12 +58,7 @@ from app.api.proof_rules import (
     verify_audit,
     waived_for,
 )
-from app.errors import (
-    Conflict,
-    InvalidField,
-    KeyReused,
-    NotFound,
-)
+from app.errors import Conflict, InvalidField, KeyReused, NotFound, Unavailable
 from app.http import answer, ascii_int, path_id, resources_of
 from app.resources import Resources
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
@@ -447,10 +443,13 @@ async def capture_proof(request: Request) -> Response:
                 raise RequirementsUnmet(lacking)
     blobs = blob_store(request)
     stored: list[tuple[Processed, str, str]] = []
-    for item in processed.items:
-        served = await blobs.put_bytes(item.served.data, item.served.content_type)
-        thumb = await blobs.put_bytes(item.thumb.data, item.thumb.content_type)
-        stored.append((item, served.sha256, thumb.sha256))
+    try:
+        for item in processed.items:
+            served = await blobs.put_bytes(item.served.data, item.served.content_type)
+            thumb = await blobs.put_bytes(item.thumb.data, item.thumb.content_type)
+            stored.append((item, served.sha256, thumb.sha256))
+    except BlobError as exc:
+        raise Unavailable(f"the blob store is unavailable ({exc}); retry") from None
     new = proofs.NewProof(
         org_id=driver.org_id,
         stop=stop,

@@ -135,3 +135,18 @@ async def test_s3_store_says_what_is_missing(s3: S3Blobs) -> None:
     assert not await s3.exists("f" * 64)
     with pytest.raises(BlobError):
         await s3.read("f" * 64)
+
+
+async def test_an_unreachable_s3_store_is_a_blob_error() -> None:
+    """With nothing listening at the endpoint, puts and reads fail as BlobError, not boto's."""
+    nowhere = S3Blobs.connect(
+        "proofs",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        region="us-east-1",
+        access_key_id="test",
+        secret_access_key="test",
+    )
+    with pytest.raises(BlobError):
+        await nowhere.put_bytes(PHOTO, "image/jpeg")
+    with pytest.raises(BlobError):
+        await nowhere.read("a" * 64)
