@@ -16,13 +16,15 @@ import psycopg
 import pytest
 from playwright.async_api import expect
 
-from app.process.mail_sink import read_mails, sink_port, start_mail_sink
+from app.cli.serve import _demo_mail
+from app.process.mail_sink import prefer_email, read_mails, sink_port, start_mail_sink
 from app.process.server import sender_channels
 from app.settings import Settings
 from schemas.delivery import OrderIn
 from schemas.ids import OrderId
-from schemas.notifications import Notification, idempotency_key
+from schemas.notifications import Notification, NotificationRules, idempotency_key
 from store import notifications as outbox
+from store.notification_rules import get_rules, put_rules
 from store.orders import create_order
 from tests.browser import Pages
 from tests.conftest import LiveServer, Tenant, make_tenant
@@ -106,7 +108,9 @@ async def test_the_senders_mail_reaches_the_sink_and_its_organisation_reads_only
     mail = mine["mails"][0]
     assert mail["sender"] == "Demo fleet <deliveries@example.com>"
     # The wording is the templates' business; that each part arrived whole is the sink's.
-    assert mail["subject"] and mail["text"] and "</html>" in mail["html"]
+    assert mail["subject"]
+    assert mail["text"]
+    assert "</html>" in mail["html"]
     theirs = (await http.get("/v1/demo/mail", headers=auth(other.api_key))).json()
     assert [m["to"] for m in theirs["mails"]] == ["olga@example.com"]
     bad = await http.get("/v1/demo/mail?limit=0", headers=auth(tenant.api_key))
@@ -170,3 +174,49 @@ async def test_the_mail_page_shows_hostile_mail_as_text_and_html_only_sandboxed(
     await page.locator("#tab-text").click()
     await expect(page.locator("#text")).to_have_text("plain <b>text</b>\n")
     assert "key=" not in page.url
+
+
+async def test_serve_demo_points_the_sender_at_a_sink_it_started(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """With no relay configured, serve --demo's mail step starts a sink under the data folder
+    and returns settings whose SMTP relay is that sink, without TLS or a login."""
+    plain = msgspec.structs.replace(
+        settings, smtp_host=None, smtp_username="u", smtp_password="p", demo_mail_dir=None
+    )
+    server, demo = await _demo_mail(plain)
+    try:
+        assert (demo.smtp_host, demo.smtp_port, demo.smtp_tls) == (
+            "127.0.0.1",
+            sink_port(server),
+            "none",
+        )
+        assert (demo.smtp_username, demo.smtp_password) == (None, None)
+        assert demo.demo_mail_dir == plain.data_dir / "demo-mail"
+        message = EmailMessage()
+        message["From"] = "a@example.com"
+        message["To"] = "b@example.com"
+        message["Subject"] = "through the demo sink"
+        message.set_content("hello")
+        await aiosmtplib.send(message, hostname="127.0.0.1", port=demo.smtp_port)
+        assert [m.subject for m in read_mails(demo.demo_mail_dir, 5)] == ["through the demo sink"]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_demo_organisation_prefers_email_unless_it_chose_otherwise(
+    db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """prefer_email stores rules with email first for an organisation without rules, keeping
+    the other defaults, and leaves an organisation's own rules alone."""
+    defaults = NotificationRules(eta_min_move_s=600.0)
+    assert await prefer_email(db, tenant.org_id, defaults)
+    stored = await get_rules(db, tenant.org_id)
+    assert stored is not None
+    assert (stored.customer_channels, stored.eta_change_min) == (["email", "sms"], 10.0)
+    other = await make_tenant(db, drivers=0)
+    own = msgspec.structs.replace(defaults.doc(), customer_channels=["sms"])
+    await put_rules(db, other.org_id, own)
+    assert not await prefer_email(db, other.org_id, defaults)
+    assert await get_rules(db, other.org_id) == own
