@@ -7,12 +7,11 @@
 // what is queued shows on the list at once and reaches the server when the network is back.
 
 import { el } from "/static/common/reconnect.js";
-import { Capture } from "./capture.js";
 import { CommandSender } from "./commands.js";
 import { RouteMap } from "./map.js";
 import { newKey, openOutbox } from "./outbox.js";
-import { proofParts } from "./proof.js";
 import { DriverLink } from "./socket.js";
+import { StopDialog } from "./stop.js";
 
 const TOKEN_KEY = "lastmile.driver.token";
 const ROUTE_KEY = "lastmile.driver.route";
@@ -35,7 +34,7 @@ const state = {
   lastFixMs: 0,
   lastFix: null, // {lat, lon, accuracy_m}: where a proof was captured
   battery: null, // the phone's battery level (0 to 1), where the browser tells
-  drafts: new Map(), // stop id -> {parts, reason}: proofs the server refused, to complete
+  dialog: null, // the stop dialog (stop.js)
 };
 
 function tokenFromFragment() {
@@ -122,7 +121,7 @@ async function run() {
       // A refused proof (what the order requires is missing) is kept as a draft: reopening
       // the stop brings back its photos, signature and scans, to add what is missing.
       if (command.parts && command.effect.stopId !== undefined) {
-        state.drafts.set(command.effect.stopId, { parts: command.parts, reason });
+        state.dialog.refused(command.effect.stopId, command.parts, reason);
       }
     },
     onSent: (command, status, answeredRoute) => {
@@ -141,7 +140,7 @@ async function run() {
     },
     onSignedOut: (reason) => signOut(reason || "the device token is no longer valid"),
   });
-  setUpDialog();
+  state.dialog = new StopDialog({ queue, position: () => state.lastFix });
   await refreshQueued();
   loadProfile();
   state.link.start();
@@ -273,7 +272,7 @@ function stopItem(stop, next, route) {
     actions.append(button("Arrived", () => queue("POST", `/v1/driver/stops/${stop.id}/arrive`, null, { stopId: stop.id, status: "arrived" }, `Arrival at stop ${stop.seq}`)));
   }
   if (route.status === "started" && OPEN.has(stop.status)) {
-    actions.append(button("Complete…", () => openDialog(stop)));
+    actions.append(button("Complete…", () => state.dialog.open(stop)));
   }
   if (OPEN.has(stop.status)) {
     // geo: opens the phone's maps app (Android asks which one); the label is the customer's name.
@@ -324,93 +323,6 @@ async function queue(method, path, json, effect, label = "Starting the route", p
     method, path, json, parts, effect, label, key: newKey(), queuedAt: new Date().toISOString(),
   });
   state.sender.kick();
-}
-
-// --- the stop dialog ---------------------------------------------------------------------
-
-let capture = null;
-let dialogStop = null;
-
-function setUpDialog() {
-  capture = new Capture(document);
-  for (const radio of document.querySelectorAll('input[name="outcome"]')) {
-    radio.addEventListener("change", () => {
-      $("fail-fields").hidden = !$("outcome-set").querySelector('input[value="fail"]').checked;
-    });
-  }
-  $("stop-cancel").addEventListener("click", () => closeDialog());
-  // Closed by the back gesture or Escape too: the camera must not stay on.
-  $("stop-dialog").addEventListener("close", () => capture.reset());
-  $("stop-submit").addEventListener("click", () => submitDialog());
-}
-
-function openDialog(stop) {
-  dialogStop = stop;
-  capture.reset();
-  capture.expect(stop.barcodes || []);
-  $("stop-form").reset();
-  $("fail-fields").hidden = true;
-  $("stop-error").textContent = "";
-  $("stop-dialog-title").textContent = `Stop ${stop.seq}: ${stop.customer_name || stop.order_ref}`;
-  $("stop-dialog-address").textContent = stop.address;
-  const draft = state.drafts.get(stop.id);
-  if (draft) restoreDraft(draft);
-  $("stop-dialog").showModal();
-}
-
-function restoreDraft(draft) {
-  const text = { recipient_name: "recipient", notes: "note" };
-  for (const [name, value] of draft.parts) {
-    if (name === "photo") capture.addPhoto(value);
-    else if (name === "label_photo") capture.addLabel(value);
-    else if (name === "scan") capture.addScan(value);
-    else if (name === "signature") capture.signature.load(value);
-    else if (name === "age_verified") $("age-verified").checked = true;
-    else if (text[name]) $(text[name]).value = value;
-  }
-  $("stop-error").textContent = `Refused: ${draft.reason}`;
-}
-
-function closeDialog() {
-  capture.reset();
-  $("stop-dialog").close();
-  dialogStop = null;
-}
-
-async function submitDialog() {
-  const stop = dialogStop;
-  if (stop === null) return;
-  const failed = $("outcome-set").querySelector('input[value="fail"]').checked;
-  const signature = await capture.signaturePng();
-  const captured = {
-    outcome: failed ? "failed" : "delivered",
-    reason: failed ? $("reason").value : null,
-    recipient: $("recipient").value.trim(),
-    note: $("note").value.trim(),
-    photos: capture.photos,
-    signature,
-    scans: capture.scans,
-    ageVerified: $("age-verified").checked,
-    labels: capture.labels,
-    position: state.lastFix,
-    deviceTime: new Date().toISOString(),
-  };
-  if (failed && captured.reason === "other" && !captured.note) {
-    $("stop-error").textContent = "Say in the note what went wrong.";
-    return;
-  }
-  // One request stores the proof and closes the stop (docs/proofs.md).
-  const proof = proofParts(stop, captured);
-  await queue(
-    "POST",
-    proof.path,
-    null,
-    { stopId: stop.id, status: captured.outcome },
-    `${failed ? "The failure" : "The delivery"} at stop ${stop.seq}`,
-    proof.parts,
-  );
-  state.drafts.delete(stop.id);
-  closeDialog();
 }
 
 // --- position ----------------------------------------------------------------------------

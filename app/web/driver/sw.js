@@ -13,6 +13,7 @@ const SHELL = [
   "/static/driver/outbox.js",
   "/static/driver/proof.js",
   "/static/driver/socket.js",
+  "/static/driver/stop.js",
   "/static/driver/driver.css",
   "/static/driver/manifest.json",
   "/static/driver/icon.svg",
