@@ -20,6 +20,7 @@ from psycopg.rows import class_row, dict_row, scalar_row
 from schemas.customer import Instructions
 from schemas.ids import DriverId, OrderId, OrgId, PlanId, RouteId, ShiftId, StopId, VehicleId
 from schemas.route import RouteStop, RouteView, Window
+from store import audit
 from store.rows import fetch_all, fetch_one, returned
 
 # --- routes ----------------------------------------------------------------------------------
@@ -115,6 +116,14 @@ async def dispatch_routes(
                     ),
                 )
                 seq += 1
+            placed = [stop.order_id for stop in route.stops if stop.order_id not in skipped]
+            await audit.append(
+                conn,
+                org_id,
+                "route.dispatched",
+                f"route:{route_id}",
+                {"plan_id": plan_id, "driver_id": route.driver_id, "order_ids": placed},
+            )
             created.append(route_id)
     return Dispatched(created, skipped)
 
@@ -374,6 +383,17 @@ async def rewrite_pending(
                 " WHERE route_id = %s AND order_id = ANY(%s) AND status = 'pending'",
                 (route_id, list(removed_order_ids)),
             )
+        await audit.append(
+            conn,
+            org_id,
+            "route.changed",
+            f"route:{route_id}",
+            {
+                "version": version,
+                "removed_order_ids": list(removed_order_ids),
+                "pending_order_ids": [item.order_id for item in pending],
+            },
+        )
         last_seq = await fetch_one(
             conn,
             scalar_row,

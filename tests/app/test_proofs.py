@@ -379,7 +379,8 @@ async def test_every_transition_is_in_the_audit_chain_and_tampering_is_found(
     planner: None,
     db: psycopg.AsyncConnection,
 ) -> None:
-    """Start, arrive, proof and close are audited; the admin check finds an altered row."""
+    """Dispatch, start, arrive, proof and close are audited; the admin check finds an altered
+    row."""
     stops = await driver_stops(http, tenant, delivery_day)
     token = device(tenant.drivers[0].token)
     await http.post("/v1/driver/route/start", headers=token)
@@ -389,6 +390,8 @@ async def test_every_transition_is_in_the_audit_chain_and_tampering_is_found(
         "SELECT kind FROM audit_log WHERE org_id = %s ORDER BY seq", (tenant.org_id,)
     )
     assert [k for (k,) in await kinds.fetchall()] == [
+        "route.dispatched",
+        "route.dispatched",
         "route.started",
         "stop.arrived",
         "proof.captured",
@@ -403,7 +406,7 @@ async def test_every_transition_is_in_the_audit_chain_and_tampering_is_found(
     assert intact.json() == {
         "org_id": tenant.org_id,
         "ok": True,
-        "entries": 4,
+        "entries": 6,
         "first_bad_seq": None,
         "reason": None,
     }
@@ -411,11 +414,11 @@ async def test_every_transition_is_in_the_audit_chain_and_tampering_is_found(
         await db.execute("SET LOCAL session_replication_role = replica")
         await db.execute(
             "UPDATE audit_log SET record = replace(record, 'delivered', 'failed')"
-            " WHERE org_id = %s AND seq = 3",
+            " WHERE org_id = %s AND seq = 5",
             (tenant.org_id,),
         )
     broken = (await http.get("/v1/audit/verify", headers=admin)).json()
-    assert (broken["ok"], broken["first_bad_seq"]) == (False, 3)
+    assert (broken["ok"], broken["first_bad_seq"]) == (False, 5)
 
 
 async def test_a_proof_photo_link_is_absolute_signed_and_expiring(settings: Settings) -> None:
