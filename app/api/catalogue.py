@@ -488,6 +488,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                              where="path"),)),
         public("GET", "/driver", "The driver app (an installable web app)",
                page("The page; it reads its device token from the fragment `#token=lmd_…`.")),
+        public("GET", "/driver/qr", "Show a driver's sign-in QR code (for dispatchers)",
+               page("The page; it reads its API key from the fragment `#key=lmk_…`.")),
         public("GET", "/driver/sw.js", "The driver app's service worker",
                Answer(200, "The script, allowed to control `/driver`.", str,
                       media="text/javascript")),

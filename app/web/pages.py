@@ -64,12 +64,17 @@ def routes() -> list[BaseRoute]:
         """The driver app; it reads its device token from the fragment ``#token=lmd_...``."""
         return _page(templates, request, "driver/index.html", {})
 
+    async def driver_qr(request: Request) -> Response:
+        """The dispatcher's page that shows a driver's sign-in QR code (key from the fragment)."""
+        return _page(templates, request, "driver/qr.html", {})
+
     return [
         Route("/dispatch", dispatch, name="dispatch_page"),
         Route("/t/{token}", track, name="track_page"),
         Route("/driver", driver, name="driver_page"),
         Route("/demo/mail", mail, name="mail_page"),
         Route("/driver/sw.js", driver_worker, name="driver_worker"),
+        Route("/driver/qr", driver_qr, name="driver_qr_page"),
         Mount("/static/leaflet", StaticFiles(directory=LEAFLET), name="leaflet"),
         *(
             Mount(f"/static/{folder}", StaticFiles(directory=HERE / folder), name=folder)

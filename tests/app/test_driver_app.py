@@ -345,6 +345,33 @@ async def test_a_driver_signs_in_by_scanning_the_qr_code_the_dispatcher_shows(
     assert (await http.post(path, headers=key(other))).status_code == 404
 
 
+@pytest.mark.browser
+async def test_the_dispatcher_page_shows_a_new_code_that_signs_the_phone_in(
+    server: LiveServer,
+    tenant: Tenant,
+    phone: tuple[Browser, list[str]],
+) -> None:
+    """On ``/driver/qr`` a dispatcher picks a driver and gets a code, shown with the URL; the
+    phone that scans it is signed in as that driver, and the key left the address bar."""
+    _, desk = await phone_page(phone)
+    await desk.goto(f"{server.url}/driver/qr#key={tenant.api_key}")
+    assert "key=" not in desk.url
+    await desk.select_option("#driver-select", label="driver 1")
+    await desk.click("#qr-form button[type=submit]")
+    image = desk.locator("#qr-image")
+    await expect(image).to_be_visible(timeout=WAIT_MS)
+    await expect(desk.locator("#qr-driver")).to_have_text("driver 1")
+    [decoded] = zxingcpp.read_barcodes(Image.open(io.BytesIO(await image.screenshot())))
+    await expect(desk.locator("#qr-url")).to_have_text(decoded.text)
+
+    _, page = await phone_page(phone)
+    await page.goto(decoded.text)
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    await expect(page.locator("#driver-name")).to_have_text("driver 1")
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
