@@ -250,6 +250,7 @@ async def _demo_banner(settings: Settings) -> str:
     base = _base_url(settings)
     lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
     lines.append(f"Dispatcher map: {base}/dispatch#key={key}")
+    lines.append(f"Driver sign-in codes: {base}/driver/qr#key={key}")
     if settings.demo_mail_dir is not None:
         lines.append(f"Customers' mail (a local sink, relayed nowhere): {base}/demo/mail#key={key}")
     return "\n".join(lines)
