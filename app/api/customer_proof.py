@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.blobs import BlobStore
-from app.api.proofs import make_blob_store, proof_photo_link
+from app.api.proof_reads import make_blob_store, proof_photo_link
 from app.auth import ADMINS, READERS
 from app.http import answer, decode, request_body, resources_of
 from app.resources import Resources
