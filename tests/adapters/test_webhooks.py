@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from standardwebhooks.webhooks import Webhook
 from starlette.responses import Response
 
 from adapters.errors import TargetRefused
@@ -368,8 +369,30 @@ def test_classify(status: int, outcome: str) -> None:
     assert classify(status) == outcome
 
 
+async def test_a_secret_also_signing_adds_a_signature_either_secret_verifies(
+    receiver: tuple[HttpPeer, WebhookReceiver],
+) -> None:
+    """With a second secret signing (a rotation's overlap) the header carries two signatures;
+    a receiver on the old secret and one on the new both verify the same request."""
+    peer, check = receiver
+    new = "whsec_" + base64.b64encode(b"n" * 32).decode()
+    async with WebhookSender(LOOPBACK_OK) as sender:
+        attempt = await sender.send(
+            WebhookEndpoint(url=peer.url, secret=new, also_signing=(SECRET,)),
+            message_id="m-rot",
+            body=_body(),
+        )
+    assert attempt.outcome == "delivered"
+    [request] = peer.requests
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    assert len(check.verified) == 1
+    assert Webhook(new).verify(request.body, request.headers) == check.verified[0]
+
+
 def test_endpoint_secret_is_not_in_the_repr() -> None:
-    """An endpoint's repr shows its URL but not its secret."""
-    endpoint = WebhookEndpoint(url="https://hooks.example/x", secret=SECRET)
+    """An endpoint's repr shows its URL but not its secrets."""
+    old = "whsec_" + base64.b64encode(b"o" * 32).decode()
+    endpoint = WebhookEndpoint(url="https://hooks.example/x", secret=SECRET, also_signing=(old,))
     assert SECRET not in repr(endpoint)
+    assert old not in repr(endpoint)
     assert "hooks.example" in repr(endpoint)
