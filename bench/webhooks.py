@@ -2,7 +2,7 @@
 from the stream to a receiver.
 
     python -m bench.webhooks [--deliveries 3000] [--delay-ms 50] [--batch 50]
-                             [--rate 200] [--seconds 60] [--out FILE]
+                             [--rate 200] [--seconds 60] [--workers 1] [--out FILE]
 
 The receiver is a Starlette app under uvicorn in a process of its own, on loopback; it records
 each request's arrival time and ``webhook-id`` and answers 204 after ``--delay-ms``.
@@ -12,9 +12,10 @@ each request's arrival time and ``webhook-id`` and answers 204 after ``--delay-m
 2. **Delivery loop**: ``--deliveries`` stored deliveries of one endpoint, drained by one
    :class:`workers.hooks.HookSender` (claim ``--batch`` with SKIP LOCKED, sign, POST
    concurrently, record each attempt) until every one is delivered.
-3. **End to end**: ``lastmile worker webhooks`` runs as its own process; events are put on the
-   events stream at ``--rate`` per second for ``--seconds``; the latency of each is its arrival
-   at the receiver (answering at once) minus the event's time, both this machine's clock.
+3. **End to end**: ``lastmile worker webhooks`` runs as ``--workers`` processes of its own;
+   events are put on the events stream at ``--rate`` per second for ``--seconds``; the latency
+   of each is its arrival at the receiver (answering at once) minus the event's time, both this
+   machine's clock.
 
 ``--deliveries 0`` leaves out parts 1 and 2, ``--seconds 0`` part 3.
 """
@@ -232,9 +233,10 @@ async def _delivered(conn: psycopg.AsyncConnection[Any], endpoint_id: int) -> in
 
 
 async def end_to_end(
-    env: BenchEnv, org_id: OrgId, receiver: Receiver, rate: float, seconds: float
+    env: BenchEnv, org_id: OrgId, receiver: Receiver, rate: float, seconds: float, workers: int
 ) -> dict[str, Any]:
-    """Latency of events from the stream to the receiver at ``rate`` events/s."""
+    """Latency of events from the stream to the receiver at ``rate`` events/s, with
+    ``workers`` webhooks worker processes."""
     async with await psycopg.AsyncConnection.connect(env.database_url, autocommit=True) as conn:
         await store.create(
             conn, org_id, url=f"{receiver.url}/hook", secret=SECRET, event_types=["*"],
@@ -249,9 +251,14 @@ async def end_to_end(
         "LASTMILE_WEBHOOK_ALLOW_ADDRESSES": "loopback",
         "LASTMILE_LOG_LEVEL": "warning",
     }
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "worker", "webhooks", env=worker_env
-    )
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "app", "worker", "webhooks", "--consumer", f"bench-{n}"),
+            env=worker_env,
+        )
+        for n in range(workers)
+    ]
     redis = Redis.from_url(env.redis_url)
     try:
         receiver.clear()
@@ -270,8 +277,10 @@ async def end_to_end(
             await asyncio.sleep(0.5)
             arrivals = receiver.arrivals()
     finally:
-        worker.send_signal(signal.SIGTERM)
-        await worker.wait()
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            await process.wait()
         await redis.aclose()
     first: dict[str, float] = {}
     for arrived, webhook_id, sent_at in arrivals:
@@ -311,6 +320,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, default=1, help="webhooks worker processes")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     report = Report("webhooks")
@@ -321,9 +331,9 @@ def main() -> None:
         if args.seconds > 0:
             with Receiver(0.0) as quick:
                 figures = asyncio.run(
-                    end_to_end(env, tenant.org_id, quick, args.rate, args.seconds)
+                    end_to_end(env, tenant.org_id, quick, args.rate, args.seconds, args.workers)
                 )
-                report.add(what="event → receiver", rate_per_s=args.rate,
+                report.add(what="event → receiver", workers=args.workers, rate_per_s=args.rate,
                            seconds=args.seconds, **figures)  # fmt: skip
     report.write(args.out)
 
