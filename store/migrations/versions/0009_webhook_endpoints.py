@@ -4,9 +4,10 @@
 Webhooks ``secret`` that signs what it is sent (kept in clear: signing needs it; the API shows
 it once), the event types it subscribes to (``*`` for all), ``enabled``, and the run of
 ``consecutive_failures`` that disables it. After a rotation the ``previous_secret`` also signs
-until ``previous_secret_until``, so receivers can switch without losing a delivery. ``disabled_announced`` is false from the moment the
-sender disables an endpoint until the ``webhook_disabled`` event is on the stream, so a sender
-killed in between announces it on its next pass.
+until ``previous_secret_until``, so receivers can switch without losing a delivery.
+``disabled_announced`` is false from the moment the sender disables an endpoint until the
+``webhook_disabled`` event is on the stream, so a sender killed in between announces it on its
+next pass.
 
 ``webhook_deliveries``: one row per events entry and endpoint (unique ``(endpoint_id,
 event_id)``), written by the fan-out before the entry is acknowledged; ``body`` is the signed
