@@ -954,8 +954,7 @@ SOCKETS: Final[tuple[Socket, ...]] = (
 TAGS: Final = (
     {"name": "reference", "description": "This reference and the API's root."},
     {"name": "operations", "description": "Health, readiness and metrics."},
-    {"name": "pages",
-     "description": "The HTML pages (dispatcher map, customer tracking, driver app)."},
+    {"name": "pages", "description": "HTML pages: dispatcher map, customer tracking, driver app."},
     {"name": "ingest", "description": "Positions in: native batches, OsmAnd, OwnTracks."},
     {"name": "positions", "description": "Positions out: live and tracks."},
     {"name": "fleet", "description": "Depots, carriers, vehicles, drivers, devices, shifts."},
