@@ -21,6 +21,7 @@ import argparse
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -154,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     codes: dict[str, int] = {}
     for u in result.unassigned:
         codes[u.code] = codes.get(u.code, 0) + 1
-    print(f"# python -m bench.planning {' '.join(argv or [])}".rstrip())
+    shown = argv if argv is not None else sys.argv[1:]
+    print(f"# python -m bench.planning {' '.join(shown)}".rstrip())
     print(f"orders {len(problem.orders)}, vehicles {len(problem.vehicles)}, seed {args.seed}")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
     print(f"engine {result.stats.engine} ({result.stats.engine_reason})")
