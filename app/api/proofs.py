@@ -196,7 +196,9 @@ def _parse(form: FormData) -> Capture:
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
             if name not in _FILES:
-                raise InvalidField(name, f"expected a file part only as one of {sorted(_FILES)}")
+                raise InvalidField(
+                    name or "part", f"expected a file part only as one of {sorted(_FILES)}"
+                )
             if len(files[name]) >= _FILES[name]:
                 raise InvalidField(name, f"expected at most {_FILES[name]} parts {name!r}")
             files[name].append(value.file)
@@ -214,7 +216,11 @@ def _parse(form: FormData) -> Capture:
                 scans.append(scan)
             continue
         if name not in _TEXT_LIMITS:
-            raise InvalidField(name, "expected no such part (see docs/proofs.md)")
+            raise InvalidField(
+                name or "part",
+                "expected a part named in docs/proofs.md, got "
+                + (f"one named {name[:60]!r}" if name else "one with an empty name"),
+            )
         if name in texts:
             raise InvalidField(name, "expected this part once, got it twice")
         if len(value) > _TEXT_LIMITS[name]:
