@@ -155,6 +155,9 @@ class OrgFacts:
     rules: RulesDoc | None
     """None: the deployment's defaults."""
     templates: dict[TemplateKey, Template] = field(default_factory=dict)
+    share_proof_photo: bool = False
+    """Its customers may see the proof photo (``orgs.share_proof_photo``): the delivered
+    message then links to the proof on the tracking page."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,13 +182,19 @@ async def load_orgs(conn: AsyncConnection[Any], org_ids: Iterable[OrgId]) -> dic
     for row in await fetch_all(
         conn,
         dict_row,
-        "SELECT g.id, g.name, g.timezone, r.rules FROM orgs g"
+        "SELECT g.id, g.name, g.timezone, g.share_proof_photo, r.rules FROM orgs g"
         " LEFT JOIN notification_rules r ON r.org_id = g.id WHERE g.id = ANY(%s::bigint[])",
         (ids,),
     ):
         org_id = OrgId(row["id"])
         rules = None if row["rules"] is None else _rules(row["rules"])
-        orgs[org_id] = OrgFacts(org_id, row["name"], row["timezone"], rules)
+        orgs[org_id] = OrgFacts(
+            org_id,
+            row["name"],
+            row["timezone"],
+            rules,
+            share_proof_photo=row["share_proof_photo"],
+        )
     for row in await fetch_all(
         conn,
         dict_row,

@@ -94,6 +94,9 @@ class Facts:
     window_likely: datetime | None = None
     window_upper: datetime | None = None
     tracking_url: str | None = None
+    proof_url: str | None = None
+    """Where the customer sees the proof of delivery (the tracking page, which shows the photo
+    through a short-lived signed link): only for a delivery, where the organisation shares it."""
     reason: str | None = None
     next_step: str = DEFAULT_FAILED_NEXT_STEP
     late_min: int | None = None
@@ -135,8 +138,9 @@ def _cut(text: str | None, chars: int = 500) -> str | None:
 def context(facts: Facts) -> dict[str, Any]:
     """The variables a template sees: ``org.name``, ``order.ref``, ``order.address``,
     ``order.customer_name``, ``window.earliest``/``likely``/``latest`` (or ``window`` none),
-    ``tracking_url``, ``reason``, ``next_step``, ``late_min``, ``at`` and, for alerts,
-    ``alert.driver_id``, ``route_id``, ``stop_id``, ``expected_order_id``, ``dwell_min``."""
+    ``tracking_url``, ``proof_url`` (a delivery's proof, where the organisation shares it),
+    ``reason``, ``next_step``, ``late_min``, ``at`` and, for alerts, ``alert.driver_id``,
+    ``route_id``, ``stop_id``, ``expected_order_id``, ``dwell_min``."""
     window = None
     if facts.window_lower is not None and facts.window_upper is not None:
         window = {
@@ -153,6 +157,7 @@ def context(facts: Facts) -> dict[str, Any]:
         },
         "window": window,
         "tracking_url": facts.tracking_url,
+        "proof_url": facts.proof_url,
         "reason": _cut(facts.reason),
         "next_step": _cut(facts.next_step),
         "late_min": facts.late_min,
@@ -405,7 +410,11 @@ def sample_facts(kind: TemplateKind) -> list[Facts]:
     shapes: dict[TemplateKind, list[Facts]] = {
         "en_route": [full, _without_window(full), _without_link(full)],
         "approaching": [full, _without_window(full), _without_link(full)],
-        "delivered": [_without_window(full), _without_link(_without_window(full))],
+        "delivered": [
+            _replace(_without_window(full), proof_url=full.tracking_url),
+            _without_window(full),
+            _without_link(_without_window(full)),
+        ],
         "failed": [_without_window(full), _without_link(_without_window(full))],
         "running_late": [full, _without_link(full)],
         "eta_changed": [full, _without_link(full)],
@@ -421,7 +430,7 @@ def _without_window(facts: Facts) -> Facts:
 
 
 def _without_link(facts: Facts) -> Facts:
-    return _replace(facts, tracking_url=None, customer_name=None)
+    return _replace(facts, tracking_url=None, proof_url=None, customer_name=None)
 
 
 def _replace(facts: Facts, **changes: Any) -> Facts:
@@ -577,6 +586,11 @@ _TRACK = {
 }
 _LINKED: Final = frozenset({"en_route", "approaching", "running_late", "eta_changed", "failed"})
 """Kinds whose default message carries the tracking link."""
+_PROOF = {
+    "en": ("Proof of delivery: {{ proof_url }}", "See the proof of delivery"),
+    "de": ("Zustellnachweis: {{ proof_url }}", "Zustellnachweis ansehen"),
+}
+"""The delivered message's link to its proof, where the organisation shares proof photos."""
 
 _BUTTON = (
     '{% if tracking_url %}<p><a href="{{ tracking_url }}" style="display:inline-block;'
@@ -594,6 +608,13 @@ def _defaults() -> dict[tuple[TemplateKind, CustomerChannel, str], Template]:
             text = sentence.replace("{W}", _WINDOW[language])
             linked = kind in _LINKED
             link = f"{{% if tracking_url %}} {link_text}{{% endif %}}" if linked else ""
+            button = _BUTTON.replace("{LABEL}", label) if linked else ""
+            if kind == "delivered":
+                proof_text, proof_label = _PROOF[language]
+                link = f"{{% if proof_url %}} {proof_text}{{% endif %}}"
+                button = _BUTTON.replace("tracking_url", "proof_url").replace(
+                    "{LABEL}", proof_label
+                )
             for channel in template_channels(kind):
                 if channel == "sms":
                     made[(kind, channel, language)] = Template(
@@ -603,9 +624,7 @@ def _defaults() -> dict[tuple[TemplateKind, CustomerChannel, str], Template]:
                     continue
                 html = (
                     '<!doctype html><html><body style="font-family:sans-serif">'
-                    f"<p>{text}</p>"
-                    + (_BUTTON.replace("{LABEL}", label) if linked else "")
-                    + "<p>{{ org.name }}</p></body></html>"
+                    f"<p>{text}</p>" + button + "<p>{{ org.name }}</p></body></html>"
                 )
                 made[(kind, channel, language)] = Template(
                     kind=kind,

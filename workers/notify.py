@@ -276,6 +276,7 @@ def facts_of(
         window_likely=None if window is None else _stamp(window.likely_epoch_s),
         window_upper=None if window is None else _stamp(window.upper_epoch_s),
         tracking_url=link,
+        proof_url=link if isinstance(event, StopDelivered) and org.share_proof_photo else None,
         reason=event.reason if isinstance(event, StopFailed) else None,
         next_step=messages.next_step(rules.failed_next_step, language),
         late_min=round(window.late_s / 60) if window is not None and window.late_s else None,

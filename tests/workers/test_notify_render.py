@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from schemas.ids import OrderId, OrgId
-from schemas.notifications import Notification, Template
-from store.notification_rules import OrgFacts
+import msgspec
+
+from schemas.events import StopDelivered, StopFailed
+from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
+from schemas.notifications import Notification, NotificationRules, Template
+from store.notification_rules import OrderFacts, OrgFacts
 from workers import messages
-from workers.notify import render_message, template_for
+from workers.notify import facts_of, render_message, template_for
 
 ORG = OrgId(1)
 NOW = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)
@@ -72,3 +75,49 @@ def test_no_text_is_stored_when_even_the_default_fails() -> None:
         at=NOW,
     )
     assert render_message(message(), overlong, org(), "UTC") is None
+
+
+LINK = "https://track.example.com/t/tok"
+ORDER = OrderFacts(ORG, OrderId(7), "A-1", "1 Main St", None, None)
+
+
+def delivered_message(channel: str) -> Notification:
+    return msgspec.structs.replace(
+        message(channel=channel), kind="delivered", template=f"delivered.{channel}"
+    )
+
+
+def test_the_delivered_message_links_to_the_proof_only_where_the_organisation_shares_it() -> None:
+    """A delivery's message carries the proof link (the tracking page) in its text and as an
+    HTML button when the organisation shares proof photos, and neither otherwise."""
+    delivered = StopDelivered(
+        org_id=ORG, at=NOW, route_id=RouteId(5), stop_id=StopId(9), order_id=OrderId(7),
+        driver_id=DriverId(2),
+    )  # fmt: skip
+    sharing = OrgFacts(ORG, "Acme", "UTC", None, share_proof_photo=True)
+    shown = facts_of(delivered, ORDER, sharing, NotificationRules(), LINK, "en")
+    hidden = facts_of(delivered, ORDER, org(), NotificationRules(), LINK, "en")
+    assert shown.proof_url == LINK
+    assert hidden.proof_url is None
+    email = render_message(delivered_message("email"), shown, sharing, "UTC")
+    assert email is not None
+    assert email.html is not None
+    assert f"Proof of delivery: {LINK}" in email.text
+    assert f'href="{LINK}"' in email.html
+    plain = render_message(delivered_message("email"), hidden, org(), "UTC")
+    assert plain is not None
+    assert "Proof" not in plain.text
+    assert "href" not in (plain.html or "")
+    sms = render_message(delivered_message("sms"), shown, sharing, "UTC")
+    assert sms is not None
+    assert sms.text.endswith(f"Proof of delivery: {LINK}")
+
+
+def test_only_a_delivery_carries_the_proof_link() -> None:
+    """A failed stop's message has no proof link, even where the organisation shares proofs."""
+    failed = StopFailed(
+        org_id=ORG, at=NOW, route_id=RouteId(5), stop_id=StopId(9), order_id=OrderId(7),
+        driver_id=DriverId(2), reason="nobody home",
+    )  # fmt: skip
+    sharing = OrgFacts(ORG, "Acme", "UTC", None, share_proof_photo=True)
+    assert facts_of(failed, ORDER, sharing, NotificationRules(), LINK, "en").proof_url is None
