@@ -342,3 +342,33 @@ async def test_an_order_moved_after_planning_is_left_out_of_the_plans_dispatch(
     assert moved_id not in [s["order_id"] for r in routes["routes"] for s in r["stops"]]
     order = (await http.get(f"/v1/orders/{moved_id}", headers=key(tenant))).json()
     assert (order["status"], order["day"]) == ("pending", later.isoformat())
+
+
+@pytest.mark.browser
+async def test_the_dispatcher_sees_the_customers_instructions_as_text_on_the_stop(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+    pages: Pages,
+) -> None:
+    """The stop's card on the dispatcher map lists the gate code and the customer's note, the
+    hostile note as text that makes no element."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    route = await route_of(http, tenant, delivery_day)
+    stop = route["stops"][1]
+    token = await link(http, tenant, stop["order_id"])
+    given = {"gate_code": "4711", "note": HOSTILE}
+    response = await http.post(f"/v1/track/{token}/instructions", json=given)
+    assert response.status_code == 200, response.text
+
+    page = await pages.open(f"{server.url}/dispatch?day={delivery_day.day}#key={tenant.api_key}")
+    marker = page.locator(f"path.stop[data-stop-id='{stop['id']}']")
+    await marker.wait_for(timeout=WAIT_MS)
+    await marker.hover()
+    card = page.locator(".leaflet-tooltip")
+    await expect(card).to_contain_text("Gate code: 4711", timeout=WAIT_MS)
+    await expect(card.locator(".tip-instructions").last).to_have_text(f"Customer: {HOSTILE}")
+    assert await card.locator("script, img").count() == 0
+    assert await page.title() != "pwned"

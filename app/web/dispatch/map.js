@@ -147,6 +147,7 @@ export class FleetMap {
       stop.customer_name ? el("div", {}, stop.customer_name) : null,
       el("div", { class: "tip-muted" }, stop.address),
       el("div", {}, statusWords(stop, clock)),
+      ...customerInstructions(stop),
     ];
     if (stop.windows.length) {
       rows.push(el("div", { class: "tip-muted" },
@@ -261,6 +262,19 @@ export class FleetMap {
     const marker = this.stops.get(stopId);
     if (marker) marker.openTooltip();
   }
+}
+
+// The customer's instructions from the tracking page or a text reply: their own words, as text.
+function customerInstructions(stop) {
+  const given = stop.instructions;
+  if (!given) return [];
+  const rows = [];
+  if (given.gate_code) rows.push(`Gate code: ${given.gate_code}`);
+  if (given.leave_at) rows.push(`Leave at: ${given.leave_at}`);
+  if (given.safe_place_allowed === true) rows.push("May be left without a signature");
+  if (given.safe_place_allowed === false) rows.push("Never leave without a signature");
+  if (given.note) rows.push(`Customer: ${given.note}`);
+  return rows.map((line) => el("div", { class: "tip-instructions" }, line));
 }
 
 function statusWords(stop, clock) {
