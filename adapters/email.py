@@ -6,13 +6,30 @@ is ``multipart/alternative`` (text, then HTML) built with the standard library's
 :class:`~email.message.EmailMessage`. The caller's idempotency key becomes the ``Message-ID``
 (and an ``X-Lastmile-Idempotency-Key`` header), so a message sent twice by an at-least-once sender
 carries the same id both times and receivers can drop the duplicate.
+
+**Connections are kept and reused.** Opening one costs a TCP handshake, the greeting, ``EHLO``,
+for STARTTLS a TLS handshake and a second ``EHLO``, and ``AUTH``: more CPU and round trips than
+the message itself. So the sender keeps a small pool per relay (``SmtpConfig.connections``, as
+many as a sender pass sends at once) and sends message after message over each (``MAIL``,
+``RCPT``, ``DATA``). A connection is closed after ``messages_per_connection`` messages or
+``idle_close_s`` unused (relays drop idle clients, commonly after a few minutes), and whenever it
+fails in a way that leaves its state unknown. A reused connection that the relay has closed
+meanwhile (a dropped socket, or ``421``: the relay is closing the channel) is not the message's
+failure: the message is sent again at once over a new connection. Only a failure on a fresh
+connection is the message's, classified as before (4yz and network errors retryable, 5yz
+permanent). At worst the relay accepted the message and the connection dropped before its
+answer reached us: the message is then sent twice with the same ``Message-ID``, which the
+at-least-once sender allows anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
 import ssl
+import time
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -60,13 +77,40 @@ class SmtpConfig:
     timeout_s: float = 30.0
     message_id_domain: str | None = None
     """Right-hand side of Message-IDs; defaults to the sender's domain."""
+    connections: int = 20
+    """At most this many connections to the relay at once (the sender's batch, by default)."""
+    messages_per_connection: int = 100
+    """A connection is closed (``QUIT``) after this many messages; relays limit it too."""
+    idle_close_s: float = 30.0
+    """A connection unused for this long is closed rather than reused."""
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One open connection to the relay, and how much it has been used."""
+
+    client: aiosmtplib.SMTP
+    messages: int = 0
+    idle_since: float = 0.0
+
+
+_CLOSING = 421
+"""SMTP's "service not available, closing transmission channel"."""
 
 
 class SmtpEmailSender:
-    """An :class:`EmailSender` over SMTP with aiosmtplib; one connection per message."""
+    """An :class:`EmailSender` over SMTP with aiosmtplib, over a small pool of kept connections
+    (see the module's docstring). Call :meth:`aclose` when done, to ``QUIT`` them."""
 
     def __init__(self, config: SmtpConfig) -> None:
+        if config.connections < 1 or config.messages_per_connection < 1:
+            raise ValueError(
+                "expected connections and messages_per_connection of at least 1, got "
+                f"{config.connections} and {config.messages_per_connection}"
+            )
         self.config = config
+        self._idle: list[_Connection] = []
+        self._slots: asyncio.Semaphore | None = None
         self._from = _parse_address(config.sender)
         self._id_domain = config.message_id_domain or self._from.domain or "localhost"
         self._tls_context: ssl.SSLContext | None = None
@@ -77,6 +121,12 @@ class SmtpEmailSender:
 
     def __repr__(self) -> str:
         return f"SmtpEmailSender({self.config!r})"
+
+    async def __aenter__(self) -> SmtpEmailSender:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def build(
         self, *, to: str, subject: str, text: str, html: str | None, idempotency_key: str
@@ -101,18 +151,11 @@ class SmtpEmailSender:
             to=to, subject=subject, text=text, html=html, idempotency_key=idempotency_key
         )
         c = self.config
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(c.connections)
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=c.host,
-                port=c.port,
-                username=c.username,
-                password=c.password,
-                use_tls=c.tls == "implicit",
-                start_tls=c.tls == "starttls",
-                tls_context=self._tls_context,
-                timeout=c.timeout_s,
-            )
+            async with self._slots:
+                await self._send_pooled(message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({r.code for r in exc.recipients})
             detail = f"the relay at {c.host}:{c.port} refused {to!r}: " + "; ".join(
@@ -132,6 +175,97 @@ class SmtpEmailSender:
             detail = f"could not send through {c.host}:{c.port}: {type(exc).__name__}: {exc}"
             raise RetryableFailure(CHANNEL, detail) from exc
         return str(message["Message-ID"])
+
+    async def aclose(self) -> None:
+        """``QUIT`` and close every kept connection; the sender may still be used afterwards
+        (it opens new ones)."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await self._quit(connection)
+
+    async def _send_pooled(self, message: EmailMessage) -> None:
+        """Send over a kept connection, or a new one; a kept one the relay has dropped is
+        replaced and the message sent again over the new one. Raises aiosmtplib's errors (or
+        ``OSError``) for the message's own failure."""
+        connection = self._take()
+        if connection is not None:
+            try:
+                await self._transact(connection, message)
+                return
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError):
+                pass  # dropped while kept: the message is not at fault, try a new connection
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code != _CLOSING:
+                    raise
+        connection = await self._open()
+        await self._transact(connection, message)
+
+    async def _transact(self, connection: _Connection, message: EmailMessage) -> None:
+        """One message over ``connection``; the connection is kept for the next message when it
+        is still in a known state (accepted, or refused with an answer that is not ``421``),
+        closed otherwise."""
+        keep = False
+        try:
+            await connection.client.send_message(message)
+            keep = True
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
+            # aiosmtplib has sent RSET after a refusal, so the connection is ready for the next
+            # message, unless the relay said it is closing it.
+            code = getattr(exc, "code", None)
+            keep = code != _CLOSING
+            raise
+        finally:
+            connection.messages += 1
+            if keep and connection.client.is_connected:
+                await self._give_back(connection)
+            else:
+                connection.client.close()
+
+    def _take(self) -> _Connection | None:
+        """The most recently used kept connection that is still open and fresh, if any."""
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.client.is_connected and now - connection.idle_since < (
+                self.config.idle_close_s
+            ):
+                return connection
+            connection.client.close()
+        return None
+
+    async def _give_back(self, connection: _Connection) -> None:
+        if connection.messages >= self.config.messages_per_connection:
+            await self._quit(connection)
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.append(connection)
+
+    async def _open(self) -> _Connection:
+        """A new connection, greeted, upgraded to TLS and logged in as configured."""
+        c = self.config
+        client = aiosmtplib.SMTP(
+            hostname=c.host,
+            port=c.port,
+            username=c.username,
+            password=c.password,
+            use_tls=c.tls == "implicit",
+            start_tls=c.tls == "starttls",
+            tls_context=self._tls_context,
+            timeout=c.timeout_s,
+        )
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        return _Connection(client=client)
+
+    @staticmethod
+    async def _quit(connection: _Connection) -> None:
+        """Say goodbye politely; a relay that has gone already needs nothing more."""
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await connection.client.quit()
+        connection.client.close()
 
 
 def message_id(idempotency_key: str, domain: str) -> str:

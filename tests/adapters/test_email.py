@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import trustme
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from adapters.email import IDEMPOTENCY_HEADER, SmtpConfig, SmtpEmailSender, message_id
 from adapters.errors import PermanentFailure, RetryableFailure
@@ -63,46 +67,46 @@ async def _send(sender: SmtpEmailSender, key: str = "notif-42.sms") -> str:
 
 async def test_plain_message_has_both_parts_and_the_idempotency_ids(plain_sink: SmtpSink) -> None:
     """A plain send delivers a multipart/alternative mail whose Message-ID derives from the key."""
-    sender = SmtpEmailSender(
+    async with SmtpEmailSender(
         SmtpConfig(host="127.0.0.1", port=plain_sink.port, sender=SENDER, tls="none")
-    )
-    provider_id = await _send(sender)
-    assert provider_id == "<notif-42.sms@acme.example>"
-    [got] = plain_sink.received
-    assert got.rcpt_tos == ["ann@example.org"]
-    assert got.mail_from == "deliveries@acme.example"
-    m = got.message
-    assert m["Message-ID"] == provider_id
-    assert m[IDEMPOTENCY_HEADER] == "notif-42.sms"
-    assert m["Subject"] == "Your parcel is on its way"
-    assert m.get_content_type() == "multipart/alternative"
-    text = m.get_body(preferencelist=("plain",))
-    html = m.get_body(preferencelist=("html",))
-    assert text is not None
-    assert "https://t.example/abc" in text.get_content()
-    assert html is not None
-    assert '<a href="https://t.example/abc">' in html.get_content()
+    ) as sender:
+        provider_id = await _send(sender)
+        assert provider_id == "<notif-42.sms@acme.example>"
+        [got] = plain_sink.received
+        assert got.rcpt_tos == ["ann@example.org"]
+        assert got.mail_from == "deliveries@acme.example"
+        m = got.message
+        assert m["Message-ID"] == provider_id
+        assert m[IDEMPOTENCY_HEADER] == "notif-42.sms"
+        assert m["Subject"] == "Your parcel is on its way"
+        assert m.get_content_type() == "multipart/alternative"
+        text = m.get_body(preferencelist=("plain",))
+        html = m.get_body(preferencelist=("html",))
+        assert text is not None
+        assert "https://t.example/abc" in text.get_content()
+        assert html is not None
+        assert '<a href="https://t.example/abc">' in html.get_content()
 
 
 async def test_sending_twice_gives_the_same_message_id(plain_sink: SmtpSink) -> None:
     """Two sends with one key carry one Message-ID, so the receiver can drop the duplicate."""
-    sender = SmtpEmailSender(
+    async with SmtpEmailSender(
         SmtpConfig(host="127.0.0.1", port=plain_sink.port, sender=SENDER, tls="none")
-    )
-    first, second = await _send(sender), await _send(sender)
-    assert first == second
-    assert [r.message["Message-ID"] for r in plain_sink.received] == [first, first]
+    ) as sender:
+        first, second = await _send(sender), await _send(sender)
+        assert first == second
+        assert [r.message["Message-ID"] for r in plain_sink.received] == [first, first]
 
 
 async def test_text_only_message_is_not_multipart(plain_sink: SmtpSink) -> None:
     """Without HTML the message is a single text/plain part."""
-    sender = SmtpEmailSender(
+    async with SmtpEmailSender(
         SmtpConfig(host="127.0.0.1", port=plain_sink.port, sender=SENDER, tls="none")
-    )
-    await sender.send(
-        to="ann@example.org", subject="s", text="hello", html=None, idempotency_key="k"
-    )
-    assert plain_sink.received[0].message.get_content_type() == "text/plain"
+    ) as sender:
+        await sender.send(
+            to="ann@example.org", subject="s", text="hello", html=None, idempotency_key="k"
+        )
+        assert plain_sink.received[0].message.get_content_type() == "text/plain"
 
 
 @pytest.mark.parametrize(
@@ -113,13 +117,13 @@ async def test_refused_recipient(
     plain_sink: SmtpSink, to: str, failure: type[Exception], code: str
 ) -> None:
     """A recipient refused with 5xx is a permanent failure, with 4xx a retryable one."""
-    sender = SmtpEmailSender(
+    async with SmtpEmailSender(
         SmtpConfig(host="127.0.0.1", port=plain_sink.port, sender=SENDER, tls="none")
-    )
-    with pytest.raises(failure) as info:
-        await sender.send(to=to, subject="s", text="t", html=None, idempotency_key="k")
-    assert getattr(info.value, "code", None) == code
-    assert plain_sink.received == []
+    ) as sender:
+        with pytest.raises(failure) as info:
+            await sender.send(to=to, subject="s", text="t", html=None, idempotency_key="k")
+        assert getattr(info.value, "code", None) == code
+        assert plain_sink.received == []
 
 
 async def test_starttls_with_authentication(server_context: ssl.SSLContext, ca_file: Path) -> None:
@@ -134,7 +138,8 @@ async def test_starttls_with_authentication(server_context: ssl.SSLContext, ca_f
             password="s3cret",
             ca_file=ca_file,
         )
-        await _send(SmtpEmailSender(config))
+        async with SmtpEmailSender(config) as sender:
+            await _send(sender)
         [got] = sink.received
         assert got.login == "acme"
         assert got.message[IDEMPOTENCY_HEADER] == "notif-42.sms"
@@ -154,7 +159,8 @@ async def test_wrong_password_is_a_permanent_failure(
             ca_file=ca_file,
         )
         with pytest.raises(PermanentFailure) as info:
-            await _send(SmtpEmailSender(config))
+            async with SmtpEmailSender(config) as sender:
+                await _send(sender)
         assert info.value.code == "535"
         assert sink.received == []
 
@@ -165,7 +171,8 @@ async def test_implicit_tls(server_context: ssl.SSLContext, ca_file: Path) -> No
         config = SmtpConfig(
             host="127.0.0.1", port=sink.port, sender=SENDER, tls="implicit", ca_file=ca_file
         )
-        await _send(SmtpEmailSender(config))
+        async with SmtpEmailSender(config) as sender:
+            await _send(sender)
         assert len(sink.received) == 1
 
 
@@ -174,7 +181,8 @@ async def test_untrusted_certificate_is_refused(server_context: ssl.SSLContext) 
     for sink in _sink(tls="starttls", server_context=server_context):
         config = SmtpConfig(host="127.0.0.1", port=sink.port, sender=SENDER)
         with pytest.raises(RetryableFailure):
-            await _send(SmtpEmailSender(config))
+            async with SmtpEmailSender(config) as sender:
+                await _send(sender)
         assert sink.received == []
 
 
@@ -184,7 +192,192 @@ async def test_no_server_is_a_retryable_failure() -> None:
         host="127.0.0.1", port=free_port(), sender=SENDER, tls="none", timeout_s=5.0
     )
     with pytest.raises(RetryableFailure):
-        await _send(SmtpEmailSender(config))
+        async with SmtpEmailSender(config) as sender:
+            await _send(sender)
+
+
+@dataclass
+class CountingSink(SmtpSink):
+    """An SMTP server that counts the messages each client connection carried, and drops a
+    connection as told: closed right after its ``close_after``-th accepted message; at the next
+    ``MAIL`` once it carried ``drop_after`` messages, without an answer; or answered ``421``
+    (closing) at ``MAIL`` once it carried ``refuse_after`` messages."""
+
+    close_after: int | None = None
+    drop_after: int | None = None
+    refuse_after: int | None = None
+    per_connection: Counter[str] = field(default_factory=Counter)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        transport = server.transport
+        assert isinstance(transport, asyncio.Transport)
+        if (
+            self.drop_after is not None
+            and self.per_connection[repr(session.peer)] >= self.drop_after
+        ):
+            transport.abort()  # gone before answering: the client finds out only now
+            return "421 4.3.2 never written"
+        if self.refuse_after is not None and (
+            self.per_connection[repr(session.peer)] >= self.refuse_after
+        ):
+            asyncio.get_running_loop().call_soon(transport.close)
+            return "421 4.3.2 Service shutting down, closing channel"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        self.per_connection[repr(session.peer)] += 1
+        if (
+            self.close_after is not None
+            and self.per_connection[repr(session.peer)] >= self.close_after
+        ):
+            transport = server.transport
+            assert transport is not None
+            # After the answer is written: the client saw the message accepted, then the relay
+            # went away while the connection sat in the pool.
+            asyncio.get_running_loop().call_soon(transport.close)
+        return answer
+
+
+def _counting(**kwargs: object) -> Iterator[CountingSink]:
+    sink = CountingSink(**kwargs)  # type: ignore[arg-type]
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def _plain(port: int, **kwargs: object) -> SmtpConfig:
+    return SmtpConfig(host="127.0.0.1", port=port, sender=SENDER, tls="none", **kwargs)  # type: ignore[arg-type]
+
+
+def _keys(sink: SmtpSink) -> list[str]:
+    return sorted(str(r.message[IDEMPOTENCY_HEADER]) for r in sink.received)
+
+
+async def test_several_messages_go_over_one_connection() -> None:
+    """Messages sent one after another reuse one connection instead of opening one each."""
+    for sink in _counting():
+        async with SmtpEmailSender(_plain(sink.port)) as sender:
+            for n in range(5):
+                await _send(sender, key=f"k{n}")
+        assert _keys(sink) == [f"k{n}" for n in range(5)]
+        assert list(sink.per_connection.values()) == [5]
+
+
+async def test_concurrent_sends_use_at_most_the_configured_connections() -> None:
+    """Twelve messages sent at once travel over no more than ``connections`` connections."""
+    for sink in _counting():
+        async with SmtpEmailSender(_plain(sink.port, connections=3)) as sender:
+            await asyncio.gather(*(_send(sender, key=f"k{n:02}") for n in range(12)))
+        assert _keys(sink) == [f"k{n:02}" for n in range(12)]
+        assert len(sink.per_connection) <= 3
+        assert sum(sink.per_connection.values()) == 12
+
+
+async def test_a_connection_the_relay_closed_is_reopened_and_nothing_is_lost() -> None:
+    """When the relay closes a kept connection, the next message goes over a new one and every
+    message arrives exactly once."""
+    for sink in _counting(close_after=2):
+        async with SmtpEmailSender(_plain(sink.port)) as sender:
+            for n in range(6):
+                await _send(sender, key=f"k{n}")
+                await asyncio.sleep(0.05)  # let the close reach the client, as in a real pause
+        assert _keys(sink) == [f"k{n}" for n in range(6)]
+        assert sorted(sink.per_connection.values()) == [2, 2, 2]
+
+
+async def test_a_dropped_connection_found_only_when_sending_is_reopened() -> None:
+    """A kept connection whose close the client has not yet noticed fails on use; the message
+    is sent again at once over a new connection, and none is lost."""
+    for sink in _counting(drop_after=2):
+        async with SmtpEmailSender(_plain(sink.port)) as sender:
+            for n in range(6):
+                await _send(sender, key=f"k{n}")
+        assert _keys(sink) == [f"k{n}" for n in range(6)]
+        assert sorted(sink.per_connection.values()) == [2, 2, 2]
+
+
+async def test_a_421_on_a_kept_connection_moves_the_message_to_a_new_one() -> None:
+    """A relay answering 421 (closing) to a kept connection's next message does not fail the
+    message: it goes over a new connection."""
+    for sink in _counting(refuse_after=3):
+        async with SmtpEmailSender(_plain(sink.port)) as sender:
+            for n in range(7):
+                await _send(sender, key=f"k{n}")
+        assert _keys(sink) == [f"k{n}" for n in range(7)]
+        assert sorted(sink.per_connection.values()) == [1, 3, 3]
+
+
+async def test_a_421_on_a_new_connection_is_a_retryable_failure() -> None:
+    """A relay that answers 421 on a fresh connection fails the message for now (retryable)."""
+    for sink in _counting(refuse_after=0):
+        async with SmtpEmailSender(_plain(sink.port)) as sender:
+            with pytest.raises(RetryableFailure) as info:
+                await _send(sender)
+        assert info.value.code == "421"
+        assert sink.received == []
+
+
+async def test_a_refused_recipient_keeps_the_connection_for_the_next_message() -> None:
+    """After a recipient is refused the connection is reset and carries the next message."""
+    for sink in _counting():
+        async with SmtpEmailSender(_plain(sink.port)) as sender:
+            await _send(sender, key="first")
+            with pytest.raises(PermanentFailure):
+                await sender.send(
+                    to="x@nowhere.example", subject="s", text="t", html=None, idempotency_key="k"
+                )
+            await _send(sender, key="second")
+        assert _keys(sink) == ["first", "second"]
+        assert list(sink.per_connection.values()) == [2]
+
+
+async def test_a_connection_is_retired_after_its_message_limit() -> None:
+    """With ``messages_per_connection`` 2, five messages take three connections."""
+    for sink in _counting():
+        async with SmtpEmailSender(_plain(sink.port, messages_per_connection=2)) as sender:
+            for n in range(5):
+                await _send(sender, key=f"k{n}")
+        assert sorted(sink.per_connection.values()) == [1, 2, 2]
+
+
+async def test_an_idle_connection_is_not_reused() -> None:
+    """A connection unused for longer than ``idle_close_s`` is closed and a new one opened."""
+    for sink in _counting():
+        async with SmtpEmailSender(_plain(sink.port, idle_close_s=0.0)) as sender:
+            for n in range(3):
+                await _send(sender, key=f"k{n}")
+        assert list(sink.per_connection.values()) == [1, 1, 1]
+
+
+async def test_starttls_connection_is_reused_with_its_login(
+    server_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    """Over STARTTLS with AUTH, later messages reuse the upgraded, logged-in connection."""
+    for sink in _counting(tls="starttls", server_context=server_context, users={"acme": "pw"}):
+        config = SmtpConfig(
+            host="127.0.0.1",
+            port=sink.port,
+            sender=SENDER,
+            username="acme",
+            password="pw",
+            ca_file=ca_file,
+        )
+        async with SmtpEmailSender(config) as sender:
+            for n in range(3):
+                await _send(sender, key=f"k{n}")
+        assert [r.login for r in sink.received] == ["acme"] * 3
+        assert list(sink.per_connection.values()) == [3]
+
+
+def test_a_pool_of_no_connections_is_refused() -> None:
+    """A configuration with no connections or no messages per connection is a clear error."""
+    with pytest.raises(ValueError, match="connections"):
+        SmtpEmailSender(_plain(25, connections=0))
 
 
 def test_password_is_not_in_the_repr() -> None:
