@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -378,6 +380,53 @@ def test_a_pool_of_no_connections_is_refused() -> None:
     """A configuration with no connections or no messages per connection is a clear error."""
     with pytest.raises(ValueError, match="connections"):
         SmtpEmailSender(_plain(25, connections=0))
+
+
+async def test_non_ascii_names_subject_and_text_arrive_intact(plain_sink: SmtpSink) -> None:
+    """Umlauts in the names, subject and both parts arrive as written; a line break in the
+    subject becomes a space (no header can be added through it)."""
+    config = SmtpConfig(
+        host="127.0.0.1", port=plain_sink.port, sender="Lieferdienst Müller <d@acme.example>"
+    )
+    async with SmtpEmailSender(dataclasses.replace(config, tls="none")) as sender:
+        await sender.send(
+            to="Jürgen Groß <jg@example.org>",
+            subject="Unterwegs: Bestellung n-4\nBcc: evil@example.org",
+            text="Grüße — Ihr Paket kommt.",
+            html="<p>Grüße — <b>Ihr Paket</b> kommt.</p>",
+            idempotency_key="k-ä".encode().hex(),
+        )
+    [got] = plain_sink.received
+    m = got.message
+    assert m["From"] == "Lieferdienst Müller <d@acme.example>"
+    assert m["To"] == "Jürgen Groß <jg@example.org>"
+    assert m["Subject"] == "Unterwegs: Bestellung n-4 Bcc: evil@example.org"
+    assert m["Bcc"] is None
+    assert got.rcpt_tos == ["jg@example.org"]
+    text, html = m.get_body(("plain",)), m.get_body(("html",))
+    assert text is not None
+    assert text.get_content().strip() == "Grüße — Ihr Paket kommt."
+    assert html is not None
+    assert "<b>Ihr Paket</b>" in html.get_content()
+
+
+async def test_a_long_message_id_stays_on_its_header_line(plain_sink: SmtpSink) -> None:
+    """A Message-ID longer than a folded line (a hashed key) reaches the receiver unchanged."""
+    async with SmtpEmailSender(_plain(plain_sink.port)) as sender:
+        provider_id = await _send(sender, key="order 7 @ en route")
+    assert len(provider_id) > 78
+    assert plain_sink.received[0].message["Message-ID"] == provider_id
+
+
+def test_an_address_that_is_not_ascii_is_built_for_smtputf8() -> None:
+    """A recipient whose address is not ASCII gets the modern message class, which aiosmtplib
+    sends with SMTPUTF8."""
+    sender = SmtpEmailSender(SmtpConfig(host="h", sender=SENDER, tls="none"))
+    message = sender.build(
+        to="jürgen@exämple.org", subject="s", text="t", html=None, idempotency_key="k"
+    )
+    assert isinstance(message, EmailMessage)
+    assert message["To"] == "jürgen@exämple.org"
 
 
 def test_password_is_not_in_the_repr() -> None:

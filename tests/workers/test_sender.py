@@ -38,14 +38,15 @@ FAST = SenderConfig(
 
 
 class SlowSink(SmtpSink):
-    """An SMTP sink that, after accepting a message, holds the client's QUIT ``quit_delay_s``:
-    the message has arrived, but its sender does not know it yet."""
+    """An SMTP sink that, after storing a message, holds its answer to ``DATA`` for
+    ``answer_delay_s``: the message has arrived, but its sender does not know it yet."""
 
-    quit_delay_s: float = 0.0
+    answer_delay_s: float = 0.0
 
-    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        await asyncio.sleep(self.quit_delay_s)
-        return "221 Bye"
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(self.answer_delay_s)
+        return answer
 
 
 @pytest.fixture
@@ -87,14 +88,14 @@ async def _rows(
     keys = []
     notes = []
     for address in addresses:
-        contact = {"phone": address} if channel == "sms" else {"email": address}
         order = OrderIn(
             external_ref=f"s-{secrets.token_hex(4)}",
             address="1 Main St",
             lat=52.5,
             lon=13.4,
             day=date.today(),
-            **contact,
+            phone=address if channel == "sms" else None,
+            email=address if channel != "sms" else None,
         )
         order_id = (await create_order(db, tenant.org_id, order)).id
         event_id = f"{secrets.randbelow(10**12)}-0"
@@ -327,7 +328,7 @@ async def test_a_killed_sender_loses_nothing_and_duplicates_share_their_message_
     each message that so arrives twice carries the same Message-ID both times."""
     token = secrets.token_hex(3)
     keys = await _rows(db, tenant, "email", [f"k{n}-{token}@example.com" for n in range(6)])
-    sink.quit_delay_s = 60.0  # the killed sender waits here, its messages accepted
+    sink.answer_delay_s = 60.0  # the killed sender waits here, its messages stored
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -349,7 +350,7 @@ async def test_a_killed_sender_loses_nothing_and_duplicates_share_their_message_
         await proc.wait()
     states = await _states(db, keys)
     assert all(row["state"] == "sending" for row in states.values())
-    sink.quit_delay_s = 0.0
+    sink.answer_delay_s = 0.0
     survivor = Sender(database_url, Channels(email=_email(sink)), FAST)
     try:
         await _drain(survivor, db, keys, "sent")
