@@ -47,6 +47,7 @@ out, and any sender claims them again; a receiver may then get one twice, with t
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -216,6 +217,10 @@ class HookSenderConfig:
     """The pause after a pass that found nothing due."""
     first_retry_s: float = 5.0
     retry_span_s: float = 86_400.0
+    announce_s: float = 10.0
+    """How often a sender looks for disabled endpoints nobody announced (those another sender
+    disabled, or left unannounced while Redis was away); its own disables it announces at once.
+    Not every pass: that look is a transaction of its own, a tenth of a busy pass's work."""
 
 
 class HookSender(OwnConnection):
@@ -238,6 +243,8 @@ class HookSender(OwnConnection):
         self.wake = asyncio.Event()
         """Set (by this process's fan-out) when deliveries may be due: ends an idle pause."""
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._looked_at = -float("inf")
+        """When this sender last looked for unannounced endpoints (monotonic seconds)."""
 
     async def close(self) -> None:
         """Close the database connection and the adapter's connection pool."""
@@ -246,8 +253,11 @@ class HookSender(OwnConnection):
 
     async def run_once(self) -> int:
         """Announce disabled endpoints, claim one batch, send it, record every attempt; the
-        number of deliveries claimed. Redis being away delays announcements, not deliveries."""
-        await self._announce_or_wait()
+        number of deliveries claimed. Redis being away delays announcements, not deliveries.
+        Unannounced endpoints are looked for on the first pass and every ``announce_s``."""
+        if time.monotonic() - self._looked_at >= self.config.announce_s:
+            self._looked_at = time.monotonic()
+            await self._announce_or_wait()
         conn = await self._connection()
         claimed = await claim_due(conn, self.config.batch, self.config.lease_s)
         if not claimed:
