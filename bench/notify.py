@@ -18,7 +18,7 @@ Starlette app under uvicorn) run in threads of this process and stamp each arriv
    again, the workers stopped meanwhile, then started: the rate at which messages arrive (first
    to last arrival). Beside it, the ceiling: a raw loop against the same receiver, with the
    concurrency the sender uses per pass (``httpx`` POSTs of the same body, ``aiosmtplib`` sends
-   of a similar mail).
+   of a similar mail, over a new connection per mail and over kept connections).
 """
 
 from __future__ import annotations
@@ -340,18 +340,38 @@ async def raw_posts(url: str, body: bytes, count: int, concurrency: int) -> floa
         return count / (time.perf_counter() - start)
 
 
+def _raw_mail(n: int) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "bench@example.com"
+    message["To"] = f"raw{n}@example.com"
+    message["Subject"] = "Your delivery has arrived"
+    message.set_content("Your delivery has arrived.")
+    return message
+
+
 async def raw_mails(port: int, count: int, concurrency: int) -> float:
-    """The ceiling: ``count`` mails sent with aiosmtplib, ``concurrency`` at a time; per second."""
+    """The ceiling: ``count`` mails sent with aiosmtplib, ``concurrency`` at a time, a new
+    connection for each mail (``aiosmtplib.send``); per second."""
     queue = iter(range(count))
 
     async def one() -> None:
         for n in queue:
-            message = EmailMessage()
-            message["From"] = "bench@example.com"
-            message["To"] = f"raw{n}@example.com"
-            message["Subject"] = "Your delivery has arrived"
-            message.set_content("Your delivery has arrived.")
-            await aiosmtplib.send(message, hostname="127.0.0.1", port=port)
+            await aiosmtplib.send(_raw_mail(n), hostname="127.0.0.1", port=port)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    return count / (time.perf_counter() - start)
+
+
+async def raw_mails_kept(port: int, count: int, concurrency: int) -> float:
+    """The same ceiling over ``concurrency`` kept connections, one mail after another on each
+    (as the email adapter sends since it keeps connections); per second."""
+    queue = iter(range(count))
+
+    async def one() -> None:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as client:
+            for n in queue:
+                await client.send_message(_raw_mail(n))
 
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(concurrency)))
@@ -423,6 +443,7 @@ async def run(env: BenchEnv, args: argparse.Namespace, report: Report) -> None:
                 messages=len(mail.at),
                 per_s=rate_of(mail.at),
                 raw_per_s=await raw_mails(smtp_port, len(batch), SENDER_BATCH),
+                raw_kept_per_s=await raw_mails_kept(smtp_port, len(batch), SENDER_BATCH),
                 concurrency=SENDER_BATCH,
             )
             report.add(
