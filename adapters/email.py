@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import io
 import re
+import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ class SmtpEmailSender:
         if html is None:
             message = _text_part(text, "plain")
         else:
-            message = MIMEMultipart("alternative")
+            message = MIMEMultipart("alternative", boundary=_boundary(text, html))
             message.attach(_text_part(text, "plain"))
             message.attach(_text_part(html, "html"))
         message["From"] = _format_address(self._from)
@@ -335,6 +336,15 @@ def _flatten(message: Message) -> bytes:
     out = io.BytesIO()
     BytesGenerator(out, policy=_WIRE).flatten(message)
     return out.getvalue()
+
+
+def _boundary(*texts: str) -> str:
+    """A MIME boundary found in none of ``texts``. Chosen here because the generator's own
+    choice compiles a new regular expression for every message."""
+    while True:
+        boundary = "=_lastmile_" + secrets.token_hex(16)
+        if not any(boundary in text for text in texts):
+            return boundary
 
 
 def _addr_spec(header: str) -> str:
