@@ -100,3 +100,79 @@ async def test_an_attempt_of_a_deleted_endpoint_is_dropped_without_an_error(
         "SELECT count(*) FROM webhook_attempts WHERE delivery_id = %s", (delivery_id,)
     )
     assert await cursor.fetchone() == (0,)
+
+
+def _delivered(endpoint_id: int, delivery_id: int, attempt: int) -> Outcome:
+    now = datetime.now(UTC)
+    return Outcome(
+        delivery_id=delivery_id,
+        endpoint_id=endpoint_id,
+        attempt=attempt,
+        started_at=now,
+        finished_at=now,
+        outcome="delivered",
+        status_code=204,
+        latency_ms=3,
+        address="127.0.0.1",
+        state="delivered",
+    )
+
+
+async def test_a_delivered_batch_is_recorded_as_one_attempt_at_a_time_would_be(
+    db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """A batch of delivered attempts (recorded set-wise) moves the deliveries this sender still
+    holds, ends their endpoints' runs of failures, logs a taken-over one without moving it, and
+    drops the one whose endpoint was deleted."""
+    held_endpoint, held = await _one(db, tenant.org_id)
+    taken_endpoint, taken = await _one(db, tenant.org_id)
+    gone_endpoint, gone = await _one(db, tenant.org_id)
+    await db.execute(
+        "UPDATE webhook_endpoints SET consecutive_failures = 3 WHERE id = ANY(%s)",
+        ([held_endpoint, taken_endpoint],),
+    )
+    try:
+        first = {c.id: c.attempts for c in await deliveries.claim_due(db, 100, 0.0)}
+        assert {held, taken, gone} <= first.keys()
+        # The taken-over one is claimed again (its lease ran out); the others are held anew.
+        await db.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 hour'"
+            " WHERE id = ANY(%s)",
+            ([held, gone],),
+        )
+        again = {c.id: c.attempts for c in await deliveries.claim_due(db, 100, 60.0)}
+        assert taken in again
+        assert held not in again
+        assert await webhooks.delete(db, tenant.org_id, gone_endpoint)
+        results = await deliveries.record_attempts(
+            db,
+            [
+                _delivered(held_endpoint, held, first[held]),
+                _delivered(taken_endpoint, taken, first[taken]),
+                _delivered(gone_endpoint, gone, first[gone]),
+            ],
+            disable_after=5,
+        )
+        assert results == [(True, "none"), (False, "none"), (False, "none")]
+        found = await webhooks.get_delivery(db, tenant.org_id, held_endpoint, held)
+        assert found is not None
+        assert found.state == "delivered"
+        assert [(a.attempt, a.outcome, a.status_code) for a in found.attempts] == [
+            (first[held], "delivered", 204)
+        ]
+        other = await webhooks.get_delivery(db, tenant.org_id, taken_endpoint, taken)
+        assert other is not None
+        assert other.state == "sending"
+        assert [a.attempt for a in other.attempts] == [first[taken]]
+        cursor = await db.execute(
+            "SELECT id, consecutive_failures FROM webhook_endpoints WHERE id = ANY(%s) ORDER BY id",
+            ([held_endpoint, taken_endpoint],),
+        )
+        assert await cursor.fetchall() == [(held_endpoint, 0), (taken_endpoint, 3)]
+        cursor = await db.execute(
+            "SELECT count(*) FROM webhook_attempts WHERE delivery_id = %s", (gone,)
+        )
+        assert await cursor.fetchone() == (0,)
+    finally:
+        await webhooks.delete(db, tenant.org_id, held_endpoint)
+        await webhooks.delete(db, tenant.org_id, taken_endpoint)
