@@ -237,8 +237,10 @@ class SmtpEmailSender:
             try:
                 await self._transact(connection, message)
                 return
-            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError):
-                pass  # dropped while kept: the message is not at fault, try a new connection
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                # Dropped while kept: not the message's fault, so a new connection at once. A
+                # timeout is not retried here: a second one would outlast the sender's lease.
+                pass
             except aiosmtplib.SMTPResponseException as exc:
                 if exc.code != _CLOSING:
                     raise
