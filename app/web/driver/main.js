@@ -31,11 +31,29 @@ const state = {
   sender: null,
   map: null,
   watch: null,
-  lastFixMs: 0,
+  lastFixMs: 0, // when the last ping was taken (the phone's clock)
+  latest: null, // the newest position, sent when the second since the last ping is up
+  trailing: null, // the timer that sends it
   lastFix: null, // {lat, lon, accuracy_m}: where a proof was captured
   battery: null, // the phone's battery level (0 to 1), where the browser tells
   dialog: null, // the stop dialog (stop.js)
 };
+
+// One fix from the phone, numbered and sent over the driver socket (queued while offline).
+function ping(position) {
+  const at = position.timestamp;
+  const c = position.coords;
+  state.lastFixMs = at;
+  const seq = Number(localStorage.getItem(SEQ_KEY) || "0") + 1;
+  localStorage.setItem(SEQ_KEY, String(seq));
+  const fix = { time: new Date(at).toISOString(), lat: c.latitude, lon: c.longitude, seq };
+  if (c.accuracy !== null) fix.accuracy_m = Math.min(c.accuracy, 100000);
+  if (c.speed !== null && c.speed >= 0 && c.speed <= 150) fix.speed_mps = c.speed;
+  if (c.heading !== null && !Number.isNaN(c.heading)) fix.heading_deg = c.heading % 360;
+  if (c.altitude !== null && c.altitude >= -1000 && c.altitude <= 20000) fix.altitude_m = c.altitude;
+  if (state.battery !== null) fix.battery = state.battery;
+  state.link.ping(fix);
+}
 
 function tokenFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
@@ -338,21 +356,24 @@ function startTracking() {
   }
   state.watch = navigator.geolocation.watchPosition(
     (position) => {
-      const at = position.timestamp;
-      if (at - state.lastFixMs < 1000) return; // one fix a second is plenty for the ETA
-      state.lastFixMs = at;
-      const seq = Number(localStorage.getItem(SEQ_KEY) || "0") + 1;
-      localStorage.setItem(SEQ_KEY, String(seq));
       const c = position.coords;
-      const fix = { time: new Date(at).toISOString(), lat: c.latitude, lon: c.longitude, seq };
-      if (c.accuracy !== null) fix.accuracy_m = Math.min(c.accuracy, 100000);
-      if (c.speed !== null && c.speed >= 0 && c.speed <= 150) fix.speed_mps = c.speed;
-      if (c.heading !== null && !Number.isNaN(c.heading)) fix.heading_deg = c.heading % 360;
-      if (c.altitude !== null && c.altitude >= -1000 && c.altitude <= 20000) fix.altitude_m = c.altitude;
-      if (state.battery !== null) fix.battery = state.battery;
+      // A proof is captured where the phone is now, even between pings.
       state.lastFix = { lat: c.latitude, lon: c.longitude, accuracy_m: c.accuracy };
       state.map.me(c.latitude, c.longitude);
-      state.link.ping(fix);
+      // One ping a second is plenty for the ETA; a fix inside that second is not dropped but
+      // sent when the second is up (the newest one then), since the phone may not move again.
+      state.latest = position;
+      const wait = state.lastFixMs + 1000 - position.timestamp;
+      if (wait > 0) {
+        if (state.trailing === null) {
+          state.trailing = setTimeout(() => {
+            state.trailing = null;
+            ping(state.latest);
+          }, wait);
+        }
+        return;
+      }
+      ping(position);
     },
     (error) => banner(`No position from the phone: ${error.message}`, "error"),
     { enableHighAccuracy: true, maximumAge: 5000 },
@@ -362,6 +383,8 @@ function startTracking() {
 function stopTracking() {
   if (state.watch !== null) navigator.geolocation.clearWatch(state.watch);
   state.watch = null;
+  if (state.trailing !== null) clearTimeout(state.trailing);
+  state.trailing = null;
 }
 
 boot();
