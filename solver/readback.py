@@ -26,20 +26,6 @@ def read_routes(instance: Instance, built: BuiltModel, assignment: Any) -> list[
     return routes
 
 
-def served_orders(built: BuiltModel, assignment: Any) -> set[int]:
-    """Indices of the orders that ``assignment`` puts on some route."""
-    routing = built.routing
-    manager = built.manager
-    served: set[int] = set()
-    for node, k in enumerate(built.node_order):
-        if k is None:
-            continue
-        index = manager.NodeToIndex(node)
-        if assignment.Value(routing.NextVar(index)) != index:
-            served.add(k)
-    return served
-
-
 def _read_route(instance: Instance, built: BuiltModel, assignment: Any, v: int) -> Route | None:
     routing = built.routing
     manager = built.manager
