@@ -112,8 +112,6 @@ DISABLED = Counter(
     "lastmile_webhook_endpoints_disabled_total", "Webhook endpoints disabled by the sender"
 )
 
-_encoder = msgspec.json.Encoder()
-
 
 @dataclass
 class HooksConsumer(OwnConnection):
