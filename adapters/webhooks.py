@@ -50,11 +50,11 @@ import msgspec
 from standardwebhooks.webhooks import Webhook
 
 from adapters.errors import TargetRefused
+from schemas.webhooks import AttemptOutcome as Outcome
 
 CHANNEL = "webhook"
 
 AddressClass = Literal["unspecified", "loopback", "link_local", "multicast", "private", "reserved"]
-Outcome = Literal["delivered", "retry", "failed", "gone", "refused"]
 
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
