@@ -60,6 +60,7 @@ from app.api.proof_rules import (
 )
 from app.errors import Conflict, InvalidField, KeyReused, NotFound, Unavailable
 from app.http import answer, ascii_int, path_id, resources_of
+from app.idempotency import HEADER, REPLAYED_HEADER
 from app.resources import Resources
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from realtime.events import emit, push_route
@@ -88,8 +89,6 @@ __all__ = [
     "verify_audit",
 ]
 
-HEADER: Final = "Idempotency-Key"
-REPLAYED_HEADER: Final = "Idempotent-Replayed"
 IMAGE_WORKERS: Final = 2
 """Captures whose images are decoded at once per API process (each holds one decoded photo)."""
 MAX_PHOTOS: Final = 8
