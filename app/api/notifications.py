@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.checks import zone
 from app.auth import READERS
 from app.errors import BadParameter, NotFound
 from app.http import answer, ascii_int, path_id, query_date, resources_of
@@ -116,8 +117,8 @@ async def of_recipient(request: Request) -> Response:
     after = _int_param(request, "after", 0, 0, 2**63 - 1)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     async with resources.pool.connection() as conn:
-        zone = _zone((await org_settings(conn, principal.org_id)).timezone)
-        start, end = day_bounds(day or datetime.now(zone).date(), zone)
+        org_zone = zone((await org_settings(conn, principal.org_id)).timezone)
+        start, end = day_bounds(day or datetime.now(org_zone).date(), org_zone)
         rows = await outbox.list_for_recipient(
             conn, principal.org_id, recipient, start, end, after=after, limit=limit
         )
@@ -137,13 +138,6 @@ def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), zone)
     end = datetime.combine(day + timedelta(days=1), time(0), zone)
     return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
