@@ -23,6 +23,7 @@ from schemas.planning import (
     Route,
     VehicleRef,
 )
+from solver.instance import Instance, compile_problem, problem_points
 from solver.matrix import EuclideanProvider
 from solver.search import ProgressCallback, SearchTuning
 from solver.vrptw import solve
@@ -76,6 +77,12 @@ def day(
         orders=list(orders),
         options=PlanningOptions(**{"time_limit_s": SEARCH_S, **options}),
     )
+
+
+def compiled(problem: PlanningProblem) -> Instance:
+    """The problem indexed on straight-line distances at 1 m/s."""
+    matrix = EuclideanProvider().matrix(problem_points(problem), depart_epoch_s=0)
+    return compile_problem(problem, matrix)
 
 
 def plan(

@@ -14,17 +14,9 @@ import pytest
 from schemas.planning import PlanningBreak, PlanningProblem, PlanningResult
 from solver.check import check_plan
 from solver.errors import InfeasiblePlan
-from solver.instance import Instance, compile_problem, problem_points
-from solver.matrix import EuclideanProvider
-from tests.solver.builders import day, drop, plan, van, window
+from tests.solver.builders import compiled, day, drop, plan, van, window
 
 LUNCH = PlanningBreak(window=window(150, 150), duration_s=1000)
-
-
-def compiled(problem: PlanningProblem) -> Instance:
-    """The problem indexed on straight-line distances at 1 m/s."""
-    matrix = EuclideanProvider().matrix(problem_points(problem), depart_epoch_s=0)
-    return compile_problem(problem, matrix)
 
 
 def two_stops(**vehicle: Any) -> PlanningProblem:

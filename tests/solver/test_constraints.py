@@ -17,12 +17,11 @@ import pytest
 from schemas.planning import PlanningBreak, PlanningProblem, PlanningResult
 from solver.errors import ProblemError
 from solver.feasibility import precheck
-from solver.instance import compile_problem, problem_points
-from solver.matrix import EuclideanProvider
 from solver.portfolio import Job, run_job
 from solver.schedule import time_route
 from solver.search import SearchTuning
 from tests.solver.builders import (
+    compiled,
     day,
     drop,
     plan,
@@ -210,9 +209,7 @@ def test_pyvrp_with_room_for_breaks_plans_the_break_instance_at_its_optimum() ->
     orders = [drop("a", 100, 0, time_windows=[window(0, 150)]), drop("b", 200, 0)]
     lunch = PlanningBreak(window=window(150, 150), duration_s=1000)
     problem = day([van("v", breaks=[lunch])], orders)
-    instance = compile_problem(
-        problem, EuclideanProvider().matrix(problem_points(problem), depart_epoch_s=0)
-    )
+    instance = compiled(problem)
     verdicts = precheck(instance)
 
     candidate = run_job(

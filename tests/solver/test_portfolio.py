@@ -11,8 +11,6 @@ import random
 import pytest
 
 from schemas.planning import PlanningBreak, PlanningOrder, PlanningProblem, PlanningVehicle
-from solver.instance import Instance, compile_problem, problem_points
-from solver.matrix import EuclideanProvider
 from solver.portfolio import (
     PARALLEL_MIN_ORDERS,
     Choice,
@@ -22,15 +20,9 @@ from solver.portfolio import (
     process_count,
 )
 from solver.search import Progress, SearchTuning
-from tests.solver.builders import day, drop, plan, van, window
+from tests.solver.builders import compiled, day, drop, plan, van, window
 
 LUNCH = PlanningBreak(window=window(10_000, 14_000), duration_s=1_800)
-
-
-def compiled(problem: PlanningProblem) -> Instance:
-    """The problem indexed on straight-line distances at 1 m/s."""
-    matrix = EuclideanProvider().matrix(problem_points(problem), depart_epoch_s=0)
-    return compile_problem(problem, matrix)
 
 
 def busy_day(
