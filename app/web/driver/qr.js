@@ -5,6 +5,8 @@
 // sessionStorage under the same name the dispatcher's map uses. The code holds a new device
 // token: it is shown once, never stored, and gone when the page is left.
 
+import { newKey } from "./outbox.js";
+
 const KEY_STORAGE = "lastmile.dispatch.key";
 const $ = (id) => document.getElementById(id);
 
@@ -68,10 +70,9 @@ async function issue() {
   const driverId = select.value;
   if (!driverId) return;
   $("qr-error").textContent = "";
-  const key = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
   const { status, body } = await api(`/v1/drivers/${driverId}/devices/qr`, {
     method: "POST",
-    headers: { "Content-Type": "application/json", "Idempotency-Key": key },
+    headers: { "Content-Type": "application/json", "Idempotency-Key": newKey() },
     body: JSON.stringify({ name: $("device-name").value.trim() || "phone" }),
   });
   if (status !== 201 || !body.svg) {
