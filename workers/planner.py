@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import secrets
 import threading
 import time
@@ -58,7 +57,7 @@ from store.delivery import load_day
 from workers.connection import OwnConnection
 from workers.errors import InvalidPlan, PoisonEntry, is_transient
 from workers.plan_problem import outcome_of, problem_of, settings_of
-from workers.runner import DeadLetter, Entry, Runner, RunnerConfig
+from workers.runner import DeadLetter, Entry, Runner, RunnerConfig, backoff_s
 
 log = structlog.get_logger(__name__)
 
@@ -169,22 +168,23 @@ class Planner(OwnConnection):
 
         Redis or PostgreSQL being away is waited out with backoff, never fatal.
         """
-        delay = 0.5
+        attempt = 0
         while not stop.is_set():
             try:
                 if self._seen == "$":
                     self._seen = await self._stream_end()
                 if not await self.next(stop):
                     await self.idle()
-                delay = 0.5
+                attempt = 0
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                attempt += 1
+                delay = backoff_s(attempt, MAX_BACKOFF_S, first_s=0.5)
                 log.warning("planner waits for its services", error=str(exc), delay_s=delay)
                 await self.close()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, MAX_BACKOFF_S)
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
 
     async def _stream_end(self) -> str:
         # From the newest entry now, not "$" at each read: a job appended while this planner
