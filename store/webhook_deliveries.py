@@ -200,28 +200,7 @@ async def _record_delivered(
     """:func:`_record` for a batch of delivered attempts, set-wise: the same rows and the same
     answers as one call per attempt."""
     ids = [o.delivery_id for o in outcomes]
-    await cursor.execute(
-        # A delivery may be gone with its endpoint (deleted while this attempt ran).
-        "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, finished_at,"
-        " outcome, status_code, latency_ms, address, error)"
-        " SELECT a.* FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[],"
-        "   %s::timestamptz[], %s::text[], %s::integer[], %s::integer[], %s::text[], %s::text[])"
-        "   AS a(delivery_id, attempt, started_at, finished_at, outcome, status_code,"
-        "   latency_ms, address, error)"
-        " WHERE EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id)"
-        " ON CONFLICT DO NOTHING",
-        (
-            ids,
-            [o.attempt for o in outcomes],
-            [o.started_at for o in outcomes],
-            [o.finished_at for o in outcomes],
-            [o.outcome for o in outcomes],
-            [o.status_code for o in outcomes],
-            [o.latency_ms for o in outcomes],
-            [o.address for o in outcomes],
-            [o.error for o in outcomes],
-        ),
-    )
+    await _insert_attempts(cursor, outcomes)
     await cursor.execute(
         "UPDATE webhook_deliveries d SET state = 'delivered', last_status_code = u.status_code,"
         " last_error = NULL, updated_at = now()"
@@ -245,29 +224,36 @@ async def _record_delivered(
     return [(o.delivery_id in moved, "none") for o in outcomes]
 
 
+async def _insert_attempts(cursor: AsyncCursor[Any], outcomes: Sequence[Outcome]) -> None:
+    """Store the attempts of ``outcomes`` in the log (an attempt already there is kept)."""
+    await cursor.execute(
+        # A delivery may be gone with its endpoint (deleted while this attempt ran).
+        "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, finished_at,"
+        " outcome, status_code, latency_ms, address, error)"
+        " SELECT a.* FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[],"
+        "   %s::timestamptz[], %s::text[], %s::integer[], %s::integer[], %s::text[], %s::text[])"
+        "   AS a(delivery_id, attempt, started_at, finished_at, outcome, status_code,"
+        "   latency_ms, address, error)"
+        " WHERE EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id)"
+        " ON CONFLICT DO NOTHING",
+        (
+            [o.delivery_id for o in outcomes],
+            [o.attempt for o in outcomes],
+            [o.started_at for o in outcomes],
+            [o.finished_at for o in outcomes],
+            [o.outcome for o in outcomes],
+            [o.status_code for o in outcomes],
+            [o.latency_ms for o in outcomes],
+            [o.address for o in outcomes],
+            [o.error for o in outcomes],
+        ),
+    )
+
+
 async def _record(
     cursor: AsyncCursor[Any], outcome: Outcome, disable_after: int
 ) -> tuple[bool, EndpointChange]:
-    await cursor.execute(
-        # The delivery may be gone with its endpoint (deleted while this attempt ran).
-        "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, finished_at,"
-        " outcome, status_code, latency_ms, address, error)"
-        " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
-        " WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = %s)"
-        " ON CONFLICT DO NOTHING",
-        (
-            outcome.delivery_id,
-            outcome.attempt,
-            outcome.started_at,
-            outcome.finished_at,
-            outcome.outcome,
-            outcome.status_code,
-            outcome.latency_ms,
-            outcome.address,
-            outcome.error,
-            outcome.delivery_id,
-        ),
-    )
+    await _insert_attempts(cursor, [outcome])
     await cursor.execute(
         "UPDATE webhook_deliveries SET state = %s, last_status_code = %s, last_error = %s,"
         " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
