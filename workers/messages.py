@@ -221,7 +221,8 @@ def _limited_range(*args: int) -> range:
 
 
 @lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo:
+def zone_of(name: str) -> ZoneInfo:
+    """The time zone named ``name``; UTC when this system does not know it."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -254,7 +255,7 @@ def _reader_of(context: Any) -> tuple[ZoneInfo, Locale]:
     reader = context.get(_READER)
     if not isinstance(reader, Reader):
         reader = Reader()
-    return _zone(reader.timezone), locale_of(reader.language)
+    return zone_of(reader.timezone), locale_of(reader.language)
 
 
 def _aware(value: Any) -> datetime:

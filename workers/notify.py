@@ -31,7 +31,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import psycopg
@@ -164,7 +163,7 @@ def _for_customer(
     if kind not in CUSTOMER_KINDS or kind not in rules.customer_kinds or order.opted_out:
         return []
     if rules.quiet_hours is not None:
-        local = now.astimezone(_zone(rules.timezone)).time()
+        local = now.astimezone(messages.zone_of(rules.timezone)).time()
         if rules.quiet_hours.contains(local):
             return []
     contacts = {"sms": order.phone, "email": order.email}
@@ -227,13 +226,6 @@ def _for_dispatchers(
         )
         for address in rules.dispatcher_emails
     ]
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def as_sent(n: Notification) -> Sent:
