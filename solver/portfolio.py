@@ -241,26 +241,16 @@ def _run_ortools(
     built = build_model(instance, verdicts)
     remaining = max(0.05, deadline - clock.monotonic())
     outcome = run_search(built, tuning, remaining, on_progress, on_sequences)
-    name = ortools_search_name(tuning)
-    if outcome.assignment is None:
-        return Candidate(
-            job=job,
-            engine="ortools",
-            search=name,
-            status=outcome.status,
-            objective=0.0,
-            solutions_found=outcome.solutions_found,
-            sequences=None,
-        )
+    assignment = outcome.assignment
     return Candidate(
         job=job,
         engine="ortools",
-        search=name,
+        search=ortools_search_name(tuning),
         status=outcome.status,
-        objective=outcome.objective,
+        objective=outcome.objective,  # 0.0 without an assignment
         solutions_found=outcome.solutions_found,
-        sequences=current_sequences_of(built, outcome.assignment),
-        routes=read_routes(instance, built, outcome.assignment),
+        sequences=None if assignment is None else current_sequences_of(built, assignment),
+        routes=None if assignment is None else read_routes(instance, built, assignment),
     )
 
 
