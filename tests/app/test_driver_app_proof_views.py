@@ -20,7 +20,7 @@ from app.auth import issue_api_key
 from app.settings import Settings
 from tests.browser import Pages
 from tests.conftest import Driver, LiveServer, Tenant
-from tests.days import Day, device, plan_and_dispatch
+from tests.days import Day, device, key, plan_and_dispatch
 
 UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
 WAIT_MS = 20_000
@@ -153,7 +153,7 @@ async def test_the_customer_sees_the_delivery_note_and_the_photo_only_where_shar
     route = (await http.get("/v1/driver/route", headers=device(driver.token))).json()
     assert (await http.post("/v1/driver/route/start", headers=device(driver.token))).is_success
     stop = min(route["stops"], key=lambda s: s["seq"])
-    issued = await http.post(f"/v1/orders/{stop['order_id']}/tracking", headers=_key(tenant))
+    issued = await http.post(f"/v1/orders/{stop['order_id']}/tracking", headers=key(tenant))
     assert issued.status_code == 201, issued.text
     note = "In the <b>shed</b>, code 1234"
     await deliver_with_proof(http, driver, stop, north_of(stop, 5), {"notes": note})
@@ -168,14 +168,14 @@ async def test_the_customer_sees_the_delivery_note_and_the_photo_only_where_shar
     assert await page.locator("#status b").count() == 0
 
     wanted = {"photo": True}
-    refused = await http.put("/v1/settings/customer-proof", json=wanted, headers=_key(tenant))
+    refused = await http.put("/v1/settings/customer-proof", json=wanted, headers=key(tenant))
     assert refused.status_code == 403
     admin = await issue_api_key(db, tenant.org_id, role="admin", name="admin")
     shared = await http.put(
         "/v1/settings/customer-proof", json=wanted, headers={"Authorization": f"Bearer {admin}"}
     )
     assert shared.json() == {"photo": True}
-    assert (await http.get("/v1/settings/customer-proof", headers=_key(tenant))).json() == wanted
+    assert (await http.get("/v1/settings/customer-proof", headers=key(tenant))).json() == wanted
 
     await page.reload()
     photo = page.locator("#delivery-photo")
@@ -183,7 +183,3 @@ async def test_the_customer_sees_the_delivery_note_and_the_photo_only_where_shar
     await expect(photo).to_have_js_property("complete", True)
     assert await photo.evaluate("i => i.naturalWidth") == 64  # the navy PNG, served
     await expect(page.locator("#delivery-note")).to_have_text(f"Driver's note: {note}")
-
-
-def _key(tenant: Tenant) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant.api_key}"}
