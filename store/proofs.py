@@ -263,15 +263,14 @@ class NewProof:
     images: list[NewImage] = field(default_factory=list)
 
 
-async def record_blob(
-    conn: AsyncConnection[Any], sha256: str, size_bytes: int, content_type: str
-) -> None:
-    """Note a stored blob (once)."""
-    await conn.execute(
-        "INSERT INTO blobs (sha256, size_bytes, content_type) VALUES (%s, %s, %s)"
-        " ON CONFLICT (sha256) DO NOTHING",
-        (sha256, size_bytes, content_type),
-    )
+async def record_blobs(conn: AsyncConnection[Any], blobs: Sequence[tuple[str, int, str]]) -> None:
+    """Note stored blobs, each ``(sha256, size_bytes, content_type)``, once each."""
+    async with conn.cursor() as cursor:
+        await cursor.executemany(
+            "INSERT INTO blobs (sha256, size_bytes, content_type) VALUES (%s, %s, %s)"
+            " ON CONFLICT (sha256) DO NOTHING",
+            blobs,
+        )
 
 
 async def proof_id_by_key(

@@ -527,9 +527,14 @@ async def _store(
     stop = await proofs.stop_context(conn, new.org_id, new.driver_id, new.stop.stop_id, lock=True)
     if stop is None or stop.status not in ("pending", "arrived"):
         raise Conflict("status", f"cannot close a stop that is {stop.status if stop else 'gone'}")
-    for item, sha, thumb in stored:
-        await proofs.record_blob(conn, sha, len(item.served.data), item.served.content_type)
-        await proofs.record_blob(conn, thumb, len(item.thumb.data), item.thumb.content_type)
+    await proofs.record_blobs(
+        conn,
+        [
+            (sha256, len(blob.data), blob.content_type)
+            for item, sha, thumb in stored
+            for sha256, blob in ((sha, item.served), (thumb, item.thumb))
+        ],
+    )
     proof_id = await proofs.insert_proof(conn, new)
     if proof_id is None:
         raise Conflict(HEADER, "another request with this key is storing the proof; retry")
