@@ -233,8 +233,8 @@ async def preview(request: Request) -> Response:
             raise Unprocessable("language", f"expected a language Babel knows, got {language!r}")
         if wanted.channel not in template_channels(wanted.kind):
             raise Unprocessable("channel", f"{wanted.kind} messages go by email only")
-        key = (wanted.kind, wanted.channel, language)
-        own = await store.get_template(conn, org_id, key)
+    key = (wanted.kind, wanted.channel, language)
+    own = org.templates.get(key)  # load_orgs read every template of the organisation
     if wanted.template is not None:
         _check_template(key, wanted.template, prefix="template.")
         chosen: Template | TemplateIn = msgspec.structs.replace(
