@@ -97,10 +97,17 @@ def _delivered(tenant: Tenant, order: int, stop: int = 1) -> StopDelivered:
     )
 
 
-def _sender(settings: Settings, redis: Redis, config: HookSenderConfig = FAST) -> HookSender:
+def _sender(
+    settings: Settings,
+    redis: Redis,
+    config: HookSenderConfig = FAST,
+    *,
+    webhooks: WebhookConfig = LOOPBACK,
+) -> HookSender:
+    """A delivery loop on the test database, sending through an adapter of ``webhooks``."""
     return HookSender(
         settings.database_url or "",
-        WebhookSender(LOOPBACK),
+        WebhookSender(webhooks),
         config,
         redis=redis,
         names=stream_names(settings),
@@ -397,13 +404,7 @@ async def test_a_target_that_resolves_to_loopback_is_refused_at_send_time(
     cleanup.append(tenant.org_id)
     endpoint = await _endpoint(db, tenant.org_id, peer.url.replace("127.0.0.1", "localhost"), ["*"])
     delivery = await _fan_out_one(settings, db, tenant, endpoint, order=12)
-    strict = HookSender(
-        settings.database_url or "",
-        WebhookSender(WebhookConfig()),
-        FAST,
-        redis=redis,
-        names=stream_names(settings),
-    )
+    strict = _sender(settings, redis, webhooks=WebhookConfig())
     try:
         await _drain(strict, db, [delivery])
     finally:
@@ -610,12 +611,8 @@ async def test_two_delivery_loops_side_by_side_send_each_delivery_once(
     ids = [await _fan_out_one(settings, db, tenant, endpoint, order=n) for n in range(40)]
     small = dataclasses.replace(FAST, batch=5)
     loops = [
-        HookSender(
-            settings.database_url or "",
-            WebhookSender(dataclasses.replace(LOOPBACK, user_agent=f"loop-{n}")),
-            small,
-            redis=redis,
-            names=stream_names(settings),
+        _sender(
+            settings, redis, small, webhooks=dataclasses.replace(LOOPBACK, user_agent=f"loop-{n}")
         )
         for n in range(2)
     ]
@@ -661,13 +658,7 @@ async def test_with_redis_away_deliveries_go_on_and_the_announcement_waits(
     peer.answer = lambda r: Response("", status_code=410) if r.path == "/gone" else check(r)
     await _fan_out_one(settings, db, tenant, gone, order=41)  # one delivery to each endpoint
     nowhere = Redis.from_url("redis://127.0.0.1:9/0")
-    cut_off = HookSender(
-        settings.database_url or "",
-        WebhookSender(LOOPBACK),
-        FAST,
-        redis=nowhere,
-        names=stream_names(settings),
-    )
+    cut_off = _sender(settings, nowhere)
     try:
         assert await cut_off.run_once() == 2
     finally:
