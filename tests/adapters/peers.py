@@ -150,7 +150,8 @@ class HttpPeer:
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
-    async def _handle(self, request: Request) -> Response:
+    async def record(self, request: Request) -> Recorded:
+        """Read ``request`` and add it to ``requests``; it as recorded."""
         recorded = Recorded(
             method=request.method,
             path=request.url.path,
@@ -158,7 +159,10 @@ class HttpPeer:
             body=await request.body(),
         )
         self.requests.append(recorded)
-        return self.answer(recorded)
+        return recorded
+
+    async def _handle(self, request: Request) -> Response:
+        return self.answer(await self.record(request))
 
     async def __aenter__(self) -> HttpPeer:
         self._task = asyncio.create_task(self._server.serve())

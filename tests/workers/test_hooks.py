@@ -448,13 +448,7 @@ class Holding(HttpPeer):
         self.release = asyncio.Event()
 
     async def _handle(self, request: Request) -> Response:
-        recorded = Recorded(
-            method=request.method,
-            path=request.url.path,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=await request.body(),
-        )
-        self.requests.append(recorded)
+        recorded = await self.record(request)
         await self.release.wait()
         return self.answer(recorded)
 
