@@ -52,7 +52,8 @@ def check_plan(
             place(stop.order_ref, where)
         orders = [order_index[s.order_ref] for s in route.stops if s.order_ref in order_index]
         if len(orders) == len(route.stops):
-            violations += [f"{where}: {text}" for text in route_violations(instance, v, route)]
+            faults = route_violations(instance, v, route, orders)
+            violations += [f"{where}: {text}" for text in faults]
     for left in unassigned:
         place(left.order_ref, "the unassigned orders")
     missing = [o.ref for o in problem.orders if o.ref not in seen]
@@ -62,16 +63,14 @@ def check_plan(
         raise InfeasiblePlan(violations)
 
 
-def route_violations(instance: Instance, v: int, route: Route) -> list[str]:
+def route_violations(instance: Instance, v: int, route: Route, orders: Sequence[int]) -> list[str]:
     """Every constraint ``route`` of vehicle ``v`` breaks, in words (empty: it is feasible).
 
-    Its stops must be orders of the problem.
+    ``orders`` are the indices (into ``problem.orders``) of its stops' orders, stop by stop.
     """
     problem = instance.problem
     vehicle = problem.vehicles[v]
     origin = instance.origin_epoch_s
-    index = {o.ref: k for k, o in enumerate(problem.orders)}
-    orders = [index[s.order_ref] for s in route.stops]
     out: list[str] = []
 
     for k in orders:

@@ -26,7 +26,7 @@ def repair(
         kept = [k for k in orders if v in verdicts[k].vehicles]
         while kept:
             route = time_route(instance, v, kept)
-            if not route_violations(instance, v, route):
+            if not route_violations(instance, v, route, kept):
                 break
             origin = instance.origin_epoch_s
             late = [
