@@ -186,6 +186,11 @@ async def planned(http: httpx.AsyncClient, tenant: Tenant, plan_id: int) -> dict
     raise AssertionError(f"plan {plan_id} did not finish: {body}")
 
 
+async def cancel_plan(http: httpx.AsyncClient, tenant: Tenant, plan_id: int) -> httpx.Response:
+    """``POST /v1/plans/{plan_id}/cancel`` with the tenant's key."""
+    return await http.post(f"/v1/plans/{plan_id}/cancel", headers=key(tenant))
+
+
 async def events_of(redis: Redis, names: StreamNames, org_id: int) -> list[str]:
     entries = await redis.xrange(names.events)
     decoded = [EVENT_DECODER.decode(fields[b"e"]) for _, fields in entries]

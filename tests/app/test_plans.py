@@ -13,7 +13,7 @@ import pytest
 from app.auth import issue_api_key
 from app.settings import Settings
 from tests.conftest import LiveServer, Tenant, make_tenant
-from tests.days import Day, key, planned, running_worker
+from tests.days import Day, cancel_plan, key, planned, running_worker
 
 CAP_S = 30.0
 
@@ -56,7 +56,7 @@ async def test_a_time_limit_above_the_cap_is_refused_naming_the_field(
     accepted = await post_plan(http, tenant, delivery_day, CAP_S)
     assert accepted.status_code == 202, accepted.text
     # Not left in the session's queue for the planners of later tests.
-    await http.post(f"/v1/plans/{accepted.json()['id']}/cancel", headers=key(tenant))
+    await cancel_plan(http, tenant, accepted.json()["id"])
 
 
 async def test_a_queued_plan_cancelled_never_runs(
@@ -69,11 +69,11 @@ async def test_a_queued_plan_cancelled_never_runs(
     """Cancelling a queued plan answers 200 ``cancelled`` (and the same when asked again);
     a planner started afterwards computes the next plan and never starts the cancelled one."""
     plan = await queued(http, tenant, delivery_day)
-    first = await http.post(f"/v1/plans/{plan['id']}/cancel", headers=key(tenant))
+    first = await cancel_plan(http, tenant, plan["id"])
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "cancelled"
     assert first.json()["cancel_requested_at"] is not None
-    again = await http.post(f"/v1/plans/{plan['id']}/cancel", headers=key(tenant))
+    again = await cancel_plan(http, tenant, plan["id"])
     assert again.status_code == 200
     assert again.json() == first.json()
     later = await queued(http, tenant, delivery_day)
@@ -100,7 +100,7 @@ async def test_another_organisations_plan_cannot_be_cancelled(
     key of the plan's own organisation may read it but not cancel it (403)."""
     plan = await queued(http, tenant, delivery_day)
     stranger = await make_tenant(db)
-    response = await http.post(f"/v1/plans/{plan['id']}/cancel", headers=key(stranger))
+    response = await cancel_plan(http, stranger, plan["id"])
     assert response.status_code == 404
     assert response.json()["reason"] == f"no plan {plan['id']} in this organisation"
     integration = await issue_api_key(db, tenant.org_id, role="integration", name="shop")
@@ -110,7 +110,7 @@ async def test_another_organisations_plan_cannot_be_cancelled(
     assert forbidden.status_code == 403
     unchanged = await http.get(f"/v1/plans/{plan['id']}", headers=key(tenant))
     assert (unchanged.json()["status"], unchanged.json()["cancel_requested_at"]) == ("queued", None)
-    await http.post(f"/v1/plans/{plan['id']}/cancel", headers=key(tenant))
+    await cancel_plan(http, tenant, plan["id"])
 
 
 async def test_a_finished_plan_cannot_be_cancelled(
@@ -123,7 +123,7 @@ async def test_a_finished_plan_cannot_be_cancelled(
     """Cancelling a done plan is a 409 naming its status, and the plan stays done."""
     plan = await planned(http, tenant, (await queued(http, tenant, delivery_day))["id"])
     assert plan["status"] == "done"
-    response = await http.post(f"/v1/plans/{plan['id']}/cancel", headers=key(tenant))
+    response = await cancel_plan(http, tenant, plan["id"])
     assert response.status_code == 409
     assert response.json() == {
         "error": "conflict",

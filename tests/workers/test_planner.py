@@ -21,7 +21,7 @@ from app.settings import Settings
 from schemas.ids import PlanId
 from store import plans
 from tests.conftest import LiveServer, Tenant, make_tenant
-from tests.days import at, end_waiting_plans, key, make_day, running_worker
+from tests.days import at, cancel_plan, end_waiting_plans, key, make_day, running_worker
 from tests.helpers import eventually
 
 LONG_S = 120.0
@@ -67,10 +67,6 @@ async def reaches(
     return await eventually(check, f"plan {plan_id} {'/'.join(statuses)}", deadline_s=60)
 
 
-async def cancel(http: httpx.AsyncClient, tenant: Tenant, plan_id: PlanId) -> httpx.Response:
-    return await http.post(f"/v1/plans/{plan_id}/cancel", headers=key(tenant))
-
-
 async def cancelled_with_routes(
     http: httpx.AsyncClient, tenant: Tenant, plan_id: PlanId
 ) -> dict[str, Any]:
@@ -82,7 +78,7 @@ async def cancelled_with_routes(
         return bool(body["status"] == "running" and body["progress"]["solutions_found"] > 0)
 
     await eventually(found, f"a solution of plan {plan_id}", deadline_s=60)
-    response = await cancel(http, tenant, plan_id)
+    response = await cancel_plan(http, tenant, plan_id)
     assert response.status_code == 202, response.text
     assert response.json()["cancel_requested_at"] is not None
     ended = await reaches(http, tenant, plan_id, "cancelled", "done", "failed")
@@ -268,4 +264,4 @@ async def test_worker_processes_run_two_planners_and_put_their_plans_back_on_sig
     for owner, plan_id in ((tenant, first), (other, second)):
         again = await plan_of(http, owner, plan_id)
         assert (again["status"], again["started_at"]) == ("queued", None)
-        assert (await cancel(http, owner, plan_id)).json()["status"] == "cancelled"
+        assert (await cancel_plan(http, owner, plan_id)).json()["status"] == "cancelled"
