@@ -31,6 +31,7 @@ from schemas.customer import (
     Reschedule,
 )
 from schemas.ids import OrderId, OrgId, RouteId
+from store.proofs import order_state
 from store.rows import fetch_all, fetch_one
 
 OPEN_STATUSES: Final = ("pending", "planned", "dispatched")
@@ -199,20 +200,6 @@ async def instructions_of(
 
 
 # --- another day ---------------------------------------------------------------------------------
-
-
-async def order_state(
-    conn: AsyncConnection[Any], org_id: OrgId, order_id: OrderId, *, lock: bool = False
-) -> tuple[str, date] | None:
-    """An order's status and day (locked for the transaction when ``lock``), or None."""
-    row = await fetch_one(
-        conn,
-        dict_row,
-        "SELECT status, day FROM orders WHERE org_id = %s AND id = %s"
-        + (" FOR UPDATE" if lock else ""),
-        (org_id, order_id),
-    )
-    return None if row is None else (str(row["status"]), row["day"])
 
 
 async def lock_live_stop(

@@ -55,6 +55,7 @@ from solver.reoptimize import retime, without_stop
 from store import customer_answers as store
 from store import routes as route_store
 from store.delivery import org_settings
+from store.proofs import order_state
 
 RUNNING = ("dispatched", "started")
 
@@ -138,7 +139,7 @@ async def reschedule(
     door, the delivery has ended, or the order is on that day already."""
     await check_day(resources, org_id, day)
     async with resources.pool.connection() as conn:
-        current = await store.order_state(conn, org_id, order_id)
+        current = await order_state(conn, org_id, order_id)
         if current is None:
             raise NotFound("unknown tracking link")
         status, old_day = current
