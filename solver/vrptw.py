@@ -12,6 +12,7 @@ I/O; the caller's time limit covers everything including the matrix and the mode
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time as clock
 from collections.abc import Callable, Sequence
@@ -234,21 +235,15 @@ def _balance_cost(instance: Instance, routes: Sequence[Route]) -> float:
     options = instance.problem.options
     if not options.balance_workload or not routes:
         return 0.0
+    problem = instance.problem
+    order_index = {o.ref: k for k, o in enumerate(problem.orders)}
+    vehicle_index = {vehicle.ref: v for v, vehicle in enumerate(problem.vehicles)}
     longest = 0
     for route in routes:
+        v = vehicle_index[route.vehicle_ref]
+        points = [instance.order_point[order_index[s.order_ref]] for s in route.stops]
+        path = [instance.vehicle_start[v], *points, instance.vehicle_end[v]]
+        driving = sum(instance.travel_s(a, b) for a, b in itertools.pairwise(path))
         service = sum(s.departure_epoch_s - s.service_start_epoch_s for s in route.stops)
-        longest = max(longest, service + _driving_s(instance, route))
+        longest = max(longest, service + driving)
     return options.balance_cost_per_hour * longest / 3600.0
-
-
-def _driving_s(instance: Instance, route: Route) -> int:
-    problem = instance.problem
-    index = {o.ref: k for k, o in enumerate(problem.orders)}
-    v = next(i for i, vehicle in enumerate(problem.vehicles) if vehicle.ref == route.vehicle_ref)
-    here = instance.vehicle_start[v]
-    total = 0
-    for stop in route.stops:
-        point = instance.order_point[index[stop.order_ref]]
-        total += instance.travel_s(here, point)
-        here = point
-    return total + instance.travel_s(here, instance.vehicle_end[v])
