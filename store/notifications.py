@@ -223,6 +223,31 @@ async def note_unsendable(conn: AsyncConnection[Any], channel: str, reason: str)
         return cursor.rowcount
 
 
+_INSERT_ATTEMPT: Final = (
+    "INSERT INTO outbox_attempts (outbox_id, attempt, started_at, finished_at, outcome,"
+    " status_code, latency_ms, provider_id, error)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+"""Takes an :class:`Attempt` as ``msgspec.structs.astuple`` gives it (the columns are its
+fields, in order)."""
+_MOVE_ROW: Final = (
+    "UPDATE outbox SET state = %s, last_error = %s,"
+    " provider_id = coalesce(%s, provider_id),"
+    " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
+    " WHERE id = %s AND state = 'sending' AND attempts = %s"
+)
+_ATTEMPT_COLUMNS: Final = (
+    "outbox_id, attempt, started_at, finished_at, outcome, status_code, latency_ms,"
+    " provider_id, error"
+)
+
+
+def _move_values(a: Attempt, next_attempt_at: datetime | None) -> tuple[Any, ...]:
+    """The move of ``a``'s row as :data:`_MOVE_ROW` takes it (``retry``: pending again)."""
+    state = "pending" if a.outcome == "retry" else a.outcome
+    return (state, a.error, a.provider_id, next_attempt_at, a.outbox_id, a.attempt)
+
+
 async def record_attempt(
     conn: AsyncConnection[Any], attempt: Attempt, next_attempt_at: datetime | None = None
 ) -> bool:
@@ -231,38 +256,9 @@ async def record_attempt(
     ``dead`` are final. The row moves only if this sender still holds it (still ``sending``
     at this attempt number); False when another sender took it over after the lease ran out
     (the attempt is stored all the same)."""
-    state = "pending" if attempt.outcome == "retry" else attempt.outcome
     async with conn.transaction(), conn.cursor() as cursor:
-        await cursor.execute(
-            "INSERT INTO outbox_attempts (outbox_id, attempt, started_at, finished_at, outcome,"
-            " status_code, latency_ms, provider_id, error)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (
-                attempt.outbox_id,
-                attempt.attempt,
-                attempt.started_at,
-                attempt.finished_at,
-                attempt.outcome,
-                attempt.status_code,
-                attempt.latency_ms,
-                attempt.provider_id,
-                attempt.error,
-            ),
-        )
-        await cursor.execute(
-            "UPDATE outbox SET state = %s, last_error = %s,"
-            " provider_id = coalesce(%s, provider_id),"
-            " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
-            " WHERE id = %s AND state = 'sending' AND attempts = %s",
-            (
-                state,
-                attempt.error,
-                attempt.provider_id,
-                next_attempt_at,
-                attempt.outbox_id,
-                attempt.attempt,
-            ),
-        )
+        await cursor.execute(_INSERT_ATTEMPT, msgspec.structs.astuple(attempt))
+        await cursor.execute(_MOVE_ROW, _move_values(attempt, next_attempt_at))
         return cursor.rowcount == 1
 
 
@@ -275,57 +271,13 @@ async def record_attempts(
     if not attempts:
         return
     async with conn.transaction(), conn.cursor() as cursor:
-        await cursor.executemany(
-            "INSERT INTO outbox_attempts (outbox_id, attempt, started_at, finished_at, outcome,"
-            " status_code, latency_ms, provider_id, error)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [
-                (
-                    a.outbox_id,
-                    a.attempt,
-                    a.started_at,
-                    a.finished_at,
-                    a.outcome,
-                    a.status_code,
-                    a.latency_ms,
-                    a.provider_id,
-                    a.error,
-                )
-                for a, _ in attempts
-            ],
-        )
-        await cursor.executemany(
-            "UPDATE outbox SET state = %s, last_error = %s,"
-            " provider_id = coalesce(%s, provider_id),"
-            " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
-            " WHERE id = %s AND state = 'sending' AND attempts = %s",
-            [
-                (
-                    "pending" if a.outcome == "retry" else a.outcome,
-                    a.error,
-                    a.provider_id,
-                    retry_at,
-                    a.outbox_id,
-                    a.attempt,
-                )
-                for a, retry_at in attempts
-            ],
-        )
+        await cursor.executemany(_INSERT_ATTEMPT, [msgspec.structs.astuple(a) for a, _ in attempts])
+        await cursor.executemany(_MOVE_ROW, [_move_values(a, at) for a, at in attempts])
 
 
 async def list_attempts(conn: AsyncConnection[Any], outbox_id: int) -> list[Attempt]:
     """An outbox row's attempts, first first."""
-    return [
-        Attempt(**row)
-        for row in await fetch_all(
-            conn,
-            dict_row,
-            "SELECT outbox_id, attempt, started_at, finished_at, outcome, status_code,"
-            " latency_ms, provider_id, error FROM outbox_attempts WHERE outbox_id = %s"
-            " ORDER BY attempt",
-            (outbox_id,),
-        )
-    ]
+    return (await attempts_of(conn, [outbox_id])).get(outbox_id, [])
 
 
 # --- What people read: the API, the metrics ------------------------------------------------------
@@ -366,8 +318,7 @@ async def attempts_of(
     for row in await fetch_all(
         conn,
         dict_row,
-        "SELECT outbox_id, attempt, started_at, finished_at, outcome, status_code,"
-        " latency_ms, provider_id, error FROM outbox_attempts WHERE outbox_id = ANY(%s::bigint[])"
+        f"SELECT {_ATTEMPT_COLUMNS} FROM outbox_attempts WHERE outbox_id = ANY(%s::bigint[])"
         " ORDER BY outbox_id, attempt",
         (list(outbox_ids),),
     ):
