@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from adapters.errors import TargetRefused
 from adapters.webhooks import (
+    WebhookAttempt,
     WebhookConfig,
     WebhookEndpoint,
     WebhookSender,
@@ -45,17 +46,29 @@ def _body() -> bytes:
     return envelope("order.delivered", AT, {"order_id": "o-1", "stop": 3})
 
 
+async def _send_once(
+    endpoint: WebhookEndpoint,
+    *,
+    config: WebhookConfig = LOOPBACK_OK,
+    message_id: str = "m1",
+    body: bytes | None = None,
+    at: datetime | None = None,
+) -> WebhookAttempt:
+    """One attempt to ``endpoint`` (of :func:`_body` by default), by a sender of its own."""
+    async with WebhookSender(config) as sender:
+        return await sender.send(
+            endpoint, message_id=message_id, body=_body() if body is None else body, at=at
+        )
+
+
 async def test_delivery_is_signed_and_verified_by_the_library(
     receiver: tuple[HttpPeer, WebhookReceiver],
 ) -> None:
     """A send carries the three Standard Webhooks headers, which the library's verifier accepts."""
     peer, check = receiver
-    async with WebhookSender(LOOPBACK_OK) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=f"{peer.url}/hooks/lm", secret=SECRET),
-            message_id="msg_o-1_delivered",
-            body=_body(),
-        )
+    attempt = await _send_once(
+        WebhookEndpoint(url=f"{peer.url}/hooks/lm", secret=SECRET), message_id="msg_o-1_delivered"
+    )
     assert attempt.outcome == "delivered"
     assert attempt.status_code == 204
     assert attempt.latency_s > 0
@@ -78,12 +91,9 @@ async def test_the_host_name_is_kept_while_the_checked_address_is_connected(
 ) -> None:
     """A URL naming localhost connects to the checked 127.0.0.1 and still sends Host: localhost."""
     peer, _check = receiver
-    async with WebhookSender(LOOPBACK_OK) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=f"http://localhost:{peer.port}/h", secret=SECRET),
-            message_id="m1",
-            body=_body(),
-        )
+    attempt = await _send_once(
+        WebhookEndpoint(url=f"http://localhost:{peer.port}/h", secret=SECRET)
+    )
     assert attempt.outcome == "delivered"
     assert attempt.address == "127.0.0.1"
     assert peer.requests[0].headers["host"] == f"localhost:{peer.port}"
@@ -123,10 +133,7 @@ async def test_a_wrong_secret_is_refused_by_the_receiver(
     """Signed with another secret, the delivery fails verification and is a permanent failure."""
     peer, check = receiver
     other = "whsec_" + base64.b64encode(b"x" * 32).decode()
-    async with WebhookSender(LOOPBACK_OK) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=peer.url, secret=other), message_id="m1", body=_body()
-        )
+    attempt = await _send_once(WebhookEndpoint(url=peer.url, secret=other))
     assert attempt.outcome == "failed"
     assert attempt.status_code == 401
     assert check.refused == ["No matching signature found"]
@@ -137,13 +144,9 @@ async def test_an_old_signature_is_refused_by_the_receiver(
 ) -> None:
     """A delivery signed an hour ago is refused: each attempt must be signed afresh."""
     peer, check = receiver
-    async with WebhookSender(LOOPBACK_OK) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=peer.url, secret=SECRET),
-            message_id="m1",
-            body=_body(),
-            at=datetime.now(UTC) - timedelta(hours=1),
-        )
+    attempt = await _send_once(
+        WebhookEndpoint(url=peer.url, secret=SECRET), at=datetime.now(UTC) - timedelta(hours=1)
+    )
     assert attempt.outcome == "failed"
     assert check.refused == ["Message timestamp too old"]
 
@@ -170,10 +173,8 @@ async def test_answers_are_classified(status: int, outcome: str) -> None:
             headers = {"Location": "http://169.254.169.254/latest/meta-data"}
         return Response("x" * 5000, status_code=status, headers=headers)
 
-    async with HttpPeer(answer) as peer, WebhookSender(LOOPBACK_OK) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=peer.url, secret=SECRET), message_id="m1", body=_body()
-        )
+    async with HttpPeer(answer) as peer:
+        attempt = await _send_once(WebhookEndpoint(url=peer.url, secret=SECRET))
     assert attempt.outcome == outcome
     assert attempt.status_code == status
     assert len(peer.requests) == 1
@@ -184,37 +185,29 @@ async def test_answers_are_classified(status: int, outcome: str) -> None:
 async def test_a_receiver_that_hangs_is_retried() -> None:
     """A receiver that accepts the connection but never answers is a retryable timeout."""
     async with SilentServer() as silent:
-        config = WebhookConfig(timeout_s=0.3, allowed_address_classes=frozenset({"loopback"}))
-        async with WebhookSender(config) as sender:
-            attempt = await sender.send(
-                WebhookEndpoint(url=f"http://127.0.0.1:{silent.port}/", secret=SECRET),
-                message_id="m1",
-                body=_body(),
-            )
+        attempt = await _send_once(
+            WebhookEndpoint(url=f"http://127.0.0.1:{silent.port}/", secret=SECRET),
+            config=WebhookConfig(timeout_s=0.3, allowed_address_classes=frozenset({"loopback"})),
+        )
     assert attempt.outcome == "retry"
     assert attempt.status_code is None
 
 
 async def test_nothing_listening_is_retried() -> None:
     """A refused connection is a retryable failure."""
-    async with WebhookSender(LOOPBACK_OK) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=f"http://127.0.0.1:{free_port()}/", secret=SECRET),
-            message_id="m1",
-            body=_body(),
-        )
+    attempt = await _send_once(
+        WebhookEndpoint(url=f"http://127.0.0.1:{free_port()}/", secret=SECRET)
+    )
     assert attempt.outcome == "retry"
 
 
 async def test_loopback_is_refused_by_default(receiver: tuple[HttpPeer, WebhookReceiver]) -> None:
     """Without the setting, a loopback receiver is refused and never contacted."""
     peer, _ = receiver
-    async with WebhookSender(WebhookConfig()) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=f"http://localhost:{peer.port}/", secret=SECRET),
-            message_id="m1",
-            body=_body(),
-        )
+    attempt = await _send_once(
+        WebhookEndpoint(url=f"http://localhost:{peer.port}/", secret=SECRET),
+        config=WebhookConfig(),
+    )
     assert attempt.outcome == "refused"
     assert attempt.address == "127.0.0.1"
     assert peer.requests == []
@@ -223,10 +216,7 @@ async def test_loopback_is_refused_by_default(receiver: tuple[HttpPeer, WebhookR
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "not a url"])
 async def test_non_http_urls_are_refused(url: str) -> None:
     """Only http and https targets are sent to."""
-    async with WebhookSender(LOOPBACK_OK) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=url, secret=SECRET), message_id="m", body=b"{}"
-        )
+    attempt = await _send_once(WebhookEndpoint(url=url, secret=SECRET), message_id="m", body=b"{}")
     assert attempt.outcome == "refused"
 
 
@@ -376,12 +366,9 @@ async def test_a_secret_also_signing_adds_a_signature_either_secret_verifies(
     a receiver on the old secret and one on the new both verify the same request."""
     peer, check = receiver
     new = "whsec_" + base64.b64encode(b"n" * 32).decode()
-    async with WebhookSender(LOOPBACK_OK) as sender:
-        attempt = await sender.send(
-            WebhookEndpoint(url=peer.url, secret=new, also_signing=(SECRET,)),
-            message_id="m-rot",
-            body=_body(),
-        )
+    attempt = await _send_once(
+        WebhookEndpoint(url=peer.url, secret=new, also_signing=(SECRET,)), message_id="m-rot"
+    )
     assert attempt.outcome == "delivered"
     [request] = peer.requests
     assert len(request.headers["webhook-signature"].split(" ")) == 2
