@@ -241,8 +241,8 @@ class SearchStats(msgspec.Struct, frozen=True, kw_only=True):
 
     ``engine`` names the engine whose plan this is (``"pyvrp"`` or ``"ortools"``), ``search``
     the search that produced it in words, and ``engine_reason`` why the portfolio chose that
-    engine for this problem. ``processes`` counts the processes that searched in parallel
-    (1: the search ran in the caller's process or in one process of its own).
+    engine for this problem. ``processes`` counts the search processes started
+    (0: the search ran in the caller's process, as small and short plans do).
     ``first_solution_strategy`` and ``metaheuristic`` are the OR-Tools settings asked for.
     """
 
