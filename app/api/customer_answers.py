@@ -114,9 +114,7 @@ async def post_instructions(request: Request) -> Response:
 
 async def check_day(resources: Resources, org_id: OrgId, day: date) -> None:
     """Refuse a day that is not after today in the organisation's time zone, or too far out."""
-    async with resources.pool.connection() as conn:
-        zone = (await org_settings(conn, org_id)).timezone
-    today = datetime.now(ZoneInfo(zone)).date()
+    today = await today_of(resources, org_id)
     last = today + timedelta(days=resources.settings.reschedule_max_days)
     if not today < day <= last:
         raise InvalidField(
