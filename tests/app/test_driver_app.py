@@ -21,6 +21,7 @@ from playwright.async_api import (
     Browser,
     BrowserContext,
     FilePayload,
+    Locator,
     Page,
     Route,
     async_playwright,
@@ -86,6 +87,45 @@ async def driver_route(http: httpx.AsyncClient, driver: Driver) -> dict[str, Any
     assert response.status_code == 200, response.text
     route: dict[str, Any] = response.json()
     return route
+
+
+async def first_stop(http: httpx.AsyncClient, driver: Driver) -> dict[str, Any]:
+    """The first stop (lowest ``seq``) of the driver's route."""
+    stop: dict[str, Any] = min((await driver_route(http, driver))["stops"], key=lambda s: s["seq"])
+    return stop
+
+
+async def give_parcels(http: httpx.AsyncClient, tenant: Tenant, today: Day, count: int) -> None:
+    """Give every order of the day ``count`` parcels, coded ``PKG-<ref>-<n>``."""
+    for ref, order_id in today.orders.items():
+        parcels = [{"barcode": f"PKG-{ref}-{n}"} for n in range(1, count + 1)]
+        patched = await http.patch(
+            f"/v1/orders/{order_id}", json={"parcels": parcels}, headers=key(tenant)
+        )
+        assert patched.status_code == 200, patched.text
+
+
+async def completing_first_stop(
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    driver: Driver,
+    phone: tuple[Browser, list[str]],
+) -> tuple[dict[str, Any], Page, Locator]:
+    """Sign the driver in on a phone, start the route and open the first stop's dialog; the
+    stop as the server holds it, the page and the stop's list item."""
+    first = await first_stop(http, driver)
+    _, page = await phone_page(phone)
+    await signed_in(page, server, driver)
+    await page.click("#start")
+    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
+    await stop.get_by_role("button", name="Complete…").click()
+    return first, page, stop
+
+
+async def driver_is_at(http: httpx.AsyncClient, tenant: Tenant, driver: Driver, lat: float) -> bool:
+    """Whether the server's live position of ``driver`` is at latitude ``lat``."""
+    live = (await http.get("/v1/drivers/live", headers=key(tenant))).json()
+    return any(p["driver_id"] == driver.id and abs(p["lat"] - lat) < 1e-6 for p in live["drivers"])
 
 
 async def signed_in(page: Page, server: LiveServer, driver: Driver) -> None:
@@ -200,14 +240,10 @@ async def test_a_driver_signs_in_starts_arrives_photographs_signs_and_completes_
 
     await page.click("#start")
     await eventually(lambda: _route_started(http, driver), "the route started")
-
-    async def positioned() -> bool:
-        live = (await http.get("/v1/drivers/live", headers=key(tenant))).json()
-        return any(
-            p["driver_id"] == driver.id and abs(p["lat"] - HERE[0]) < 1e-6 for p in live["drivers"]
-        )
-
-    await eventually(positioned, "the phone's position reached the server")
+    await eventually(
+        lambda: driver_is_at(http, tenant, driver, HERE[0]),
+        "the phone's position reached the server",
+    )
 
     await stops.first.get_by_role("button", name="Arrived").click()
     await eventually(lambda: _stop_is(http, driver, first["id"], "arrived"), "arrived")
@@ -244,8 +280,7 @@ async def test_offline_outcomes_and_positions_reach_the_server_once_when_the_net
     whose answer was lost on the way back is not applied twice: one delivery on the server."""
     await plan_and_dispatch(http, tenant, today)
     driver = tenant.drivers[0]
-    route = await driver_route(http, driver)
-    first = min(route["stops"], key=lambda stop: stop["seq"])
+    first = await first_stop(http, driver)
     context, page = await phone_page(phone)
     await signed_in(page, server, driver)
     await page.click("#start")
@@ -289,14 +324,10 @@ async def test_offline_outcomes_and_positions_reach_the_server_once_when_the_net
     assert len(proof["photos"]) == 1
     assert proof["signature_url"] is not None
     assert abs(proof["lat"] - away[0]) < 1e-6  # where the phone was, offline
-
-    async def moved() -> bool:
-        live = (await http.get("/v1/drivers/live", headers=key(tenant))).json()
-        return any(
-            p["driver_id"] == driver.id and abs(p["lat"] - away[0]) < 1e-6 for p in live["drivers"]
-        )
-
-    await eventually(moved, "the position taken offline reached the server")
+    await eventually(
+        lambda: driver_is_at(http, tenant, driver, away[0]),
+        "the position taken offline reached the server",
+    )
     await expect(stop).not_to_contain_text("waiting to send")
 
 
@@ -420,7 +451,7 @@ async def test_instructions_the_customer_leaves_reach_the_stop_at_once_as_text(
     reload, as the customer typed them and never as markup."""
     await plan_and_dispatch(http, tenant, today)
     driver = tenant.drivers[0]
-    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
+    first = await first_stop(http, driver)
     _, page = await phone_page(phone)
     await signed_in(page, server, driver)
     link = await http.post(f"/v1/orders/{first['order_id']}/tracking", headers=key(tenant))
@@ -448,21 +479,11 @@ async def test_scans_tick_off_the_orders_parcels_and_the_server_reconciles_them(
     """Typed codes tick off the order's parcels and flag one not on it; the proof carries the
     scans and the ID check, and the server finds the same parcel missing and the same one
     unexpected."""
-    for ref, order_id in today.orders.items():
-        parcels = [{"barcode": f"PKG-{ref}-1"}, {"barcode": f"PKG-{ref}-2"}]
-        patched = await http.patch(
-            f"/v1/orders/{order_id}", json={"parcels": parcels}, headers=key(tenant)
-        )
-        assert patched.status_code == 200, patched.text
+    await give_parcels(http, tenant, today, 2)
     await plan_and_dispatch(http, tenant, today)
     driver = tenant.drivers[0]
-    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
+    first, page, _ = await completing_first_stop(http, server, driver, phone)
     one, two = first["barcodes"]
-    _, page = await phone_page(phone)
-    await signed_in(page, server, driver)
-    await page.click("#start")
-    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
-    await stop.get_by_role("button", name="Complete…").click()
     await expect(page.locator("#scan-summary")).to_have_text("0 of 2 parcels scanned")
     for code in (one, "STRAY-9"):
         await page.fill("#scan-input", code)
@@ -491,24 +512,14 @@ async def test_a_photo_of_a_label_is_read_by_the_server_where_the_phone_cannot_s
 ) -> None:
     """Without a barcode reader in the browser, a photo of the parcel's label goes up as a
     label photo and the server's reading of it counts as the scan."""
-    for ref, order_id in today.orders.items():
-        parcels = [{"barcode": f"PKG-{ref}-1"}]
-        patched = await http.patch(
-            f"/v1/orders/{order_id}", json={"parcels": parcels}, headers=key(tenant)
-        )
-        assert patched.status_code == 200, patched.text
+    await give_parcels(http, tenant, today, 1)
     await plan_and_dispatch(http, tenant, today)
     driver = tenant.drivers[0]
-    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
+    first, page, _ = await completing_first_stop(http, server, driver, phone)
     [code] = first["barcodes"]
     label = io.BytesIO()
     image = zxingcpp.write_barcode_to_image(zxingcpp.create_barcode(code, zxingcpp.Code128))
     Image.fromarray(image).resize((600, 200)).save(label, format="PNG")
-    _, page = await phone_page(phone)
-    await signed_in(page, server, driver)
-    await page.click("#start")
-    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
-    await stop.get_by_role("button", name="Complete…").click()
     payload: FilePayload = {
         "name": "label.png",
         "mimeType": "image/png",
@@ -540,12 +551,7 @@ async def test_a_proof_missing_what_the_order_requires_comes_back_to_be_complete
     assert put.status_code == 200, put.text
     await plan_and_dispatch(http, tenant, today)
     driver = tenant.drivers[0]
-    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
-    _, page = await phone_page(phone)
-    await signed_in(page, server, driver)
-    await page.click("#start")
-    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
-    await stop.get_by_role("button", name="Complete…").click()
+    first, page, stop = await completing_first_stop(http, server, driver, phone)
     await sign_and_photograph(page, photos=0)
     await page.fill("#note", "Porch")
     await page.click("#stop-submit")
@@ -579,12 +585,7 @@ async def test_a_driver_fails_a_stop_with_a_reason_code_and_a_note(
     note is held back in the dialog with a message."""
     await plan_and_dispatch(http, tenant, today)
     driver = tenant.drivers[0]
-    first = min((await driver_route(http, driver))["stops"], key=lambda stop: stop["seq"])
-    _, page = await phone_page(phone)
-    await signed_in(page, server, driver)
-    await page.click("#start")
-    stop = page.locator(f"#stops li[data-stop-id='{first['id']}']")
-    await stop.get_by_role("button", name="Complete…").click()
+    first, page, _ = await completing_first_stop(http, server, driver, phone)
     await page.check("input[name=outcome][value=fail]")
     await page.select_option("#reason", "other")
     await page.click("#stop-submit")
