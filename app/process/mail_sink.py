@@ -31,6 +31,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from psycopg import AsyncConnection
 
+from adapters.email import IDEMPOTENCY_HEADER
 from schemas.ids import OrgId
 from schemas.notifications import NotificationRules
 from store.notification_rules import get_rules, put_rules
@@ -155,7 +156,7 @@ def _mail(key: str, raw: bytes) -> Mail:
         subject=str(parsed.get("Subject", "")),
         text=_content(text_part),
         html=_content(html_part),
-        idempotency_key=_header(parsed, "X-Lastmile-Idempotency-Key"),
+        idempotency_key=_header(parsed, IDEMPOTENCY_HEADER),
     )
 
 
