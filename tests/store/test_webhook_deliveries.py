@@ -4,6 +4,7 @@ no longer holds the delivery, or the delivery is gone."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 
@@ -43,7 +44,8 @@ async def _one(db: psycopg.AsyncConnection, org_id: OrgId) -> tuple[int, int]:
     return endpoint.id, delivery.id
 
 
-def _failed(endpoint_id: int, delivery_id: int, attempt: int) -> Outcome:
+def _outcome(endpoint_id: int, delivery_id: int, attempt: int, **result: Any) -> Outcome:
+    """An attempt that took 3 ms just now, with ``result`` (outcome, state, status code…)."""
     now = datetime.now(UTC)
     return Outcome(
         delivery_id=delivery_id,
@@ -51,9 +53,18 @@ def _failed(endpoint_id: int, delivery_id: int, attempt: int) -> Outcome:
         attempt=attempt,
         started_at=now,
         finished_at=now,
+        latency_ms=3,
+        **result,
+    )
+
+
+def _failed(endpoint_id: int, delivery_id: int, attempt: int) -> Outcome:
+    return _outcome(
+        endpoint_id,
+        delivery_id,
+        attempt,
         outcome="failed",
         status_code=400,
-        latency_ms=3,
         error="no",
         state="dead",
     )
@@ -103,16 +114,12 @@ async def test_an_attempt_of_a_deleted_endpoint_is_dropped_without_an_error(
 
 
 def _delivered(endpoint_id: int, delivery_id: int, attempt: int) -> Outcome:
-    now = datetime.now(UTC)
-    return Outcome(
-        delivery_id=delivery_id,
-        endpoint_id=endpoint_id,
-        attempt=attempt,
-        started_at=now,
-        finished_at=now,
+    return _outcome(
+        endpoint_id,
+        delivery_id,
+        attempt,
         outcome="delivered",
         status_code=204,
-        latency_ms=3,
         address="127.0.0.1",
         state="delivered",
     )
