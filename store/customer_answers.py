@@ -265,7 +265,7 @@ async def rate(
     conn: AsyncConnection[Any], org_id: OrgId, order_id: OrderId, stars: int, comment: str | None
 ) -> Rating | None:
     """Store a delivered order's rating with the driver who delivered it; None when the order
-    is not delivered or already rated (the caller tells which by :func:`answers_of`)."""
+    is not delivered or already rated (the order's status tells which)."""
     return await fetch_one(
         conn,
         class_row(Rating),

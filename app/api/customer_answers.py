@@ -200,8 +200,9 @@ async def post_rating(request: Request) -> Response:
     async with resources.pool.connection() as conn:
         rating = await store.rate(conn, org_id, order_id, given.stars, given.comment)
         if rating is None:
-            answers = await store.answers_of(conn, org_id, order_id)
-            if answers is not None and answers.rating is not None:
+            # Not delivered, or delivered and rated already: the order's status tells which.
+            current = await order_state(conn, org_id, order_id)
+            if current is not None and current[0] == "delivered":
                 raise Conflict("stars", "this delivery has been rated already")
             raise Conflict("stars", "only a delivered order can be rated")
     return answer(rating, 201)
