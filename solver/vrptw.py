@@ -127,12 +127,13 @@ def solve(
 
     limit_s = problem.options.time_limit_s
     deadline = began + limit_s - min(READBACK_MAX_S, READBACK_SHARE * limit_s)
-    processes = process_count(problem, len(candidates), tuning)
-    if multiprocessing.current_process().daemon:
-        processes = 1  # a daemonic process may not start processes of its own
+    # A daemonic process may not start processes of its own: it searches in this one.
+    daemonic = multiprocessing.current_process().daemon
+    processes = 1 if daemonic else process_count(problem, len(candidates), tuning)
     jobs = plan_jobs(choice, processes)
+    # OR-Tools does not poll should_stop here: a search that must stop runs in a process.
     must_stop = should_stop is not None and jobs[0].kind != "pyvrp"
-    if len(jobs) == 1 and not (must_stop and not multiprocessing.current_process().daemon):
+    if daemonic or (len(jobs) == 1 and not must_stop):
         found = [run_job(instance, verdicts, jobs[0], tuning, deadline, on_progress, should_stop)]
         stopped = found[0].status == "cancelled"
         processes = 0
