@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ from app.settings import Settings, SettingsError
 from schemas.events import StopDelivered
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from tests.adapters.peers import HttpPeer, WebhookReceiver
+from tests.app.test_live_ws import receive
 from tests.conftest import LiveServer, Tenant, make_tenant
 from tests.helpers import eventually
 from workers.hooks import HooksConsumer, HookSender, HookSenderConfig
@@ -312,11 +311,11 @@ async def test_a_disabled_endpoint_is_announced_on_the_dispatchers_live_feed(
     url = f"{server.ws_url}/v1/live/ws?token={admin.api_key}"
     try:
         async with websockets.connect(url) as socket:
-            await _message(socket, "snapshot")
+            await receive(socket, "snapshot")
             entry_id = f"{int(time.time() * 1000)}-0"
             await consumer.handle([Entry("events", entry_id, _delivered(admin.org_id, 5))])
             await sender.run_once()
-            message = await _message(socket, "event")
+            message = await receive(socket, "event")
     finally:
         await consumer.close()
         await sender.close()
@@ -325,11 +324,3 @@ async def test_a_disabled_endpoint_is_announced_on_the_dispatchers_live_feed(
     assert (event["endpoint_id"], event["url"]) == (created["id"], created["url"])
     assert event["reason"] == "the receiver answered 410 Gone"
     assert (await api.get(f"/v1/webhooks/{created['id']}")).json()["enabled"] is False
-
-
-async def _message(socket: Any, kind: str) -> dict[str, Any]:
-    """The next message of type ``kind`` (others are skipped)."""
-    while True:
-        message: dict[str, Any] = json.loads(await asyncio.wait_for(socket.recv(), 10))
-        if message["type"] == kind:
-            return message
