@@ -49,6 +49,8 @@ PARALLEL_MIN_ORDERS = 100
 process would have started (spawning one and importing the engines takes about a second)."""
 PARALLEL_MIN_S = 5.0
 """Nor do searches shorter than this many seconds run in parallel, for the same reason."""
+MIN_SEARCH_S = 0.05
+"""An OR-Tools search gets at least this long, even when building its model used up the time."""
 REPAIR_SHARE = 0.1
 """Share of the time a ``pyvrp_breaks`` search keeps for taking the breaks and repairing."""
 STOP_GRACE_S = 0.5
@@ -239,7 +241,7 @@ def _run_ortools(
     from solver.search import current_sequences_of, run_search
 
     built = build_model(instance, verdicts)
-    remaining = max(0.05, deadline - clock.monotonic())
+    remaining = max(MIN_SEARCH_S, deadline - clock.monotonic())
     outcome = run_search(built, tuning, remaining, on_progress, on_sequences)
     assignment = outcome.assignment
     return Candidate(
