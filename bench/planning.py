@@ -11,8 +11,8 @@ one seeded generator, so a seed names one day. The command prints the time to th
 solution, the wall time, orders served, the total distance, and the plan's cost (the routes'
 costs plus the penalties of the orders left out), with the engine and processes that ran.
 ``--processes 1`` is OR-Tools alone (this day has breaks, so the planner's engine is
-OR-Tools; a second process adds PyVRP's plan of the day without breaks, repaired, improved by
-OR-Tools). It is a benchmark, not a test.
+OR-Tools; a second process adds PyVRP's plan of the day with room kept for the breaks, its
+late stops left out, and the cheaper plan is kept). It is a benchmark, not a test.
 """
 
 from __future__ import annotations

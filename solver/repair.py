@@ -1,10 +1,11 @@
-"""Making visiting orders feasible by leaving stops out, for seeding a search.
+"""Making visiting orders feasible by leaving stops out.
 
-PyVRP plans a day with breaks as if there were none (:mod:`solver.portfolio`'s seeded
-search); taking the breaks may then make a route miss a window or run past its shift.
-:func:`repair` times each route with its breaks (:mod:`solver.schedule`) and, while the
-independent check (:mod:`solver.check`) finds a fault, leaves out the first stop served outside
-its windows, or else the last stop. The orders left out are for the next search to place.
+On a large day with breaks, PyVRP plans the day with room kept for the breaks
+(:mod:`solver.portfolio`'s ``pyvrp_breaks`` search); taking the breaks may still make a route
+miss a window or run past its shift. :func:`repair` times each route with its breaks
+(:mod:`solver.schedule`) and, while the independent check (:mod:`solver.check`) finds a fault,
+leaves out the first stop served outside its windows, or else the last stop. The orders left
+out are reported unassigned (code ``search``) if this plan is the one kept.
 """
 
 from __future__ import annotations
