@@ -148,16 +148,15 @@ async def list_for_order(
 
 async def load_for_decide(
     conn: AsyncConnection[Any], orders: Iterable[tuple[OrgId, OrderId]]
-) -> tuple[dict[OrderId, OrderContact], dict[OrgId, str], dict[OrderId, list[Sent]]]:
-    """For a batch's orders: each order's contact and state, each organisation's time zone,
-    and the customer messages each order already has in the outbox. Two queries."""
+) -> tuple[dict[OrderId, OrderContact], dict[OrderId, list[Sent]]]:
+    """For a batch's orders: each order's contact and state, and the messages each order
+    already has in the outbox. Two queries."""
     pairs = sorted(set(orders))
     if not pairs:
-        return {}, {}, {}
+        return {}, {}
     orgs = [org for org, _ in pairs]
     ids = [order for _, order in pairs]
     contacts: dict[OrderId, OrderContact] = {}
-    zones: dict[OrgId, str] = {}
     for row in await fetch_all(
         conn,
         dict_row,
@@ -167,13 +166,11 @@ async def load_for_decide(
         " CASE WHEN EXISTS (SELECT 1 FROM sms_opt_outs x WHERE x.org_id = o.org_id"
         "   AND x.phone = regexp_replace(o.phone, '[^0-9+]', '', 'g')) THEN NULL"
         "   ELSE o.phone END AS phone,"
-        " o.notifications_opt_out AS opted_out, g.timezone"
+        " o.notifications_opt_out AS opted_out"
         " FROM unnest(%s::bigint[], %s::bigint[]) AS w (org_id, order_id)"
-        " JOIN orders o ON o.org_id = w.org_id AND o.id = w.order_id"
-        " JOIN orgs g ON g.id = o.org_id",
+        " JOIN orders o ON o.org_id = w.org_id AND o.id = w.order_id",
         (orgs, ids),
     ):
-        zones[OrgId(row["org_id"])] = row.pop("timezone")
         contact = OrderContact(**row)
         contacts[contact.order_id] = contact
     sent: dict[OrderId, list[Sent]] = {}
@@ -189,7 +186,7 @@ async def load_for_decide(
         sent.setdefault(order_id, []).append(
             Sent(**row, window_lower_epoch_s=_epoch(lower), window_upper_epoch_s=_epoch(upper))
         )
-    return contacts, zones, sent
+    return contacts, sent
 
 
 # --- The sender's side ---------------------------------------------------------------------------

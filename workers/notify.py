@@ -364,8 +364,8 @@ class NotifyConsumer(OwnConnection):
         conn = await self._connection()
         try:
             async with conn.transaction():
-                contacts, zones, sent = await load_for_decide(conn, wanted)
-                orgs = await load_orgs(conn, zones)
+                contacts, sent = await load_for_decide(conn, wanted)
+                orgs = await load_orgs(conn, {c.org_id for c in contacts.values()})
                 now = datetime.now(UTC)
                 due: list[tuple[Entry[Event], NotificationRules, Notification]] = []
                 for entry in entries:
@@ -373,15 +373,16 @@ class NotifyConsumer(OwnConnection):
                     order = None if what is None else contacts.get(what[1])
                     if order is None:
                         continue
-                    zone = zones.get(order.org_id, self.rules.timezone)
-                    rules = self.rules_of(orgs.get(order.org_id), zone)
+                    org = orgs.get(order.org_id)
+                    zone = self.rules.timezone if org is None else org.timezone
+                    rules = self.rules_of(org, zone)
                     history = sent.setdefault(order.order_id, [])
                     made = decide(entry.value, entry.id, order, rules, history, now)
                     history.extend(as_sent(n) for n in made)
                     due.extend((entry, rules, n) for n in made)
                 orders = await load_orders(conn, {(n.org_id, n.order_id) for _, _, n in due})
                 due = [(entry, rules, in_language(n, orders)) for entry, rules, n in due]
-                bodies = await self._render(conn, due, orgs, zones, orders)
+                bodies = await self._render(conn, due, orgs, orders)
                 new = await insert_many(conn, [n for _, _, n in due])
                 await store_bodies(conn, bodies)
         except (psycopg.OperationalError, psycopg.InterfaceError):
@@ -396,7 +397,6 @@ class NotifyConsumer(OwnConnection):
         conn: psycopg.AsyncConnection,
         due: Sequence[tuple[Entry[Event], NotificationRules, Notification]],
         orgs: dict[OrgId, OrgFacts],
-        zones: dict[OrgId, str],
         orders: dict[OrderId, OrderFacts],
     ) -> list[Body]:
         """Each message's text; customers' carry the order's tracking link (the one its
@@ -419,7 +419,7 @@ class NotifyConsumer(OwnConnection):
             kept = tokens.get(n.order_id) if n.recipient_kind == "customer" else None
             link = None if kept is None else f"{base}/t/{kept}"
             facts = facts_of(entry.value, order, org, rules, link, n.language)
-            message = render_message(n, facts, org, zones.get(n.org_id, "UTC"))
+            message = render_message(n, facts, org, org.timezone)
             if message is not None:
                 bodies.append(Body(n.idempotency_key, message, kept))
         return bodies
