@@ -116,38 +116,27 @@ _STATE_OF: Final = {"delivered": "delivered", "failed": "failed", "undelivered":
 
 async def apply_sms_status(
     conn: AsyncConnection[Any], provider_id: str, status: str, error_code: str | None
-) -> str | None:
+) -> None:
     """Move the SMS outbox row Twilio calls ``provider_id`` by a reported ``status``.
 
     ``delivered`` makes a ``sent`` row ``delivered``; ``failed`` and ``undelivered`` make a
     ``sent`` or ``delivered`` row ``failed`` with Twilio's error code in ``last_error``. The
     others (``queued``, ``sending``, ``sent``, ``accepted``) say no more than ``sent`` does and
-    change nothing, and no report moves a row back (callbacks may come out of order). Returns
-    the row's state after the report, or None when no SMS row has that id (yet: a callback
-    can overtake the sender's own record of the id).
+    change nothing, and no report moves a row back (callbacks may come out of order). No SMS
+    row with that id (yet: a callback can overtake the sender's own record of the id) changes
+    nothing either.
     """
     new = _STATE_OF.get(status)
-    if new is not None:
-        error = None
-        if new == "failed":
-            error = f"Twilio reported {status}" + (f" (error {error_code})" if error_code else "")
-        moved = await fetch_one(
-            conn,
-            scalar_row,
-            "UPDATE outbox SET state = %s, last_error = coalesce(%s, last_error),"
-            " updated_at = now() WHERE provider_id = %s AND channel = 'sms'"
-            " AND state = ANY(%s) RETURNING state",
-            (new, error, provider_id, ["sent"] if new == "delivered" else ["sent", "delivered"]),
-        )
-        if moved is not None:
-            return str(moved)
-    state = await fetch_one(
-        conn,
-        scalar_row,
-        "SELECT state FROM outbox WHERE provider_id = %s AND channel = 'sms' LIMIT 1",
-        (provider_id,),
+    if new is None:
+        return
+    error = None
+    if new == "failed":
+        error = f"Twilio reported {status}" + (f" (error {error_code})" if error_code else "")
+    await conn.execute(
+        "UPDATE outbox SET state = %s, last_error = coalesce(%s, last_error),"
+        " updated_at = now() WHERE provider_id = %s AND channel = 'sms' AND state = ANY(%s)",
+        (new, error, provider_id, ["sent"] if new == "delivered" else ["sent", "delivered"]),
     )
-    return None if state is None else str(state)
 
 
 # --- instructions ------------------------------------------------------------------------------
