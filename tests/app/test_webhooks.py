@@ -196,13 +196,7 @@ async def test_the_delivery_log_pages_and_replays_resend_with_the_same_webhook_i
         )
     finally:
         await consumer.close()
-    sender = HookSender(
-        settings.database_url or "",
-        WebhookSender(WebhookConfig(allowed_address_classes=frozenset({"loopback"}))),
-        HookSenderConfig(idle_s=0.02),
-        redis=redis,
-        names=stream_names(settings),
-    )
+    sender = _sender(settings, redis)
     try:
         await _sent(sender, check, 3)
         first = (await api.get(f"{path}/deliveries", params={"limit": 2})).json()
@@ -266,6 +260,17 @@ def _delivered(org_id: OrgId, order: int) -> StopDelivered:
     )
 
 
+def _sender(settings: Settings, redis: Redis) -> HookSender:
+    """A delivery loop of the test database that may send to the loopback receiver."""
+    return HookSender(
+        settings.database_url or "",
+        WebhookSender(WebhookConfig(allowed_address_classes=frozenset({"loopback"}))),
+        HookSenderConfig(idle_s=0.02),
+        redis=redis,
+        names=stream_names(settings),
+    )
+
+
 async def _sent(sender: HookSender, check: WebhookReceiver, count: int) -> Any:
     """Run the sender until the receiver verified ``count`` deliveries in all."""
 
@@ -301,13 +306,7 @@ async def test_a_disabled_endpoint_is_announced_on_the_dispatchers_live_feed(
     peer.answer = lambda request: Response("gone", status_code=410)
     created = (await api.post("/v1/webhooks", json={"url": f"{peer.url}/gone"})).json()
     consumer = HooksConsumer(names=stream_names(settings), database_url=settings.database_url or "")
-    sender = HookSender(
-        settings.database_url or "",
-        WebhookSender(WebhookConfig(allowed_address_classes=frozenset({"loopback"}))),
-        HookSenderConfig(idle_s=0.02),
-        redis=redis,
-        names=stream_names(settings),
-    )
+    sender = _sender(settings, redis)
     url = f"{server.ws_url}/v1/live/ws?token={admin.api_key}"
     try:
         async with websockets.connect(url) as socket:
