@@ -7,6 +7,7 @@ offline; the system's package does (``apt-get install chromium``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -55,14 +56,21 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture
-async def pages(chromium: Path) -> AsyncIterator[Pages]:
-    """Chromium, headless, for one test; the test fails if a page throws an uncaught error."""
+@contextlib.asynccontextmanager
+async def launched(chromium: Path, *extra_args: str) -> AsyncIterator[Pages]:
+    """Chromium, headless, with ``extra_args``; on the way out, fails if a page threw."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS
+            executable_path=str(chromium), args=[*CHROMIUM_ARGS, *extra_args]
         )
         opened = Pages(browser, [])
         yield opened
         await browser.close()
     assert opened.errors == []
+
+
+@pytest.fixture
+async def pages(chromium: Path) -> AsyncIterator[Pages]:
+    """Chromium, headless, for one test; the test fails if a page throws an uncaught error."""
+    async with launched(chromium) as opened:
+        yield opened

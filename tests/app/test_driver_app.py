@@ -18,13 +18,11 @@ import pytest
 import zxingcpp
 from PIL import Image
 from playwright.async_api import (
-    Browser,
     BrowserContext,
     FilePayload,
     Locator,
     Page,
     Route,
-    async_playwright,
     expect,
 )
 from redis.asyncio import Redis
@@ -33,7 +31,7 @@ from app.auth import issue_api_key
 from app.settings import Settings
 from app.web.pages import content_policy
 from realtime.streams import StreamNames
-from tests.browser import BROWSER_ZONE, CHROMIUM_ARGS
+from tests.browser import BROWSER_ZONE, Pages, launched
 from tests.conftest import Driver, LiveServer, Tenant, make_tenant
 from tests.days import Day, device, events_of, key, plan_and_dispatch
 from tests.helpers import eventually
@@ -52,22 +50,15 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def phone(chromium: Path) -> AsyncIterator[tuple[Browser, list[str]]]:
-    """Chromium with a fake camera that needs no permission prompt, and the page errors seen."""
-    errors: list[str] = []
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), args=[*CHROMIUM_ARGS, *FAKE_MEDIA]
-        )
-        yield browser, errors
-        await browser.close()
-    assert errors == []
+async def phone(chromium: Path) -> AsyncIterator[Pages]:
+    """Chromium with a fake camera that needs no permission prompt (a page error fails the test)."""
+    async with launched(chromium, *FAKE_MEDIA) as opened:
+        yield opened
 
 
-async def phone_page(phone: tuple[Browser, list[str]]) -> tuple[BrowserContext, Page]:
+async def phone_page(phone: Pages) -> tuple[BrowserContext, Page]:
     """A phone-sized page allowed to read its (fake) position and camera."""
-    browser, errors = phone
-    context = await browser.new_context(
+    context = await phone.browser.new_context(
         locale="en-GB",
         timezone_id=BROWSER_ZONE,
         viewport={"width": 412, "height": 900},
@@ -77,7 +68,7 @@ async def phone_page(phone: tuple[Browser, list[str]]) -> tuple[BrowserContext, 
         permissions=["geolocation", "camera"],
     )
     page = await context.new_page()
-    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    page.on("pageerror", lambda error: phone.errors.append(f"{page.url}: {error}"))
     return context, page
 
 
@@ -109,7 +100,7 @@ async def completing_first_stop(
     http: httpx.AsyncClient,
     server: LiveServer,
     driver: Driver,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> tuple[dict[str, Any], Page, Locator]:
     """Sign the driver in on a phone, start the route and open the first stop's dialog; the
     stop as the server holds it, the page and the stop's list item."""
@@ -211,7 +202,7 @@ async def test_a_driver_signs_in_starts_arrives_photographs_signs_and_completes_
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """The whole stop on a phone: the route shows next stop first, the phone's position reaches
     the server while the route runs, and the server ends with the stop delivered once."""
@@ -273,7 +264,7 @@ async def test_offline_outcomes_and_positions_reach_the_server_once_when_the_net
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """With the network cut the driver arrives, photographs, signs and completes; the list
     shows it at once as waiting. Back online, the outbox replays it in order, and a completion
@@ -337,7 +328,7 @@ async def test_a_driver_signs_in_by_scanning_the_qr_code_the_dispatcher_shows(
     http: httpx.AsyncClient,
     db: psycopg.AsyncConnection,
     tenant: Tenant,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """The QR code decodes to the app's URL with a new device token in the fragment; opening
     it signs the phone in and takes the token out of the address bar; replays show no secret,
@@ -380,7 +371,7 @@ async def test_a_driver_signs_in_by_scanning_the_qr_code_the_dispatcher_shows(
 async def test_the_dispatcher_page_shows_a_new_code_that_signs_the_phone_in(
     server: LiveServer,
     tenant: Tenant,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """On ``/driver/qr`` a dispatcher picks a driver and gets a code, shown with the URL; the
     phone that scans it is signed in as that driver, and the key left the address bar."""
@@ -414,7 +405,7 @@ async def test_a_route_change_from_dispatch_shows_at_once_highlighted(
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """A stop dispatch moves onto the driver's route appears without a reload, highlighted,
     with a banner saying the route changed."""
@@ -445,7 +436,7 @@ async def test_instructions_the_customer_leaves_reach_the_stop_at_once_as_text(
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """A gate code and a note typed on the tracking page show on the driver's stop without a
     reload, as the customer typed them and never as markup."""
@@ -474,7 +465,7 @@ async def test_scans_tick_off_the_orders_parcels_and_the_server_reconciles_them(
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """Typed codes tick off the order's parcels and flag one not on it; the proof carries the
     scans and the ID check, and the server finds the same parcel missing and the same one
@@ -508,7 +499,7 @@ async def test_a_photo_of_a_label_is_read_by_the_server_where_the_phone_cannot_s
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """Without a barcode reader in the browser, a photo of the parcel's label goes up as a
     label photo and the server's reading of it counts as the scan."""
@@ -541,7 +532,7 @@ async def test_a_proof_missing_what_the_order_requires_comes_back_to_be_complete
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """With photos required, a signed completion without one is refused with the reason; the
     stop stays open, reopening it brings the signature and the note back, and adding a photo
@@ -579,7 +570,7 @@ async def test_a_driver_fails_a_stop_with_a_reason_code_and_a_note(
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """*Not delivered* with a reason sends the failure code and the note; "other" without a
     note is held back in the dialog with a message."""
@@ -606,7 +597,7 @@ async def test_the_installed_app_opens_offline_with_the_last_route(
     tenant: Tenant,
     today: Day,
     planner: None,
-    phone: tuple[Browser, list[str]],
+    phone: Pages,
 ) -> None:
     """Once its service worker runs, the app reloads with no network from its own copy and
     shows the route it last had."""
