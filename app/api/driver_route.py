@@ -28,7 +28,7 @@ from schemas.events import (
     StopDelivered,
     StopFailed,
 )
-from schemas.ids import RouteId, StopId
+from schemas.ids import OrgId, RouteId, StopId
 from schemas.proofs import FailStopIn
 from schemas.route import RouteView
 from store import audit
@@ -121,7 +121,14 @@ async def _stop_command(request: Request, outcome: str) -> Response:
             driver.driver_id,
             failure={"code": failure.code, "reason": failure.reason} if failure else None,
         )
-    event = _stop_event(outcome, driver, stop, now, failure)
+    event = stop_event(
+        outcome,
+        driver,
+        stop,
+        now,
+        code=failure.code if failure else None,
+        reason=_failure_text(failure),
+    )
     return await _after_driver_change(resources, driver, stop.route_id, event)
 
 
@@ -132,14 +139,17 @@ def _failure_text(failure: FailStopIn | None) -> str | None:
     return failure.reason.strip() or failure.code
 
 
-def _stop_event(
+def stop_event(
     outcome: str,
     driver: DevicePrincipal,
     stop: store.StopRef,
     at: datetime,
-    failure: FailStopIn | None,
+    *,
+    code: str | None = None,
+    reason: str | None = None,
 ) -> Event:
-    """The event recording a driver's stop command."""
+    """The event recording that ``driver`` arrived at (``arrive``), delivered (``deliver``)
+    or failed (``fail``) ``stop``; a failure's reason is ``reason``, else its ``code``."""
     if outcome == "fail":
         return StopFailed(
             org_id=driver.org_id,
@@ -148,8 +158,8 @@ def _stop_event(
             stop_id=stop.stop_id,
             order_id=stop.order_id,
             driver_id=driver.driver_id,
-            reason=_failure_text(failure) or "",
-            code=failure.code if failure else None,
+            reason=reason or code or "",
+            code=code,
         )
     kind = StopArrived if outcome == "arrive" else StopDelivered
     return kind(
@@ -162,15 +172,25 @@ def _stop_event(
     )
 
 
+async def publish_change(
+    resources: Resources, org_id: OrgId, route_id: RouteId, *events: Event
+) -> RouteView | None:
+    """After a committed change to a route: ``events`` on the stream, and the route as it now
+    is to the driver's app; the route's view, or None when it is gone."""
+    async with resources.pool.connection() as conn:
+        view = await store.route_view(conn, org_id, route_id)
+    await emit(resources.redis, resources.names, *events)
+    if view is not None:
+        await push_route(resources.redis, resources.names, view)
+    return view
+
+
 async def _after_driver_change(
     resources: Resources, driver: DevicePrincipal, route_id: RouteId, event: Event
 ) -> Response:
-    async with resources.pool.connection() as conn:
-        view = await store.route_view(conn, driver.org_id, route_id)
-    await emit(resources.redis, resources.names, event)
+    view = await publish_change(resources, driver.org_id, route_id, event)
     if view is None:
         raise NotFound(f"no route {route_id}")
-    await push_route(resources.redis, resources.names, view)
     return answer(view)
 
 

@@ -35,6 +35,7 @@ from starlette.responses import Response
 
 from adapters.blobs import BlobError
 from app import images
+from app.api.driver_route import publish_change, stop_event
 from app.api.proof_reads import (
     blob_store,
     get_blob,
@@ -63,14 +64,10 @@ from app.http import answer, ascii_int, path_id, resources_of
 from app.idempotency import HEADER, REPLAYED_HEADER
 from app.resources import Resources
 from realtime.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
-from realtime.events import emit, push_route
 from schemas.auth import DevicePrincipal
-from schemas.events import Event, ParcelsFlagged, StopDelivered, StopFailed
+from schemas.events import Event, ParcelsFlagged
 from schemas.ids import StopId
-from schemas.proofs import (
-    FAILURE_CODES,
-    Proof,
-)
+from schemas.proofs import FAILURE_CODES
 from store import audit, proofs
 from store import routes as route_store
 
@@ -495,7 +492,7 @@ async def capture_proof(request: Request) -> Response:
                 return replay
             proof_id = await _store(conn, new, stored)
         proof = await proof_view(request, conn, driver.org_id, proof_id)
-    await _after_close(resources, driver, new, proof)
+    await _after_close(resources, driver, new)
     return answer(proof, 201)
 
 
@@ -583,37 +580,15 @@ async def _store(
     return proof_id
 
 
-async def _after_close(
-    resources: Resources, driver: DevicePrincipal, new: proofs.NewProof, proof: Proof
-) -> None:
+async def _after_close(resources: Resources, driver: DevicePrincipal, new: proofs.NewProof) -> None:
     """Tell the streams and the driver's app, once the change is committed."""
-    now = datetime.now(UTC)
     stop = new.stop
-    events: list[Event] = []
-    if new.outcome == "delivered":
-        events.append(
-            StopDelivered(
-                org_id=driver.org_id,
-                at=now,
-                route_id=stop.route_id,
-                stop_id=stop.stop_id,
-                order_id=stop.order_id,
-                driver_id=driver.driver_id,
-            )
-        )
-    else:
-        events.append(
-            StopFailed(
-                org_id=driver.org_id,
-                at=now,
-                route_id=stop.route_id,
-                stop_id=stop.stop_id,
-                order_id=stop.order_id,
-                driver_id=driver.driver_id,
-                reason=new.failure_text or new.failure_code or "",
-                code=new.failure_code,
-            )
-        )
+    now = datetime.now(UTC)
+    ref = route_store.StopRef(stop.stop_id, stop.route_id, stop.order_id, stop.status)
+    command = "deliver" if new.outcome == "delivered" else "fail"
+    events: list[Event] = [
+        stop_event(command, driver, ref, now, code=new.failure_code, reason=new.failure_text)
+    ]
     if new.missing_parcels or new.unexpected_parcels:
         events.append(
             ParcelsFlagged(
@@ -627,8 +602,4 @@ async def _after_close(
                 unexpected=new.unexpected_parcels,
             )
         )
-    await emit(resources.redis, resources.names, *events)
-    async with resources.pool.connection() as conn:
-        view = await route_store.route_view(conn, driver.org_id, stop.route_id)
-    if view is not None:
-        await push_route(resources.redis, resources.names, view)
+    await publish_change(resources, driver.org_id, stop.route_id, *events)
