@@ -221,30 +221,58 @@ async def run_worker(
         finally:
             await sender.close()
         return
-    names = stream_names(settings)
     redis = Redis.from_url(settings.redis_url)
+    try:
+        await _run_on_streams(
+            settings,
+            name,
+            settings.database_url,
+            redis,
+            consumer_name or worker_consumer_name(name),
+            stop,
+        )
+    finally:
+        await redis.aclose()
+
+
+async def _run_on_streams(
+    settings: Settings,
+    name: str,
+    database_url: str,
+    redis: Redis,
+    consumer_name: str,
+    stop: asyncio.Event,
+) -> None:
+    """Worker ``name``, one of those reading streams on ``redis``, until ``stop`` is set."""
+    names = stream_names(settings)
     base = RunnerConfig(
-        consumer_name=consumer_name or worker_consumer_name(name),
+        consumer_name=consumer_name,
         block_ms=settings.worker_block_ms,
         claim_idle_ms=settings.claim_idle_ms,
         dead_letter_stream=names.dead_letters,
     )
     if name == "webhooks":
-        try:
-            await _run_webhooks(settings, settings.database_url, redis, base, stop)
-        finally:
-            await redis.aclose()
+        await _run_webhooks(settings, database_url, redis, base, stop)
+        return
+    if name == "eta":
+        config = dataclasses.replace(base, batch_entries=settings.eta_batch)
+        await _run_eta(settings, database_url, redis, config, stop)
+        return
+    if name == "planner":  # its own loop over the fair queue, beside a runner checking jobs
+        await run_planner(
+            redis,
+            names,
+            database_url,
+            matrix_provider(settings),
+            dataclasses.replace(base, batch_entries=1),
+            max_s=settings.plan_max_s,
+            lease_s=settings.plan_lease_s,
+            stop=stop,
+        )
         return
     consumer: PersistConsumer | NotifyConsumer
-    if name == "eta":
-        try:
-            config = dataclasses.replace(base, batch_entries=settings.eta_batch)
-            await _run_eta(settings, settings.database_url, redis, config, stop)
-        finally:
-            await redis.aclose()
-        return
     if name == "persist":
-        consumer = PersistConsumer(names=names, database_url=settings.database_url)
+        consumer = PersistConsumer(names=names, database_url=database_url)
         config = dataclasses.replace(
             base,
             batch_entries=settings.persist_batch,
@@ -253,36 +281,20 @@ async def run_worker(
             linger_s=settings.persist_linger_s,
         )
         trim = trim_consumed
-    elif name == "notify":
+    else:  # notify
         consumer = NotifyConsumer(
             names=names,
-            database_url=settings.database_url,
+            database_url=database_url,
             rules=notification_rules(settings),
             # Where the tracking links in messages point; set LASTMILE_PUBLIC_URL in production.
             public_url=settings.public_url or f"http://{settings.host}:{settings.port}",
         )
         config = dataclasses.replace(base, batch_entries=settings.notify_batch)
         trim = None
-    else:  # the planner: its own loop over the fair queue, beside a runner checking jobs
-        try:
-            await run_planner(
-                redis,
-                names,
-                settings.database_url,
-                matrix_provider(settings),
-                dataclasses.replace(base, batch_entries=1),
-                max_s=settings.plan_max_s,
-                lease_s=settings.plan_lease_s,
-                stop=stop,
-            )
-        finally:
-            await redis.aclose()
-        return
     try:
         await Runner(redis, consumer, config, trim=trim).run(stop)  # type: ignore[misc]
     finally:
         await consumer.close()
-        await redis.aclose()
 
 
 async def _run_webhooks(
