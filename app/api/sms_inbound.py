@@ -24,7 +24,6 @@ from typing import Final
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -139,17 +138,10 @@ async def _answer(resources: Resources, org_id: OrgId, order_id: OrderId, text: 
             case ReplyInstruction(field=field, value=value):
                 async with resources.pool.connection() as conn:
                     current = await store.instructions_of(conn, org_id, order_id)
-                given = (
-                    InstructionsIn()
-                    if current is None
-                    else InstructionsIn(
-                        gate_code=current.gate_code,
-                        leave_at=current.leave_at,
-                        safe_place_allowed=current.safe_place_allowed,
-                        note=current.note,
-                    )
-                )
-                given = msgspec.structs.replace(given, **{field: value})
+                # The reply sets one instruction and keeps the others the customer gave.
+                names = () if current is None else InstructionsIn.__struct_fields__
+                kept = {name: getattr(current, name) for name in names}
+                given = InstructionsIn(**(kept | {field: value}))
                 await give_instructions(resources, org_id, order_id, given, "sms")
                 return "Thank you: your driver will see this."
     except ApiError as exc:
