@@ -304,15 +304,13 @@ def template_for(org: OrgFacts, n: Notification) -> tuple[Template, Template]:
     return builtin, builtin
 
 
-def render_message(
-    n: Notification, facts: messages.Facts, org: OrgFacts, timezone: str
-) -> Rendered | None:
-    """``n``'s text with its organisation's template; the built-in default when that one
-    fails on these facts (it was checked against samples when it was saved, but a real order
-    can still push it over a limit); None when even the default fails, and the sender sends
-    its plain default: a message is never lost to a template."""
+def render_message(n: Notification, facts: messages.Facts, org: OrgFacts) -> Rendered | None:
+    """``n``'s text with its organisation's template, in its time zone; the built-in default
+    when that one fails on these facts (it was checked against samples when it was saved, but a
+    real order can still push it over a limit); None when even the default fails, and the
+    sender sends its plain default: a message is never lost to a template."""
     template, builtin = template_for(org, n)
-    reader = messages.Reader(timezone=timezone, language=n.language)
+    reader = messages.Reader(timezone=org.timezone, language=n.language)
     for candidate in (template, builtin) if template is not builtin else (builtin,):
         try:
             return messages.render(candidate, facts, reader)
@@ -419,7 +417,7 @@ class NotifyConsumer(OwnConnection):
             kept = tokens.get(n.order_id) if n.recipient_kind == "customer" else None
             link = None if kept is None else f"{base}/t/{kept}"
             facts = facts_of(entry.value, order, org, rules, link, n.language)
-            message = render_message(n, facts, org, org.timezone)
+            message = render_message(n, facts, org)
             if message is not None:
                 bodies.append(Body(n.idempotency_key, message, kept))
         return bodies

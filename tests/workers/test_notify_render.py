@@ -59,7 +59,7 @@ def test_a_template_failing_on_a_real_order_falls_back_to_the_default() -> None:
     wordy = own(
         "en", "{{ order.address }} {{ order.address }} {{ order.address }} {{ order.address }}"
     )
-    rendered = render_message(message(), long_address, org(wordy), "UTC")
+    rendered = render_message(message(), long_address, org(wordy))
     assert rendered is not None
     assert rendered.text == "Acme: Your delivery A-1 is on its way."
 
@@ -74,7 +74,7 @@ def test_no_text_is_stored_when_even_the_default_fails() -> None:
         tracking_url="https://t.example/t/" + "x" * 2000,
         at=NOW,
     )
-    assert render_message(message(), overlong, org(), "UTC") is None
+    assert render_message(message(), overlong, org()) is None
 
 
 LINK = "https://track.example.com/t/tok"
@@ -99,16 +99,16 @@ def test_the_delivered_message_links_to_the_proof_only_where_the_organisation_sh
     hidden = facts_of(delivered, ORDER, org(), NotificationRules(), LINK, "en")
     assert shown.proof_url == LINK
     assert hidden.proof_url is None
-    email = render_message(delivered_message("email"), shown, sharing, "UTC")
+    email = render_message(delivered_message("email"), shown, sharing)
     assert email is not None
     assert email.html is not None
     assert f"Proof of delivery: {LINK}" in email.text
     assert f'href="{LINK}"' in email.html
-    plain = render_message(delivered_message("email"), hidden, org(), "UTC")
+    plain = render_message(delivered_message("email"), hidden, org())
     assert plain is not None
     assert "Proof" not in plain.text
     assert "href" not in (plain.html or "")
-    sms = render_message(delivered_message("sms"), shown, sharing, "UTC")
+    sms = render_message(delivered_message("sms"), shown, sharing)
     assert sms is not None
     assert sms.text.endswith(f"Proof of delivery: {LINK}")
 
