@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import Final
+from typing import Final, get_args
 
 import httpx
 from starlette.requests import Request
@@ -55,7 +55,7 @@ from store import webhooks
 DEFAULT_PAGE: Final = 50
 MAX_PAGE: Final = 200
 SECRET_BYTES: Final = 32
-_STATES: Final[tuple[DeliveryState, ...]] = ("pending", "sending", "delivered", "dead")
+_STATES: Final[tuple[DeliveryState, ...]] = get_args(DeliveryState)
 
 
 class RefusedField(ApiError):
