@@ -35,7 +35,7 @@ export class Notices {
     this.get = get;
     this.clock = clock;
     this.onError = onError;
-    this.open = new Map(); // order id -> { element, timer, loading }
+    this.open = new Map(); // order id -> { element, list, timer, loading, loaded }
   }
 
   // A section for the order, filled as soon as its messages are read.
@@ -45,7 +45,7 @@ export class Notices {
       el("div", { class: "notices-title" }, "Customer messages"), list);
     const previous = this.open.get(orderId);
     if (previous) clearTimeout(previous.timer);
-    const entry = { element, list, timer: null, loading: null };
+    const entry = { element, list, timer: null, loading: null, loaded: false };
     this.open.set(orderId, entry);
     this.load(orderId);
     return element;
@@ -70,9 +70,9 @@ export class Notices {
     entry.loading = this.get(`/v1/orders/${orderId}/notifications`)
       .then((body) => {
         entry.loaded = true;
-        this.draw(entry, body.notifications || []);
-        const moving = (body.notifications || []).some((n) => MOVING.has(n.state));
-        if (moving || body.notifications.length === 0) {
+        const notifications = body.notifications || [];
+        this.draw(entry, notifications);
+        if (notifications.length === 0 || notifications.some((n) => MOVING.has(n.state))) {
           entry.timer = setTimeout(() => this.load(orderId), POLL_MS);
         }
       })
