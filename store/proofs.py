@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, LiteralString
 
 from psycopg import AsyncConnection
-from psycopg.rows import class_row, dict_row, scalar_row
+from psycopg.rows import class_row, scalar_row
 
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from schemas.proofs import ProofRequirements
@@ -24,25 +24,15 @@ from store.rows import fetch_all, fetch_one
 _REQ_COLUMNS: LiteralString = "photo, signature, all_parcels, recipient_name, min_age"
 
 
-def _requirements(row: dict[str, Any]) -> ProofRequirements:
-    return ProofRequirements(
-        photo=row["photo"],
-        signature=row["signature"],
-        all_parcels=row["all_parcels"],
-        recipient_name=row["recipient_name"],
-        min_age=row["min_age"],
-    )
-
-
 async def default_requirements(conn: AsyncConnection[Any], org_id: OrgId) -> ProofRequirements:
     """The organisation's default requirements (none set: nothing required)."""
     row = await fetch_one(
         conn,
-        dict_row,
+        class_row(ProofRequirements),
         f"SELECT {_REQ_COLUMNS} FROM proof_requirements WHERE org_id = %s AND order_id IS NULL",
         (org_id,),
     )
-    return ProofRequirements() if row is None else _requirements(row)
+    return ProofRequirements() if row is None else row
 
 
 async def order_requirements(
@@ -51,12 +41,12 @@ async def order_requirements(
     """The order's own requirements, else the organisation's defaults."""
     row = await fetch_one(
         conn,
-        dict_row,
+        class_row(ProofRequirements),
         f"SELECT {_REQ_COLUMNS} FROM proof_requirements WHERE org_id = %s"
         " AND (order_id = %s OR order_id IS NULL) ORDER BY order_id NULLS LAST LIMIT 1",
         (org_id, order_id),
     )
-    return ProofRequirements() if row is None else _requirements(row)
+    return ProofRequirements() if row is None else row
 
 
 async def set_requirements(
@@ -66,26 +56,28 @@ async def set_requirements(
     req: ProofRequirements,
 ) -> None:
     """Set the organisation's defaults (``order_id`` None) or one order's requirements."""
-    values = (req.photo, req.signature, req.all_parcels, req.recipient_name, req.min_age)
-    if order_id is None:
-        await conn.execute(
-            f"INSERT INTO proof_requirements (org_id, {_REQ_COLUMNS})"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (org_id) WHERE order_id IS NULL DO UPDATE SET"
-            " photo = EXCLUDED.photo, signature = EXCLUDED.signature,"
-            " all_parcels = EXCLUDED.all_parcels, recipient_name = EXCLUDED.recipient_name,"
-            " min_age = EXCLUDED.min_age, updated_at = now()",
-            (org_id, *values),
-        )
-        return
+    # The organisation's default and an order's own row have a partial unique index each.
+    target: LiteralString = (
+        "(org_id) WHERE order_id IS NULL"
+        if order_id is None
+        else "(org_id, order_id) WHERE order_id IS NOT NULL"
+    )
     await conn.execute(
         f"INSERT INTO proof_requirements (org_id, order_id, {_REQ_COLUMNS})"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (org_id, order_id) WHERE order_id IS NOT NULL DO UPDATE SET"
+        f" ON CONFLICT {target} DO UPDATE SET"
         " photo = EXCLUDED.photo, signature = EXCLUDED.signature,"
         " all_parcels = EXCLUDED.all_parcels, recipient_name = EXCLUDED.recipient_name,"
         " min_age = EXCLUDED.min_age, updated_at = now()",
-        (org_id, order_id, *values),
+        (
+            org_id,
+            order_id,
+            req.photo,
+            req.signature,
+            req.all_parcels,
+            req.recipient_name,
+            req.min_age,
+        ),
     )
 
 
