@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -12,7 +11,6 @@ from redis.asyncio import Redis
 
 from adapters.email import SmtpConfig, SmtpEmailSender
 from app.auth import hash_token
-from app.process.server import run_worker
 from app.resources import stream_names
 from app.settings import Settings
 from realtime.events import emit
@@ -28,6 +26,7 @@ from store import tracking as tracking_store
 from store.orders import create_order
 from tests.adapters.peers import SmtpSink
 from tests.conftest import Tenant
+from tests.days import running_worker
 from tests.helpers import eventually
 from tests.workers.consumers import quick, running
 from workers.notify import NotifyConsumer
@@ -147,15 +146,10 @@ async def test_the_notify_worker_runs_as_serve_runs_it(
         driver_id=tenant.drivers[0].id,
     )
     await emit(redis, names, delivered)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, "notify", stop, consumer_name="in-test"))
-    try:
+    async with running_worker(settings, "notify", consumer="in-test"):
         [row] = await eventually(
             lambda: outbox.list_for_order(db, tenant.org_id, order), "the delivery texted"
         )
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
     assert (row.kind, row.channel, row.address) == ("delivered", "sms", "+4915550003")
 
 
@@ -366,14 +360,9 @@ async def test_the_served_worker_links_to_the_public_url(
         ),
     )
     await emit(redis, names, en_route)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(served, "notify", stop, consumer_name="in-test"))
-    try:
+    async with running_worker(served, "notify", consumer="in-test"):
         [row] = await eventually(
             lambda: outbox.list_for_order(db, tenant.org_id, order), "the en route texted"
         )
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
     text = (await rules_store.bodies_of(db, [row.id]))[row.id].text
     assert "Track it: https://track.acme.example/t/" in text

@@ -19,7 +19,6 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from adapters.email import IDEMPOTENCY_HEADER, SmtpConfig, SmtpEmailSender
 from adapters.sms import TwilioConfig, TwilioSmsSender
-from app.process.server import run_worker
 from app.settings import Settings
 from schemas.delivery import OrderIn
 from schemas.notifications import Channel, Notification, idempotency_key
@@ -27,6 +26,7 @@ from store import notifications as outbox
 from store.orders import create_order
 from tests.adapters.peers import HttpPeer, SmtpSink, TwilioApi
 from tests.conftest import Tenant
+from tests.days import running_worker
 from tests.helpers import eventually
 from workers.sender import Channels, Sender, SenderConfig
 
@@ -381,15 +381,10 @@ async def test_the_sender_worker_runs_from_settings_and_hides_its_secrets(
     )
     assert "hunter2" not in repr(configured)
     [key] = await _rows(db, tenant, "email", [f"w-{secrets.token_hex(3)}@example.com"])
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(configured, "sender", stop))
-    try:
 
-        async def sent() -> bool:
-            return bool((await _states(db, [key]))[key]["state"] == "sent")
+    async def sent() -> bool:
+        return bool((await _states(db, [key]))[key]["state"] == "sent")
 
+    async with running_worker(configured, "sender"):
         await eventually(sent, "the row sent by the sender worker")
-    finally:
-        stop.set()
-        await task
     assert key in _by_key(sink, [key])
