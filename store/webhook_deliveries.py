@@ -184,12 +184,17 @@ async def record_attempts(
     """:func:`record_attempt` for each of ``outcomes``, in order, in one transaction (one
     commit for a sender's whole batch).
 
-    A batch that was all delivered (the usual one) is recorded in three statements whatever its
-    size; any other outcome needs each attempt in order, since a failure lengthens its
-    endpoint's run and a delivery ends it, so such a batch takes three statements per attempt.
+    The attempts go into the log in one statement. A batch that was all delivered (the usual
+    one) then takes two more whatever its size; any other outcome needs each attempt in order,
+    since a failure lengthens its endpoint's run and a delivery ends it, so such a batch takes
+    two more statements per attempt.
     """
+    if not outcomes:
+        return []
     async with conn.transaction(), conn.cursor() as cursor:
-        if outcomes and all(o.outcome == "delivered" for o in outcomes):
+        # What each attempt was does not depend on the others: logged set-wise first.
+        await _insert_attempts(cursor, outcomes)
+        if all(o.outcome == "delivered" for o in outcomes):
             return await _record_delivered(cursor, outcomes)
         return [await _record(cursor, o, disable_after) for o in outcomes]
 
@@ -200,7 +205,6 @@ async def _record_delivered(
     """:func:`_record` for a batch of delivered attempts, set-wise: the same rows and the same
     answers as one call per attempt."""
     ids = [o.delivery_id for o in outcomes]
-    await _insert_attempts(cursor, outcomes)
     await cursor.execute(
         "UPDATE webhook_deliveries d SET state = 'delivered', last_status_code = u.status_code,"
         " last_error = NULL, updated_at = now()"
@@ -253,7 +257,7 @@ async def _insert_attempts(cursor: AsyncCursor[Any], outcomes: Sequence[Outcome]
 async def _record(
     cursor: AsyncCursor[Any], outcome: Outcome, disable_after: int
 ) -> tuple[bool, EndpointChange]:
-    await _insert_attempts(cursor, [outcome])
+    """Move the delivery of an attempt already in the log, and its endpoint's run of failures."""
     await cursor.execute(
         "UPDATE webhook_deliveries SET state = %s, last_status_code = %s, last_error = %s,"
         " next_attempt_at = coalesce(%s, next_attempt_at), updated_at = now()"
