@@ -193,11 +193,6 @@ export class Capture {
     video.srcObject = null;
     video.hidden = true;
   }
-
-  // The signature as a PNG Blob, or null when nothing was drawn.
-  async signaturePng() {
-    return this.signature.png();
-  }
 }
 
 // A canvas the driver's or recipient's finger draws on (pointer events: touch, pen, mouse).
@@ -269,6 +264,7 @@ class SignaturePad {
     this.drawn = false;
   }
 
+  // The signature as a PNG Blob, or null when nothing was drawn.
   png() {
     if (!this.drawn) return Promise.resolve(null);
     return new Promise((resolve) => this.canvas.toBlob(resolve, "image/png"));

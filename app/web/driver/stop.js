@@ -83,7 +83,7 @@ export class StopDialog {
       recipient: $("recipient").value.trim(),
       note: $("note").value.trim(),
       photos: capture.photos,
-      signature: await capture.signaturePng(),
+      signature: await capture.signature.png(),
       scans: capture.scans,
       ageVerified: $("age-verified").checked,
       labels: capture.labels,
