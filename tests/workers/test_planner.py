@@ -110,6 +110,20 @@ def worker_env(settings: Settings) -> dict[str, str]:
     }
 
 
+async def planner_process(settings: Settings, *options: str) -> asyncio.subprocess.Process:
+    """``lastmile worker planner OPTIONS`` started as a process of its own."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "worker", "planner", *options, env=worker_env(settings)
+    )
+
+
+async def claims_of(db: psycopg.AsyncConnection, tenant: Tenant, plan_id: PlanId) -> int:
+    """How often the plan was started, as stored."""
+    stored = await plans.get_plan(db, tenant.org_id, plan_id)
+    assert stored is not None
+    return stored.claims
+
+
 @pytest.fixture
 async def other(db: psycopg.AsyncConnection, http: httpx.AsyncClient) -> Tenant:
     """A second organisation with a day to plan."""
@@ -193,11 +207,7 @@ async def test_a_killed_planners_plan_is_taken_over_and_computed(
     accepted is lost, and the plan counts two starts."""
     await a_day(http, tenant)
     plan_id = await post_plan(http, tenant, 3)
-    doomed = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "app", "worker", "planner", "--consumer", "doomed"),
-        env=worker_env(settings),
-    )
+    doomed = await planner_process(settings, "--consumer", "doomed")
     try:
         await reaches(http, tenant, plan_id, "running")
     finally:
@@ -206,9 +216,7 @@ async def test_a_killed_planners_plan_is_taken_over_and_computed(
     async with running_worker(settings, "planner"):
         done = await reaches(http, tenant, plan_id, "done", "failed")
     assert done["status"] == "done", done
-    stored = await plans.get_plan(db, tenant.org_id, plan_id)
-    assert stored is not None
-    assert stored.claims == 2
+    assert await claims_of(db, tenant, plan_id) == 2
 
 
 async def test_a_stopped_planner_puts_its_plan_back_for_the_next(
@@ -232,9 +240,7 @@ async def test_a_stopped_planner_puts_its_plan_back_for_the_next(
     )
     async with running_worker(settings, "planner"):
         await cancelled_with_routes(http, tenant, plan_id)
-    stored = await plans.get_plan(db, tenant.org_id, plan_id)
-    assert stored is not None
-    assert stored.claims == 1
+    assert await claims_of(db, tenant, plan_id) == 1
 
 
 async def test_worker_processes_run_two_planners_and_put_their_plans_back_on_sigterm(
@@ -250,11 +256,7 @@ async def test_worker_processes_run_two_planners_and_put_their_plans_back_on_sig
     await a_day(http, tenant)
     first = await post_plan(http, tenant, LONG_S)
     second = await post_plan(http, other, LONG_S)
-    workers = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "app", "worker", "planner", "--processes", "2"),
-        env=worker_env(settings),
-    )
+    workers = await planner_process(settings, "--processes", "2")
     try:
         await reaches(http, tenant, first, "running")
         await reaches(http, other, second, "running")
