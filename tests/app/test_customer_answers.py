@@ -4,8 +4,6 @@ customer types is refused when it cannot be text and kept as text when it can.""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -17,6 +15,7 @@ from playwright.async_api import expect
 from redis.asyncio import Redis
 
 from realtime.streams import StreamNames
+from tests.app.test_tracking import link_of, receive
 from tests.browser import Pages
 from tests.conftest import LiveServer, Tenant, make_tenant
 from tests.days import Day, device, events_of, key, plan_and_dispatch, planned
@@ -25,21 +24,10 @@ WAIT_MS = 20_000
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror=alert(1)> & "quotes"'
 
 
-async def link(http: httpx.AsyncClient, tenant: Tenant, order_id: int) -> str:
-    response = await http.post(f"/v1/orders/{order_id}/tracking", headers=key(tenant))
-    assert response.status_code == 201, response.text
-    return str(response.json()["token"])
-
-
 async def route_of(http: httpx.AsyncClient, tenant: Tenant, day: Day) -> dict[str, Any]:
     """The day's route with the most stops."""
     routes = (await http.get(f"/v1/routes?day={day.day}", headers=key(tenant))).json()["routes"]
     return dict(max(routes, key=lambda r: len(r["stops"])))
-
-
-async def receive(socket: Any) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(await asyncio.wait_for(socket.recv(), 10))
-    return message
 
 
 async def test_instructions_from_the_page_reach_the_connected_driver_at_once(
@@ -51,7 +39,7 @@ async def test_instructions_from_the_page_reach_the_connected_driver_at_once(
     route = await route_of(http, tenant, delivery_day)
     stop = route["stops"][1]
     driver = next(d for d in tenant.drivers if d.id == route["driver_id"])
-    token = await link(http, tenant, stop["order_id"])
+    token = await link_of(http, tenant, stop["order_id"])
     async with websockets.connect(f"{server.ws_url}/v1/driver/ws?token={driver.token}") as ws:
         current = await receive(ws)
         assert current["route"]["stops"][1]["instructions"] is None
@@ -92,7 +80,7 @@ async def test_another_day_moves_the_order_and_takes_todays_stop_off_the_route(
     victim = route["stops"][0]
     driver = next(d for d in tenant.drivers if d.id == route["driver_id"])
     before = (await http.get(f"/v1/orders/{victim['order_id']}", headers=key(tenant))).json()
-    token = await link(http, tenant, victim["order_id"])
+    token = await link_of(http, tenant, victim["order_id"])
     tomorrow = today.day + timedelta(days=1)
     async with websockets.connect(f"{server.ws_url}/v1/driver/ws?token={driver.token}") as ws:
         await receive(ws)
@@ -134,7 +122,7 @@ async def test_another_day_must_be_after_today_and_not_too_far(
     http: httpx.AsyncClient, tenant: Tenant, delivery_day: Day, offset_days: int
 ) -> None:
     """Today, yesterday and a day past the limit are refused naming the day."""
-    token = await link(http, tenant, delivery_day.orders["o0"])
+    token = await link_of(http, tenant, delivery_day.orders["o0"])
     day = date.today() + timedelta(days=offset_days)
     response = await http.post(f"/v1/track/{token}/reschedule", json={"day": day.isoformat()})
     assert response.status_code == 400, response.text
@@ -150,7 +138,7 @@ async def test_a_delivered_order_is_rated_once_with_its_driver(
     route = await route_of(http, tenant, delivery_day)
     stop = route["stops"][0]
     driver = next(d for d in tenant.drivers if d.id == route["driver_id"])
-    token = await link(http, tenant, stop["order_id"])
+    token = await link_of(http, tenant, stop["order_id"])
     early = await http.post(f"/v1/track/{token}/rating", json={"stars": 5})
     assert early.status_code == 409, early.text
     done = await http.post(f"/v1/driver/stops/{stop['id']}/deliver", headers=device(driver.token))
@@ -199,7 +187,7 @@ async def test_text_that_cannot_be_an_answer_is_refused_naming_the_field(
     field: str,
 ) -> None:
     """Too long, control characters, the wrong type or an unknown field: 400 naming it."""
-    token = await link(http, tenant, delivery_day.orders["o0"])
+    token = await link_of(http, tenant, delivery_day.orders["o0"])
     response = await http.post(f"/v1/track/{token}/{path}", json=body)
     assert response.status_code == 400, response.text
     assert response.json()["field"] == field
@@ -225,7 +213,7 @@ async def test_hostile_text_is_stored_and_answered_as_the_same_text(
     http: httpx.AsyncClient, tenant: Tenant, delivery_day: Day
 ) -> None:
     """Markup is neither refused nor altered: it is text, stored and given back as it came."""
-    token = await link(http, tenant, delivery_day.orders["o1"])
+    token = await link_of(http, tenant, delivery_day.orders["o1"])
     response = await http.post(
         f"/v1/track/{token}/instructions", json={"leave_at": HOSTILE, "note": "ä 😀\nzwei"}
     )
@@ -243,7 +231,7 @@ async def test_the_page_takes_instructions_and_shows_hostile_text_as_text(
     """The page shows stored markup literally (no element made of it, no script run) and
     sends what the customer types in its form."""
     order_id = delivery_day.orders["o2"]
-    token = await link(http, tenant, order_id)
+    token = await link_of(http, tenant, order_id)
     stored = await http.post(f"/v1/track/{token}/instructions", json={"leave_at": HOSTILE})
     assert stored.status_code == 200, stored.text
     page = await pages.open(f"{server.url}/t/{token}")
@@ -290,7 +278,7 @@ async def test_the_page_asks_a_delivered_customer_for_one_rating(
     route = await route_of(http, tenant, delivery_day)
     stop = route["stops"][0]
     driver = next(d for d in tenant.drivers if d.id == route["driver_id"])
-    token = await link(http, tenant, stop["order_id"])
+    token = await link_of(http, tenant, stop["order_id"])
     page = await pages.open(f"{server.url}/t/{token}")
     await expect(page.locator("#answers")).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#rating")).to_be_hidden()
@@ -330,7 +318,7 @@ async def test_an_order_moved_after_planning_is_left_out_of_the_plans_dispatch(
     plan = await planned(http, tenant, response.json()["id"])
     assert plan["status"] == "done", plan
     moved_id = delivery_day.orders["o4"]
-    token = await link(http, tenant, moved_id)
+    token = await link_of(http, tenant, moved_id)
     later = delivery_day.day + timedelta(days=2)
     moved = await http.post(f"/v1/track/{token}/reschedule", json={"day": later.isoformat()})
     assert moved.status_code == 200, moved.text
@@ -358,7 +346,7 @@ async def test_the_dispatcher_sees_the_customers_instructions_as_text_on_the_sto
     await plan_and_dispatch(http, tenant, delivery_day)
     route = await route_of(http, tenant, delivery_day)
     stop = route["stops"][1]
-    token = await link(http, tenant, stop["order_id"])
+    token = await link_of(http, tenant, stop["order_id"])
     given = {"gate_code": "4711", "note": HOSTILE}
     response = await http.post(f"/v1/track/{token}/instructions", json=given)
     assert response.status_code == 200, response.text
