@@ -6,6 +6,7 @@ import psycopg
 
 from store import audit, tenants
 from tests.app.test_cli import lastmile
+from tests.store.test_audit import tampering
 
 
 async def test_audit_verify_reports_each_chain_and_fails_on_a_broken_one(
@@ -18,11 +19,9 @@ async def test_audit_verify_reports_each_chain_and_fails_on_a_broken_one(
     intact = lastmile("audit", "verify", "--org", str(org_id), database_url=database_url)
     assert intact.returncode == 0, intact.stderr
     assert intact.stdout.strip() == f"org {org_id}: ok, 3 entries"
-    async with db.transaction():
-        await db.execute("SET LOCAL session_replication_role = replica")
-        await db.execute(
-            "UPDATE audit_log SET hash = sha256(hash) WHERE org_id = %s AND seq = 2", (org_id,)
-        )
+    await tampering(
+        db, "UPDATE audit_log SET hash = sha256(hash) WHERE org_id = %s AND seq = 2", org_id
+    )
     broken = lastmile("audit", "verify", database_url=database_url)
     assert broken.returncode == 1
     assert f"org {org_id}: BROKEN at entry 2:" in broken.stdout
