@@ -158,6 +158,26 @@ def ortools_search_name(tuning: SearchTuning) -> str:
     return f"OR-Tools {version('ortools')} {tuning.first_solution} + {tuning.metaheuristic}"
 
 
+BREAKS_ROOM = " with room kept for breaks, then breaks taken (late stops left out)"
+"""How a PyVRP search planning a day with breaks is named after PyVRP's own search."""
+
+
+def names_of(job: Job, tuning: SearchTuning) -> tuple[Engine, str]:
+    """The engine and the search a job's plan is named by, whether the job finished or its
+    process was ended and only told its routes."""
+    if job.kind == "ortools":
+        return "ortools", ortools_search_name(tuning)
+    if job.kind == "ortools_gls":
+        return "ortools", ortools_search_name(_gls(tuning))
+    from solver.pyvrp_search import SEARCH
+
+    return "pyvrp", SEARCH + (BREAKS_ROOM if job.kind == "pyvrp_breaks" else "")
+
+
+def _gls(tuning: SearchTuning) -> SearchTuning:
+    return msgspec.structs.replace(tuning, metaheuristic="GUIDED_LOCAL_SEARCH")
+
+
 def run_job(
     instance: Instance,
     verdicts: Sequence[Verdict],
@@ -174,8 +194,9 @@ def run_job(
     if job.kind == "ortools":
         return _run_ortools(instance, verdicts, job, tuning, deadline, on_progress, on_sequences)
     if job.kind == "ortools_gls":
-        gls = msgspec.structs.replace(tuning, metaheuristic="GUIDED_LOCAL_SEARCH")
-        return _run_ortools(instance, verdicts, job, gls, deadline, on_progress, on_sequences)
+        return _run_ortools(
+            instance, verdicts, job, _gls(tuning), deadline, on_progress, on_sequences
+        )
     return _run_breaks(instance, verdicts, job, deadline, on_sequences, should_stop)
 
 
@@ -282,7 +303,7 @@ def _run_breaks(
     return Candidate(
         job=job,
         engine="pyvrp",
-        search=f"{SEARCH} with room kept for breaks, then breaks taken (late stops left out)",
+        search=SEARCH + BREAKS_ROOM,
         status="cancelled" if stopped else "success" if feasible else "no_solution",
         objective=0.0,
         solutions_found=1 if repaired is not None else 0,
@@ -386,11 +407,12 @@ def run_jobs(
     for j, sequences in told.items():
         if j not in done:
             job = jobs[j]
+            engine, search = names_of(job, tuning)
             out.append(
                 Candidate(
                     job=job,
-                    engine="pyvrp" if job.kind == "pyvrp" else "ortools",
-                    search=(ortools_search_name(tuning) if job.kind == "ortools" else job.kind),
+                    engine=engine,
+                    search=search,
                     status="cancelled" if stopped else "ended",
                     objective=0.0,
                     solutions_found=0,

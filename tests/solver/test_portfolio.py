@@ -17,6 +17,8 @@ from solver.portfolio import (
     Choice,
     Job,
     choose_engine,
+    names_of,
+    ortools_search_name,
     plan_jobs,
     process_count,
 )
@@ -174,3 +176,19 @@ def test_a_cancelled_plan_stops_and_keeps_its_best_solution(
     refs = [s.order_ref for r in result.routes for s in r.stops]
     refs += [u.order_ref for u in result.unassigned]
     assert sorted(refs) == sorted(o.ref for o in problem.orders)
+
+
+def test_every_job_is_named_by_its_own_engine_and_search() -> None:
+    """A job's plan names the engine and search that ran it, also when its process was ended
+    and only told its routes: PyVRP with room for breaks is PyVRP, guided local search is
+    OR-Tools' guided local search."""
+    tuning = SearchTuning()
+    assert names_of(Job(kind="pyvrp"), tuning)[0] == "pyvrp"
+    engine, search = names_of(Job(kind="pyvrp_breaks"), tuning)
+    assert engine == "pyvrp"
+    assert search.startswith("PyVRP")
+    assert "room kept for breaks" in search
+    assert names_of(Job(kind="ortools"), tuning) == ("ortools", ortools_search_name(tuning))
+    engine, search = names_of(Job(kind="ortools_gls"), tuning)
+    assert engine == "ortools"
+    assert search.endswith("GUIDED_LOCAL_SEARCH")
