@@ -25,7 +25,7 @@ from psycopg.rows import class_row, scalar_row
 
 from schemas.ids import OrgId
 from schemas.proofs import AuditCheck
-from store.rows import fetch_all, fetch_one
+from store.rows import fetch_all
 
 GENESIS: Final = bytes(32)
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
@@ -151,11 +151,3 @@ async def orgs_with_entries(conn: AsyncConnection[Any]) -> list[OrgId]:
         conn, scalar_row, "SELECT DISTINCT org_id FROM audit_log ORDER BY org_id"
     )
     return [OrgId(org_id) for org_id in rows]
-
-
-async def entries(conn: AsyncConnection[Any], org_id: OrgId) -> int:
-    """How many entries ``org_id``'s chain holds."""
-    count = await fetch_one(
-        conn, scalar_row, "SELECT count(*) FROM audit_log WHERE org_id = %s", (org_id,)
-    )
-    return int(count or 0)
