@@ -20,7 +20,8 @@ one Twilio signed). A missing or wrong signature, or no auth token configured, i
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -49,6 +50,8 @@ MAX_FORM_BYTES: Final = 64 * 1024
 """Twilio's forms are a few hundred bytes (a text is at most 1,600 characters)."""
 TWIML: Final = "text/xml"
 
+T = TypeVar("T")
+
 
 def signed_url(request: Request, public_url: str | None) -> str:
     """The URL Twilio called, as it signed it."""
@@ -58,8 +61,9 @@ def signed_url(request: Request, public_url: str | None) -> str:
     return public_url.rstrip("/") + request.url.path + (f"?{query}" if query else "")
 
 
-async def signed_form(request: Request) -> dict[str, str]:
-    """The request's form, once its ``X-Twilio-Signature`` checked out; 403 otherwise."""
+async def signed_form(request: Request, parse: Callable[[dict[str, str]], T]) -> T:
+    """The request's form read by ``parse``, once its ``X-Twilio-Signature`` checked out; 403
+    otherwise, and 400 naming a field ``parse`` missed (:class:`~adapters.sms.CallbackError`)."""
     resources = resources_of(request)
     token = resources.settings.twilio_auth_token
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -79,16 +83,15 @@ async def signed_form(request: Request) -> dict[str, str]:
     for name, value in pairs:
         if "\x00" in name or "\x00" in value:
             raise InvalidField(name.replace("\x00", "") or "body", NO_NUL)  # PostgreSQL: no NUL
-    return dict(pairs)
+    try:
+        return parse(dict(pairs))
+    except CallbackError as exc:
+        raise InvalidField(exc.field, str(exc)) from None
 
 
 async def status_callback(request: Request) -> Response:
     """``POST /v1/sms/status``: a delivery report; empty 200."""
-    form = await signed_form(request)
-    try:
-        report = parse_status_callback(form)
-    except CallbackError as exc:
-        raise InvalidField(exc.field, str(exc)) from None
+    report = await signed_form(request, parse_status_callback)
     async with resources_of(request).pool.connection() as conn:
         await store.apply_sms_status(conn, report.message_sid, report.status, report.error_code)
     return Response(status_code=200)
@@ -103,11 +106,7 @@ def twiml(message: str | None = None) -> Response:
 
 async def inbound(request: Request) -> Response:
     """``POST /v1/sms/inbound``: a customer's text; TwiML."""
-    form = await signed_form(request)
-    try:
-        sms = parse_inbound(form)
-    except CallbackError as exc:
-        raise InvalidField(exc.field, str(exc)) from None
+    sms = await signed_form(request, parse_inbound)
     resources = resources_of(request)
     async with resources.pool.connection() as conn:
         if sms.keyword is not None:
