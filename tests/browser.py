@@ -20,6 +20,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 BROWSER_ZONE = "America/Los_Angeles"
 """The browser's own zone, deliberately not the organisation's (UTC)."""
+UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
+"""Port 9 (discard) is closed on the test machine: every tile request fails at once."""
+WAIT_MS = 20_000
+"""How long a page test waits for what the server pushes (a socket, a worker's effect)."""
 
 
 @dataclass

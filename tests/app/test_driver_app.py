@@ -31,13 +31,11 @@ from app.auth import issue_api_key
 from app.settings import Settings
 from app.web.pages import content_policy
 from realtime.streams import StreamNames
-from tests.browser import BROWSER_ZONE, Pages, launched
+from tests.browser import BROWSER_ZONE, UNREACHABLE_TILES, WAIT_MS, Pages, launched
 from tests.conftest import Driver, LiveServer, Tenant, make_tenant
 from tests.days import Day, device, events_of, key, plan_and_dispatch
 from tests.helpers import eventually
 
-UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
-WAIT_MS = 20_000
 FAKE_MEDIA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 HERE = (52.5205, 13.4095)
 """Where the fake position puts the phone."""

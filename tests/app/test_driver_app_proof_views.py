@@ -18,12 +18,10 @@ from playwright.async_api import expect
 
 from app.auth import issue_api_key
 from app.settings import Settings
-from tests.browser import Pages
+from tests.browser import UNREACHABLE_TILES, WAIT_MS, Pages
 from tests.conftest import Driver, LiveServer, Tenant
 from tests.days import Day, device, key, plan_and_dispatch
 
-UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
-WAIT_MS = 20_000
 LIMIT_M = 150.0
 
 
