@@ -22,12 +22,13 @@ from app.process.server import sender_channels
 from app.settings import Settings
 from schemas.delivery import OrderIn
 from schemas.ids import OrderId
-from schemas.notifications import Notification, NotificationRules, idempotency_key
+from schemas.notifications import NotificationRules
 from store import notifications as outbox
 from store.notification_rules import get_rules, put_rules
 from store.orders import create_order
 from tests.browser import Pages
 from tests.conftest import LiveServer, Tenant, make_tenant
+from tests.workers.outbox_rows import customer_message
 from workers.sender import Sender, SenderConfig
 
 WAIT_MS = 10_000
@@ -66,26 +67,9 @@ async def _queued(db: psycopg.AsyncConnection, tenant: Tenant, ref: str, email: 
     )
     order_id: OrderId = (await create_order(db, tenant.org_id, order)).id
     event_id = f"{int(datetime.now(UTC).timestamp() * 1000)}-{order_id}"
-    key = idempotency_key(event_id, "customer", "email")
-    await outbox.insert_many(
-        db,
-        [
-            Notification(
-                org_id=tenant.org_id,
-                order_id=order_id,
-                event_id=event_id,
-                kind="en_route",
-                recipient_kind="customer",
-                channel="email",
-                address=email,
-                template="en_route.email",
-                language="en",
-                idempotency_key=key,
-                created_at=datetime.now(UTC),
-            )
-        ],
-    )
-    return key
+    message = customer_message(tenant.org_id, order_id, event_id, email)
+    await outbox.insert_many(db, [message])
+    return message.idempotency_key
 
 
 async def test_the_senders_mail_reaches_the_sink_and_its_organisation_reads_only_its_own(

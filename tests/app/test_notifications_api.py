@@ -17,12 +17,13 @@ from realtime.events import emit
 from schemas.delivery import OrderIn
 from schemas.events import StopArrived
 from schemas.ids import DriverId, OrderId, RouteId, StopId
-from schemas.notifications import Notification, NotificationKind, idempotency_key
+from schemas.notifications import NotificationKind
 from store import notifications as outbox
 from store.orders import create_order
 from tests.browser import Pages
 from tests.conftest import LiveServer, Tenant, make_tenant
 from tests.days import Day, plan_and_dispatch
+from tests.workers.outbox_rows import customer_message
 
 
 def auth(token: str) -> dict[str, str]:
@@ -45,28 +46,11 @@ async def _message(
     at: datetime,
 ) -> int:
     event_id = f"{int(at.timestamp() * 1000)}-{order_id}-{kind}"
-    await outbox.insert_many(
-        db,
-        [
-            Notification(
-                org_id=tenant.org_id,
-                order_id=order_id,
-                event_id=event_id,
-                kind=kind,
-                recipient_kind="customer",
-                channel="email",
-                address=address,
-                template=f"{kind}.email",
-                language="en",
-                idempotency_key=idempotency_key(event_id, "customer", "email"),
-                created_at=at,
-            )
-        ],
-    )
+    message = customer_message(tenant.org_id, order_id, event_id, address, kind=kind, created_at=at)
+    await outbox.insert_many(db, [message])
     row = await (
         await db.execute(
-            "SELECT id FROM outbox WHERE idempotency_key = %s",
-            (idempotency_key(event_id, "customer", "email"),),
+            "SELECT id FROM outbox WHERE idempotency_key = %s", (message.idempotency_key,)
         )
     ).fetchone()
     assert row is not None

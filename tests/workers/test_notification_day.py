@@ -23,7 +23,6 @@ from schemas.delivery import OrderIn
 from schemas.eta import ArrivalWindow, EnRoute
 from schemas.events import DeliveryUpdate, StopDelivered
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
-from schemas.notifications import Notification, idempotency_key
 from store import notifications as outbox
 from store.notifications import OUTBOX_CHANNEL
 from store.orders import create_order
@@ -31,6 +30,7 @@ from tests.adapters.peers import Received, SmtpSink
 from tests.conftest import Tenant
 from tests.days import Day, device, key, plan_and_dispatch, running_worker
 from tests.helpers import eventually
+from tests.workers.outbox_rows import customer_message
 from workers.sender import Sender, SenderConfig
 
 
@@ -221,18 +221,8 @@ async def test_a_new_message_wakes_an_idle_sender_at_once(
             await outbox.insert_many(
                 db,
                 [
-                    Notification(
-                        org_id=tenant.org_id,
-                        order_id=order_id,
-                        event_id=event_id,
-                        kind="delivered",
-                        recipient_kind="customer",
-                        channel="email",
-                        address="wake@example.com",
-                        template="delivered.email",
-                        language="en",
-                        idempotency_key=idempotency_key(event_id, "customer", "email"),
-                        created_at=datetime.now(UTC),
+                    customer_message(
+                        tenant.org_id, order_id, event_id, "wake@example.com", kind="delivered"
                     )
                 ],
             )

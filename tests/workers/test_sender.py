@@ -8,7 +8,7 @@ import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,14 @@ from adapters.email import IDEMPOTENCY_HEADER, SmtpConfig, SmtpEmailSender
 from adapters.sms import TwilioConfig, TwilioSmsSender
 from app.settings import Settings
 from schemas.delivery import OrderIn
-from schemas.notifications import Channel, Notification, idempotency_key
+from schemas.notifications import Channel
 from store import notifications as outbox
 from store.orders import create_order
 from tests.adapters.peers import HttpPeer, SmtpSink, TwilioApi
 from tests.conftest import Tenant
 from tests.days import running_worker
 from tests.helpers import eventually
+from tests.workers.outbox_rows import customer_message
 from workers.sender import Channels, Sender, SenderConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,23 +100,9 @@ async def _rows(
         )
         order_id = (await create_order(db, tenant.org_id, order)).id
         event_id = f"{secrets.randbelow(10**12)}-0"
-        key = idempotency_key(event_id, "customer", channel)
-        keys.append(key)
-        notes.append(
-            Notification(
-                org_id=tenant.org_id,
-                order_id=order_id,
-                event_id=event_id,
-                kind="en_route",
-                recipient_kind="customer",
-                channel=channel,
-                address=address,
-                template=f"en_route.{channel}",
-                language="en",
-                idempotency_key=key,
-                created_at=datetime.now(UTC),
-            )
-        )
+        note = customer_message(tenant.org_id, order_id, event_id, address, channel=channel)
+        keys.append(note.idempotency_key)
+        notes.append(note)
     assert await outbox.insert_many(db, notes) == len(notes)
     return keys
 
