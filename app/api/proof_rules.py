@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgspec
 from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +17,7 @@ from starlette.responses import Response
 from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import CLOSE_UNPROCESSABLE, ApiError, Conflict, InvalidField, Kind, NotFound
 from app.http import answer, decode, path_id, request_body, resources_of
+from schemas.auth import ApiPrincipal
 from schemas.ids import DriverId, OrderId, StopId
 from schemas.proofs import (
     Override,
@@ -127,18 +129,7 @@ async def org_requirements(request: Request) -> Response:
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS if writing else READERS)
     async with resources.pool.connection() as conn:
         if writing:
-            req = decode(
-                await request_body(request), request.headers.get("content-type"), ProofRequirements
-            )
-            async with conn.transaction():
-                await proofs.set_requirements(conn, principal.org_id, None, req)
-                await audit.append(
-                    conn,
-                    principal.org_id,
-                    "requirements.default",
-                    "org",
-                    {"requirements": _req_dict(req), "key_id": principal.key_id},
-                )
+            await _set_requirements(request, conn, principal, None)
         return answer(await proofs.default_requirements(conn, principal.org_id))
 
 
@@ -152,29 +143,32 @@ async def order_requirements(request: Request) -> Response:
         if not await proofs.order_exists(conn, principal.org_id, order_id):
             raise NotFound(f"no order {order_id}")
         if writing:
-            req = decode(
-                await request_body(request), request.headers.get("content-type"), ProofRequirements
-            )
-            async with conn.transaction():
-                await proofs.set_requirements(conn, principal.org_id, order_id, req)
-                await audit.append(
-                    conn,
-                    principal.org_id,
-                    "requirements.order",
-                    f"order:{order_id}",
-                    {"requirements": _req_dict(req), "key_id": principal.key_id},
-                )
+            await _set_requirements(request, conn, principal, order_id)
         return answer(await proofs.order_requirements(conn, principal.org_id, order_id))
 
 
-def _req_dict(req: ProofRequirements) -> dict[str, Any]:
-    return {
-        "photo": req.photo,
-        "signature": req.signature,
-        "all_parcels": req.all_parcels,
-        "recipient_name": req.recipient_name,
-        "min_age": req.min_age,
-    }
+async def _set_requirements(
+    request: Request, conn: AsyncConnection[Any], principal: ApiPrincipal, order_id: OrderId | None
+) -> None:
+    """Store the body's requirements as the organisation's defaults (``order_id`` None) or
+    the order's own, with their audit entry."""
+    req = decode(
+        await request_body(request), request.headers.get("content-type"), ProofRequirements
+    )
+    kind, subject = (
+        ("requirements.default", "org")
+        if order_id is None
+        else ("requirements.order", f"order:{order_id}")
+    )
+    async with conn.transaction():
+        await proofs.set_requirements(conn, principal.org_id, order_id, req)
+        await audit.append(
+            conn,
+            principal.org_id,
+            kind,
+            subject,
+            {"requirements": msgspec.structs.asdict(req), "key_id": principal.key_id},
+        )
 
 
 async def override(request: Request) -> Response:
