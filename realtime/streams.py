@@ -278,15 +278,13 @@ async def trim_consumed(redis: Any, stream: str, retention_s: float) -> int:
     for group in groups:
         name = group["name"]
         last = group["last-delivered-id"]
-        safe = min(safe, _id_tuple(last.decode() if isinstance(last, bytes) else str(last)))
+        safe = min(safe, _id_tuple(as_text(last)))
         if group["pending"]:
             summary = await redis.xpending(stream, name)
             lowest = summary["min"]
             # None: acknowledged since XINFO; last-delivered-id above already bounds them.
             if lowest is not None:
-                safe = min(
-                    safe, _id_tuple(lowest.decode() if isinstance(lowest, bytes) else lowest)
-                )
+                safe = min(safe, _id_tuple(as_text(lowest)))
     removed: int = await redis.xtrim(stream, minid=f"{safe[0]}-{safe[1]}", approximate=False)
     return removed
 
@@ -310,6 +308,11 @@ def parse_entry_id(raw: str) -> EntryId:
     if max(parsed) > _MAX_ID_PART:
         raise ValueError(f"expected numbers below 2**64 in <ms>-<seq>, got {raw[:40]!r}")
     return parsed
+
+
+def as_text(raw: bytes | str) -> str:
+    """A Redis reply's id or cursor as text, whether the client decodes replies or not."""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:

@@ -44,7 +44,7 @@ import msgspec
 import psycopg
 import structlog
 
-from realtime.streams import StreamNames
+from realtime.streams import StreamNames, as_text
 from schemas.codecs import PLAN_JOB_DECODER, PLAN_JOB_ENCODER
 from schemas.ids import OrgId, PlanId
 from schemas.plan import PlanJob, PlanProgress
@@ -193,7 +193,7 @@ class Planner(OwnConnection):
         if not newest:
             return "0-0"
         last = newest[0][0]
-        return last.decode() if isinstance(last, bytes) else str(last)
+        return as_text(last)
 
     async def idle(self) -> None:
         """Wait for a job on the ``plans`` stream, or ``block_ms`` at most."""
@@ -203,7 +203,7 @@ class Planner(OwnConnection):
         for _stream, entries in found or ():
             if entries:
                 last = entries[-1][0]
-                self._seen = last.decode() if isinstance(last, bytes) else str(last)
+                self._seen = as_text(last)
 
     async def next(self, stop: asyncio.Event) -> bool:
         """Claim and compute the next plan in the fair order; False when none may start."""

@@ -45,6 +45,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT, StreamIdT
 
+from realtime.streams import as_text
 from workers.errors import PoisonEntry, is_transient
 
 log = structlog.get_logger(__name__)
@@ -278,7 +279,7 @@ class Runner(Generic[T]):
                     CLAIMED.labels(self.group).inc(len(batch))
                     self._log.warning("claimed entries of an idle consumer", entries=len(batch))
                     await self._process(batch, stop)
-                cursor = cursor_b.decode() if isinstance(cursor_b, bytes) else str(cursor_b)
+                cursor = as_text(cursor_b)
                 if cursor == "0-0":
                     break
 
