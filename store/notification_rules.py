@@ -45,8 +45,10 @@ TemplateKey = tuple[TemplateKind, CustomerChannel, str]
 def _rules(raw: Any) -> RulesDoc | None:
     """A stored document; None when it no longer decodes (the defaults apply)."""
     try:
-        data = raw if isinstance(raw, bytes | str) else _ENCODER.encode(raw)
-        return _RULES.decode(data)
+        if isinstance(raw, bytes | str):
+            return _RULES.decode(raw)
+        # psycopg has already parsed the jsonb: convert it rather than encode it to decode it.
+        return msgspec.convert(raw, RulesDoc)
     except msgspec.ValidationError:
         return None
 
