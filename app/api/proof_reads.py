@@ -93,14 +93,7 @@ async def proof_views(
         by_proof.setdefault(image.proof_id, []).append(image)
     waivers: dict[int, list[Override]] = {}
     for waiver in await proofs.overrides(conn, [row.stop_id for row in rows]):
-        waivers.setdefault(waiver.stop_id, []).append(
-            Override(
-                stop_id=waiver.stop_id,
-                waived=cast("list[Requirement]", waiver.waived),
-                reason=waiver.reason,
-                at=waiver.at,
-            )
-        )
+        waivers.setdefault(waiver.stop_id, []).append(override_view(waiver))
     result = []
     for row in rows:
         photos: list[ProofImage] = []
@@ -152,6 +145,16 @@ async def proof_views(
             )
         )
     return result
+
+
+def override_view(row: proofs.OverrideRow) -> Override:
+    """A dispatcher's waiver as readers see it."""
+    return Override(
+        stop_id=row.stop_id,
+        waived=cast("list[Requirement]", row.waived),
+        reason=row.reason,
+        at=row.at,
+    )
 
 
 def _query_id(request: Request, name: str) -> int | None:

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api.proof_reads import override_view
 from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import CLOSE_UNPROCESSABLE, ApiError, Conflict, InvalidField, Kind, NotFound
 from app.http import answer, decode, path_id, request_body, resources_of
 from schemas.auth import ApiPrincipal
 from schemas.ids import DriverId, OrderId, StopId
 from schemas.proofs import (
-    Override,
     OverrideIn,
     ProofRequirements,
     Reattempt,
@@ -199,15 +199,7 @@ async def override(request: Request) -> Response:
             f"stop:{stop_id}",
             {"waived": waive, "reason": body.reason, "key_id": principal.key_id},
         )
-    return answer(
-        Override(
-            stop_id=stop_id,
-            waived=cast("list[Requirement]", row.waived),
-            reason=row.reason,
-            at=row.at,
-        ),
-        201,
-    )
+    return answer(override_view(row), 201)
 
 
 async def reattempt(request: Request) -> Response:
