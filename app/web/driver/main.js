@@ -124,7 +124,8 @@ async function run() {
   $("signout").addEventListener("click", () => signOut());
   $("start").addEventListener("click", () => queue("POST", "/v1/driver/route/start", null, { start: true }));
   state.outbox = await openOutbox();
-  state.outbox.onChange(() => refreshQueued());
+  // A ping (one a second while the route runs) changes only the count; a command, the list.
+  state.outbox.onChange((store) => (store === "pings" ? showWaiting() : refreshQueued()));
   const cached = localStorage.getItem(ROUTE_KEY);
   if (cached) state.route = JSON.parse(cached);
   state.map = new RouteMap(window.L, $("map"), document.body.dataset.tileUrl);
@@ -179,11 +180,14 @@ async function refetchRoute() {
 
 async function refreshQueued() {
   state.queued = (await state.outbox.oldest("commands", 10000)).map(([, command]) => command);
-  const pings = await state.outbox.count("pings");
-  const waiting = state.queued.length + pings;
+  await showWaiting();
+  render();
+}
+
+async function showWaiting() {
+  const waiting = state.queued.length + (await state.outbox.count("pings"));
   $("queued").hidden = waiting === 0;
   $("queued").textContent = `${waiting} waiting to send`;
-  render();
 }
 
 function showRoute(route) {

@@ -43,19 +43,21 @@ export class Outbox {
     this.listeners = new Set();
   }
 
+  // `listener(store)` is called after every write, with the store written ("pings",
+  // "commands"), or with no store when both were.
   onChange(listener) {
     this.listeners.add(listener);
   }
 
-  changed() {
-    for (const listener of this.listeners) listener();
+  changed(store) {
+    for (const listener of this.listeners) listener(store);
   }
 
   async add(store, value) {
     const tx = this.db.transaction(store, "readwrite");
     tx.objectStore(store).add(value);
     await done(tx);
-    this.changed();
+    this.changed(store);
   }
 
   // The oldest `limit` entries of `store` as [key, value] pairs, in the order they were added.
@@ -82,7 +84,7 @@ export class Outbox {
     const tx = this.db.transaction(store, "readwrite");
     for (const key of keys) tx.objectStore(store).delete(key);
     await done(tx);
-    this.changed();
+    this.changed(store);
   }
 
   async count(store) {
