@@ -26,6 +26,7 @@ from schemas.codecs import EVENT_DECODER
 from schemas.events import Event, ParcelsFlagged, StopFailed
 from tests.conftest import Tenant, make_tenant
 from tests.days import Day, device, key, plan_and_dispatch, planned
+from tests.store.test_audit import tampering
 
 STROKES = '{"width": 200, "height": 80, "strokes": [[[10, 40], [190, 40]]]}'
 
@@ -410,13 +411,12 @@ async def test_every_transition_is_in_the_audit_chain_and_tampering_is_found(
         "first_bad_seq": None,
         "reason": None,
     }
-    async with db.transaction():
-        await db.execute("SET LOCAL session_replication_role = replica")
-        await db.execute(
-            "UPDATE audit_log SET record = replace(record, 'delivered', 'failed')"
-            " WHERE org_id = %s AND seq = 5",
-            (tenant.org_id,),
-        )
+    await tampering(
+        db,
+        "UPDATE audit_log SET record = replace(record, 'delivered', 'failed')"
+        " WHERE org_id = %s AND seq = 5",
+        tenant.org_id,
+    )
     broken = (await http.get("/v1/audit/verify", headers=admin)).json()
     assert (broken["ok"], broken["first_bad_seq"]) == (False, 5)
 
