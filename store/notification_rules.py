@@ -5,9 +5,10 @@ organisation without one uses the deployment's defaults, which the caller passes
 are the organisation's own per kind, channel and language, over the built-in defaults (the
 caller's too: :mod:`workers.messages`).
 
-For the notify worker, :func:`load_for_messages` reads in two queries what rendering a batch's
-messages needs (each organisation's name, time zone, rules and templates; each order's
-reference, address and customer name); :func:`links_of` finds the tracking link an order's
+For the notify worker, :func:`load_orgs` reads in two queries what rendering a batch's
+messages needs of each organisation (its name, time zone, rules and templates; the orders'
+:class:`OrderFacts` come with their contacts, from
+:func:`store.notifications.load_for_decide`); :func:`links_of` finds the tracking link an order's
 messages already carry, so they all carry the same one; :func:`store_bodies` writes each new
 message's text onto its outbox row in the transaction that decided it. The sender reads it
 back with :func:`bodies_of`.
@@ -213,7 +214,9 @@ async def load_orgs(conn: AsyncConnection[Any], org_ids: Iterable[OrgId]) -> dic
 async def load_orders(
     conn: AsyncConnection[Any], orders: Iterable[tuple[OrgId, OrderId]]
 ) -> dict[OrderId, OrderFacts]:
-    """Each order's reference, address, customer name and language; one query."""
+    """Each order's reference, address, customer name and language; one query (for one
+    order's preview: the notify worker has them from
+    :func:`store.notifications.load_for_decide`)."""
     pairs = sorted(set(orders))
     if not pairs:
         return {}

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from schemas.ids import OrderId, OrgId
 from schemas.notifications import Notification, OrderContact, OutboxState, Sent
+from store.notification_rules import OrderFacts
 from store.rows import fetch_all
 
 OUTBOX_CHANNEL: Final = "lastmile_outbox"
@@ -148,15 +149,16 @@ async def list_for_order(
 
 async def load_for_decide(
     conn: AsyncConnection[Any], orders: Iterable[tuple[OrgId, OrderId]]
-) -> tuple[dict[OrderId, OrderContact], dict[OrderId, list[Sent]]]:
-    """For a batch's orders: each order's contact and state, and the messages each order
-    already has in the outbox. Two queries."""
+) -> tuple[dict[OrderId, OrderContact], dict[OrderId, OrderFacts], dict[OrderId, list[Sent]]]:
+    """For a batch's orders: each order's contact and state, what its messages tell of it,
+    and the messages it already has in the outbox. Two queries."""
     pairs = sorted(set(orders))
     if not pairs:
-        return {}, {}
+        return {}, {}, {}
     orgs = [org for org, _ in pairs]
     ids = [order for _, order in pairs]
     contacts: dict[OrderId, OrderContact] = {}
+    facts: dict[OrderId, OrderFacts] = {}
     for row in await fetch_all(
         conn,
         dict_row,
@@ -166,13 +168,23 @@ async def load_for_decide(
         " CASE WHEN EXISTS (SELECT 1 FROM sms_opt_outs x WHERE x.org_id = o.org_id"
         "   AND x.phone = regexp_replace(o.phone, '[^0-9+]', '', 'g')) THEN NULL"
         "   ELSE o.phone END AS phone,"
-        " o.notifications_opt_out AS opted_out"
+        " o.notifications_opt_out AS opted_out,"
+        " o.external_ref AS ref, o.address, o.customer_name, o.language"
         " FROM unnest(%s::bigint[], %s::bigint[]) AS w (org_id, order_id)"
         " JOIN orders o ON o.org_id = w.org_id AND o.id = w.order_id",
         (orgs, ids),
     ):
+        told = OrderFacts(
+            org_id=row["org_id"],
+            order_id=row["order_id"],
+            ref=row.pop("ref"),
+            address=row.pop("address"),
+            customer_name=row.pop("customer_name"),
+            language=row.pop("language"),
+        )
         contact = OrderContact(**row)
         contacts[contact.order_id] = contact
+        facts[contact.order_id] = told
     sent: dict[OrderId, list[Sent]] = {}
     for row in await fetch_all(
         conn,
@@ -186,7 +198,7 @@ async def load_for_decide(
         sent.setdefault(order_id, []).append(
             Sent(**row, window_lower_epoch_s=_epoch(lower), window_upper_epoch_s=_epoch(upper))
         )
-    return contacts, sent
+    return contacts, facts, sent
 
 
 # --- The sender's side ---------------------------------------------------------------------------

@@ -69,7 +69,6 @@ from store.notification_rules import (
     OrgFacts,
     TemplateKey,
     links_of,
-    load_orders,
     load_orgs,
     new_link,
     store_bodies,
@@ -362,7 +361,7 @@ class NotifyConsumer(OwnConnection):
         conn = await self._connection()
         try:
             async with conn.transaction():
-                contacts, sent = await load_for_decide(conn, wanted)
+                contacts, orders, sent = await load_for_decide(conn, wanted)
                 orgs = await load_orgs(conn, {c.org_id for c in contacts.values()})
                 now = datetime.now(UTC)
                 due: list[tuple[Entry[Event], NotificationRules, Notification]] = []
@@ -378,7 +377,6 @@ class NotifyConsumer(OwnConnection):
                     made = decide(entry.value, entry.id, order, rules, history, now)
                     history.extend(as_sent(n) for n in made)
                     due.extend((entry, rules, n) for n in made)
-                orders = await load_orders(conn, {(n.org_id, n.order_id) for _, _, n in due})
                 due = [(entry, rules, in_language(n, orders)) for entry, rules, n in due]
                 bodies = await self._render(conn, due, orgs, orders)
                 new = await insert_many(conn, [n for _, _, n in due])
