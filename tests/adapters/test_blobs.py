@@ -7,6 +7,7 @@ import io
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,14 +33,23 @@ def local(tmp_path: Path) -> LocalBlobs:
     return LocalBlobs(tmp_path / "blobs", local_signing_key(tmp_path, None))
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free local port, for this module."""
+@contextmanager
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server on a free local port, running inside the block: its endpoint URL."""
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free local port, for this module."""
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import io
-import socket
 from collections.abc import Iterator
 
 import boto3
 import httpx
 import msgspec
 import pytest
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from app.settings import Settings
+from tests.adapters.test_blobs import moto_s3
 from tests.app.test_proofs import capture, driver_stops, photo_bytes
 from tests.conftest import Tenant
 from tests.days import Day
@@ -22,25 +21,19 @@ from tests.days import Day
 @pytest.fixture
 def settings(settings: Settings) -> Iterator[Settings]:
     """This test's settings with the S3 store: moto's server on a free port, a fresh bucket."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **credentials).create_bucket(
-        Bucket="proofs"
-    )
-    yield msgspec.structs.replace(
-        settings,
-        blob_store="s3",
-        blob_s3_bucket="proofs",
-        blob_s3_endpoint_url=endpoint,
-        blob_s3_access_key_id="test",
-        blob_s3_secret_access_key="test",
-    )
-    moto.stop()
+    with moto_s3() as endpoint:
+        credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1", **credentials
+        ).create_bucket(Bucket="proofs")
+        yield msgspec.structs.replace(
+            settings,
+            blob_store="s3",
+            blob_s3_bucket="proofs",
+            blob_s3_endpoint_url=endpoint,
+            blob_s3_access_key_id="test",
+            blob_s3_secret_access_key="test",
+        )
 
 
 async def test_a_capture_stores_its_images_in_the_s3_store(
