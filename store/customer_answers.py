@@ -194,13 +194,14 @@ async def instructions_of(
 async def lock_live_stop(
     conn: AsyncConnection[Any], org_id: OrgId, order_id: OrderId
 ) -> str | None:
-    """The status of the order's live stop, locked until the transaction ends (so the driver
-    cannot arrive at it meanwhile); None when it has none."""
+    """The status of the order's live stop (its newest: an order tried again keeps its failed
+    stops), locked until the transaction ends (so the driver cannot arrive at it meanwhile);
+    None when it has none."""
     status = await fetch_one(
         conn,
         scalar_row,
         "SELECT status FROM stops WHERE org_id = %s AND order_id = %s AND status <> 'removed'"
-        " FOR UPDATE",
+        " ORDER BY id DESC LIMIT 1 FOR UPDATE",
         (org_id, order_id),
     )
     return None if status is None else str(status)

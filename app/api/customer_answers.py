@@ -147,7 +147,8 @@ async def reschedule(
             raise Conflict("day", f"the delivery is already planned for {day}")
         found = await route_store.live_stop_of_order(conn, org_id, order_id)
         route_id: RouteId | None = None
-        if found is not None:
+        # An open order whose newest stop failed is being tried again and is on no route yet.
+        if found is not None and found[2] != "failed":
             if found[2] != "pending":
                 raise Conflict("day", f"the driver has already reached this stop ({found[2]})")
             route_id = found[1]

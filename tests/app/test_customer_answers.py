@@ -360,3 +360,33 @@ async def test_the_dispatcher_sees_the_customers_instructions_as_text_on_the_sto
     await expect(card.locator(".tip-instructions").last).to_have_text(f"Customer: {HOSTILE}")
     assert await card.locator("script, img").count() == 0
     assert await page.title() != "pwned"
+
+
+async def test_an_order_tried_again_can_move_to_another_day(
+    http: httpx.AsyncClient, tenant: Tenant, delivery_day: Day, planner: None
+) -> None:
+    """An order whose first attempt failed and that was put on a later day keeps its failed
+    stop; its customer may still move it to another day, and no route is touched."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    driver = tenant.drivers[0]
+    route = (await http.get("/v1/driver/route", headers=device(driver.token))).json()
+    stop = min(route["stops"], key=lambda s: s["seq"])
+    failed = await http.post(
+        f"/v1/driver/stops/{stop['id']}/fail",
+        json={"code": "not_home", "reason": "nobody home"},
+        headers=device(driver.token),
+    )
+    assert failed.status_code == 200, failed.text
+    later = delivery_day.day + timedelta(days=1)
+    again = await http.post(
+        f"/v1/orders/{stop['order_id']}/reattempt",
+        json={"day": later.isoformat()},
+        headers=key(tenant),
+    )
+    assert again.status_code == 200, again.text
+    token = await link_of(http, tenant, stop["order_id"])
+    moved = await http.post(
+        f"/v1/track/{token}/reschedule", json={"day": (later + timedelta(days=1)).isoformat()}
+    )
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["from_day"], moved.json()["route_id"]) == (later.isoformat(), None)
