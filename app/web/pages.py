@@ -47,8 +47,12 @@ def routes() -> list[BaseRoute]:
     templates = Jinja2Templates(directory=HERE)
 
     async def dispatch(request: Request) -> Response:
-        """The dispatcher's live map; the page asks for an API key when the fragment has none."""
-        return _page(templates, request, "dispatch/index.html", {})
+        """The dispatcher's live map; the page asks for an API key when the fragment has none.
+
+        It flags a proof captured farther than ``proof_max_distance_m`` from its stop."""
+        settings: Settings = request.app.state.resources.settings
+        limit = {"proof_max_distance_m": str(settings.proof_max_distance_m)}
+        return _page(templates, request, "dispatch/index.html", limit)
 
     async def track(request: Request) -> Response:
         """The customer's tracking page for the token in the path (checked by the API)."""
@@ -105,8 +109,7 @@ def _page(
     templates: Jinja2Templates, request: Request, name: str, context: dict[str, str]
 ) -> Response:
     settings: Settings = request.app.state.resources.settings
-    shared = {"tile_url": settings.tile_url, "proof_max_distance_m": settings.proof_max_distance_m}
-    response = templates.TemplateResponse(request, name, {**context, **shared})
+    response = templates.TemplateResponse(request, name, {**context, "tile_url": settings.tile_url})
     response.headers["content-security-policy"] = content_policy(settings.tile_url)
     # The tracking token is in the page's path: other origins (the tile server) get the origin only.
     response.headers["referrer-policy"] = "strict-origin-when-cross-origin"
