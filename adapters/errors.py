@@ -60,3 +60,12 @@ class RetryableFailure(ChannelError):
     ) -> None:
         super().__init__(channel, detail, status_code=status_code, code=code)
         self.retry_after_s = retry_after_s
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds; None when absent or an HTTP date (rare from these
+    providers, and the sender's own backoff is a fine fallback)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 import httpx
 import msgspec
 
-from adapters.errors import ChannelError, PermanentFailure, RetryableFailure
+from adapters.errors import ChannelError, PermanentFailure, RetryableFailure, retry_after_s
 
 CHANNEL = "sms"
 
@@ -247,16 +247,9 @@ def _failure(reply: httpx.Response, detail: str, code: str | None) -> ChannelErr
             detail,
             status_code=status,
             code=code,
-            retry_after_s=_retry_after_s(reply.headers.get("retry-after")),
+            retry_after_s=retry_after_s(reply.headers.get("retry-after")),
         )
     return PermanentFailure(CHANNEL, detail, status_code=status, code=code)
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: rare from SMS APIs, and our own backoff is a fine fallback
 
 
 # --- What Twilio posts back --------------------------------------------------------------------

@@ -49,7 +49,7 @@ import httpx
 import msgspec
 from standardwebhooks.webhooks import Webhook
 
-from adapters.errors import TargetRefused
+from adapters.errors import TargetRefused, retry_after_s
 from schemas.webhooks import AttemptOutcome as Outcome
 
 CHANNEL = "webhook"
@@ -384,7 +384,7 @@ class WebhookSender:
             latency_s=latency_s,
             detail=excerpt.decode("utf-8", "replace"),
             address=_server_address(reply),
-            retry_after_s=_retry_after_s(reply.headers.get("retry-after")),
+            retry_after_s=retry_after_s(reply.headers.get("retry-after")),
         )
 
 
@@ -416,10 +416,3 @@ async def _excerpt(reply: httpx.Response) -> bytes:
         if len(chunks) >= _RESPONSE_EXCERPT_BYTES:
             break
     return bytes(chunks[:_RESPONSE_EXCERPT_BYTES])
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
