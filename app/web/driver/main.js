@@ -55,6 +55,11 @@ function ping(position) {
   state.link.ping(fix);
 }
 
+// A read of the API as this device, never answered from the HTTP cache (offline, it throws).
+function read(path, token = state.token) {
+  return fetch(path, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+}
+
 function tokenFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   const token = params.get("token");
@@ -88,7 +93,7 @@ async function signIn(event) {
   const token = $("token-input").value.trim();
   let response;
   try {
-    response = await fetch("/v1/driver/route", { headers: { Authorization: `Bearer ${token}` } });
+    response = await read("/v1/driver/route", token);
   } catch {
     showSignIn("No connection to the server: try again when online.");
     return;
@@ -168,10 +173,7 @@ async function run() {
 
 async function refetchRoute() {
   try {
-    const response = await fetch("/v1/driver/route", {
-      headers: { Authorization: `Bearer ${state.token}` },
-      cache: "no-store",
-    });
+    const response = await read("/v1/driver/route");
     if (response.ok) showRoute(await response.json());
   } catch {
     // offline again: the socket sends the route when it reconnects
@@ -277,7 +279,7 @@ async function loadProfile() {
   const cached = localStorage.getItem(PROFILE_KEY);
   if (cached) useProfile(JSON.parse(cached));
   try {
-    const response = await fetch("/v1/driver/me", { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" });
+    const response = await read("/v1/driver/me");
     if (!response.ok) return;
     const profile = await response.json();
     localStorage.setItem(PROFILE_KEY, JSON.stringify(profile));
