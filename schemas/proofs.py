@@ -1,7 +1,7 @@
 """Proof of delivery on the wire: proofs, requirements, overrides, failure codes, the audit check.
 
 The capture itself is a multipart upload (see ``docs/proofs.md``), read part by part by
-``app/api/proofs.py``; what it answers, and every JSON body around it, is here.
+``app/api/proof_upload.py``; what it answers, and every JSON body around it, is here.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ FAILURE_CODES: Final[tuple[str, ...]] = get_args(FailureCode)
 
 Requirement = Literal["photo", "signature", "recipient_name", "parcels", "age_verified"]
 """What closing a stop as delivered may require (``parcels``: every parcel scanned)."""
-REQUIREMENTS: Final[tuple[str, ...]] = get_args(Requirement)
 
 Text500 = Annotated[str, Meta(max_length=500)]
 
