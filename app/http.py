@@ -80,6 +80,18 @@ def ascii_int(raw: str) -> int | None:
     return int(raw) if _DIGITS.fullmatch(raw) else None
 
 
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """The integer query parameter ``name`` in ``[low, high]``, ``default`` when absent or
+    empty, or 400 naming it."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    value = ascii_int(raw)
+    if value is None or not low <= value <= high:
+        raise BadParameter(name, f"expected an integer from {low} to {high}, got {raw!r}")
+    return value
+
+
 def path_id(request: Request, name: str) -> int:
     """The positive integer path parameter ``name``, or 400 naming it."""
     raw = request.path_params[name]

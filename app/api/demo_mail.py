@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import READERS
-from app.errors import BadParameter, NotFound
-from app.http import answer, ascii_int, resources_of
+from app.errors import NotFound
+from app.http import answer, query_int, resources_of
 from app.process.mail_sink import read_mails
 from schemas.notification_views import DemoMail, DemoMailbox
 from store.delivery import org_settings
@@ -37,10 +37,7 @@ async def mailbox(request: Request) -> Response:
             "no demo mail sink runs here: `lastmile serve --demo` starts one when no SMTP relay"
             " is configured"
         )
-    raw = request.query_params.get("limit") or str(DEFAULT_LIMIT)
-    limit = ascii_int(raw)
-    if limit is None or not 1 <= limit <= MAX_LIMIT:
-        raise BadParameter("limit", f"expected an integer from 1 to {MAX_LIMIT}, got {raw!r}")
+    limit = query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     # Read more than asked: mails of other organisations are dropped below.
     mails = await asyncio.to_thread(read_mails, folder, limit * 4)
     keys = [m.idempotency_key for m in mails if m.idempotency_key]

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from app.api.checks import zone
 from app.auth import READERS
 from app.errors import BadParameter, NotFound
-from app.http import answer, ascii_int, path_id, query_date, resources_of
+from app.http import answer, path_id, query_date, query_int, resources_of
 from schemas.ids import OrderId
 from schemas.notification_views import (
     AttemptView,
@@ -114,8 +114,8 @@ async def of_recipient(request: Request) -> Response:
     if "\x00" in recipient:
         raise BadParameter("recipient", "expected text without NUL characters")
     day = query_date(request, "day")
-    after = _int_param(request, "after", 0, 0, 2**63 - 1)
-    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    after = query_int(request, "after", 0, 0, 2**63 - 1)
+    limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     async with resources.pool.connection() as conn:
         org_zone = zone((await org_settings(conn, principal.org_id)).timezone)
         start, end = day_bounds(day or datetime.now(org_zone).date(), org_zone)
@@ -138,13 +138,3 @@ def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), zone)
     end = datetime.combine(day + timedelta(days=1), time(0), zone)
     return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    value = ascii_int(raw)
-    if value is None or not low <= value <= high:
-        raise BadParameter(name, f"expected an integer from {low} to {high}, got {raw!r}")
-    return value

@@ -28,12 +28,12 @@ from app.auth import ORDER_WRITERS, READERS
 from app.errors import BadParameter, Conflict, InvalidField, NotFound
 from app.http import (
     answer,
-    ascii_int,
     decode,
     encode,
     merge,
     path_id,
     query_date,
+    query_int,
     request_body,
     resources_of,
 )
@@ -108,24 +108,14 @@ async def _list(request: Request) -> Response:
     if status_raw is not None and status_raw not in _STATUSES:
         raise BadParameter("status", f"expected one of {', '.join(_STATUSES)}, got {status_raw!r}")
     status = cast("OrderStatus | None", status_raw)
-    after = _int_param(request, "after", 0, 0, 2**63 - 1)
-    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    after = query_int(request, "after", 0, 0, 2**63 - 1)
+    limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     async with resources_of(request).pool.connection() as conn:
         page = await orders.list_orders(
             conn, principal.org_id, day=day, status=status, after=after, limit=limit
         )
     next_after = page[-1].id if len(page) == limit else None
     return answer({"orders": page, "next_after": next_after})
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    value = ascii_int(raw)
-    if value is None or not low <= value <= high:
-        raise BadParameter(name, f"expected an integer from {low} to {high}, got {raw!r}")
-    return value
 
 
 async def item(request: Request) -> Response:

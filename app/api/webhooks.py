@@ -35,7 +35,16 @@ from adapters.errors import TargetRefused
 from adapters.webhooks import AddressClass, resolve_allowed
 from app.auth import ADMINS, READERS
 from app.errors import CLOSE_UNPROCESSABLE, ApiError, BadParameter, Conflict, Kind, NotFound
-from app.http import answer, ascii_int, decode, merge, path_id, request_body, resources_of
+from app.http import (
+    answer,
+    ascii_int,
+    decode,
+    merge,
+    path_id,
+    query_int,
+    request_body,
+    resources_of,
+)
 from schemas.auth import ApiPrincipal, Role
 from schemas.ids import MAX_ID
 from schemas.webhooks import (
@@ -213,13 +222,7 @@ def _page_params(request: Request) -> tuple[int | None, int, DeliveryState | Non
         before = ascii_int(raw_before)
         if before is None or not 0 < before <= MAX_ID:
             raise BadParameter("before", f"expected a delivery id, got {raw_before!r}")
-    raw_limit = request.query_params.get("limit")
-    limit = DEFAULT_PAGE
-    if raw_limit:
-        parsed = ascii_int(raw_limit)
-        if parsed is None or not 1 <= parsed <= MAX_PAGE:
-            raise BadParameter("limit", f"expected 1 to {MAX_PAGE}, got {raw_limit!r}")
-        limit = parsed
+    limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     raw_state = request.query_params.get("state") or None
     state = next((s for s in _STATES if s == raw_state), None)
     if raw_state is not None and state is None:
