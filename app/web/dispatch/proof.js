@@ -98,9 +98,6 @@ export class ProofDetails {
 
   image(src, href, label, extra = "") {
     const img = el("img", { src, alt: label, class: `proof-image ${extra}`.trim(), loading: "lazy" });
-    // Sized here rather than in the shared stylesheet: thumbnails side by side, the signature
-    // on a white ground as it was drawn.
-    Object.assign(img.style, { height: "64px", maxWidth: "100%", marginRight: "4px", borderRadius: "6px", background: "#fff" });
     return el("a", { href, target: "_blank", rel: "noopener noreferrer" }, img);
   }
 
