@@ -21,11 +21,11 @@ from typing import Any, Final
 
 import msgspec
 from psycopg import AsyncConnection
-from psycopg.rows import class_row, scalar_row
+from psycopg.rows import class_row, dict_row, scalar_row
 
 from schemas.ids import OrgId
 from schemas.proofs import AuditCheck
-from store.rows import fetch_all
+from store.rows import fetch_all, fetch_one
 
 GENESIS: Final = bytes(32)
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
@@ -61,12 +61,13 @@ async def append(
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('audit:' || %s::text, 0))", (org_id,)
         )
-        cursor = await conn.execute(
+        last = await fetch_one(
+            conn,
+            dict_row,
             "SELECT seq, hash FROM audit_log WHERE org_id = %s ORDER BY seq DESC LIMIT 1",
             (org_id,),
         )
-        last = await cursor.fetchone()
-        seq, prev_hash = (1, GENESIS) if last is None else (last[0] + 1, bytes(last[1]))
+        seq, prev_hash = (1, GENESIS) if last is None else (last["seq"] + 1, bytes(last["hash"]))
         at = datetime.now(UTC)
         record = _ENCODER.encode(
             AuditRecord(seq=seq, at=at.isoformat(), kind=kind, subject=subject, data=data)

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, LiteralString
 
 from psycopg import AsyncConnection
-from psycopg.rows import class_row, scalar_row
+from psycopg.rows import class_row, dict_row, scalar_row
 
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from schemas.proofs import ProofRequirements
@@ -269,17 +269,16 @@ async def proof_id_by_key(
     conn: AsyncConnection[Any], org_id: OrgId, driver_id: DriverId, key: str
 ) -> tuple[int, StopId] | None:
     """The proof an idempotency key already stored, and its stop."""
-    row = await (
-        await conn.execute(
-            "SELECT id, stop_id FROM proofs WHERE org_id = %s AND driver_id = %s"
-            " AND idempotency_key = %s",
-            (org_id, driver_id, key),
-        )
-    ).fetchone()
+    row = await fetch_one(
+        conn,
+        dict_row,
+        "SELECT id, stop_id FROM proofs WHERE org_id = %s AND driver_id = %s"
+        " AND idempotency_key = %s",
+        (org_id, driver_id, key),
+    )
     if row is None:
         return None
-    proof_id, stop_id = row
-    return int(proof_id), StopId(stop_id)
+    return int(row["id"]), StopId(row["stop_id"])
 
 
 async def insert_proof(conn: AsyncConnection[Any], proof: NewProof) -> int | None:
@@ -520,12 +519,12 @@ async def order_state(
     conn: AsyncConnection[Any], org_id: OrgId, order_id: OrderId
 ) -> tuple[str, date] | None:
     """The order's status and day, or None when ``org_id`` has no such order."""
-    row = await (
-        await conn.execute(
-            "SELECT status, day FROM orders WHERE org_id = %s AND id = %s", (org_id, order_id)
-        )
-    ).fetchone()
+    row = await fetch_one(
+        conn,
+        dict_row,
+        "SELECT status, day FROM orders WHERE org_id = %s AND id = %s",
+        (org_id, order_id),
+    )
     if row is None:
         return None
-    status, day = row
-    return str(status), day
+    return str(row["status"]), row["day"]
