@@ -53,7 +53,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.webhooks import new_secret
-from bench.harness import BenchEnv, Report, bench_env, cpu_seconds
+from bench.harness import BenchEnv, Report, bench_env, cpu_seconds, free_port
 from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.delivery import OrderIn
@@ -162,7 +162,7 @@ def _receive(smtp_port: int, http_port: int, log: Path, delay_ms: Any) -> None:
 def receivers(log: Path, delay_ms: Any) -> Iterator[tuple[int, int, int]]:
     """The SMTP server and the webhook receiver in a process of their own (so that their CPU
     is not the load generator's), on free loopback ports; yields both ports and its pid."""
-    smtp_port, http_port = _free_port(), _free_port()
+    smtp_port, http_port = free_port(), free_port()
     context = multiprocessing.get_context("spawn")
     proc = context.Process(target=_receive, args=(smtp_port, http_port, log, delay_ms))
     proc.start()
@@ -184,15 +184,6 @@ def _listening(port: int) -> bool:
 
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager

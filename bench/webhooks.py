@@ -28,7 +28,6 @@ import base64
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import sys
 import time
@@ -47,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from adapters.webhooks import WebhookConfig, WebhookSender, envelope
-from bench.harness import BenchEnv, Report, bench_env, make_tenant
+from bench.harness import BenchEnv, Report, bench_env, free_port, make_tenant
 from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.events import StopDelivered
@@ -55,14 +54,6 @@ from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from store import webhooks as store
 from store.webhook_deliveries import NewDelivery, insert_deliveries
 from workers.hooks import HookSender, HookSenderConfig
-
-
-def free_port() -> int:
-    """A loopback port free at the moment of asking."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 SECRET = "whsec_" + base64.b64encode(b"b" * 32).decode()
 

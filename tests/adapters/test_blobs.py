@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,15 +16,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from adapters.blobs import BlobError, LocalBlobs, S3Blobs, local_signing_key
+from tests.adapters.peers import free_port
 
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4000  # bytes standing in for a photo
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
