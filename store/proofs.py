@@ -17,7 +17,7 @@ from psycopg.rows import class_row, dict_row, scalar_row
 
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from schemas.proofs import ProofRequirements
-from store.rows import fetch_all, fetch_one
+from store.rows import fetch_all, fetch_one, returned
 
 # --- requirements ----------------------------------------------------------------------------
 
@@ -131,9 +131,7 @@ async def add_override(
         " VALUES (%s, %s, %s, %s, %s) RETURNING stop_id, waived, reason, at",
         (org_id, stop_id, list(waived), reason, api_key_id),
     )
-    if row is None:
-        raise RuntimeError("expected INSERT ... RETURNING to give a row, got none")
-    return row
+    return returned(row)
 
 
 async def overrides(conn: AsyncConnection[Any], stop_ids: Sequence[int]) -> list[OverrideRow]:
