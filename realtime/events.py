@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from realtime.streams import EntryId, StreamNames, parse_entry_id
+from realtime.streams import EntryId, StreamNames, as_text, parse_entry_id
 from schemas.codecs import EVENT_DECODER, EVENT_ENCODER, WS_SERVER_MSGPACK
 from schemas.driver_ws import RouteMessage
 from schemas.eta import EtaChanged, OutOfSequence
@@ -27,6 +27,9 @@ from schemas.ids import OrgId
 from schemas.live import ReplayOutcome
 from schemas.route import RouteView
 
+FIELD = "e"
+"""The field of an events stream entry that holds the encoded event."""
+_FIELD_BYTES = FIELD.encode()
 EVENTS_MAXLEN = 1_000_000
 """Approximate cap of the events stream until its consumers trim it by acknowledgement."""
 ORG_EVENTS_MAXLEN = 20_000
@@ -60,11 +63,11 @@ async def emit(redis: Any, names: StreamNames, *events: Event) -> None:
     kept = [not is_window_change(event) for event in events]
     async with redis.pipeline(transaction=False) as pipe:
         for event, payload, own in zip(events, payloads, kept, strict=True):
-            pipe.xadd(names.events, {"e": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
+            pipe.xadd(names.events, {FIELD: payload}, maxlen=EVENTS_MAXLEN, approximate=True)
             if own:
                 pipe.xadd(
                     names.org_events(event.org_id),
-                    {"e": payload},
+                    {FIELD: payload},
                     maxlen=ORG_EVENTS_MAXLEN,
                     approximate=True,
                 )
@@ -166,20 +169,20 @@ async def replay(
         first, entries = await pipe.execute()
     # Trimming removes the oldest entries: if the screen's last one is at or after the first
     # kept, everything after it is still here; before it, some may be gone unseen.
-    if not first or since < parse_entry_id(_text(first[0][0])):
+    if not first or since < parse_entry_id(as_text(first[0][0])):
         return Replay(outcome="too_old", events=[])
     if len(entries) > limit:
         return Replay(outcome="too_many", events=[])
     return Replay(
         outcome="follows",
-        events=[
-            (_text(entry_id), EVENT_DECODER.decode(fields[b"e"])) for entry_id, fields in entries
-        ],
+        events=[(as_text(entry_id), event_of(fields)) for entry_id, fields in entries],
     )
 
 
-def _text(entry_id: bytes | str) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+def event_of(fields: dict[bytes, bytes]) -> Event:
+    """The event of one entry of an events stream (as :func:`emit` wrote it)."""
+    event: Event = EVENT_DECODER.decode(fields[_FIELD_BYTES])
+    return event
 
 
 async def push_route(redis: Any, names: StreamNames, route: RouteView) -> None:

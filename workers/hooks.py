@@ -67,9 +67,8 @@ from adapters.webhooks import (
     envelope,
     retry_delay_s,
 )
-from realtime.events import emit
+from realtime.events import emit, event_of
 from realtime.streams import StreamNames
-from schemas.codecs import EVENT_DECODER
 from schemas.events import Event, WebhookDisabled
 from schemas.ids import OrgId
 from schemas.webhooks import DeliveryState, event_type, subscribed, webhook_id
@@ -129,8 +128,7 @@ class HooksConsumer(OwnConnection):
         return [self.names.events]
 
     def decode(self, fields: dict[bytes, bytes]) -> Event:
-        event: Event = EVENT_DECODER.decode(fields[b"e"])
-        return event
+        return event_of(fields)
 
     async def handle(self, entries: Sequence[Entry[Event]]) -> None:
         if not entries:

@@ -37,8 +37,8 @@ import psycopg
 import structlog
 from prometheus_client import Counter
 
+from realtime.events import event_of
 from realtime.streams import StreamNames
-from schemas.codecs import EVENT_DECODER
 from schemas.eta import (
     Approaching,
     ArrivalWindow,
@@ -342,8 +342,7 @@ class NotifyConsumer(OwnConnection):
         return [self.names.events]
 
     def decode(self, fields: dict[bytes, bytes]) -> Event:
-        event: Event = EVENT_DECODER.decode(fields[b"e"])
-        return event
+        return event_of(fields)
 
     def rules_of(self, org: OrgFacts | None, timezone: str) -> NotificationRules:
         """An organisation's rules: its own document, else the defaults, in its time zone."""
