@@ -17,7 +17,7 @@ back with :func:`bodies_of`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -34,7 +34,7 @@ from schemas.notifications import (
     TemplateKind,
 )
 from store.rows import fetch_all, fetch_one
-from store.tracking import create_link
+from store.tracking import create_links
 
 _RULES: Final = msgspec.json.Decoder(RulesDoc)
 _ENCODER: Final = msgspec.json.Encoder()
@@ -263,11 +263,15 @@ async def links_of(
     return {OrderId(row["order_id"]): row["link_token"] for row in rows}
 
 
-async def new_link(
-    conn: AsyncConnection[Any], org_id: OrgId, order_id: OrderId, token: str
-) -> bool:
-    """Store a tracking link ``token`` for the order; False when there is no such order."""
-    return await create_link(conn, org_id, order_id, hash_link_token(token))
+async def new_links(
+    conn: AsyncConnection[Any], tokens: Mapping[tuple[OrgId, OrderId], str]
+) -> dict[OrderId, str]:
+    """Store a tracking link token for each order, in one statement; the tokens of the orders
+    that exist."""
+    made = await create_links(
+        conn, [(org, order, hash_link_token(token)) for (org, order), token in tokens.items()]
+    )
+    return {order: token for (_, order), token in tokens.items() if order in made}
 
 
 @dataclass(frozen=True, slots=True)

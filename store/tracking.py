@@ -6,6 +6,7 @@ returns another order's data, which is what keeps a customer's page private.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,6 +64,29 @@ async def create_link(
         (token_hash, MAX_LINK_AGE, org_id, order_id),
     )
     return cursor.rowcount == 1
+
+
+async def create_links(
+    conn: AsyncConnection, links: Sequence[tuple[OrgId, OrderId, bytes]]
+) -> set[OrderId]:
+    """Store one link per ``(org, order, token hash)`` in one statement; the orders that got
+    theirs (an order not of that organisation, or gone, gets none)."""
+    if not links:
+        return set()
+    cursor = await conn.execute(
+        "INSERT INTO tracking_tokens (token_hash, org_id, order_id, expires_at)"
+        " SELECT w.token_hash, o.org_id, o.id, now() + %s"
+        " FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[]) AS w (org_id, order_id, token_hash)"
+        " JOIN orders o ON o.org_id = w.org_id AND o.id = w.order_id"
+        " RETURNING order_id",
+        (
+            MAX_LINK_AGE,
+            [org for org, _, _ in links],
+            [order for _, order, _ in links],
+            [token_hash for _, _, token_hash in links],
+        ),
+    )
+    return {OrderId(order_id) for (order_id,) in await cursor.fetchall()}
 
 
 _LINK = """

@@ -70,7 +70,7 @@ from store.notification_rules import (
     TemplateKey,
     links_of,
     load_orgs,
-    new_link,
+    new_links,
     store_bodies,
 )
 from store.notifications import insert_many, load_for_decide
@@ -400,11 +400,8 @@ class NotifyConsumer(OwnConnection):
             return []
         customers = {(n.org_id, n.order_id) for _, _, n in due if n.recipient_kind == "customer"}
         tokens = await links_of(conn, customers)
-        for org_id, order_id in sorted(customers):
-            if order_id not in tokens:
-                token = secrets.token_urlsafe(18)
-                if await new_link(conn, org_id, order_id, token):
-                    tokens[order_id] = token
+        wanted = {pair: secrets.token_urlsafe(18) for pair in customers if pair[1] not in tokens}
+        tokens |= await new_links(conn, wanted)
         base = self.public_url.rstrip("/")
         bodies: list[Body] = []
         for entry, rules, n in due:
