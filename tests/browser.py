@@ -12,6 +12,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -33,12 +34,16 @@ class Pages:
     browser: Browser
     errors: list[str]
 
-    async def new_page(self) -> Page:
-        """A blank page in a fresh context, its clock in ``BROWSER_ZONE``."""
-        context = await self.browser.new_context(
-            locale="en-GB", timezone_id=BROWSER_ZONE, viewport={"width": 1280, "height": 800}
-        )
-        page = await context.new_page()
+    async def new_page(self, **context: Any) -> Page:
+        """A blank page in a fresh context, its clock in ``BROWSER_ZONE``; ``context`` adds to or
+        replaces the context's options (a phone's viewport, a position, permissions)."""
+        options: dict[str, Any] = {
+            "locale": "en-GB",
+            "timezone_id": BROWSER_ZONE,
+            "viewport": {"width": 1280, "height": 800},
+            **context,
+        }
+        page = await (await self.browser.new_context(**options)).new_page()
         page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
         return page
 

@@ -31,7 +31,7 @@ from app.auth import issue_api_key
 from app.settings import Settings
 from app.web.pages import content_policy
 from realtime.streams import StreamNames
-from tests.browser import BROWSER_ZONE, UNREACHABLE_TILES, WAIT_MS, Pages, launched
+from tests.browser import UNREACHABLE_TILES, WAIT_MS, Pages, launched
 from tests.conftest import Driver, LiveServer, Tenant, make_tenant
 from tests.days import Day, device, events_of, key, plan_and_dispatch
 from tests.helpers import eventually
@@ -56,18 +56,14 @@ async def phone(chromium: Path) -> AsyncIterator[Pages]:
 
 async def phone_page(phone: Pages) -> tuple[BrowserContext, Page]:
     """A phone-sized page allowed to read its (fake) position and camera."""
-    context = await phone.browser.new_context(
-        locale="en-GB",
-        timezone_id=BROWSER_ZONE,
+    page = await phone.new_page(
         viewport={"width": 412, "height": 900},
         is_mobile=True,
         has_touch=True,
         geolocation={"latitude": HERE[0], "longitude": HERE[1], "accuracy": 8},
         permissions=["geolocation", "camera"],
     )
-    page = await context.new_page()
-    page.on("pageerror", lambda error: phone.errors.append(f"{page.url}: {error}"))
-    return context, page
+    return page.context, page
 
 
 async def driver_route(http: httpx.AsyncClient, driver: Driver) -> dict[str, Any]:
