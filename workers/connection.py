@@ -7,6 +7,8 @@ the drop). Workers mix this in and declare ``database_url`` and ``_conn`` as fie
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -23,6 +25,17 @@ class OwnConnection:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
         return self._conn
+
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """The connection for one batch; closed when PostgreSQL failed under it (the error
+        goes on to the runner, whose retry opens a new one)."""
+        conn = await self._connection()
+        try:
+            yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            await self.close()
+            raise
 
     async def close(self) -> None:
         """Close the connection (the next batch opens a new one)."""

@@ -133,22 +133,17 @@ class HooksConsumer(OwnConnection):
     async def handle(self, entries: Sequence[Entry[Event]]) -> None:
         if not entries:
             return
-        conn = await self._connection()
-        try:
-            async with conn.transaction():
-                found = await subscribers(conn, [e.value.org_id for e in entries])
-                by_org: dict[OrgId, list[Subscriber]] = {}
-                for endpoint in found:
-                    by_org.setdefault(endpoint.org_id, []).append(endpoint)
-                rows = [
-                    delivery
-                    for entry in entries
-                    for delivery in fan_out(entry.id, entry.value, by_org.get(entry.value.org_id))
-                ]
-                new = await insert_deliveries(conn, rows)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            await self.close()
-            raise
+        async with self.connected() as conn, conn.transaction():
+            found = await subscribers(conn, [e.value.org_id for e in entries])
+            by_org: dict[OrgId, list[Subscriber]] = {}
+            for endpoint in found:
+                by_org.setdefault(endpoint.org_id, []).append(endpoint)
+            rows = [
+                delivery
+                for entry in entries
+                for delivery in fan_out(entry.id, entry.value, by_org.get(entry.value.org_id))
+            ]
+            new = await insert_deliveries(conn, rows)
         FANNED_OUT.inc(new)
         if new and self.on_stored is not None:
             self.on_stored()

@@ -357,32 +357,27 @@ class NotifyConsumer(OwnConnection):
                 wanted.append((entry.value.org_id, what[1]))
         if not wanted:
             return
-        conn = await self._connection()
-        try:
-            async with conn.transaction():
-                contacts, orders, sent = await load_for_decide(conn, wanted)
-                orgs = await load_orgs(conn, {c.org_id for c in contacts.values()})
-                now = datetime.now(UTC)
-                due: list[tuple[Entry[Event], NotificationRules, Notification]] = []
-                for entry in entries:
-                    what = kind_of(entry.value)
-                    order = None if what is None else contacts.get(what[1])
-                    if order is None:
-                        continue
-                    org = orgs.get(order.org_id)
-                    zone = self.rules.timezone if org is None else org.timezone
-                    rules = self.rules_of(org, zone)
-                    history = sent.setdefault(order.order_id, [])
-                    made = decide(entry.value, entry.id, order, rules, history, now)
-                    history.extend(as_sent(n) for n in made)
-                    due.extend((entry, rules, n) for n in made)
-                due = [(entry, rules, in_language(n, orders)) for entry, rules, n in due]
-                bodies = await self._render(conn, due, orgs, orders)
-                new = await insert_many(conn, [n for _, _, n in due])
-                await store_bodies(conn, bodies)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            await self.close()
-            raise
+        async with self.connected() as conn, conn.transaction():
+            contacts, orders, sent = await load_for_decide(conn, wanted)
+            orgs = await load_orgs(conn, {c.org_id for c in contacts.values()})
+            now = datetime.now(UTC)
+            due: list[tuple[Entry[Event], NotificationRules, Notification]] = []
+            for entry in entries:
+                what = kind_of(entry.value)
+                order = None if what is None else contacts.get(what[1])
+                if order is None:
+                    continue
+                org = orgs.get(order.org_id)
+                zone = self.rules.timezone if org is None else org.timezone
+                rules = self.rules_of(org, zone)
+                history = sent.setdefault(order.order_id, [])
+                made = decide(entry.value, entry.id, order, rules, history, now)
+                history.extend(as_sent(n) for n in made)
+                due.extend((entry, rules, n) for n in made)
+            due = [(entry, rules, in_language(n, orders)) for entry, rules, n in due]
+            bodies = await self._render(conn, due, orgs, orders)
+            new = await insert_many(conn, [n for _, _, n in due])
+            await store_bodies(conn, bodies)
         STORED.inc(new)
         if new:
             log.debug("notifications stored", new=new, decided=len(due))

@@ -78,12 +78,8 @@ class PersistConsumer(OwnConnection):
 
     async def handle(self, entries: Sequence[Entry[PingBatch]]) -> None:
         rows = rows_of([e.value for e in entries])
-        conn = await self._connection()
-        try:
+        async with self.connected() as conn:
             new = await write_positions(conn, rows)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            await self.close()
-            raise
         ROWS.inc(new)
         if new < len(rows):
             DUPLICATES.inc(len(rows) - new)
