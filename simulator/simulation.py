@@ -27,10 +27,12 @@ import asyncio
 import contextlib
 import math
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -95,6 +97,18 @@ class SimulationConfig:
     start: datetime | None = None
     tracking_links: int = 3
     """How many customers' tracking links to print once the day is dispatched."""
+    ca_file: Path | None = None
+    """Certificates to trust for an ``https`` server (a local authority's), besides the
+    system's."""
+
+    def tls(self) -> ssl.SSLContext | None:
+        """How HTTPS and WSS connections check the server: None for plain HTTP."""
+        if not self.url.startswith("https:"):
+            return None
+        context = ssl.create_default_context()
+        if self.ca_file is not None:
+            context.load_verify_locations(cafile=str(self.ca_file))
+        return context
 
     def __post_init__(self) -> None:
         checks = [
@@ -216,9 +230,10 @@ class DriverLink:
     the newest route the server pushed (or that a driver command answered).
     """
 
-    def __init__(self, ws_url: str, token: str) -> None:
+    def __init__(self, ws_url: str, token: str, tls: ssl.SSLContext | None = None) -> None:
         self._url = ws_url
         self._token = token
+        self._tls = tls
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiting: dict[int, asyncio.Future[Ack | ErrorMessage]] = {}
@@ -266,6 +281,7 @@ class DriverLink:
                 self._url,
                 additional_headers={"authorization": f"Bearer {self._token}"},
                 open_timeout=HTTP_TIMEOUT_S,
+                ssl=self._tls,
             )
             self._reader = asyncio.create_task(self._read(self._ws))
         return self._ws
@@ -336,6 +352,7 @@ class Simulation:
         self._say = say
         self._stop = stop or asyncio.Event()
         self._ws_url = config.url.replace("http", "ws", 1).rstrip("/") + "/v1/driver/ws"
+        self._tls = config.tls()
 
     def __repr__(self) -> str:
         return f"Simulation(run={self.run_id!r}, config={self.config!r})"
@@ -344,7 +361,9 @@ class Simulation:
         """Create the day, plan and dispatch it, drive it, retire the drivers."""
         began = time.monotonic()
         c, spec = self.config, self.spec
-        async with httpx.AsyncClient(base_url=c.url, timeout=HTTP_TIMEOUT_S) as client:
+        async with httpx.AsyncClient(
+            base_url=c.url, timeout=HTTP_TIMEOUT_S, verify=self._tls or True
+        ) as client:
             api = Api(client, c.api_key)
             self._say(
                 f"Simulation {self.run_id}: creating {spec.day} in {spec.city.name} — "
@@ -422,7 +441,7 @@ class Simulation:
             )
             report = reports[route.driver_id]
             report.route_id, report.stops = route.id, len(route.stops)
-            link = DriverLink(self._ws_url, tokens[route.driver_id])
+            link = DriverLink(self._ws_url, tokens[route.driver_id], self._tls)
             link.offer(route)
             seats.append(
                 _Seat(

@@ -18,6 +18,7 @@ from app.cli.simulate import (
     simulation_banner,
     simulation_setup,
 )
+from app.process.urls import base_url
 from app.settings import WORKER_NAMES, Settings
 
 SIMULATION_STOP_TIMEOUT_S = 15.0
@@ -105,28 +106,10 @@ def _with_tls(settings: Settings, *, self_signed: bool) -> tuple[Settings, str]:
 
         made = ensure_local_tls(settings.data_dir / "tls", local_names(settings.host))
         settings = msgspec.structs.replace(settings, tls_cert=made.cert, tls_key=made.key)
-        return settings, phone_steps(made, _base_url(settings))
+        return settings, phone_steps(made, base_url(settings))
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise click.UsageError("HTTPS needs both --tls-cert and --tls-key")
     return settings, ""
-
-
-def _base_url(settings: Settings) -> str:
-    """Where people reach the API: the public URL, or this listener (for 0.0.0.0, this
-    machine's address on its network, which phones there reach, else its name)."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    scheme = "https" if settings.tls_cert is not None else "http"
-    host = settings.host
-    if host in ("0.0.0.0", "::", ""):
-        import socket
-
-        from app.cli.tls import lan_address
-
-        host = lan_address() or socket.gethostname()
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{settings.port}"
 
 
 async def _serve(
@@ -201,7 +184,7 @@ async def _demo_mail(settings: Settings) -> tuple[asyncio.Server, Settings]:
 
 
 def _where_to_look(settings: Settings) -> str:
-    base = _base_url(settings)
+    base = base_url(settings)
     lines = [
         "",
         "lastmile is running.",
@@ -220,9 +203,9 @@ def _where_to_look(settings: Settings) -> str:
 
 
 async def _demo_banner(settings: Settings) -> str:
+    from app.api.notification_rules import default_rules
     from app.auth import issue_api_key, issue_device_token
     from app.process.mail_sink import prefer_email
-    from app.process.server import notification_rules
     from store import tenants
     from store.db import open_pool
 
@@ -234,7 +217,7 @@ async def _demo_banner(settings: Settings) -> str:
             ).fetchone()
             org_id = row[0] if row else await tenants.create_org(conn, "Demo fleet")
             if settings.demo_mail_dir is not None:  # the mail sink runs: customers hear by email
-                await prefer_email(conn, org_id, notification_rules(settings))
+                await prefer_email(conn, org_id, default_rules(settings))
             drivers = await tenants.list_drivers(conn, org_id)
             for n in range(len(drivers), 3):
                 await tenants.create_driver(conn, org_id, name=f"Demo driver {n + 1}")
@@ -247,7 +230,7 @@ async def _demo_banner(settings: Settings) -> str:
                 lines.append(f"  {name} (driver {driver_id}): device token {token}")
     finally:
         await pool.close()
-    base = _base_url(settings)
+    base = base_url(settings)
     lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
     lines.append(f"Dispatcher map: {base}/dispatch#key={key}")
     lines.append(f"Driver sign-in codes: {base}/driver/qr#key={key}")

@@ -45,9 +45,11 @@ async def simulation_setup(settings: Settings) -> SimulationConfig:
     """
     from datetime import UTC, datetime
 
+    from app.api.notification_rules import default_rules
     from app.auth import issue_api_key
+    from app.cli.tls import local_ca
     from app.process.mail_sink import prefer_email
-    from app.process.server import notification_rules
+    from app.process.urls import loopback_url
     from simulator.simulation import SimulationConfig, default_start
     from store import tenants
     from store.db import open_pool
@@ -58,19 +60,27 @@ async def simulation_setup(settings: Settings) -> SimulationConfig:
         async with pool.connection() as conn:
             org_id = await tenants.create_org(conn, f"Simulated fleet {start:%Y-%m-%d %H:%M}Z")
             if settings.demo_mail_dir is not None:  # serve --demo's mail sink: mail first
-                await prefer_email(conn, org_id, notification_rules(settings))
+                await prefer_email(conn, org_id, default_rules(settings))
             key = await issue_api_key(
                 conn, org_id, role="dispatcher", name="simulated fleet dispatcher"
             )
     finally:
         await pool.close()
-    # The simulator runs in this process: it reaches the API on the loopback interface.
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    return SimulationConfig(url=f"http://{host}:{settings.port}", api_key=key, start=start)
+    # The simulator runs in this process: it reaches the API on the loopback interface, and
+    # trusts the local certificate authority when serve made one (--tls-self-signed).
+    ca = local_ca(settings.data_dir / "tls")
+    return SimulationConfig(
+        url=loopback_url(settings),
+        api_key=key,
+        start=start,
+        ca_file=ca if settings.tls_cert is not None and ca.exists() else None,
+    )
 
 
 def simulation_banner(settings: Settings, config: SimulationConfig) -> str:
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    from app.process.urls import base_url
+
+    base = base_url(settings)
     auth = f"-H 'Authorization: Bearer {config.api_key}'"
     day = config.start.date() if config.start else "today"
     return "\n".join(

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from app.process.urls import lan_address
+
 CA_VALID_DAYS = 3650
 SERVER_VALID_DAYS = 397
 """Browsers refuse server certificates valid for longer than 398 days."""
@@ -63,23 +65,16 @@ def _own_addresses() -> list[str]:
     return found
 
 
-def lan_address() -> str | None:
-    """The IPv4 address of the interface that routes outwards (what a phone on the same
-    network usually reaches), or None; no packet is sent by a UDP socket's connect."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
-        except OSError:
-            return None
-        address: str = probe.getsockname()[0]
-    return None if address.startswith("127.") or address == "0.0.0.0" else address
+def local_ca(folder: Path) -> Path:
+    """Where :func:`ensure_local_tls` keeps its authority's certificate in ``folder``."""
+    return folder / "ca.pem"
 
 
 def ensure_local_tls(folder: Path, names: tuple[str, ...]) -> LocalTls:
     """The authority in ``folder`` (made on first use) and a fresh server certificate for
     ``names``; files are written with owner-only permissions where they hold a key."""
     folder.mkdir(parents=True, exist_ok=True)
-    ca_cert_path, ca_key_path = folder / "ca.pem", folder / "ca-key.pem"
+    ca_cert_path, ca_key_path = local_ca(folder), folder / "ca-key.pem"
     if ca_cert_path.exists() and ca_key_path.exists():
         ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
         loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)

@@ -29,10 +29,10 @@ from adapters.sms import TwilioConfig, TwilioSmsSender
 from adapters.webhooks import WebhookConfig, WebhookSender
 from app.api.notification_rules import default_rules
 from app.main import create_app, create_osmand_app
+from app.process.urls import base_url
 from app.resources import live_provider, matrix_provider, open_resources, stream_names
 from app.settings import WORKER_NAMES, Settings, SettingsError
 from realtime.streams import trim_consumed
-from schemas.notifications import NotificationRules
 from workers.eta import EtaConsumer
 from workers.hooks import HooksConsumer, HookSender, HookSenderConfig
 from workers.lease import Leases, ShardKeeper, holder_name
@@ -153,12 +153,6 @@ def tls_of(settings: Settings) -> tuple[Path, Path] | None:
     if settings.tls_cert is None or settings.tls_key is None:
         raise SettingsError("LASTMILE_TLS_CERT", "expected both a certificate and its key")
     return settings.tls_cert, settings.tls_key
-
-
-def notification_rules(settings: Settings) -> NotificationRules:
-    """The notification rules of organisations that set none of their own (the notify worker
-    reads each organisation's per batch, and applies its time zone)."""
-    return default_rules(settings)
 
 
 def sender_channels(settings: Settings) -> Channels:
@@ -285,9 +279,9 @@ async def _run_on_streams(
         consumer = NotifyConsumer(
             names=names,
             database_url=database_url,
-            rules=notification_rules(settings),
+            rules=default_rules(settings),
             # Where the tracking links in messages point; set LASTMILE_PUBLIC_URL in production.
-            public_url=settings.public_url or f"http://{settings.host}:{settings.port}",
+            public_url=base_url(settings),
         )
         config = dataclasses.replace(base, batch_entries=settings.notify_batch)
         trim = None

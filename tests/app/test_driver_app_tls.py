@@ -15,7 +15,9 @@ import trustme
 
 from app.cli.serve import _with_tls
 from app.cli.tls import ensure_local_tls, local_names
+from app.process.urls import base_url, loopback_url
 from app.settings import Settings
+from simulator.simulation import SimulationConfig
 from tests.conftest import LiveServer
 
 
@@ -53,6 +55,22 @@ async def test_serve_with_a_certificate_answers_https_that_the_authority_vouches
     async with httpx.AsyncClient(timeout=10) as client:
         with pytest.raises(httpx.HTTPError):
             await client.get(f"http://127.0.0.1:{server.settings.port}/healthz")
+
+
+async def test_links_and_the_in_process_simulator_follow_the_listeners_https(
+    server: LiveServer, authority: trustme.CA, tmp_path: Path
+) -> None:
+    """Under TLS the links people are shown are https, and the simulator that ``serve
+    --simulate`` runs reaches the API over HTTPS on the loopback, trusting the given
+    authority."""
+    unset = msgspec.structs.replace(server.settings, public_url=None, host="127.0.0.1")
+    assert base_url(unset) == f"https://127.0.0.1:{server.settings.port}"
+    ca = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca))
+    config = SimulationConfig(url=loopback_url(server.settings), api_key="unused", ca_file=ca)
+    assert config.url == f"https://localhost:{server.settings.port}"
+    async with httpx.AsyncClient(verify=config.tls() or True, timeout=10) as client:
+        assert (await client.get(f"{config.url}/healthz")).json() == {"status": "ok"}
 
 
 def test_a_local_authority_signs_a_certificate_a_client_accepts_for_each_name(

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from app.process.server import notification_rules
+from app.api.notification_rules import default_rules
 from app.settings import Settings, SettingsError
 from schemas.eta import (
     Approaching,
@@ -244,7 +244,7 @@ def test_quiet_hours_setting_is_checked_where_it_is_read() -> None:
     with pytest.raises(SettingsError, match="LASTMILE_NOTIFY_QUIET_HOURS"):
         Settings.from_env({"LASTMILE_NOTIFY_QUIET_HOURS": "25:00-07:00"})
     settings = Settings.from_env({"LASTMILE_NOTIFY_QUIET_HOURS": "22:00-07:00"})
-    assert notification_rules(settings).quiet_hours == QuietHours(start=time(22), end=time(7))
+    assert default_rules(settings).quiet_hours == QuietHours(start=time(22), end=time(7))
 
 
 # --- per-organisation rules and dispatcher alerts ----------------------------------------------
