@@ -21,6 +21,7 @@ from msgspec import Meta
 from app.api import examples as ex
 from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import ErrorBody
+from app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
 from schemas.auth import Role
 from schemas.customer import (
@@ -80,6 +81,7 @@ from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
 from schemas.proofs import (
     AuditCheck,
     FailStopIn,
+    Outcome,
     Override,
     OverrideIn,
     Proof,
@@ -332,10 +334,8 @@ ACTIVE: Final = Param(
 # --- proof of delivery ----------------------------------------------------------------------
 
 MULTIPART: Final = "multipart/form-data"
-HEADER_KEY: Final = "Idempotency-Key"
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[!-~]+$")]
 ProofText = Annotated[str, Meta(max_length=200)]
-ProofOutcome = Literal["delivered", "failed"]
 ProofLimit = Annotated[int, Meta(ge=1, le=1000)]
 
 
@@ -343,7 +343,7 @@ class ProofUpload(msgspec.Struct, frozen=True, kw_only=True):
     """The parts of a proof capture (``multipart/form-data``); files are parts with a
     filename. See docs/proofs.md."""
 
-    outcome: ProofOutcome
+    outcome: Outcome
     photo: list[str] = []
     """JPEG, PNG, WebP or HEIC files, up to 8."""
     label_photo: list[str] = []
@@ -801,7 +801,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         device("POST", "/v1/driver/stops/{stop_id}/proof", "Capture a proof and close the stop",
                created("The stored proof (again, with `Idempotent-Replayed: true`, for a key"
                        " already stored).", Proof, ex.PROOF),
-               params=(Param(HEADER_KEY, IdempotencyKey, "Required: the capture's own key.",
+               params=(Param(IDEMPOTENCY_HEADER, IdempotencyKey, "Required: the capture's own key.",
                              where="header", required=True),),
                body=Body({MULTIPART: ProofUpload}, "Parts as in docs/proofs.md."),
                errors=(409, 413, 415, 422),
@@ -818,7 +818,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                     query("customer", ProofText, "Customer name or order reference contains."),
                     query("from", date, "Delivery day on or after, `YYYY-MM-DD`."),
                     query("to", date, "Delivery day on or before."),
-                    query("outcome", ProofOutcome, "`delivered` or `failed`."),
+                    query("outcome", Outcome, "`delivered` or `failed`."),
                     query("q", ProofText, "Notes, recipient, failure, scans or reference contain."),
                     query("before", Id, "Proofs with a smaller id: the next page."),
                     query("limit", ProofLimit, "Page size, default 100."))),
