@@ -16,11 +16,10 @@ from redis.asyncio import Redis
 
 from realtime.streams import StreamNames
 from tests.app.test_tracking import link_of, receive
-from tests.browser import Pages
+from tests.browser import WAIT_MS, Pages
 from tests.conftest import LiveServer, Tenant, make_tenant
 from tests.days import Day, device, events_of, key, plan_and_dispatch, planned
 
-WAIT_MS = 20_000
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror=alert(1)> & "quotes"'
 
 

@@ -27,16 +27,13 @@ from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.eta import ArrivalWindow, RunningLate
 from schemas.events import DeliveryUpdate
-from tests.browser import BROWSER_ZONE, Pages
+from tests.browser import BROWSER_ZONE, UNREACHABLE_TILES, WAIT_MS, Pages
 from tests.conftest import Driver, LiveServer, Tenant
 from tests.days import Day, device, key, moved_window, plan_and_dispatch
 
-UNREACHABLE_TILES = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
-"""Port 9 (discard) is closed on the test machine: every tile request fails at once."""
 ORG_ZONE = "Asia/Kolkata"
 """An organisation zone for the zone test: UTC+05:30 all year, far from the browser's."""
 WEB = Path(app.__file__).parent / "web"
-WAIT_MS = 20_000
 WAIT_S = WAIT_MS / 1000
 
 
