@@ -31,6 +31,7 @@ import { Notices, orderOfEvent } from "./notices.js";
 import { ProofDetails } from "./proof.js";
 import { Reads } from "./reads.js";
 import { zoneClock } from "./times.js";
+import { takeFromFragment } from "../common/fragment.js";
 import { Reconnecting, socketUrl } from "../common/reconnect.js";
 
 const KEY_STORAGE = "lastmile.dispatch.key";
@@ -171,14 +172,8 @@ function connect(key) {
 // --- the key -------------------------------------------------------------------------------
 
 function keyFromFragment() {
-  // Parsed by hand: URLSearchParams would turn a "+" in a pasted key into a space.
-  const pair = location.hash.slice(1).split("&").find((part) => part.startsWith("key="));
-  const key = pair ? decodeURIComponent(pair.slice(4)).trim() : "";
-  if (key) {
-    sessionStorage.setItem(KEY_STORAGE, key);
-    // Out of the address bar, the history and any screenshot; ?day= stays.
-    history.replaceState(null, "", location.pathname + location.search);
-  }
+  const key = takeFromFragment("key");
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
   return sessionStorage.getItem(KEY_STORAGE);
 }
 

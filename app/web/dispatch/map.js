@@ -4,6 +4,7 @@
 //
 // The shapes carry their state in data- attributes (see docs/pages.md) for tests and tooling.
 
+import { instructionLines } from "../common/instructions.js";
 import { baseMap, el } from "../common/reconnect.js";
 import { OPEN, isStale } from "./fleet.js";
 import { minutes, zoneClock } from "./times.js";
@@ -266,15 +267,9 @@ export class FleetMap {
 
 // The customer's instructions from the tracking page or a text reply: their own words, as text.
 function customerInstructions(stop) {
-  const given = stop.instructions;
-  if (!given) return [];
-  const rows = [];
-  if (given.gate_code) rows.push(`Gate code: ${given.gate_code}`);
-  if (given.leave_at) rows.push(`Leave at: ${given.leave_at}`);
-  if (given.safe_place_allowed === true) rows.push("May be left without a signature");
-  if (given.safe_place_allowed === false) rows.push("Never leave without a signature");
-  if (given.note) rows.push(`Customer: ${given.note}`);
-  return rows.map((line) => el("div", { class: "tip-instructions" }, line));
+  return instructionLines(stop.instructions).map(({ label, words }) =>
+    el("div", { class: "tip-instructions" }, label, words),
+  );
 }
 
 function statusWords(stop, clock) {

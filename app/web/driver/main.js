@@ -6,6 +6,8 @@
 // replayed from there (outbox.js, commands.js, socket.js), so the app works the same offline;
 // what is queued shows on the list at once and reaches the server when the network is back.
 
+import { takeFromFragment } from "/static/common/fragment.js";
+import { instructionLines } from "/static/common/instructions.js";
 import { el } from "/static/common/reconnect.js";
 import { CommandSender } from "./commands.js";
 import { RouteMap } from "./map.js";
@@ -60,12 +62,6 @@ function read(path, token = state.token) {
   return fetch(path, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
 }
 
-function tokenFromFragment() {
-  const params = new URLSearchParams(location.hash.slice(1));
-  const token = params.get("token");
-  if (token) history.replaceState(null, "", location.pathname + location.search);
-  return token;
-}
 
 async function boot() {
   if ("serviceWorker" in navigator) {
@@ -73,7 +69,7 @@ async function boot() {
       console.warn("the app will not open offline", error);
     });
   }
-  const given = tokenFromFragment();
+  const given = takeFromFragment("token");
   if (given) localStorage.setItem(TOKEN_KEY, given);
   state.token = localStorage.getItem(TOKEN_KEY);
   $("signin-form").addEventListener("submit", signIn);
@@ -325,14 +321,11 @@ function stopItem(stop, next, route) {
 // What the customer asked for on the tracking page (gate code, where to leave it, whether it
 // may be left without a signature, a note): the customer's own words, shown as text.
 function instructionsOf(stop) {
-  const given = stop.instructions;
-  if (!given || !OPEN.has(stop.status)) return null;
-  const lines = [];
-  if (given.gate_code) lines.push(el("div", {}, "Gate code: ", el("strong", {}, given.gate_code)));
-  if (given.leave_at) lines.push(el("div", {}, `Leave at: ${given.leave_at}`));
-  if (given.safe_place_allowed === true) lines.push(el("div", {}, "May be left without a signature"));
-  if (given.safe_place_allowed === false) lines.push(el("div", {}, "Never leave without a signature"));
-  if (given.note) lines.push(el("div", {}, `Customer: ${given.note}`));
+  if (!OPEN.has(stop.status)) return null;
+  // The gate code stands out: the driver reads it at the gate.
+  const lines = instructionLines(stop.instructions).map(({ field, label, words }) =>
+    el("div", {}, label, field === "gate_code" ? el("strong", {}, words) : words),
+  );
   return lines.length ? el("div", { class: "stop-instructions" }, lines) : null;
 }
 

@@ -5,16 +5,12 @@
 // sessionStorage under the same name the dispatcher's map uses. The code holds a new device
 // token: it is shown once, never stored, and gone when the page is left.
 
+import { takeFromFragment } from "/static/common/fragment.js";
 import { newKey } from "./outbox.js";
 
 const KEY_STORAGE = "lastmile.dispatch.key";
 const $ = (id) => document.getElementById(id);
 
-function keyFromFragment() {
-  const key = new URLSearchParams(location.hash.slice(1)).get("key");
-  if (key) history.replaceState(null, "", location.pathname + location.search);
-  return key;
-}
 
 async function api(path, init = {}) {
   const key = sessionStorage.getItem(KEY_STORAGE);
@@ -28,7 +24,7 @@ async function api(path, init = {}) {
 }
 
 async function start() {
-  const given = keyFromFragment();
+  const given = takeFromFragment("key");
   if (given) sessionStorage.setItem(KEY_STORAGE, given);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();

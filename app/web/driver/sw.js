@@ -21,6 +21,8 @@ const SHELL = [
   "/static/driver/icon-512.png",
   "/static/common/pages.css",
   "/static/common/reconnect.js",
+  "/static/common/fragment.js",
+  "/static/common/instructions.js",
   "/static/leaflet/leaflet.js",
   "/static/leaflet/leaflet.css",
 ];

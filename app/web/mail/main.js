@@ -9,6 +9,8 @@
 // Auth: the API key comes from the URL fragment (#key=...) or from this tab's sessionStorage,
 // where the dispatcher map keeps it, so the map's "Mail" link opens this page without asking.
 
+import { takeFromFragment } from "../common/fragment.js";
+
 const KEY_STORAGE = "lastmile.dispatch.key";
 const REFRESH_MS = 10_000;
 
@@ -40,11 +42,9 @@ let view = "html";
 let timer = null;
 
 function takeKey() {
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const fromFragment = fragment.get("key");
+  const fromFragment = takeFromFragment("key");
   if (fromFragment) {
     sessionStorage.setItem(KEY_STORAGE, fromFragment);
-    history.replaceState(null, "", location.pathname + location.search);
     return fromFragment;
   }
   return sessionStorage.getItem(KEY_STORAGE);
