@@ -7,17 +7,13 @@ photo may show more than the parcel). Readers may read it.
 
 from __future__ import annotations
 
-import functools
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.blobs import BlobStore
-from app.api.proof_reads import make_blob_store, proof_photo_link
+from app.api.proof_reads import blobs_of, proof_photo_link
 from app.auth import ADMINS, READERS
 from app.http import answer, decode, request_body, resources_of
 from app.resources import Resources
-from app.settings import Settings
 from schemas.customer_proof import CustomerProof
 from schemas.ids import OrgId, StopId
 from store import customer_proof as store
@@ -49,11 +45,5 @@ async def delivered_proof_view(
     photo_url = None
     if proof.photo_sha256 is not None:
         settings = resources.settings
-        photo_url = proof_photo_link(_blobs(settings), settings, proof.photo_sha256)
+        photo_url = proof_photo_link(blobs_of(settings), settings, proof.photo_sha256)
     return proof.notes, photo_url
-
-
-@functools.lru_cache(maxsize=4)
-def _blobs(settings: Settings) -> BlobStore:
-    """The blob store of these settings, made once (an S3 client is not made per view)."""
-    return make_blob_store(settings)

@@ -5,6 +5,7 @@ this process, and the link a customer message may carry.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -41,14 +42,16 @@ def make_blob_store(settings: Settings) -> BlobStore:
     return LocalBlobs(settings.data_dir / "blobs", key)
 
 
+@functools.lru_cache(maxsize=4)
+def blobs_of(settings: Settings) -> BlobStore:
+    """The blob store of these settings, made once per process on first use (an S3 client is
+    not made per request); a store that cannot be made is tried again on the next call."""
+    return make_blob_store(settings)
+
+
 def blob_store(request: Request) -> BlobStore:
-    """This process's blob store, made on first use from its settings."""
-    state = request.app.state
-    store: BlobStore | None = getattr(state, "proof_blobs", None)
-    if store is None:
-        store = make_blob_store(resources_of(request).settings)
-        state.proof_blobs = store
-    return store
+    """This process's blob store (:func:`blobs_of` its settings)."""
+    return blobs_of(resources_of(request).settings)
 
 
 def proof_photo_link(
