@@ -16,8 +16,8 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import FLEET_WRITERS, issue_device_token, token_prefix
-from app.errors import NotFound
+from app.api.fleet import new_device
+from app.auth import FLEET_WRITERS, token_prefix
 from app.http import decode, encode, path_id, request_body, resources_of
 from app.idempotency import Answer, run_create
 from schemas.delivery import DeviceIn
@@ -51,10 +51,7 @@ async def device_qr(request: Request) -> Response:
     base = resources.settings.public_url or str(request.base_url)
 
     async def command(conn: AsyncConnection) -> Answer:
-        issued = await issue_device_token(conn, principal.org_id, driver_id, name=data.name)
-        if issued is None:
-            raise NotFound(f"no driver {driver_id} in this organisation")
-        device_id, token = issued
+        device_id, token = await new_device(conn, principal.org_id, driver_id, data.name)
         url = sign_in_url(base, token)
         shown = DeviceSignIn(
             device_id=device_id,

@@ -59,7 +59,7 @@ from schemas.delivery import (
     VehicleIn,
     VehiclePatch,
 )
-from schemas.ids import MAX_ID, DriverId, OrgId, ShiftId
+from schemas.ids import MAX_ID, DeviceId, DriverId, OrgId, ShiftId
 from store import fleet
 from store.delivery import Missing, org_settings, set_dimensions
 
@@ -265,6 +265,16 @@ async def cancel_shift(request: Request) -> Response:
     return answer(cancelled)
 
 
+async def new_device(
+    conn: AsyncConnection, org_id: OrgId, driver_id: DriverId, name: str
+) -> tuple[DeviceId, str]:
+    """Register a device for the driver: its id and token (to be shown once), or 404."""
+    issued = await issue_device_token(conn, org_id, driver_id, name=name)
+    if issued is None:
+        raise NotFound(f"no driver {driver_id} in this organisation")
+    return issued
+
+
 async def add_device(request: Request) -> Response:
     """``POST /v1/drivers/{driver_id}/devices``: a new device token, shown in this answer only."""
     principal = await _principal(request, FLEET_WRITERS)
@@ -273,10 +283,7 @@ async def add_device(request: Request) -> Response:
     data = decode(body, request.headers.get("content-type"), DeviceIn, empty_ok=True)
 
     async def command(conn: AsyncConnection) -> Answer:
-        issued = await issue_device_token(conn, principal.org_id, driver_id, name=data.name)
-        if issued is None:
-            raise NotFound(f"no driver {driver_id} in this organisation")
-        device_id, token = issued
+        device_id, token = await new_device(conn, principal.org_id, driver_id, data.name)
         shown = DeviceCreated(
             device_id=device_id,
             driver_id=driver_id,
