@@ -17,8 +17,10 @@ new. Having stored some, it wakes the delivery loop of its process.
 LOCKED`` and a lease (:func:`store.webhook_deliveries.claim_due`), POSTs each through
 :class:`adapters.webhooks.WebhookSender` (signed afresh for every attempt, same
 ``webhook-id``; during a secret rotation's overlap, signed by both secrets), and records each
-attempt with the delivery's new state and the endpoint's run of failures, the whole batch in
-one transaction:
+attempt with the delivery's new state and the endpoint's run of failures, attempts that
+finished together in one transaction. It keeps a window of ``batch`` sends in flight: a
+finished send's place goes to the next due delivery, so one slow receiver holds one place,
+not the next batch.
 
 ==========================  ================================================================
 the attempt                 the delivery
@@ -121,7 +123,7 @@ class HooksConsumer(OwnConnection):
     group: str = GROUP
     on_stored: Callable[[], None] | None = None
     """Called after a batch stored new deliveries: wakes this process's delivery loop, so a
-    delivery does not wait for the loop's next idle pass."""
+    delivery does not wait out the loop's idle pause."""
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
 
     def streams(self) -> Sequence[str]:
@@ -197,7 +199,7 @@ class HookSenderConfig:
     """How a sender delivers webhooks."""
 
     batch: int = 50
-    """Deliveries claimed per pass, sent concurrently."""
+    """Deliveries in flight at once (claimed per pass by :meth:`HookSender.run_once`)."""
     max_tries: int = 15
     """Attempts before a delivery that keeps failing for now is ``dead``."""
     disable_after: int = 50
@@ -205,13 +207,16 @@ class HookSenderConfig:
     lease_s: float = 60.0
     """How long a claimed delivery is this sender's; longer than the adapter's timeout."""
     idle_s: float = 1.0
-    """The pause after a pass that found nothing due."""
+    """How long a sender that found nothing due waits before it looks again (unless its
+    process's fan-out wakes it); also its pause after a database error."""
+    record_s: float = 0.02
+    """How long a finished attempt may wait for others to be recorded with it."""
     first_retry_s: float = 5.0
     retry_span_s: float = 86_400.0
     announce_s: float = 10.0
     """How often a sender looks for disabled endpoints nobody announced (those another sender
     disabled, or left unannounced while Redis was away); its own disables it announces at once.
-    Not every pass: that look is a transaction of its own, a tenth of a busy pass's work."""
+    Not every step: that look is a transaction of its own."""
 
 
 class HookSender(OwnConnection):
@@ -243,20 +248,118 @@ class HookSender(OwnConnection):
         await self.adapter.aclose()
 
     async def run_once(self) -> int:
-        """Announce disabled endpoints, claim one batch, send it, record every attempt; the
-        number of deliveries claimed. Redis being away delays announcements, not deliveries.
-        Unannounced endpoints are looked for on the first pass and every ``announce_s``."""
-        if time.monotonic() - self._looked_at >= self.config.announce_s:
-            self._looked_at = time.monotonic()
-            await self._announce_or_wait()
+        """Announce disabled endpoints when due, claim one batch, send it, record every
+        attempt; the number of deliveries claimed. One pass of the simplest shape, for tests
+        and tools; :meth:`run` keeps a window of sends in flight instead."""
+        await self._announce_when_due()
         conn = await self._connection()
         claimed = await claim_due(conn, self.config.batch, self.config.lease_s)
-        if not claimed:
-            return 0
-        outcomes = await asyncio.gather(*(self._send(row) for row in claimed))
-        # One transaction for the batch; endpoints locked in one order, so that two senders
-        # recording batches for the same endpoints never deadlock.
+        if claimed:
+            await self._record(list(await asyncio.gather(*(self._send(r) for r in claimed))))
+        return len(claimed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set, keeping up to ``batch`` attempts in flight.
+
+        A finished send frees its place for the next due delivery without waiting for the
+        slowest of its batch: claims top the window up whenever a quarter of it is free, and
+        finished attempts are recorded together (half a batch, or ``record_s`` after the first
+        of them finished, or when nothing else is in flight). The database work runs while the
+        sends go on. On stop nothing more is claimed; what is in flight finishes (within the
+        adapter's timeout) and is recorded. An error (PostgreSQL's, or a bug's) is logged,
+        the connection dropped, and the step tried again after ``idle_s``; finished attempts
+        wait for it (recording them twice stores nothing twice, see :func:`record_attempts`).
+        """
+        config = self.config
+        top_up = max(1, config.batch // 4)
+        in_flight: set[asyncio.Task[Outcome]] = set()
+        finished: list[Outcome] = []
+        first_finished = 0.0
+        claimed_at = -float("inf")
+        drained = False  # the last claim found fewer due deliveries than it asked for
+        paused_until = -float("inf")  # after a database error: no database work before then
+        while in_flight or finished or not stop.is_set():
+            now = time.monotonic()
+            if now >= paused_until:
+                try:
+                    if not stop.is_set():
+                        await self._announce_when_due()
+                        free = config.batch - len(in_flight)
+                        due = not drained or self.wake.is_set() or now - claimed_at >= config.idle_s
+                        if free >= top_up and due:
+                            self.wake.clear()
+                            claimed_at = now
+                            rows = await claim_due(await self._connection(), free, config.lease_s)
+                            drained = len(rows) < free
+                            in_flight.update(asyncio.create_task(self._send(r)) for r in rows)
+                    if finished and (
+                        not in_flight
+                        or stop.is_set()
+                        or len(finished) >= config.batch // 2
+                        or now - first_finished >= config.record_s
+                    ):
+                        await self._record(finished)
+                        finished = []
+                except Exception as exc:  # PostgreSQL's or a bug's: never stop delivering
+                    await OwnConnection.close(self)
+                    if stop.is_set() and not in_flight:
+                        # Unrecorded, they are claimed and sent again once their lease ends.
+                        log.warning("webhook attempts not recorded at stop", error=repr(exc))
+                        return
+                    log.warning("webhook delivery step failed; retrying", error=repr(exc))
+                    paused_until = time.monotonic() + config.idle_s
+            now = time.monotonic()
+            if paused_until > now:
+                moments = [paused_until]
+            else:
+                moments = [claimed_at + config.idle_s] if drained else []
+                if finished:
+                    moments.append(first_finished + config.record_s)
+            claims = not stop.is_set() and config.batch - len(in_flight) >= top_up
+            done = await self._wait(
+                in_flight,
+                stop=None if stop.is_set() else stop,
+                wake=self.wake if claims and drained else None,
+                timeout_s=max(0.0, min(moments) - now) if moments else config.idle_s,
+            )
+            if done and not finished:
+                first_finished = time.monotonic()
+            in_flight -= done
+            for task in done:
+                if task.exception() is None:
+                    finished.append(task.result())
+                else:  # a bug: the delivery is claimed again once its lease runs out
+                    log.error("webhook send failed", exc_info=task.exception())
+
+    @staticmethod
+    async def _wait(
+        in_flight: set[asyncio.Task[Outcome]],
+        *,
+        stop: asyncio.Event | None,
+        wake: asyncio.Event | None,
+        timeout_s: float,
+    ) -> set[asyncio.Task[Outcome]]:
+        """Wait up to ``timeout_s`` for a send to finish, or for ``stop`` or ``wake`` to be
+        set (each only when given); the sends that finished."""
+        signals = [asyncio.ensure_future(e.wait()) for e in (stop, wake) if e is not None]
+        if not in_flight and not signals:
+            await asyncio.sleep(timeout_s)
+            return set()
+        try:
+            await asyncio.wait(
+                [*in_flight, *signals], timeout=timeout_s, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            for signal in signals:
+                signal.cancel()
+        return {task for task in in_flight if task.done()}
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Record finished attempts in one transaction, and announce what they disabled."""
+        # Endpoints locked in one order, so that two senders recording attempts for the same
+        # endpoints never deadlock.
         outcomes.sort(key=lambda o: (o.endpoint_id, o.delivery_id))
+        conn = await self._connection()
         results = await record_attempts(conn, outcomes, disable_after=self.config.disable_after)
         disabled = 0
         for outcome, (moved, change) in zip(outcomes, results, strict=True):
@@ -268,7 +371,12 @@ class HookSender(OwnConnection):
                 log.warning("webhook endpoint disabled", endpoint_id=outcome.endpoint_id)
         if disabled:
             await self._announce_or_wait()
-        return len(claimed)
+
+    async def _announce_when_due(self) -> None:
+        """Look for unannounced endpoints on the first call and every ``announce_s``."""
+        if time.monotonic() - self._looked_at >= self.config.announce_s:
+            self._looked_at = time.monotonic()
+            await self._announce_or_wait()
 
     async def _announce_or_wait(self) -> None:
         """:meth:`announce_disabled`; when Redis fails, the endpoints stay unannounced (their
@@ -301,31 +409,6 @@ class HookSender(OwnConnection):
                     ),
                 )
         return len(pending)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Pass after pass until ``stop`` is set; a database or Redis error is logged and the
-        pass tried again."""
-        while not stop.is_set():
-            claimed = 0
-            try:
-                claimed = await self.run_once()
-            except (psycopg.Error, OSError) as exc:
-                log.warning("webhook pass failed; retrying", error=str(exc))
-                await OwnConnection.close(self)
-            except Exception as exc:  # Redis errors among them: never stop delivering
-                log.warning("webhook pass failed; retrying", error=repr(exc))
-            if claimed < self.config.batch and not self.wake.is_set():
-                await self._pause(stop)
-            self.wake.clear()
-
-    async def _pause(self, stop: asyncio.Event) -> None:
-        """Wait ``idle_s``, or less: until ``stop`` or :attr:`wake` is set."""
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
-        try:
-            await asyncio.wait(waits, timeout=self.config.idle_s, return_when="FIRST_COMPLETED")
-        finally:
-            for waiting in waits:
-                waiting.cancel()
 
     async def _send(self, row: Claimed) -> Outcome:
         """One attempt of ``row``, and what follows from it."""

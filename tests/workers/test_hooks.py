@@ -38,7 +38,7 @@ from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 from schemas.webhooks import webhook_id
 from store import webhook_deliveries
 from store import webhooks as store
-from tests.adapters.peers import HttpPeer, Recorded, WebhookReceiver
+from tests.adapters.peers import HttpPeer, Recorded, SilentServer, WebhookReceiver
 from tests.conftest import Tenant, make_tenant
 from tests.helpers import eventually
 from tests.workers.consumers import quick, running
@@ -587,6 +587,52 @@ async def test_the_fan_out_wakes_its_idle_delivery_loop(
         await loop
         await sleepy.close()
         await consumer.close()
+
+
+async def test_a_receiver_that_hangs_holds_one_place_of_the_window_not_the_others(
+    settings: Settings,
+    redis: Redis,
+    db: psycopg.AsyncConnection,
+    tenant: Tenant,
+    cleanup: list[OrgId],
+    receiver: tuple[HttpPeer, WebhookReceiver],
+) -> None:
+    """While one delivery waits on a receiver that never answers, the loop keeps sending the
+    others through the rest of its window (here of four): all ten arrive while the hanging
+    attempt is still in flight, and that attempt is recorded (a retry) once it ends."""
+    peer, check = receiver
+    cleanup.append(tenant.org_id)
+    patient = dataclasses.replace(LOOPBACK, timeout_s=120.0)
+    silent = await SilentServer().__aenter__()
+    hanging = await _endpoint(db, tenant.org_id, f"http://127.0.0.1:{silent.port}/", ["*"])
+    stuck = await _fan_out_one(settings, db, tenant, hanging, order=1)  # claimed first
+    await db.execute(  # the hanging endpoint gets no more
+        "UPDATE webhook_endpoints SET event_types = '{webhook_disabled}' WHERE id = %s", (hanging,)
+    )
+    endpoint = await _endpoint(db, tenant.org_id, f"{peer.url}/window", ["*"])
+    ids = [await _fan_out_one(settings, db, tenant, endpoint, order=n) for n in range(2, 12)]
+    sender = _sender(settings, redis, dataclasses.replace(FAST, batch=4), webhooks=patient)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(sender.run(stop))
+    try:
+
+        async def all_arrived() -> bool:
+            return len(check.verified) == len(ids)
+
+        await eventually(all_arrived, "the others delivered past the hanging one")
+        cursor = await db.execute("SELECT state FROM webhook_deliveries WHERE id = %s", (stuck,))
+        assert await cursor.fetchall() == [("sending",)]
+    finally:
+        stop.set()
+        await silent.__aexit__()  # the hanging answer ends: its attempt finishes
+        await loop
+        await sender.close()
+    cursor = await db.execute(
+        "SELECT d.state, a.outcome FROM webhook_deliveries d"
+        " JOIN webhook_attempts a ON a.delivery_id = d.id WHERE d.id = %s",
+        (stuck,),
+    )
+    assert await cursor.fetchall() == [("pending", "retry")]
 
 
 async def test_two_delivery_loops_side_by_side_send_each_delivery_once(
