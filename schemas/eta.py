@@ -165,9 +165,11 @@ class DepartureDetected(_StopEvent, frozen=True, kw_only=True, tag="departed"):
 
 
 class RunningLate(_StopEvent, frozen=True, kw_only=True, tag="running_late"):
-    """The predicted window now ends after the customer's last time window ends (an alert).
+    """The likely arrival is now after the end of the customer's last time window (an alert,
+    and a message to the customer).
 
-    ``window.late_s`` says by how much.
+    ``window.likely_epoch_s - customer_end_epoch_s`` says by how much; ``window.late_s`` how far
+    the window's upper bound passes it.
     """
 
     window: ArrivalWindow

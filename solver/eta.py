@@ -29,8 +29,9 @@ likely arrival or a bound moved by more than ``publish_threshold_s`` against the
 returned; each such move after the first also yields an ``eta_changed`` event. The other
 events fire once per stop, whatever later fixes repeat (the state records what fired):
 ``en_route`` when the stop becomes next, ``approaching`` when the next stop is near, and
-``running_late`` when the window's upper bound first passes the end of the customer's last
-time window. ``arrived``, ``departed`` and ``out_of_sequence`` come from
+``running_late`` when the likely arrival first passes the end of the customer's last time
+window (a window whose upper bound alone passes it is at risk, ``late_s``, not late: hours
+ahead, at the start of a day, most upper bounds do). ``arrived``, ``departed`` and ``out_of_sequence`` come from
 :mod:`solver.arrival`. "Next" follows the route's order: the first pending stop in sequence
 (while no stop is being served), never a later stop the driver happens to wait at.
 """
@@ -315,8 +316,8 @@ def _predict(
             if near or soon:
                 events.append(Approaching(**head, distance_m=round(distance, 1), window=window))
                 fired.add("approaching")
-        if window.late_s > 0 and "running_late" not in fired:
-            end = max(w.end_epoch_s for w in stop.time_windows)
+        end = max((w.end_epoch_s for w in stop.time_windows), default=None)
+        if end is not None and window.likely_epoch_s > end and "running_late" not in fired:
             events.append(RunningLate(**head, window=window, customer_end_epoch_s=end))
             fired.add("running_late")
         published = track.published

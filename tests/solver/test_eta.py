@@ -295,6 +295,26 @@ def test_a_late_driver_raises_running_late_once_and_only_once() -> None:
     assert d.window(2).late_s == 800 + 200 + 60 + 300 - 700
 
 
+def test_a_window_only_at_risk_raises_no_running_late_and_a_likely_late_one_does() -> None:
+    """With spread, s2 (window until 700, planned at 660) is at risk from the first fix (its
+    upper bound passes 700), yet a driver on plan is on time: no running_late. Stuck at
+    x = 1000 from 100, its likely arrival (now + 200 + 60 + 300) passes 700 at the fix of 150."""
+    spread = msgspec.structs.replace(EXACT, spread_base_s=120.0)
+    d = Driver(line(s2_window=(0, 700)), spread)
+    drive_on_time(d)
+    first = next(w for t, w in d.published if w.stop_id == 2)
+    assert (first.likely_epoch_s, first.late_s > 0) == (660, True)
+    assert of(d.events, RunningLate) == []
+
+    stuck = Driver(line(s2_window=(0, 700)), spread)
+    stuck.fix(0, 0.0)
+    stuck.move(1000, 100)
+    stuck.stay(800)
+    late = of(stuck.events, RunningLate)
+    assert kinds(list(late)) == [("running_late", 2, 150)]
+    assert (late[0].window.likely_epoch_s, late[0].customer_end_epoch_s) == (710, 700)
+
+
 def test_small_moves_are_not_published_and_a_large_one_is_with_eta_changed() -> None:
     """Standing still from 100 moves every window 1 s per s: republished once past 120 s, at 230."""
     d = Driver(line())

@@ -309,7 +309,7 @@ export class Fleet {
       case "arrived":
         this.nextStop.set(detail.driver_id, detail.stop_id);
         break;
-      case "running_late": // an alert once the likely arrival is late, not while only at risk
+      case "running_late": // the likely arrival is late (a window only at risk raises none)
         if (this.isLate(detail.stop_id)) this.lateAlert(detail.window, detail.driver_id);
         break;
       case "eta_changed":
