@@ -31,9 +31,10 @@ events fire once per stop, whatever later fixes repeat (the state records what f
 ``en_route`` when the stop becomes next, ``approaching`` when the next stop is near, and
 ``running_late`` when the likely arrival first passes the end of the customer's last time
 window (a window whose upper bound alone passes it is at risk, ``late_s``, not late: hours
-ahead, at the start of a day, most upper bounds do). ``arrived``, ``departed`` and ``out_of_sequence`` come from
-:mod:`solver.arrival`. "Next" follows the route's order: the first pending stop in sequence
-(while no stop is being served), never a later stop the driver happens to wait at.
+ahead, at the start of a day, most upper bounds do). ``arrived``, ``departed`` and
+``out_of_sequence`` come from :mod:`solver.arrival`. "Next" follows the route's order: the
+first pending stop in sequence (while no stop is being served), never a later stop the driver
+happens to wait at.
 """
 
 from __future__ import annotations
