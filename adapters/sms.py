@@ -138,6 +138,14 @@ class TwilioSmsSender:
         raise _failure(reply, detail, None if code is None else str(code))
 
 
+TEMPLATED_BODY: Mapping[str, str] = {
+    "to": "$to",
+    "text": "$body",
+    "reference": "$idempotency_key",
+}
+"""The templated adapter's fields when none are configured."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TemplatedHttpConfig:
     """One request per message to any HTTP SMS provider.
@@ -154,9 +162,7 @@ class TemplatedHttpConfig:
     url: str
     method: Literal["POST", "PUT"] = "POST"
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    body: Mapping[str, str] = field(
-        default_factory=lambda: {"to": "$to", "text": "$body", "reference": "$idempotency_key"}
-    )
+    body: Mapping[str, str] = field(default_factory=lambda: dict(TEMPLATED_BODY))
     body_format: Literal["json", "form"] = "json"
     id_field: str | None = None
     timeout_s: float = 15.0

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta
 
+from adapters.sms import TemplatedHttpConfig
 from schemas.notifications import parse_quiet_hours
 
 PREFIX = "LASTMILE_"
@@ -28,6 +29,7 @@ SECRET_FIELDS = (
     "redis_url",
     "smtp_password",
     "twilio_auth_token",
+    "sms_http_headers",
     "blob_s3_secret_access_key",
     "blob_signing_key",
 )
@@ -128,6 +130,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_from: str | None = None
     """The sending number (E.164)."""
     twilio_base_url: str = "https://api.twilio.com"
+    sms_http_url: str | None = None
+    """Any HTTP SMS provider, one templated request per message (instead of Twilio)."""
+    sms_http_method: Literal["POST", "PUT"] = "POST"
+    sms_http_headers: dict[str, str] | None = None
+    """A JSON object of templated headers: where the provider's credentials go."""
+    sms_http_body: dict[str, str] | None = None
+    """A JSON object of templated fields (``$to``, ``$body``, ``$idempotency_key``); unset:
+    :data:`adapters.sms.TEMPLATED_BODY`."""
+    sms_http_body_format: Literal["json", "form"] = "json"
+    sms_http_id_field: str | None = None
+    """A dotted path to the provider's message id in its JSON answer (else the idempotency key)."""
     reschedule_max_days: Annotated[int, Meta(ge=1, le=365)] = 14
     """How many days ahead a customer may move a delivery to."""
     webhook_batch: Annotated[int, Meta(ge=1, le=1000)] = 50
@@ -209,6 +222,18 @@ def _parse(name: str, value: str, field_type: Any) -> Any:
         return None
     if name == "tile_url" and value.lower() in {"off", "none"}:
         return "off"
+    if name in ("sms_http_headers", "sms_http_body"):
+        try:
+            decoded = msgspec.json.decode(value, type=dict[str, str])
+        except msgspec.DecodeError as exc:
+            raise SettingsError(
+                PREFIX + name.upper(), f"expected a JSON object of strings: {exc}"
+            ) from None
+        try:  # the placeholders a template may name
+            TemplatedHttpConfig(url="http://provider.invalid", body=decoded)
+        except ValueError as exc:
+            raise SettingsError(PREFIX + name.upper(), str(exc)) from None
+        return decoded
     if name == "notify_quiet_hours":
         try:
             parse_quiet_hours(value)

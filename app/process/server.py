@@ -25,7 +25,14 @@ import uvicorn
 from redis.asyncio import Redis
 
 from adapters.email import SmtpConfig, SmtpEmailSender
-from adapters.sms import TwilioConfig, TwilioSmsSender
+from adapters.sms import (
+    TEMPLATED_BODY,
+    SmsSender,
+    TemplatedHttpConfig,
+    TemplatedHttpSmsSender,
+    TwilioConfig,
+    TwilioSmsSender,
+)
 from adapters.webhooks import WebhookConfig, WebhookSender
 from app.api.notification_rules import default_rules
 from app.main import create_app, create_osmand_app
@@ -170,10 +177,25 @@ def sender_channels(settings: Settings) -> Channels:
                 password=settings.smtp_password,
             )
         )
-    sms = None
+    sms: SmsSender | None = None
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     number = settings.twilio_from
-    if sid and token and number:
+    if settings.sms_http_url is not None:
+        if sid or token or number:
+            raise SettingsError(
+                "LASTMILE_SMS_HTTP_URL", "expected one SMS provider, got Twilio's settings too"
+            )
+        sms = TemplatedHttpSmsSender(
+            TemplatedHttpConfig(
+                url=settings.sms_http_url,
+                method=settings.sms_http_method,
+                headers=settings.sms_http_headers or {},
+                body=settings.sms_http_body or TEMPLATED_BODY,
+                body_format=settings.sms_http_body_format,
+                id_field=settings.sms_http_id_field,
+            )
+        )
+    elif sid and token and number:
         sms = TwilioSmsSender(
             TwilioConfig(
                 account_sid=sid,

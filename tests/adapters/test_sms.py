@@ -22,6 +22,8 @@ from adapters.sms import (
     twilio_signature,
     valid_twilio_signature,
 )
+from app.process.server import sender_channels
+from app.settings import Settings, SettingsError
 from tests.adapters.peers import HttpPeer, Recorded, TwilioApi, free_port
 
 ACCOUNT = "AC" + "0" * 32
@@ -190,6 +192,44 @@ def test_templated_config_refuses_unknown_placeholders_and_hides_headers() -> No
         TemplatedHttpConfig(url="http://x", body={"to": "$phone"})
     config = TemplatedHttpConfig(url="http://x", headers={"Authorization": "Bearer sekrit"})
     assert "sekrit" not in repr(config)
+
+
+async def test_the_settings_choose_the_templated_provider_and_the_sender_uses_it() -> None:
+    """``LASTMILE_SMS_HTTP_*`` give the senders a templated adapter (its headers hidden from
+    the settings' repr) that reaches the provider; a bad template, a body that is no JSON
+    object of strings and two providers at once fail naming the variable."""
+    async with HttpPeer(lambda _: JSONResponse({"id": "p-1"}, status_code=201)) as peer:
+        env = {
+            "LASTMILE_SMS_HTTP_URL": f"{peer.url}/send",
+            "LASTMILE_SMS_HTTP_HEADERS": '{"X-Api-Key": "sekrit-key"}',
+            "LASTMILE_SMS_HTTP_BODY": '{"dst": "$to", "msg": "$body"}',
+            "LASTMILE_SMS_HTTP_BODY_FORMAT": "form",
+            "LASTMILE_SMS_HTTP_ID_FIELD": "id",
+        }
+        settings = Settings.from_env(env)
+        assert "sekrit-key" not in repr(settings)
+        sms = sender_channels(settings).sms
+        assert isinstance(sms, TemplatedHttpSmsSender)
+        try:
+            receipt = await sms.send(to="+3361234", body="On its way", idempotency_key="n1")
+        finally:
+            await sms.aclose()
+    assert receipt.provider_id == "p-1"
+    [request] = peer.requests
+    assert (request.path, request.headers["x-api-key"]) == ("/send", "sekrit-key")
+    assert request.form == {"dst": "+3361234", "msg": "On its way"}
+
+    with pytest.raises(SettingsError, match=r"LASTMILE_SMS_HTTP_BODY: .*\$phone"):
+        Settings.from_env(env | {"LASTMILE_SMS_HTTP_BODY": '{"dst": "$phone"}'})
+    with pytest.raises(SettingsError, match="LASTMILE_SMS_HTTP_HEADERS: expected a JSON object"):
+        Settings.from_env(env | {"LASTMILE_SMS_HTTP_HEADERS": '["X-Api-Key"]'})
+    both = env | {
+        "LASTMILE_TWILIO_ACCOUNT_SID": ACCOUNT,
+        "LASTMILE_TWILIO_AUTH_TOKEN": TOKEN,
+        "LASTMILE_TWILIO_FROM": "+15005550006",
+    }
+    with pytest.raises(SettingsError, match="LASTMILE_SMS_HTTP_URL: expected one SMS provider"):
+        sender_channels(Settings.from_env(both))
 
 
 @pytest.mark.parametrize("status", ["queued", "sent", "delivered", "failed", "undelivered"])
