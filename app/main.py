@@ -93,6 +93,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/orders/import", orders.import_orders, methods=["POST"]),
         Route("/v1/orders/{order_id}", orders.item, methods=["GET", "PATCH"]),
         Route("/v1/orders/{order_id}/cancel", orders.cancel, methods=["POST"]),
+        Route("/v1/orders/{order_id}/opt-out", orders.opt_out, methods=["PUT"]),
         Route("/v1/orders/{order_id}/tracking", tracking.issue_link, methods=["POST"]),
         Route("/v1/orders/{order_id}/notifications", notifications.of_order),
         Route("/v1/notifications", notifications.of_recipient),

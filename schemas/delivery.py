@@ -367,6 +367,9 @@ class OrderIn(_In, frozen=True, kw_only=True):
     required_skills: Skills = []
     parcels: Annotated[list[Parcel], Meta(max_length=MAX_PARCELS)] = []
     notes: Notes | None = None
+    notifications_opt_out: bool = False
+    """The customer gets no messages about this order (alerts to dispatchers and webhooks
+    still go); changed at any status with ``PUT /v1/orders/{id}/opt-out``."""
 
 
 class OrderPatch(_In, frozen=True, kw_only=True):
@@ -398,6 +401,12 @@ class Order(OrderIn, frozen=True, kw_only=True):
     cancelled_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class OptOutIn(_In, frozen=True, kw_only=True):
+    """``PUT /v1/orders/{id}/opt-out``: whether the order's customer gets messages."""
+
+    opted_out: bool
 
 
 class CancelIn(_In, frozen=True, kw_only=True):

@@ -47,6 +47,7 @@ _WRITTEN: Final = (
     "priority",
     "required_skills",
     "notes",
+    "notifications_opt_out",
 )
 _SELECT: Final = (
     "SELECT o.id, o.external_ref, "
@@ -85,6 +86,7 @@ def _values(order: OrderIn) -> tuple[Any, ...]:
         order.priority,
         sorted(set(order.required_skills)),
         order.notes,
+        order.notifications_opt_out,
     )
 
 
@@ -107,6 +109,7 @@ def _order(row: dict[str, Any]) -> Order:
         required_skills=list(row["required_skills"]),
         parcels=[Parcel(barcode=barcode) for barcode in row["barcodes"]],
         notes=row["notes"],
+        notifications_opt_out=row["notifications_opt_out"],
         status=row["status"],
         cancel_reason=row["cancel_reason"],
         cancelled_at=row["cancelled_at"],
@@ -216,6 +219,18 @@ async def cancel_order(
     return order
 
 
+async def set_opt_out(
+    conn: AsyncConnection, org_id: OrgId, order_id: OrderId, opted_out: bool
+) -> Order | None:
+    """Whether the customer of order ``order_id`` gets messages, at any status; None if absent."""
+    cursor = await conn.execute(
+        "UPDATE orders SET notifications_opt_out = %s, updated_at = now()"
+        " WHERE org_id = %s AND id = %s",
+        (opted_out, org_id, order_id),
+    )
+    return await get_order(conn, org_id, order_id) if cursor.rowcount == 1 else None
+
+
 async def set_status(
     conn: AsyncConnection, org_id: OrgId, order_ids: Sequence[OrderId], status: OrderStatus
 ) -> int:
@@ -234,7 +249,8 @@ _STAGE: Final = (
     " customer_name text, phone text, email text, language text, address text, lat float8,"
     " lon float8,"
     " day date, window_starts timestamptz[], window_ends timestamptz[], service_s int,"
-    " size jsonb, priority smallint, required_skills text[], notes text) ON COMMIT DROP;"
+    " size jsonb, priority smallint, required_skills text[], notes text,"
+    " notifications_opt_out boolean) ON COMMIT DROP;"
     " CREATE TEMP TABLE import_parcels (line int NOT NULL, position smallint NOT NULL,"
     " barcode text NOT NULL) ON COMMIT DROP"
 )

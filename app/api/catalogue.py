@@ -49,6 +49,7 @@ from schemas.delivery import (
     DriverIn,
     DriverPatch,
     ImportResult,
+    OptOutIn,
     Order,
     OrderIn,
     OrderPatch,
@@ -627,6 +628,12 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     ),
     *section(
         "notifications",
+        api("PUT", "/v1/orders/{order_id}/opt-out", "Whether a customer gets messages",
+            ORDER_WRITERS, ok("The order as stored now.", Order, ex.ORDER),
+            body=json_body(OptOutIn, {"opted_out": True}),
+            description="At any status. An opted-out customer gets no message about the order "
+            "(dispatchers' alerts and webhooks still go); an SMS STOP reply opts a number out "
+            "of every order of the organisation."),
         api("GET", "/v1/orders/{order_id}/notifications", "An order's notifications", READERS,
             ok("Oldest first, each with its state and every attempt.", OrderNotifications,
                ex.ORDER_NOTIFICATIONS)),

@@ -65,6 +65,7 @@ PLAIN_COLUMNS: Final = {
     "service_s": "service_s",
     "priority": "priority",
     "notes": "notes",
+    "notifications_opt_out": "notifications_opt_out",
 }
 """CSV column → field of :class:`~schemas.delivery.OrderIn`, for one-value columns."""
 LIST_COLUMNS: Final = ("skills", "barcodes")

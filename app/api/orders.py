@@ -44,6 +44,7 @@ from schemas.delivery import (
     ImportedRow,
     ImportProblem,
     ImportResult,
+    OptOutIn,
     OrderIn,
     OrderPatch,
     OrderStatus,
@@ -162,6 +163,20 @@ async def cancel(request: Request) -> Response:
     # Its stop leaves a running route, the rest is re-timed, the driver gets the new route.
     await after_cancel(resources, principal.org_id, order_id)
     return answer(cancelled)
+
+
+async def opt_out(request: Request) -> Response:
+    """``PUT /v1/orders/{order_id}/opt-out``: the customer gets messages or not, at any status
+    (a customer who calls in is heard mid-route too); answers the order."""
+    principal = await _principal(request, ORDER_WRITERS)
+    order_id = OrderId(path_id(request, "order_id"))
+    body = await request_body(request)
+    wanted = decode(body, request.headers.get("content-type"), OptOutIn)
+    async with resources_of(request).pool.connection() as conn:
+        changed = await orders.set_opt_out(conn, principal.org_id, order_id, wanted.opted_out)
+    if changed is None:
+        raise NotFound(f"no order {order_id} in this organisation")
+    return answer(changed)
 
 
 Screened = tuple[Rows, list[tuple[int, OrderIn]], list[tuple[int, OrderIn]], list[ImportProblem]]

@@ -82,6 +82,29 @@ async def test_good_rows_are_imported_and_bad_rows_reported(
     assert (stored["service_s"], stored["priority"], stored["notes"]) == (120, 2, "ring")
 
 
+async def test_an_opt_out_column_is_read_as_a_flag(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    """``notifications_opt_out`` takes true/false (or 1/0); an empty cell is false, any other
+    word is reported on its line."""
+    body = "\n".join(
+        [
+            "ref,address,lat,lon,day,notifications_opt_out",
+            "O-1,Torstr. 1,52.53,13.40,2026-12-01,true",
+            "O-2,Torstr. 2,52.53,13.40,2026-12-01,0",
+            "O-3,Torstr. 3,52.53,13.40,2026-12-01,",
+            "O-4,Torstr. 4,52.53,13.40,2026-12-01,please",
+        ]
+    )
+    result = (await import_csv(http, tenant.api_key, body)).json()
+    assert lines(result["created"]) == [(2, "O-1"), (3, "O-2"), (4, "O-3")]
+    [problem] = result["rejected"]
+    assert (problem["line"], problem["field"]) == (5, "notifications_opt_out")
+    flags = []
+    for row in result["created"]:
+        order = await http.get(f"/v1/orders/{row['order_id']}", headers=auth(tenant.api_key))
+        flags.append(order.json()["notifications_opt_out"])
+    assert flags == [True, False, False]
+
+
 async def test_reimporting_a_file_creates_nothing_twice(
     http: httpx.AsyncClient, tenant: Tenant
 ) -> None:

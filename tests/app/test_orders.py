@@ -214,6 +214,41 @@ async def test_cancel_is_idempotent_and_refused_after_delivery(
     assert missing.status_code == 404
 
 
+async def test_a_customer_opts_out_at_creation_or_later_at_any_status(
+    http: httpx.AsyncClient, tenant: Tenant, db: psycopg.AsyncConnection
+) -> None:
+    """The flag is set when the order is created and changed later, even once the order is
+    dispatched; a bad body names the field, another organisation's order is 404, a driver's
+    token is refused."""
+    headers = auth(tenant.api_key)
+    created = await create(http, tenant.api_key, order_body(notifications_opt_out=True))
+    assert created["notifications_opt_out"] is True
+    other = await create(http, tenant.api_key, order_body("SO-2"))
+    assert other["notifications_opt_out"] is False
+    await orders.set_status(db, tenant.org_id, [OrderId(other["id"])], "dispatched")
+    path = f"/v1/orders/{other['id']}/opt-out"
+    changed = await http.put(path, json={"opted_out": True}, headers=headers)
+    assert (changed.status_code, changed.json()["notifications_opt_out"]) == (200, True)
+    assert changed.json()["status"] == "dispatched"
+    read = await http.get(f"/v1/orders/{other['id']}", headers=headers)
+    assert read.json()["notifications_opt_out"] is True
+    back = await http.put(path, json={"opted_out": False}, headers=headers)
+    assert back.json()["notifications_opt_out"] is False
+
+    bad = await http.put(path, json={"opted_out": "maybe"}, headers=headers)
+    assert (bad.status_code, bad.json()["field"]) == (400, "opted_out")
+    empty = await http.put(path, json={}, headers=headers)
+    assert (empty.status_code, empty.json()["field"]) == (400, "opted_out")
+    stranger = auth((await make_tenant(db, drivers=0, role="integration")).api_key)
+    assert (await http.put(path, json={"opted_out": True}, headers=stranger)).status_code == 404
+    driver = await http.put(path, json={"opted_out": True}, headers=auth(tenant.drivers[0].token))
+    assert driver.status_code == 401  # a device token is no API key
+    unknown = await http.put(
+        f"/v1/orders/{other['id'] + 10_000}/opt-out", json={"opted_out": True}, headers=headers
+    )
+    assert unknown.status_code == 404
+
+
 async def test_listing_filters_and_pages(http: httpx.AsyncClient, tenant: Tenant) -> None:
     """Orders list by day and status, a page at a time, following next_after."""
     headers = auth(tenant.api_key)

@@ -23,7 +23,7 @@ from schemas.notifications import RulesDoc, Template
 from store import notification_rules as rules_store
 from store import notifications as outbox
 from store import tracking as tracking_store
-from store.orders import create_order
+from store.orders import create_order, set_opt_out
 from tests.adapters.peers import SmtpSink
 from tests.conftest import Tenant
 from tests.days import running_worker
@@ -366,3 +366,54 @@ async def test_the_served_worker_links_to_the_public_url(
         )
     text = (await rules_store.bodies_of(db, [row.id]))[row.id].text
     assert "Track it: https://track.acme.example/t/" in text
+
+
+async def test_an_opted_out_customer_gets_nothing_from_the_moment_of_opting_out(
+    settings: Settings, redis: Redis, db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """An order created opted out gets no message; one opted out after its en route message
+    gets no more (its delivery is not mailed), while another order's customer is told."""
+    names = stream_names(settings)
+    silent = await _order(
+        db, tenant, "o-1", email="a@example.com", phone="+4915550011", notifications_opt_out=True
+    )
+    later = await _order(db, tenant, "o-2", email="b@example.com")
+    told = await _order(db, tenant, "o-3", email="c@example.com")
+    now = datetime.now(UTC)
+    head: dict[str, Any] = {
+        "driver_id": tenant.drivers[0].id,
+        "route_id": RouteId(1),
+        "route_version": 1,
+        "at_epoch_s": int(now.timestamp()),
+    }
+
+    def en_route(order_id: OrderId, stop: int) -> DeliveryUpdate:
+        detail = EnRoute(**head, stop_id=StopId(stop), order_id=order_id)
+        return DeliveryUpdate(org_id=tenant.org_id, at=now, detail=detail)
+
+    def delivered(order_id: OrderId, stop: int) -> StopDelivered:
+        return StopDelivered(
+            org_id=tenant.org_id,
+            at=now,
+            route_id=RouteId(1),
+            stop_id=StopId(stop),
+            order_id=order_id,
+            driver_id=DriverId(tenant.drivers[0].id),
+        )
+
+    consumer = NotifyConsumer(names=names, database_url=settings.database_url or "")
+    try:
+        async with running(Runner(redis, consumer, quick(settings))):
+            await emit(redis, names, en_route(silent, 1), en_route(later, 2))
+            await eventually(
+                lambda: outbox.list_for_order(db, tenant.org_id, later), "o-2 told en route"
+            )
+            await set_opt_out(db, tenant.org_id, later, True)
+            await emit(redis, names, delivered(later, 2), delivered(told, 3))
+            await eventually(
+                lambda: outbox.list_for_order(db, tenant.org_id, told), "o-3 told delivered"
+            )
+    finally:
+        await consumer.close()
+    assert await outbox.list_for_order(db, tenant.org_id, silent) == []
+    assert [r.kind for r in await outbox.list_for_order(db, tenant.org_id, later)] == ["en_route"]
