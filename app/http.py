@@ -17,6 +17,7 @@ from typing import Any, Final, TypeVar, get_args
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import BadParameter, InvalidField
 from app.resources import Resources
@@ -217,3 +218,32 @@ def _amount_key(document: object, field: str) -> str:
             if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
                 return f"{parent}.{key}"
     return parent
+
+
+class JsonAnswerHeaders:
+    """ASGI middleware: every JSON answer gets ``Cache-Control: no-store`` (orders, proofs and
+    routes hold customers' names, phones and addresses; no proxy or browser cache may keep
+    them) unless its handler chose a cache policy, and ``X-Content-Type-Options: nosniff``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def start(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in headers}
+                content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+                if content_type.startswith(b"application/json"):
+                    if b"cache-control" not in names:
+                        headers.append((b"cache-control", b"no-store"))
+                    if b"x-content-type-options" not in names:
+                        headers.append((b"x-content-type-options", b"nosniff"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, start)

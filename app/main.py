@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from app.api import (
@@ -40,6 +41,7 @@ from app.api import webhooks as webhook_api
 from app.api.driver_socket import driver_socket
 from app.api.live_socket import live_socket
 from app.errors import exception_handlers
+from app.http import JsonAnswerHeaders
 from app.metrics import metrics_endpoint
 from app.resources import Resources, open_resources
 from app.settings import Settings
@@ -163,6 +165,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         routes=table,
         lifespan=lifespan,
         exception_handlers=exception_handlers(),
+        middleware=[Middleware(JsonAnswerHeaders)],
     )
     if resources is not None:
         app.state.resources = resources

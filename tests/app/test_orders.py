@@ -275,3 +275,25 @@ async def test_listing_filters_and_pages(http: httpx.AsyncClient, tenant: Tenant
     ):
         bad = await http.get("/v1/orders", params=params, headers=headers)
         assert (bad.status_code, bad.json()["field"]) == (400, field)
+
+
+async def test_json_answers_are_never_cached_nor_sniffed(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """An order (names, phones, addresses), a list and an error answer ``no-store`` and
+    ``nosniff``; a page keeps its own cache policy."""
+    created = await create(http, tenant.api_key, order_body())
+    answers = [
+        await http.get(f"/v1/orders/{created['id']}", headers=auth(tenant.api_key)),
+        await http.get("/v1/orders", headers=auth(tenant.api_key)),
+        await http.get("/v1/orders/999999", headers=auth(tenant.api_key)),
+        await http.get("/v1/orders"),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 404, 401]
+    for one in answers:
+        assert (one.headers["cache-control"], one.headers["x-content-type-options"]) == (
+            "no-store",
+            "nosniff",
+        )
+    page = await http.get("/dispatch")
+    assert page.headers["cache-control"] == "no-cache"
