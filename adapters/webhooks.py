@@ -35,6 +35,7 @@ import asyncio
 import ipaddress
 import math
 import random
+import select
 import socket
 import ssl
 import time
@@ -81,8 +82,10 @@ class WebhookConfig:
     """The whole attempt: resolution, connection, request and the start of the answer."""
     allowed_address_classes: frozenset[AddressClass] = frozenset()
     max_connections: int = 100
-    """Open connections at most, all of them kept alive between requests (a sender's batch
-    is sent concurrently)."""
+    """Open connections at most, all of them kept alive between requests; a sender sets its
+    window (the sends it has in flight). httpcore's pool looks at every connection it holds on
+    every request and answer (and compares each idle one with all the others), so a pool much
+    larger than the window costs CPU for nothing."""
     user_agent: str = "lastmile-webhooks/1"
     ca_file: Path | None = None
     """Trust this CA bundle instead of the system's (tests, private receivers)."""
@@ -231,6 +234,79 @@ async def resolve_allowed(
     return addresses
 
 
+READABLE_CHECK_S = 0.02
+"""How long a connection's answer to "did the server close you?" is taken as still true."""
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """A connection whose "is the server gone?" check is one ``poll``, at most every
+    :data:`READABLE_CHECK_S`.
+
+    On every request and every finished answer, httpcore's pool asks each of its idle
+    connections whether its socket is readable (closed by the server). Through anyio that
+    lookup built the socket's attribute table each time; with a sender's window of kept
+    connections it was half of the webhooks worker's CPU (py-spy), and a bare ``poll`` per
+    question still was. An idle connection's answer 20 ms old is as good as a new one: the server
+    may close a connection between any check and the request's first byte anyway (that attempt
+    fails and is retried), and a check only spares a request the connections found closed. The
+    first check after the connection read or wrote always looks. The socket and the peer's
+    address are read once.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+        self._server_addr: Any = inner.get_extra_info("server_addr")
+        self._checked_at = -float("inf")
+        self._readable = False
+
+    def _is_readable(self) -> bool:
+        now = time.monotonic()
+        if self._readable or now - self._checked_at >= READABLE_CHECK_S:
+            self._checked_at = now
+            self._readable = _readable(self._socket)
+        return self._readable
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        self._checked_at = -float("inf")  # idle again after this: look afresh
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self._checked_at = -float("inf")
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return self._is_readable()
+        if info == "socket":
+            return self._socket
+        if info == "server_addr":
+            return self._server_addr
+        return self._inner.get_extra_info(info)
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether ``sock`` has something to read (for an idle connection: the server closed it);
+    a closed socket counts as readable, so the pool drops it."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class _CheckedBackend(httpcore.AsyncNetworkBackend):
     """Opens TCP connections only to addresses :func:`resolve_allowed` let through."""
 
@@ -250,8 +326,10 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
         error: Exception = httpcore.ConnectError(f"{host} has no address")
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                return _Stream(
+                    await self._inner.connect_tcp(
+                        address, port, timeout, local_address, socket_options
+                    )
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
@@ -289,24 +367,37 @@ class _CheckedTransport(httpx.AsyncHTTPTransport):
         )
 
 
+POOL_CONNECTIONS = 10
+"""Connections per pool of a :class:`WebhookSender`, which holds as many pools as its
+``max_connections`` needs. httpcore's pool, on every request and every answer, compares each
+of its idle connections with all its connections: work that grows with the square of its
+size. With the sender's window of 50 in one pool that was half of the webhooks worker's CPU
+(py-spy); in pools of 10 it is a twenty-fifth of that."""
+
+
 class WebhookSender:
-    """Sends signed webhooks. Owns a connection pool; close it with :meth:`aclose`."""
+    """Sends signed webhooks. Owns connection pools; close them with :meth:`aclose`."""
 
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
         ssl_context = ssl.create_default_context(
             cafile=str(config.ca_file) if config.ca_file is not None else None
         )
+        count = math.ceil(max(1, config.max_connections) / POOL_CONNECTIONS)
+        size = math.ceil(max(1, config.max_connections) / count)
         # No proxies from the environment (a proxy would connect by itself, unchecked), and no
         # redirects (they could lead anywhere).
-        self._client = httpx.AsyncClient(
-            transport=_CheckedTransport(
-                config.allowed_address_classes, ssl_context, config.max_connections
-            ),
-            timeout=config.timeout_s,
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._clients = [
+            httpx.AsyncClient(
+                transport=_CheckedTransport(config.allowed_address_classes, ssl_context, size),
+                timeout=config.timeout_s,
+                follow_redirects=False,
+                trust_env=False,
+            )
+            for _ in range(count)
+        ]
+        self._in_flight = [0] * count
+        """Requests under way per pool: a send takes the least busy one."""
 
     async def __aenter__(self) -> WebhookSender:
         return self
@@ -315,8 +406,9 @@ class WebhookSender:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
+        """Close the connection pools."""
+        for client in self._clients:
+            await client.aclose()
 
     def sign(
         self, endpoint: WebhookEndpoint, message_id: str, at: datetime, body: bytes
@@ -359,10 +451,13 @@ class WebhookSender:
             "content-type": "application/json",
             "user-agent": self.config.user_agent,
         }
+        pool = min(range(len(self._clients)), key=self._in_flight.__getitem__)
+        client = self._clients[pool]
+        self._in_flight[pool] += 1
         try:
             async with asyncio.timeout(self.config.timeout_s):
-                reply = await self._client.send(
-                    self._client.build_request("POST", url, headers=headers, content=body),
+                reply = await client.send(
+                    client.build_request("POST", url, headers=headers, content=body),
                     stream=True,
                 )
                 latency_s = time.perf_counter() - started
@@ -378,6 +473,8 @@ class WebhookSender:
             return _attempt("retry", started, f"no answer within {self.config.timeout_s} s")
         except httpx.TransportError as exc:
             return _attempt("retry", started, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._in_flight[pool] -= 1
         return WebhookAttempt(
             outcome=classify(reply.status_code),
             status_code=reply.status_code,

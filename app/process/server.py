@@ -328,7 +328,9 @@ async def _run_webhooks(
             WebhookConfig(
                 timeout_s=settings.webhook_timeout_s,
                 allowed_address_classes=frozenset(settings.webhook_allow_addresses),
-                max_connections=max(100, settings.webhook_batch),  # a whole batch at once
+                # As many as sends in flight: more are never needed at once, and each
+                # connection the pool holds costs CPU on every request (it looks at them all).
+                max_connections=settings.webhook_batch,
             )
         ),
         HookSenderConfig(

@@ -3,6 +3,7 @@ classification of answers, the retry schedule, and SSRF refusal for every addres
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import random
@@ -383,3 +384,72 @@ def test_endpoint_secret_is_not_in_the_repr() -> None:
     assert SECRET not in repr(endpoint)
     assert old not in repr(endpoint)
     assert "hooks.example" in repr(endpoint)
+
+
+async def test_a_kept_connection_the_receiver_closed_is_not_used_again() -> None:
+    """A receiver that answers, keeps the connection open by HTTP's rules, then closes it: the
+    next send sees the closed socket before it writes, and goes over a new connection."""
+    connections = 0
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()  # and no "Connection: close": the client believes it may reuse it
+
+    server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    endpoint = WebhookEndpoint(url=f"http://127.0.0.1:{port}/", secret=SECRET)
+    try:
+        async with WebhookSender(LOOPBACK_OK) as sender:
+            first = await sender.send(endpoint, message_id="m1", body=_body())
+            await asyncio.sleep(0.1)  # the close reaches the client's socket
+            second = await sender.send(endpoint, message_id="m2", body=_body())
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert (first.outcome, second.outcome) == ("delivered", "delivered")
+    assert connections == 2
+
+
+async def test_sends_in_flight_spread_over_the_pools_up_to_max_connections() -> None:
+    """A sender of 30 connections (three pools) has 30 requests under way at once: a receiver
+    that answers none of them before all 30 have arrived gets every one."""
+    wanted = 30
+    arrived = 0
+    everyone = asyncio.Event()
+
+    async def hold_until_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal arrived
+        await reader.readuntil(b"\r\n\r\n")
+        arrived += 1
+        if arrived == wanted:
+            everyone.set()
+        await everyone.wait()
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(hold_until_all, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    endpoint = WebhookEndpoint(url=f"http://127.0.0.1:{port}/", secret=SECRET)
+    config = WebhookConfig(
+        allowed_address_classes=frozenset({"loopback"}), max_connections=wanted, timeout_s=10.0
+    )
+    try:
+        async with WebhookSender(config) as sender:
+            attempts = await asyncio.gather(
+                *(sender.send(endpoint, message_id=f"m{n}", body=_body()) for n in range(wanted))
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [a.outcome for a in attempts] == ["delivered"] * wanted
