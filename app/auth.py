@@ -2,31 +2,47 @@
 
 Tokens are 256-bit random strings with a kind prefix (``lmk_`` API keys, ``lmd_`` device
 tokens); only their SHA-256 is stored, which is enough for secrets of that entropy. Lookups are
-cached in-process for ``auth_cache_ttl_s`` (unknown tokens for a few seconds), so a revoked
-token stops working within that time while the hot ingest path rarely touches the database.
+cached in-process for ``auth_cache_ttl_s`` (unknown tokens for a few seconds), so the hot
+ingest path rarely touches the database; a revocation evicts its tokens from every process's
+cache at once through Redis, and a lookup PostgreSQL does not answer is answered from a copy
+in Redis (:mod:`app.revocation`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
+import msgspec
+import psycopg
+import structlog
 from cachetools import TLRUCache
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
-from app.errors import Forbidden, Unauthorized
+from app import revocation
+from app.errors import Forbidden, Unauthorized, Unavailable
+from app.revocation import CredentialKind
+from realtime.hub import Hub, Overflowed
 from schemas.auth import ApiPrincipal, DevicePrincipal, Role
 from schemas.ids import DeviceId, DriverId, OrgId
 from store import tenants
 
 P = TypeVar("P")
+S = TypeVar("S", bound=msgspec.Struct)
+
+log = structlog.get_logger(__name__)
 
 API_KEY_PREFIX = "lmk_"
 DEVICE_TOKEN_PREFIX = "lmd_"  # noqa: S105 - a prefix, not a secret
@@ -58,10 +74,16 @@ ADMINS: Final[tuple[Role, ...]] = ("admin",)
 
 
 _UNCACHED: Final = object()
+DB_RETRY_S: Final = 2.0
+"""After PostgreSQL failed to answer a lookup, how long lookups go to the fallback at once
+instead of waiting for it again."""
 
 
 class _Cache(Generic[P]):
-    """Principals by token hash for ``ttl_s`` (unknown tokens for at most NEGATIVE_TTL_S)."""
+    """Principals by token hash for ``ttl_s`` (unknown tokens for at most NEGATIVE_TTL_S).
+
+    A lookup during which any entry was evicted is answered but not kept: it may have read
+    the database before the revocation that evicted it committed."""
 
     def __init__(self, ttl_s: float, max_entries: int = 100_000) -> None:
         def expiry(key: bytes, value: P | None, now: float) -> float:
@@ -70,41 +92,144 @@ class _Cache(Generic[P]):
         self._entries: TLRUCache[bytes, P | None] = TLRUCache(
             maxsize=max_entries, ttu=expiry, timer=time.monotonic
         )
+        self._evictions = 0
 
     async def get(self, key: bytes, load: Callable[[], Awaitable[P | None]]) -> P | None:
         hit = self._entries.get(key, _UNCACHED)
         if hit is not _UNCACHED:
             return hit  # type: ignore[return-value]
+        evictions = self._evictions
         value = await load()
-        self._entries[key] = value
+        if evictions == self._evictions:
+            self._entries[key] = value
         return value
+
+    def evict(self, keys: Iterable[bytes]) -> None:
+        self._evictions += 1
+        for key in keys:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._evictions += 1
+        self._entries.clear()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SharedCredentials:
+    """Where and how long the processes share credentials (:mod:`app.revocation`)."""
+
+    redis: Redis
+    prefix: str = ""
+    db_timeout_s: float = 1.0
+    """How long a lookup waits for PostgreSQL before it reads the fallback copy."""
+    fallback_ttl_s: float = 86_400.0
+    """How long a resolved principal's copy (and a revocation's tombstone) is kept."""
 
 
 class Authenticator:
-    """Resolves tokens to principals through the database, with a small TTL cache."""
+    """Resolves tokens to principals through the database, with a small TTL cache.
 
-    def __init__(self, pool: AsyncConnectionPool, *, ttl_s: float) -> None:
+    With :class:`SharedCredentials`, revocations published by any process evict this
+    process's entries at once (:meth:`watch`), and a lookup that PostgreSQL does not answer in
+    time is answered from the fallback copy in Redis (503 when there is none).
+    """
+
+    def __init__(
+        self, pool: AsyncConnectionPool, *, ttl_s: float, shared: SharedCredentials | None = None
+    ) -> None:
         self._pool = pool
+        self._shared = shared
         self._devices: _Cache[DevicePrincipal] = _Cache(ttl_s)
         self._keys: _Cache[ApiPrincipal] = _Cache(ttl_s)
+        self._db_down_until = -float("inf")
 
     async def device(self, token: str) -> DevicePrincipal | None:
         """The device behind ``token``, or None when it is unknown or revoked."""
+        token_hash = hash_token(token)
 
         async def load() -> DevicePrincipal | None:
-            async with self._pool.connection() as conn:
-                return await tenants.find_device(conn, hash_token(token))
+            return await self._load("device", token_hash, tenants.find_device, DevicePrincipal)
 
-        return await self._devices.get(hash_token(token), load)
+        return await self._devices.get(token_hash, load)
 
     async def api_key(self, token: str) -> ApiPrincipal | None:
         """The API key behind ``token``, or None when it is unknown or revoked."""
+        token_hash = hash_token(token)
 
         async def load() -> ApiPrincipal | None:
-            async with self._pool.connection() as conn:
-                return await tenants.find_api_key(conn, hash_token(token))
+            return await self._load("key", token_hash, tenants.find_api_key, ApiPrincipal)
 
-        return await self._keys.get(hash_token(token), load)
+        return await self._keys.get(token_hash, load)
+
+    async def _load(
+        self,
+        kind: CredentialKind,
+        token_hash: bytes,
+        find: Callable[[AsyncConnection, bytes], Awaitable[S | None]],
+        principal: type[S],
+    ) -> S | None:
+        """From PostgreSQL (keeping a fallback copy), or from the copy when it does not answer."""
+        shared = self._shared
+        if shared is None:
+            async with self._pool.connection() as conn:
+                return await find(conn, token_hash)
+        if time.monotonic() >= self._db_down_until:
+            try:
+                async with asyncio.timeout(shared.db_timeout_s):
+                    async with self._pool.connection() as conn:
+                        found = await find(conn, token_hash)
+            except (psycopg.Error, TimeoutError, OSError) as exc:
+                self._db_down_until = time.monotonic() + DB_RETRY_S
+                log.warning(
+                    "credentials from the fallback: PostgreSQL did not answer", error=repr(exc)
+                )
+            else:
+                if found is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await revocation.remember(
+                            shared.redis,
+                            shared.prefix,
+                            kind,
+                            token_hash,
+                            msgspec.json.encode(found),
+                            shared.fallback_ttl_s,
+                        )
+                return found
+        try:
+            copy = await revocation.recall(shared.redis, shared.prefix, kind, token_hash)
+        except (RedisError, OSError) as exc:
+            raise Unavailable("neither PostgreSQL nor Redis answered") from exc
+        if copy is None:
+            raise Unavailable("PostgreSQL is unavailable, and this credential was not seen lately")
+        if copy == revocation.REVOKED:
+            return None
+        return msgspec.json.decode(copy, type=principal)
+
+    def forget(self, token_hashes: Iterable[bytes]) -> None:
+        """Drop these tokens from this process's cache (they were revoked)."""
+        hashes = list(token_hashes)
+        self._devices.evict(hashes)
+        self._keys.evict(hashes)
+
+    async def watch(self, hub: Hub) -> None:
+        """Forget every token any process revokes, for as long as it runs (a task of the
+        process's resources). Whenever it starts listening (again), it forgets everything: a
+        revocation may have been published while it was not."""
+        if self._shared is None:
+            return
+        name = revocation.channel(self._shared.prefix)
+        while True:
+            try:
+                async with hub.subscribe(name) as subscription:
+                    self._devices.clear()
+                    self._keys.clear()
+                    while True:
+                        self.forget(revocation.revoked_hashes(await subscription.get()))
+            except Overflowed:
+                continue
+            except Exception as exc:  # Redis away: the hub reconnects; listen again
+                log.warning("revocations not followed; retrying", error=repr(exc))
+                await asyncio.sleep(1.0)
 
     async def require_device(self, conn: HTTPConnection) -> DevicePrincipal:
         """The calling device, from ``Authorization: Bearer`` or a ``token`` query parameter."""

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from app import outbox_metrics
-from app.auth import Authenticator
+from app.auth import Authenticator, SharedCredentials
 from app.metrics import (
     GROUP_DEAD_LETTERS,
     GROUP_OLDEST_PENDING,
@@ -118,7 +118,16 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             pool=pool,
             names=names,
             appender=PingAppender(names=names, run_script=run_script, on_stored=count_accepted),
-            auth=Authenticator(pool, ttl_s=settings.auth_cache_ttl_s),
+            auth=Authenticator(
+                pool,
+                ttl_s=settings.auth_cache_ttl_s,
+                shared=SharedCredentials(
+                    redis=redis,
+                    prefix=settings.redis_prefix,
+                    db_timeout_s=settings.auth_db_timeout_s,
+                    fallback_ttl_s=settings.auth_fallback_ttl_s,
+                ),
+            ),
             hub=hub,
             solver=solver,
         )
@@ -129,6 +138,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 _every(outbox_metrics.SAMPLE_S, outbox_metrics.sample_outbox, resources)
             ),
             asyncio.create_task(_every(REQUEUE_S, _requeue_plans, resources)),
+            asyncio.create_task(resources.auth.watch(hub)),
         ]
         stack.push_async_callback(_cancel, tasks)
         yield resources

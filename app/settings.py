@@ -83,6 +83,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     claim_idle_ms: Positive = 30_000
     partition_days_ahead: Annotated[int, Meta(ge=1, le=60)] = 3
     auth_cache_ttl_s: Annotated[float, Meta(ge=0)] = 30.0
+    """How long a process keeps a token lookup; revocations evict it at once through Redis."""
+    auth_db_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    """How long a token lookup waits for PostgreSQL before it reads the copy in Redis."""
+    auth_fallback_ttl_s: Annotated[float, Meta(ge=60, le=30 * 86_400)] = 86_400.0
+    """How long Redis keeps a resolved credential's copy (and a revocation's tombstone)."""
     db_pool_max: Annotated[int, Meta(ge=1, le=200)] = 10
     workers: tuple[WorkerName, ...] = WORKER_NAMES
     travel_speed_mps: PositiveFloat = 8.0

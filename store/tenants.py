@@ -62,14 +62,16 @@ async def find_api_key(conn: AsyncConnection, token_hash: bytes) -> ApiPrincipal
     )
 
 
-async def revoke_api_key(conn: AsyncConnection, org_id: OrgId, key_id: ApiKeyId) -> bool:
-    """Revoke a key of ``org_id``; False when no such unrevoked key exists."""
-    cursor = await conn.execute(
+async def revoke_api_key(conn: AsyncConnection, org_id: OrgId, key_id: ApiKeyId) -> bytes | None:
+    """Revoke a key of ``org_id``: its token's hash (for :func:`app.revocation.announce`), or
+    None when no such unrevoked key exists."""
+    return await fetch_one(
+        conn,
+        scalar_row,
         "UPDATE api_keys SET revoked_at = now()"
-        " WHERE id = %s AND org_id = %s AND revoked_at IS NULL",
+        " WHERE id = %s AND org_id = %s AND revoked_at IS NULL RETURNING token_hash",
         (key_id, org_id),
     )
-    return cursor.rowcount == 1
 
 
 async def create_driver(
@@ -133,14 +135,27 @@ async def find_device(conn: AsyncConnection, token_hash: bytes) -> DevicePrincip
     )
 
 
-async def revoke_device(conn: AsyncConnection, org_id: OrgId, device_id: DeviceId) -> bool:
-    """Revoke a device token of ``org_id``; False when no such unrevoked device exists."""
-    cursor = await conn.execute(
+async def revoke_device(conn: AsyncConnection, org_id: OrgId, device_id: DeviceId) -> bytes | None:
+    """Revoke a device token of ``org_id``: its hash, or None when no such unrevoked device
+    exists."""
+    return await fetch_one(
+        conn,
+        scalar_row,
         "UPDATE devices SET revoked_at = now()"
-        " WHERE id = %s AND org_id = %s AND revoked_at IS NULL",
+        " WHERE id = %s AND org_id = %s AND revoked_at IS NULL RETURNING token_hash",
         (device_id, org_id),
     )
-    return cursor.rowcount == 1
+
+
+async def device_hashes(conn: AsyncConnection, org_id: OrgId, driver_id: DriverId) -> list[bytes]:
+    """The token hashes of a driver's unrevoked devices (what deactivating it revokes)."""
+    return await fetch_all(
+        conn,
+        scalar_row,
+        "SELECT token_hash FROM devices WHERE org_id = %s AND driver_id = %s"
+        " AND revoked_at IS NULL",
+        (org_id, driver_id),
+    )
 
 
 async def list_api_keys(conn: AsyncConnection, org_id: OrgId) -> list[Credential]:
@@ -151,6 +166,30 @@ async def list_api_keys(conn: AsyncConnection, org_id: OrgId) -> list[Credential
         "SELECT id, name, role, token_prefix, created_at, revoked_at FROM api_keys"
         " WHERE org_id = %s ORDER BY id",
         (org_id,),
+    )
+
+
+async def get_api_key(conn: AsyncConnection, org_id: OrgId, key_id: ApiKeyId) -> Credential | None:
+    """One API key of ``org_id`` as :func:`list_api_keys` shows it, or None."""
+    return await fetch_one(
+        conn,
+        class_row(Credential),
+        "SELECT id, name, role, token_prefix, created_at, revoked_at FROM api_keys"
+        " WHERE org_id = %s AND id = %s",
+        (org_id, key_id),
+    )
+
+
+async def get_device(
+    conn: AsyncConnection, org_id: OrgId, device_id: DeviceId
+) -> Credential | None:
+    """One device token of ``org_id`` as :func:`list_devices` shows it, or None."""
+    return await fetch_one(
+        conn,
+        class_row(Credential),
+        "SELECT id, name, 'device' AS role, token_prefix, created_at, revoked_at FROM devices"
+        " WHERE org_id = %s AND id = %s",
+        (org_id, device_id),
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from app.cli.base import main, services, settings_from, with_connection
 from schemas.auth import Credential
+
+if TYPE_CHECKING:
+    from app.revocation import CredentialKind
 
 
 @main.command()
@@ -127,9 +130,29 @@ def _echo_credentials(credentials: list[Credential]) -> None:
 
 
 REVOCATION_NOTE = (
-    "Servers that authenticated it in the last LASTMILE_AUTH_CACHE_TTL_S seconds (30 by default)"
-    " accept it until their cache entry expires."
+    "With LASTMILE_REDIS_URL set, every server forgets it at once. Without (embedded services),"
+    " servers that authenticated it in the last LASTMILE_AUTH_CACHE_TTL_S seconds (30 by"
+    " default) accept it until their cache entry expires: revoke through the API instead."
 )
+
+
+async def _announce(ctx: click.Context, kind: CredentialKind, token_hash: bytes) -> None:
+    """Tell the servers to forget the revoked token, when there is a configured Redis."""
+    settings = settings_from(ctx)
+    if not settings.redis_url:
+        click.echo("no LASTMILE_REDIS_URL: servers forget it when their cache entry expires")
+        return
+    from redis.asyncio import Redis
+
+    from app.revocation import announce
+
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await announce(
+            redis, settings.redis_prefix, kind, [token_hash], settings.auth_fallback_ttl_s
+        )
+    finally:
+        await redis.aclose()
 
 
 @apikey.command("list")
@@ -156,11 +179,13 @@ def apikey_revoke(ctx: click.Context, org_id: int, key_id: int) -> None:
     from store import tenants
 
     async def go(conn: Any) -> None:
-        if not await tenants.revoke_api_key(conn, OrgId(org_id), ApiKeyId(key_id)):
+        token_hash = await tenants.revoke_api_key(conn, OrgId(org_id), ApiKeyId(key_id))
+        if token_hash is None:
             raise click.BadParameter(
                 f"no active API key {key_id} in organisation {org_id}", param_hint="KEY_ID"
             )
         click.echo(f"API key {key_id} revoked")
+        await _announce(ctx, "key", token_hash)
 
     with_connection(ctx, go)
 
@@ -190,11 +215,13 @@ def driver_revoke_device(ctx: click.Context, org_id: int, device_id: int) -> Non
     from store import tenants
 
     async def go(conn: Any) -> None:
-        if not await tenants.revoke_device(conn, OrgId(org_id), DeviceId(device_id)):
+        token_hash = await tenants.revoke_device(conn, OrgId(org_id), DeviceId(device_id))
+        if token_hash is None:
             raise click.BadParameter(
                 f"no active device {device_id} in organisation {org_id}", param_hint="DEVICE_ID"
             )
         click.echo(f"device {device_id} revoked")
+        await _announce(ctx, "device", token_hash)
 
     with_connection(ctx, go)
 
