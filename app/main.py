@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from app.api import (
+    credentials,
     customer_answers,
     customer_proof,
     demo_mail,
@@ -81,7 +82,14 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/vehicles/{vehicle_id}", fleet.vehicle, methods=["GET", "PATCH"]),
         Route("/v1/drivers", fleet.drivers, methods=["GET", "POST"]),
         Route("/v1/drivers/{driver_id}", fleet.driver, methods=["GET", "PATCH"]),
-        Route("/v1/drivers/{driver_id}/devices", fleet.add_device, methods=["POST"]),
+        Route(
+            "/v1/drivers/{driver_id}/devices",
+            fleet.devices,
+            methods=["GET", "POST"],
+        ),
+        Route("/v1/devices/{device_id}/revoke", credentials.revoke_device, methods=["POST"]),
+        Route("/v1/api-keys", credentials.api_keys, methods=["GET", "POST"]),
+        Route("/v1/api-keys/{key_id}/revoke", credentials.revoke_api_key, methods=["POST"]),
         Route("/v1/drivers/{driver_id}/devices/qr", driver_qr.device_qr, methods=["POST"]),
         Route(
             "/v1/settings/customer-proof",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId
 
@@ -40,3 +41,33 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True):
     """The first characters of the secret, to tell credentials apart."""
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class ApiKeyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/api-keys``: a new key for an integration or a person."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    role: Role
+
+
+class ApiKeyCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """A new API key: ``token`` is shown in this answer only (it is stored hashed); a replay
+    of the same idempotent request answers ``token: null``."""
+
+    id: ApiKeyId
+    name: str
+    role: Role
+    token: str | None
+    token_prefix: str
+
+
+class ApiKeys(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/api-keys``: every key of the organisation, revoked ones too, oldest first."""
+
+    api_keys: list[Credential]
+
+
+class Devices(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/drivers/{id}/devices``: the driver's device tokens, revoked ones too."""
+
+    devices: list[Credential]

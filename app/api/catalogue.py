@@ -23,7 +23,7 @@ from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import ErrorBody
 from app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
-from schemas.auth import Role
+from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Credential, Devices, Role
 from schemas.customer import (
     CustomerAnswers,
     Instructions,
@@ -300,6 +300,8 @@ IDS: Final = {
     "webhook_id": 4,
     "delivery_id": 311,
     "proof_id": 17,
+    "device_id": 11,
+    "key_id": 4,
 }
 """Every id parameter of a path, with the example's id."""
 PATH_PARAMS: Final = (
@@ -572,6 +574,22 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             description="The URL's base is `LASTMILE_PUBLIC_URL`, else the address this request"
             " reached. The driver scans the code with the phone's camera and the app opens"
             " signed in."),
+        api("GET", "/v1/drivers/{driver_id}/devices", "A driver's device tokens", FLEET_WRITERS,
+            ok("Oldest first, revoked ones too; never the secrets.", Devices, ex.DEVICES)),
+        api("POST", "/v1/devices/{device_id}/revoke", "Revoke a device token (idempotent)",
+            FLEET_WRITERS, ok("The device, revoked.", Credential, ex.REVOKED_DEVICE),
+            description="Every server refuses the token at once (the revocation reaches them"
+            " through Redis)."),
+        api("GET", "/v1/api-keys", "The organisation's API keys", ADMINS,
+            ok("Oldest first, revoked ones too; never the secrets.", ApiKeys, ex.API_KEYS)),
+        api("POST", "/v1/api-keys", "Create an API key", ADMINS,
+            created("The key, shown in this answer only (a replay answers `token: null`).",
+                    ApiKeyCreated, ex.API_KEY_CREATED),
+            body=json_body(ApiKeyIn, ex.API_KEY_IN), idempotent=True),
+        api("POST", "/v1/api-keys/{key_id}/revoke", "Revoke an API key (idempotent)", ADMINS,
+            ok("The key, revoked.", Credential, ex.REVOKED_API_KEY),
+            description="Every server refuses the key at once (the revocation reaches them"
+            " through Redis)."),
         api("POST", "/v1/shifts/{shift_id}/cancel", "Cancel a shift (idempotent)", FLEET_WRITERS,
             ok("The cancelled shift.", Shift, ex.CANCELLED_SHIFT)),
         api("GET", "/v1/settings/dimensions", "The organisation's capacity dimensions", READERS,

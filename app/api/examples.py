@@ -12,6 +12,7 @@ from typing import Final
 
 from msgspec.structs import replace
 
+from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Credential, Devices
 from schemas.customer import (
     CustomerAnswers,
     Instructions,
@@ -56,6 +57,7 @@ from schemas.delivery import (
 from schemas.driver_profile import DriverProfile
 from schemas.driver_qr import DeviceSignIn
 from schemas.ids import (
+    ApiKeyId,
     CarrierId,
     DepotId,
     DeviceId,
@@ -226,6 +228,32 @@ DEVICE_CREATED: Final = DeviceCreated(
     token="lmd_Qk9ZcW5nLXRva2VuLXNob3duLW9uY2UtaW4tdGhpcw",  # noqa: S106 - an example
     token_prefix="lmd_Qk9ZcW",  # noqa: S106 - an example
 )
+DEVICE_CREDENTIAL: Final = Credential(
+    id=11,
+    name="work phone",
+    role="device",
+    token_prefix="lmd_Qk9ZcW",  # noqa: S106 - an example
+    created_at=CREATED,
+)
+DEVICES: Final = Devices(devices=[DEVICE_CREDENTIAL])
+REVOKED_DEVICE: Final = replace(DEVICE_CREDENTIAL, revoked_at=CREATED)
+API_KEY_IN: Final = ApiKeyIn(name="shop integration", role="integration")
+API_KEY_CREATED: Final = ApiKeyCreated(
+    id=ApiKeyId(4),
+    name="shop integration",
+    role="integration",
+    token="lmk_U2hvcC1pbnRlZ3JhdGlvbi1rZXktc2hvd24tb25jZQ",  # noqa: S106 - an example
+    token_prefix="lmk_U2hvcC",  # noqa: S106 - an example
+)
+API_KEY: Final = Credential(
+    id=4,
+    name="shop integration",
+    role="integration",
+    token_prefix="lmk_U2hvcC",  # noqa: S106 - an example
+    created_at=CREATED,
+)
+API_KEYS: Final = ApiKeys(api_keys=[API_KEY])
+REVOKED_API_KEY: Final = replace(API_KEY, revoked_at=CREATED)
 CUSTOMER_PROOF: Final = CustomerProof(photo=True)
 DRIVER_PROFILE: Final = DriverProfile(
     driver_id=DRIVER.id, name=DRIVER.name, time_zone="Europe/Berlin"

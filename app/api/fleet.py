@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.api import credentials
 from app.api.checks import check_amounts, check_window
 from app.api.order_import import RESERVED_COLUMNS
 from app.auth import ADMINS, FLEET_WRITERS, READERS, issue_device_token, token_prefix
@@ -42,6 +43,7 @@ from app.http import (
     resources_of,
 )
 from app.idempotency import Answer, run_create
+from app.resources import Resources
 from schemas.auth import ApiPrincipal, Role
 from schemas.delivery import (
     CarrierIn,
@@ -51,6 +53,7 @@ from schemas.delivery import (
     DeviceCreated,
     DeviceIn,
     Dimensions,
+    Driver,
     DriverIn,
     DriverPatch,
     Shift,
@@ -67,6 +70,7 @@ In = TypeVar("In", bound=msgspec.Struct)
 Out = TypeVar("Out", bound=msgspec.Struct)
 
 Prepare = Callable[[AsyncConnection, OrgId, Any], Awaitable[Any]]
+Changed = Callable[[Resources, OrgId, Any, Any], Awaitable[None]]
 Filters = Callable[[Request, AsyncConnection, OrgId], Awaitable[tuple[str, list[Any]]]]
 
 
@@ -121,6 +125,7 @@ class Kind(Generic[In, Out]):
     ``editable`` says why a stored row may not be patched, or None when it may; ``filters``
     reads the list's query parameters into SQL conditions (constant text, bound values),
     looking up on the connection the ids they name (another organisation's: 422).
+    ``changed`` runs after a patch committed, with the row before and after it.
     """
 
     noun: str
@@ -130,6 +135,7 @@ class Kind(Generic[In, Out]):
     prepare: Prepare = _as_is
     editable: Callable[[Out], str | None] = field(default=lambda row: None)
     filters: Filters = _by_active
+    changed: Changed | None = None
 
 
 async def _principal(request: Request, roles: tuple[Role, ...]) -> ApiPrincipal:
@@ -188,6 +194,8 @@ def item(kind: Kind[In, Out]) -> Callable[[Request], Awaitable[Response]]:
                 raise Conflict("status", refusal)
             merged = await kind.prepare(conn, org_id, merge(current, patch, kind.create))
             updated = await fleet.update(conn, kind.entity, org_id, row_id, merged)
+        if kind.changed is not None and updated is not None:
+            await kind.changed(resources_of(request), org_id, current, updated)
         return answer(updated)
 
     return handle
@@ -241,7 +249,19 @@ def _shift_editable(shift: Shift) -> str | None:
 DEPOTS = Kind("depot", fleet.DEPOTS, DepotIn, DepotPatch)
 CARRIERS = Kind("carrier", fleet.CARRIERS, CarrierIn, CarrierPatch)
 VEHICLES = Kind("vehicle", fleet.VEHICLES, VehicleIn, VehiclePatch, _vehicle)
-DRIVERS = Kind("driver", fleet.DRIVERS, DriverIn, DriverPatch)
+
+
+async def _driver_changed(
+    resources: Resources, org_id: OrgId, before: Driver, after: Driver
+) -> None:
+    """A driver made inactive is refused on every device at once, in every process."""
+    if before.active and not after.active:
+        await credentials.driver_deactivated(resources, org_id, after.id)
+    elif after.active and not before.active:
+        await credentials.driver_reactivated(resources, org_id, after.id)
+
+
+DRIVERS = Kind("driver", fleet.DRIVERS, DriverIn, DriverPatch, changed=_driver_changed)
 SHIFTS = Kind("shift", fleet.SHIFTS, ShiftIn, ShiftPatch, _shift, _shift_editable, _shift_filters)
 
 depots, depot = collection(DEPOTS), item(DEPOTS)
@@ -273,6 +293,14 @@ async def new_device(
     if issued is None:
         raise NotFound(f"no driver {driver_id} in this organisation")
     return issued
+
+
+async def devices(request: Request) -> Response:
+    """``GET`` (list, :func:`app.api.credentials.devices`) and ``POST`` (register)
+    ``/v1/drivers/{driver_id}/devices``."""
+    if request.method == "GET":
+        return await credentials.devices(request)
+    return await add_device(request)
 
 
 async def add_device(request: Request) -> Response:

@@ -1,0 +1,120 @@
+"""Credentials an administrator manages: API keys (admins) and drivers' device tokens (admins and
+dispatchers), listed without their secrets, created with the secret shown once, revoked.
+
+A revocation commits, then reaches every process through Redis (:func:`app.revocation.announce`):
+the token is refused at once everywhere, not when each process's cache entry expires.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from psycopg import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import revocation
+from app.auth import ADMINS, API_KEY_PREFIX, FLEET_WRITERS, hash_token, new_token, token_prefix
+from app.errors import NotFound
+from app.http import answer, decode, encode, path_id, request_body, resources_of
+from app.idempotency import Answer, run_create
+from app.resources import Resources
+from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Devices
+from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId
+from store import fleet, tenants
+
+
+async def api_keys(request: Request) -> Response:
+    """``GET`` (list) and ``POST`` (create) ``/v1/api-keys``: admins only."""
+    principal = await resources_of(request).auth.require_api_key(request, ADMINS)
+    if request.method == "GET":
+        async with resources_of(request).pool.connection() as conn:
+            found = await tenants.list_api_keys(conn, principal.org_id)
+        return answer(ApiKeys(api_keys=found))
+    body = await request_body(request)
+    wanted = decode(body, request.headers.get("content-type"), ApiKeyIn)
+
+    async def command(conn: AsyncConnection) -> Answer:
+        token = new_token(API_KEY_PREFIX)
+        key_id = await tenants.create_api_key(
+            conn,
+            principal.org_id,
+            name=wanted.name,
+            role=wanted.role,
+            token_hash=hash_token(token),
+            token_prefix=token_prefix(token),
+        )
+        shown = ApiKeyCreated(
+            id=key_id,
+            name=wanted.name,
+            role=wanted.role,
+            token=token,
+            token_prefix=token_prefix(token),
+        )
+        return Answer(201, encode(shown), encode(msgspec.structs.replace(shown, token=None)))
+
+    return await run_create(request, principal, body, command)
+
+
+async def revoke_api_key(request: Request) -> Response:
+    """``POST /v1/api-keys/{key_id}/revoke``: refused everywhere at once; idempotent."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, ADMINS)
+    key_id = ApiKeyId(path_id(request, "key_id"))
+    async with resources.pool.connection() as conn:
+        token_hash = await tenants.revoke_api_key(conn, principal.org_id, key_id)
+        found = await tenants.get_api_key(conn, principal.org_id, key_id)
+    if found is None:
+        raise NotFound(f"no API key {key_id} in this organisation")
+    if token_hash is not None:
+        await _announce(resources, "key", [token_hash])
+    return answer(found)
+
+
+async def devices(request: Request) -> Response:
+    """``GET /v1/drivers/{driver_id}/devices``: the driver's device tokens, never the secrets."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
+    driver_id = DriverId(path_id(request, "driver_id"))
+    async with resources.pool.connection() as conn:
+        if await fleet.get(conn, fleet.DRIVERS, principal.org_id, driver_id) is None:
+            raise NotFound(f"no driver {driver_id} in this organisation")
+        found = await tenants.list_devices(conn, principal.org_id, driver_id)
+    return answer(Devices(devices=found))
+
+
+async def revoke_device(request: Request) -> Response:
+    """``POST /v1/devices/{device_id}/revoke``: refused everywhere at once; idempotent."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
+    device_id = DeviceId(path_id(request, "device_id"))
+    async with resources.pool.connection() as conn:
+        token_hash = await tenants.revoke_device(conn, principal.org_id, device_id)
+        found = await tenants.get_device(conn, principal.org_id, device_id)
+    if found is None:
+        raise NotFound(f"no device {device_id} in this organisation")
+    if token_hash is not None:
+        await _announce(resources, "device", [token_hash])
+    return answer(found)
+
+
+async def driver_deactivated(resources: Resources, org_id: OrgId, driver_id: DriverId) -> None:
+    """A driver made inactive: its devices' tokens are refused everywhere at once."""
+    async with resources.pool.connection() as conn:
+        hashes = await tenants.device_hashes(conn, org_id, driver_id)
+    await _announce(resources, "device", hashes)
+
+
+async def driver_reactivated(resources: Resources, org_id: OrgId, driver_id: DriverId) -> None:
+    """A driver active again: its unrevoked devices' tombstones go (PostgreSQL accepts them)."""
+    async with resources.pool.connection() as conn:
+        hashes = await tenants.device_hashes(conn, org_id, driver_id)
+    await revocation.unrevoke(resources.redis, resources.settings.redis_prefix, "device", hashes)
+
+
+async def _announce(
+    resources: Resources, kind: revocation.CredentialKind, hashes: list[bytes]
+) -> None:
+    settings = resources.settings
+    await revocation.announce(
+        resources.redis, settings.redis_prefix, kind, hashes, settings.auth_fallback_ttl_s
+    )
