@@ -38,6 +38,7 @@ Every error body is ``{"error": code, "field": name-or-null, "reason": text}``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, cast
@@ -50,7 +51,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ExceptionHandler
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from realtime import errors as ingest
 from schemas.codecs import JSON_ENCODER
@@ -325,14 +326,17 @@ def socket_reason(problem: Problem) -> str:
 async def close_socket(websocket: WebSocket, exc: BaseException) -> None:
     """Close ``websocket`` with the close code and a short reason for ``exc``.
 
-    Safe to call in any state: a socket already closed is left as it is.
+    Safe to call in any state: a socket already closed is left as it is, and a client that
+    leaves while it is being closed is no error (the server would log the handler as failed,
+    and its connection could hold up the server's shutdown).
     """
     problem = problem_of(exc)
     if websocket.application_state == WebSocketState.DISCONNECTED:
         return
     if websocket.client_state == WebSocketState.DISCONNECTED:
         return
-    await websocket.close(problem.close_code, socket_reason(problem))
+    with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
+        await websocket.close(problem.close_code, socket_reason(problem))
 
 
 async def handle_error(connection: HTTPConnection, exc: Exception) -> Response | None:
