@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -142,6 +142,8 @@ class Authenticator:
         self._devices: _Cache[DevicePrincipal] = _Cache(ttl_s)
         self._keys: _Cache[ApiPrincipal] = _Cache(ttl_s)
         self._db_down_until = -float("inf")
+        self._watchers: dict[bytes, set[asyncio.Event]] = {}
+        """Per token hash, the events of the open sockets it authenticated."""
 
     async def device(self, token: str) -> DevicePrincipal | None:
         """The device behind ``token``, or None when it is unknown or revoked."""
@@ -206,10 +208,30 @@ class Authenticator:
         return msgspec.json.decode(copy, type=principal)
 
     def forget(self, token_hashes: Iterable[bytes]) -> None:
-        """Drop these tokens from this process's cache (they were revoked)."""
+        """Drop these tokens from this process's cache (they were revoked), and tell the open
+        sockets they authenticated (:meth:`revocable`)."""
         hashes = list(token_hashes)
         self._devices.evict(hashes)
         self._keys.evict(hashes)
+        for token_hash in hashes:
+            for event in self._watchers.get(token_hash, ()):
+                event.set()
+
+    @contextlib.contextmanager
+    def revocable(self, token: str) -> Iterator[asyncio.Event]:
+        """An event set when ``token`` is revoked while the block runs: a socket that
+        authenticated with it closes then, rather than outliving the revocation."""
+        token_hash = hash_token(token)
+        event = asyncio.Event()
+        self._watchers.setdefault(token_hash, set()).add(event)
+        try:
+            yield event
+        finally:
+            watching = self._watchers.get(token_hash)
+            if watching is not None:
+                watching.discard(event)
+                if not watching:
+                    del self._watchers[token_hash]
 
     async def watch(self, hub: Hub) -> None:
         """Forget every token any process revokes, for as long as it runs (a task of the
@@ -233,7 +255,7 @@ class Authenticator:
 
     async def require_device(self, conn: HTTPConnection) -> DevicePrincipal:
         """The calling device, from ``Authorization: Bearer`` or a ``token`` query parameter."""
-        token = bearer_token(conn) or conn.query_params.get("token")
+        token = token_of(conn)
         if not token:
             raise Unauthorized("a device token is required (Authorization: Bearer lmd_...)")
         principal = await self.device(token)
@@ -245,7 +267,7 @@ class Authenticator:
         self, conn: HTTPConnection, roles: tuple[Role, ...] = ("admin", "dispatcher")
     ) -> ApiPrincipal:
         """The calling API key, which must hold one of ``roles``."""
-        token = bearer_token(conn) or conn.query_params.get("token")
+        token = token_of(conn)
         if not token:
             raise Unauthorized("an API key is required (Authorization: Bearer lmk_...)")
         principal = await self.api_key(token)
@@ -254,6 +276,11 @@ class Authenticator:
         if principal.role not in roles:
             raise Forbidden(f"expected a key with role {' or '.join(roles)}, got {principal.role}")
         return principal
+
+
+def token_of(conn: HTTPConnection) -> str | None:
+    """The credential a request or socket carries: ``Authorization: Bearer`` or ``?token=``."""
+    return bearer_token(conn) or conn.query_params.get("token")
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.api.pings import accept, count_rejections
+from app.auth import token_of
 from app.errors import (
     CLOSE_TOO_SLOW,
     Unauthorized,
@@ -67,15 +68,25 @@ async def driver_socket(websocket: WebSocket) -> None:
     WS_CONNECTIONS.labels("driver").inc()
     channel = resources.names.driver_channel(principal.driver_id)
     try:
-        async with resources.hub.subscribe(channel) as subscription:
-            await _send_current_route(resources, principal, peer)
-            pusher = asyncio.create_task(_push(peer, subscription))
-            try:
-                await _receive(resources, principal, peer)
-            finally:
-                pusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pusher
+        with resources.auth.revocable(token_of(websocket) or "") as revoked:
+            async with resources.hub.subscribe(channel) as subscription:
+                await _send_current_route(resources, principal, peer)
+                pusher = asyncio.create_task(_push(peer, subscription))
+                receiver = asyncio.create_task(_receive(resources, principal, peer))
+                watcher = asyncio.create_task(revoked.wait())
+                try:
+                    await asyncio.wait([receiver, watcher], return_when=asyncio.FIRST_COMPLETED)
+                    if revoked.is_set():  # the token was revoked, or its driver made inactive
+                        await close_socket(websocket, Unauthorized("the device token was revoked"))
+                    else:
+                        receiver.result()
+                finally:
+                    for task in (pusher, receiver, watcher):
+                        task.cancel()
+                        with contextlib.suppress(
+                            asyncio.CancelledError, WebSocketDisconnect, Exception
+                        ):
+                            await task
     except WebSocketDisconnect:
         return
     finally:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from app.auth import token_of
 from app.errors import (
     CLOSE_TOO_SLOW,
     BadParameter,
@@ -87,6 +89,7 @@ async def live_socket(websocket: WebSocket) -> None:
     WS_CONNECTIONS.labels("dispatcher").inc()
     try:
         async with (
+            _revocable(resources, websocket) as revoked,
             resources.hub.subscribe_latest(names.positions_channel(org_id)) as positions,
             resources.hub.subscribe_latest(names.org_windows_channel(org_id)) as windows,
             resources.hub.subscribe(names.org_events_channel(org_id)) as events,
@@ -103,6 +106,7 @@ async def live_socket(websocket: WebSocket) -> None:
                 asyncio.create_task(_windows(websocket, windows)),
                 asyncio.create_task(_events(websocket, events, last_id)),
                 asyncio.create_task(_until_closed(websocket)),
+                asyncio.create_task(_until_revoked(websocket, revoked)),
             ]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -191,6 +195,18 @@ async def _events(websocket: WebSocket, feed: Subscription, after: EntryId | Non
         await _send(
             websocket, EventMessage(id=entry_id.decode(), event=EVENT_DECODER.decode(payload))
         )
+
+
+@contextlib.asynccontextmanager
+async def _revocable(resources: Resources, websocket: WebSocket) -> AsyncIterator[asyncio.Event]:
+    with resources.auth.revocable(token_of(websocket) or "") as revoked:
+        yield revoked
+
+
+async def _until_revoked(websocket: WebSocket, revoked: asyncio.Event) -> None:
+    """Close the screen's socket once its key is revoked."""
+    await revoked.wait()
+    await close_socket(websocket, Unauthorized("the API key was revoked"))
 
 
 async def _until_closed(websocket: WebSocket) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,8 +13,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import websockets
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
+from websockets.exceptions import ConnectionClosed
 
 from app.auth import Authenticator, SharedCredentials, hash_token
 from app.errors import Unavailable
@@ -24,7 +27,7 @@ from schemas.ids import DeviceId
 from store import tenants
 from store.db import open_pool
 from tests.adapters.peers import free_port
-from tests.conftest import Tenant, make_tenant
+from tests.conftest import LiveServer, Tenant, make_tenant
 from tests.helpers import eventually
 
 HOUR_S = 3600.0
@@ -217,3 +220,39 @@ async def test_only_admins_manage_api_keys_and_secrets_are_shown_once(
     assert (
         await http.post(f"/v1/devices/{device.id}/revoke", headers=auth(stranger.api_key))
     ).status_code == 404
+
+
+async def test_open_sockets_close_when_their_credential_is_revoked(
+    http: httpx.AsyncClient, server: LiveServer, db: psycopg.AsyncConnection
+) -> None:
+    """A driver's socket and a dispatcher screen's socket, open before the revocation, are
+    closed with 4401 by it rather than outliving it."""
+    admin = await make_tenant(db, drivers=1, role="admin")
+    created = await http.post(
+        "/v1/api-keys", json={"name": "screen", "role": "dispatcher"}, headers=auth(admin.api_key)
+    )
+    screen_key = created.json()["token"]
+    driver = admin.drivers[0]
+    [device] = await tenants.list_devices(db, admin.org_id, driver.id)
+    async with (
+        websockets.connect(f"{server.ws_url}/v1/driver/ws?token={driver.token}") as phone,
+        websockets.connect(f"{server.ws_url}/v1/live/ws?token={screen_key}") as screen,
+    ):
+        sent = {"type": "ping", "id": 1, **ping()["pings"][0]}
+        await phone.send(json.dumps(sent))
+        assert json.loads(await phone.recv())["type"] == "ack"  # the socket is up
+        assert json.loads(await screen.recv())["type"] == "snapshot"
+        headers = auth(admin.api_key)
+        await http.post(f"/v1/devices/{device.id}/revoke", headers=headers)
+        await http.post(f"/v1/api-keys/{created.json()['id']}/revoke", headers=headers)
+        for socket in (phone, screen):
+            assert await _close_code(socket) == 4401
+
+
+async def _close_code(socket: websockets.ClientConnection) -> int | None:
+    """Read until the server closes the socket; its close code."""
+    try:
+        while True:
+            await asyncio.wait_for(socket.recv(), timeout=10)
+    except ConnectionClosed as closed:
+        return None if closed.rcvd is None else closed.rcvd.code
