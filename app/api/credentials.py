@@ -7,6 +7,9 @@ the token is refused at once everywhere, not when each process's cache entry exp
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import msgspec
 from psycopg import AsyncConnection
 from starlette.requests import Request
@@ -18,8 +21,8 @@ from app.errors import NotFound
 from app.http import answer, decode, encode, path_id, request_body, resources_of
 from app.idempotency import Answer, run_create
 from app.resources import Resources
-from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Devices
-from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId
+from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Credential, Devices, Role
+from schemas.ids import DriverId, OrgId
 from store import fleet, tenants
 
 
@@ -57,17 +60,9 @@ async def api_keys(request: Request) -> Response:
 
 async def revoke_api_key(request: Request) -> Response:
     """``POST /v1/api-keys/{key_id}/revoke``: refused everywhere at once; idempotent."""
-    resources = resources_of(request)
-    principal = await resources.auth.require_api_key(request, ADMINS)
-    key_id = ApiKeyId(path_id(request, "key_id"))
-    async with resources.pool.connection() as conn:
-        token_hash = await tenants.revoke_api_key(conn, principal.org_id, key_id)
-        found = await tenants.get_api_key(conn, principal.org_id, key_id)
-    if found is None:
-        raise NotFound(f"no API key {key_id} in this organisation")
-    if token_hash is not None:
-        await _announce(resources, "key", [token_hash])
-    return answer(found)
+    return await _revoke(
+        request, ADMINS, "key", "API key", tenants.revoke_api_key, tenants.get_api_key
+    )
 
 
 async def devices(request: Request) -> Response:
@@ -84,16 +79,35 @@ async def devices(request: Request) -> Response:
 
 async def revoke_device(request: Request) -> Response:
     """``POST /v1/devices/{device_id}/revoke``: refused everywhere at once; idempotent."""
+    return await _revoke(
+        request, FLEET_WRITERS, "device", "device", tenants.revoke_device, tenants.get_device
+    )
+
+
+Revoke = Callable[[AsyncConnection, OrgId, Any], Awaitable[bytes | None]]
+Read = Callable[[AsyncConnection, OrgId, Any], Awaitable[Credential | None]]
+
+
+async def _revoke(
+    request: Request,
+    roles: tuple[Role, ...],
+    kind: revocation.CredentialKind,
+    noun: str,
+    revoke: Revoke,
+    read: Read,
+) -> Response:
+    """Revoke the credential of the path's id (``key_id`` or ``device_id``), tell every
+    process, answer it as listed (404 when the organisation has no such credential)."""
     resources = resources_of(request)
-    principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
-    device_id = DeviceId(path_id(request, "device_id"))
+    principal = await resources.auth.require_api_key(request, roles)
+    credential_id = path_id(request, f"{kind}_id")
     async with resources.pool.connection() as conn:
-        token_hash = await tenants.revoke_device(conn, principal.org_id, device_id)
-        found = await tenants.get_device(conn, principal.org_id, device_id)
+        token_hash = await revoke(conn, principal.org_id, credential_id)
+        found = await read(conn, principal.org_id, credential_id)
     if found is None:
-        raise NotFound(f"no device {device_id} in this organisation")
+        raise NotFound(f"no {noun} {credential_id} in this organisation")
     if token_hash is not None:
-        await _announce(resources, "device", [token_hash])
+        await _announce(resources, kind, [token_hash])
     return answer(found)
 
 
