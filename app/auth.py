@@ -34,6 +34,7 @@ from starlette.requests import HTTPConnection
 from app import revocation
 from app.errors import Forbidden, Unauthorized, Unavailable
 from app.revocation import CredentialKind
+from app.throttle import FailedCredentials
 from realtime.hub import Hub, Overflowed
 from schemas.auth import ApiPrincipal, DevicePrincipal, Role
 from schemas.ids import DeviceId, DriverId, OrgId
@@ -135,10 +136,16 @@ class Authenticator:
     """
 
     def __init__(
-        self, pool: AsyncConnectionPool, *, ttl_s: float, shared: SharedCredentials | None = None
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        ttl_s: float,
+        shared: SharedCredentials | None = None,
+        throttle: FailedCredentials | None = None,
     ) -> None:
         self._pool = pool
         self._shared = shared
+        self._throttle = throttle
         self._devices: _Cache[DevicePrincipal] = _Cache(ttl_s)
         self._keys: _Cache[ApiPrincipal] = _Cache(ttl_s)
         self._db_down_until = -float("inf")
@@ -253,13 +260,25 @@ class Authenticator:
                 log.warning("revocations not followed; retrying", error=repr(exc))
                 await asyncio.sleep(1.0)
 
+    def check(self, conn: HTTPConnection) -> None:
+        """Refuse (429) a caller whose address sent too many failed credentials lately."""
+        if self._throttle is not None:
+            self._throttle.check(conn.client.host if conn.client else None)
+
+    async def failed(self, conn: HTTPConnection) -> None:
+        """Count a failed credential of the caller's address (429 once it is over the limit)."""
+        if self._throttle is not None:
+            await self._throttle.failed(conn.client.host if conn.client else None)
+
     async def require_device(self, conn: HTTPConnection) -> DevicePrincipal:
         """The calling device, from ``Authorization: Bearer`` or a ``token`` query parameter."""
+        self.check(conn)
         token = token_of(conn)
         if not token:
             raise Unauthorized("a device token is required (Authorization: Bearer lmd_...)")
         principal = await self.device(token)
         if principal is None:
+            await self.failed(conn)
             raise Unauthorized("unknown or revoked device token")
         return principal
 
@@ -267,11 +286,13 @@ class Authenticator:
         self, conn: HTTPConnection, roles: tuple[Role, ...] = ("admin", "dispatcher")
     ) -> ApiPrincipal:
         """The calling API key, which must hold one of ``roles``."""
+        self.check(conn)
         token = token_of(conn)
         if not token:
             raise Unauthorized("an API key is required (Authorization: Bearer lmk_...)")
         principal = await self.api_key(token)
         if principal is None:
+            await self.failed(conn)
             raise Unauthorized("unknown or revoked API key")
         if principal.role not in roles:
             raise Forbidden(f"expected a key with role {' or '.join(roles)}, got {principal.role}")

@@ -19,6 +19,7 @@ and are mapped here, once, by :func:`problem_of`. The same problem answers an HT
     ├── UnknownIds                          422    unknown_ids               4422
     ├── OverLimit                           422    over_limit                4422
     ├── Unprocessable                       422    unprocessable             4422
+    ├── TooManyFailures                     429    too_many_failures         4429
     └── Unavailable                         503    unavailable               1013
     realtime.errors.MalformedBody           400    malformed_body            4400
     realtime.errors.InvalidPing             400    invalid_ping              4400
@@ -72,6 +73,7 @@ CLOSE_TOO_SLOW: Final = 4408
 CLOSE_CONFLICT: Final = 4409
 CLOSE_GONE: Final = 4410
 CLOSE_UNPROCESSABLE: Final = 4422
+CLOSE_TOO_MANY: Final = 4429
 
 CLOSE_REASON_BYTES: Final = 123
 """The most a close frame's reason may hold (RFC 6455: 125 bytes of payload, 2 for the code)."""
@@ -211,6 +213,19 @@ class Unprocessable(ApiError):
     template that does not render): ``field`` names the value and ``reason`` says why."""
 
     kind = Kind(422, "unprocessable", CLOSE_UNPROCESSABLE)
+
+
+class TooManyFailures(ApiError):
+    """Too many failed credentials from this address: refused until ``retry_after_s`` passed."""
+
+    kind = Kind(429, "too_many_failures", CLOSE_TOO_MANY)
+
+    def __init__(self, reason: str, *, retry_after_s: int) -> None:
+        super().__init__(None, reason)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return (("retry-after", str(self.retry_after_s)),)
 
 
 class Unavailable(ApiError):

@@ -86,6 +86,8 @@ ERROR_MEANINGS: Final[dict[int, str]] = {
     413: "The body is larger than the server takes (`LASTMILE_MAX_BODY_BYTES`).",
     415: "The `Content-Type` is not one this operation reads.",
     422: "The request is well-formed but cannot be processed; `reason` says why.",
+    429: "Too many failed credentials from this address (`LASTMILE_AUTH_FAILURE_LIMIT`);"
+    " retry after `Retry-After` seconds.",
     503: "PostgreSQL or Redis could not take the request; retry (with `Retry-After`).",
 }
 
@@ -299,7 +301,7 @@ def _security(credential: Credential, roles: Sequence[Role]) -> list[dict[str, l
 def _implied_errors(op: Operation, path_params: Sequence[str]) -> set[int]:
     statuses = set(op.errors)
     if op.credential in ("api_key", "device", "basic", "osmand"):
-        statuses |= {401, 503}
+        statuses |= {401, 429, 503}
     if op.roles:
         statuses.add(403)
     if op.body is not None:

@@ -30,6 +30,7 @@ from app.metrics import (
 )
 from app.process.solver_pool import SolverPool
 from app.settings import Settings
+from app.throttle import FailedCredentials
 from realtime.hub import Hub
 from realtime.streams import APPEND_SCRIPT, PingAppender, StreamNames
 from solver.matrix import ConstantSpeed, GreatCircleProvider, MatrixProvider
@@ -126,6 +127,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     prefix=settings.redis_prefix,
                     db_timeout_s=settings.auth_db_timeout_s,
                     fallback_ttl_s=settings.auth_fallback_ttl_s,
+                ),
+                throttle=FailedCredentials(
+                    redis,
+                    settings.redis_url,
+                    prefix=settings.redis_prefix,
+                    limit=settings.auth_failure_limit,
                 ),
             ),
             hub=hub,

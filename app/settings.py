@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
+from limits import parse as parse_limit
 from msgspec import Meta
 
 from adapters.sms import TemplatedHttpConfig
@@ -88,6 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a token lookup waits for PostgreSQL before it reads the copy in Redis."""
     auth_fallback_ttl_s: Annotated[float, Meta(ge=60, le=30 * 86_400)] = 86_400.0
     """How long Redis keeps a resolved credential's copy (and a revocation's tombstone)."""
+    auth_failure_limit: str = "30/minute"
+    """Failed credentials one address may send (``limits`` notation: ``30/minute``,
+    ``100 per hour``); past it, the address is refused (429) until the window has passed."""
     db_pool_max: Annotated[int, Meta(ge=1, le=200)] = 10
     workers: tuple[WorkerName, ...] = WORKER_NAMES
     travel_speed_mps: PositiveFloat = 8.0
@@ -239,6 +243,11 @@ def _parse(name: str, value: str, field_type: Any) -> Any:
         except ValueError as exc:
             raise SettingsError(PREFIX + name.upper(), str(exc)) from None
         return decoded
+    if name == "auth_failure_limit":
+        try:
+            parse_limit(value)
+        except ValueError as exc:
+            raise SettingsError(PREFIX + name.upper(), f"expected e.g. 30/minute: {exc}") from None
     if name == "notify_quiet_hours":
         try:
             parse_quiet_hours(value)

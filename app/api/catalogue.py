@@ -936,6 +936,7 @@ SOCKETS: Final[tuple[Socket, ...]] = (
         params=(Param("token", str, "The device token, when no Bearer header can be sent."),),
         closes={
             4401: "no usable device token",
+            4429: "too many failed credentials from this address",
             4408: "fell too far behind; reconnect",
             1013: "Redis could not take the pings; reconnect and re-send",
             1009: "a message larger than the server takes",
@@ -957,6 +958,7 @@ SOCKETS: Final[tuple[Socket, ...]] = (
         closes={
             4400: "a bad parameter (`bbox`, `day`)",
             4401: "no usable API key",
+            4429: "too many failed credentials from this address",
             4403: "the key's role may not read the feed",
             4408: "fell too far behind; reconnect with `since`",
         },

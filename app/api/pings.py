@@ -99,6 +99,7 @@ async def osmand_fix(request: Request) -> Response:
     the entry says ``time_source="server"``.
     """
     resources = resources_of(request)
+    resources.auth.check(request)
     settings = resources.settings
     now = datetime.now(UTC)
     body = await read_body(request, settings.max_body_bytes) if request.method == "POST" else b""
@@ -113,6 +114,7 @@ async def osmand_fix(request: Request) -> Response:
     principal = await resources.auth.device(fix.device_id)
     if principal is None:
         PINGS_REJECTED.labels("osmand", "unknown_device").inc()
+        await resources.auth.failed(request)
         raise UnknownDevice("id", "unknown device identifier: register it as a device token")
     await _accept_one(resources, principal, "osmand", fix.ping, now, fix.time_source)
     return Response(status_code=200)
@@ -124,6 +126,7 @@ async def owntracks_location(request: Request) -> Response:
     An empty body or a message other than ``location`` is answered ``[]`` too, storing nothing.
     """
     resources = resources_of(request)
+    resources.auth.check(request)
     credentials = basic_credentials(request)
     if credentials is None:
         raise Unauthorized(
@@ -131,6 +134,7 @@ async def owntracks_location(request: Request) -> Response:
         )
     principal = await resources.auth.device(credentials[1])
     if principal is None:
+        await resources.auth.failed(request)
         raise Unauthorized("unknown or revoked device token", challenge="Basic")
     now = datetime.now(UTC)
     body = await read_body(request, resources.settings.max_body_bytes)
