@@ -22,6 +22,8 @@ from app.errors import TooManyFailures
 
 DEFAULT_LIMIT: Final = "30/minute"
 """Failed credentials an address may send in a window."""
+MAX_BLOCKED: Final = 10_000
+"""Blocked addresses a process keeps before it drops the expired ones."""
 
 
 def storage_uri(redis_url: str) -> str:
@@ -71,5 +73,8 @@ class FailedCredentials:
         if await self._limiter.hit(self._item, "credentials", address):
             return
         stats = await self._limiter.get_window_stats(self._item, "credentials", address)
-        self._blocked[address] = time.monotonic() + max(1.0, stats.reset_time - time.time())
+        now = time.monotonic()
+        if len(self._blocked) >= MAX_BLOCKED:  # many addresses at once: forget the expired
+            self._blocked = {a: until for a, until in self._blocked.items() if until > now}
+        self._blocked[address] = now + max(1.0, stats.reset_time - time.time())
         self.check(address)
