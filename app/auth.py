@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
-from app import revocation
+from app import revocation, tickets
 from app.errors import Forbidden, Unauthorized, Unavailable
 from app.revocation import CredentialKind
 from app.throttle import FailedCredentials
@@ -154,7 +154,10 @@ class Authenticator:
 
     async def device(self, token: str) -> DevicePrincipal | None:
         """The device behind ``token``, or None when it is unknown or revoked."""
-        token_hash = hash_token(token)
+        return await self.device_by_hash(hash_token(token))
+
+    async def device_by_hash(self, token_hash: bytes) -> DevicePrincipal | None:
+        """The device whose token has this SHA-256, or None."""
 
         async def load() -> DevicePrincipal | None:
             return await self._load("device", token_hash, tenants.find_device, DevicePrincipal)
@@ -163,7 +166,10 @@ class Authenticator:
 
     async def api_key(self, token: str) -> ApiPrincipal | None:
         """The API key behind ``token``, or None when it is unknown or revoked."""
-        token_hash = hash_token(token)
+        return await self.api_key_by_hash(hash_token(token))
+
+    async def api_key_by_hash(self, token_hash: bytes) -> ApiPrincipal | None:
+        """The API key whose token has this SHA-256, or None."""
 
         async def load() -> ApiPrincipal | None:
             return await self._load("key", token_hash, tenants.find_api_key, ApiPrincipal)
@@ -225,10 +231,10 @@ class Authenticator:
                 event.set()
 
     @contextlib.contextmanager
-    def revocable(self, token: str) -> Iterator[asyncio.Event]:
-        """An event set when ``token`` is revoked while the block runs: a socket that
-        authenticated with it closes then, rather than outliving the revocation."""
-        token_hash = hash_token(token)
+    def revocable(self, conn: HTTPConnection) -> Iterator[asyncio.Event]:
+        """An event set when the credential ``conn`` authenticated with (``require_*``) is
+        revoked while the block runs: a socket closes then, rather than outliving it."""
+        token_hash: bytes = getattr(conn.state, "token_hash", b"")
         event = asyncio.Event()
         self._watchers.setdefault(token_hash, set()).add(event)
         try:
@@ -270,16 +276,35 @@ class Authenticator:
         if self._throttle is not None:
             await self._throttle.failed(conn.client.host if conn.client else None)
 
-    async def require_device(self, conn: HTTPConnection) -> DevicePrincipal:
-        """The calling device, from ``Authorization: Bearer`` or a ``token`` query parameter."""
-        self.check(conn)
+    async def _presented(self, conn: HTTPConnection, kind: CredentialKind) -> bytes | None:
+        """The SHA-256 of the token ``conn`` carries (``Authorization: Bearer``, ``?token=``) or
+        its ``?ticket=`` stands for; None when it carries neither."""
         token = token_of(conn)
-        if not token:
+        if token:
+            return hash_token(token)
+        ticket = conn.query_params.get("ticket")
+        if not ticket or conn.scope["type"] != "websocket":  # tickets open sockets only
+            return None
+        redeemed = None
+        if self._shared is not None:
+            redeemed = await tickets.redeem(self._shared.redis, self._shared.prefix, ticket)
+        if redeemed is None or redeemed[0] != kind:
+            await self.failed(conn)
+            raise Unauthorized("unknown, used or expired ticket")
+        return redeemed[1]
+
+    async def require_device(self, conn: HTTPConnection) -> DevicePrincipal:
+        """The calling device, from ``Authorization: Bearer``, a ``token`` query parameter or a
+        socket ticket (:mod:`app.tickets`)."""
+        self.check(conn)
+        token_hash = await self._presented(conn, "device")
+        if token_hash is None:
             raise Unauthorized("a device token is required (Authorization: Bearer lmd_...)")
-        principal = await self.device(token)
+        principal = await self.device_by_hash(token_hash)
         if principal is None:
             await self.failed(conn)
             raise Unauthorized("unknown or revoked device token")
+        conn.state.token_hash = token_hash
         return principal
 
     async def require_api_key(
@@ -287,13 +312,14 @@ class Authenticator:
     ) -> ApiPrincipal:
         """The calling API key, which must hold one of ``roles``."""
         self.check(conn)
-        token = token_of(conn)
-        if not token:
+        token_hash = await self._presented(conn, "key")
+        if token_hash is None:
             raise Unauthorized("an API key is required (Authorization: Bearer lmk_...)")
-        principal = await self.api_key(token)
+        principal = await self.api_key_by_hash(token_hash)
         if principal is None:
             await self.failed(conn)
             raise Unauthorized("unknown or revoked API key")
+        conn.state.token_hash = token_hash
         if principal.role not in roles:
             raise Forbidden(f"expected a key with role {' or '.join(roles)}, got {principal.role}")
         return principal

@@ -89,6 +89,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         ),
         Route("/v1/devices/{device_id}/revoke", credentials.revoke_device, methods=["POST"]),
         Route("/v1/api-keys", credentials.api_keys, methods=["GET", "POST"]),
+        Route("/v1/socket-tickets", credentials.socket_ticket, methods=["POST"]),
+        Route("/v1/driver/socket-tickets", credentials.driver_socket_ticket, methods=["POST"]),
         Route("/v1/api-keys/{key_id}/revoke", credentials.revoke_api_key, methods=["POST"]),
         Route("/v1/drivers/{driver_id}/devices/qr", driver_qr.device_qr, methods=["POST"]),
         Route(

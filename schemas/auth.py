@@ -71,3 +71,11 @@ class Devices(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /v1/drivers/{id}/devices``: the driver's device tokens, revoked ones too."""
 
     devices: list[Credential]
+
+
+class SocketTicket(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /v1/socket-tickets``: open a socket with ``?ticket=`` within ``expires_in_s``;
+    it works once."""
+
+    ticket: str
+    expires_in_s: int

@@ -23,7 +23,15 @@ from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import ErrorBody
 from app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
-from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Credential, Devices, Role
+from schemas.auth import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeys,
+    Credential,
+    Devices,
+    Role,
+    SocketTicket,
+)
 from schemas.customer import (
     CustomerAnswers,
     Instructions,
@@ -586,6 +594,14 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             created("The key, shown in this answer only (a replay answers `token: null`).",
                     ApiKeyCreated, ex.API_KEY_CREATED),
             body=json_body(ApiKeyIn, ex.API_KEY_IN), idempotent=True),
+        api("POST", "/v1/socket-tickets", "A ticket that opens a socket once", READERS,
+            created("Open `/v1/live/ws?ticket=…` with it within `expires_in_s`; it works once.",
+                    SocketTicket, ex.SOCKET_TICKET),
+            description="Pages cannot set headers on a WebSocket: a ticket keeps the API key out"
+            " of the socket's URL (and of every log of URLs)."),
+        device("POST", "/v1/driver/socket-tickets", "A ticket that opens the driver socket once",
+               created("Open `/v1/driver/ws?ticket=…` with it within `expires_in_s`; it works"
+                       " once.", SocketTicket, ex.SOCKET_TICKET)),
         api("POST", "/v1/api-keys/{key_id}/revoke", "Revoke an API key (idempotent)", ADMINS,
             ok("The key, revoked.", Credential, ex.REVOKED_API_KEY),
             description="Every server refuses the key at once (the revocation reaches them"
@@ -933,7 +949,10 @@ SOCKETS: Final[tuple[Socket, ...]] = (
         credential="device",
         client=("DriverClientMessage", ClientMessage),
         server=("DriverServerMessage", ServerMessage),
-        params=(Param("token", str, "The device token, when no Bearer header can be sent."),),
+        params=(
+            Param("token", str, "The device token, when no Bearer header can be sent."),
+            Param("ticket", str, "A ticket from `POST /v1/driver/socket-tickets` (works once)."),
+        ),
         closes={
             4401: "no usable device token",
             4429: "too many failed credentials from this address",
@@ -950,7 +969,8 @@ SOCKETS: Final[tuple[Socket, ...]] = (
         roles=READERS,
         server=("LiveMessage", LiveMessage),
         params=(
-            Param("token", str, "The API key (browsers cannot set headers on sockets)."),
+            Param("token", str, "The API key (prefer `ticket`: a URL's query can reach logs)."),
+            Param("ticket", str, "A ticket from `POST /v1/socket-tickets` (works once)."),
             Param("since", str, "The last event id seen: replay what was missed."),
             Param("bbox", str, "`min_lon,min_lat,max_lon,max_lat`: positions in this area only."),
             DAY,

@@ -15,13 +15,29 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app import revocation
-from app.auth import ADMINS, API_KEY_PREFIX, FLEET_WRITERS, hash_token, new_token, token_prefix
+from app import revocation, tickets
+from app.auth import (
+    ADMINS,
+    API_KEY_PREFIX,
+    FLEET_WRITERS,
+    READERS,
+    hash_token,
+    new_token,
+    token_prefix,
+)
 from app.errors import NotFound
 from app.http import answer, decode, encode, path_id, request_body, resources_of
 from app.idempotency import Answer, run_create
 from app.resources import Resources
-from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Credential, Devices, Role
+from schemas.auth import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeys,
+    Credential,
+    Devices,
+    Role,
+    SocketTicket,
+)
 from schemas.ids import DriverId, OrgId
 from store import fleet, tenants
 
@@ -132,3 +148,26 @@ async def _announce(
     await revocation.announce(
         resources.redis, settings.redis_prefix, kind, hashes, settings.auth_fallback_ttl_s
     )
+
+
+async def socket_ticket(request: Request) -> Response:
+    """``POST /v1/socket-tickets``: a ticket for a page's socket, for the calling API key."""
+    resources = resources_of(request)
+    await resources.auth.require_api_key(request, READERS)
+    return await _ticket(resources, "key", request)
+
+
+async def driver_socket_ticket(request: Request) -> Response:
+    """``POST /v1/driver/socket-tickets``: a ticket for the driver app's socket."""
+    resources = resources_of(request)
+    await resources.auth.require_device(request)
+    return await _ticket(resources, "device", request)
+
+
+async def _ticket(
+    resources: Resources, kind: revocation.CredentialKind, request: Request
+) -> Response:
+    ticket = await tickets.issue(
+        resources.redis, resources.settings.redis_prefix, kind, request.state.token_hash
+    )
+    return answer(SocketTicket(ticket=ticket, expires_in_s=tickets.TICKET_TTL_S), status=201)

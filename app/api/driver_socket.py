@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.api.pings import accept, count_rejections
-from app.auth import token_of
 from app.errors import (
     CLOSE_TOO_SLOW,
     Unauthorized,
@@ -68,7 +67,7 @@ async def driver_socket(websocket: WebSocket) -> None:
     WS_CONNECTIONS.labels("driver").inc()
     channel = resources.names.driver_channel(principal.driver_id)
     try:
-        with resources.auth.revocable(token_of(websocket) or "") as revoked:
+        with resources.auth.revocable(websocket) as revoked:
             async with resources.hub.subscribe(channel) as subscription:
                 await _send_current_route(resources, principal, peer)
                 pusher = asyncio.create_task(_push(peer, subscription))

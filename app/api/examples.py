@@ -12,7 +12,7 @@ from typing import Final
 
 from msgspec.structs import replace
 
-from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Credential, Devices
+from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Credential, Devices, SocketTicket
 from schemas.customer import (
     CustomerAnswers,
     Instructions,
@@ -237,6 +237,7 @@ DEVICE_CREDENTIAL: Final = Credential(
 )
 DEVICES: Final = Devices(devices=[DEVICE_CREDENTIAL])
 REVOKED_DEVICE: Final = replace(DEVICE_CREDENTIAL, revoked_at=CREATED)
+SOCKET_TICKET: Final = SocketTicket(ticket="c2luZ2xlLXVzZS10aWNrZXQtZXhhbXBsZQ", expires_in_s=30)
 API_KEY_IN: Final = ApiKeyIn(name="shop integration", role="integration")
 API_KEY_CREATED: Final = ApiKeyCreated(
     id=ApiKeyId(4),

@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.auth import token_of
 from app.errors import (
     CLOSE_TOO_SLOW,
     BadParameter,
@@ -199,7 +198,7 @@ async def _events(websocket: WebSocket, feed: Subscription, after: EntryId | Non
 
 @contextlib.asynccontextmanager
 async def _revocable(resources: Resources, websocket: WebSocket) -> AsyncIterator[asyncio.Event]:
-    with resources.auth.revocable(token_of(websocket) or "") as revoked:
+    with resources.auth.revocable(websocket) as revoked:
         yield revoked
 
 

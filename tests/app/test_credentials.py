@@ -256,3 +256,34 @@ async def _close_code(socket: websockets.ClientConnection) -> int | None:
             await asyncio.wait_for(socket.recv(), timeout=10)
     except ConnectionClosed as closed:
         return None if closed.rcvd is None else closed.rcvd.code
+
+
+async def test_a_socket_ticket_opens_one_socket_once_and_nothing_else(
+    http: httpx.AsyncClient, server: LiveServer, tenant: Tenant
+) -> None:
+    """A ticket asked for with the key in a header opens the dispatcher feed without the key in
+    its URL; shown again it is refused (4401), as is a key's ticket on the driver socket and a
+    ticket on an HTTP request. A device's ticket opens the driver socket."""
+    made = await http.post("/v1/socket-tickets", headers=auth(tenant.api_key))
+    assert made.status_code == 201
+    ticket = made.json()["ticket"]
+    assert made.json()["expires_in_s"] > 0
+    url = f"{server.ws_url}/v1/live/ws?ticket={ticket}"
+    async with websockets.connect(url) as screen:
+        assert json.loads(await screen.recv())["type"] == "snapshot"
+    async with websockets.connect(url) as again:
+        assert await _close_code(again) == 4401
+    other = (await http.post("/v1/socket-tickets", headers=auth(tenant.api_key))).json()["ticket"]
+    async with websockets.connect(f"{server.ws_url}/v1/driver/ws?ticket={other}") as wrong:
+        assert await _close_code(wrong) == 4401
+    third = (await http.post("/v1/socket-tickets", headers=auth(tenant.api_key))).json()["ticket"]
+    assert (await http.get("/v1/orders", params={"ticket": third})).status_code == 401
+    driver = tenant.drivers[0]
+    phone_ticket = await http.post("/v1/driver/socket-tickets", headers=auth(driver.token))
+    assert phone_ticket.status_code == 201
+    phone_url = f"{server.ws_url}/v1/driver/ws?ticket={phone_ticket.json()['ticket']}"
+    async with websockets.connect(phone_url) as phone:
+        await phone.send(json.dumps({"type": "ping", "id": 1, **ping()["pings"][0]}))
+        assert json.loads(await phone.recv())["type"] == "ack"
+    refused = await http.post("/v1/socket-tickets", headers=auth(driver.token))
+    assert refused.status_code == 401

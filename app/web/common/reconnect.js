@@ -11,7 +11,10 @@
 export class Reconnecting {
   constructor({ url, onMessage, onOpen = () => {}, onClose = () => "retry",
                 onWaiting = () => {}, minDelayMs = 1000, maxDelayMs = 30000 }) {
-    this.url = url; // a function: the URL may change between attempts (?since=)
+    // A function: the URL may change between attempts (?since=). It may be async (a page asks
+    // for a socket ticket first); when it throws, the attempt counts as closed with the
+    // error's `closeCode` (4401 for a refused credential) or, without one, as a lost network.
+    this.url = url;
     this.onMessage = onMessage;
     this.onOpen = onOpen;
     this.onClose = onClose;
@@ -22,6 +25,7 @@ export class Reconnecting {
     this.socket = null;
     this.timer = null;
     this.stopped = true;
+    this.connecting = false; // waiting for an async url()
     this.nudge = () => {
       if (!this.stopped && this.socket === null && document.visibilityState !== "hidden") {
         this.connectNow();
@@ -48,11 +52,22 @@ export class Reconnecting {
     if (socket !== null) socket.close(1000, "page closed the feed");
   }
 
-  connectNow() {
+  async connectNow() {
     clearTimeout(this.timer);
     this.timer = null;
+    if (this.stopped || this.socket !== null || this.connecting) return;
+    this.connecting = true;
+    let url;
+    try {
+      url = await this.url();
+    } catch (error) {
+      this.connecting = false;
+      this.closed({ code: error.closeCode ?? 4000, reason: error.message ?? "" });
+      return;
+    }
+    this.connecting = false;
     if (this.stopped || this.socket !== null) return;
-    const socket = new WebSocket(this.url());
+    const socket = new WebSocket(url);
     this.socket = socket;
     socket.addEventListener("open", () => {
       if (this.socket === socket) this.onOpen();
@@ -72,15 +87,19 @@ export class Reconnecting {
     socket.addEventListener("close", (event) => {
       if (this.socket !== socket) return; // closed by stop(): nothing to decide
       this.socket = null;
-      const decision = this.onClose(event);
-      if (this.stopped || decision === "stop") {
-        this.stop();
-        return;
-      }
-      const delay = decision === "now" ? 0 : this.nextDelay();
-      this.onWaiting(delay);
-      this.timer = setTimeout(() => this.connectNow(), delay);
+      this.closed(event);
     });
+  }
+
+  closed(event) {
+    const decision = this.onClose(event);
+    if (this.stopped || decision === "stop") {
+      this.stop();
+      return;
+    }
+    const delay = decision === "now" ? 0 : this.nextDelay();
+    this.onWaiting(delay);
+    this.timer = setTimeout(() => this.connectNow(), delay);
   }
 
   nextDelay() {
@@ -94,6 +113,29 @@ export class Reconnecting {
 export function socketUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}${path}`;
+}
+
+// A single-use ticket for a socket, asked for with the credential in a header (so that the
+// credential never sits in a socket's URL, where logs keep URLs). Throws an error whose
+// `closeCode` is the refusal's socket code (4401, 4403, 4429) when the server refuses it.
+export async function socketTicket(path, credential) {
+  const reply = await fetch(path, {
+    method: "POST",
+    headers: { authorization: `Bearer ${credential}` },
+    cache: "no-store",
+  });
+  if (!reply.ok) {
+    let reason = `${reply.status}`;
+    try {
+      reason = (await reply.json()).reason ?? reason;
+    } catch (_) {
+      // not a JSON refusal: keep the status
+    }
+    const error = new Error(reason);
+    if (reply.status < 500) error.closeCode = 4000 + reply.status;
+    throw error;
+  }
+  return (await reply.json()).ticket;
 }
 
 // A DOM element with attributes and children (strings become text nodes, never HTML).

@@ -32,7 +32,7 @@ import { ProofDetails } from "./proof.js";
 import { Reads } from "./reads.js";
 import { zoneClock } from "./times.js";
 import { takeFromFragment } from "../common/fragment.js";
-import { Reconnecting, socketUrl } from "../common/reconnect.js";
+import { Reconnecting, socketTicket, socketUrl } from "../common/reconnect.js";
 
 const KEY_STORAGE = "lastmile.dispatch.key";
 const CLOSE_BAD_REQUEST = 4400;
@@ -128,8 +128,10 @@ function onMessage(message) {
   settle();
 }
 
-function feedUrl() {
-  const query = new URLSearchParams({ token: apiKey });
+// The key goes in a header for a single-use ticket; the socket's URL carries only the ticket.
+async function feedUrl() {
+  const ticket = await socketTicket("/v1/socket-tickets", apiKey);
+  const query = new URLSearchParams({ ticket });
   if (requestedDay !== null) query.set("day", requestedDay);
   if (fleet.lastEventId) query.set("since", fleet.lastEventId);
   return socketUrl(`/v1/live/ws?${query}`);

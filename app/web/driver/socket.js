@@ -5,7 +5,7 @@
 // fixes). A socket that closes with a batch in flight forgets it; the batch is still first in
 // the outbox and goes again on the next connection, and the server keeps each fix once.
 
-import { Reconnecting, socketUrl } from "/static/common/reconnect.js";
+import { Reconnecting, socketTicket, socketUrl } from "/static/common/reconnect.js";
 
 const BATCH = 500; // the socket takes up to 1,000 fixes per message
 const CLOSE_UNAUTHORIZED = 4401;
@@ -23,7 +23,11 @@ export class DriverLink {
     this.nextId = 1;
     this.open = false;
     this.feed = new Reconnecting({
-      url: () => socketUrl(`/v1/driver/ws?token=${encodeURIComponent(token)}`),
+      // The token goes in a header for a single-use ticket: the socket's URL carries only it.
+      url: async () => {
+        const ticket = await socketTicket("/v1/driver/socket-tickets", token);
+        return socketUrl(`/v1/driver/ws?ticket=${encodeURIComponent(ticket)}`);
+      },
       onOpen: () => {
         this.open = true;
         this.inFlight = null;
