@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, Generic, TypeVar
 
 import msgspec
@@ -319,6 +320,8 @@ class Authenticator:
         if principal is None:
             await self.failed(conn)
             raise Unauthorized("unknown or revoked API key")
+        if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
+            raise Unauthorized("expired API key")  # cached before it expired
         conn.state.token_hash = token_hash
         if principal.role not in roles:
             raise Forbidden(f"expected a key with role {' or '.join(roles)}, got {principal.role}")

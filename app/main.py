@@ -92,6 +92,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/socket-tickets", credentials.socket_ticket, methods=["POST"]),
         Route("/v1/driver/socket-tickets", credentials.driver_socket_ticket, methods=["POST"]),
         Route("/v1/api-keys/{key_id}/revoke", credentials.revoke_api_key, methods=["POST"]),
+        Route("/v1/api-keys/{key_id}/rotate", credentials.rotate_api_key, methods=["POST"]),
         Route("/v1/drivers/{driver_id}/devices/qr", driver_qr.device_qr, methods=["POST"]),
         Route(
             "/v1/settings/customer-proof",

@@ -95,6 +95,13 @@ async def announce(
         await pipe.execute()
 
 
+async def evict(redis: Redis, prefix: str, token_hashes: Sequence[bytes]) -> None:
+    """Tell every process to forget these tokens' cached principals (they changed, e.g. a key
+    now expires), without a tombstone: they still work."""
+    if token_hashes:
+        await redis.publish(channel(prefix), ",".join(h.hex() for h in token_hashes))
+
+
 def revoked_hashes(message: bytes) -> list[bytes]:
     """The token hashes a revocation message names (malformed parts are skipped)."""
     hashes: list[bytes] = []

@@ -27,6 +27,8 @@ class ApiPrincipal(msgspec.Struct, frozen=True, kw_only=True):
     org_id: OrgId
     key_id: ApiKeyId
     role: Role
+    expires_at: datetime | None = None
+    """After this the key is refused (a key issued for a time, or rotated out)."""
 
 
 class Credential(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +43,10 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True):
     """The first characters of the secret, to tell credentials apart."""
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    """API keys: refused after this (issued for a time, or rotated out with a grace)."""
+    last_used_at: datetime | None = None
+    """API keys: when a server last looked the key up (to the minute)."""
 
 
 class ApiKeyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -48,6 +54,15 @@ class ApiKeyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     name: Annotated[str, Meta(min_length=1, max_length=200)]
     role: Role
+    expires_at: Annotated[datetime, Meta(tz=True)] | None = None
+    """When the key stops working; none: until it is revoked."""
+
+
+class KeyRotateIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/api-keys/{id}/rotate`` (the body may be empty)."""
+
+    grace_s: Annotated[int, Meta(ge=0, le=30 * 86_400)] = 0
+    """How long the old key keeps working beside its successor (0: it is revoked at once)."""
 
 
 class ApiKeyCreated(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +74,7 @@ class ApiKeyCreated(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     token: str | None
     token_prefix: str
+    expires_at: datetime | None = None
 
 
 class ApiKeys(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,6 +6,8 @@ Secrets never reach this module in clear: callers pass the SHA-256 of a token (s
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, scalar_row
 
@@ -39,25 +41,31 @@ async def create_api_key(
     role: Role,
     token_hash: bytes,
     token_prefix: str,
+    expires_at: datetime | None = None,
 ) -> ApiKeyId:
     """Store a new API key (its hash only) and return its id."""
     key_id = await fetch_one(
         conn,
         scalar_row,
-        "INSERT INTO api_keys (org_id, name, role, token_hash, token_prefix)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (org_id, name, role, token_hash, token_prefix),
+        "INSERT INTO api_keys (org_id, name, role, token_hash, token_prefix, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (org_id, name, role, token_hash, token_prefix, expires_at),
     )
     return ApiKeyId(returned(key_id))
 
 
 async def find_api_key(conn: AsyncConnection, token_hash: bytes) -> ApiPrincipal | None:
-    """The principal of an unrevoked API key with this hash, or None."""
+    """The principal of an unrevoked, unexpired API key with this hash, or None; marks the key
+    used (at most once a minute)."""
     return await fetch_one(
         conn,
         class_row(ApiPrincipal),
-        "SELECT org_id, id AS key_id, role FROM api_keys"
-        " WHERE token_hash = %s AND revoked_at IS NULL",
+        "WITH k AS (SELECT id, org_id, role, expires_at, last_used_at FROM api_keys"
+        "   WHERE token_hash = %s AND revoked_at IS NULL"
+        "   AND (expires_at IS NULL OR expires_at > now())),"
+        " used AS (UPDATE api_keys SET last_used_at = now() WHERE id IN (SELECT id FROM k"
+        "   WHERE last_used_at IS NULL OR last_used_at < now() - interval '1 minute'))"
+        " SELECT org_id, id AS key_id, role, expires_at FROM k",
         (token_hash,),
     )
 
@@ -163,8 +171,8 @@ async def list_api_keys(conn: AsyncConnection, org_id: OrgId) -> list[Credential
     return await fetch_all(
         conn,
         class_row(Credential),
-        "SELECT id, name, role, token_prefix, created_at, revoked_at FROM api_keys"
-        " WHERE org_id = %s ORDER BY id",
+        "SELECT id, name, role, token_prefix, created_at, revoked_at, expires_at, last_used_at"
+        " FROM api_keys WHERE org_id = %s ORDER BY id",
         (org_id,),
     )
 
@@ -174,8 +182,8 @@ async def get_api_key(conn: AsyncConnection, org_id: OrgId, key_id: ApiKeyId) ->
     return await fetch_one(
         conn,
         class_row(Credential),
-        "SELECT id, name, role, token_prefix, created_at, revoked_at FROM api_keys"
-        " WHERE org_id = %s AND id = %s",
+        "SELECT id, name, role, token_prefix, created_at, revoked_at, expires_at, last_used_at"
+        " FROM api_keys WHERE org_id = %s AND id = %s",
         (org_id, key_id),
     )
 
@@ -203,4 +211,19 @@ async def list_devices(
         "SELECT id, name, 'device' AS role, token_prefix, created_at, revoked_at FROM devices"
         " WHERE org_id = %s AND driver_id = %s ORDER BY id",
         (org_id, driver_id),
+    )
+
+
+async def expire_api_key(
+    conn: AsyncConnection, org_id: OrgId, key_id: ApiKeyId, grace_s: int
+) -> bytes | None:
+    """Let an unrevoked key of ``org_id`` work ``grace_s`` more seconds at most (its expiry is
+    brought forward, never pushed back): its token's hash, or None when there is no such key."""
+    return await fetch_one(
+        conn,
+        scalar_row,
+        "UPDATE api_keys SET expires_at = LEAST(coalesce(expires_at, 'infinity'),"
+        "   now() + make_interval(secs => %s))"
+        " WHERE id = %s AND org_id = %s AND revoked_at IS NULL RETURNING token_hash",
+        (grace_s, key_id, org_id),
     )

@@ -29,6 +29,7 @@ from schemas.auth import (
     ApiKeys,
     Credential,
     Devices,
+    KeyRotateIn,
     Role,
     SocketTicket,
 )
@@ -602,6 +603,13 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         device("POST", "/v1/driver/socket-tickets", "A ticket that opens the driver socket once",
                created("Open `/v1/driver/ws?ticket=…` with it within `expires_in_s`; it works"
                        " once.", SocketTicket, ex.SOCKET_TICKET)),
+        api("POST", "/v1/api-keys/{key_id}/rotate", "Rotate an API key", ADMINS,
+            created("The successor (same name and role), shown in this answer only (a replay"
+                    " answers `token: null`).", ApiKeyCreated, ex.API_KEY_CREATED),
+            body=json_body(KeyRotateIn, ex.KEY_ROTATE_IN, required=False, note="May be empty."),
+            idempotent=True,
+            description="The old key is revoked at once, or with `grace_s` keeps working that"
+            " long beside its successor (its expiry is brought forward, never pushed back)."),
         api("POST", "/v1/api-keys/{key_id}/revoke", "Revoke an API key (idempotent)", ADMINS,
             ok("The key, revoked.", Credential, ex.REVOKED_API_KEY),
             description="Every server refuses the key at once (the revocation reaches them"

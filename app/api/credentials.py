@@ -8,7 +8,8 @@ the token is refused at once everywhere, not when each process's cache entry exp
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import msgspec
 from psycopg import AsyncConnection
@@ -25,7 +26,7 @@ from app.auth import (
     new_token,
     token_prefix,
 )
-from app.errors import NotFound
+from app.errors import InvalidField, NotFound
 from app.http import answer, decode, encode, path_id, request_body, resources_of
 from app.idempotency import Answer, run_create
 from app.resources import Resources
@@ -35,10 +36,11 @@ from schemas.auth import (
     ApiKeys,
     Credential,
     Devices,
+    KeyRotateIn,
     Role,
     SocketTicket,
 )
-from schemas.ids import DriverId, OrgId
+from schemas.ids import ApiKeyId, DriverId, OrgId
 from store import fleet, tenants
 
 
@@ -51,27 +53,73 @@ async def api_keys(request: Request) -> Response:
         return answer(ApiKeys(api_keys=found))
     body = await request_body(request)
     wanted = decode(body, request.headers.get("content-type"), ApiKeyIn)
+    if wanted.expires_at is not None and wanted.expires_at <= datetime.now(UTC):
+        raise InvalidField("expires_at", f"expected a time to come, got {wanted.expires_at}")
 
     async def command(conn: AsyncConnection) -> Answer:
-        token = new_token(API_KEY_PREFIX)
-        key_id = await tenants.create_api_key(
-            conn,
-            principal.org_id,
-            name=wanted.name,
-            role=wanted.role,
-            token_hash=hash_token(token),
-            token_prefix=token_prefix(token),
-        )
-        shown = ApiKeyCreated(
-            id=key_id,
-            name=wanted.name,
-            role=wanted.role,
-            token=token,
-            token_prefix=token_prefix(token),
-        )
-        return Answer(201, encode(shown), encode(msgspec.structs.replace(shown, token=None)))
+        return _created(await _new_key(conn, principal.org_id, wanted))
 
     return await run_create(request, principal, body, command)
+
+
+async def rotate_api_key(request: Request) -> Response:
+    """``POST /v1/api-keys/{key_id}/rotate``: a successor with the same name and role (shown
+    once); the old key is revoked, or keeps working ``grace_s`` more seconds."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, ADMINS)
+    key_id = ApiKeyId(path_id(request, "key_id"))
+    body = await request_body(request)
+    wanted = decode(body, request.headers.get("content-type"), KeyRotateIn, empty_ok=True)
+    old_hash: list[bytes] = []
+
+    async def command(conn: AsyncConnection) -> Answer:
+        old = await tenants.get_api_key(conn, principal.org_id, key_id)
+        if old is None or old.revoked_at is not None:
+            raise NotFound(f"no active API key {key_id} in this organisation")
+        if wanted.grace_s == 0:
+            token_hash = await tenants.revoke_api_key(conn, principal.org_id, key_id)
+        else:
+            token_hash = await tenants.expire_api_key(
+                conn, principal.org_id, key_id, wanted.grace_s
+            )
+        old_hash.extend([] if token_hash is None else [token_hash])
+        role = cast(Role, old.role)  # an API key's: admin, dispatcher or integration
+        successor = ApiKeyIn(name=old.name, role=role, expires_at=old.expires_at)
+        return _created(await _new_key(conn, principal.org_id, successor))
+
+    answered = await run_create(request, principal, body, command)
+    settings = resources.settings
+    if old_hash and wanted.grace_s == 0:
+        await _announce(resources, "key", old_hash)
+    elif old_hash:  # it still works, with an expiry every process must see
+        await revocation.evict(resources.redis, settings.redis_prefix, old_hash)
+    return answered
+
+
+async def _new_key(conn: AsyncConnection, org_id: OrgId, wanted: ApiKeyIn) -> ApiKeyCreated:
+    token = new_token(API_KEY_PREFIX)
+    key_id = await tenants.create_api_key(
+        conn,
+        org_id,
+        name=wanted.name,
+        role=wanted.role,
+        token_hash=hash_token(token),
+        token_prefix=token_prefix(token),
+        expires_at=wanted.expires_at,
+    )
+    return ApiKeyCreated(
+        id=key_id,
+        name=wanted.name,
+        role=wanted.role,
+        token=token,
+        token_prefix=token_prefix(token),
+        expires_at=wanted.expires_at,
+    )
+
+
+def _created(shown: ApiKeyCreated) -> Answer:
+    """The new key's answer, and its replay's (without the secret)."""
+    return Answer(201, encode(shown), encode(msgspec.structs.replace(shown, token=None)))
 
 
 async def revoke_api_key(request: Request) -> Response:

@@ -12,7 +12,15 @@ from typing import Final
 
 from msgspec.structs import replace
 
-from schemas.auth import ApiKeyCreated, ApiKeyIn, ApiKeys, Credential, Devices, SocketTicket
+from schemas.auth import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeys,
+    Credential,
+    Devices,
+    KeyRotateIn,
+    SocketTicket,
+)
 from schemas.customer import (
     CustomerAnswers,
     Instructions,
@@ -238,6 +246,7 @@ DEVICE_CREDENTIAL: Final = Credential(
 DEVICES: Final = Devices(devices=[DEVICE_CREDENTIAL])
 REVOKED_DEVICE: Final = replace(DEVICE_CREDENTIAL, revoked_at=CREATED)
 SOCKET_TICKET: Final = SocketTicket(ticket="c2luZ2xlLXVzZS10aWNrZXQtZXhhbXBsZQ", expires_in_s=30)
+KEY_ROTATE_IN: Final = KeyRotateIn(grace_s=3600)
 API_KEY_IN: Final = ApiKeyIn(name="shop integration", role="integration")
 API_KEY_CREATED: Final = ApiKeyCreated(
     id=ApiKeyId(4),

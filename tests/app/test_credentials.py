@@ -287,3 +287,53 @@ async def test_a_socket_ticket_opens_one_socket_once_and_nothing_else(
         assert json.loads(await phone.recv())["type"] == "ack"
     refused = await http.post("/v1/socket-tickets", headers=auth(driver.token))
     assert refused.status_code == 401
+
+
+async def test_keys_expire_rotate_with_a_grace_and_say_when_they_were_last_used(
+    http: httpx.AsyncClient, db: psycopg.AsyncConnection
+) -> None:
+    """A key issued until a past time is refused at creation (400 naming ``expires_at``); a
+    used key lists ``last_used_at``; rotated with a grace, the old key works beside its
+    successor until the grace ends, then is refused; rotated without, it is revoked at once."""
+    admin = await make_tenant(db, drivers=0, role="admin")
+    headers = auth(admin.api_key)
+    past = await http.post(
+        "/v1/api-keys",
+        json={"name": "late", "role": "integration", "expires_at": "2020-01-01T00:00:00Z"},
+        headers=headers,
+    )
+    assert (past.status_code, past.json()["field"]) == (400, "expires_at")
+    made = (
+        await http.post(
+            "/v1/api-keys", json={"name": "shop", "role": "integration"}, headers=headers
+        )
+    ).json()
+    assert (await http.get("/v1/orders", headers=auth(made["token"]))).status_code == 200
+    listed = (await http.get("/v1/api-keys", headers=headers)).json()["api_keys"]
+    shop = next(k for k in listed if k["id"] == made["id"])
+    assert shop["last_used_at"] is not None
+    assert shop["expires_at"] is None
+
+    rotated = await http.post(
+        f"/v1/api-keys/{made['id']}/rotate", json={"grace_s": 3600}, headers=headers
+    )
+    assert rotated.status_code == 201
+    successor = rotated.json()
+    assert (successor["name"], successor["role"]) == ("shop", "integration")
+    for token in (made["token"], successor["token"]):
+        assert (await http.get("/v1/orders", headers=auth(token))).status_code == 200
+    listed = (await http.get("/v1/api-keys", headers=headers)).json()["api_keys"]
+    assert next(k for k in listed if k["id"] == made["id"])["expires_at"] is not None
+    await db.execute(  # the grace has passed
+        "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = %s",
+        (made["id"],),
+    )
+
+    async def old_refused() -> bool:
+        return (await http.get("/v1/orders", headers=auth(made["token"]))).status_code == 401
+
+    await eventually(old_refused, "the old key refused once its grace ended", deadline_s=40)
+    again = await http.post(f"/v1/api-keys/{successor['id']}/rotate", headers=headers)
+    assert again.status_code == 201
+    assert (await http.get("/v1/orders", headers=auth(successor["token"]))).status_code == 401
+    assert (await http.get("/v1/orders", headers=auth(again.json()["token"]))).status_code == 200
