@@ -505,6 +505,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         public("GET", "/driver/sw.js", "The driver app's service worker",
                Answer(200, "The script, allowed to control `/driver`.", str,
                       media="text/javascript")),
+        public("GET", "/favicon.ico", "The site's icon",
+               Answer(200, "The app's icon, a PNG.", bytes, media="image/png")),
     ),
     *section(
         "ingest",

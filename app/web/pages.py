@@ -79,12 +79,22 @@ def routes() -> list[BaseRoute]:
         Route("/demo/mail", mail, name="mail_page"),
         Route("/driver/sw.js", driver_worker, name="driver_worker"),
         Route("/driver/qr", driver_qr, name="driver_qr_page"),
+        Route("/favicon.ico", favicon, name="favicon"),
         Mount("/static/leaflet", StaticFiles(directory=LEAFLET), name="leaflet"),
         *(
             Mount(f"/static/{folder}", StaticFiles(directory=HERE / folder), name=folder)
             for folder in PAGE_FOLDERS
         ),
     ]
+
+
+async def favicon(request: Request) -> Response:
+    """What browsers ask every site for: the app's icon (a PNG; browsers go by its type)."""
+    return FileResponse(
+        HERE / "driver" / "icon-192.png",
+        media_type="image/png",
+        headers={"cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"},
+    )
 
 
 async def driver_worker(request: Request) -> Response:

@@ -472,3 +472,10 @@ async def test_the_dispatcher_reconnects_and_replays_what_it_missed(
     await expect(meanwhile_stop).to_have_attribute("data-late", "true", timeout=WAIT_MS)
     await expect(page.locator(".alert[data-kind='running_late']")).to_have_count(2)
     assert attempts.empty()  # one reconnect, not a retry loop
+
+
+async def test_the_site_has_an_icon(http: httpx.AsyncClient) -> None:
+    """``/favicon.ico``, which every browser asks for, is the app's icon, not a 404."""
+    icon = await http.get("/favicon.ico")
+    assert (icon.status_code, icon.headers["content-type"]) == (200, "image/png")
+    assert icon.content.startswith(b"\x89PNG")
