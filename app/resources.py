@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +60,13 @@ class Resources:
     auth: Authenticator
     hub: Hub
     solver: SolverPool
+    images: ThreadPoolExecutor
+    """Where proof photos are decoded: few threads, so that decoded pixels in memory are
+    bounded by them (and malloc keeps few arenas), not by how many uploads arrive together."""
+
+
+IMAGE_WORKERS = 2
+"""Captures whose images are decoded at once per API process (each holds one decoded photo)."""
 
 
 def matrix_provider(settings: Settings) -> MatrixProvider:
@@ -106,6 +114,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         script = redis.register_script(APPEND_SCRIPT)
         solver = SolverPool(settings, settings.solver_processes)
         stack.callback(solver.close)
+        images = ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="proof-images")
+        stack.callback(images.shutdown, cancel_futures=True)
         if settings.warm_solver:
             solver.warm()
 
@@ -137,6 +147,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             ),
             hub=hub,
             solver=solver,
+            images=images,
         )
         tasks = [
             asyncio.create_task(_every(PARTITION_UPKEEP_S, _partitions, resources)),

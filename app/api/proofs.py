@@ -7,9 +7,9 @@ read and checked by :mod:`app.api.proof_upload`; reads, search and signed blob U
 The capture (``POST /v1/driver/stops/{stop_id}/proof``, shape in ``docs/proofs.md``) closes
 the stop as delivered or failed and stores its proof in one transaction, with both audit
 entries. Its body is streamed, and a request over ``proof_max_bytes`` is refused (413) as soon
-as it gets there, whatever its ``Content-Length`` said. Images are decoded in a
-pool of :data:`IMAGE_WORKERS` threads, so decoded pixels in memory are bounded by that and
-not by how many drivers upload together.
+as it gets there, whatever its ``Content-Length`` said. Images are decoded in the process's
+pool of :data:`app.resources.IMAGE_WORKERS` threads (opened and shut down with its resources),
+so decoded pixels in memory are bounded by that and not by how many drivers upload together.
 
 An ``Idempotency-Key`` is required: the driver app's offline queue replays a capture with the
 same key until it gets an answer, and a key already stored answers the stored proof
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
 from typing import Any, Final
@@ -82,20 +81,7 @@ __all__ = [
     "verify_audit",
 ]
 
-IMAGE_WORKERS: Final = 2
-"""Captures whose images are decoded at once per API process (each holds one decoded photo)."""
 _KEY: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
-
-
-def _image_threads(request: Request) -> ThreadPoolExecutor:
-    """This process's image threads: few, so that decoded pixels in memory are bounded by
-    them (and malloc keeps few arenas), not by how many uploads arrive together."""
-    state = request.app.state
-    threads: ThreadPoolExecutor | None = getattr(state, "proof_image_threads", None)
-    if threads is None:
-        threads = ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="proof-images")
-        state.proof_image_threads = threads
-    return threads
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -173,7 +159,8 @@ def _processed(
 async def _images(request: Request, capture: Capture, max_pixels: int) -> Images:
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(_image_threads(request), _process, capture, max_pixels)
+        threads = resources_of(request).images
+        return await loop.run_in_executor(threads, _process, capture, max_pixels)
     except images.ImageRefused as exc:
         if exc.too_large:
             raise PayloadTooLarge(exc.part, exc.reason) from None
