@@ -1,11 +1,18 @@
 """Credentials: minting tokens, hashing them, and resolving a request to its principal.
 
 Tokens are 256-bit random strings with a kind prefix (``lmk_`` API keys, ``lmd_`` device
-tokens); only their SHA-256 is stored, which is enough for secrets of that entropy. Lookups are
+tokens, ``lms_`` the sessions of users signed in to the pages); only their SHA-256 is stored,
+which is enough for secrets of that entropy. Lookups are
 cached in-process for ``auth_cache_ttl_s`` (unknown tokens for a few seconds), so the hot
 ingest path rarely touches the database; a revocation evicts its tokens from every process's
 cache at once through Redis, and a lookup PostgreSQL does not answer is answered from a copy
 in Redis (:mod:`app.revocation`).
+
+A session travels in an HttpOnly cookie and stands for its user's role wherever an API key
+is accepted, for HTTP requests only (a page opens its sockets with a ticket). A change made with
+the cookie (any method but GET, HEAD and OPTIONS) must carry the session's CSRF token in
+``X-CSRF-Token``: a value derived from the session's secret, which another site's page can
+neither read nor guess.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -39,7 +47,7 @@ from app.throttle import FailedCredentials
 from realtime.hub import Hub, Overflowed
 from schemas.auth import ApiPrincipal, DevicePrincipal, Role
 from schemas.ids import DeviceId, DriverId, OrgId
-from store import tenants
+from store import tenants, users
 
 P = TypeVar("P")
 S = TypeVar("S", bound=msgspec.Struct)
@@ -48,7 +56,16 @@ log = structlog.get_logger(__name__)
 
 API_KEY_PREFIX = "lmk_"
 DEVICE_TOKEN_PREFIX = "lmd_"  # noqa: S105 - a prefix, not a secret
+SESSION_PREFIX = "lms_"
 NEGATIVE_TTL_S = 5.0
+
+SESSION_COOKIE: Final = "lastmile_session"
+"""The session cookie over plain HTTP (a local demo)."""
+SECURE_SESSION_COOKIE: Final = "__Host-lastmile_session"
+"""The session cookie over TLS: browsers keep a ``__Host-`` cookie only when it is Secure, has
+no Domain and has the path ``/``, so no other host or path can plant or shadow it."""
+CSRF_HEADER: Final = "x-csrf-token"
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def new_token(prefix: str) -> str:
@@ -59,6 +76,17 @@ def new_token(prefix: str) -> str:
 def hash_token(token: str) -> bytes:
     """What is stored for a token: its SHA-256."""
     return hashlib.sha256(token.encode()).digest()
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a session: derived from its secret, so it needs no storage."""
+    digest = hashlib.sha256(b"lastmile csrf\0" + session_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def session_cookie(conn: HTTPConnection) -> str | None:
+    """The session token of the request's cookie, if it has one."""
+    return conn.cookies.get(SECURE_SESSION_COOKIE) or conn.cookies.get(SESSION_COOKIE) or None
 
 
 def token_prefix(token: str) -> str:
@@ -149,6 +177,7 @@ class Authenticator:
         self._throttle = throttle
         self._devices: _Cache[DevicePrincipal] = _Cache(ttl_s)
         self._keys: _Cache[ApiPrincipal] = _Cache(ttl_s)
+        self._sessions: _Cache[ApiPrincipal] = _Cache(ttl_s)
         self._db_down_until = -float("inf")
         self._watchers: dict[bytes, set[asyncio.Event]] = {}
         """Per token hash, the events of the open sockets it authenticated."""
@@ -176,6 +205,19 @@ class Authenticator:
             return await self._load("key", token_hash, tenants.find_api_key, ApiPrincipal)
 
         return await self._keys.get(token_hash, load)
+
+    async def session_by_hash(self, token_hash: bytes) -> ApiPrincipal | None:
+        """The signed-in user of the open session whose token has this SHA-256, or None."""
+
+        async def load() -> ApiPrincipal | None:
+            return await self._load("session", token_hash, users.find_session, ApiPrincipal)
+
+        return await self._sessions.get(token_hash, load)
+
+    @property
+    def throttle(self) -> FailedCredentials | None:
+        """The failed-credential limits (None: not counted)."""
+        return self._throttle
 
     async def _load(
         self,
@@ -227,6 +269,7 @@ class Authenticator:
         hashes = list(token_hashes)
         self._devices.evict(hashes)
         self._keys.evict(hashes)
+        self._sessions.evict(hashes)
         for token_hash in hashes:
             for event in self._watchers.get(token_hash, ()):
                 event.set()
@@ -259,6 +302,7 @@ class Authenticator:
                 async with hub.subscribe(name) as subscription:
                     self._devices.clear()
                     self._keys.clear()
+                    self._sessions.clear()
                     while True:
                         self.forget(revocation.revoked_hashes(await subscription.get()))
             except Overflowed:
@@ -277,54 +321,84 @@ class Authenticator:
         if self._throttle is not None:
             await self._throttle.failed(conn.client.host if conn.client else None)
 
-    async def _presented(self, conn: HTTPConnection, kind: CredentialKind) -> bytes | None:
-        """The SHA-256 of the token ``conn`` carries (``Authorization: Bearer``, ``?token=``) or
-        its ``?ticket=`` stands for; None when it carries neither."""
+    async def _presented(
+        self, conn: HTTPConnection, kinds: tuple[CredentialKind, ...]
+    ) -> tuple[CredentialKind, bytes] | None:
+        """The kind and SHA-256 of the credential ``conn`` carries: a token
+        (``Authorization: Bearer``, ``?token=``; of ``kinds[0]``), the credential its
+        ``?ticket=`` stands for (sockets), or a session cookie (HTTP, when ``kinds`` has
+        sessions); None when it carries none."""
         token = token_of(conn)
         if token:
-            return hash_token(token)
-        ticket = conn.query_params.get("ticket")
-        if not ticket or conn.scope["type"] != "websocket":  # tickets open sockets only
+            return kinds[0], hash_token(token)
+        if conn.scope["type"] == "websocket":  # tickets open sockets; cookies do not
+            ticket = conn.query_params.get("ticket")
+            if not ticket:
+                return None
+            redeemed = None
+            if self._shared is not None:
+                redeemed = await tickets.redeem(self._shared.redis, self._shared.prefix, ticket)
+            if redeemed is None or redeemed[0] not in kinds:
+                await self.failed(conn)
+                raise Unauthorized("unknown, used or expired ticket")
+            return redeemed
+        cookie = session_cookie(conn) if "session" in kinds else None
+        if cookie is None:
             return None
-        redeemed = None
-        if self._shared is not None:
-            redeemed = await tickets.redeem(self._shared.redis, self._shared.prefix, ticket)
-        if redeemed is None or redeemed[0] != kind:
-            await self.failed(conn)
-            raise Unauthorized("unknown, used or expired ticket")
-        return redeemed[1]
+        if conn.scope.get("method", "GET") not in SAFE_METHODS:
+            sent = conn.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent.encode(), csrf_token(cookie).encode()):
+                raise Forbidden(
+                    "a change made with the session cookie needs its CSRF token in the"
+                    " X-CSRF-Token header (GET /v1/session gives it)"
+                )
+        return "session", hash_token(cookie)
 
     async def require_device(self, conn: HTTPConnection) -> DevicePrincipal:
         """The calling device, from ``Authorization: Bearer``, a ``token`` query parameter or a
         socket ticket (:mod:`app.tickets`)."""
         self.check(conn)
-        token_hash = await self._presented(conn, "device")
-        if token_hash is None:
+        presented = await self._presented(conn, ("device",))
+        if presented is None:
             raise Unauthorized("a device token is required (Authorization: Bearer lmd_...)")
+        kind, token_hash = presented
         principal = await self.device_by_hash(token_hash)
         if principal is None:
             await self.failed(conn)
             raise Unauthorized("unknown or revoked device token")
         conn.state.token_hash = token_hash
+        conn.state.credential_kind = kind
         return principal
 
     async def require_api_key(
         self, conn: HTTPConnection, roles: tuple[Role, ...] = ("admin", "dispatcher")
     ) -> ApiPrincipal:
-        """The calling API key, which must hold one of ``roles``."""
+        """The calling API key, or signed-in user (session cookie), which must hold one of
+        ``roles``."""
         self.check(conn)
-        token_hash = await self._presented(conn, "key")
-        if token_hash is None:
-            raise Unauthorized("an API key is required (Authorization: Bearer lmk_...)")
-        principal = await self.api_key_by_hash(token_hash)
+        presented = await self._presented(conn, ("key", "session"))
+        if presented is None:
+            raise Unauthorized(
+                "an API key (Authorization: Bearer lmk_...) or a signed-in session is required"
+            )
+        kind, token_hash = presented
+        if kind == "session":
+            principal = await self.session_by_hash(token_hash)
+            noun = "session"
+        else:
+            principal = await self.api_key_by_hash(token_hash)
+            noun = "API key"
         if principal is None:
             await self.failed(conn)
-            raise Unauthorized("unknown or revoked API key")
+            raise Unauthorized(f"unknown, revoked or expired {noun}")
         if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
-            raise Unauthorized("expired API key")  # cached before it expired
+            raise Unauthorized(f"expired {noun}")  # cached before it expired
         conn.state.token_hash = token_hash
+        conn.state.credential_kind = kind
         if principal.role not in roles:
-            raise Forbidden(f"expected a key with role {' or '.join(roles)}, got {principal.role}")
+            raise Forbidden(
+                f"this needs the role {' or '.join(roles)}; the {noun} has {principal.role}"
+            )
         return principal
 
 

@@ -36,6 +36,7 @@ from app.api import (
     sms_inbound,
     track_socket,
     tracking,
+    users,
 )
 from app.api import pings as ingest
 from app.api import webhooks as webhook_api
@@ -89,6 +90,11 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         ),
         Route("/v1/devices/{device_id}/revoke", credentials.revoke_device, methods=["POST"]),
         Route("/v1/api-keys", credentials.api_keys, methods=["GET", "POST"]),
+        Route("/v1/session", users.session, methods=["GET", "POST", "DELETE"]),
+        Route("/v1/session/password", users.own_password, methods=["PUT"]),
+        Route("/v1/users", users.user_list, methods=["GET", "POST"]),
+        Route("/v1/users/{user_id}", users.user, methods=["GET", "PATCH"]),
+        Route("/v1/users/{user_id}/password", users.user_password, methods=["PUT"]),
         Route("/v1/socket-tickets", credentials.socket_ticket, methods=["POST"]),
         Route("/v1/driver/socket-tickets", credentials.driver_socket_ticket, methods=["POST"]),
         Route("/v1/api-keys/{key_id}/revoke", credentials.revoke_api_key, methods=["POST"]),

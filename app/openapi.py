@@ -32,8 +32,9 @@ from schemas.auth import Role
 JSON: Final = "application/json"
 REF: Final = "#/components/schemas/{name}"
 
-Credential = Literal["api_key", "device", "basic", "osmand", "tracking", "none"]
-"""How a caller proves who it is: an API key or a device token as a Bearer token, HTTP Basic
+Credential = Literal["api_key", "session", "device", "basic", "osmand", "tracking", "none"]
+"""How a caller proves who it is: an API key (or a signed-in user's session cookie), a user's
+session cookie alone, or a device token as a Bearer token, HTTP Basic
 with the device token as password (OwnTracks), the device token as the ``id`` parameter
 (OsmAnd), a tracking token in the path (customers), or nothing."""
 
@@ -46,6 +47,17 @@ SECURITY_SCHEMES: Final[dict[str, dict[str, str]]] = {
         " `Authorization: Bearer lmk_…`. Its role (admin, dispatcher or integration) decides"
         " what it may do; each operation lists the roles it accepts. A key reaches its own"
         " organisation only: another organisation's objects answer 404 like missing ones.",
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "lastmile_session",
+        "description": "A user's session (`POST /v1/session` with an email and password sets"
+        " it; HttpOnly, named `__Host-lastmile_session` over TLS). It holds the user's role"
+        " (admin or dispatcher) wherever an API key of that role is accepted, for HTTP requests"
+        " (a page opens sockets with a ticket). Any change made with it (every method but GET,"
+        " HEAD and OPTIONS) carries the session's `csrf_token` in the `X-CSRF-Token` header,"
+        " or is refused with 403.",
     },
     "deviceToken": {
         "type": "http",
@@ -70,6 +82,7 @@ SECURITY_SCHEMES: Final[dict[str, dict[str, str]]] = {
 }
 _SCHEME_OF: Final[dict[Credential, str]] = {
     "api_key": "apiKey",
+    "session": "sessionCookie",
     "device": "deviceToken",
     "basic": "ownTracksBasic",
     "osmand": "osmandId",
@@ -79,7 +92,8 @@ ERROR_MEANINGS: Final[dict[int, str]] = {
     400: "A parameter or a field of the body is wrong: `field` names it as the client spelled"
     " it, `reason` says what was expected and what came.",
     401: "No usable credential: missing, unknown or revoked (with `WWW-Authenticate`).",
-    403: "The API key's role may not do this.",
+    403: "The API key's (or the signed-in user's) role may not do this; or a change made with"
+    " a session cookie came without its `X-CSRF-Token`.",
     404: "No such object in the caller's organisation (another organisation's looks the same).",
     409: "The object's state or a unique value forbids it; `reason` says which.",
     410: "The tracking link has expired.",
@@ -293,16 +307,24 @@ def _param(param: Param, schemas: _Schemas) -> dict[str, Any]:
     return out
 
 
-def _security(credential: Credential, roles: Sequence[Role]) -> list[dict[str, list[str]]]:
+def _security(
+    credential: Credential, roles: Sequence[Role], *, cookie: bool = True
+) -> list[dict[str, list[str]]]:
     scheme = _SCHEME_OF.get(credential)
-    return [] if scheme is None else [{scheme: list(roles)}]
+    if scheme is None:
+        return []
+    if credential == "api_key" and cookie:  # or a user of such a role, signed in
+        people: list[str] = [role for role in roles if role != "integration"]
+        by_key: dict[str, list[str]] = {scheme: list(roles)}
+        return [by_key] + ([{"sessionCookie": people}] if people else [])
+    return [{scheme: list(roles)}]
 
 
 def _implied_errors(op: Operation, path_params: Sequence[str]) -> set[int]:
     statuses = set(op.errors)
-    if op.credential in ("api_key", "device", "basic", "osmand"):
+    if op.credential in ("api_key", "session", "device", "basic", "osmand"):
         statuses |= {401, 429, 503}
-    if op.roles:
+    if op.roles or op.credential == "session":  # a change without its CSRF token
         statuses.add(403)
     if op.body is not None:
         statuses |= {400, 413, 415}
@@ -394,7 +416,7 @@ def _socket(socket: Socket, schemas: _Schemas, path_types: Mapping[str, Param]) 
     out: dict[str, Any] = {
         "summary": socket.summary,
         "description": socket.description,
-        "security": _security(socket.credential, socket.roles),
+        "security": _security(socket.credential, socket.roles, cookie=False),
         "parameters": [_param(p, schemas) for p in params],
         "serverMessages": {"$ref": REF.format(name=socket.server[0])},
         "closeCodes": {str(code): meaning for code, meaning in socket.closes.items()},

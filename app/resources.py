@@ -143,6 +143,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     settings.redis_url,
                     prefix=settings.redis_prefix,
                     limit=settings.auth_failure_limit,
+                    account_limit=settings.signin_failure_limit,
                 ),
             ),
             hub=hub,

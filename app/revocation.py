@@ -23,7 +23,7 @@ from typing import Final, Literal
 
 from redis.asyncio import Redis
 
-CredentialKind = Literal["device", "key"]
+CredentialKind = Literal["device", "key", "session"]
 
 REVOKED: Final = b"revoked"
 """A fallback copy's value once its token was revoked."""

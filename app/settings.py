@@ -92,6 +92,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_failure_limit: str = "30/minute"
     """Failed credentials one address may send (``limits`` notation: ``30/minute``,
     ``100 per hour``); past it, the address is refused (429) until the window has passed."""
+    signin_failure_limit: str = "10 per 15 minutes"
+    """Failed sign-ins one account may have (``limits`` notation); past it, that account's
+    sign-ins are refused (429) until the window has passed, whatever address they come from."""
+    session_ttl_s: Annotated[int, Meta(ge=300, le=30 * 86_400)] = 43_200
+    """How long a signed-in user's session lasts (then they sign in again)."""
     db_pool_max: Annotated[int, Meta(ge=1, le=200)] = 10
     workers: tuple[WorkerName, ...] = WORKER_NAMES
     travel_speed_mps: PositiveFloat = 8.0
@@ -243,7 +248,7 @@ def _parse(name: str, value: str, field_type: Any) -> Any:
         except ValueError as exc:
             raise SettingsError(PREFIX + name.upper(), str(exc)) from None
         return decoded
-    if name == "auth_failure_limit":
+    if name in ("auth_failure_limit", "signin_failure_limit"):
         try:
             parse_limit(value)
         except ValueError as exc:

@@ -1,5 +1,6 @@
 """Failed credentials, rate-limited per client address: a guess at tokens from one address is
-refused (429) once it failed too often, in every process.
+refused (429) once it failed too often, in every process. Failed sign-ins are limited per
+account as well, so that guessing one user's password from many addresses is refused too.
 
 The counts live in Redis through the ``limits`` library (a moving window per address, shared by
 every process). A process that sees an address go over the limit also remembers it locally
@@ -22,6 +23,8 @@ from app.errors import TooManyFailures
 
 DEFAULT_LIMIT: Final = "30/minute"
 """Failed credentials an address may send in a window."""
+DEFAULT_ACCOUNT_LIMIT: Final = "10 per 15 minutes"
+"""Failed sign-ins an account may have in a window."""
 MAX_BLOCKED: Final = 10_000
 """Blocked addresses a process keeps before it drops the expired ones."""
 
@@ -37,7 +40,13 @@ class FailedCredentials:
     """Counts failed credentials per address and refuses an address over the limit."""
 
     def __init__(
-        self, redis: Redis, redis_url: str, *, prefix: str = "", limit: str = DEFAULT_LIMIT
+        self,
+        redis: Redis,
+        redis_url: str,
+        *,
+        prefix: str = "",
+        limit: str = DEFAULT_LIMIT,
+        account_limit: str = DEFAULT_ACCOUNT_LIMIT,
     ) -> None:
         # Over the process's own connection pool (``redis_url`` only names the server).
         self._storage = RedisStorage(
@@ -48,6 +57,7 @@ class FailedCredentials:
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._item: RateLimitItem = parse(limit)
+        self._account_item: RateLimitItem = parse(account_limit)
         self._blocked: dict[str, float] = {}
         """Addresses over the limit, and until when (monotonic seconds), in this process."""
 
@@ -78,3 +88,17 @@ class FailedCredentials:
             self._blocked = {a: until for a, until in self._blocked.items() if until > now}
         self._blocked[address] = now + max(1.0, stats.reset_time - time.time())
         self.check(address)
+
+    async def check_account(self, account: str) -> None:
+        """Refuse a sign-in to ``account`` (an email, lower case) while it is over its limit."""
+        if await self._limiter.test(self._account_item, "signin", account):
+            return
+        stats = await self._limiter.get_window_stats(self._account_item, "signin", account)
+        raise TooManyFailures(
+            "too many failed sign-ins to this account; try again later",
+            retry_after_s=max(1, math.ceil(stats.reset_time - time.time())),
+        )
+
+    async def failed_account(self, account: str) -> None:
+        """Count a failed sign-in to ``account``."""
+        await self._limiter.hit(self._account_item, "signin", account)

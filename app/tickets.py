@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from app.revocation import CredentialKind
 
+KINDS: Final[tuple[CredentialKind, ...]] = ("device", "key", "session")
 TICKET_TTL_S: Final = 30
 """How long a ticket waits for its socket."""
 
@@ -43,6 +44,7 @@ async def redeem(redis: Redis, prefix: str, ticket: str) -> tuple[CredentialKind
         return None
     text = value.decode() if isinstance(value, bytes) else str(value)
     kind, _, token_hash = text.partition(":")
-    if kind not in ("device", "key"):
-        return None
-    return ("device" if kind == "device" else "key"), bytes.fromhex(token_hash)
+    for known in KINDS:
+        if kind == known:
+            return known, bytes.fromhex(token_hash)
+    return None

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId
+from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId, UserId
 
 Role = Literal["admin", "dispatcher", "integration"]
 
@@ -22,13 +22,16 @@ class DevicePrincipal(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApiPrincipal(msgspec.Struct, frozen=True, kw_only=True):
-    """An API key of an organisation, with the role it was issued for."""
+    """An API key of an organisation, with the role it was issued for; or a signed-in user's
+    session (``user_id`` set, ``key_id`` None), with the user's role."""
 
     org_id: OrgId
-    key_id: ApiKeyId
+    key_id: ApiKeyId | None
     role: Role
     expires_at: datetime | None = None
-    """After this the key is refused (a key issued for a time, or rotated out)."""
+    """After this the key (or the session) is refused (a key issued for a time, or rotated
+    out; a session's end)."""
+    user_id: UserId | None = None
 
 
 class Credential(msgspec.Struct, frozen=True, kw_only=True):

@@ -102,6 +102,7 @@ from schemas.proofs import (
 )
 from schemas.route import InsertOrder, MoveStop, RouteView
 from schemas.track import TrackingLink, TrackMessage, TrackView
+from schemas.users import PasswordIn, Session, SignIn, User, UserIn, UserPatch, Users
 from schemas.webhooks import (
     Delivery,
     DeliveryPage,
@@ -311,6 +312,7 @@ IDS: Final = {
     "proof_id": 17,
     "device_id": 11,
     "key_id": 4,
+    "user_id": 3,
 }
 """Every id parameter of a path, with the example's id."""
 PATH_PARAMS: Final = (
@@ -409,6 +411,11 @@ def api(
 def device(method: str, path: str, summary: str, *answers: Answer, **more: Any) -> Operation:
     """An operation for a driver's device token."""
     return Operation(method, path, summary, "", answers, credential="device", **more)
+
+
+def signed_in(method: str, path: str, summary: str, *answers: Answer, **more: Any) -> Operation:
+    """An operation for a signed-in user's session (any role), not for API keys."""
+    return Operation(method, path, summary, "", answers, credential="session", **more)
 
 
 def public(method: str, path: str, summary: str, *answers: Answer, **more: Any) -> Operation:
@@ -597,6 +604,43 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             created("The key, shown in this answer only (a replay answers `token: null`).",
                     ApiKeyCreated, ex.API_KEY_CREATED),
             body=json_body(ApiKeyIn, ex.API_KEY_IN), idempotent=True),
+        public("POST", "/v1/session", "Sign in",
+               created("Signed in: the answer sets the HttpOnly session cookie.", Session,
+                       ex.SESSION),
+               body=json_body(SignIn, ex.SIGN_IN), errors=(400, 401, 429),
+               description="A user of any organisation signs in with their email (any case) and"
+               " password. Wrong ones answer 401 without saying which was wrong. Failed sign-ins"
+               " are limited per address (`LASTMILE_AUTH_FAILURE_LIMIT`) and per account"
+               " (`LASTMILE_SIGNIN_FAILURE_LIMIT`), each answering 429 with `Retry-After`. The"
+               " session lasts `LASTMILE_SESSION_TTL_S`; send `csrf_token` back as"
+               " `X-CSRF-Token` with every change."),
+        signed_in("GET", "/v1/session", "The signed-in user",
+                  ok("The session, with its CSRF token.", Session, ex.SESSION)),
+        signed_in("DELETE", "/v1/session", "Sign out", ok("Signed out; the cookie is cleared.",
+                  status=204),
+                  description="The session ends on every server at once."),
+        signed_in("PUT", "/v1/session/password", "Change your password",
+                  ok("You, as stored.", User, ex.USER),
+                  body=json_body(PasswordIn, ex.OWN_PASSWORD_IN),
+                  description="`current_password` is required. Every other session of yours"
+                  " ends."),
+        api("GET", "/v1/users", "The organisation's users", ADMINS,
+            ok("Oldest first, deactivated ones too; never the passwords.", Users, ex.USERS)),
+        api("POST", "/v1/users", "Create a user", ADMINS,
+            created("The new user.", User, ex.USER),
+            body=json_body(UserIn, ex.USER_IN), errors=(409,), idempotent=True,
+            description="Admins and dispatchers sign in to the pages as users (integrations use"
+            " API keys). An email address has one account across all organisations (409)."),
+        api("GET", "/v1/users/{user_id}", "Read a user", ADMINS, ok("The user.", User, ex.USER)),
+        api("PATCH", "/v1/users/{user_id}", "Rename, change the role, deactivate or reactivate",
+            ADMINS, ok("The user as stored now.", User, ex.USER),
+            body=json_body(UserPatch, ex.USER_PATCH), errors=(409,),
+            description="`active: false` ends the user's sessions on every server at once and"
+            " refuses their sign-ins; a new role applies to open sessions at once. Nobody"
+            " deactivates or demotes themselves (409)."),
+        api("PUT", "/v1/users/{user_id}/password", "Set a user's password", ADMINS,
+            ok("The user.", User, ex.USER), body=json_body(PasswordIn, ex.PASSWORD_IN),
+            description="Every session of that user ends (the caller's own stays)."),
         api("POST", "/v1/socket-tickets", "A ticket that opens a socket once", READERS,
             created("Open `/v1/live/ws?ticket=…` with it within `expires_in_s`; it works once.",
                     SocketTicket, ex.SOCKET_TICKET),

@@ -202,7 +202,7 @@ async def socket_ticket(request: Request) -> Response:
     """``POST /v1/socket-tickets``: a ticket for a page's socket, for the calling API key."""
     resources = resources_of(request)
     await resources.auth.require_api_key(request, READERS)
-    return await _ticket(resources, "key", request)
+    return await _ticket(resources, request.state.credential_kind, request)
 
 
 async def driver_socket_ticket(request: Request) -> Response:

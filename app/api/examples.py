@@ -76,6 +76,7 @@ from schemas.ids import (
     RouteId,
     ShiftId,
     StopId,
+    UserId,
     VehicleId,
 )
 from schemas.notification_views import (
@@ -112,6 +113,7 @@ from schemas.proofs import (
 )
 from schemas.route import FailStop, InsertOrder, MoveStop, RouteStop, RouteView, Window
 from schemas.track import ArrivalEstimate, DriverSpot, TrackingLink, TrackView
+from schemas.users import PasswordIn, Session, SignIn, User, UserIn, UserPatch, Users
 from schemas.webhooks import (
     Delivery,
     DeliveryAttempt,
@@ -263,6 +265,37 @@ API_KEY: Final = Credential(
     created_at=CREATED,
 )
 API_KEYS: Final = ApiKeys(api_keys=[API_KEY])
+USER: Final = User(
+    id=UserId(3),
+    email="dana@example.com",
+    name="Dana Dispatcher",
+    role="dispatcher",
+    created_at=CREATED,
+    last_sign_in_at=CREATED,
+)
+USERS: Final = Users(users=[USER])
+USER_IN: Final = UserIn(
+    email="dana@example.com",
+    name="Dana Dispatcher",
+    role="dispatcher",
+    password="correct horse battery",  # noqa: S106 - an example
+)
+USER_PATCH: Final = UserPatch(active=False)
+PASSWORD_IN: Final = PasswordIn(password="a new passphrase")  # noqa: S106 - an example
+OWN_PASSWORD_IN: Final = PasswordIn(
+    password="a new passphrase",  # noqa: S106 - an example
+    current_password="correct horse battery",  # noqa: S106 - an example
+)
+SIGN_IN: Final = SignIn(
+    email="dana@example.com",
+    password="correct horse battery",  # noqa: S106 - an example
+)
+SESSION: Final = Session(
+    user=USER,
+    org_id=OrgId(1),
+    expires_at=CREATED,
+    csrf_token="Q1NSRi10b2tlbi1kZXJpdmVkLWZyb20tdGhlLXNlc3Npb24",  # noqa: S106 - an example
+)
 REVOKED_API_KEY: Final = replace(API_KEY, revoked_at=CREATED)
 CUSTOMER_PROOF: Final = CustomerProof(photo=True)
 DRIVER_PROFILE: Final = DriverProfile(

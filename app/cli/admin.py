@@ -69,6 +69,64 @@ def apikey_create(ctx: click.Context, org_id: int, role: str, name: str) -> None
 
 
 @main.group()
+def user() -> None:
+    """People who sign in to the pages (admins and dispatchers)."""
+
+
+@user.command("create")
+@click.option("--org", "org_id", type=int, required=True)
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(["admin", "dispatcher"]), required=True)
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="LASTMILE_NEW_PASSWORD",
+    help="Asked for when not given (or taken from LASTMILE_NEW_PASSWORD); at least 10 characters.",
+)
+@click.pass_context
+def user_create(
+    ctx: click.Context, org_id: int, email: str, name: str, role: str, password: str
+) -> None:
+    """Create a user who signs in with an email and password; prints their id."""
+    import msgspec
+
+    from app.passwords import hash_password
+    from schemas.ids import OrgId
+    from schemas.users import UserIn
+    from store import tenants, users
+
+    try:
+        wanted = msgspec.convert(
+            {"email": email, "name": name, "role": role, "password": password}, UserIn
+        )
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    async def go(conn: Any) -> None:
+        if not await tenants.org_exists(conn, OrgId(org_id)):
+            raise click.BadParameter(f"no organisation {org_id}", param_hint="--org")
+        try:
+            created = await users.create(
+                conn,
+                OrgId(org_id),
+                email=wanted.email.strip(),
+                name=wanted.name,
+                role=wanted.role,
+                password_hash=await hash_password(wanted.password),
+            )
+        except users.EmailTaken:
+            raise click.BadParameter(
+                f"{email!r} already has an account", param_hint="--email"
+            ) from None
+        click.echo(created.id)
+
+    with_connection(ctx, go)
+
+
+@main.group()
 def driver() -> None:
     """Drivers and their devices."""
 

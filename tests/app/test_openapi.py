@@ -139,17 +139,28 @@ def test_every_error_answer_is_the_error_body(spec: dict[str, Any]) -> None:
 
 
 def test_credentials_are_declared_per_operation(spec: dict[str, Any]) -> None:
-    """API-key operations name their roles; device, Basic and OsmAnd operations their scheme."""
+    """API-key operations name their roles, and the roles a signed-in user may have; session,
+    device, Basic and OsmAnd operations their scheme."""
     schemes = spec["components"]["securitySchemes"]
     assert schemes["apiKey"]["bearerFormat"] == "lmk_…"
+    assert (schemes["sessionCookie"]["in"], schemes["sessionCookie"]["name"]) == (
+        "cookie",
+        "lastmile_session",
+    )
     assert schemes["deviceToken"]["bearerFormat"] == "lmd_…"
     assert schemes["ownTracksBasic"]["scheme"] == "basic"
     assert (schemes["osmandId"]["in"], schemes["osmandId"]["name"]) == ("query", "id")
     paths = spec["paths"]
     assert paths["/v1/orders"]["post"]["security"] == [
-        {"apiKey": ["admin", "dispatcher", "integration"]}
+        {"apiKey": ["admin", "dispatcher", "integration"]},
+        {"sessionCookie": ["admin", "dispatcher"]},
     ]
-    assert paths["/v1/settings/dimensions"]["put"]["security"] == [{"apiKey": ["admin"]}]
+    assert paths["/v1/settings/dimensions"]["put"]["security"] == [
+        {"apiKey": ["admin"]},
+        {"sessionCookie": ["admin"]},
+    ]
+    assert paths["/v1/session"]["get"]["security"] == [{"sessionCookie": []}]
+    assert paths["/v1/session"]["post"]["security"] == []
     assert paths["/v1/pings"]["post"]["security"] == [{"deviceToken": []}]
     assert paths["/owntracks"]["post"]["security"] == [{"ownTracksBasic": []}]
     assert paths["/osmand"]["get"]["security"] == [{"osmandId": []}]

@@ -1,8 +1,10 @@
 """Every operation of the reference × every credential: the roles the catalogue declares are
 the roles the server lets through, and another organisation's objects are not found.
 
-The credentials: an organisation's admin, dispatcher and integration keys, one of its drivers'
-device tokens, no credential at all, and another organisation's admin key. A role the
+The credentials: an organisation's admin, dispatcher and integration keys, the session cookies
+of its signed-in admin and dispatcher users (with their CSRF tokens), one of its drivers'
+device tokens, no credential at all, and another organisation's admin key. Operations for a
+signed-in user alone take every user's session and refuse keys. A role the
 operation does not name is refused with 403 before anything else is looked at; a device token
 on a key's route, or no credential, with 401; an allowed role gets past authorisation (any
 other answer, never a 5xx). Paths name this organisation's driver, order, device and key
@@ -24,12 +26,16 @@ import pytest
 from app.api.catalogue import OPERATIONS
 from app.auth import issue_api_key, issue_device_token
 from app.openapi import Operation
+from app.passwords import hash_password
 from app.settings import Settings
 from schemas.auth import Role
-from store import tenants
-from tests.conftest import Tenant, make_tenant
+from schemas.users import UserRole
+from store import tenants, users
+from tests.conftest import LiveServer, Tenant, make_tenant
 
 ROLES: tuple[Role, ...] = ("admin", "dispatcher", "integration")
+PEOPLE: tuple[UserRole, ...] = ("admin", "dispatcher")
+PASSWORD = "matrix password"
 UNKNOWN_ID = 987_654_321
 _PARAM = re.compile(r"\{(\w+)\}")
 
@@ -45,6 +51,7 @@ class Org:
     """One organisation's credentials, and ids of some of its objects."""
 
     keys: dict[Role, str]
+    emails: dict[UserRole, str]
     device: str
     ids: dict[str, int]
 
@@ -68,13 +75,39 @@ async def _org(db: psycopg.AsyncConnection, http: httpx.AsyncClient) -> Org:
     assert spare is not None
     await issue_api_key(db, base.org_id, role="integration", name="spare")
     spare_key = (await tenants.list_api_keys(db, base.org_id))[-1]
+    hashed = await hash_password(PASSWORD)
+    emails: dict[UserRole, str] = {}
+    for person in (*PEOPLE, "spare"):
+        email = f"{person}-{base.org_id}@matrix.example"
+        made = await users.create(
+            db, base.org_id, email=email, name=person, role="dispatcher", password_hash=hashed
+        )
+        if person in PEOPLE:
+            await users.update(db, base.org_id, made.id, name=None, role=person, active=None)
+            emails[person] = email  # one of PEOPLE
     ids = {
         "driver_id": driver.id,
         "order_id": order.json()["id"],
         "device_id": spare[0],
         "key_id": spare_key.id,
+        "user_id": made.id,
     }
-    return Org(keys=keys, device=driver.token, ids=ids)
+    return Org(keys=keys, emails=emails, device=driver.token, ids=ids)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in user: a client holding the cookie, and the CSRF token."""
+
+    client: httpx.AsyncClient
+    csrf: str
+
+
+async def _signed_in(server: LiveServer, email: str) -> Session:
+    client = httpx.AsyncClient(base_url=server.url, timeout=10)
+    answer = await client.post("/v1/session", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 201, answer.text
+    return Session(client, answer.json()["csrf_token"])
 
 
 def _url(op: Operation, ids: dict[str, int]) -> str:
@@ -89,9 +122,13 @@ def _url(op: Operation, ids: dict[str, int]) -> str:
 
 
 async def _call(
-    http: httpx.AsyncClient, op: Operation, url: str, token: str | None
+    http: httpx.AsyncClient, op: Operation, url: str, token: str | Session | None
 ) -> httpx.Response:
-    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    headers = (
+        {} if token is None or isinstance(token, Session) else {"authorization": f"Bearer {token}"}
+    )
+    if isinstance(token, Session):
+        http, headers = token.client, {"x-csrf-token": token.csrf}
     body: dict[str, Any] = {}
     if op.method.upper() in ("POST", "PUT", "PATCH"):
         body = {"content": b"{}", "headers": headers | {"content-type": "application/json"}}
@@ -100,11 +137,28 @@ async def _call(
 
 
 async def test_every_operation_lets_in_exactly_the_declared_roles(
-    http: httpx.AsyncClient, db: psycopg.AsyncConnection
+    http: httpx.AsyncClient, db: psycopg.AsyncConnection, server: LiveServer
 ) -> None:
-    """Checked for every operation of a key or a device; every mismatch is listed at once."""
+    """Checked for every operation of a key, a session or a device; every mismatch is listed
+    at once."""
     mine = await _org(db, http)
     theirs = await _org(db, http)
+    people = {person: await _signed_in(server, mine.emails[person]) for person in PEOPLE}
+    try:
+        wrong = await _check_every_operation(http, server, mine, theirs, people)
+    finally:
+        for session in people.values():
+            await session.client.aclose()
+    assert wrong == []
+
+
+async def _check_every_operation(
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    mine: Org,
+    theirs: Org,
+    people: dict[UserRole, Session],
+) -> list[str]:
     wrong: list[str] = []
 
     def expect(op: Operation, who: str, answer: httpx.Response, ok: bool) -> None:
@@ -114,11 +168,23 @@ async def test_every_operation_lets_in_exactly_the_declared_roles(
             )
 
     for op in OPERATIONS:
-        if op.credential not in ("api_key", "device"):
+        if op.credential not in ("api_key", "device", "session"):
             continue
         url = _url(op, mine.ids)
         anonymous = await _call(http, op, url, None)
         expect(op, "no credential", anonymous, anonymous.status_code == 401)
+        if op.credential == "session":  # each with a fresh session: it may end it
+            as_key = await _call(http, op, url, mine.keys["admin"])
+            expect(op, "admin key", as_key, as_key.status_code == 401)
+            for person in PEOPLE:
+                fresh = await _signed_in(server, mine.emails[person])
+                try:
+                    answer = await _call(http, op, url, fresh)
+                finally:
+                    await fresh.client.aclose()
+                expect(op, f"{person} session", answer, answer.status_code < 500
+                       and answer.status_code not in (401, 403))  # fmt: skip
+            continue
         if op.credential == "device":
             as_device = await _call(http, op, url, mine.device)
             expect(op, "device", as_device, as_device.status_code not in (401, 403, 429, 500))
@@ -138,10 +204,15 @@ async def test_every_operation_lets_in_exactly_the_declared_roles(
                 )
             else:
                 expect(op, role, answer, answer.status_code == 403)
+        for person in PEOPLE:
+            answer = await _call(http, op, url, people[person])
+            allowed = answer.status_code < 500 and answer.status_code not in (401, 403)
+            refused = answer.status_code == 403
+            expect(op, f"{person} session", answer, allowed if person in op.roles else refused)
         if "admin" in op.roles and set(_PARAM.findall(op.path)) & set(mine.ids):
             stranger = await _call(http, op, url, theirs.keys["admin"])
             expect(op, "another organisation's admin", stranger, _not_found(op, stranger))
-    assert wrong == []
+    return wrong
 
 
 def _not_found(op: Operation, answer: httpx.Response) -> bool:
