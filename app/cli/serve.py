@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +21,11 @@ from app.cli.simulate import (
 )
 from app.process.urls import base_url
 from app.settings import WORKER_NAMES, Settings
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+    from schemas.ids import OrgId
 
 SIMULATION_STOP_TIMEOUT_S = 15.0
 """How long Ctrl-C waits for the simulated drivers to stop and retire before the API stops."""
@@ -223,6 +229,7 @@ async def _demo_banner(settings: Settings) -> str:
                 await tenants.create_driver(conn, org_id, name=f"Demo driver {n + 1}")
             drivers = await tenants.list_drivers(conn, org_id)
             key = await issue_api_key(conn, org_id, role="dispatcher", name="demo dispatcher")
+            password = await _demo_user(conn, org_id)
             lines = ["", f"Demo organisation {org_id}: dispatcher key {key}"]
             for driver_id, name in drivers:
                 issued = await issue_device_token(conn, org_id, driver_id)
@@ -233,10 +240,34 @@ async def _demo_banner(settings: Settings) -> str:
     base = base_url(settings)
     lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
     lines.append(f"Dispatcher map: {base}/dispatch#key={key}")
+    lines.append(f"  or sign in there as {DEMO_EMAIL} with the password {password}")
     lines.append(f"Driver sign-in codes: {base}/driver/qr#key={key}")
     if settings.demo_mail_dir is not None:
         lines.append(f"Customers' mail (a local sink, relayed nowhere): {base}/demo/mail#key={key}")
     return "\n".join(lines)
+
+
+DEMO_EMAIL = "dispatcher@demo.example"
+
+
+async def _demo_user(conn: AsyncConnection, org_id: OrgId) -> str:
+    """The demo dispatcher's new password (a new one on every start; the user is made once)."""
+    import secrets
+
+    from app.passwords import hash_password
+    from store import users
+
+    password = secrets.token_urlsafe(9)
+    hashed = await hash_password(password)
+    found = await users.account(conn, DEMO_EMAIL)
+    if found is None:
+        await users.create(
+            conn, org_id, email=DEMO_EMAIL, name="Demo dispatcher", role="dispatcher",
+            password_hash=hashed,
+        )  # fmt: skip
+    else:
+        await users.set_password_hash(conn, found.id, hashed)
+    return password
 
 
 def _enable_multiprocess_metrics(data_dir: Path) -> None:

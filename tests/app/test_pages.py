@@ -21,12 +21,14 @@ from playwright.async_api import WebSocketRoute, expect
 from redis.asyncio import Redis
 
 import app
+from app.passwords import hash_password
 from app.settings import Settings
 from app.web.pages import content_policy
 from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.eta import ArrivalWindow, RunningLate
 from schemas.events import DeliveryUpdate
+from store import users
 from tests.browser import BROWSER_ZONE, UNREACHABLE_TILES, WAIT_MS, Pages
 from tests.conftest import Driver, LiveServer, Tenant
 from tests.days import Day, device, key, moved_window, plan_and_dispatch
@@ -184,6 +186,52 @@ async def test_the_dispatcher_page_asks_for_a_key_until_one_is_accepted(
         "data-state", "live", timeout=WAIT_MS
     )
     await expect(page.locator("#key-gate")).to_be_hidden()
+
+
+@pytest.mark.browser
+async def test_a_dispatcher_signs_in_with_a_password_and_signs_out(
+    server: LiveServer, http: httpx.AsyncClient, db: psycopg.AsyncConnection, tenant: Tenant,
+    pages: Pages,
+) -> None:  # fmt: skip
+    """Without a key the page asks to sign in; a wrong password says so; the right one opens
+    the map (its socket by a ticket asked for with the cookie and the CSRF token), a reload stays
+    signed in, the phone sign-in page issues a code with the session, and signing out ends the
+    session on the server."""
+    email = f"dispatch-{tenant.org_id}@example.com"
+    await users.create(
+        db, tenant.org_id, email=email, name="Dana", role="dispatcher",
+        password_hash=await hash_password("a good password"),
+    )  # fmt: skip
+    page = await pages.open(f"{server.url}/dispatch")
+    await expect(page.locator("#sign-in-form")).to_be_visible(timeout=WAIT_MS)
+    await page.locator("#email-input").fill(email)
+    await page.locator("#password-input").fill("not the password")
+    await page.locator("#sign-in-form button").click()
+    await expect(page.locator("#sign-in-error")).to_contain_text("Wrong email or password")
+    await page.locator("#password-input").fill("a good password")
+    await page.locator("#sign-in-form button").click()
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    assert await page.evaluate("sessionStorage.length") == 0
+    assert await page.evaluate("document.cookie") == ""  # HttpOnly: no script reads it
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    cookies = await page.context.cookies()
+    token = next(c["value"] for c in cookies if c["name"] == "lastmile_session")
+    desk = await page.context.new_page()
+    await desk.goto(f"{server.url}/driver/qr")
+    await desk.select_option("#driver-select", label="driver 1", timeout=WAIT_MS)
+    await desk.click("#qr-form button[type=submit]")
+    await expect(desk.locator("#qr-image")).to_be_visible(timeout=WAIT_MS)
+    await desk.close()
+    await expect(page.locator("#forget-key")).to_have_text("Sign out")
+    await page.locator("#forget-key").click()
+    await expect(page.locator("#sign-in-form")).to_be_visible(timeout=WAIT_MS)
+    refused = await http.get("/v1/orders", headers={"cookie": f"lastmile_session={token}"})
+    assert refused.status_code == 401
 
 
 @pytest.mark.browser

@@ -307,3 +307,23 @@ async def test_a_page_opens_its_socket_with_a_ticket_not_with_the_cookie(
             f"{server.ws_url}/v1/live/ws?ticket={ticket.json()['ticket']}"
         ) as socket:
             assert json.loads(await socket.recv())["type"] == "snapshot"
+
+
+async def test_the_demo_prints_a_dispatcher_who_can_sign_in(
+    server: LiveServer, http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """``serve --demo`` prints the demo dispatcher's email and a password new on each start:
+    the last one printed signs in, the one before does not."""
+    from app.cli.serve import DEMO_EMAIL, _demo_banner
+
+    def password_of(banner: str) -> str:
+        line = next(line for line in banner.splitlines() if DEMO_EMAIL in line)
+        return line.rsplit(" ", 1)[-1]
+
+    before = password_of(await _demo_banner(settings))
+    now = password_of(await _demo_banner(settings))
+    assert before != now
+    old = await http.post("/v1/session", json={"email": DEMO_EMAIL, "password": before})
+    assert old.status_code == 401
+    async with browser(server) as client:
+        await sign_in(client, DEMO_EMAIL, now)

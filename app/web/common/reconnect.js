@@ -116,12 +116,13 @@ export function socketUrl(path) {
 }
 
 // A single-use ticket for a socket, asked for with the credential in a header (so that the
-// credential never sits in a socket's URL, where logs keep URLs). Throws an error whose
+// credential never sits in a socket's URL, where logs keep URLs): a bearer token, or the headers
+// to send (a signed-in page's CSRF token beside its session cookie). Throws an error whose
 // `closeCode` is the refusal's socket code (4401, 4403, 4429) when the server refuses it.
 export async function socketTicket(path, credential) {
   const reply = await fetch(path, {
     method: "POST",
-    headers: { authorization: `Bearer ${credential}` },
+    headers: typeof credential === "string" ? { authorization: `Bearer ${credential}` } : credential,
     cache: "no-store",
   });
   if (!reply.ok) {

@@ -13,8 +13,10 @@
 // model's changes are drawn, and routes named by route_dispatched and route_changed are read
 // again from GET /v1/routes/{id}.
 //
-// Auth: the API key comes from the URL fragment (#key=...), which the browser never sends to the
-// server; it is kept in sessionStorage and removed from the address bar. Without one, a form asks.
+// Auth: a user signs in with an email and password (POST /v1/session): the session is an HttpOnly
+// cookie the page never sees, and every change it asks for carries the session's CSRF token.
+// Or an API key, from the URL fragment (#key=...), which the browser never sends to the server; it
+// is kept in sessionStorage and removed from the address bar. With neither, the sign-in form asks.
 //
 // The day: today in the organisation's zone, or ?day=YYYY-MM-DD of the page's address (the day
 // form in the header is a plain GET form), passed on to the socket as is; the server closes with
@@ -32,6 +34,7 @@ import { ProofDetails } from "./proof.js";
 import { Reads } from "./reads.js";
 import { zoneClock } from "./times.js";
 import { takeFromFragment } from "../common/fragment.js";
+import { currentSession } from "../common/session.js";
 import { Reconnecting, socketTicket, socketUrl } from "../common/reconnect.js";
 
 const KEY_STORAGE = "lastmile.dispatch.key";
@@ -44,6 +47,11 @@ const AGE_EVERY_MS = 30_000;
 const $ = (id) => document.getElementById(id);
 const ui = {
   gate: $("key-gate"),
+  signInForm: $("sign-in-form"),
+  email: $("email-input"),
+  password: $("password-input"),
+  signInError: $("sign-in-error"),
+  keyChoice: $("key-choice"),
   keyForm: $("key-form"),
   keyInput: $("key-input"),
   keyError: $("key-error"),
@@ -75,11 +83,12 @@ const panel = new Panel(fleet, {
   onStop: (stopId) => map.focusStop(stopId),
 });
 const reads = new Reads({
-  key: () => apiKey,
-  onRejected: () => rejectKey("This key was not accepted."),
+  headers: () => credentialHeaders(),
+  onRejected: () => rejectCredential(),
 });
 
-let apiKey = null;
+// {kind: "key", key} or {kind: "session", csrf, user}; null while signed out.
+let credential = null;
 let feed = null;
 let connected = false;
 
@@ -92,7 +101,7 @@ function settle() {
       if (fleet.acceptRoute(route)) settle();
     });
   }
-  if (apiKey !== null) {
+  if (credential !== null) {
     reads.names(fleet.missingNames(), (drivers) => {
       fleet.setNames(drivers);
       settle();
@@ -128,9 +137,17 @@ function onMessage(message) {
   settle();
 }
 
-// The key goes in a header for a single-use ticket; the socket's URL carries only the ticket.
+// What proves who the page is to the HTTP API: the key, or the session's CSRF token beside the
+// cookie the browser sends by itself.
+function credentialHeaders() {
+  if (credential === null) return {};
+  if (credential.kind === "key") return { authorization: `Bearer ${credential.key}` };
+  return { "x-csrf-token": credential.csrf };
+}
+
+// The credential goes in headers for a single-use ticket; the socket's URL carries only the ticket.
 async function feedUrl() {
-  const ticket = await socketTicket("/v1/socket-tickets", apiKey);
+  const ticket = await socketTicket("/v1/socket-tickets", credentialHeaders());
   const query = new URLSearchParams({ ticket });
   if (requestedDay !== null) query.set("day", requestedDay);
   if (fleet.lastEventId) query.set("since", fleet.lastEventId);
@@ -139,7 +156,7 @@ async function feedUrl() {
 
 function onClose(event) {
   if (event.code === CLOSE_UNAUTHORIZED || event.code === CLOSE_FORBIDDEN) {
-    rejectKey(`This key was not accepted${event.reason ? ` (${event.reason})` : ""}.`);
+    rejectCredential(event.reason);
     return "stop";
   }
   if (event.code === CLOSE_BAD_REQUEST) {
@@ -153,10 +170,12 @@ function onClose(event) {
   return event.code === CLOSE_TOO_SLOW ? "now" : "retry";
 }
 
-function connect(key) {
+function connect(given) {
   if (feed) feed.stop();
-  apiKey = key;
+  credential = given;
   ui.gate.hidden = true;
+  ui.forgetKey.textContent = given.kind === "session" ? "Sign out" : "Change key";
+  ui.forgetKey.title = given.kind === "session" ? `Signed in as ${given.user.email}` : "";
   panel.showProblem("");
   setConnection("connecting", "Connecting…");
   feed = new Reconnecting({
@@ -171,7 +190,7 @@ function connect(key) {
   settle();
 }
 
-// --- the key -------------------------------------------------------------------------------
+// --- signing in ------------------------------------------------------------------------------
 
 function keyFromFragment() {
   const key = takeFromFragment("key");
@@ -179,45 +198,96 @@ function keyFromFragment() {
   return sessionStorage.getItem(KEY_STORAGE);
 }
 
-function askForKey(message) {
+function showError(element, message) {
+  element.textContent = message || "";
+  element.hidden = !message;
+}
+
+// The gate: the sign-in form, or the key form when `keyMessage` is about a key.
+function askToSignIn({ signInMessage = "", keyMessage = "" } = {}) {
   ui.gate.hidden = false;
-  ui.keyError.textContent = message || "";
-  ui.keyError.hidden = !message;
+  showError(ui.signInError, signInMessage);
+  showError(ui.keyError, keyMessage);
   ui.keyInput.value = "";
-  ui.keyInput.focus();
+  ui.password.value = "";
+  ui.keyChoice.open = Boolean(keyMessage);
+  (keyMessage ? ui.keyInput : ui.email).focus();
 }
 
 function stopFeed() {
   sessionStorage.removeItem(KEY_STORAGE);
-  apiKey = null;
+  credential = null;
   if (feed) feed.stop();
   feed = null;
 }
 
-function rejectKey(message) {
+function rejectCredential(reason) {
+  const kind = credential ? credential.kind : "key";
+  const why = reason ? ` (${reason})` : "";
   stopFeed();
-  setConnection("rejected", "Key not accepted");
-  askForKey(message);
+  setConnection("rejected", kind === "session" ? "Signed out" : "Key not accepted");
+  if (kind === "session") askToSignIn({ signInMessage: `Your session has ended${why}. Sign in again.` });
+  else askToSignIn({ keyMessage: `This key was not accepted${why}.` });
 }
+
+function refusal(reply, body) {
+  if (reply.status === 401) return "Wrong email or password.";
+  if (reply.status === 429) {
+    const minutes = Math.max(1, Math.ceil(Number(reply.headers.get("retry-after") || 60) / 60));
+    return `Too many failed sign-ins. Try again in ${minutes} min.`;
+  }
+  return body.reason || `Signing in failed (HTTP ${reply.status}).`;
+}
+
+ui.signInForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError(ui.signInError, "");
+  let reply;
+  try {
+    reply = await fetch("/v1/session", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: ui.email.value.trim(), password: ui.password.value }),
+      cache: "no-store",
+    });
+  } catch (_) {
+    showError(ui.signInError, "The server cannot be reached.");
+    return;
+  }
+  const body = await reply.json().catch(() => ({}));
+  if (reply.status !== 201) {
+    showError(ui.signInError, refusal(reply, body));
+    return;
+  }
+  ui.password.value = "";
+  sessionStorage.removeItem(KEY_STORAGE);
+  connect({ kind: "session", csrf: body.csrf_token, user: body.user });
+});
 
 ui.keyForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const key = ui.keyInput.value.trim();
   if (!key) return;
   sessionStorage.setItem(KEY_STORAGE, key);
-  connect(key);
+  connect({ kind: "key", key });
 });
 
-ui.forgetKey.addEventListener("click", () => {
+ui.forgetKey.addEventListener("click", async () => {
+  const was = credential;
   stopFeed();
   setConnection("idle", "Signed out");
-  askForKey("");
+  if (was && was.kind === "session") {
+    await fetch("/v1/session", {
+      method: "DELETE", headers: { "x-csrf-token": was.csrf }, cache: "no-store",
+    }).catch(() => {});
+  }
+  askToSignIn();
 });
 
 window.addEventListener("hashchange", () => {
-  const before = apiKey;
+  const before = credential && credential.kind === "key" ? credential.key : null;
   const key = keyFromFragment();
-  if (key && key !== before) connect(key);
+  if (key && key !== before) connect({ kind: "key", key });
 });
 
 // "Seen 2 min ago" and stale markers age without any message.
@@ -246,10 +316,19 @@ window.lastmileDispatch = Object.freeze({
   alerts: () => [...fleet.alerts.values()].map((a) => ({ ...a, ...alertWords(a, zoneClock(fleet.timeZone)) })),
 });
 
-const initialKey = keyFromFragment();
-if (initialKey) connect(initialKey);
-else {
-  setConnection("idle", "Not connected");
-  askForKey("");
+async function start() {
+  const initialKey = keyFromFragment();
+  if (initialKey) {
+    connect({ kind: "key", key: initialKey });
+    return;
+  }
+  const session = await currentSession();
+  if (session) connect(session);
+  else {
+    setConnection("idle", "Not connected");
+    askToSignIn();
+  }
 }
+
+start();
 panel.render();

@@ -1,4 +1,5 @@
-// The dispatcher's reads from the HTTP API, with the page's API key: a route by id (one request
+// The dispatcher's reads from the HTTP API, with the page's credential (an API key, or the session
+// cookie the browser sends by itself): a route by id (one request
 // per route at a time) and the drivers' names (read again at most once a minute, and only when a
 // driver without a name has appeared). A 401 or 403 answer calls `onRejected`; other failures are
 // logged, and the next need reads again.
@@ -8,9 +9,9 @@ const NAMES_EVERY_MS = 60_000;
 class KeyRejected extends Error {}
 
 export class Reads {
-  // `key()`: the API key now; `onRejected()`: the server refused it.
-  constructor({ key, onRejected }) {
-    this.key = key;
+  // `headers()`: the credential's headers now; `onRejected()`: the server refused it.
+  constructor({ headers, onRejected }) {
+    this.headers = headers;
     this.onRejected = onRejected;
     this.routes = new Map(); // route id -> promise of the read in flight
     this.namesLoading = null;
@@ -18,7 +19,7 @@ export class Reads {
   }
 
   async get(path) {
-    const response = await fetch(path, { headers: { authorization: `Bearer ${this.key()}` } });
+    const response = await fetch(path, { headers: this.headers(), cache: "no-store" });
     if (response.status === 401 || response.status === 403) throw new KeyRejected(`${response.status}`);
     if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status}`);
     return response.json();

@@ -1,22 +1,27 @@
 // The dispatcher's page for signing a driver's phone in: pick a driver, get a new device's
 // sign-in QR code (POST /v1/drivers/{id}/devices/qr) and show it for the phone's camera.
 //
-// The API key comes from the fragment (#key=lmk_...) or the form, and is kept in this tab's
-// sessionStorage under the same name the dispatcher's map uses. The code holds a new device
+// A signed-in dispatcher's session serves (its cookie, and the CSRF token for the change); or an
+// API key from the fragment (#key=lmk_...) or the form, kept in this tab's sessionStorage under
+// the same name the dispatcher's map uses. The code holds a new device
 // token: it is shown once, never stored, and gone when the page is left.
 
 import { takeFromFragment } from "/static/common/fragment.js";
+import { currentSession } from "/static/common/session.js";
 import { newKey } from "./outbox.js";
 
 const KEY_STORAGE = "lastmile.dispatch.key";
 const $ = (id) => document.getElementById(id);
 
 
+let session = null;
+
 async function api(path, init = {}) {
   const key = sessionStorage.getItem(KEY_STORAGE);
+  const credential = key ? { Authorization: `Bearer ${key}` } : { "X-CSRF-Token": session?.csrf || "" };
   const response = await fetch(path, {
     ...init,
-    headers: { ...(init.headers || {}), Authorization: `Bearer ${key}` },
+    headers: { ...(init.headers || {}), ...credential },
     cache: "no-store",
   });
   const body = await response.json().catch(() => ({}));
@@ -35,7 +40,8 @@ async function start() {
     event.preventDefault();
     issue();
   });
-  if (sessionStorage.getItem(KEY_STORAGE)) await showDrivers();
+  if (!sessionStorage.getItem(KEY_STORAGE)) session = await currentSession();
+  if (sessionStorage.getItem(KEY_STORAGE) || session) await showDrivers();
   else $("key-card").hidden = false;
 }
 
@@ -43,6 +49,7 @@ async function showDrivers() {
   const { status, body } = await api("/v1/drivers");
   if (status === 401 || status === 403) {
     sessionStorage.removeItem(KEY_STORAGE);
+    session = null;
     $("key-card").hidden = false;
     $("qr-card").hidden = true;
     $("key-error").textContent = "This key was not accepted.";

@@ -10,6 +10,7 @@
 // where the dispatcher map keeps it, so the map's "Mail" link opens this page without asking.
 
 import { takeFromFragment } from "../common/fragment.js";
+import { currentSession } from "../common/session.js";
 
 const KEY_STORAGE = "lastmile.dispatch.key";
 const REFRESH_MS = 10_000;
@@ -35,6 +36,7 @@ const ui = {
 };
 
 let apiKey = null;
+let signedIn = false; // a signed-in user's session cookie serves instead of a key
 let zone = undefined;
 let mails = [];
 let openId = null;
@@ -52,6 +54,7 @@ function takeKey() {
 
 function ask(reason) {
   apiKey = null;
+  signedIn = false;
   sessionStorage.removeItem(KEY_STORAGE);
   ui.keyError.textContent = reason || "";
   ui.keyError.hidden = !reason;
@@ -76,10 +79,11 @@ function showProblem(text) {
 }
 
 async function load() {
-  if (!apiKey) return;
+  if (!apiKey && !signedIn) return;
   let response;
   try {
-    response = await fetch("/v1/demo/mail", { headers: { authorization: `Bearer ${apiKey}` } });
+    const headers = apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+    response = await fetch("/v1/demo/mail", { headers, cache: "no-store" });
   } catch {
     showProblem("The server did not answer; trying again shortly.");
     return;
@@ -184,6 +188,10 @@ ui.keyForm.addEventListener("submit", (event) => {
 
 apiKey = takeKey();
 if (apiKey) load();
-else ask("");
+else {
+  signedIn = (await currentSession()) !== null;
+  if (signedIn) load();
+  else ask("");
+}
 timer = setInterval(() => load(), REFRESH_MS);
 window.addEventListener("pagehide", () => clearInterval(timer));
