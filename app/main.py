@@ -27,6 +27,7 @@ from app.api import (
     notifications,
     ops,
     orders,
+    organisation,
     plans,
     positions,
     proofs,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/api-keys/{key_id}/revoke", credentials.revoke_api_key, methods=["POST"]),
         Route("/v1/api-keys/{key_id}/rotate", credentials.rotate_api_key, methods=["POST"]),
         Route("/v1/drivers/{driver_id}/devices/qr", driver_qr.device_qr, methods=["POST"]),
+        Route("/v1/settings/organisation", organisation.organisation, methods=["GET", "PATCH"]),
         Route(
             "/v1/settings/customer-proof",
             customer_proof.customer_proof,

@@ -361,7 +361,9 @@ class OrderIn(_In, frozen=True, kw_only=True):
     lon: Longitude
     day: date
     time_windows: Annotated[list[TimeWindow], Meta(max_length=MAX_WINDOWS)] = []
-    service_s: ServiceS = 0
+    service_s: ServiceS | None = None
+    """Seconds at the stop; none: the organisation's ``default_service_s``
+    (``/v1/settings/organisation``) when the order is stored."""
     size: Amounts = {}
     priority: Priority = 1
     required_skills: Skills = []
@@ -395,6 +397,7 @@ class OrderPatch(_In, frozen=True, kw_only=True):
 class Order(OrderIn, frozen=True, kw_only=True):
     """An order as read back."""
 
+    service_s: ServiceS = 0  # always stored: as given, or the organisation's default
     id: OrderId
     status: OrderStatus
     cancel_reason: str | None = None

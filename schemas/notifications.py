@@ -175,8 +175,9 @@ class RulesDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         msgspec.field(default_factory=list)
     )
     """Where dispatcher alerts go; none: no alerts by email."""
-    language: Language = "en"
-    """The customers' language and locale (dates, times) when an order names none."""
+    language: Language | None = None
+    """The customers' language and locale (dates, times) when an order names none; none: the
+    organisation's locale (``/v1/settings/organisation``)."""
     failed_next_step: Annotated[str, Meta(min_length=1, max_length=NEXT_STEP_CHARS)] = (
         DEFAULT_FAILED_NEXT_STEP
     )
@@ -203,7 +204,10 @@ class NotificationRules(msgspec.Struct, frozen=True, kw_only=True):
     dispatcher_kinds: frozenset[AlertKind] = frozenset(ALERT_KINDS)
     dispatcher_emails: tuple[str, ...] = ()
     """Where dispatcher alerts go; empty: nowhere."""
-    language: str = "en"
+    language: str | None = None
+    """The language of messages whose order names none; none: :attr:`locale`."""
+    locale: str = "en"
+    """The organisation's locale."""
     timezone: str = "UTC"
     """The organisation's time zone, for quiet hours."""
     quiet_hours: QuietHours | None = None
@@ -217,14 +221,15 @@ class NotificationRules(msgspec.Struct, frozen=True, kw_only=True):
     failed_next_step: str = DEFAULT_FAILED_NEXT_STEP
 
     @classmethod
-    def of(cls, doc: RulesDoc, timezone: str) -> NotificationRules:
-        """An organisation's stored (or default) document, with its time zone."""
+    def of(cls, doc: RulesDoc, timezone: str, locale: str = "en") -> NotificationRules:
+        """An organisation's stored (or default) document, with its time zone and locale."""
         return cls(
             customer_kinds=frozenset(doc.customer_events),
             customer_channels=tuple(dict.fromkeys(doc.customer_channels)),
             dispatcher_kinds=frozenset(doc.dispatcher_events),
             dispatcher_emails=tuple(dict.fromkeys(doc.dispatcher_emails)),
             language=doc.language,
+            locale=locale,
             timezone=timezone,
             quiet_hours=parse_quiet_hours(doc.quiet_hours),
             max_event_age_s=doc.max_event_age_min * 60.0,
@@ -232,6 +237,11 @@ class NotificationRules(msgspec.Struct, frozen=True, kw_only=True):
             eta_min_interval_s=doc.eta_interval_min * 60.0,
             failed_next_step=doc.failed_next_step,
         )
+
+    @property
+    def reader_language(self) -> str:
+        """The language of a message whose order names none."""
+        return self.language or self.locale
 
     def doc(self) -> RulesDoc:
         """These rules as the API shows them (the time zone is the organisation's own)."""

@@ -161,6 +161,9 @@ class OrgFacts:
     share_proof_photo: bool = False
     """Its customers may see the proof photo (``orgs.share_proof_photo``): the delivered
     message then links to the proof on the tracking page."""
+    locale: str = "en"
+    """The organisation's locale: messages' language where neither the order nor the rules
+    name one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +188,7 @@ async def load_orgs(conn: AsyncConnection[Any], org_ids: Iterable[OrgId]) -> dic
     for row in await fetch_all(
         conn,
         dict_row,
-        "SELECT g.id, g.name, g.timezone, g.share_proof_photo, r.rules FROM orgs g"
+        "SELECT g.id, g.name, g.timezone, g.share_proof_photo, g.locale, r.rules FROM orgs g"
         " LEFT JOIN notification_rules r ON r.org_id = g.id WHERE g.id = ANY(%s::bigint[])",
         (ids,),
     ):
@@ -197,6 +200,7 @@ async def load_orgs(conn: AsyncConnection[Any], org_ids: Iterable[OrgId]) -> dic
             row["timezone"],
             rules,
             share_proof_photo=row["share_proof_photo"],
+            locale=row["locale"],
         )
     for row in await fetch_all(
         conn,

@@ -68,8 +68,16 @@ _UPDATE: Final = (
 _CANCELLABLE_FROM: Final[tuple[OrderStatus, ...]] = ("pending", "planned", "dispatched", "failed")
 
 
-def _values(order: OrderIn) -> tuple[Any, ...]:
-    """The :data:`_WRITTEN` columns of ``order``."""
+async def default_service_s(conn: AsyncConnection, org_id: OrgId) -> int:
+    """The service time of an order that names none (the organisation's setting)."""
+    found = await fetch_one(
+        conn, scalar_row, "SELECT default_service_s FROM orgs WHERE id = %s", (org_id,)
+    )
+    return 0 if found is None else int(found)
+
+
+def _values(order: OrderIn, service_s: int) -> tuple[Any, ...]:
+    """The :data:`_WRITTEN` columns of ``order``; ``service_s`` where it names none."""
     return (
         order.customer_name,
         order.phone,
@@ -81,7 +89,7 @@ def _values(order: OrderIn) -> tuple[Any, ...]:
         order.day,
         [w.start for w in order.time_windows],
         [w.end for w in order.time_windows],
-        order.service_s,
+        service_s if order.service_s is None else order.service_s,
         Jsonb(order.size),
         order.priority,
         sorted(set(order.required_skills)),
@@ -138,8 +146,9 @@ async def create_order(conn: AsyncConnection, org_id: OrgId, order: OrderIn) -> 
     Raises :class:`~store.delivery.Duplicate` when ``external_ref`` is taken.
     """
     async with translated(), conn.transaction():
+        service_s = await default_service_s(conn, org_id)
         new_id = await fetch_one(
-            conn, scalar_row, _INSERT, (org_id, order.external_ref, *_values(order))
+            conn, scalar_row, _INSERT, (org_id, order.external_ref, *_values(order, service_s))
         )
         order_id = OrderId(returned(new_id))
         await _write_parcels(conn, org_id, order_id, order.parcels)
@@ -190,7 +199,8 @@ async def update_order(
     The caller checks that the order may change (it is ``pending``) under a lock first.
     """
     async with translated(), conn.transaction():
-        cursor = await conn.execute(_UPDATE, (*_values(order), org_id, order_id))
+        service_s = await default_service_s(conn, org_id)
+        cursor = await conn.execute(_UPDATE, (*_values(order, service_s), org_id, order_id))
         if cursor.rowcount != 1:
             return None
         await _write_parcels(conn, org_id, order_id, order.parcels)
@@ -284,13 +294,14 @@ async def import_orders(
     if not rows:
         return [], []
     async with conn.transaction():
+        service_s = await default_service_s(conn, org_id)
         await conn.execute(_STAGE)
         async with conn.cursor() as cur:
             async with cur.copy(
                 f"COPY import_orders (line, external_ref, {', '.join(_WRITTEN)}) FROM STDIN"
             ) as copy:
                 for line, order in rows:
-                    await copy.write_row((line, order.external_ref, *_values(order)))
+                    await copy.write_row((line, order.external_ref, *_values(order, service_s)))
             async with cur.copy("COPY import_parcels (line, position, barcode) FROM STDIN") as copy:
                 for line, order in rows:
                     for position, parcel in enumerate(order.parcels):

@@ -13,6 +13,7 @@ from psycopg.rows import class_row, scalar_row
 
 from schemas.auth import ApiPrincipal, Credential, DevicePrincipal, Role
 from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId, VehicleId
+from schemas.organisation import Organisation
 from store.rows import fetch_all, fetch_one, returned
 
 
@@ -25,6 +26,29 @@ async def create_org(conn: AsyncConnection, name: str, timezone: str = "UTC") ->
         (name, timezone),
     )
     return OrgId(returned(org_id))
+
+
+async def organisation(conn: AsyncConnection, org_id: OrgId) -> Organisation | None:
+    """The organisation's settings, or None."""
+    return await fetch_one(
+        conn,
+        class_row(Organisation),
+        "SELECT id, name, timezone AS time_zone, locale, default_service_s FROM orgs WHERE id = %s",
+        (org_id,),
+    )
+
+
+async def update_organisation(
+    conn: AsyncConnection, org_id: OrgId, wanted: Organisation
+) -> Organisation | None:
+    """Store the organisation's settings; as stored, or None when it is gone."""
+    return await fetch_one(
+        conn,
+        class_row(Organisation),
+        "UPDATE orgs SET name = %s, timezone = %s, locale = %s, default_service_s = %s"
+        " WHERE id = %s RETURNING id, name, timezone AS time_zone, locale, default_service_s",
+        (wanted.name, wanted.time_zone, wanted.locale, wanted.default_service_s, org_id),
+    )
 
 
 async def org_exists(conn: AsyncConnection, org_id: OrgId) -> bool:

@@ -186,7 +186,7 @@ def _for_customer(
             channel=channel,
             address=address,
             template=f"{kind}.{channel}",
-            language=rules.language,
+            language=rules.reader_language,
             idempotency_key=idempotency_key(event_id, "customer", channel),
             created_at=now,
             window_lower_epoch_s=None if window is None else window.lower_epoch_s,
@@ -219,7 +219,7 @@ def _for_dispatchers(
             channel="email",
             address=address,
             template=f"{template_kind(kind, 'dispatcher')}.email",
-            language=rules.language,
+            language=rules.reader_language,
             idempotency_key=idempotency_key(event_id, "dispatcher", "email", address),
             created_at=now,
         )
@@ -345,9 +345,10 @@ class NotifyConsumer(OwnConnection):
         return event_of(fields)
 
     def rules_of(self, org: OrgFacts | None, timezone: str) -> NotificationRules:
-        """An organisation's rules: its own document, else the defaults, in its time zone."""
+        """An organisation's rules: its own document, else the defaults, in its time zone and
+        locale."""
         doc = self.rules.doc() if org is None or org.rules is None else org.rules
-        return NotificationRules.of(doc, timezone)
+        return NotificationRules.of(doc, timezone, self.rules.locale if org is None else org.locale)
 
     async def handle(self, entries: Sequence[Entry[Event]]) -> None:
         wanted: list[tuple[OrgId, OrderId]] = []

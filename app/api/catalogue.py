@@ -86,6 +86,7 @@ from schemas.notifications import (
     TemplateKind,
     TemplateList,
 )
+from schemas.organisation import Organisation, OrganisationPatch
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
 from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
 from schemas.proofs import (
@@ -662,6 +663,18 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             " through Redis)."),
         api("POST", "/v1/shifts/{shift_id}/cancel", "Cancel a shift (idempotent)", FLEET_WRITERS,
             ok("The cancelled shift.", Shift, ex.CANCELLED_SHIFT)),
+        api("GET", "/v1/settings/organisation", "The organisation's settings", READERS,
+            ok("Name, time zone, locale and default service time.", Organisation,
+               ex.ORGANISATION)),
+        api("PATCH", "/v1/settings/organisation", "Change the organisation's settings", ADMINS,
+            ok("As stored now.", Organisation, ex.ORGANISATION),
+            body=json_body(OrganisationPatch, ex.ORGANISATION_PATCH),
+            description="Fields left out are unchanged. A new `time_zone` (IANA) applies from"
+            " the next request on: days begin and end in it, and pages, messages and emails show"
+            " times in it; stored instants do not move. `locale` is the language of customers'"
+            " messages where neither the order nor the notification rules name one."
+            " `default_service_s` is given to orders stored without `service_s` from then"
+            " on."),
         api("GET", "/v1/settings/dimensions", "The organisation's capacity dimensions", READERS,
             ok("In the order amounts are planned.", Dimensions, ex.DIMENSIONS)),
         api("GET", "/v1/settings/customer-proof", "Whether customers see the proof photo",

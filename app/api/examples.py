@@ -88,6 +88,7 @@ from schemas.notification_views import (
     OrderNotifications,
 )
 from schemas.notifications import PreviewIn, Rendered, RulesDoc, Template, TemplateIn, TemplateList
+from schemas.organisation import Organisation, OrganisationPatch
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn, Rejection
 from schemas.plan import (
     DispatchRequest,
@@ -265,6 +266,11 @@ API_KEY: Final = Credential(
     created_at=CREATED,
 )
 API_KEYS: Final = ApiKeys(api_keys=[API_KEY])
+ORGANISATION: Final = Organisation(
+    id=OrgId(1), name="Acme Deliveries", time_zone="Europe/Berlin", locale="de",
+    default_service_s=180,
+)  # fmt: skip
+ORGANISATION_PATCH: Final = OrganisationPatch(time_zone="Europe/Berlin", default_service_s=180)
 USER: Final = User(
     id=UserId(3),
     email="dana@example.com",

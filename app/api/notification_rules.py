@@ -113,7 +113,7 @@ def _check_rules(doc: RulesDoc) -> None:
         parse_quiet_hours(doc.quiet_hours)
     except ValueError as exc:
         raise Unprocessable("quiet_hours", str(exc)) from None
-    if not messages.known_language(doc.language):
+    if doc.language is not None and not messages.known_language(doc.language):
         raise Unprocessable("language", f"expected a language Babel knows, got {doc.language!r}")
     for name in ("customer_events", "customer_channels", "dispatcher_events", "dispatcher_emails"):
         values: list[str] = getattr(doc, name)
@@ -226,9 +226,9 @@ async def preview(request: Request) -> Response:
         if org is None or order is None or track is None:
             raise NotFound(f"no order {order_id} in this organisation", field="order_id")
         rules = NotificationRules.of(
-            org.rules or default_rules(resources.settings).doc(), org.timezone
+            org.rules or default_rules(resources.settings).doc(), org.timezone, org.locale
         )
-        language = wanted.language or order.language or rules.language
+        language = wanted.language or order.language or rules.reader_language
         if not messages.known_language(language):
             raise Unprocessable("language", f"expected a language Babel knows, got {language!r}")
         if wanted.channel not in template_channels(wanted.kind):

@@ -36,7 +36,15 @@ def org() -> None:
 @click.pass_context
 def org_create(ctx: click.Context, name: str, timezone: str) -> None:
     """Create an organisation; prints its id."""
+    import zoneinfo
+
     from store import tenants
+
+    if timezone not in zoneinfo.available_timezones():
+        raise click.BadParameter(
+            f"expected an IANA time zone such as Europe/Berlin, got {timezone!r}",
+            param_hint="--timezone",
+        )
 
     async def go(conn: Any) -> None:
         click.echo(await tenants.create_org(conn, name, timezone))
