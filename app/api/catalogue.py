@@ -499,7 +499,11 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     *section(
         "pages",
         public("GET", "/dispatch", "The dispatcher's live map",
-               page("The page; it reads its API key from the fragment `#key=lmk_…`.")),
+               page("The page; a user signs in on it, or it reads an API key from the fragment"
+                    " `#key=lmk_…`.")),
+        public("GET", "/admin", "Settings: the organisation, users, API keys, devices",
+               page("The page; a user signs in on it, or it reads an API key from the fragment"
+                    " `#key=lmk_…`.")),
         public("GET", "/demo/mail", "The demo's mail (under `serve --demo`)",
                page("The page; it reads the API key the dispatcher map keeps, or asks.")),
         public("GET", "/t/{token}", "A customer's tracking page",

@@ -1,4 +1,5 @@
-"""The pages the app serves: ``/dispatch`` (dispatcher live map), ``/t/{token}`` (customer) and
+"""The pages the app serves: ``/dispatch`` (dispatcher live map), ``/admin`` (settings, users, keys
+and devices), ``/t/{token}`` (customer) and
 ``/driver`` (the driver app, an installable web app with its service worker at ``/driver/sw.js``).
 
 They are static shells: the HTML carries no data and no credential, only configuration in
@@ -6,8 +7,9 @@ They are static shells: the HTML carries no data and no credential, only configu
 ``app/web/`` (``index.html``, its ``main.js`` and the modules it imports; ``common/`` holds what
 all share), and its scripts read the API and the sockets themselves:
 
-* ``/dispatch`` takes its API key from the URL fragment (``#key=lmk_...``), which browsers never
-  send to the server, and keeps it in ``sessionStorage``;
+* ``/dispatch`` and ``/admin`` serve a user signed in with a password (the session is an
+  HttpOnly cookie; the page keeps only the CSRF token), or take an API key from the URL fragment
+  (``#key=lmk_...``), which browsers never send to the server, and keep it in ``sessionStorage``;
 * ``/driver`` takes its device token from the fragment (``#token=lmd_...``, what the sign-in QR
   code holds) or from the driver pasting it, and keeps it in ``localStorage``: a phone stays
   signed in across restarts, as an installed app must;
@@ -38,7 +40,7 @@ from app.settings import Settings
 HERE = Path(__file__).parent
 LEAFLET = Path(xstatic.pkg.leaflet.BASE_DIR)
 TILES_OFF = "off"
-PAGE_FOLDERS = ("dispatch", "track", "common", "driver", "mail")
+PAGE_FOLDERS = ("dispatch", "track", "common", "driver", "mail", "admin")
 """The folders whose files are served under ``/static/<folder>/``."""
 
 
@@ -53,6 +55,10 @@ def routes() -> list[BaseRoute]:
         settings: Settings = request.app.state.resources.settings
         limit = {"proof_max_distance_m": str(settings.proof_max_distance_m)}
         return _page(templates, request, "dispatch/index.html", limit)
+
+    async def admin(request: Request) -> Response:
+        """The settings page: the organisation, users, API keys and devices (signed in)."""
+        return _page(templates, request, "admin/index.html", {})
 
     async def track(request: Request) -> Response:
         """The customer's tracking page for the token in the path (checked by the API)."""
@@ -74,6 +80,7 @@ def routes() -> list[BaseRoute]:
 
     return [
         Route("/dispatch", dispatch, name="dispatch_page"),
+        Route("/admin", admin, name="admin_page"),
         Route("/t/{token}", track, name="track_page"),
         Route("/driver", driver, name="driver_page"),
         Route("/demo/mail", mail, name="mail_page"),

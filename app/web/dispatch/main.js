@@ -34,7 +34,7 @@ import { ProofDetails } from "./proof.js";
 import { Reads } from "./reads.js";
 import { zoneClock } from "./times.js";
 import { takeFromFragment } from "../common/fragment.js";
-import { currentSession } from "../common/session.js";
+import { currentSession, signIn, signOut } from "../common/session.js";
 import { Reconnecting, socketTicket, socketUrl } from "../common/reconnect.js";
 
 const KEY_STORAGE = "lastmile.dispatch.key";
@@ -230,38 +230,17 @@ function rejectCredential(reason) {
   else askToSignIn({ keyMessage: `This key was not accepted${why}.` });
 }
 
-function refusal(reply, body) {
-  if (reply.status === 401) return "Wrong email or password.";
-  if (reply.status === 429) {
-    const minutes = Math.max(1, Math.ceil(Number(reply.headers.get("retry-after") || 60) / 60));
-    return `Too many failed sign-ins. Try again in ${minutes} min.`;
-  }
-  return body.reason || `Signing in failed (HTTP ${reply.status}).`;
-}
-
 ui.signInForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   showError(ui.signInError, "");
-  let reply;
-  try {
-    reply = await fetch("/v1/session", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ email: ui.email.value.trim(), password: ui.password.value }),
-      cache: "no-store",
-    });
-  } catch (_) {
-    showError(ui.signInError, "The server cannot be reached.");
-    return;
-  }
-  const body = await reply.json().catch(() => ({}));
-  if (reply.status !== 201) {
-    showError(ui.signInError, refusal(reply, body));
+  const { session, message } = await signIn(ui.email.value, ui.password.value);
+  if (!session) {
+    showError(ui.signInError, message);
     return;
   }
   ui.password.value = "";
   sessionStorage.removeItem(KEY_STORAGE);
-  connect({ kind: "session", csrf: body.csrf_token, user: body.user });
+  connect(session);
 });
 
 ui.keyForm.addEventListener("submit", (event) => {
@@ -276,11 +255,7 @@ ui.forgetKey.addEventListener("click", async () => {
   const was = credential;
   stopFeed();
   setConnection("idle", "Signed out");
-  if (was && was.kind === "session") {
-    await fetch("/v1/session", {
-      method: "DELETE", headers: { "x-csrf-token": was.csrf }, cache: "no-store",
-    }).catch(() => {});
-  }
+  if (was && was.kind === "session") await signOut(was);
   askToSignIn();
 });
 
