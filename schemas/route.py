@@ -84,3 +84,38 @@ class MoveStop(msgspec.Struct, frozen=True, kw_only=True):
 
     route_id: RouteId
     position: Annotated[int, Meta(ge=0)] | None = None
+
+
+class StopChange(msgspec.Struct, frozen=True, kw_only=True):
+    """One pending stop of a route an action would change: its planned arrival now and after."""
+
+    order_id: OrderId
+    order_ref: str
+    windows: list[Window] = []
+    """The customer's windows, to read the new arrival against."""
+    before: datetime | None
+    """The planned arrival now; none: the stop is not on this route yet."""
+    after: datetime | None
+    """The planned arrival after the action; none: the stop leaves this route."""
+    late_after_s: int = 0
+    """How late the stop would be after its last window's end (0: on time)."""
+
+
+class RouteChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A route an action would rewrite, and every pending stop of it before and after."""
+
+    route_id: RouteId
+    driver_id: DriverId
+    version: int
+    """The version the preview was computed on; the action refuses (409) if it changed."""
+    stops: list[StopChange]
+    distance_m_after: int
+    """The distance still to drive after the action."""
+
+
+class ActionPreview(msgspec.Struct, frozen=True, kw_only=True):
+    """What an action would do (``?preview=true``), not done: each route it rewrites."""
+
+    routes: list[RouteChange]
+    added_travel_s: int | None = None
+    """An insertion's extra driving time."""

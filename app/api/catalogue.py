@@ -101,7 +101,7 @@ from schemas.proofs import (
     Reattempt,
     ReattemptIn,
 )
-from schemas.route import InsertOrder, MoveStop, RouteView
+from schemas.route import ActionPreview, InsertOrder, MoveStop, RouteView
 from schemas.track import TrackingLink, TrackMessage, TrackView
 from schemas.users import PasswordIn, Session, SignIn, User, UserIn, UserPatch, Users
 from schemas.webhooks import (
@@ -462,6 +462,10 @@ def fleet(
     )
 
 
+PREVIEW: Final = ok(
+    "What the action would change, not done: each route it rewrites, with every pending stop's"
+    " planned arrival now and after (a route's `version` is the one it was computed on).",
+    ActionPreview, ex.ACTION_PREVIEW)
 ROUTE_NOW: Final = ok("The route as it is now (also pushed to the driver's app).", RouteView,
                       ex.ROUTE)
 STOP_STATE: Final = (409,)
@@ -730,6 +734,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                ex.CANCELLED_ORDER),
             body=json_body(CancelIn, ex.CANCEL_IN, required=False, note="May be empty."),
             errors=(409,)),
+        api("POST", "/v1/orders/{order_id}/cancel/preview", "What cancelling would change",
+            ORDER_WRITERS, PREVIEW, errors=(409,),
+            description="Nothing is cancelled. Its running route's pending stops, each with its"
+            " planned arrival now and after; no routes when the order is on none."),
     ),
     *section(
         "notifications",
@@ -886,12 +894,21 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             FLEET_WRITERS,
             ok("The route that took it.", Inserted, Inserted(route=ex.ROUTE, added_travel_s=420)),
             body=json_body(InsertOrder, ex.INSERT_ORDER), errors=(409, 422)),
+        api("POST", "/v1/routes/insert/preview", "What an insertion would change", FLEET_WRITERS,
+            PREVIEW, body=json_body(InsertOrder, ex.INSERT_ORDER), errors=(409, 422),
+            description="Nothing changes; the same 409 as the insertion when no route can take"
+            " it."),
         api("GET", "/v1/routes/{route_id}", "A route with its stops", READERS,
             ok("The route.", RouteView, ex.ROUTE)),
         api("POST", "/v1/routes/{route_id}/resequence", "Re-order a late driver's stops",
             FLEET_WRITERS, ROUTE_NOW, errors=(409,)),
+        api("POST", "/v1/routes/{route_id}/resequence/preview", "What a re-sequence would change",
+            FLEET_WRITERS, PREVIEW, errors=(409,)),
         api("POST", "/v1/stops/{stop_id}/move", "Give a pending stop to another route",
             FLEET_WRITERS, ROUTE_NOW, body=json_body(MoveStop, ex.MOVE_STOP), errors=(409, 422)),
+        api("POST", "/v1/stops/{stop_id}/move/preview", "What a move would change",
+            FLEET_WRITERS, PREVIEW, body=json_body(MoveStop, ex.MOVE_STOP), errors=(409, 422),
+            description="Both routes: the one the stop leaves and the one it joins."),
     ),
     *section(
         "driver",

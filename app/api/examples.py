@@ -112,7 +112,17 @@ from schemas.proofs import (
     Reattempt,
     ReattemptIn,
 )
-from schemas.route import FailStop, InsertOrder, MoveStop, RouteStop, RouteView, Window
+from schemas.route import (
+    ActionPreview,
+    FailStop,
+    InsertOrder,
+    MoveStop,
+    RouteChange,
+    RouteStop,
+    RouteView,
+    StopChange,
+    Window,
+)
 from schemas.track import ArrivalEstimate, DriverSpot, TrackingLink, TrackView
 from schemas.users import PasswordIn, Session, SignIn, User, UserIn, UserPatch, Users
 from schemas.webhooks import (
@@ -266,6 +276,29 @@ API_KEY: Final = Credential(
     created_at=CREATED,
 )
 API_KEYS: Final = ApiKeys(api_keys=[API_KEY])
+ACTION_PREVIEW: Final = ActionPreview(
+    routes=[
+        RouteChange(
+            route_id=RouteId(12),
+            driver_id=DRIVER.id,
+            version=4,
+            stops=[
+                StopChange(
+                    order_id=OrderId(42),
+                    order_ref="SO-1001",
+                    windows=[Window(start=at(10), end=at(12))],
+                    before=at(10, 40),
+                    after=at(11, 5),
+                ),
+                StopChange(
+                    order_id=OrderId(43), order_ref="SO-1002", before=None, after=at(11, 30)
+                ),
+            ],
+            distance_m_after=18_400,
+        )
+    ],
+    added_travel_s=420,
+)
 ORGANISATION: Final = Organisation(
     id=OrgId(1), name="Acme Deliveries", time_zone="Europe/Berlin", locale="de",
     default_service_s=180,

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from app.api.checks import check_amounts, check_day, check_window
 from app.api.order_import import Rows, read_rows
-from app.api.reoptimize import after_cancel
+from app.api.reoptimize import after_cancel, cancel_preview
 from app.auth import ORDER_WRITERS, READERS
 from app.errors import BadParameter, Conflict, InvalidField, NotFound
 from app.http import (
@@ -163,6 +163,23 @@ async def cancel(request: Request) -> Response:
     # Its stop leaves a running route, the rest is re-timed, the driver gets the new route.
     await after_cancel(resources, principal.org_id, order_id)
     return answer(cancelled)
+
+
+async def cancel_what(request: Request) -> Response:
+    """``POST /v1/orders/{order_id}/cancel/preview``: what cancelling would change on a running
+    route; nothing is cancelled."""
+    principal = await _principal(request, ORDER_WRITERS)
+    order_id = OrderId(path_id(request, "order_id"))
+    resources = resources_of(request)
+    async with resources.pool.connection() as conn:
+        found = await orders.get_order(conn, principal.org_id, order_id)
+    if found is None:
+        raise NotFound(f"no order {order_id} in this organisation")
+    if found.status == "delivered":
+        raise Conflict(
+            "status", "expected an order that is not yet delivered, got status delivered"
+        )
+    return await cancel_preview(resources, principal.org_id, order_id)
 
 
 async def opt_out(request: Request) -> Response:

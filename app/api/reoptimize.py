@@ -3,19 +3,23 @@
 ``POST /v1/routes/insert`` puts an urgent order into the running route where it costs least,
 ``POST /v1/stops/{id}/move`` gives a stop to another driver, ``POST /v1/routes/{id}/resequence``
 re-orders a late driver's remaining stops, and :func:`after_cancel` takes a cancelled order's
-stop off its route. Visited stops stay; the rest starts from where the driver is. The solver
-runs in the API process's solver pool, every change is an event, and the driver's app gets the
-new route at once.
+stop off its route. Each has a ``…/preview`` twin that answers what it would change (every
+pending stop of each route it rewrites, its planned arrival before and after) and changes
+nothing, so a page can show the consequences before the dispatcher confirms. Visited stops
+stay; the rest starts from where the driver is. The solver runs in the API process's solver
+pool, every change is an event, and the driver's app gets the new route at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.running import announce, pending_stop, state, states, write
+from app.api.running import State, announce, pending_stop, state, states, write
 from app.auth import FLEET_WRITERS
 from app.errors import Conflict, InvalidField, NotFound, UnknownIds
 from app.http import answer, decode, path_id, request_body, resources_of
@@ -25,18 +29,93 @@ from schemas.events import (
 )
 from schemas.ids import OrderId, OrgId, RouteId, StopId
 from schemas.planning import OrderRef
-from schemas.reoptimize import Unplaceable
-from schemas.route import InsertOrder, MoveStop
+from schemas.reoptimize import RemainingStop, Timeline, Unplaceable
+from schemas.route import ActionPreview, InsertOrder, MoveStop, RouteChange, StopChange, Window
 from solver.reoptimize import cheapest_insertion, move_stop, resequence, retime, without_stop
+from store import orders as order_store
 from store import routes as store
 
 RESEQUENCE_LIMIT_S = 1.0
 """How long a re-sequence may search (the dispatcher waits for its answer)."""
 
 
+def _window_of(start_epoch_s: int, end_epoch_s: int) -> Window:
+    return Window(
+        start=datetime.fromtimestamp(start_epoch_s, UTC),
+        end=datetime.fromtimestamp(end_epoch_s, UTC),
+    )
+
+
+async def preview(
+    conn: AsyncConnection,
+    org_id: OrgId,
+    rewrites: Sequence[tuple[State, Timeline]],
+    *,
+    new: RemainingStop | None = None,
+    added_travel_s: int | None = None,
+) -> Response:
+    """What writing ``rewrites`` would change (``new``: an order not on any route yet)."""
+    views = [await store.route_view(conn, org_id, st.head.route_id) for st, _ in rewrites]
+    known = {s.order_id: s for view in views if view is not None for s in view.stops}
+    new_ref = ""
+    if new is not None:
+        order = await order_store.get_order(conn, org_id, OrderId(int(new.order_ref)))
+        new_ref = "" if order is None else order.external_ref
+    routes = []
+    for (st, timeline), view in zip(rewrites, views, strict=True):
+        before = {
+            s.order_id: s.planned_arrival
+            for s in (view.stops if view is not None else [])
+            if s.status == "pending"
+        }
+        after = {OrderId(int(t.order_ref)): t for t in timeline.stops}
+        stops = []
+        for order_id in [*after, *(o for o in before if o not in after)]:
+            shown = known.get(order_id)
+            timed = after.get(order_id)
+            windows = (
+                shown.windows
+                if shown is not None
+                else [_window_of(w.start_epoch_s, w.end_epoch_s) for w in new.time_windows]
+                if new is not None
+                else []
+            )
+            stops.append(
+                StopChange(
+                    order_id=order_id,
+                    order_ref=shown.order_ref if shown is not None else new_ref,
+                    windows=windows,
+                    before=before.get(order_id),
+                    after=None
+                    if timed is None
+                    else datetime.fromtimestamp(timed.arrival_epoch_s, UTC),
+                    late_after_s=0 if timed is None else timed.lateness_s,
+                )
+            )
+        routes.append(
+            RouteChange(
+                route_id=st.head.route_id,
+                driver_id=st.head.driver_id,
+                version=st.head.version,
+                stops=stops,
+                distance_m_after=timeline.distance_m,
+            )
+        )
+    return answer(ActionPreview(routes=routes, added_travel_s=added_travel_s))
+
+
 async def insert_order(request: Request) -> Response:
     """Put a pending order into the running route where it adds least driving, keeping every
     constraint; 409 with the reason when no route can take it."""
+    return await _insert(request, only_preview=False)
+
+
+async def insert_preview(request: Request) -> Response:
+    """What :func:`insert_order` would change."""
+    return await _insert(request, only_preview=True)
+
+
+async def _insert(request: Request, *, only_preview: bool) -> Response:
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
     body = await request_body(request)
@@ -58,6 +137,14 @@ async def insert_order(request: Request) -> Response:
         if isinstance(placed, Unplaceable):
             raise Conflict("order_id", placed.reason)
         target = next(s for s in running if s.route.vehicle_ref == placed.vehicle_ref)
+        if only_preview:
+            return await preview(
+                conn,
+                org_id,
+                [(target, placed.timeline)],
+                new=stop,
+                added_travel_s=placed.added_travel_s,
+            )
         async with conn.transaction():
             if not await store.take_order(conn, org_id, order_id):
                 raise Conflict("order_id", f"order {order_id} is no longer pending")
@@ -71,6 +158,15 @@ async def insert_order(request: Request) -> Response:
 async def move(request: Request) -> Response:
     """Give a pending stop to another running route (at its cheapest feasible position, or
     at ``position``)."""
+    return await _move(request, only_preview=False)
+
+
+async def move_preview(request: Request) -> Response:
+    """What :func:`move` would change."""
+    return await _move(request, only_preview=True)
+
+
+async def _move(request: Request, *, only_preview: bool) -> Response:
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
     stop_id = StopId(path_id(request, "stop_id"))
@@ -104,6 +200,13 @@ async def move(request: Request) -> Response:
         if isinstance(moved, Unplaceable):
             raise Conflict("route_id", moved.reason)
         remaining, insertion = moved
+        if only_preview:
+            return await preview(
+                conn,
+                org_id,
+                [(source, remaining), (target, insertion.timeline)],
+                added_travel_s=insertion.added_travel_s,
+            )
         async with conn.transaction():
             await write(conn, source, remaining, removed=[order_id])
             await write(conn, target, insertion.timeline)
@@ -121,18 +224,41 @@ async def move(request: Request) -> Response:
 
 async def resequence_route(request: Request) -> Response:
     """Re-order a running route's pending stops from where the driver is now, least late first."""
+    return await _resequence(request, only_preview=False)
+
+
+async def resequence_preview(request: Request) -> Response:
+    """What :func:`resequence_route` would change."""
+    return await _resequence(request, only_preview=True)
+
+
+async def _resequence(request: Request, *, only_preview: bool) -> Response:
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, FLEET_WRITERS)
     route_id = RouteId(path_id(request, "route_id"))
     async with resources.pool.connection() as conn:
         st = await state(conn, resources, principal.org_id, route_id)
         timeline = await resources.solver.run(resequence, st.route, time_limit_s=RESEQUENCE_LIMIT_S)
+        if only_preview:
+            return await preview(conn, principal.org_id, [(st, timeline)])
         async with conn.transaction():
             await write(conn, st, timeline)
         (view,) = await announce(
             conn, resources, principal.org_id, [(route_id, "resequenced", None)]
         )
     return answer(view)
+
+
+async def cancel_preview(resources: Resources, org_id: OrgId, order_id: OrderId) -> Response:
+    """What cancelling an order would change: its pending stop off its running route and the
+    rest re-timed (no route: nothing)."""
+    async with resources.pool.connection() as conn:
+        found = await store.live_stop_of_order(conn, org_id, order_id)
+        if found is None or found[2] != "pending":
+            return answer(ActionPreview(routes=[]))
+        st = await state(conn, resources, org_id, found[1])
+        rest = without_stop(st.route, OrderRef(str(order_id)))
+        return await preview(conn, org_id, [(st, await resources.solver.run(retime, rest))])
 
 
 async def after_cancel(resources: Resources, org_id: OrgId, order_id: OrderId) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import psycopg
@@ -145,6 +146,77 @@ async def test_an_urgent_order_is_inserted_and_a_stop_moved_and_routes_resequenc
     assert sorted(s["order_id"] for s in resequenced.json()["stops"]) == sorted(
         s["order_id"] for s in moved.json()["stops"]
     )
+
+
+async def test_each_action_previews_what_it_would_change_and_changes_nothing(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+) -> None:
+    """Insert, move, re-sequence and cancel previews name each route they would rewrite with
+    its stops' arrivals before and after; the routes and the orders stay as they were, and the
+    insertion then done lands where its preview said."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+
+    async def routes() -> dict[int, dict[str, Any]]:
+        found = await http.get(f"/v1/routes?day={delivery_day.day}", headers=key(tenant))
+        return {r["id"]: r for r in found.json()["routes"]}
+
+    before = await routes()
+    urgent = await order(http, tenant, delivery_day.day, "urgent", DEPOT[0], DEPOT[1] + 0.031)
+    shown = await http.post(
+        "/v1/routes/insert/preview", json={"order_id": urgent}, headers=key(tenant)
+    )
+    assert shown.status_code == 200, shown.text
+    [change] = shown.json()["routes"]
+    new = next(s for s in change["stops"] if s["order_id"] == urgent)
+    assert new["before"] is None
+    assert new["after"] is not None
+    assert new["order_ref"] == "urgent"
+    assert shown.json()["added_travel_s"] > 0
+    assert all(s["before"] is not None for s in change["stops"] if s["order_id"] != urgent)
+    assert await routes() == before
+    order_now = await http.get(f"/v1/orders/{urgent}", headers=key(tenant))
+    assert order_now.json()["status"] == "pending"
+    far = await order(http, tenant, delivery_day.day, "far", 48.1, 11.5)
+    refused = await http.post(
+        "/v1/routes/insert/preview", json={"order_id": far}, headers=key(tenant)
+    )
+    assert refused.status_code == 409
+    done = await http.post("/v1/routes/insert", json={"order_id": urgent}, headers=key(tenant))
+    assert done.json()["route"]["id"] == change["route_id"]
+
+    now = await routes()
+    fuller, other = sorted(now.values(), key=lambda r: -len(r["stops"]))
+    moving = fuller["stops"][-1]
+    moved = await http.post(
+        f"/v1/stops/{moving['id']}/move/preview", json={"route_id": other["id"]},
+        headers=key(tenant),
+    )  # fmt: skip
+    assert moved.status_code == 200, moved.text
+    source, target = moved.json()["routes"]
+    assert (source["route_id"], target["route_id"]) == (fuller["id"], other["id"])
+    leaving = next(s for s in source["stops"] if s["order_id"] == moving["order_id"])
+    joining = next(s for s in target["stops"] if s["order_id"] == moving["order_id"])
+    assert leaving["after"] is None
+    assert leaving["before"] is not None
+    assert joining["before"] is None
+    assert joining["after"] is not None
+
+    resequenced = await http.post(
+        f"/v1/routes/{other['id']}/resequence/preview", headers=key(tenant)
+    )
+    assert [r["route_id"] for r in resequenced.json()["routes"]] == [other["id"]]
+    cancelling = await http.post(
+        f"/v1/orders/{moving['order_id']}/cancel/preview", headers=key(tenant)
+    )
+    [off] = cancelling.json()["routes"]
+    assert next(s for s in off["stops"] if s["order_id"] == moving["order_id"])["after"] is None
+    assert await routes() == now
+    still = await http.get(f"/v1/orders/{moving['order_id']}", headers=key(tenant))
+    assert still.json()["status"] == "dispatched"
 
 
 async def test_cancelling_a_dispatched_order_takes_its_stop_off_the_route(
