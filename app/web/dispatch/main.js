@@ -26,6 +26,7 @@
 // replayed; at once when the server closed with 4408 (this screen fell behind). Replayed events
 // are harmless (see dispatch/fleet.js).
 
+import { Actions } from "./actions.js";
 import { Fleet } from "./fleet.js";
 import { FleetMap } from "./map.js";
 import { Panel, alertWords } from "./panel.js";
@@ -67,6 +68,7 @@ const notices = new Notices({
 const map = new FleetMap(window.L, fleet, {
   element: "map", tileUrl: document.body.dataset.tileUrl, note: $("map-note"),
   stopDetails: [
+    (stop) => actions.section(stop),
     (stop) => (stop.order_id ? notices.section(stop.order_id) : null),
     (stop) => proofs.section(stop),
   ],
@@ -81,6 +83,7 @@ const proofs = new ProofDetails({
 const panel = new Panel(fleet, {
   onDriver: (driverId) => map.focusDriver(driverId),
   onStop: (stopId) => map.focusStop(stopId),
+  alertAction: (alert) => actions.alertAction(alert),
 });
 const reads = new Reads({
   headers: () => credentialHeaders(),
@@ -89,6 +92,12 @@ const reads = new Reads({
 
 // {kind: "key", key} or {kind: "session", csrf, user}; null while signed out.
 let credential = null;
+const actions = new Actions({
+  fleet,
+  send: (method, path, body) => reads.send(method, path, body),
+  clock: () => zoneClock(fleet.timeZone),
+  day: () => fleet.day,
+});
 let feed = null;
 let connected = false;
 

@@ -12,12 +12,14 @@ import { minutes, zoneClock } from "./times.js";
 const NO_ROUTE_COLOR = "#94a3b8";
 
 export class Panel {
-  // `onDriver(driverId)` and `onStop(stopId)`: the dispatcher picked one in the lists.
-  constructor(fleet, { onDriver, onStop }) {
+  // `onDriver(driverId)` and `onStop(stopId)`: the dispatcher picked one in the lists;
+  // `alertAction(alert)`: a button an alert offers (a late driver's re-sequence), or null.
+  constructor(fleet, { onDriver, onStop, alertAction = () => null }) {
     const $ = (id) => document.getElementById(id);
     this.fleet = fleet;
     this.onDriver = onDriver;
     this.onStop = onStop;
+    this.alertAction = alertAction;
     this.queued = false;
     this.ui = {
       connection: $("connection"),
@@ -150,7 +152,8 @@ export class Panel {
     el("div", { class: "alert-body" },
       el("div", { class: "alert-title" }, title,
         alert.driverId ? el("span", { class: "muted" }, ` · ${this.fleet.driverName(alert.driverId)}`) : null),
-      el("div", { class: "alert-text" }, text)));
+      el("div", { class: "alert-text" }, text),
+      this.alertAction(alert)));
     item.addEventListener("click", () => this.onStop(alert.stopId));
     return item;
   }

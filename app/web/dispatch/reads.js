@@ -25,6 +25,22 @@ export class Reads {
     return response.json();
   }
 
+  // A change (or a read that may fail): {status, body}; a 401 calls `onRejected` as well.
+  async send(method, path, body) {
+    const headers = { ...this.headers() };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (_) {
+      return { status: 0, body: { reason: "The server cannot be reached." } };
+    }
+    if (response.status === 401) this.onRejected();
+    return { status: response.status, body: await response.json().catch(() => ({})) };
+  }
+
   // GET /v1/routes/{id}, then `onRoute(route)`; a read already in flight is not repeated.
   route(routeId, onRoute) {
     if (this.routes.has(routeId)) return this.routes.get(routeId);
