@@ -139,7 +139,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/orders/{order_id}/answers", customer_answers.get_order_answers),
         Route("/v1/sms/status", sms_inbound.status_callback, methods=["POST"]),
         Route("/v1/sms/inbound", sms_inbound.inbound, methods=["POST"]),
-        Route("/v1/plans", plans.create_plan, methods=["POST"]),
+        Route("/v1/plans", plans.plans, methods=["GET", "POST"]),
         Route("/v1/plans/{plan_id}", plans.get_plan),
         Route("/v1/plans/{plan_id}/cancel", plans.cancel_plan, methods=["POST"]),
         Route("/v1/plans/{plan_id}/dispatch", plans.dispatch_plan, methods=["POST"]),

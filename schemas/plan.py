@@ -145,3 +145,28 @@ class DispatchResult(msgspec.Struct, frozen=True, kw_only=True):
 
     route_ids: list[RouteId]
     skipped_order_ids: list[OrderId]
+
+
+class PlanSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A plan in a day's list: what it is and, once it has an outcome, its totals."""
+
+    id: PlanId
+    day: date
+    status: PlanStatus
+    created_at: datetime
+    finished_at: datetime | None = None
+    time_limit_s: float | None = None
+    routes: int = 0
+    served: int = 0
+    """Orders on a route."""
+    unassigned: int = 0
+    distance_m: int = 0
+    duration_s: int = 0
+    objective: float | None = None
+    engine: str = ""
+
+
+class PlanList(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/plans?day=``: the day's latest plans, newest first."""
+
+    plans: list[PlanSummary]

@@ -31,7 +31,7 @@ from psycopg.rows import class_row, scalar_row
 from psycopg.types.json import Jsonb
 
 from schemas.ids import OrderId, OrgId, PlanId
-from store.rows import fetch_one, returned
+from store.rows import fetch_all, fetch_one, returned
 
 MAX_CLAIMS = 3
 """How often a plan may be started before a lost planner makes it fail instead."""
@@ -97,6 +97,17 @@ async def get_plan(conn: AsyncConnection, org_id: OrgId, plan_id: PlanId) -> Pla
         _PLAN,
         f"SELECT {_PLAN_COLUMNS} FROM plans WHERE id = %s AND org_id = %s",
         (plan_id, org_id),
+    )
+
+
+async def list_plans(conn: AsyncConnection, org_id: OrgId, day: date, limit: int) -> list[PlanRow]:
+    """The latest ``limit`` plans of ``org_id`` for ``day``, newest first."""
+    return await fetch_all(
+        conn,
+        _PLAN,
+        f"SELECT {_PLAN_COLUMNS} FROM plans WHERE org_id = %s AND day = %s"
+        " ORDER BY id DESC LIMIT %s",
+        (org_id, day, limit),
     )
 
 

@@ -88,7 +88,7 @@ from schemas.notifications import (
 )
 from schemas.organisation import Organisation, OrganisationPatch
 from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
-from schemas.plan import DispatchRequest, DispatchResult, PlanRequest, PlanView
+from schemas.plan import DispatchRequest, DispatchResult, PlanList, PlanRequest, PlanView
 from schemas.proofs import (
     AuditCheck,
     FailStopIn,
@@ -868,6 +868,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                         "of the caller's organisation."),
         api("GET", "/v1/plans/{plan_id}", "A plan: status, progress, outcome", READERS,
             ok("The job.", PlanView, ex.PLAN_DONE)),
+        api("GET", "/v1/plans", "A day's latest plans with their totals", READERS,
+            ok("Newest first, at most 20: to compare plans side by side.", PlanList,
+               ex.PLAN_LIST),
+            params=(Param("day", date, "The day, `YYYY-MM-DD` (required).", example=ex.DAY),)),
         api("POST", "/v1/plans/{plan_id}/cancel", "Cancel a plan, keeping its best routes so far",
             FLEET_WRITERS,
             ok("A queued plan, now `cancelled` (it never runs); asked again: the same.",

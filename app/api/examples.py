@@ -93,11 +93,13 @@ from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn, Rejectio
 from schemas.plan import (
     DispatchRequest,
     DispatchResult,
+    PlanList,
     PlannedRoute,
     PlannedVisit,
     PlanOutcome,
     PlanProgress,
     PlanRequest,
+    PlanSummary,
     PlanView,
 )
 from schemas.proofs import (
@@ -276,6 +278,15 @@ API_KEY: Final = Credential(
     created_at=CREATED,
 )
 API_KEYS: Final = ApiKeys(api_keys=[API_KEY])
+PLAN_LIST: Final = PlanList(
+    plans=[
+        PlanSummary(
+            id=PlanId(9), day=DAY, status="done", created_at=at(6), finished_at=at(6, 0, 30),
+            time_limit_s=30.0, routes=2, served=41, unassigned=1, distance_m=84_200,
+            duration_s=52_800, objective=1_204_511.0, engine="pyvrp",
+        )
+    ]
+)  # fmt: skip
 ACTION_PREVIEW: Final = ActionPreview(
     routes=[
         RouteChange(

@@ -20,8 +20,8 @@ from starlette.responses import Response
 
 from app.api.checks import check_day
 from app.auth import FLEET_WRITERS, READERS
-from app.errors import Conflict, NotFound, OverLimit, UnknownIds
-from app.http import answer, decode, encode, path_id, request_body, resources_of
+from app.errors import BadParameter, Conflict, NotFound, OverLimit, UnknownIds
+from app.http import answer, decode, encode, path_id, query_date, request_body, resources_of
 from app.idempotency import REPLAYED_HEADER, Answer, run_create
 from app.resources import Resources
 from realtime.events import emit, push_route
@@ -30,9 +30,11 @@ from schemas.ids import OrgId, PlanId
 from schemas.plan import (
     DispatchRequest,
     DispatchResult,
+    PlanList,
     PlanOutcome,
     PlanProgress,
     PlanRequest,
+    PlanSummary,
     PlanView,
 )
 from schemas.planning import PlanningOptions
@@ -110,6 +112,49 @@ async def enqueue(resources: Resources, org_id: OrgId, plan_id: PlanId) -> None:
     await planner.enqueue(resources.redis, resources.names, org_id, plan_id)
     async with resources.pool.connection() as conn:
         await plans_store.mark_enqueued(conn, plan_id)
+
+
+PLAN_LIST_LIMIT = 20
+
+
+def summary(plan: PlanView, time_limit_s: float | None) -> PlanSummary:
+    """A plan's totals, for a list and for comparing plans side by side."""
+    outcome = plan.outcome
+    routes = [] if outcome is None else outcome.routes
+    return PlanSummary(
+        id=plan.id,
+        day=plan.day,
+        status=plan.status,
+        created_at=plan.created_at,
+        finished_at=plan.finished_at,
+        time_limit_s=time_limit_s,
+        routes=len(routes),
+        served=sum(len(r.visits) for r in routes),
+        unassigned=0 if outcome is None else len(outcome.unassigned),
+        distance_m=sum(r.distance_m for r in routes),
+        duration_s=sum(r.duration_s for r in routes),
+        objective=None if outcome is None else outcome.objective,
+        engine="" if outcome is None else outcome.engine,
+    )
+
+
+async def plans(request: Request) -> Response:
+    """``GET`` (list) and ``POST`` (queue) ``/v1/plans``."""
+    if request.method == "GET":
+        return await list_plans(request)
+    return await create_plan(request)
+
+
+async def list_plans(request: Request) -> Response:
+    """``GET /v1/plans?day=``: the day's latest plans with their totals, newest first."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, READERS)
+    day = query_date(request, "day")
+    if day is None:
+        raise BadParameter("day", "expected a day YYYY-MM-DD, got none")
+    async with resources.pool.connection() as conn:
+        found = await plans_store.list_plans(conn, principal.org_id, day, PLAN_LIST_LIMIT)
+    return answer(PlanList(plans=[summary(view(p), p.options.get("time_limit_s")) for p in found]))
 
 
 async def get_plan(request: Request) -> Response:

@@ -41,6 +41,20 @@ async def test_a_plan_reaches_the_drivers_socket_and_stops_become_events(
         # Capacity 4 per van and six orders: both vans are used.
         assert len(outcome["routes"]) == 2
         pushed = json.loads(await asyncio.wait_for(socket.recv(), 10))
+    listed = await http.get(f"/v1/plans?day={delivery_day.day}", headers=key(tenant))
+    [summary] = listed.json()["plans"]
+    assert (summary["id"], summary["status"], summary["routes"]) == (plan["id"], "done", 2)
+    assert summary["served"] == len(delivery_day.orders)
+    assert summary["unassigned"] == 0
+    assert summary["distance_m"] == sum(r["distance_m"] for r in outcome["routes"])
+    assert summary["time_limit_s"] == 1
+    other_day = delivery_day.day + timedelta(days=1)
+    assert (await http.get(f"/v1/plans?day={other_day}", headers=key(tenant))).json() == {
+        "plans": []
+    }
+    no_day = await http.get("/v1/plans", headers=key(tenant))
+    assert no_day.status_code == 400
+    assert no_day.json()["field"] == "day"
     assert pushed["type"] == "route"
     route = pushed["route"]
     assert route["driver_id"] == driver.id
