@@ -505,6 +505,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         public("GET", "/dispatch", "The dispatcher's live map",
                page("The page; a user signs in on it, or it reads an API key from the fragment"
                     " `#key=lmk_…`.")),
+        public("GET", "/plan", "Plan a day: orders, shifts, plans, review, dispatch",
+               page("The page; a user signs in on it, or it reads an API key from the fragment"
+                    " `#key=lmk_…`.")),
         public("GET", "/admin", "Settings: the organisation, users, API keys, devices",
                page("The page; a user signs in on it, or it reads an API key from the fragment"
                     " `#key=lmk_…`.")),

@@ -104,6 +104,7 @@ async def docs_page(request: Request) -> Response:
 
 LINKS: Final = {
     "dispatch": "/dispatch",
+    "plan": "/plan",
     "admin": "/admin",
     "docs": "/docs",
     "openapi": "/openapi.json",

@@ -1,5 +1,5 @@
-"""The pages the app serves: ``/dispatch`` (dispatcher live map), ``/admin`` (settings, users, keys
-and devices), ``/t/{token}`` (customer) and
+"""The pages the app serves: ``/dispatch`` (dispatcher live map), ``/plan`` (planning a day and
+dispatching it), ``/admin`` (settings, users, keys and devices), ``/t/{token}`` (customer) and
 ``/driver`` (the driver app, an installable web app with its service worker at ``/driver/sw.js``).
 
 They are static shells: the HTML carries no data and no credential, only configuration in
@@ -7,7 +7,7 @@ They are static shells: the HTML carries no data and no credential, only configu
 ``app/web/`` (``index.html``, its ``main.js`` and the modules it imports; ``common/`` holds what
 all share), and its scripts read the API and the sockets themselves:
 
-* ``/dispatch`` and ``/admin`` serve a user signed in with a password (the session is an
+* ``/dispatch``, ``/plan`` and ``/admin`` serve a user signed in with a password (the session is an
   HttpOnly cookie; the page keeps only the CSRF token), or take an API key from the URL fragment
   (``#key=lmk_...``), which browsers never send to the server, and keep it in ``sessionStorage``;
 * ``/driver`` takes its device token from the fragment (``#token=lmd_...``, what the sign-in QR
@@ -40,7 +40,7 @@ from app.settings import Settings
 HERE = Path(__file__).parent
 LEAFLET = Path(xstatic.pkg.leaflet.BASE_DIR)
 TILES_OFF = "off"
-PAGE_FOLDERS = ("dispatch", "track", "common", "driver", "mail", "admin")
+PAGE_FOLDERS = ("dispatch", "track", "common", "driver", "mail", "admin", "plan")
 """The folders whose files are served under ``/static/<folder>/``."""
 
 
@@ -59,6 +59,10 @@ def routes() -> list[BaseRoute]:
     async def admin(request: Request) -> Response:
         """The settings page: the organisation, users, API keys and devices (signed in)."""
         return _page(templates, request, "admin/index.html", {})
+
+    async def plan(request: Request) -> Response:
+        """Planning a day: orders, shifts, plans compared and reviewed, dispatch (signed in)."""
+        return _page(templates, request, "plan/index.html", {})
 
     async def track(request: Request) -> Response:
         """The customer's tracking page for the token in the path (checked by the API)."""
@@ -81,6 +85,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/dispatch", dispatch, name="dispatch_page"),
         Route("/admin", admin, name="admin_page"),
+        Route("/plan", plan, name="plan_page"),
         Route("/t/{token}", track, name="track_page"),
         Route("/driver", driver, name="driver_page"),
         Route("/demo/mail", mail, name="mail_page"),

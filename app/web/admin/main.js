@@ -7,64 +7,16 @@
 // Names and emails are typed by people: they are drawn as text, never as markup. Times are shown
 // in the organisation's zone, in the reader's locale.
 
-import { takeFromFragment } from "../common/fragment.js";
+import { SignedInPage, attempt } from "../common/console.js";
 import { el } from "../common/reconnect.js";
-import { currentSession, signIn, signOut } from "../common/session.js";
 
-const KEY_STORAGE = "lastmile.dispatch.key";
 const DAY_S = 86_400;
 const $ = (id) => document.getElementById(id);
 
-let credential = null; // {kind: "key", key} or {kind: "session", csrf, user}
 let timeZone = "UTC";
 let isAdmin = false;
-
-// --- the API ---------------------------------------------------------------------------------
-
-class Refused extends Error {
-  constructor(status, body) {
-    super(body.reason || `The server answered ${status}.`);
-    this.status = status;
-    this.field = body.field;
-  }
-}
-
-async function api(method, path, body) {
-  const headers = credential.kind === "key"
-    ? { authorization: `Bearer ${credential.key}` }
-    : { "x-csrf-token": credential.csrf };
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const reply = await fetch(path, {
-    method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const answer = reply.status === 204 ? {} : await reply.json().catch(() => ({}));
-  if (reply.status === 401) {
-    signedOut("Your session has ended or the key was not accepted. Sign in again.");
-    throw new Refused(401, answer);
-  }
-  if (!reply.ok) throw new Refused(reply.status, answer);
-  return answer;
-}
-
-// Run `action`; its refusal is written in `errorElement` (named field first), else `done` shows.
-async function attempt(errorElement, action, done) {
-  errorElement.textContent = "";
-  try {
-    await action();
-    if (done) notice(done);
-  } catch (error) {
-    if (error.status === 401) return;
-    errorElement.textContent = error.field ? `${error.field}: ${error.message}` : error.message;
-  }
-}
-
-function notice(text) {
-  const box = $("notice");
-  box.textContent = text;
-  box.hidden = false;
-  clearTimeout(notice.timer);
-  notice.timer = setTimeout(() => { box.hidden = true; }, 6000);
-}
+const page = new SignedInPage({ onOpen: (credential) => opened(credential) });
+const api = (method, path, body) => page.api(method, path, body);
 
 function when(iso) {
   if (!iso) return "—";
@@ -123,7 +75,7 @@ async function loadUsers() {
 
 function userRow(user) {
   const active = user.deactivated_at === null;
-  const me = credential.kind === "session" && credential.user.id === user.id;
+  const me = page.credential.kind === "session" && page.credential.user.id === user.id;
   const change = (patch, done) => () => attempt($("users-error"), async () => {
     await api("PATCH", `/v1/users/${user.id}`, patch);
     await loadUsers();
@@ -256,24 +208,8 @@ $("device-driver").addEventListener("change", () => attempt($("devices-error"), 
 
 // --- signing in ------------------------------------------------------------------------------
 
-function signedOut(message) {
-  sessionStorage.removeItem(KEY_STORAGE);
-  credential = null;
-  $("console").hidden = true;
-  $("sign-out").hidden = true;
-  $("who").textContent = "";
-  $("gate").hidden = false;
-  $("sign-in-error").textContent = message || "";
-  $("email-input").focus();
-}
-
-async function open(given) {
-  credential = given;
-  $("gate").hidden = true;
-  $("sign-out").hidden = false;
-  $("sign-out").textContent = given.kind === "session" ? "Sign out" : "Forget key";
-  $("who").textContent = given.kind === "session" ? `${given.user.name} · ${given.user.role}` : "API key";
-  if (given.kind === "session") isAdmin = given.user.role === "admin";
+async function opened(credential) {
+  if (credential.kind === "session") isAdmin = credential.user.role === "admin";
   else {
     try {
       await api("GET", "/v1/users");
@@ -284,36 +220,10 @@ async function open(given) {
     }
   }
   for (const node of document.querySelectorAll(".admin-only")) node.hidden = !isAdmin;
-  $("console").hidden = false;
   await attempt($("org-error"), async () => {
     await loadOrganisation();
     await Promise.all([loadUsers(), loadKeys(), loadDrivers().then(loadDevices)]);
   });
-  document.body.dataset.ready = "true";
 }
 
-$("sign-in-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const { session, message } = await signIn($("email-input").value, $("password-input").value);
-  $("password-input").value = "";
-  if (session) open(session);
-  else $("sign-in-error").textContent = message;
-});
-
-$("sign-out").addEventListener("click", async () => {
-  const was = credential;
-  signedOut("");
-  if (was && was.kind === "session") await signOut(was);
-});
-
-async function start() {
-  const key = takeFromFragment("key");
-  if (key) sessionStorage.setItem(KEY_STORAGE, key);
-  const stored = sessionStorage.getItem(KEY_STORAGE);
-  if (stored) return open({ kind: "key", key: stored });
-  const session = await currentSession();
-  if (session) return open(session);
-  return signedOut("");
-}
-
-start();
+page.start();
