@@ -243,7 +243,13 @@ async def test_the_dispatcher_map_draws_the_day_and_moves_a_driver_on_a_ping(
     planner: None,
     pages: Pages,
 ) -> None:
-    """After the snapshot every route and stop is drawn; a ping moves that driver's marker."""
+    """After the snapshot every route and stop is drawn; a ping moves that driver's marker; the
+    depot is drawn, a driver on the road is joined to their next stop, and a long customer name
+    never hides the next stop's ETA."""
+    for order_id in today.orders.values():
+        long_name = {"customer_name": "Bartholomew Maximilian Featherstonehaugh-Worthington III"}
+        changed = await http.patch(f"/v1/orders/{order_id}", json=long_name, headers=key(tenant))
+        assert changed.status_code == 200, changed.text
     await plan_and_dispatch(http, tenant, today)
     routes = (await http.get("/v1/routes", headers=key(tenant))).json()["routes"]
     assert len(routes) == 2
@@ -280,6 +286,22 @@ async def test_the_dispatcher_map_draws_the_day_and_moves_a_driver_on_a_ping(
     # North-east on the map: right and up on the screen.
     assert after["x"] > before["x"]
     assert after["y"] < before["y"]
+
+    # The depot is drawn; a started route's driver is joined to their next stop.
+    await expect(page.locator(".depot-marker")).to_have_count(1)
+    await expect(page.locator("path.route-lead")).to_have_count(0)  # not started yet
+    route = await started_route(http, driver)
+    await ping(http, driver, 52.531, 13.421, datetime.now(UTC))
+    lead = page.locator(f"path.route-lead[data-driver-id='{driver.id}']")
+    await expect(lead).to_have_attribute(
+        "data-stop-id", str(min(route["stops"], key=lambda s: s["seq"])["id"]), timeout=WAIT_MS
+    )
+    # The next stop's ETA is never cut off by a long name: it ends inside the list item.
+    eta_box = await listed.locator(".driver-next .eta").bounding_box()
+    item_box = await listed.bounding_box()
+    assert eta_box is not None
+    assert item_box is not None
+    assert eta_box["x"] + eta_box["width"] <= item_box["x"] + item_box["width"]
 
 
 @pytest.mark.browser
@@ -412,6 +434,29 @@ async def test_the_dispatcher_sees_late_and_failed_stops_as_alerts(
     await window_moved(redis, server, tenant, route, late, late_s=0)
     await expect(late_stop).to_have_attribute("data-risk", "false", timeout=WAIT_MS)
     await expect(page.locator("#stat-risk")).to_have_text("")
+
+    # Likely half an hour before the customer's window opens: the stop says the driver waits.
+    opens = datetime.fromisoformat(late["windows"][0]["start"])
+    start_s = int(opens.timestamp())
+    early = ArrivalWindow(
+        stop_id=late["id"], order_id=late["order_id"], likely_epoch_s=start_s - 1800,
+        lower_epoch_s=start_s - 2400, upper_epoch_s=start_s - 600,
+        computed_epoch_s=int(datetime.now(UTC).timestamp()), late_s=0,
+    )  # fmt: skip
+    names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
+    await emit(redis, names, moved_window(tenant.org_id, route, late, early))
+    await page.wait_for_function(
+        "([id, likely]) => window.lastmileDispatch.stops()"
+        ".some(s => s.id === id && s.likelyEpochS === likely)",
+        arg=[late["id"], start_s - 1800],
+        timeout=WAIT_MS,
+    )
+    await late_stop.hover()
+    await expect(page.locator(".leaflet-tooltip .tip-early")).to_have_text(
+        f"Early: the driver will wait until {clock(late['windows'][0]['start'])}, when the window"
+        " opens",
+        timeout=WAIT_MS,
+    )
 
 
 @pytest.mark.browser

@@ -182,6 +182,7 @@ function onClose(event) {
 function connect(given) {
   if (feed) feed.stop();
   credential = given;
+  reads.get("/v1/depots?active=true").then((body) => map.drawDepots(body.depots)).catch((error) => reads.failed(error));
   ui.gate.hidden = true;
   ui.forgetKey.textContent = given.kind === "session" ? "Sign out" : "Change key";
   ui.forgetKey.title = given.kind === "session" ? `Signed in as ${given.user.email}` : "";
@@ -296,6 +297,7 @@ window.lastmileDispatch = Object.freeze({
   stops: () => [...fleet.stops.values()].map(({ stop, routeId }) => ({
     id: stop.id, routeId, orderId: stop.order_id, status: stop.status,
     late: fleet.isLate(stop.id), atRisk: fleet.isAtRisk(stop.id),
+    likelyEpochS: fleet.windows.get(stop.id)?.likely_epoch_s ?? null,
   })),
   alerts: () => [...fleet.alerts.values()].map((a) => ({ ...a, ...alertWords(a, zoneClock(fleet.timeZone)) })),
 });

@@ -9,14 +9,27 @@ import { baseMap, el } from "../common/reconnect.js";
 import { OPEN, isStale } from "./fleet.js";
 import { minutes, zoneClock } from "./times.js";
 
+// Route colours: blues, violets, cyans and magentas only, so that no route is mistaken for a
+// stop's state (green delivered, red failed or late, amber arrived or at risk).
 const PALETTE = [
-  "#2563eb", "#db2777", "#0d9488", "#d97706", "#7c3aed", "#0891b2",
-  "#65a30d", "#c026d3", "#ea580c", "#4f46e5", "#be123c", "#15803d",
+  "#2563eb", "#7c3aed", "#0891b2", "#c026d3", "#4f46e5", "#0369a1",
+  "#9333ea", "#1e3a8a", "#a21caf", "#0e7490",
 ];
 const NO_ROUTE_COLOR = "#64748b";
 
 export function routeColor(routeId) {
   return PALETTE[Number(routeId) % PALETTE.length];
+}
+
+// The start of the customer's window when the driver is likely to come before any window opens
+// (they wait for it); null when the likely arrival is inside or after a window.
+function firstOpening(windows, likelyEpochS) {
+  if (!windows.length) return null;
+  const likelyMs = likelyEpochS * 1000;
+  const later = windows.filter((w) => Date.parse(w.end) >= likelyMs);
+  if (later.some((w) => Date.parse(w.start) <= likelyMs)) return null;
+  const next = later.sort((a, b) => Date.parse(a.start) - Date.parse(b.start))[0];
+  return next ? next.start : null;
 }
 
 function initials(name) {
@@ -44,6 +57,48 @@ export class FleetMap {
     this.lines = new Map(); // route id -> polyline
     this.stops = new Map(); // stop id -> circle marker
     this.drivers = new Map(); // driver id -> { marker, icon, label, arrow }
+    this.leads = new Map(); // driver id -> dashed line from the driver to their next stop
+    this.depotLayer = L.layerGroup().addTo(this.map);
+  }
+
+  // The organisation's depots, where routes start and end: a square each.
+  drawDepots(depots) {
+    this.depotLayer.clearLayers();
+    for (const depot of depots) {
+      const marker = this.L.marker([depot.lat, depot.lon], {
+        icon: this.L.divIcon({ className: "depot-marker", html: el("span", { class: "depot-pin" }, "D"), iconSize: [22, 22], iconAnchor: [11, 11] }),
+        keyboard: false,
+        zIndexOffset: -100,
+      });
+      marker.bindTooltip(() => el("div", { class: "tip" }, el("div", { class: "tip-title" }, depot.name), el("div", { class: "tip-muted" }, "Depot")), { direction: "top" });
+      marker.addTo(this.depotLayer);
+      const element = marker.getElement();
+      if (element) Object.assign(element.dataset, { depotId: depot.id });
+    }
+  }
+
+  // A driver on the road is joined to their next stop by a dashed line in the route's colour.
+  drawLead(driverId) {
+    const position = this.fleet.positions.get(driverId);
+    const route = this.fleet.activeRoute(driverId);
+    const next = route && route.status === "started" ? this.fleet.nextStopOf(driverId, route) : null;
+    let lead = this.leads.get(driverId);
+    if (!position || !next) {
+      if (lead) lead.remove();
+      this.leads.delete(driverId);
+      return;
+    }
+    const points = [[position.lat, position.lon], [next.lat, next.lon]];
+    if (lead === undefined) {
+      lead = this.L.polyline(points, { weight: 3, opacity: 0.8, dashArray: "6 6", className: "route-lead", interactive: false });
+      lead.addTo(this.routeLayer);
+      this.leads.set(driverId, lead);
+    } else {
+      lead.setLatLngs(points);
+    }
+    lead.setStyle({ color: routeColor(route.id) });
+    const path = lead.getElement();
+    if (path) Object.assign(path.dataset, { driverId, routeId: route.id, stopId: next.id });
   }
 
   get clock() {
@@ -97,6 +152,7 @@ export class FleetMap {
       path.classList.toggle("is-finished", route.status === "completed" || route.status === "cancelled");
     }
     for (const stop of route.stops) this.drawStop(stop.id);
+    this.drawLead(route.driver_id);
   }
 
   drawStop(stopId) {
@@ -135,6 +191,8 @@ export class FleetMap {
       });
     }
     if (late) marker.bringToFront();
+    const route = this.fleet.routes.get(routeId);
+    if (route) this.drawLead(route.driver_id);
   }
 
   stopCard(stopId) {
@@ -159,6 +217,11 @@ export class FleetMap {
         rows.push(el("div", {},
           `ETA ${clock.epochTime(eta.lower_epoch_s)}–${clock.epochTime(eta.upper_epoch_s)}`,
           ` (likely ${clock.epochTime(eta.likely_epoch_s)})`));
+        const opens = firstOpening(stop.windows, eta.likely_epoch_s);
+        if (opens !== null) {
+          rows.push(el("div", { class: "tip-early" },
+            `Early: the driver will wait until ${clock.time(opens)}, when the window opens`));
+        }
       } else {
         rows.push(el("div", { class: "tip-muted" }, `Planned ${clock.time(stop.planned_arrival)}`));
       }
@@ -214,6 +277,7 @@ export class FleetMap {
       Object.assign(element.dataset, { driverId, lat: position.lat, lon: position.lon, time: position.time });
       element.classList.toggle("is-stale", isStale(position));
     }
+    this.drawLead(driverId);
   }
 
   driverCard(driverId) {

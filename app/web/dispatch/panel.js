@@ -115,8 +115,8 @@ export class Panel {
         risk ? el("span", { class: "badge badge-risk" }, `${risk} at risk`) : null),
       el("div", { class: "driver-meta" }, meta.join(" · ")),
       next ? el("div", { class: "driver-next" },
-        el("span", { class: "muted" }, "Next "),
-        `${next.order_ref}${next.customer_name ? ` · ${next.customer_name}` : ""}`,
+        el("span", { class: "next-what" }, el("span", { class: "muted" }, "Next "),
+          `${next.order_ref}${next.customer_name ? ` · ${next.customer_name}` : ""}`),
         el("span", { class: `eta${fleet.lateness(next.id) ? ` eta-${fleet.lateness(next.id)}` : ""}` },
           eta ? `ETA ${clock.epochTime(eta.likely_epoch_s)}` : `planned ${clock.time(next.planned_arrival)}`))
         : null));
