@@ -158,9 +158,25 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             ),
             asyncio.create_task(_every(REQUEUE_S, _requeue_plans, resources)),
             asyncio.create_task(resources.auth.watch(hub)),
+            asyncio.create_task(_autopilot(resources)),
         ]
         stack.push_async_callback(_cancel, tasks)
         yield resources
+
+
+async def _autopilot(resources: Resources) -> None:
+    """Late routes re-sequenced by themselves where organisations asked (app.autopilot reads
+    Resources and the API: imported when it starts)."""
+    from app import autopilot
+
+    while True:
+        try:
+            await autopilot.run(resources)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # it must outlive a passing outage
+            log.warning("autopilot stopped; restarting", error=repr(exc))
+            await asyncio.sleep(5.0)
 
 
 async def _every(period_s: float, job: Any, resources: Resources) -> None:

@@ -45,10 +45,26 @@ async def update_organisation(
     return await fetch_one(
         conn,
         class_row(Organisation),
-        "UPDATE orgs SET name = %s, timezone = %s, locale = %s, default_service_s = %s"
-        " WHERE id = %s RETURNING id, name, timezone AS time_zone, locale, default_service_s",
-        (wanted.name, wanted.time_zone, wanted.locale, wanted.default_service_s, org_id),
+        "UPDATE orgs SET name = %s, timezone = %s, locale = %s, default_service_s = %s,"
+        " auto_resequence = %s WHERE id = %s"
+        " RETURNING id, name, timezone AS time_zone, locale, default_service_s, auto_resequence",
+        (
+            wanted.name,
+            wanted.time_zone,
+            wanted.locale,
+            wanted.default_service_s,
+            wanted.auto_resequence,
+            org_id,
+        ),
     )
+
+
+async def auto_resequence(conn: AsyncConnection, org_id: OrgId) -> bool:
+    """Whether the organisation re-sequences late routes by itself."""
+    found = await fetch_one(
+        conn, scalar_row, "SELECT auto_resequence FROM orgs WHERE id = %s", (org_id,)
+    )
+    return bool(found)
 
 
 async def org_exists(conn: AsyncConnection, org_id: OrgId) -> bool:

@@ -685,7 +685,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             " times in it; stored instants do not move. `locale` is the language of customers'"
             " messages where neither the order nor the notification rules name one."
             " `default_service_s` is given to orders stored without `service_s` from then"
-            " on."),
+            " on. `auto_resequence` re-orders a late driver's remaining stops by itself on each"
+            " `running_late`, when a less late order exists (at most every ten minutes per"
+            " route; the event `route_changed` says `auto_resequenced`)."),
         api("GET", "/v1/settings/dimensions", "The organisation's capacity dimensions", READERS,
             ok("In the order amounts are planned.", Dimensions, ex.DIMENSIONS)),
         api("GET", "/v1/settings/customer-proof", "Whether customers see the proof photo",

@@ -314,7 +314,9 @@ ORGANISATION: Final = Organisation(
     id=OrgId(1), name="Acme Deliveries", time_zone="Europe/Berlin", locale="de",
     default_service_s=180,
 )  # fmt: skip
-ORGANISATION_PATCH: Final = OrganisationPatch(time_zone="Europe/Berlin", default_service_s=180)
+ORGANISATION_PATCH: Final = OrganisationPatch(
+    time_zone="Europe/Berlin", default_service_s=180, auto_resequence=True
+)
 USER: Final = User(
     id=UserId(3),
     email="dana@example.com",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import structlog
 from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +35,9 @@ from schemas.route import ActionPreview, InsertOrder, MoveStop, RouteChange, Sto
 from solver.reoptimize import cheapest_insertion, move_stop, resequence, retime, without_stop
 from store import orders as order_store
 from store import routes as store
+from store import tenants
+
+log = structlog.get_logger(__name__)
 
 RESEQUENCE_LIMIT_S = 1.0
 """How long a re-sequence may search (the dispatcher waits for its answer)."""
@@ -247,6 +251,45 @@ async def _resequence(request: Request, *, only_preview: bool) -> Response:
             conn, resources, principal.org_id, [(route_id, "resequenced", None)]
         )
     return answer(view)
+
+
+AUTO_COOLDOWN_S = 600
+"""How often at most a route is re-sequenced by itself (running_late fires per stop)."""
+
+
+async def resequence_late(resources: Resources, org_id: OrgId, route_id: RouteId) -> bool:
+    """Re-sequence a late route by itself where its organisation asked for it
+    (``auto_resequence``): at most every :data:`AUTO_COOLDOWN_S` per route, and only when the new
+    order is less late than the current one. True when the route was rewritten."""
+    async with resources.pool.connection() as conn:
+        if not await tenants.auto_resequence(conn, org_id):
+            return False
+    key = f"{resources.settings.redis_prefix}autoresequence:{route_id}"
+    if not await resources.redis.set(key, "1", nx=True, ex=AUTO_COOLDOWN_S):
+        return False
+    async with resources.pool.connection() as conn:
+        try:
+            st = await state(conn, resources, org_id, route_id)
+        except (NotFound, Conflict):  # finished, cancelled or gone meanwhile
+            return False
+        current = await resources.solver.run(retime, st.route)
+        timeline = await resources.solver.run(resequence, st.route, time_limit_s=RESEQUENCE_LIMIT_S)
+        if timeline.lateness_s >= current.lateness_s:
+            return False
+        try:
+            async with conn.transaction():
+                await write(conn, st, timeline)
+        except Conflict:  # the route changed meanwhile: the dispatcher acted
+            return False
+        await announce(conn, resources, org_id, [(route_id, "auto_resequenced", None)])
+    log.info(
+        "late route re-sequenced by itself",
+        org_id=org_id,
+        route_id=route_id,
+        lateness_before_s=current.lateness_s,
+        lateness_after_s=timeline.lateness_s,
+    )
+    return True
 
 
 async def cancel_preview(resources: Resources, org_id: OrgId, order_id: OrderId) -> Response:

@@ -41,7 +41,7 @@ async def test_an_admin_changes_some_settings_and_readers_read_them(
     assert first.status_code == 200
     assert first.json() | {"name": ""} == {
         "id": tenant.org_id, "name": "", "time_zone": "UTC", "locale": "en",
-        "default_service_s": 0,
+        "default_service_s": 0, "auto_resequence": False,
     }  # fmt: skip
     changed = await http.patch(
         SETTINGS, json={"time_zone": "Europe/Berlin", "locale": "de-AT"}, headers=admin

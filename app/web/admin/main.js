@@ -46,7 +46,8 @@ async function loadOrganisation() {
   zoneOptions(org.time_zone);
   $("org-locale").value = org.locale;
   $("org-service").value = String(org.default_service_s / 60);
-  for (const field of ["org-name", "org-zone", "org-locale", "org-service"]) {
+  $("org-auto").checked = org.auto_resequence;
+  for (const field of ["org-name", "org-zone", "org-locale", "org-service", "org-auto"]) {
     $(field).disabled = !isAdmin;
   }
 }
@@ -59,6 +60,7 @@ $("org-form").addEventListener("submit", (event) => {
       time_zone: $("org-zone").value,
       locale: $("org-locale").value.trim(),
       default_service_s: Math.round(Number($("org-service").value) * 60),
+      auto_resequence: $("org-auto").checked,
     });
     await loadOrganisation();
     await Promise.all([loadUsers(), loadKeys(), loadDevices()]);
