@@ -33,7 +33,8 @@ async def organisation(conn: AsyncConnection, org_id: OrgId) -> Organisation | N
     return await fetch_one(
         conn,
         class_row(Organisation),
-        "SELECT id, name, timezone AS time_zone, locale, default_service_s FROM orgs WHERE id = %s",
+        "SELECT id, name, timezone AS time_zone, locale, default_service_s, auto_resequence"
+        " FROM orgs WHERE id = %s",
         (org_id,),
     )
 

@@ -51,6 +51,14 @@ async def test_an_admin_changes_some_settings_and_readers_read_them(
     assert changed.json()["locale"] == "de-AT"
     assert changed.json()["name"] == first.json()["name"]
     assert (await http.get(SETTINGS, headers=bearer(tenant.api_key))).json() == changed.json()
+    full = await http.patch(
+        SETTINGS,
+        json={"name": "Acme", "time_zone": "Europe/Berlin", "locale": "en",
+              "default_service_s": 180, "auto_resequence": True},
+        headers=admin,
+    )  # fmt: skip
+    assert full.json()["auto_resequence"] is True, full.text
+    assert (await http.get(SETTINGS, headers=admin)).json()["auto_resequence"] is True
     refused = await http.patch(SETTINGS, json={"locale": "fr"}, headers=bearer(tenant.api_key))
     assert refused.status_code == 403
 
