@@ -63,10 +63,22 @@ class Override(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FailStopIn(msgspec.Struct, frozen=True, kw_only=True):
-    """Body of ``POST /v1/driver/stops/{id}/fail``: a code and, for ``other``, a text."""
+    """Body of ``POST /v1/driver/stops/{id}/fail``: a code and, for ``other``, a text; ``at``
+    as in :class:`DriverActionIn`."""
 
     code: FailureCode = "other"
     reason: Text500 = ""
+    at: Annotated[datetime, Meta(tz=True)] | None = None
+
+
+class DriverActionIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of the driver's start, arrive and deliver (it may be empty): when it happened.
+
+    A phone that was offline sends its commands later; ``at`` keeps the time the driver acted
+    (none: when the server gets it). At most five minutes ahead of the server's clock, and not
+    older than a day."""
+
+    at: Annotated[datetime, Meta(tz=True)] | None = None
 
 
 class ReattemptIn(msgspec.Struct, frozen=True, kw_only=True):

@@ -267,13 +267,18 @@ async def running_routes(conn: AsyncConnection, org_id: OrgId, day: date) -> lis
 
 
 async def start_route(
-    conn: AsyncConnection, org_id: OrgId, driver_id: DriverId, route_id: RouteId
+    conn: AsyncConnection,
+    org_id: OrgId,
+    driver_id: DriverId,
+    route_id: RouteId,
+    at: datetime | None = None,
 ) -> bool:
-    """The driver starts its dispatched route; False unless it was dispatched to this driver."""
+    """The driver starts its dispatched route (at ``at``, default now); False unless it was
+    dispatched to this driver."""
     cursor = await conn.execute(
-        "UPDATE routes SET status = 'started', started_at = now()"
+        "UPDATE routes SET status = 'started', started_at = coalesce(%s, now())"
         " WHERE id = %s AND org_id = %s AND driver_id = %s AND status = 'dispatched'",
-        (route_id, org_id, driver_id),
+        (at, route_id, org_id, driver_id),
     )
     return cursor.rowcount == 1
 
@@ -302,28 +307,36 @@ async def stop_of_driver(
     )
 
 
-async def arrive(conn: AsyncConnection, stop_id: StopId) -> bool:
-    """Record arrival at a pending stop; False if it was not pending."""
+async def arrive(conn: AsyncConnection, stop_id: StopId, at: datetime | None = None) -> bool:
+    """Record arrival at a pending stop (at ``at``, default now); False if it was not pending."""
     cursor = await conn.execute(
-        "UPDATE stops SET status = 'arrived', arrived_at = now(), updated_at = now()"
+        "UPDATE stops SET status = 'arrived', arrived_at = coalesce(%s, now()), updated_at = now()"
         " WHERE id = %s AND status = 'pending'",
-        (stop_id,),
+        (at, stop_id),
     )
     return cursor.rowcount == 1
 
 
 async def complete(
-    conn: AsyncConnection, org_id: OrgId, stop: StopRef, *, delivered: bool, reason: str | None
+    conn: AsyncConnection,
+    org_id: OrgId,
+    stop: StopRef,
+    *,
+    delivered: bool,
+    reason: str | None,
+    at: datetime | None = None,
 ) -> bool:
-    """Close a pending or arrived stop as delivered or failed, with its order, in one step.
+    """Close a pending or arrived stop as delivered or failed (at ``at``, default now), with
+    its order, in one step.
 
     Also completes the route when no stop is left open. False if the stop was already closed.
     """
     async with conn.transaction():
         cursor = await conn.execute(
-            "UPDATE stops SET status = %s, completed_at = now(), failure_reason = %s,"
-            " updated_at = now() WHERE id = %s AND status IN ('pending', 'arrived')",
-            ("delivered" if delivered else "failed", reason, stop.stop_id),
+            "UPDATE stops SET status = %s, completed_at = coalesce(%s, now()),"
+            " failure_reason = %s, updated_at = now()"
+            " WHERE id = %s AND status IN ('pending', 'arrived')",
+            ("delivered" if delivered else "failed", at, reason, stop.stop_id),
         )
         if cursor.rowcount != 1:
             return False
@@ -332,10 +345,10 @@ async def complete(
             ("delivered" if delivered else "failed", org_id, stop.order_id),
         )
         await conn.execute(
-            "UPDATE routes SET status = 'completed', completed_at = now()"
+            "UPDATE routes SET status = 'completed', completed_at = coalesce(%s, now())"
             " WHERE id = %s AND status IN ('dispatched', 'started') AND NOT EXISTS"
             " (SELECT 1 FROM stops WHERE route_id = %s AND status IN ('pending', 'arrived'))",
-            (stop.route_id, stop.route_id),
+            (at, stop.route_id, stop.route_id),
         )
     return True
 

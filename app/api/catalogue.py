@@ -91,6 +91,7 @@ from schemas.ping import IngestResult, LivePosition, Ping, PingBatchIn
 from schemas.plan import DispatchRequest, DispatchResult, PlanList, PlanRequest, PlanView
 from schemas.proofs import (
     AuditCheck,
+    DriverActionIn,
     FailStopIn,
     Outcome,
     Override,
@@ -466,6 +467,12 @@ PREVIEW: Final = ok(
     "What the action would change, not done: each route it rewrites, with every pending stop's"
     " planned arrival now and after (a route's `version` is the one it was computed on).",
     ActionPreview, ex.ACTION_PREVIEW)
+ACTION_BODY: Final = json_body(DriverActionIn, ex.DRIVER_ACTION, required=False,
+                              note="May be empty: the action happened now.")
+ACTION_AT: Final = ("`at` is when the driver acted, for a command a phone sends late (it was"
+                    " offline): kept as the time of the arrival, delivery, failure or start and"
+                    " of its event; at most 5 minutes ahead of the server's clock and a day old"
+                    " (400 otherwise).")
 ROUTE_NOW: Final = ok("The route as it is now (also pushed to the driver's app).", RouteView,
                       ex.ROUTE)
 STOP_STATE: Final = (409,)
@@ -927,15 +934,15 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         device("GET", "/v1/driver/route", "The calling driver's current route",
                ok("The route.", RouteView, ex.ROUTE), errors=(404,)),
         device("POST", "/v1/driver/route/start", "Start the dispatched route", ROUTE_NOW,
-               errors=(404, 409)),
+               errors=(404, 409), body=ACTION_BODY, description=ACTION_AT),
         device("POST", "/v1/driver/stops/{stop_id}/arrive", "At the stop", ROUTE_NOW,
-               errors=STOP_STATE),
+               errors=STOP_STATE, body=ACTION_BODY, description=ACTION_AT),
         device("POST", "/v1/driver/stops/{stop_id}/deliver", "Delivered", ROUTE_NOW,
-               errors=STOP_STATE),
+               errors=STOP_STATE, body=ACTION_BODY, description=ACTION_AT),
         device("POST", "/v1/driver/stops/{stop_id}/fail", "Could not deliver", ROUTE_NOW,
                errors=STOP_STATE, body=json_body(FailStopIn, ex.FAIL_STOP_CODED),
                description="`code` is one of the failure codes (default `other`, which needs"
-               " `reason`); a body with only `reason` is `other`."),
+               " `reason`); a body with only `reason` is `other`. " + ACTION_AT),
         device("POST", "/v1/driver/stops/{stop_id}/proof", "Capture a proof and close the stop",
                created("The stored proof (again, with `Idempotent-Replayed: true`, for a key"
                        " already stored).", Proof, ex.PROOF),

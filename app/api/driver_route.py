@@ -10,7 +10,7 @@ dispatcher override); ``fail`` takes a failure code and the driver's words.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,7 +29,7 @@ from schemas.events import (
     StopFailed,
 )
 from schemas.ids import OrgId, RouteId, StopId
-from schemas.proofs import FailStopIn
+from schemas.proofs import DriverActionIn, FailStopIn
 from schemas.route import RouteView
 from store import audit
 from store import proofs as proof_store
@@ -52,13 +52,38 @@ async def driver_route(request: Request) -> Response:
     return answer(await _driver_route(resources, driver))
 
 
+ACTION_AHEAD_S = 300
+"""How far ahead of the server's clock a driver's ``at`` may be (phones' clocks drift)."""
+ACTION_AGE_S = 86_400
+"""How old a driver's ``at`` may be (a phone offline for most of a day)."""
+
+
+def action_time(at: datetime | None) -> datetime:
+    """When the driver acted: ``at`` (checked), or now."""
+    now = datetime.now(UTC)
+    if at is None:
+        return now
+    if at > now + timedelta(seconds=ACTION_AHEAD_S):
+        raise InvalidField("at", f"expected a time not after the server's clock ({now}), got {at}")
+    if at < now - timedelta(seconds=ACTION_AGE_S):
+        raise InvalidField("at", f"expected a time within the last day, got {at}")
+    return at.astimezone(UTC)
+
+
+async def _action_at(request: Request) -> datetime:
+    body = await request_body(request)
+    wanted = decode(body, request.headers.get("content-type"), DriverActionIn, empty_ok=True)
+    return action_time(wanted.at)
+
+
 async def driver_start(request: Request) -> Response:
-    """The driver starts its dispatched route."""
+    """The driver starts its dispatched route (``at``: when, for a command sent late)."""
     resources = resources_of(request)
     driver = await resources.auth.require_device(request)
+    at = await _action_at(request)
     route = await _driver_route(resources, driver)
     async with resources.pool.connection() as conn, conn.transaction():
-        if not await store.start_route(conn, driver.org_id, driver.driver_id, route.id):
+        if not await store.start_route(conn, driver.org_id, driver.driver_id, route.id, at):
             raise Conflict("route", f"expected a dispatched route, got one that is {route.status}")
         await audit.append(
             conn,
@@ -73,7 +98,7 @@ async def driver_start(request: Request) -> Response:
         route.id,
         RouteStarted(
             org_id=driver.org_id,
-            at=datetime.now(UTC),
+            at=at,
             route_id=route.id,
             driver_id=driver.driver_id,
         ),
@@ -90,13 +115,15 @@ async def _stop_command(request: Request, outcome: str) -> Response:
         failure = decode(body, request.headers.get("content-type"), FailStopIn)
         if failure.code == "other" and not failure.reason.strip():
             raise InvalidField("reason", "expected what happened, for code 'other'")
-    now = datetime.now(UTC)
+        now = action_time(failure.at)
+    else:
+        now = await _action_at(request)
     async with resources.pool.connection() as conn, conn.transaction():
         stop = await store.stop_of_driver(conn, driver.org_id, driver.driver_id, stop_id)
         if stop is None:
             raise NotFound(f"no stop {stop_id} on this driver's routes")
         if outcome == "arrive":
-            done = await store.arrive(conn, stop_id)
+            done = await store.arrive(conn, stop_id, now)
         else:
             if outcome == "deliver":
                 await proofs.check_bare_delivery(conn, driver.org_id, stop_id, stop.order_id)
@@ -106,6 +133,7 @@ async def _stop_command(request: Request, outcome: str) -> Response:
                 stop,
                 delivered=outcome == "deliver",
                 reason=_failure_text(failure),
+                at=now,
             )
         if not done:
             raise Conflict("status", f"cannot {outcome} a stop that is {stop.status}")

@@ -104,6 +104,7 @@ from schemas.plan import (
 )
 from schemas.proofs import (
     AuditCheck,
+    DriverActionIn,
     FailStopIn,
     Override,
     OverrideIn,
@@ -278,6 +279,7 @@ API_KEY: Final = Credential(
     created_at=CREATED,
 )
 API_KEYS: Final = ApiKeys(api_keys=[API_KEY])
+DRIVER_ACTION: Final = DriverActionIn(at=at(10, 42, 5))
 PLAN_LIST: Final = PlanList(
     plans=[
         PlanSummary(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
 from psycopg import AsyncConnection
@@ -30,7 +30,7 @@ from starlette.responses import Response
 
 from adapters.blobs import BlobError
 from app import images
-from app.api.driver_route import publish_change, stop_event
+from app.api.driver_route import ACTION_AGE_S, ACTION_AHEAD_S, publish_change, stop_event
 from app.api.proof_reads import (
     blob_store,
     get_blob,
@@ -310,7 +310,10 @@ async def _store(
     delivered = new.outcome == "delivered"
     ref = route_store.StopRef(stop.stop_id, stop.route_id, stop.order_id, stop.status)
     reason = new.failure_text or new.failure_code
-    if not await route_store.complete(conn, new.org_id, ref, delivered=delivered, reason=reason):
+    closed_at = closed_time(new.device_time)
+    if not await route_store.complete(
+        conn, new.org_id, ref, delivered=delivered, reason=reason, at=closed_at
+    ):
         raise Conflict("status", "the stop was closed meanwhile")
     await proofs.mark_stop(
         conn,
@@ -352,10 +355,25 @@ async def _store(
     return proof_id
 
 
+def closed_time(device_time: datetime | None) -> datetime:
+    """When a proof closed its stop: the phone's time of the capture (an upload sent late keeps
+    it), unless that clock is more than 5 minutes ahead or a day behind the server's."""
+    now = datetime.now(UTC)
+    if device_time is None:
+        return now
+    if (
+        not now - timedelta(seconds=ACTION_AGE_S)
+        <= device_time
+        <= now + timedelta(seconds=ACTION_AHEAD_S)
+    ):
+        return now
+    return device_time.astimezone(UTC)
+
+
 async def _after_close(resources: Resources, driver: DevicePrincipal, new: proofs.NewProof) -> None:
     """Tell the streams and the driver's app, once the change is committed."""
     stop = new.stop
-    now = datetime.now(UTC)
+    now = closed_time(new.device_time)
     ref = route_store.StopRef(stop.stop_id, stop.route_id, stop.order_id, stop.status)
     command = "deliver" if new.outcome == "delivered" else "fail"
     events: list[Event] = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -332,3 +332,56 @@ async def test_a_plan_whose_job_never_reached_redis_is_handed_over_once(
     assert await requeue_lost(db, redis, names, timedelta(seconds=0)) == 0
     assert len(await redis.xrange(names.plans)) == 2
     assert (await planned(http, tenant, lost.id))["status"] == "done"
+
+
+async def test_a_phone_that_was_offline_keeps_the_times_its_driver_acted(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    delivery_day: Day,
+    planner: None,
+) -> None:
+    """Start, arrive, deliver and fail sent late with ``at``: the route and its stops keep
+    those times, not the server's; a time ahead of the server's clock or older than a day is a
+    400 naming ``at``."""
+    await plan_and_dispatch(http, tenant, delivery_day)
+    driver = tenant.drivers[0]
+    phone = device(driver.token)
+    route = (await http.get("/v1/driver/route", headers=phone)).json()
+    first, second = route["stops"][0]["id"], route["stops"][1]["id"]
+    now = datetime.now(UTC)
+
+    def when(minutes_ago: int) -> dict[str, str]:
+        return {"at": (now - timedelta(minutes=minutes_ago)).isoformat()}
+
+    ahead = await http.post(
+        "/v1/driver/route/start", json={"at": (now + timedelta(hours=1)).isoformat()},
+        headers=phone,
+    )  # fmt: skip
+    assert ahead.status_code == 400
+    assert ahead.json()["field"] == "at"
+    old = await http.post("/v1/driver/route/start", json=when(60 * 25), headers=phone)
+    assert old.status_code == 400
+    assert old.json()["field"] == "at"
+    for path, body in [
+        ("/v1/driver/route/start", when(50)),
+        (f"/v1/driver/stops/{first}/arrive", when(40)),
+        (f"/v1/driver/stops/{first}/deliver", when(35)),
+        (f"/v1/driver/stops/{second}/fail", {"code": "not_home", **when(20)}),
+    ]:
+        sent = await http.post(path, json=body, headers=phone)
+        assert sent.status_code == 200, (path, sent.text)
+    after = await http.get(f"/v1/routes/{route['id']}", headers=key(tenant))
+    assert after.status_code == 200, after.text
+    stops = {s["id"]: s for s in after.json()["stops"]}
+
+    def same(iso: str | None, minutes_ago: int) -> bool:
+        assert iso is not None
+        return abs(
+            datetime.fromisoformat(iso) - (now - timedelta(minutes=minutes_ago))
+        ) < timedelta(seconds=1)
+
+    assert same(stops[first]["arrived_at"], 40)
+    assert same(stops[first]["completed_at"], 35)
+    assert same(stops[second]["completed_at"], 20)
+    assert stops[second]["status"] == "failed"

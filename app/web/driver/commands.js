@@ -94,6 +94,10 @@ export class CommandSender {
     } else if (command.json !== null) {
       headers["Content-Type"] = "application/json";
       body = command.json;
+    } else if (command.queuedAt) {
+      // Start and arrive say when the driver acted: sent late (offline), they keep that time.
+      headers["Content-Type"] = "application/json";
+      body = JSON.stringify({ at: command.queuedAt });
     }
     return { method: command.method, headers, body, cache: "no-store" };
   }
