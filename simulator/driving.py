@@ -534,6 +534,38 @@ class SimClock:
         return self.wall_start_s + (sim_s - self.sim_start_s) / self.speedup
 
 
+@dataclass(frozen=True, slots=True)
+class CatchUpClock:
+    """A day already under way: simulated time starts in the past (``sim_start_s``, before
+    ``wall_start_s``), runs ``catch_up`` times faster than the wall clock until it reaches the
+    real time, and from then on *is* the real time (a speedup of 1).
+
+    What the drivers did before now is so replayed within seconds, with its own (past) times,
+    and everything after happens when the server's clock says it does.
+    """
+
+    wall_start_s: float
+    sim_start_s: float
+    catch_up: float = 600.0
+    speedup: float = 1.0
+
+    @property
+    def caught_up_wall_s(self) -> float:
+        """The wall-clock instant at which simulated time reaches the real time."""
+        lag = self.wall_start_s - self.sim_start_s
+        return self.wall_start_s + max(0.0, lag) / (self.catch_up - 1.0)
+
+    def sim(self, wall_s: float) -> float:
+        if wall_s >= self.caught_up_wall_s:
+            return wall_s
+        return self.sim_start_s + (wall_s - self.wall_start_s) * self.catch_up
+
+    def wall(self, sim_s: float) -> float:
+        if sim_s >= self.caught_up_wall_s:
+            return sim_s
+        return self.wall_start_s + (sim_s - self.sim_start_s) / self.catch_up
+
+
 class DeviceClock:
     """A device's timestamps: the real time, but strictly increasing (by 1 ms at least).
 

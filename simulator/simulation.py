@@ -46,6 +46,7 @@ from schemas.route import RouteStop, RouteView
 from simulator.driving import (
     Action,
     ActionKind,
+    CatchUpClock,
     DeviceClock,
     DriverModel,
     Itinerary,
@@ -95,6 +96,11 @@ class SimulationConfig:
     plan_time_limit_s: float = 5.0
     progress_every_s: float = 60.0
     start: datetime | None = None
+    under_way_h: float = 0.0
+    """A day already under way: its shifts began this many hours before the run (``start``
+    moves back as much). What the drivers did since is replayed within seconds, with its own
+    past times (fixes, arrivals, deliveries), and the rest of the day runs on the server's clock.
+    Needs ``speedup`` 1."""
     tracking_links: int = 3
     """How many customers' tracking links to print once the day is dispatched."""
     ca_file: Path | None = None
@@ -125,6 +131,12 @@ class SimulationConfig:
         for name, value, low, high in checks:
             if not low <= value <= high:
                 raise ValueError(f"expected {name} in [{low}, {high}], got {value}")
+        if not 0 <= self.under_way_h < self.day_hours:
+            raise ValueError(
+                f"expected under_way_h in [0, {self.day_hours:g}), got {self.under_way_h}"
+            )
+        if self.under_way_h and self.speedup != 1:
+            raise ValueError(f"expected speedup 1 for a day under way, got {self.speedup:g}")
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {self.url!r}")
         if self.start is not None and self.start.tzinfo is None:
@@ -340,10 +352,11 @@ class Simulation:
     ) -> None:
         self.config = config
         self.run_id = secrets.token_hex(3)
+        start = config.start or default_start(datetime.now(UTC))
         self.spec = DaySpec(
             drivers=config.drivers,
             orders=config.orders,
-            start=config.start or default_start(datetime.now(UTC)),
+            start=start - timedelta(hours=config.under_way_h),
             seed=config.seed,
             fail_share=config.fail_share,
             day_hours=config.day_hours,
@@ -353,6 +366,9 @@ class Simulation:
         self._stop = stop or asyncio.Event()
         self._ws_url = config.url.replace("http", "ws", 1).rstrip("/") + "/v1/driver/ws"
         self._tls = config.tls()
+        self._real_time = config.speedup == 1
+        """Simulated time is the server's: fixes carry it as their device time, and stop
+        commands say when they happened (``at``)."""
 
     def __repr__(self) -> str:
         return f"Simulation(run={self.run_id!r}, config={self.config!r})"
@@ -427,7 +443,11 @@ class Simulation:
     ) -> None:
         c = self.config
         depot = fleet.spec.city.depot
-        clock = SimClock(time.time(), fleet.spec.start.timestamp(), c.speedup)
+        clock: SimClock | CatchUpClock = (
+            CatchUpClock(time.time(), fleet.spec.start.timestamp())
+            if c.under_way_h
+            else SimClock(time.time(), fleet.spec.start.timestamp(), c.speedup)
+        )
         profiles = draw_profiles(c.seed, c.drivers, c.delay_share)
         tokens = {d.driver_id: d.token for d in fleet.drivers}
         index = {d.driver_id: n for n, d in enumerate(fleet.drivers)}
@@ -459,10 +479,11 @@ class Simulation:
             return
         last_s = max(s.itinerary.end_s for s in seats)
         wall = timedelta(seconds=round(clock.wall(last_s) - clock.wall_start_s))
+        replayed = f" (the first {c.under_way_h:g} h replayed in seconds)" if c.under_way_h else ""
         self._say(
             f"  driving {len(seats)} routes: simulated {fleet.spec.start:%H:%M}–"
             f"{datetime.fromtimestamp(last_s, UTC):%H:%M} UTC at {c.speedup:g}×, "
-            f"about {wall} of wall time"
+            f"about {wall} of wall time{replayed}"
         )
         progress = asyncio.create_task(self._report_progress(clock, seats))
         try:
@@ -482,7 +503,7 @@ class Simulation:
             fail_reason=fail_reasons.get(stop.order_id),
         )
 
-    async def _drive(self, api: Api, clock: SimClock, seat: _Seat) -> None:
+    async def _drive(self, api: Api, clock: SimClock | CatchUpClock, seat: _Seat) -> None:
         """Drive one seat until its itinerary is done, ``stop`` is set, or its deadline passes."""
         report = seat.report
         interval = self.config.ping_interval_s
@@ -543,7 +564,11 @@ class Simulation:
     async def _act(self, api: Api, seat: _Seat, action: Action) -> None:
         report = seat.report
         path = STOP_COMMANDS[action.kind].format(action.stop_id)
-        body = {"reason": action.reason} if action.kind == "fail" else None
+        body: dict[str, str] | None = (
+            {"reason": action.reason or ""} if action.kind == "fail" else None
+        )
+        if self._real_time:  # sent now, done then (a day under way replays its past)
+            body = {**(body or {}), "at": datetime.fromtimestamp(action.at_s, UTC).isoformat()}
         response = await api.call(
             "POST", path, body, token=seat.token, retry=False, accept=(404, 409)
         )
@@ -564,7 +589,7 @@ class Simulation:
         seat.seq += 1
         message = PingMessage(
             id=seat.seq,
-            time=seat.device_clock.stamp(wall_s),
+            time=seat.device_clock.stamp(sim_s if self._real_time else wall_s),
             lat=fix.lat,
             lon=fix.lon,
             speed_mps=fix.speed_mps,
@@ -593,7 +618,7 @@ class Simulation:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), seconds)
 
-    async def _report_progress(self, clock: SimClock, seats: list[_Seat]) -> None:
+    async def _report_progress(self, clock: SimClock | CatchUpClock, seats: list[_Seat]) -> None:
         while True:
             await asyncio.sleep(self.config.progress_every_s)
             reports = [s.report for s in seats]

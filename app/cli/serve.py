@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app.cli import kept
 from app.cli.base import main, run, services, settings_from
 from app.cli.simulate import (
     quiet_simulator_clients,
@@ -25,7 +26,7 @@ from app.settings import WORKER_NAMES, Settings
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
-    from schemas.ids import OrgId
+    from schemas.ids import DriverId, OrgId
 
 SIMULATION_STOP_TIMEOUT_S = 15.0
 """How long Ctrl-C waits for the simulated drivers to stop and retire before the API stops."""
@@ -57,7 +58,8 @@ SIMULATION_STOP_TIMEOUT_S = 15.0
 @click.option(
     "--simulate/--no-simulate",
     default=False,
-    help="Drive a simulated fleet (10 drivers, 100 orders, 10x speed) once the API is ready.",
+    help="Drive a simulated fleet once the API is ready: 10 drivers, 100 orders, a day already"
+    " 2 hours under way that runs on the server's clock.",
 )
 @click.pass_context
 def serve(
@@ -210,11 +212,12 @@ def _where_to_look(settings: Settings) -> str:
 
 async def _demo_banner(settings: Settings) -> str:
     from app.api.notification_rules import default_rules
-    from app.auth import issue_api_key, issue_device_token
     from app.process.mail_sink import prefer_email
     from store import tenants
     from store.db import open_pool
 
+    path = settings.data_dir / "demo" / "demo.json"
+    saved = kept.load(path)
     pool = await open_pool(settings.database_url or "", max_size=1)
     try:
         async with pool.connection() as conn:
@@ -228,15 +231,18 @@ async def _demo_banner(settings: Settings) -> str:
             for n in range(len(drivers), 3):
                 await tenants.create_driver(conn, org_id, name=f"Demo driver {n + 1}")
             drivers = await tenants.list_drivers(conn, org_id)
-            key = await issue_api_key(conn, org_id, role="dispatcher", name="demo dispatcher")
-            password = await _demo_user(conn, org_id)
+            key = await _kept_key(conn, org_id, saved.get("key"))
+            password = await _demo_user(conn, org_id, saved.get("password"))
+            tokens: dict[str, str] = {}
             lines = ["", f"Demo organisation {org_id}: dispatcher key {key}"]
             for driver_id, name in drivers:
-                issued = await issue_device_token(conn, org_id, driver_id)
-                token = issued[1] if issued else "(driver vanished)"
-                lines.append(f"  {name} (driver {driver_id}): device token {token}")
+                token = await _kept_device(conn, org_id, driver_id, saved.get("devices", {}))
+                tokens[str(driver_id)] = token or ""
+                shown = token or "(driver vanished)"
+                lines.append(f"  {name} (driver {driver_id}): device token {shown}")
     finally:
         await pool.close()
+    kept.save(path, {"key": key, "password": password, "devices": tokens})
     base = base_url(settings)
     lines.append(f"Try: curl -H 'Authorization: Bearer {key}' {base}/v1/drivers/live")
     lines.append(f"Dispatcher map: {base}/dispatch#key={key}")
@@ -247,19 +253,56 @@ async def _demo_banner(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+async def _kept_key(conn: AsyncConnection, org_id: OrgId, key: object) -> str:
+    """The demo dispatcher key kept from an earlier start while it works, else a new one."""
+    from app.auth import hash_token, issue_api_key
+    from store import tenants
+
+    if isinstance(key, str):
+        found = await tenants.find_api_key(conn, hash_token(key))
+        if found is not None and found.org_id == org_id and found.role == "dispatcher":
+            return key
+    return await issue_api_key(conn, org_id, role="dispatcher", name="demo dispatcher")
+
+
+async def _kept_device(
+    conn: AsyncConnection, org_id: OrgId, driver_id: DriverId, kept_tokens: object
+) -> str | None:
+    """A demo driver's device token kept from an earlier start while it works, else a new one
+    (None when the driver is gone)."""
+    from app.auth import hash_token, issue_device_token
+    from store import tenants
+
+    token = kept_tokens.get(str(driver_id)) if isinstance(kept_tokens, dict) else None
+    if isinstance(token, str) and token:
+        found = await tenants.find_device(conn, hash_token(token))
+        if found is not None and found.org_id == org_id and found.driver_id == driver_id:
+            return token
+    issued = await issue_device_token(conn, org_id, driver_id)
+    return None if issued is None else issued[1]
+
+
 DEMO_EMAIL = "dispatcher@demo.example"
 
 
-async def _demo_user(conn: AsyncConnection, org_id: OrgId) -> str:
-    """The demo dispatcher's new password (a new one on every start; the user is made once)."""
+async def _demo_user(conn: AsyncConnection, org_id: OrgId, kept_password: object = None) -> str:
+    """The demo dispatcher's password: the one kept from an earlier start while it still
+    signs in, else a new one (the user is made once)."""
     import secrets
 
-    from app.passwords import hash_password
+    from app.passwords import hash_password, verify
     from store import users
 
+    found = await users.account(conn, DEMO_EMAIL)
+    if (
+        found is not None
+        and found.active
+        and isinstance(kept_password, str)
+        and await verify(found.password_hash, kept_password)
+    ):
+        return kept_password
     password = secrets.token_urlsafe(9)
     hashed = await hash_password(password)
-    found = await users.account(conn, DEMO_EMAIL)
     if found is None:
         await users.create(
             conn, org_id, email=DEMO_EMAIL, name="Demo dispatcher", role="dispatcher",

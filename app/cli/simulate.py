@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from app.cli import kept
 from app.cli.base import main, run, settings_from
 from app.settings import Settings
+from store import simulated
 
 if TYPE_CHECKING:
     from simulator.simulation import SimulationConfig
@@ -38,34 +40,53 @@ def quiet_simulator_clients() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-async def simulation_setup(settings: Settings) -> SimulationConfig:
-    """A fresh organisation and dispatcher key for this run's simulated fleet.
+DEMO_UNDER_WAY_H = 2.0
+"""How far into its day ``serve --simulate``'s fleet is when it starts."""
 
-    A fresh one per run, so that shifts of an earlier run that was killed never take orders.
+
+async def simulation_setup(settings: Settings) -> SimulationConfig:
+    """The simulated fleet's organisation and dispatcher key, and a day already under way.
+
+    The organisation and its key are kept across restarts (the key in the data folder, readable
+    by its owner only): a restart prints the same key. What an earlier run left open (it was
+    killed before it retired its fleet) is ended first (:func:`store.simulated.retire_leftovers`),
+    so that no abandoned day stays "live".
     """
     from datetime import UTC, datetime
 
-    from app.api.notification_rules import default_rules
-    from app.auth import issue_api_key
+    from app import revocation
     from app.cli.tls import local_ca
-    from app.process.mail_sink import prefer_email
     from app.process.urls import loopback_url
     from simulator.simulation import SimulationConfig, default_start
-    from store import tenants
     from store.db import open_pool
 
     start = default_start(datetime.now(UTC))
     pool = await open_pool(settings.database_url or "", max_size=1)
     try:
         async with pool.connection() as conn:
-            org_id = await tenants.create_org(conn, f"Simulated fleet {start:%Y-%m-%d %H:%M}Z")
-            if settings.demo_mail_dir is not None:  # serve --demo's mail sink: mail first
-                await prefer_email(conn, org_id, default_rules(settings))
-            key = await issue_api_key(
-                conn, org_id, role="dispatcher", name="simulated fleet dispatcher"
-            )
+            org_id, key = await _simulation_org(settings, conn)
+            retired = await simulated.retire_leftovers(conn, org_id)
     finally:
         await pool.close()
+    if retired.device_hashes and settings.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            await revocation.announce(
+                redis,
+                settings.redis_prefix,
+                "device",
+                retired.device_hashes,
+                settings.auth_fallback_ttl_s,
+            )
+        finally:
+            await redis.aclose()
+    if retired.drivers or retired.orders:
+        say(
+            f"An earlier simulated day was left running: {retired.drivers} drivers retired,"
+            f" {retired.routes} routes and {retired.orders} orders cancelled."
+        )
     # The simulator runs in this process: it reaches the API on the loopback interface, and
     # trusts the local certificate authority when serve made one (--tls-self-signed).
     ca = local_ca(settings.data_dir / "tls")
@@ -73,21 +94,64 @@ async def simulation_setup(settings: Settings) -> SimulationConfig:
         url=loopback_url(settings),
         api_key=key,
         start=start,
+        speedup=1.0,
+        under_way_h=DEMO_UNDER_WAY_H,
         ca_file=ca if settings.tls_cert is not None and ca.exists() else None,
     )
 
 
+async def _simulation_org(settings: Settings, conn: Any) -> tuple[Any, str]:
+    """The simulated fleet's organisation and its dispatcher key: the ones kept in the data
+    folder while the key still works, else new ones (kept there)."""
+    from app.api.notification_rules import default_rules
+    from app.auth import hash_token, issue_api_key
+    from app.process.mail_sink import prefer_email
+    from schemas.ids import OrgId
+    from store import tenants
+
+    path = settings.data_dir / "demo" / "simulation.json"
+    saved = kept.load(path)
+    try:
+        org_id, key = OrgId(int(saved["org_id"])), str(saved["key"])
+    except (ValueError, KeyError, TypeError):
+        org_id, key = None, ""
+    if org_id is not None:
+        principal = await tenants.find_api_key(conn, hash_token(key))
+        if principal is not None and principal.org_id == org_id:
+            return org_id, key
+    org_id = await simulated.find_org(conn)
+    if org_id is None:
+        org_id = await tenants.create_org(conn, simulated.NAME)
+        if settings.demo_mail_dir is not None:  # serve --demo's mail sink: mail first
+            await prefer_email(conn, org_id, default_rules(settings))
+    key = await issue_api_key(conn, org_id, role="dispatcher", name="simulated fleet dispatcher")
+    kept.save(path, {"org_id": org_id, "key": key})
+    return org_id, key
+
+
 def simulation_banner(settings: Settings, config: SimulationConfig) -> str:
+    from datetime import timedelta
+
     from app.process.urls import base_url
 
     base = base_url(settings)
     auth = f"-H 'Authorization: Bearer {config.api_key}'"
     day = config.start.date() if config.start else "today"
+    if config.under_way_h and config.start is not None:
+        began = config.start - timedelta(hours=config.under_way_h)
+        ends = began + timedelta(hours=config.day_hours)
+        pace = (
+            f"a day under way since {began:%H:%M} UTC (its first {config.under_way_h:g} h"
+            f" replayed in seconds), running on the server's clock until about {ends:%H:%M} UTC"
+        )
+    else:
+        pace = f"{config.speedup:g}x speed"
     return "\n".join(
         [
             "",
             f"Simulated fleet: {config.drivers} drivers, {config.orders} orders on {day} "
-            f"(UTC), {config.speedup:g}x speed, in its own organisation.",
+            f"(UTC), {pace}, in its own organisation.",
+            "  first: open the dispatcher map, click a driver in the list, then a stop",
             f"  dispatcher key  {config.api_key}",
             f"  dispatcher map  {base}/dispatch#key={config.api_key}",
             f"  routes          curl {auth} '{base}/v1/routes?day={day}'",
@@ -145,6 +209,14 @@ async def simulate_in_server(config: SimulationConfig, stop: asyncio.Event) -> N
     show_default=True,
     help="Simulated seconds between a driver's fixes.",
 )
+@click.option(
+    "--under-way-h",
+    type=click.FloatRange(0, 12),
+    default=0.0,
+    show_default=True,
+    help="Start a day already this many hours under way (its past replayed in seconds, the"
+    " rest on the server's clock); needs --speedup 1.",
+)
 @click.pass_context
 def simulate_command(
     ctx: click.Context,
@@ -157,6 +229,7 @@ def simulate_command(
     fail_share: float,
     seed: int,
     ping_interval_s: float,
+    under_way_h: float,
 ) -> None:
     """Drive a simulated delivery day through a running server (docs/simulator.md)."""
     require_simulator()
@@ -181,6 +254,7 @@ def simulate_command(
             fail_share=fail_share,
             seed=seed,
             ping_interval_s=ping_interval_s,
+            under_way_h=under_way_h,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

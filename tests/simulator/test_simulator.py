@@ -208,3 +208,43 @@ def test_the_configuration_refuses_values_out_of_range() -> None:
     with pytest.raises(ValueError, match=r"expected fail_share in \[0, 1\], got 1.5"):
         SimulationConfig(url="http://127.0.0.1:8000", api_key="k", fail_share=1.5)
     assert "api_key" not in repr(SimulationConfig(url="http://127.0.0.1:8000", api_key="secret"))
+
+
+async def test_a_day_under_way_replays_its_past_at_once_with_its_own_times(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    planner: None,
+) -> None:
+    """A day begun 75 minutes ago runs on the server's clock: within seconds what was due
+    before now is done, with the times it was due (not when the simulator caught up), and what
+    is due later is still open."""
+    stop = asyncio.Event()
+    lines: list[str] = []
+    config = small_day(
+        server, tenant, speedup=1.0, under_way_h=1.25, day_hours=3.0, ping_interval_s=30.0
+    )
+    run = asyncio.create_task(simulate(config, say=lines.append, stop=stop))
+    for _ in range(600):
+        if any(line.lstrip().startswith("driving") for line in lines):
+            break
+        await asyncio.sleep(0.05)
+    driving = next(line for line in lines if line.lstrip().startswith("driving"))
+    assert "at 1×" in driving
+    assert "(the first 1.25 h replayed in seconds)" in driving
+    began = datetime.now(UTC)
+    await asyncio.sleep(12.0)  # 75 simulated minutes at 600x: 7.5 s, and the commands
+    stop.set()
+    summary: Summary = await asyncio.wait_for(run, timeout=30)
+    assert summary.stopped_early is True
+
+    routes = (await http.get(f"/v1/routes?day={summary.day}", headers=key(tenant))).json()
+    stops = [s for r in routes["routes"] for s in r["stops"]]
+    closed = [s for s in stops if s["status"] in ("delivered", "failed")]
+    assert closed, "some stops of the past hour are done"
+    assert len(closed) < len(stops), "some stops are still ahead"
+    for stop_row in closed:
+        done_at = datetime.fromisoformat(stop_row["completed_at"])
+        assert done_at < began - timedelta(minutes=2), stop_row  # its own, past time
+        assert done_at >= datetime.fromisoformat(stop_row["arrived_at"])
+    assert sum(d.pings_accepted for d in summary.drivers) > 0
