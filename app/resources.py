@@ -231,6 +231,19 @@ async def _sample_lag(resources: Resources) -> None:
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
+    await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it ended, whatever it raised.
+
+    A cancellation can be swallowed on the way (the Redis client does when it lands while a
+    command is being sent, and so does ``asyncio.wait_for`` on Python 3.11 when the awaited
+    thing finishes in the same instant): the task then carries on, an upkeep loop goes back to
+    sleep, and whoever waits for it (the server's shutdown) waits for ever. So cancel again
+    until it ends."""
+    while not task.done():
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait([task], timeout=0.1)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()

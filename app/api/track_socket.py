@@ -33,7 +33,7 @@ from app.errors import (
     close_socket,
 )
 from app.metrics import WS_CONNECTIONS
-from app.resources import Resources
+from app.resources import Resources, cancel_and_wait
 from realtime.hub import Overflowed
 from realtime.streams import decode_live
 from schemas.codecs import EVENT_DECODER, TRACK_JSON
@@ -165,7 +165,7 @@ class CustomerFeed:
     async def _follow(self, wanted: dict[str, str]) -> None:
         """Follow exactly the channels of ``wanted`` (channel → kind); returns once subscribed."""
         for channel in [c for c in self._pumps if c not in wanted]:
-            await _cancelled(self._pumps.pop(channel))
+            await cancel_and_wait(self._pumps.pop(channel))
         ready = []
         for channel, kind in wanted.items():
             if channel not in self._pumps:
@@ -198,15 +198,3 @@ class CustomerFeed:
 
     async def _send(self, message: TrackMessage) -> None:
         await self.websocket.send_text(TRACK_JSON.encode(message).decode())
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait until it ended. A cancellation that lands while the hub
-    subscribes the channel can be swallowed by the Redis client, leaving the pump waiting on
-    its queue and the socket's handler (and the server's shutdown) waiting on the pump: so
-    cancel again until it ends."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.1)
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        task.result()
