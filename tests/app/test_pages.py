@@ -30,7 +30,7 @@ from schemas.eta import ArrivalWindow, RunningLate
 from schemas.events import DeliveryUpdate
 from store import users
 from tests.browser import BROWSER_ZONE, UNREACHABLE_TILES, WAIT_MS, Pages
-from tests.conftest import Driver, LiveServer, Tenant
+from tests.conftest import Driver, LiveServer, Tenant, make_tenant
 from tests.days import Day, device, key, moved_window, plan_and_dispatch
 
 ORG_ZONE = "Asia/Kolkata"
@@ -572,3 +572,32 @@ async def test_the_site_has_an_icon(http: httpx.AsyncClient) -> None:
     icon = await http.get("/favicon.ico")
     assert (icon.status_code, icon.headers["content-type"]) == (200, "image/png")
     assert icon.content.startswith(b"\x89PNG")
+
+
+@pytest.mark.browser
+async def test_the_driver_list_draws_only_what_is_in_view_and_filters_and_searches(
+    server: LiveServer, http: httpx.AsyncClient, db: psycopg.AsyncConnection, pages: Pages
+) -> None:
+    """Sixty drivers on the road: the list draws a screenful of rows, the last one once
+    scrolled to; the search finds a driver by name; the state filter keeps only matches."""
+    fleet = await make_tenant(db, drivers=60)
+    now = datetime.now(UTC)
+    for n, driver in enumerate(fleet.drivers):
+        await ping(http, driver, 52.5 + n * 0.001, 13.4, now)
+    page = await pages.open(f"{server.url}/dispatch#key={fleet.api_key}")
+    await expect(page.locator("#driver-count")).to_have_text("60", timeout=WAIT_MS)
+    drawn = await page.locator("li.driver").count()
+    assert 0 < drawn < 60
+    names = sorted(f"driver {n}" for n in range(60))
+    await page.locator("#drivers").evaluate("list => { list.scrollTop = list.scrollHeight; }")
+    await expect(page.locator("li.driver").last).to_contain_text(names[-1])
+
+    await page.locator("#driver-search").fill("driver 42")
+    await expect(page.locator("#driver-count")).to_have_text("1 of 60")
+    await expect(page.locator("li.driver")).to_have_count(1)
+    await expect(page.locator("li.driver")).to_contain_text("driver 42")
+    await page.locator("#driver-search").fill("")
+    await page.locator("#driver-filter").select_option("started")
+    await expect(page.locator("#drivers")).to_contain_text("No driver matches.")
+    await page.locator("#driver-filter").select_option("none")
+    await expect(page.locator("#driver-count")).to_have_text("60")

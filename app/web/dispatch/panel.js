@@ -2,6 +2,10 @@
 // zone), the counts, the driver list and the alerts, drawn from the model with plain DOM.
 // `render()` redraws at most once per animation frame, however many messages arrive.
 //
+// The driver list holds hundreds of drivers: it is filtered (by state, and by a search over
+// driver names, order references and customer names) and draws only the rows in view, every
+// row being one height, with spacers standing for the rest.
+//
 // Every time is shown in the organisation's zone (the snapshot's `time_zone`), not the browser's.
 
 import { el } from "../common/reconnect.js";
@@ -10,6 +14,8 @@ import { routeColor } from "./map.js";
 import { minutes, zoneClock } from "./times.js";
 
 const NO_ROUTE_COLOR = "#94a3b8";
+const ROW_PX = 74; // .driver's height in pages.css
+const OVERSCAN = 6; // rows drawn above and below the view
 
 export class Panel {
   // `onDriver(driverId)` and `onStop(stopId)`: the dispatcher picked one in the lists;
@@ -29,10 +35,16 @@ export class Panel {
       problem: $("feed-problem"),
       drivers: $("drivers"),
       driverCount: $("driver-count"),
+      search: $("driver-search"),
+      filter: $("driver-filter"),
       alerts: $("alerts"),
       alertCount: $("alert-count"),
       stats: { drivers: $("stat-drivers"), done: $("stat-done"), late: $("stat-late"), risk: $("stat-risk"), failed: $("stat-failed") },
     };
+    this.shown = []; // the driver ids the list shows, in order
+    if (this.ui.search) this.ui.search.addEventListener("input", () => this.render());
+    if (this.ui.filter) this.ui.filter.addEventListener("change", () => this.render());
+    this.ui.drivers.addEventListener("scroll", () => this.renderRows(), { passive: true });
   }
 
   get clock() {
@@ -74,12 +86,51 @@ export class Panel {
 
   renderDrivers() {
     const ids = this.fleet.driverIds();
-    this.ui.driverCount.textContent = ids.length ? String(ids.length) : "";
+    const shown = ids.filter((id) => this.matches(id));
+    this.ui.driverCount.textContent = ids.length
+      ? (shown.length === ids.length ? String(ids.length) : `${shown.length} of ${ids.length}`) : "";
+    this.shown = shown;
     if (ids.length === 0) {
       this.ui.drivers.replaceChildren(el("li", { class: "empty" }, "No drivers on the road yet."));
       return;
     }
-    this.ui.drivers.replaceChildren(...ids.map((id) => this.driverItem(id)));
+    if (shown.length === 0) {
+      this.ui.drivers.replaceChildren(el("li", { class: "empty" }, "No driver matches."));
+      return;
+    }
+    this.renderRows();
+  }
+
+  // Only the rows in view (and a few around them) are in the DOM.
+  renderRows() {
+    const list = this.ui.drivers;
+    const shown = this.shown;
+    if (!shown.length) return;
+    const height = list.clientHeight || ROW_PX * 10;
+    const first = Math.max(0, Math.floor(list.scrollTop / ROW_PX) - OVERSCAN);
+    const last = Math.min(shown.length, Math.ceil((list.scrollTop + height) / ROW_PX) + OVERSCAN);
+    const before = el("li", { class: "driver-spacer", "aria-hidden": "true" });
+    before.style.height = `${first * ROW_PX}px`;
+    const after = el("li", { class: "driver-spacer", "aria-hidden": "true" });
+    after.style.height = `${(shown.length - last) * ROW_PX}px`;
+    list.replaceChildren(before, ...shown.slice(first, last).map((id) => this.driverItem(id)), after);
+  }
+
+  // Whether a driver passes the state filter and the search.
+  matches(driverId) {
+    const fleet = this.fleet;
+    const route = fleet.activeRoute(driverId);
+    const state = this.ui.filter ? this.ui.filter.value : "all";
+    if (state === "late" && !fleet.lateCount(route)) return false;
+    if (state === "risk" && !fleet.riskCount(route)) return false;
+    if (state === "none" && route) return false;
+    if (["started", "dispatched", "completed"].includes(state) && (!route || route.status !== state)) return false;
+    const query = this.ui.search ? this.ui.search.value.trim().toLowerCase() : "";
+    if (!query) return true;
+    if (fleet.driverName(driverId).toLowerCase().includes(query)) return true;
+    return Boolean(route && route.stops.some((stop) =>
+      (stop.order_ref || "").toLowerCase().includes(query)
+      || (stop.customer_name || "").toLowerCase().includes(query)));
   }
 
   driverItem(driverId) {
