@@ -1,0 +1,264 @@
+"""The dispatcher's map at fleet scale, in headless Chromium: 300 drivers pinging every second
+beside 3,000 stops.
+
+    python -m bench.dispatch_page [--drivers 300] [--stops 3000] [--minutes 10] [--out FILE]
+
+Starts one server process with its workers against the configured or embedded services,
+creates a day through the API (a depot, one van and shift per driver, the orders by one CSV
+import), plans it (``--plan-s``) and dispatches it. Then every driver pings once a second
+(``POST /v1/pings``, one request per driver per second, moving along a line) while Chromium
+(the system's, ``/usr/bin/chromium``) shows ``/dispatch`` and reports:
+
+- the snapshot a dispatcher gets on connect: its size in bytes (read on a socket of its own);
+- connect to first paint: from the page's navigation until every route line is drawn;
+- frame times: the gaps between animation frames, p50/p99/max, over the run;
+- the page's JavaScript heap (``performance.memory``) after the first minute and at the end;
+- that every driver's marker reached its latest position.
+
+Figures go to stdout and, with ``--out``, to a JSON file. Nothing is asserted: these machines are
+shared, and the figures are for docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+from bench.harness import bench_env, free_port, machine, make_tenant, server_process
+
+CENTRE = (52.52, 13.405)
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--enable-precise-memory-info",
+]
+FRAMES_JS = """
+() => {
+  window.__frames = [];
+  let last = performance.now();
+  const tick = (now) => {
+    window.__frames.push(now - last);
+    last = now;
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}
+"""
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
+
+
+async def build_day(
+    client: httpx.AsyncClient, drivers: list[Any], stops: int, plan_s: float
+) -> tuple[str, int]:
+    """A day with one van and shift per driver and ``stops`` orders, planned and dispatched."""
+    day = datetime.now(UTC).date()
+    start = datetime.now(UTC) - timedelta(hours=1)
+    depot = (
+        await client.post("/v1/depots", json={"name": "Hub", "lat": CENTRE[0], "lon": CENTRE[1]})
+    ).json()["id"]
+    for n, (driver_id, _token) in enumerate(drivers):
+        van = (
+            await client.post(
+                "/v1/vehicles", json={"name": f"Van {n}", "capacity": {"parcels": 1000}}
+            )
+        ).json()["id"]
+        shift = {
+            "driver_id": driver_id,
+            "vehicle_id": van,
+            "day": day.isoformat(),
+            "start_place": {"depot_id": depot},
+            "working_window": {
+                "start": start.isoformat(),
+                "end": (start + timedelta(hours=12)).isoformat(),
+            },
+        }
+        (await client.post("/v1/shifts", json=shift)).raise_for_status()
+    rng = random.Random(7)
+    rows = ["ref,address,lat,lon,day,service_s,parcels"]
+    for i in range(stops):
+        lat = CENTRE[0] + rng.uniform(-0.12, 0.12)
+        lon = CENTRE[1] + rng.uniform(-0.2, 0.2)
+        rows.append(f"b{i},{i} Bench St,{lat:.5f},{lon:.5f},{day},120,1")
+    imported = await client.post(
+        "/v1/orders/import", content="\n".join(rows), headers={"content-type": "text/csv"}
+    )
+    imported.raise_for_status()
+    plan = (
+        await client.post("/v1/plans", json={"day": day.isoformat(), "time_limit_s": plan_s})
+    ).json()
+    while plan["status"] not in ("done", "failed", "cancelled"):
+        await asyncio.sleep(1)
+        plan = (await client.get(f"/v1/plans/{plan['id']}")).json()
+    if plan["status"] != "done":
+        raise RuntimeError(f"the plan ended {plan['status']}: {plan.get('error')}")
+    dispatched = await client.post(f"/v1/plans/{plan['id']}/dispatch", json={})
+    dispatched.raise_for_status()
+    return day.isoformat(), len(dispatched.json()["route_ids"])
+
+
+class Pinger:
+    """Every driver pings once a second, moving outwards, until stopped."""
+
+    def __init__(self, base: str, drivers: list[Any]) -> None:
+        self.base = base
+        self.drivers = drivers
+        self.requests = 0
+        self.failed = 0
+        self.last: dict[int, tuple[float, float]] = {}
+        """Each driver's last accepted position."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        async with httpx.AsyncClient(base_url=self.base, timeout=10, limits=limits) as client:
+            step = 0
+            while not stop.is_set():
+                began = time.monotonic()
+                step += 1
+                now = datetime.now(UTC).isoformat()
+                await asyncio.gather(
+                    *(
+                        self._one(client, n, driver_id, token, step, now)
+                        for n, (driver_id, token) in enumerate(self.drivers)
+                    )
+                )
+                await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
+
+    async def _one(
+        self, client: httpx.AsyncClient, n: int, driver_id: int, token: str, step: int, now: str
+    ) -> None:
+        angle = n * 2 * math.pi / len(self.drivers)
+        reach = 0.02 + 0.0002 * step
+        lat = round(CENTRE[0] + reach * math.sin(angle), 6)
+        lon = round(CENTRE[1] + 1.6 * reach * math.cos(angle), 6)
+        body = {"pings": [{"time": now, "lat": lat, "lon": lon, "accuracy_m": 5.0}]}
+        self.requests += 1
+        try:
+            reply = await client.post(
+                "/v1/pings", json=body, headers={"authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError:
+            self.failed += 1
+            return
+        if reply.status_code == 200:
+            self.last[driver_id] = (lat, lon)
+        else:
+            self.failed += 1
+
+
+async def snapshot_bytes(base: str, ws_base: str, key: str) -> int:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        ticket = (
+            await client.post("/v1/socket-tickets", headers={"authorization": f"Bearer {key}"})
+        ).json()["ticket"]
+    async with websockets.connect(f"{ws_base}/v1/live/ws?ticket={ticket}", max_size=None) as socket:
+        message = await socket.recv()
+    return len(message if isinstance(message, bytes) else message.encode())
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with bench_env() as env:
+        tenant = make_tenant(env.database_url, args.drivers)
+        port = free_port()
+        with server_process(env, port, workers=True):
+            return asyncio.run(measure(args, port, tenant.api_key, tenant.drivers))
+
+
+async def measure(
+    args: argparse.Namespace, port: int, api_key: str, drivers: list[Any]
+) -> dict[str, Any]:
+    """Build the day on the running server, then watch it in Chromium while drivers ping."""
+    from playwright.async_api import async_playwright
+
+    base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    async with httpx.AsyncClient(
+        base_url=base, timeout=600, headers={"authorization": f"Bearer {api_key}"}
+    ) as client:
+        day, routes = await build_day(client, drivers, args.stops, args.plan_s)
+    stop = asyncio.Event()
+    pinger = Pinger(base, drivers)
+    pinging = asyncio.create_task(pinger.run(stop))
+    await asyncio.sleep(5)  # every driver on the map
+    size = await snapshot_bytes(base, ws_base, api_key)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1440, "height": 900})
+        await page.goto(f"{base}/dispatch?day={day}#key={api_key}")
+        await page.wait_for_function(
+            f"document.querySelectorAll('path.route-line').length >= {routes}"
+            " && window.lastmileDispatch.connected",
+            timeout=120_000,
+            polling=50,
+        )
+        first_paint_ms = await page.evaluate("performance.now()")
+        await page.evaluate(FRAMES_JS)
+        await asyncio.sleep(60)
+        heap_1 = await page.evaluate("performance.memory.usedJSHeapSize")
+        await asyncio.sleep(max(0.0, args.minutes * 60 - 60))
+        frames: list[float] = await page.evaluate("window.__frames")
+        heap_end = await page.evaluate("performance.memory.usedJSHeapSize")
+        stop.set()
+        await pinging
+        await asyncio.sleep(3)
+        shown = await page.evaluate(
+            "window.lastmileDispatch.drivers().map(d => [d.id, d.lat, d.lon])"
+        )
+        await browser.close()
+    at_latest = sum(
+        1
+        for driver_id, lat, lon in shown
+        if pinger.last.get(driver_id) == (round(lat, 6), round(lon, 6))
+    )
+    return {
+        "drivers": args.drivers,
+        "stops": args.stops,
+        "routes": routes,
+        "minutes": args.minutes,
+        "snapshot_bytes": size,
+        "first_paint_ms": round(first_paint_ms),
+        "frames": len(frames),
+        "frame_p50_ms": round(statistics.median(frames), 1),
+        "frame_p99_ms": round(percentile(frames, 0.99), 1),
+        "frame_max_ms": round(max(frames), 1),
+        "heap_after_1_min_mb": round(heap_1 / 2**20, 1),
+        "heap_at_end_mb": round(heap_end / 2**20, 1),
+        "pings_sent": pinger.requests,
+        "pings_failed": pinger.failed,
+        "markers_at_latest_position": at_latest,
+        "machine": machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drivers", type=int, default=300)
+    parser.add_argument("--stops", type=int, default=3000)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--plan-s", type=float, default=60.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    figures = run(args)
+    print(json.dumps(figures, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
