@@ -402,6 +402,11 @@ class Authenticator:
         return principal
 
 
+def actor_of(principal: ApiPrincipal) -> dict[str, int | None]:
+    """Who made a change, as the audit chain records it: the API key or the signed-in user."""
+    return {"key_id": principal.key_id, "user_id": principal.user_id}
+
+
 def token_of(conn: HTTPConnection) -> str | None:
     """The credential a request or socket carries: ``Authorization: Bearer`` or ``?token=``."""
     return bearer_token(conn) or conn.query_params.get("token")

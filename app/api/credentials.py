@@ -22,6 +22,7 @@ from app.auth import (
     API_KEY_PREFIX,
     FLEET_WRITERS,
     READERS,
+    actor_of,
     hash_token,
     new_token,
     token_prefix,
@@ -41,7 +42,7 @@ from schemas.auth import (
     SocketTicket,
 )
 from schemas.ids import ApiKeyId, DriverId, OrgId
-from store import fleet, tenants
+from store import audit, fleet, tenants
 
 
 async def api_keys(request: Request) -> Response:
@@ -57,7 +58,20 @@ async def api_keys(request: Request) -> Response:
         raise InvalidField("expires_at", f"expected a time to come, got {wanted.expires_at}")
 
     async def command(conn: AsyncConnection) -> Answer:
-        return _created(await _new_key(conn, principal.org_id, wanted))
+        created = await _new_key(conn, principal.org_id, wanted)
+        await audit.append(
+            conn,
+            principal.org_id,
+            "api_key.created",
+            f"api_key:{created.id}",
+            {
+                "name": created.name,
+                "role": created.role,
+                "expires_at": None if created.expires_at is None else str(created.expires_at),
+                "by": actor_of(principal),
+            },
+        )
+        return _created(created)
 
     return await run_create(request, principal, body, command)
 
@@ -85,7 +99,15 @@ async def rotate_api_key(request: Request) -> Response:
         old_hash.extend([] if token_hash is None else [token_hash])
         role = cast(Role, old.role)  # an API key's: admin, dispatcher or integration
         successor = ApiKeyIn(name=old.name, role=role, expires_at=old.expires_at)
-        return _created(await _new_key(conn, principal.org_id, successor))
+        created = await _new_key(conn, principal.org_id, successor)
+        await audit.append(
+            conn,
+            principal.org_id,
+            "api_key.rotated",
+            f"api_key:{key_id}",
+            {"successor": created.id, "grace_s": wanted.grace_s, "by": actor_of(principal)},
+        )
+        return _created(created)
 
     answered = await run_create(request, principal, body, command)
     settings = resources.settings
@@ -165,9 +187,18 @@ async def _revoke(
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, roles)
     credential_id = path_id(request, f"{kind}_id")
-    async with resources.pool.connection() as conn:
+    async with resources.pool.connection() as conn, conn.transaction():
         token_hash = await revoke(conn, principal.org_id, credential_id)
         found = await read(conn, principal.org_id, credential_id)
+        if token_hash is not None:
+            subject = "api_key" if kind == "key" else kind
+            await audit.append(
+                conn,
+                principal.org_id,
+                f"{subject}.revoked",
+                f"{subject}:{credential_id}",
+                {"by": actor_of(principal)},
+            )
     if found is None:
         raise NotFound(f"no {noun} {credential_id} in this organisation")
     if token_hash is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+import msgspec
 from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,6 +25,7 @@ from app.auth import (
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
     SESSION_PREFIX,
+    actor_of,
     csrf_token,
     hash_token,
     new_token,
@@ -36,7 +38,7 @@ from app.resources import Resources
 from schemas.auth import ApiPrincipal
 from schemas.ids import OrgId, UserId
 from schemas.users import PasswordIn, Session, SignIn, User, UserIn, UserPatch, Users
-from store import users
+from store import audit, users
 
 WRONG: str = "wrong email or password"
 
@@ -190,6 +192,13 @@ async def _set_password(
         ended = await users.end_sessions(
             conn, user_id, keep=None if own is None else hash_token(own)
         )
+        await audit.append(
+            conn,
+            principal.org_id,
+            "user.password_set",
+            f"user:{user_id}",
+            {"sessions_ended": len(ended), "by": actor_of(principal)},
+        )
     await _announce(resources, ended)
     return answer(found)
 
@@ -218,6 +227,13 @@ async def user_list(request: Request) -> Response:
                 )
         except users.EmailTaken:
             raise Conflict("email", f"{wanted.email!r} already has an account") from None
+        await audit.append(
+            conn,
+            principal.org_id,
+            "user.created",
+            f"user:{created.id}",
+            {"email": created.email, "role": created.role, "by": actor_of(principal)},
+        )
         return Answer(201, encode(created))
 
     return await run_create(request, principal, body, command)
@@ -241,11 +257,14 @@ async def user(request: Request) -> Response:
     ):
         field = "active" if wanted.active is False else "role"
         raise Conflict(field, "you cannot deactivate or demote yourself; another admin can")
-    return answer(await _change(resources, principal.org_id, user_id, wanted))
+    return answer(await _change(resources, principal, user_id, wanted))
 
 
-async def _change(resources: Resources, org_id: OrgId, user_id: UserId, wanted: UserPatch) -> User:
+async def _change(
+    resources: Resources, principal: ApiPrincipal, user_id: UserId, wanted: UserPatch
+) -> User:
     ended: list[bytes] = []
+    org_id = principal.org_id
     async with resources.pool.connection() as conn, conn.transaction():
         found = await users.update(
             conn, org_id, user_id, name=wanted.name, role=wanted.role, active=wanted.active
@@ -254,6 +273,10 @@ async def _change(resources: Resources, org_id: OrgId, user_id: UserId, wanted: 
             raise NotFound(f"no user {user_id} in this organisation")
         if wanted.active is False:
             ended = await users.end_sessions(conn, user_id)
+        changed = {k: v for k, v in msgspec.structs.asdict(wanted).items() if v is not None}
+        await audit.append(
+            conn, org_id, "user.changed", f"user:{user_id}", {**changed, "by": actor_of(principal)}
+        )
         open_sessions = await users.session_hashes(conn, user_id)
     if ended:
         await _announce(resources, ended)

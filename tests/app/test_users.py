@@ -332,3 +332,41 @@ async def test_the_demo_keeps_its_credentials_across_restarts_while_they_work(
     assert again.splitlines()[1] == first.splitlines()[1]  # the same dispatcher key
     async with browser(server) as client:
         await sign_in(client, DEMO_EMAIL, password_of(again))
+
+
+async def test_user_and_key_administration_is_written_to_the_audit_chain(
+    server: LiveServer, http: httpx.AsyncClient, db: psycopg.AsyncConnection
+) -> None:
+    """Creating, changing and setting the password of a user, and creating, rotating and
+    revoking an API key, each leave an entry naming who did it; the chain still verifies."""
+    admin = await make_tenant(db, drivers=0, role="admin")
+    headers = auth(admin.api_key)
+    body = {"email": f"a-{admin.org_id}@example.com", "name": "A", "role": "dispatcher",
+            "password": PASSWORD}  # fmt: skip
+    user_id = (await http.post("/v1/users", json=body, headers=headers)).json()["id"]
+    await http.patch(f"/v1/users/{user_id}", json={"role": "admin"}, headers=headers)
+    await http.put(f"/v1/users/{user_id}/password", json={"password": "x" * 12}, headers=headers)
+    key_id = (
+        await http.post("/v1/api-keys", json={"name": "k", "role": "integration"}, headers=headers)
+    ).json()["id"]
+    successor = (await http.post(f"/v1/api-keys/{key_id}/rotate", headers=headers)).json()["id"]
+    await http.post(f"/v1/api-keys/{successor}/revoke", headers=headers)
+    rows = await (
+        await db.execute(
+            "SELECT kind, subject, record FROM audit_log WHERE org_id = %s ORDER BY seq",
+            (admin.org_id,),
+        )
+    ).fetchall()
+    assert [(kind, subject) for kind, subject, _ in rows] == [
+        ("user.created", f"user:{user_id}"),
+        ("user.changed", f"user:{user_id}"),
+        ("user.password_set", f"user:{user_id}"),
+        ("api_key.created", f"api_key:{key_id}"),
+        ("api_key.rotated", f"api_key:{key_id}"),
+        ("api_key.revoked", f"api_key:{successor}"),
+    ]
+    assert all('"by"' in record for _, _, record in rows)
+    assert PASSWORD not in " ".join(record for _, _, record in rows)
+    check = (await http.get("/v1/audit/verify", headers=headers)).json()
+    assert check["ok"] is True
+    assert check["entries"] == len(rows)
