@@ -18,7 +18,7 @@ from psycopg.rows import class_row, scalar_row
 from schemas.auth import ApiPrincipal
 from schemas.ids import OrgId, UserId
 from schemas.users import User, UserRole
-from store.rows import fetch_all, fetch_one, returned
+from store.rows import fetch_all, fetch_one
 
 _USER: Final = "id, email, name, role, created_at, deactivated_at, last_sign_in_at"
 
@@ -46,15 +46,17 @@ async def create(
     password_hash: str,
 ) -> User:
     """A new user of ``org_id``; :class:`EmailTaken` when the address is in use."""
-    cursor = await conn.execute(
+    created = await fetch_one(
+        conn,
+        class_row(User),
         "INSERT INTO users (org_id, email, name, role, password_hash)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT ((lower(email))) DO NOTHING"
+        f" RETURNING {_USER}",
         (org_id, email, name, role, password_hash),
     )
-    row = await cursor.fetchone()
-    if row is None:
+    if created is None:
         raise EmailTaken(email)
-    return returned(await get(conn, org_id, UserId(row[0])))
+    return created
 
 
 async def get(conn: AsyncConnection, org_id: OrgId, user_id: UserId) -> User | None:

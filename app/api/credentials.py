@@ -112,7 +112,7 @@ async def rotate_api_key(request: Request) -> Response:
     answered = await run_create(request, principal, body, command)
     settings = resources.settings
     if old_hash and wanted.grace_s == 0:
-        await _announce(resources, "key", old_hash)
+        await announce_revoked(resources, "key", old_hash)
     elif old_hash:  # it still works, with an expiry every process must see
         await revocation.evict(resources.redis, settings.redis_prefix, old_hash)
     return answered
@@ -202,7 +202,7 @@ async def _revoke(
     if found is None:
         raise NotFound(f"no {noun} {credential_id} in this organisation")
     if token_hash is not None:
-        await _announce(resources, kind, [token_hash])
+        await announce_revoked(resources, kind, [token_hash])
     return answer(found)
 
 
@@ -210,7 +210,7 @@ async def driver_deactivated(resources: Resources, org_id: OrgId, driver_id: Dri
     """A driver made inactive: its devices' tokens are refused everywhere at once."""
     async with resources.pool.connection() as conn:
         hashes = await tenants.device_hashes(conn, org_id, driver_id)
-    await _announce(resources, "device", hashes)
+    await announce_revoked(resources, "device", hashes)
 
 
 async def driver_reactivated(resources: Resources, org_id: OrgId, driver_id: DriverId) -> None:
@@ -220,9 +220,10 @@ async def driver_reactivated(resources: Resources, org_id: OrgId, driver_id: Dri
     await revocation.unrevoke(resources.redis, resources.settings.redis_prefix, "device", hashes)
 
 
-async def _announce(
+async def announce_revoked(
     resources: Resources, kind: revocation.CredentialKind, hashes: list[bytes]
 ) -> None:
+    """Tell every process that these credentials are revoked (see :mod:`app.revocation`)."""
     settings = resources.settings
     await revocation.announce(
         resources.redis, settings.redis_prefix, kind, hashes, settings.auth_fallback_ttl_s

@@ -58,15 +58,24 @@ ACTION_AGE_S = 86_400
 """How old a driver's ``at`` may be (a phone offline for most of a day)."""
 
 
+def implausible(at: datetime, now: datetime) -> str | None:
+    """Why a phone's time for an action cannot be taken (None: it can): more than
+    :data:`ACTION_AHEAD_S` ahead of the server's clock, or older than :data:`ACTION_AGE_S`."""
+    if at > now + timedelta(seconds=ACTION_AHEAD_S):
+        return f"expected a time not after the server's clock ({now}), got {at}"
+    if at < now - timedelta(seconds=ACTION_AGE_S):
+        return f"expected a time within the last day, got {at}"
+    return None
+
+
 def action_time(at: datetime | None) -> datetime:
-    """When the driver acted: ``at`` (checked), or now."""
+    """When the driver acted: ``at`` (checked, 400 naming it), or now."""
     now = datetime.now(UTC)
     if at is None:
         return now
-    if at > now + timedelta(seconds=ACTION_AHEAD_S):
-        raise InvalidField("at", f"expected a time not after the server's clock ({now}), got {at}")
-    if at < now - timedelta(seconds=ACTION_AGE_S):
-        raise InvalidField("at", f"expected a time within the last day, got {at}")
+    reason = implausible(at, now)
+    if reason is not None:
+        raise InvalidField("at", reason)
     return at.astimezone(UTC)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any, Final
 
 from psycopg import AsyncConnection
@@ -30,7 +30,7 @@ from starlette.responses import Response
 
 from adapters.blobs import BlobError
 from app import images
-from app.api.driver_route import ACTION_AGE_S, ACTION_AHEAD_S, publish_change, stop_event
+from app.api.driver_route import implausible, publish_change, stop_event
 from app.api.proof_reads import (
     blob_store,
     get_blob,
@@ -357,15 +357,9 @@ async def _store(
 
 def closed_time(device_time: datetime | None) -> datetime:
     """When a proof closed its stop: the phone's time of the capture (an upload sent late keeps
-    it), unless that clock is more than 5 minutes ahead or a day behind the server's."""
+    it), unless that clock is implausible (:func:`implausible`): then the server's."""
     now = datetime.now(UTC)
-    if device_time is None:
-        return now
-    if (
-        not now - timedelta(seconds=ACTION_AGE_S)
-        <= device_time
-        <= now + timedelta(seconds=ACTION_AHEAD_S)
-    ):
+    if device_time is None or implausible(device_time, now) is not None:
         return now
     return device_time.astimezone(UTC)
 

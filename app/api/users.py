@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import passwords, revocation
+from app.api.credentials import announce_revoked
 from app.auth import (
     ADMINS,
     FLEET_WRITERS,
@@ -61,7 +62,7 @@ async def session(request: Request) -> Response:
         )
     async with resources.pool.connection() as conn:
         await users.end_session(conn, hash_token(signed_in.token))
-    await _announce(resources, [hash_token(signed_in.token)])
+    await announce_revoked(resources, "session", [hash_token(signed_in.token)])
     response = Response(status_code=204)
     _clear_cookies(response)
     return response
@@ -199,7 +200,7 @@ async def _set_password(
             f"user:{user_id}",
             {"sessions_ended": len(ended), "by": actor_of(principal)},
         )
-    await _announce(resources, ended)
+    await announce_revoked(resources, "session", ended)
     return answer(found)
 
 
@@ -279,14 +280,7 @@ async def _change(
         )
         open_sessions = await users.session_hashes(conn, user_id)
     if ended:
-        await _announce(resources, ended)
+        await announce_revoked(resources, "session", ended)
     if wanted.role is not None and open_sessions:  # the new role, at once
         await revocation.evict(resources.redis, resources.settings.redis_prefix, open_sessions)
     return found
-
-
-async def _announce(resources: Resources, hashes: list[bytes]) -> None:
-    settings = resources.settings
-    await revocation.announce(
-        resources.redis, settings.redis_prefix, "session", hashes, settings.auth_fallback_ttl_s
-    )
