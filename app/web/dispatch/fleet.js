@@ -38,10 +38,12 @@ export class Fleet {
     this.names = new Map(); // driver id -> name
     this.positions = new Map(); // driver id -> LivePosition
     this.routes = new Map(); // route id -> RouteView
+    this.routesOf = new Map(); // driver id -> Set of route ids (asked for every driver each frame)
     this.stops = new Map(); // stop id -> { stop, routeId }
     this.windows = new Map(); // stop id -> ArrivalWindow
     this.nextStop = new Map(); // driver id -> stop id (from en_route and arrived)
     this.alerts = new Map(); // key -> alert (see lateAlert, failedAlert)
+    this.alertsVersion = 0; // grows with every change to the alerts
     this.lastEventId = null;
     this.snapshots = 0;
     this.changes = noChanges();
@@ -88,8 +90,9 @@ export class Fleet {
   // The driver's route that matters most now: started, then dispatched, then the newest.
   activeRoute(driverId) {
     let best = null;
-    for (const route of this.routes.values()) {
-      if (route.driver_id !== Number(driverId)) continue;
+    for (const routeId of this.routesOf.get(Number(driverId)) || []) {
+      const route = this.routes.get(routeId);
+      if (route === undefined || route.driver_id !== Number(driverId)) continue;
       const rank = ROUTE_PREFERENCE[route.status] ?? 0;
       if (best === null || rank > best.rank || (rank === best.rank && route.id > best.route.id)) {
         best = { rank, route };
@@ -152,7 +155,9 @@ export class Fleet {
     this.windows.clear();
     for (const eta of snapshot.windows) this.windows.set(eta.stop_id, eta);
     for (const route of snapshot.routes) {
-      this.routes.delete(route.id); // the snapshot is the truth, whatever version we had
+      const known = this.routes.get(route.id); // the snapshot is the truth, whatever version we had
+      if (known) this.unindex(known);
+      this.routes.delete(route.id);
       this.setRoute(route);
     }
     for (const eta of snapshot.windows) {
@@ -240,7 +245,10 @@ export class Fleet {
   setRoute(route) {
     const previous = this.routes.get(route.id);
     if (previous && previous.version > route.version) return; // an older answer came late
+    if (previous && previous.driver_id !== route.driver_id) this.unindex(previous);
     this.routes.set(route.id, route);
+    if (!this.routesOf.has(route.driver_id)) this.routesOf.set(route.driver_id, new Set());
+    this.routesOf.get(route.driver_id).add(route.id);
     const keep = new Set(route.stops.map((s) => s.id));
     if (previous) {
       for (const stop of previous.stops) {
@@ -263,6 +271,7 @@ export class Fleet {
     const route = this.routes.get(routeId);
     if (route === undefined) return;
     this.routes.delete(routeId);
+    this.unindex(route);
     for (const stop of route.stops) {
       if (this.stops.get(stop.id)?.routeId === routeId) {
         this.stops.delete(stop.id);
@@ -271,6 +280,13 @@ export class Fleet {
     }
     this.changes.routes.delete(routeId);
     this.changes.removedRoutes.add(routeId);
+  }
+
+  unindex(route) {
+    const routes = this.routesOf.get(route.driver_id);
+    if (routes === undefined) return;
+    routes.delete(route.id);
+    if (routes.size === 0) this.routesOf.delete(route.driver_id);
   }
 
   // Statuses only move forward, so a replayed event never undoes what the snapshot shows.
@@ -370,6 +386,7 @@ export class Fleet {
   }
 
   addAlert(alert) {
+    this.alertsVersion += 1;
     const known = this.alerts.get(alert.key);
     if (known && known.kind === alert.kind) {
       // A later late window says by how much now; the first alert's time stays.

@@ -72,6 +72,8 @@ const map = new FleetMap(window.L, fleet, {
     (stop) => (stop.order_id ? notices.section(stop.order_id) : null),
     (stop) => proofs.section(stop),
   ],
+  canMove: (stopId) => actions.movable(stopId),
+  onMoveStop: (stopId, routeId) => actions.moveStop(stopId, routeId),
 });
 const proofs = new ProofDetails({
   get: (path) => reads.get(path),
@@ -101,8 +103,19 @@ const actions = new Actions({
 let feed = null;
 let connected = false;
 
-// Draw what the model changed, read what it asked for, and redraw the panel.
+// Draw what the model changed, read what it asked for, and redraw the panel: once per animation
+// frame, however many messages came since the last (a fleet of 300 sends several a second).
+let settling = false;
 function settle() {
+  if (settling) return;
+  settling = true;
+  requestAnimationFrame(() => {
+    settling = false;
+    settleNow();
+  });
+}
+
+function settleNow() {
   const changes = fleet.takeChanges();
   map.draw(changes);
   for (const routeId of changes.fetch) {

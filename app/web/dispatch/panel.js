@@ -4,7 +4,9 @@
 //
 // The driver list holds hundreds of drivers: it is filtered (by state, and by a search over
 // driver names, order references and customer names) and draws only the rows in view, every
-// row being one height, with spacers standing for the rest.
+// row being one height, with spacers standing for the rest. A row (and an alert) is built again
+// only when what it shows changed, and the list's size and scroll are remembered from their
+// events rather than read while drawing (a read there would lay out the whole page, map and all).
 //
 // Every time is shown in the organisation's zone (the snapshot's `time_zone`), not the browser's.
 
@@ -42,9 +44,19 @@ export class Panel {
       stats: { drivers: $("stat-drivers"), done: $("stat-done"), late: $("stat-late"), risk: $("stat-risk"), failed: $("stat-failed") },
     };
     this.shown = []; // the driver ids the list shows, in order
+    this.rows = new Map(); // driver id -> { signature, item } of the rows drawn
+    this.alertItems = new Map(); // alert key -> { signature, item }
+    this.view = { height: this.ui.drivers.clientHeight, top: 0 };
     if (this.ui.search) this.ui.search.addEventListener("input", () => this.render());
     if (this.ui.filter) this.ui.filter.addEventListener("change", () => this.render());
-    this.ui.drivers.addEventListener("scroll", () => this.renderRows(), { passive: true });
+    this.ui.drivers.addEventListener("scroll", () => {
+      this.view.top = this.ui.drivers.scrollTop;
+      this.renderRows();
+    }, { passive: true });
+    new ResizeObserver(([entry]) => {
+      this.view.height = entry.contentRect.height;
+      this.renderRows();
+    }).observe(this.ui.drivers);
   }
 
   get clock() {
@@ -76,7 +88,8 @@ export class Panel {
 
   renderDay() {
     const { day, timeZone } = this.fleet;
-    if (day === null) return; // before the first snapshot
+    if (day === null || this.dayShown === `${day} ${timeZone}`) return; // none yet, or the same
+    this.dayShown = `${day} ${timeZone}`;
     this.ui.day.textContent = this.clock.dayName(day);
     this.ui.day.dateTime = day;
     this.ui.zone.textContent = timeZone.replaceAll("_", " ");
@@ -87,33 +100,52 @@ export class Panel {
   renderDrivers() {
     const ids = this.fleet.driverIds();
     const shown = ids.filter((id) => this.matches(id));
-    this.ui.driverCount.textContent = ids.length
-      ? (shown.length === ids.length ? String(ids.length) : `${shown.length} of ${ids.length}`) : "";
+    setText(this.ui.driverCount, ids.length
+      ? (shown.length === ids.length ? String(ids.length) : `${shown.length} of ${ids.length}`) : "");
     this.shown = shown;
-    if (ids.length === 0) {
-      this.ui.drivers.replaceChildren(el("li", { class: "empty" }, "No drivers on the road yet."));
-      return;
-    }
-    if (shown.length === 0) {
-      this.ui.drivers.replaceChildren(el("li", { class: "empty" }, "No driver matches."));
+    if (ids.length === 0 || shown.length === 0) {
+      this.rows.clear();
+      const why = ids.length === 0 ? "No drivers on the road yet." : "No driver matches.";
+      if (this.ui.drivers.textContent !== why) this.ui.drivers.replaceChildren(el("li", { class: "empty" }, why));
       return;
     }
     this.renderRows();
   }
 
-  // Only the rows in view (and a few around them) are in the DOM.
+  // Only the rows in view (and a few around them) are in the DOM; a row whose facts did not
+  // change is kept as it is.
   renderRows() {
     const list = this.ui.drivers;
     const shown = this.shown;
     if (!shown.length) return;
-    const height = list.clientHeight || ROW_PX * 10;
-    const first = Math.max(0, Math.floor(list.scrollTop / ROW_PX) - OVERSCAN);
-    const last = Math.min(shown.length, Math.ceil((list.scrollTop + height) / ROW_PX) + OVERSCAN);
-    const before = el("li", { class: "driver-spacer", "aria-hidden": "true" });
+    const { top } = this.view;
+    const height = this.view.height || ROW_PX * 10;
+    const first = Math.max(0, Math.floor(top / ROW_PX) - OVERSCAN);
+    const last = Math.min(shown.length, Math.ceil((top + height) / ROW_PX) + OVERSCAN);
+    const rows = new Map();
+    for (const id of shown.slice(first, last)) {
+      const facts = this.driverFacts(id);
+      const signature = JSON.stringify(facts);
+      const known = this.rows.get(id);
+      rows.set(id, known && known.signature === signature ? known : { signature, item: this.driverItem(facts) });
+    }
+    this.rows = rows;
+    const items = [...rows.values()].map((row) => row.item);
+    const [before, after] = this.spacers();
     before.style.height = `${first * ROW_PX}px`;
-    const after = el("li", { class: "driver-spacer", "aria-hidden": "true" });
     after.style.height = `${(shown.length - last) * ROW_PX}px`;
-    list.replaceChildren(before, ...shown.slice(first, last).map((id) => this.driverItem(id)), after);
+    const children = list.children;
+    const same = children.length === items.length + 2 && children[0] === before
+      && items.every((item, n) => children[n + 1] === item);
+    if (!same) list.replaceChildren(before, ...items, after);
+  }
+
+  // The two spacers standing for the rows above and below those drawn.
+  spacers() {
+    if (!this.spacerItems) {
+      this.spacerItems = [0, 1].map(() => el("li", { class: "driver-spacer", "aria-hidden": "true" }));
+    }
+    return this.spacerItems;
   }
 
   // Whether a driver passes the state filter and the search.
@@ -133,45 +165,59 @@ export class Panel {
       || (stop.customer_name || "").toLowerCase().includes(query)));
   }
 
-  driverItem(driverId) {
+  // What a driver's row shows, as plain values (their JSON tells whether the row changed).
+  driverFacts(driverId) {
     const fleet = this.fleet;
     const clock = this.clock;
-    const name = fleet.driverName(driverId);
     const position = fleet.positions.get(driverId);
     const route = fleet.activeRoute(driverId);
-    const late = fleet.lateCount(route);
-    const risk = fleet.riskCount(route);
     const next = fleet.nextStopOf(driverId, route);
     const eta = next && fleet.windows.get(next.id);
     const done = route ? route.stops.filter((s) => s.status === "delivered" || s.status === "failed").length : 0;
     const total = route ? route.stops.filter((s) => s.status !== "removed").length : 0;
-    const meta = [routeStatusWords(route, done, total)];
-    meta.push(position ? `seen ${clock.ago(position.time)}` : "no position yet");
+    return {
+      driverId,
+      name: fleet.driverName(driverId),
+      routeId: route ? route.id : "",
+      status: route ? route.status : "none",
+      color: route ? routeColor(route.id) : NO_ROUTE_COLOR,
+      late: fleet.lateCount(route),
+      risk: fleet.riskCount(route),
+      stale: Boolean(position && isStale(position)),
+      lat: position ? String(position.lat) : null,
+      lon: position ? String(position.lon) : null,
+      meta: [routeStatusWords(route, done, total), position ? `seen ${clock.ago(position.time)}` : "no position yet"].join(" · "),
+      next: next ? `${next.order_ref}${next.customer_name ? ` · ${next.customer_name}` : ""}` : null,
+      nextLateness: next ? fleet.lateness(next.id) : null,
+      eta: !next ? null : eta ? `ETA ${clock.epochTime(eta.likely_epoch_s)}` : `planned ${clock.time(next.planned_arrival)}`,
+    };
+  }
+
+  driverItem(facts) {
+    const { driverId, late, risk } = facts;
     const item = el("li", {
-      class: `driver${late ? " has-late" : ""}${position && isStale(position) ? " is-stale" : ""}`,
+      class: `driver${late ? " has-late" : ""}${facts.stale ? " is-stale" : ""}`,
       tabindex: 0,
       dataset: {
         driverId,
-        routeId: route ? route.id : "",
-        status: route ? route.status : "none",
+        routeId: facts.routeId,
+        status: facts.status,
         late: String(late),
         risk: String(risk),
-        ...(position ? { lat: String(position.lat), lon: String(position.lon) } : {}),
+        ...(facts.lat !== null ? { lat: facts.lat, lon: facts.lon } : {}),
       },
     },
     el("span", { class: "swatch", "aria-hidden": "true" }),
     el("div", { class: "driver-main" },
-      el("div", { class: "driver-name" }, name,
+      el("div", { class: "driver-name" }, facts.name,
         late ? el("span", { class: "badge badge-late" }, `${late} late`) : null,
         risk ? el("span", { class: "badge badge-risk" }, `${risk} at risk`) : null),
-      el("div", { class: "driver-meta" }, meta.join(" · ")),
-      next ? el("div", { class: "driver-next" },
-        el("span", { class: "next-what" }, el("span", { class: "muted" }, "Next "),
-          `${next.order_ref}${next.customer_name ? ` · ${next.customer_name}` : ""}`),
-        el("span", { class: `eta${fleet.lateness(next.id) ? ` eta-${fleet.lateness(next.id)}` : ""}` },
-          eta ? `ETA ${clock.epochTime(eta.likely_epoch_s)}` : `planned ${clock.time(next.planned_arrival)}`))
+      el("div", { class: "driver-meta" }, facts.meta),
+      facts.next !== null ? el("div", { class: "driver-next" },
+        el("span", { class: "next-what" }, el("span", { class: "muted" }, "Next "), facts.next),
+        el("span", { class: `eta${facts.nextLateness ? ` eta-${facts.nextLateness}` : ""}` }, facts.eta))
         : null));
-    item.querySelector(".swatch").style.background = route ? routeColor(route.id) : NO_ROUTE_COLOR;
+    item.querySelector(".swatch").style.background = facts.color;
     item.addEventListener("click", () => this.onDriver(driverId));
     item.addEventListener("keydown", (event) => {
       if (event.key === "Enter" || event.key === " ") {
@@ -183,13 +229,25 @@ export class Panel {
   }
 
   renderAlerts() {
+    const { alertsVersion, timeZone, names, stops } = this.fleet;
+    const seen = `${alertsVersion} ${timeZone} ${names.size} ${stops.size}`;
+    if (seen === this.alertsSeen) return; // nothing an alert shows changed
+    this.alertsSeen = seen;
     const alerts = [...this.fleet.alerts.values()].sort((a, b) => b.at.localeCompare(a.at));
-    this.ui.alertCount.textContent = alerts.length ? String(alerts.length) : "";
+    setText(this.ui.alertCount, alerts.length ? String(alerts.length) : "");
     if (alerts.length === 0) {
+      this.alertItems.clear();
       this.ui.alerts.replaceChildren(el("li", { class: "empty" }, "Nothing needs your attention."));
       return;
     }
-    this.ui.alerts.replaceChildren(...alerts.map((alert) => this.alertItem(alert)));
+    const items = new Map();
+    for (const alert of alerts) {
+      const signature = JSON.stringify(alert);
+      const known = this.alertItems.get(alert.key);
+      items.set(alert.key, known && known.signature === signature ? known : { signature, item: this.alertItem(alert) });
+    }
+    this.alertItems = items;
+    this.ui.alerts.replaceChildren(...[...items.values()].map((entry) => entry.item));
   }
 
   alertItem(alert) {
@@ -212,14 +270,19 @@ export class Panel {
   renderStats() {
     const { out, done, total, late, risk, failed } = this.fleet.stats();
     const stats = this.ui.stats;
-    stats.drivers.textContent = String(out);
-    stats.done.textContent = `${done}/${total}`;
-    stats.late.textContent = String(late);
-    stats.risk.textContent = risk ? `+${risk} at risk` : "";
-    stats.failed.textContent = String(failed);
+    setText(stats.drivers, String(out));
+    setText(stats.done, `${done}/${total}`);
+    setText(stats.late, String(late));
+    setText(stats.risk, risk ? `+${risk} at risk` : "");
+    setText(stats.failed, String(failed));
     stats.late.parentElement.classList.toggle("is-on", late > 0);
     stats.failed.parentElement.classList.toggle("is-on", failed > 0);
   }
+}
+
+// Text set only when it differs: an unchanged panel costs the page no layout.
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
 }
 
 // An alert's title and sentence (see Fleet.lateAlert, sequenceAlert and failedAlert for its facts).
