@@ -17,10 +17,11 @@ all share), and its scripts read the API and the sockets themselves:
   ``GET /v1/track/{token}`` (404 unknown, 410 expired), and the page says so. Serving the shell
   blindly costs no database round trip and tells a prober nothing the API does not.
 
-The assets are served from ``/static/<page>/`` (ours) and ``/static/leaflet/`` (the
-``xstatic-leaflet`` package), so the pages need no CDN and work offline apart from the map
-tiles. Every page answer carries a Content-Security-Policy that allows scripts from this origin
-only and images from the tile server too.
+The assets are served from ``/static/<page>/`` (ours), ``/static/leaflet/`` and
+``/static/markercluster/`` (the ``xstatic-leaflet`` and ``xstatic-leaflet-markercluster``
+packages), so the pages need no CDN and work offline apart from the map tiles. Every page
+answer carries a Content-Security-Policy that allows scripts from this origin only and images
+from the tile server too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import xstatic.pkg.leaflet
+import xstatic.pkg.leaflet_markercluster
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -39,6 +41,7 @@ from app.settings import Settings
 
 HERE = Path(__file__).parent
 LEAFLET = Path(xstatic.pkg.leaflet.BASE_DIR)
+MARKERCLUSTER = Path(xstatic.pkg.leaflet_markercluster.BASE_DIR)
 TILES_OFF = "off"
 PAGE_FOLDERS = ("dispatch", "track", "common", "driver", "mail", "admin", "plan")
 """The folders whose files are served under ``/static/<folder>/``."""
@@ -93,6 +96,7 @@ def routes() -> list[BaseRoute]:
         Route("/driver/qr", driver_qr, name="driver_qr_page"),
         Route("/favicon.ico", favicon, name="favicon"),
         Mount("/static/leaflet", StaticFiles(directory=LEAFLET), name="leaflet"),
+        Mount("/static/markercluster", StaticFiles(directory=MARKERCLUSTER), name="markercluster"),
         *(
             Mount(f"/static/{folder}", StaticFiles(directory=HERE / folder), name=folder)
             for folder in PAGE_FOLDERS

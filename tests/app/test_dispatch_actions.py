@@ -170,3 +170,58 @@ async def test_the_dispatcher_cancels_moves_inserts_and_resequences_from_the_map
         await phone[second["driver_id"]].until(
             lambda r: r["version"] > version, "the re-sequenced route"
         )
+
+
+async def drag(page: Page, source: Locator, target: Locator) -> None:
+    """Press on ``source``, move in steps onto ``target`` and let go there."""
+    start, end = await source.bounding_box(), await target.bounding_box()
+    assert start is not None
+    assert end is not None
+    await page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
+    await page.mouse.down()
+    await page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=12)
+    await page.mouse.up()
+
+
+@pytest.mark.browser
+async def test_a_stop_dragged_onto_another_driver_is_moved_there_after_its_preview(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    today: Day,
+    planner: None,
+    pages: Pages,
+) -> None:
+    """Dropped on the driver's row in the list, a stop is offered to their route (the preview
+    first); dropped on its own route nothing is asked; a press without a move is a click."""
+    await plan_and_dispatch(http, tenant, today)
+    listed = await http.get(f"/v1/routes?day={today.day}", headers=key(tenant))
+    first, second = sorted(listed.json()["routes"], key=lambda r: -len(r["stops"]))
+    async with phones(server, tenant) as phone:
+        page = await pages.open(f"{server.url}/dispatch#key={tenant.api_key}")
+        await expect(page.locator("path.route-line")).to_have_count(2, timeout=WAIT_MS)
+        await settled(page, http, tenant, today)
+        dialog = page.locator("#action-dialog")
+        moving = first["stops"][-1]  # to the shorter route, which has room
+        stop = page.locator(f"path.stop[data-stop-id='{moving['id']}']")
+
+        # Onto its own driver: nothing to ask.
+        await drag(page, stop, page.locator(f"li.driver[data-driver-id='{first['driver_id']}']"))
+        await expect(dialog).to_be_hidden()
+
+        # Onto the other driver: the move's preview, then the driver has it.
+        await drag(page, stop, page.locator(f"li.driver[data-driver-id='{second['driver_id']}']"))
+        await expect(dialog).to_be_visible(timeout=WAIT_MS)
+        await confirm(page, "joins", moving["order_id"])
+        await phone[second["driver_id"]].until(
+            lambda r: moving["order_id"] in order_ids(r), "the dragged stop on the second route"
+        )
+        moved = await http.get(f"/v1/routes/{second['id']}", headers=key(tenant))
+        assert moving["order_id"] in order_ids(moved.json())
+
+        # A press that does not move opens the stop's popup, as a click does.
+        await settled(page, http, tenant, today)
+        staying = second["stops"][0]
+        await page.locator(f"path.stop[data-stop-id='{staying['id']}']").click()
+        await expect(page.locator(f".stop-detail[data-stop-id='{staying['id']}']")).to_be_visible()
+        await expect(dialog).to_be_hidden()

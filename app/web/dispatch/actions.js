@@ -51,13 +51,29 @@ export class Actions {
         `/v1/orders/${stop.order_id}/cancel`, { reason: "cancelled by the dispatcher" })),
       this.button("Re-sequence route", "resequence", () => this.resequence(route.id)),
     ];
-    const move = others.length ? el("div", { class: "action-row" }, target,
-      this.button("Move", "move-stop", () => {
-        const body = { route_id: Number(target.value) };
-        this.ask(`Move ${stop.order_ref} to ${target.selectedOptions[0].textContent}`,
-          `/v1/stops/${stop.id}/move/preview`, body, `/v1/stops/${stop.id}/move`, body);
-      })) : null;
+    const move = others.length ? [
+      el("div", { class: "action-row" }, target,
+        this.button("Move", "move-stop", () => this.moveStop(stop.id, Number(target.value)))),
+      el("div", { class: "muted action-hint" }, "Or drag the stop onto another driver or their route."),
+    ] : null;
     return el("div", { class: "stop-actions" }, el("div", { class: "action-row" }, buttons), move);
+  }
+
+  // Whether a stop may be given to another route: pending, on a running route.
+  movable(stopId) {
+    const entry = this.fleet.stops.get(stopId);
+    const route = entry && this.fleet.routes.get(entry.routeId);
+    return Boolean(route && RUNNING.has(route.status) && entry.stop.status === "pending");
+  }
+
+  // Give a stop to another running route (chosen in its popup, or dropped there on the map).
+  moveStop(stopId, routeId) {
+    const entry = this.fleet.stops.get(stopId);
+    const route = this.fleet.routes.get(routeId);
+    if (!entry || !route || entry.routeId === routeId || !RUNNING.has(route.status)) return;
+    const body = { route_id: routeId };
+    this.ask(`Move ${entry.stop.order_ref} to ${this.fleet.driverName(route.driver_id)}`,
+      `/v1/stops/${stopId}/move/preview`, body, `/v1/stops/${stopId}/move`, body);
   }
 
   // A late driver's alert offers the re-sequence of their route.
