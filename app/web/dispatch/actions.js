@@ -7,9 +7,9 @@
 // Names, references and reasons come from people and the server: drawn as text, never markup.
 
 import { el } from "../common/reconnect.js";
+import { RUNNING } from "./fleet.js";
 import { minutes } from "./times.js";
 
-const RUNNING = new Set(["dispatched", "started"]);
 const MOVED_S = 60; // an arrival that moves less than this is shown as unchanged
 
 export class Actions {
@@ -38,9 +38,8 @@ export class Actions {
 
   // The stop popup's section: the actions a pending stop of a running route allows.
   section(stop) {
-    const entry = this.fleet.stops.get(stop.id);
-    const route = entry && this.fleet.routes.get(entry.routeId);
-    if (!route || !RUNNING.has(route.status) || stop.status !== "pending") return null;
+    if (!this.movable(stop.id)) return null;
+    const route = this.fleet.routes.get(this.fleet.stops.get(stop.id).routeId);
     const others = [...this.fleet.routes.values()].filter((r) => r.id !== route.id && RUNNING.has(r.status));
     const target = el("select", { class: "move-target", "aria-label": "Move to driver" },
       others.map((r) => el("option", { value: r.id }, this.fleet.driverName(r.driver_id))));

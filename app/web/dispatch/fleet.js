@@ -10,6 +10,7 @@
 // keyed by what they are about.
 
 export const OPEN = new Set(["pending", "arrived"]);
+export const RUNNING = new Set(["dispatched", "started"]); // routes a dispatcher can still change
 const STATUS_RANK = { pending: 0, arrived: 1, delivered: 2, failed: 2, removed: 3 };
 const ROUTE_PREFERENCE = { started: 3, dispatched: 2, completed: 1, cancelled: 0 };
 const STALE_AFTER_MS = 5 * 60 * 1000;

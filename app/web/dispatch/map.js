@@ -15,7 +15,7 @@
 
 import { instructionLines } from "../common/instructions.js";
 import { baseMap, el } from "../common/reconnect.js";
-import { OPEN, isStale } from "./fleet.js";
+import { OPEN, RUNNING, isStale } from "./fleet.js";
 import { minutes, zoneClock } from "./times.js";
 
 // Route colours: blues, violets, cyans and magentas only, so that no route is mistaken for a
@@ -26,7 +26,6 @@ const PALETTE = [
 ];
 const NO_ROUTE_COLOR = "#64748b";
 const DRAG_PX = 6; // a press that moves less than this is a click
-const RUNNING = new Set(["dispatched", "started"]);
 const CLUSTER_FROM = 500; // stops on the map from which they are clustered
 const CLUSTER_OPTIONS = {
   chunkedLoading: true, // thousands of stops are added in slices, between frames
