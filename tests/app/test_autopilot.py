@@ -55,16 +55,23 @@ async def late_event(redis: Redis, server: LiveServer, org_id: int, route: dict[
     assert newest
     last_id = stream_id(newest[0][0])
 
+    seen: list[Any] = []
+
     async def handled() -> bool:
         groups = await redis.xinfo_groups(names.events)
         mine = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+        seen[:] = [mine, await redis.xinfo_consumers(names.events, GROUP) if mine else None]
         return bool(
             mine is not None
             and stream_id(mine["last-delivered-id"]) >= last_id
             and mine["pending"] == 0
         )
 
-    await eventually(handled, "the running_late handled by the API process")
+    try:
+        await eventually(handled, "the running_late handled by the API process")
+    except AssertionError as exc:  # say where the group stood, waiting for what
+        entries = await redis.xrange(names.events)
+        raise AssertionError(f"{exc}; event {last_id}, group {seen}, stream {entries}") from exc
 
 
 async def route_now(http: httpx.AsyncClient, tenant: Tenant, route_id: int) -> dict[str, Any]:
