@@ -19,6 +19,7 @@ import asyncio
 import email
 import email.policy
 import mailbox
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -53,6 +54,9 @@ class MaildirHandler:
         self.folder = folder
         self.keep = keep
         self.box = mailbox.Maildir(folder, create=True)
+        # Messages arriving together are stored in threads of their own; one Maildir object
+        # (its table of contents) must not be read by one while another changes it.
+        self._lock = threading.Lock()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content or b""
@@ -65,10 +69,11 @@ class MaildirHandler:
         return "250 Message accepted (demo sink: kept locally, relayed nowhere)"
 
     def _store(self, message: mailbox.MaildirMessage) -> None:
-        self.box.add(message)
-        keys = sorted(self.box.keys(), key=arrival_order)
-        for key in keys[: max(0, len(keys) - self.keep)]:
-            self.box.discard(key)
+        with self._lock:
+            self.box.add(message)
+            keys = sorted(self.box.keys(), key=arrival_order)
+            for key in keys[: max(0, len(keys) - self.keep)]:
+                self.box.discard(key)
 
 
 def arrival_order(key: str) -> tuple[int, int, str]:

@@ -119,6 +119,31 @@ async def test_the_sink_keeps_only_the_newest_mails(tmp_path: Path) -> None:
     assert [m.subject for m in read_mails(folder, 10)] == ["mail 4", "mail 3", "mail 2"]
 
 
+async def test_mails_sent_at_once_are_all_kept(tmp_path: Path) -> None:
+    """Many senders at the same moment (the simulated day sends in bursts): every mail is kept
+    once, and the limit still holds while they arrive together."""
+    folder = tmp_path / "burst"
+    server = await start_mail_sink(folder, keep=25)
+
+    async def send(n: int) -> None:
+        message = EmailMessage()
+        message["From"] = "a@example.com"
+        message["To"] = "b@example.com"
+        message["Subject"] = f"mail {n}"
+        message.set_content(f"body {n}")
+        await aiosmtplib.send(message, hostname="127.0.0.1", port=sink_port(server))
+
+    try:
+        await asyncio.gather(*(send(n) for n in range(20)))
+        kept = sorted(m.subject for m in read_mails(folder, 100))
+        assert kept == sorted(f"mail {n}" for n in range(20))
+        await asyncio.gather(*(send(n) for n in range(20, 40)))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(read_mails(folder, 100)) == 25
+
+
 async def test_the_mail_page_shows_hostile_mail_as_text_and_html_only_sandboxed(
     server: LiveServer,
     db: psycopg.AsyncConnection,
