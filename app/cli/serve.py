@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from schemas.ids import DriverId, OrgId
 
+BESIDE_FLEET = "And an organisation of its own, empty, to try the API and the driver app by hand:"
+
 SIMULATION_STOP_TIMEOUT_S = 15.0
 """How long Ctrl-C waits for the simulated drivers to stop and retire before the API stops."""
 
@@ -134,10 +136,11 @@ async def _serve(
     sink = None
     if demo and settings.smtp_host is None:
         sink, settings = await _demo_mail(settings)
-    banner = await _demo_banner(settings) if demo else ""
     simulation = await simulation_setup(settings) if simulate else None
-    if simulation is not None:
-        banner += simulation_banner(settings, simulation)
+    # The simulated fleet comes first: its map is the one a new user should open.
+    banner = "" if simulation is None else simulation_banner(settings, simulation)
+    if demo:
+        banner += await _demo_banner(settings, note="" if simulation is None else BESIDE_FLEET)
     # With a simulation, Ctrl-C first lets the simulated drivers stop and retire through the
     # API, and only then stops the API.
     api_stop = stop if simulation is None else asyncio.Event()
@@ -146,7 +149,7 @@ async def _serve(
     def ready() -> None:
         click.echo(_where_to_look(settings) + tls_note + banner, err=True)
         if simulation is not None:
-            running.append(asyncio.create_task(simulate_in_server(simulation, stop)))
+            running.append(asyncio.create_task(simulate_in_server(simulation.config, stop)))
 
     async def stop_api_after_simulation() -> None:
         await stop.wait()
@@ -210,7 +213,7 @@ def _where_to_look(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-async def _demo_banner(settings: Settings) -> str:
+async def _demo_banner(settings: Settings, *, note: str = "") -> str:
     from app.api.notification_rules import default_rules
     from app.process.mail_sink import prefer_email
     from store import tenants
@@ -232,9 +235,15 @@ async def _demo_banner(settings: Settings) -> str:
                 await tenants.create_driver(conn, org_id, name=f"Demo driver {n + 1}")
             drivers = await tenants.list_drivers(conn, org_id)
             key = await _kept_key(conn, org_id, saved.get("key"))
-            password = await _demo_user(conn, org_id, saved.get("password"))
+            password = await kept.dispatcher_password(
+                conn, org_id, DEMO_EMAIL, "Demo dispatcher", saved.get("password")
+            )
             tokens: dict[str, str] = {}
-            lines = ["", f"Demo organisation {org_id}: dispatcher key {key}"]
+            lines = [
+                "",
+                *([note] if note else []),
+                f"Demo organisation {org_id}: dispatcher key {key}",
+            ]
             for driver_id, name in drivers:
                 token = await _kept_device(conn, org_id, driver_id, saved.get("devices", {}))
                 tokens[str(driver_id)] = token or ""
@@ -283,34 +292,6 @@ async def _kept_device(
 
 
 DEMO_EMAIL = "dispatcher@demo.example"
-
-
-async def _demo_user(conn: AsyncConnection, org_id: OrgId, kept_password: object = None) -> str:
-    """The demo dispatcher's password: the one kept from an earlier start while it still
-    signs in, else a new one (the user is made once)."""
-    import secrets
-
-    from app.passwords import hash_password, verify
-    from store import users
-
-    found = await users.account(conn, DEMO_EMAIL)
-    if (
-        found is not None
-        and found.active
-        and isinstance(kept_password, str)
-        and await verify(found.password_hash, kept_password)
-    ):
-        return kept_password
-    password = secrets.token_urlsafe(9)
-    hashed = await hash_password(password)
-    if found is None:
-        await users.create(
-            conn, org_id, email=DEMO_EMAIL, name="Demo dispatcher", role="dispatcher",
-            password_hash=hashed,
-        )  # fmt: skip
-    else:
-        await users.set_password_hash(conn, found.id, hashed)
-    return password
 
 
 def _enable_multiprocess_metrics(data_dir: Path) -> None:

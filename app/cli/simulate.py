@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -43,12 +44,25 @@ def quiet_simulator_clients() -> None:
 DEMO_UNDER_WAY_H = 2.0
 """How far into its day ``serve --simulate``'s fleet is when it starts."""
 
+FLEET_EMAIL = "fleet@demo.example"
+"""The simulated fleet's dispatcher, who signs in to its pages."""
 
-async def simulation_setup(settings: Settings) -> SimulationConfig:
-    """The simulated fleet's organisation and dispatcher key, and a day already under way.
 
-    The organisation and its key are kept across restarts (the key in the data folder, readable
-    by its owner only): a restart prints the same key. What an earlier run left open (it was
+@dataclass(frozen=True)
+class Simulation:
+    """What ``serve --simulate`` runs, and the password of :data:`FLEET_EMAIL` to print."""
+
+    config: SimulationConfig
+    password: str
+
+
+async def simulation_setup(settings: Settings) -> Simulation:
+    """The simulated fleet's organisation, its dispatcher key and user, and a day already under
+    way.
+
+    The organisation, its key and its dispatcher's password are kept across restarts (in the
+    data folder, readable by its owner only): a restart prints the same ones while they work.
+    What an earlier run left open (it was
     killed before it retired its fleet) is ended first (:func:`store.simulated.retire_leftovers`),
     so that no abandoned day stays "live".
     """
@@ -65,6 +79,12 @@ async def simulation_setup(settings: Settings) -> SimulationConfig:
     try:
         async with pool.connection() as conn:
             org_id, key = await _simulation_org(settings, conn)
+            path = settings.data_dir / "demo" / "simulation.json"
+            saved = kept.load(path)
+            password = await kept.dispatcher_password(
+                conn, org_id, FLEET_EMAIL, "Fleet dispatcher", saved.get("password")
+            )
+            kept.save(path, {**saved, "password": password})
             retired = await simulated.retire_leftovers(conn, org_id)
     finally:
         await pool.close()
@@ -90,7 +110,7 @@ async def simulation_setup(settings: Settings) -> SimulationConfig:
     # The simulator runs in this process: it reaches the API on the loopback interface, and
     # trusts the local certificate authority when serve made one (--tls-self-signed).
     ca = local_ca(settings.data_dir / "tls")
-    return SimulationConfig(
+    config = SimulationConfig(
         url=loopback_url(settings),
         api_key=key,
         start=start,
@@ -98,6 +118,7 @@ async def simulation_setup(settings: Settings) -> SimulationConfig:
         under_way_h=DEMO_UNDER_WAY_H,
         ca_file=ca if settings.tls_cert is not None and ca.exists() else None,
     )
+    return Simulation(config, password)
 
 
 async def _simulation_org(settings: Settings, conn: Any) -> tuple[Any, str]:
@@ -129,11 +150,12 @@ async def _simulation_org(settings: Settings, conn: Any) -> tuple[Any, str]:
     return org_id, key
 
 
-def simulation_banner(settings: Settings, config: SimulationConfig) -> str:
+def simulation_banner(settings: Settings, simulation: Simulation) -> str:
     from datetime import timedelta
 
     from app.process.urls import base_url
 
+    config = simulation.config
     base = base_url(settings)
     auth = f"-H 'Authorization: Bearer {config.api_key}'"
     day = config.start.date() if config.start else "today"
@@ -154,6 +176,7 @@ def simulation_banner(settings: Settings, config: SimulationConfig) -> str:
             "  first: open the dispatcher map, click a driver in the list, then a stop",
             f"  dispatcher key  {config.api_key}",
             f"  dispatcher map  {base}/dispatch#key={config.api_key}",
+            f"    or sign in there as {FLEET_EMAIL} with the password {simulation.password}",
             f"  routes          curl {auth} '{base}/v1/routes?day={day}'",
             f"  live positions  curl {auth} {base}/v1/drivers/live",
             *(
