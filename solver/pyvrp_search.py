@@ -7,6 +7,7 @@ problem                       PyVRP
 ============================  ==============================================================
 depot, order location         a ``Location``; the instance's matrices are PyVRP's matrices
 order                         an optional ``Client`` whose prize is its unassignment penalty
+                              (or, in a search that must serve every order, a required one)
 the order's window            the client's ``tw_early``/``tw_late`` (one window only: orders
                               with several go to OR-Tools, see :mod:`solver.portfolio`)
 capacity dimensions           ``delivery`` and ``capacity`` vectors
@@ -32,6 +33,7 @@ it still does. The search returns visiting orders only; :mod:`solver.schedule` t
 from __future__ import annotations
 
 import time as clock
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -49,6 +51,7 @@ from pyvrp import (
     VehicleType,
     solve,
 )
+from pyvrp.exceptions import PenaltyBoundWarning
 
 from solver.instance import Instance
 
@@ -95,13 +98,18 @@ class PyvrpModel:
     """
 
     def __init__(
-        self, instance: Instance, candidates: Sequence[int], *, room_for_breaks: bool = False
+        self,
+        instance: Instance,
+        candidates: Sequence[int],
+        *,
+        room_for_breaks: bool = False,
+        required: bool = False,
     ) -> None:
         self.instance = instance
         self.clients = list(candidates)
         self.scale = cost_scale(instance)
         self.data, self.type_vehicles = _problem_data(
-            instance, self.clients, room_for_breaks, self.scale
+            instance, self.clients, room_for_breaks, self.scale, required
         )
 
     def sequences(self, solution: Solution) -> Sequences:
@@ -160,9 +168,13 @@ def run_pyvrp(
     """
     stop = _Stop(clock.monotonic() + time_limit_s, model.scale, should_stop, on_improvement)
     params = SolveParams(penalty=PenaltyParams(max_penalty=MAX_PENALTY))
-    result = solve(
-        model.data, stop=stop, seed=seed, collect_stats=False, display=False, params=params
-    )
+    with warnings.catch_warnings():
+        # A search that must serve every order of a day that cannot all be served pushes its
+        # penalties to their bound, and PyVRP warns; the infeasible answer says as much.
+        warnings.simplefilter("ignore", PenaltyBoundWarning)
+        result = solve(
+            model.data, stop=stop, seed=seed, collect_stats=False, display=False, params=params
+        )
     return model.sequences(result.best), result.is_feasible(), stop.stopped
 
 
@@ -179,7 +191,11 @@ def cost_scale(instance: Instance) -> float:
 
 
 def _problem_data(
-    instance: Instance, clients: Sequence[int], room_for_breaks: bool, scale: float
+    instance: Instance,
+    clients: Sequence[int],
+    room_for_breaks: bool,
+    scale: float,
+    required: bool = False,
 ) -> tuple[ProblemData, list[list[int]]]:
     problem = instance.problem
     n_depots = len(problem.depots)
@@ -208,7 +224,7 @@ def _problem_data(
                 tw_early=early,
                 tw_late=max(early, late - reserve, min(late, first_break)),
                 prize=round(instance.penalty[k] * scale),
-                required=False,
+                required=required,
             )
         )
 

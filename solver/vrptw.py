@@ -34,6 +34,7 @@ from solver.portfolio import (
     Candidate,
     Choice,
     choose_engine,
+    fleet_carries_all,
     ortools_search_name,
     plan_jobs,
     process_count,
@@ -130,7 +131,7 @@ def solve(
     # A daemonic process may not start processes of its own: it searches in this one.
     daemonic = multiprocessing.current_process().daemon
     processes = 1 if daemonic else process_count(problem, len(candidates), tuning)
-    jobs = plan_jobs(choice, processes)
+    jobs = plan_jobs(choice, processes, may_require=fleet_carries_all(instance, candidates))
     # OR-Tools does not poll should_stop here: a search that must stop runs in a process.
     must_stop = should_stop is not None and jobs[0].kind != "pyvrp"
     if daemonic or (len(jobs) == 1 and not must_stop):

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import pytest
 
 from schemas.planning import PlanningBreak, PlanningOrder, PlanningProblem, PlanningVehicle
+from solver.feasibility import precheck
 from solver.portfolio import (
+    EVERY_ORDER,
     PARALLEL_MIN_ORDERS,
     Choice,
     Job,
     choose_engine,
+    fleet_carries_all,
     names_of,
     ortools_search_name,
     plan_jobs,
     process_count,
+    run_job,
 )
 from solver.search import Progress, SearchTuning
 from tests.solver.builders import compiled, day, drop, plan, van, window
@@ -123,13 +128,20 @@ def test_small_days_and_short_searches_stay_in_one_process() -> None:
 
 
 def test_parallel_searches_are_seeds_or_a_second_engine() -> None:
-    """PyVRP runs one seed per process; beside OR-Tools runs PyVRP with room for breaks on a
-    day whose only OR-Tools feature is breaks, else OR-Tools' guided local search."""
+    """PyVRP runs one seed per process, every other one required to serve every order (one
+    process: the search that may leave orders out); beside OR-Tools runs PyVRP with room for
+    breaks on a day whose only OR-Tools feature is breaks, else OR-Tools' guided local
+    search."""
     pyvrp = Choice(engine="pyvrp", reason="")
     breaks = Choice(engine="ortools", reason="", only_breaks=True)
     balance = Choice(engine="ortools", reason="")
 
-    assert plan_jobs(pyvrp, 2) == [Job(kind="pyvrp", seed=0), Job(kind="pyvrp", seed=1)]
+    assert plan_jobs(pyvrp, 1) == [Job(kind="pyvrp")]
+    assert plan_jobs(pyvrp, 2, may_require=False) == [Job(kind="pyvrp"), Job(kind="pyvrp", seed=1)]
+    assert plan_jobs(pyvrp, 2) == [
+        Job(kind="pyvrp", seed=0, required=True),
+        Job(kind="pyvrp", seed=1),
+    ]
     assert plan_jobs(breaks, 2) == [Job(kind="ortools"), Job(kind="pyvrp_breaks")]
     assert plan_jobs(balance, 2) == [Job(kind="ortools"), Job(kind="ortools_gls")]
     assert plan_jobs(breaks, 1) == [Job(kind="ortools")]
@@ -184,6 +196,8 @@ def test_every_job_is_named_by_its_own_engine_and_search() -> None:
     OR-Tools' guided local search."""
     tuning = SearchTuning()
     assert names_of(Job(kind="pyvrp"), tuning)[0] == "pyvrp"
+    assert not names_of(Job(kind="pyvrp"), tuning)[1].endswith(EVERY_ORDER)
+    assert names_of(Job(kind="pyvrp", required=True), tuning)[1].endswith(EVERY_ORDER)
     engine, search = names_of(Job(kind="pyvrp_breaks"), tuning)
     assert engine == "pyvrp"
     assert search.startswith("PyVRP")
@@ -192,3 +206,42 @@ def test_every_job_is_named_by_its_own_engine_and_search() -> None:
     engine, search = names_of(Job(kind="ortools_gls"), tuning)
     assert engine == "ortools"
     assert search.endswith("GUIDED_LOCAL_SEARCH")
+
+
+def test_a_search_that_must_serve_every_order_serves_all_or_finds_nothing() -> None:
+    """The search with every order required serves all six orders a van can carry. Of two
+    orders 40 km apart due in the same minute, one van can serve only one: that search finds
+    no plan, and a plan on two processes keeps the plan of the search that may leave one out.
+    When the fleet cannot carry every order, no search must serve them all."""
+    van_of_ten = [van("v", capacity=[10])]
+    six = [drop(f"o{k}", 1000 + 100 * k, 0, size=[1]) for k in range(6)]
+    fits = compiled(day(van_of_ten, six))
+    assert fleet_carries_all(fits, range(6))
+    served = run_job(
+        fits, precheck(fits), Job(kind="pyvrp", required=True), SearchTuning(),
+        time.monotonic() + 0.5, on_progress=None, should_stop=None,
+    )  # fmt: skip
+    assert served.sequences is not None
+    assert sorted(served.sequences[0]) == list(range(6))
+    assert served.search.endswith(EVERY_ORDER)
+
+    same_minute = [window(20_000, 20_060)]
+    apart = [
+        drop("east", 20_000, 0, size=[1], time_windows=same_minute),
+        drop("west", -20_000, 0, size=[1], time_windows=same_minute),
+    ]
+    one_of_two = compiled(day(van_of_ten, apart))
+    assert fleet_carries_all(one_of_two, range(2))
+    nothing = run_job(
+        one_of_two, precheck(one_of_two), Job(kind="pyvrp", required=True), SearchTuning(),
+        time.monotonic() + 0.5, on_progress=None, should_stop=None,
+    )  # fmt: skip
+    assert (nothing.status, nothing.sequences) == ("no_solution", None)
+    result = plan(day(van_of_ten, apart, time_limit_s=2.0), tuning=SearchTuning(processes=2))
+    assert result.stats.processes == 2
+    assert sum(len(r.stops) for r in result.routes) == 1
+    assert len(result.unassigned) == 1
+    assert not result.stats.search.endswith(EVERY_ORDER)
+
+    twelve = [drop(f"o{k}", 1000 + 100 * k, 0, size=[1]) for k in range(12)]
+    assert not fleet_carries_all(compiled(day(van_of_ten, twelve)), range(12))
