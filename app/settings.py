@@ -105,6 +105,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     lease_ttl_s: Annotated[float, Meta(ge=0.5, le=300)] = 10.0
     """How long a dead ETA worker keeps its standby waiting (its lease's time to live)."""
     solver_processes: Annotated[int, Meta(ge=1, le=64)] = 1
+    snapshot_part_stops: Annotated[int, Meta(ge=1, le=100_000)] = 500
+    """The most stops one message of the dispatcher feed's snapshot holds: a larger day's routes
+    follow in parts (``routes`` messages), so that no message grows with the day."""
     warm_solver: bool = True
     """Start the API's solver processes with the API (else on the first re-optimisation)."""
     plan_max_s: Annotated[float, Meta(gt=0, le=3600)] = 600.0

@@ -1,6 +1,8 @@
 """The dispatcher's live feed (``/v1/live/ws``): a snapshot, then positions and events.
 
-Server → client only. ``snapshot`` comes first on every connection; then ``positions`` (the
+Server → client only. ``snapshot`` comes first on every connection (on a large day the rest of
+its routes follow at once in ``routes`` messages: no message grows with the day); then
+``positions`` (the
 newest position of each driver that moved since the last such message — coalesced, so a slow
 screen skips intermediate positions), ``windows`` (moved arrival windows, coalesced per stop the
 same way) and ``event`` (every other domain event of the organisation, in order, with the
@@ -35,12 +37,28 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=
     """The organisation's IANA time zone, for showing times."""
     drivers: list[LivePosition]
     routes: list[RouteView]
+    """The day's routes, or on a large day the first of them (see ``following``)."""
     windows: list[ArrivalWindow] = []
+    following: list[int] = []
+    """Ids of the day's other routes, which come next in ``routes`` messages, each holding at
+    most 500 stops (the ``snapshot_part_stops`` setting; a longer route alone), before anything
+    else; the snapshot is whole after the one marked ``last``. Empty when ``routes`` holds them
+    all."""
     replay: ReplayOutcome | None = None
     """What became of ``?since=``: ``None`` when none was given; ``"follows"`` when every event
     after it comes next, as ``event`` messages (possibly none); ``"too_old"`` when some of them
     are no longer kept, ``"too_many"`` when there are more than a screen is sent at once — then
     none are replayed, and this snapshot stands in for them."""
+
+
+class RoutesPart(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="routes"):
+    """More of the snapshot's routes (:attr:`Snapshot.following`), with the newest arrival
+    window of each of their open stops."""
+
+    routes: list[RouteView]
+    windows: list[ArrivalWindow] = []
+    last: bool
+    """The snapshot's last part: the day is whole."""
 
 
 class Positions(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="positions"):
@@ -65,4 +83,4 @@ class WindowChanges(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
     changes: list[EtaChanged]
 
 
-LiveMessage = Snapshot | Positions | EventMessage | WindowChanges
+LiveMessage = Snapshot | RoutesPart | Positions | EventMessage | WindowChanges

@@ -1,17 +1,17 @@
 """``GET /v1/live/ws``: the dispatcher's live map feed, for one organisation (API key).
 
-On connect: a snapshot (every driver's latest position, the day's routes with their stops, the
-open stops' arrival windows; the day is today in the organisation's zone, or ``?day=``),
-then the events missed since ``?since=<event id>`` if given (all of them, or none when some are
-no longer kept or there are too many: the snapshot's ``replay`` says which, see
-:func:`realtime.events.replay`), then live changes. Positions and
-moved arrival windows go through latest-per-key subscriptions (per driver, per stop: a slow
+On connect: a snapshot (every driver's latest position, the day's routes with their stops, the open
+stops' arrival windows; the day is today in the organisation's zone, or ``?day=``; a large day's
+routes follow it in parts, see :func:`route_parts`), then the events missed since ``?since=<event
+id>`` if given (all of them, or none when some are no longer kept or there are too many: the
+snapshot's ``replay`` says which, see :func:`realtime.events.replay`), then live changes. Positions
+and moved arrival windows go through latest-per-key subscriptions (per driver, per stop: a slow
 screen skips intermediate values, never falls behind on them); the other events go through a
-bounded queue and a screen that falls more than that behind is closed with 4408 and reconnects
-with ``?since=`` set to the last event id it saw (the replay leaves out moved windows: the new
-snapshot has the current ones). ``?bbox=min_lon,min_lat,max_lon,max_lat`` limits positions to
-an area. Each API process subscribes once per
-organisation channel, whatever the number of screens (see :mod:`realtime.hub`).
+bounded queue and a screen that falls more than that behind is closed with 4408 and reconnects with
+``?since=`` set to the last event id it saw (the replay leaves out moved windows: the new snapshot
+has the current ones). ``?bbox=min_lon,min_lat,max_lon,max_lat`` limits positions to an area. Each
+API process subscribes once per organisation channel, whatever the number of screens (see
+:mod:`realtime.hub`).
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ from schemas.live import (
     LiveMessage,
     Positions,
     ReplayOutcome,
+    RoutesPart,
     Snapshot,
     WindowChanges,
 )
 from schemas.ping import LivePosition
+from schemas.route import RouteView
 from store import routes as route_store
 from store.delivery import org_settings
 
@@ -98,7 +100,8 @@ async def live_socket(websocket: WebSocket) -> None:
             # they follow it.
             missed = None if since is None else await replay(resources.redis, names, org_id, since)
             outcome = None if missed is None else missed.outcome
-            await _send(websocket, await snapshot(resources, org_id, bbox, day, outcome))
+            for message in await snapshot(resources, org_id, bbox, day, outcome):
+                await _send(websocket, message)
             last_id = await _send_missed(websocket, missed, since)
             tasks = [
                 asyncio.create_task(_positions(websocket, positions, bbox)),
@@ -129,9 +132,10 @@ async def snapshot(
     bbox: BBox | None,
     day: date | None = None,
     replayed: ReplayOutcome | None = None,
-) -> Snapshot:
+) -> list[Snapshot | RoutesPart]:
     """Every driver's latest position and the routes of ``day`` (default: the organisation's
-    today); ``replayed`` tells the screen what became of its ``?since=``."""
+    today); ``replayed`` tells the screen what became of its ``?since=``. A large day's routes
+    come in parts (:func:`route_parts`): the snapshot, then the other parts."""
     drivers = await latest_positions(resources.redis, resources.names, org_id)
     now = datetime.now(UTC)
     async with resources.pool.connection() as conn:
@@ -139,15 +143,37 @@ async def snapshot(
         if day is None:
             day = now.astimezone(ZoneInfo(zone)).date()
         present = await route_store.day_views(conn, org_id, day)
-    return Snapshot(
+    first, *rest = route_parts(present, resources.settings.snapshot_part_stops)
+    redis, names = resources.redis, resources.names
+    head = Snapshot(
         as_of=now,
         day=day.isoformat(),
         time_zone=zone,
         drivers=_within(drivers, bbox),
-        routes=present,
-        windows=await open_windows(resources.redis, resources.names, present),
+        routes=first,
+        windows=await open_windows(redis, names, first),
+        following=[route.id for part in rest for route in part],
         replay=replayed,
     )
+    parts: list[Snapshot | RoutesPart] = [head]
+    for n, part in enumerate(rest, start=1):
+        windows = await open_windows(redis, names, part)
+        parts.append(RoutesPart(routes=part, windows=windows, last=n == len(rest)))
+    return parts
+
+
+def route_parts(routes: list[RouteView], budget: int) -> list[list[RouteView]]:
+    """``routes`` in order, cut into parts of at most ``budget`` stops (a longer route is a
+    part of its own); always at least one part, possibly empty."""
+    parts: list[list[RouteView]] = [[]]
+    stops = 0
+    for route in routes:
+        if parts[-1] and stops + len(route.stops) > budget:
+            parts.append([])
+            stops = 0
+        parts[-1].append(route)
+        stops += len(route.stops)
+    return parts
 
 
 async def _send_missed(

@@ -179,7 +179,7 @@ def test_websocket_messages_are_schemas(spec: dict[str, Any]) -> None:
     driver = schemas["DriverClientMessage"]["discriminator"]["mapping"]
     assert set(driver) == {"ping", "pings"}
     live = schemas["LiveMessage"]["discriminator"]["mapping"]
-    assert set(live) == {"snapshot", "positions", "event", "windows"}
+    assert set(live) == {"snapshot", "routes", "positions", "event", "windows"}
 
 
 async def test_the_server_serves_the_reference_and_its_page(

@@ -47,6 +47,7 @@ export class Fleet {
     this.alertsVersion = 0; // grows with every change to the alerts
     this.lastEventId = null;
     this.snapshots = 0;
+    this.whole = false; // every route of the last snapshot arrived (see applyRoutes)
     this.changes = noChanges();
   }
 
@@ -145,32 +146,52 @@ export class Fleet {
 
   // --- messages ----------------------------------------------------------------------------
 
-  // The snapshot replaces the whole state (positions of drivers it leaves out are kept).
+  // The snapshot replaces the whole state (positions of drivers it leaves out are kept). A large
+  // day's other routes follow in parts (snapshot.following: their ids, kept meanwhile).
   applySnapshot(snapshot) {
     this.day = snapshot.day || snapshot.as_of.slice(0, 10); // an older server: the UTC day
     this.timeZone = snapshot.time_zone || "UTC";
-    const present = new Set(snapshot.routes.map((r) => r.id));
+    const following = snapshot.following || [];
+    const present = new Set([...snapshot.routes.map((r) => r.id), ...following]);
     for (const routeId of [...this.routes.keys()]) {
       if (!present.has(routeId)) this.removeRoute(routeId);
     }
     this.windows.clear();
-    for (const eta of snapshot.windows) this.windows.set(eta.stop_id, eta);
-    for (const route of snapshot.routes) {
-      const known = this.routes.get(route.id); // the snapshot is the truth, whatever version we had
+    this.addRoutes(snapshot.routes, snapshot.windows);
+    for (const position of snapshot.drivers) this.positions.set(position.driver_id, position);
+    for (const driverId of this.positions.keys()) this.changes.drivers.add(driverId);
+    for (const stopId of this.stops.keys()) this.changes.stops.add(stopId);
+    this.whole = following.length === 0;
+    if (this.snapshots === 0 && this.whole) this.changes.fit = true;
+    this.snapshots += 1;
+  }
+
+  // More of the snapshot's routes; the map is fitted to the first day once it is whole.
+  applyRoutes(part) {
+    this.addRoutes(part.routes, part.windows);
+    for (const route of part.routes) {
+      for (const stop of route.stops) this.changes.stops.add(stop.id);
+    }
+    if (part.last && !this.whole) {
+      this.whole = true;
+      if (this.snapshots === 1) this.changes.fit = true;
+    }
+  }
+
+  // Routes as the server has them now (whatever version was known), and their open stops' windows.
+  addRoutes(routes, windows) {
+    for (const eta of windows) this.windows.set(eta.stop_id, eta);
+    for (const route of routes) {
+      const known = this.routes.get(route.id);
       if (known) this.unindex(known);
       this.routes.delete(route.id);
       this.setRoute(route);
     }
-    for (const eta of snapshot.windows) {
+    for (const eta of windows) {
       if (this.isLate(eta.stop_id)) {
         this.lateAlert(eta, this.routes.get(this.stops.get(eta.stop_id).routeId)?.driver_id);
       }
     }
-    for (const position of snapshot.drivers) this.positions.set(position.driver_id, position);
-    for (const driverId of this.positions.keys()) this.changes.drivers.add(driverId);
-    for (const stopId of this.stops.keys()) this.changes.stops.add(stopId);
-    if (this.snapshots === 0) this.changes.fit = true;
-    this.snapshots += 1;
   }
 
   applyPositions(drivers) {

@@ -143,6 +143,9 @@ function onMessage(message) {
       fleet.applySnapshot(message);
       setConnection("live", "Live");
       break;
+    case "routes":
+      fleet.applyRoutes(message);
+      break;
     case "positions":
       fleet.applyPositions(message.drivers);
       break;
