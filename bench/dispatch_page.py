@@ -6,7 +6,8 @@ beside 3,000 stops.
 Starts one server process with its workers against the configured or embedded services,
 creates a day through the API (a depot, one van and shift per driver, the orders by one CSV
 import), plans it (``--plan-s``) and dispatches it. Then every driver pings once a second
-(``POST /v1/pings``, one request per driver per second, moving along a line) while Chromium
+(``POST /v1/pings``, one request per driver per second, each driver on a keep-alive
+connection of its own, moving along a line) while Chromium
 (the system's, ``/usr/bin/chromium``) shows ``/dispatch`` and reports (the pings come from a
 process of their own, so that the harness's waits are not held up by them):
 
@@ -14,7 +15,11 @@ process of their own, so that the harness's waits are not held up by them):
 - connect to first paint: from the page's navigation until every route line is drawn, timed in
   the page;
 - frame times: the gaps between animation frames, p50/p99/max, over the run;
-- the page's JavaScript heap (``performance.memory``) after the first minute and at the end;
+- the page's main thread over the run (the DevTools protocol's ``Performance`` metrics): its CPU
+  time per second of wall time, and how much of it went to script, style and layout — what
+  the page itself costs, apart from the frames the shared machine's load delays;
+- the page's JavaScript heap after the first minute and at the end, each after a full garbage
+  collection (what stays, not what the collector has not got to yet);
 - that every driver's marker reached its latest position.
 
 With ``--profile DIR``, Chromium's CPU profiles of the first paint and of the first minute after
@@ -39,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpx
 import websockets
 
@@ -121,6 +127,65 @@ async def build_day(
     return day.isoformat(), len(dispatched.json()["route_ids"])
 
 
+class Phone:
+    """One driver's phone: its own keep-alive HTTP/1.1 connection, one request at a time.
+
+    h11 speaks the protocol; no client library's layers sit on top, so that the harness can
+    send 300 requests a second beside the server on a small machine (a general-purpose client
+    reached about a third of that here).
+    """
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port = host, port
+        self.headers = [
+            ("host", f"{host}:{port}"),
+            ("authorization", f"Bearer {token}"),
+            ("content-type", "application/json"),
+        ]
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.protocol = h11.Connection(h11.CLIENT)
+
+    async def post(self, target: str, body: bytes) -> int:
+        """The status of a POST; the connection is closed (and opened again next time) when
+        anything goes wrong."""
+        try:
+            return await asyncio.wait_for(self._post(target, body), timeout=10)
+        except (OSError, TimeoutError, h11.ProtocolError):
+            await self.close()
+            raise
+
+    async def _post(self, target: str, body: bytes) -> int:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+            self.protocol = h11.Connection(h11.CLIENT)
+        reader, writer = self.streams
+        protocol = self.protocol
+        headers = [*self.headers, ("content-length", str(len(body)))]
+        writer.write(
+            (protocol.send(h11.Request(method="POST", target=target, headers=headers)) or b"")
+            + (protocol.send(h11.Data(data=body)) or b"")
+            + (protocol.send(h11.EndOfMessage()) or b"")
+        )
+        status = 0
+        while True:
+            event = protocol.next_event()
+            if event is h11.NEED_DATA:
+                protocol.receive_data(await reader.read(65_536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionResetError("the server closed the connection")
+        protocol.start_next_cycle()
+        return status
+
+    async def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
 class Pinger:
     """Every driver pings once a second, moving outwards, until stopped."""
 
@@ -133,24 +198,29 @@ class Pinger:
         """Each driver's last accepted position."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-        async with httpx.AsyncClient(base_url=self.base, timeout=10, limits=limits) as client:
-            step = 0
+        address = httpx.URL(self.base)
+        host, port = address.host, address.port or 80
+        phones = [Phone(host, port, token) for _, token in self.drivers]
+        step = 0
+        try:
             while not stop.is_set():
                 began = time.monotonic()
                 step += 1
                 now = datetime.now(UTC).isoformat()
                 await asyncio.gather(
                     *(
-                        self._one(client, n, driver_id, token, step, now)
-                        for n, (driver_id, token) in enumerate(self.drivers)
+                        self._one(phone, n, driver_id, step, now)
+                        for n, (phone, (driver_id, _)) in enumerate(
+                            zip(phones, self.drivers, strict=True)
+                        )
                     )
                 )
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
+        finally:
+            for phone in phones:
+                await phone.close()
 
-    async def _one(
-        self, client: httpx.AsyncClient, n: int, driver_id: int, token: str, step: int, now: str
-    ) -> None:
+    async def _one(self, phone: Phone, n: int, driver_id: int, step: int, now: str) -> None:
         angle = n * 2 * math.pi / len(self.drivers)
         reach = 0.02 + 0.0002 * step
         lat = round(CENTRE[0] + reach * math.sin(angle), 6)
@@ -158,16 +228,61 @@ class Pinger:
         body = {"pings": [{"time": now, "lat": lat, "lon": lon, "accuracy_m": 5.0}]}
         self.requests += 1
         try:
-            reply = await client.post(
-                "/v1/pings", json=body, headers={"authorization": f"Bearer {token}"}
-            )
-        except httpx.HTTPError:
+            status = await phone.post("/v1/pings", json.dumps(body).encode())
+        except (OSError, TimeoutError, h11.ProtocolError):
             self.failed += 1
             return
-        if reply.status_code == 200:
+        if status == 200:
             self.last[driver_id] = (lat, lon)
         else:
             self.failed += 1
+
+
+METRICS = ("ThreadTime", "TaskDuration", "ScriptDuration", "RecalcStyleDuration", "LayoutDuration")
+"""Chromium's cumulative main-thread figures (seconds) read at the start and end of the run."""
+
+
+class Inspector:
+    """The page's own costs over the DevTools protocol: main-thread metrics and its heap."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    @classmethod
+    async def attach(cls, page: Any) -> Inspector:
+        session = await page.context.new_cdp_session(page)
+        await session.send("Performance.enable", {"timeDomain": "threadTicks"})
+        await session.send("HeapProfiler.enable")
+        return cls(session)
+
+    async def metrics(self) -> dict[str, float]:
+        """The cumulative figures of :data:`METRICS`, and the wall clock, now."""
+        reply = await self.session.send("Performance.getMetrics")
+        found = {m["name"]: float(m["value"]) for m in reply["metrics"]}
+        return {**{name: found.get(name, 0.0) for name in METRICS}, "wall": time.monotonic()}
+
+    async def heap_mb(self) -> float:
+        """The JavaScript heap in use after a full garbage collection, in MiB."""
+        await self.session.send("HeapProfiler.collectGarbage")
+        reply = await self.session.send("Runtime.getHeapUsage")
+        return round(float(reply["usedSize"]) / 2**20, 1)
+
+
+def main_thread(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per second of wall time between two :meth:`Inspector.metrics`: the main thread's CPU time
+    and the time of its tasks, script, style and layout, in milliseconds."""
+    wall = max(after["wall"] - before["wall"], 1e-9)
+
+    def per_s(name: str) -> float:
+        return round(1000 * (after[name] - before[name]) / wall, 1)
+
+    return {
+        "main_thread_cpu_ms_per_s": per_s("ThreadTime"),
+        "tasks_ms_per_s": per_s("TaskDuration"),
+        "script_ms_per_s": per_s("ScriptDuration"),
+        "style_ms_per_s": per_s("RecalcStyleDuration"),
+        "layout_ms_per_s": per_s("LayoutDuration"),
+    }
 
 
 class Profiler:
@@ -232,8 +347,16 @@ def ping_elsewhere(base: str, drivers: list[Any], stop: Any, out: Any) -> None:
         await task
         return pinger
 
+    began = time.monotonic()
     pinger = asyncio.run(pinging())
-    out.put({"requests": pinger.requests, "failed": pinger.failed, "last": pinger.last})
+    out.put(
+        {
+            "requests": pinger.requests,
+            "failed": pinger.failed,
+            "last": pinger.last,
+            "seconds": time.monotonic() - began,
+        }
+    )
 
 
 async def snapshot_bytes(base: str, ws_base: str, key: str) -> int:
@@ -277,6 +400,7 @@ async def measure(
         page = await browser.new_page(viewport={"width": 1440, "height": 900}, bypass_csp=True)
         page.on("pageerror", lambda error: print(f"page error: {error}"))
         profiler = await Profiler.start(page, args.profile)
+        inspector = await Inspector.attach(page)
         await page.goto(f"{base}/dispatch?day={day}#key={api_key}")
         await page.wait_for_function(
             f"document.querySelectorAll('path.route-line').length >= {routes}"
@@ -288,12 +412,14 @@ async def measure(
         first_paint_ms = await page.evaluate("window.__firstPaint")
         await profiler.take("first_paint")
         await page.evaluate(FRAMES_JS)
+        started = await inspector.metrics()
         await asyncio.sleep(60)
         await profiler.take("running", again=False)
-        heap_1 = await page.evaluate("performance.memory.usedJSHeapSize")
+        heap_1 = await inspector.heap_mb()
         await asyncio.sleep(max(0.0, args.minutes * 60 - 60))
         frames: list[float] = await page.evaluate("window.__frames")
-        heap_end = await page.evaluate("performance.memory.usedJSHeapSize")
+        ended = await inspector.metrics()
+        heap_end = await inspector.heap_mb()
         stop.set()
         pinged = await asyncio.to_thread(out.get, timeout=120)
         await asyncio.to_thread(pinging.join)
@@ -318,9 +444,11 @@ async def measure(
         "frame_p50_ms": round(statistics.median(frames), 1),
         "frame_p99_ms": round(percentile(frames, 0.99), 1),
         "frame_max_ms": round(max(frames), 1),
-        "heap_after_1_min_mb": round(heap_1 / 2**20, 1),
-        "heap_at_end_mb": round(heap_end / 2**20, 1),
+        **main_thread(started, ended),
+        "heap_after_1_min_mb": heap_1,
+        "heap_at_end_mb": heap_end,
         "pings_sent": pinged["requests"],
+        "pings_per_s": round(pinged["requests"] / max(pinged["seconds"], 1e-9)),
         "pings_failed": pinged["failed"],
         "markers_at_latest_position": at_latest,
         "machine": machine(),
