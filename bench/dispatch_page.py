@@ -11,7 +11,8 @@ connection of its own, moving along a line) while Chromium
 (the system's, ``/usr/bin/chromium``) shows ``/dispatch`` and reports (the pings come from a
 process of their own, so that the harness's waits are not held up by them):
 
-- the snapshot a dispatcher gets on connect: its size in bytes (read on a socket of its own);
+- the snapshot a dispatcher gets on connect (read on a socket of its own): its messages, their
+  bytes in all and the largest message;
 - connect to first paint: from the page's navigation until every route line is drawn, timed in
   the page;
 - frame times: the gaps between animation frames, p50/p99/max, over the run;
@@ -359,14 +360,24 @@ def ping_elsewhere(base: str, drivers: list[Any], stop: Any, out: Any) -> None:
     )
 
 
-async def snapshot_bytes(base: str, ws_base: str, key: str) -> int:
+async def snapshot_sizes(base: str, ws_base: str, key: str) -> list[int]:
+    """The sizes in bytes of the messages of the snapshot a dispatcher gets on connect: the
+    snapshot, then the ``routes`` parts that follow it, if any."""
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         ticket = (
             await client.post("/v1/socket-tickets", headers={"authorization": f"Bearer {key}"})
         ).json()["ticket"]
+    sizes = []
     async with websockets.connect(f"{ws_base}/v1/live/ws?ticket={ticket}", max_size=None) as socket:
-        message = await socket.recv()
-    return len(message if isinstance(message, bytes) else message.encode())
+        while True:
+            raw = await socket.recv()
+            data = raw if isinstance(raw, bytes) else raw.encode()
+            message = json.loads(data)
+            if message["type"] not in ("snapshot", "routes"):
+                continue
+            sizes.append(len(data))
+            if message.get("following") == [] or message.get("last") is True:
+                return sizes
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -393,7 +404,7 @@ async def measure(
     pinging = spawn.Process(target=ping_elsewhere, args=(base, list(drivers), stop, out))
     pinging.start()
     await asyncio.sleep(5)  # every driver on the map
-    size = await snapshot_bytes(base, ws_base, api_key)
+    sizes = await snapshot_sizes(base, ws_base, api_key)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         # The harness's own waits evaluate their conditions, which the page's CSP would refuse.
@@ -438,7 +449,9 @@ async def measure(
         "stops": args.stops,
         "routes": routes,
         "minutes": args.minutes,
-        "snapshot_bytes": size,
+        "snapshot_messages": len(sizes),
+        "snapshot_bytes": sum(sizes),
+        "snapshot_largest_message_bytes": max(sizes),
         "first_paint_ms": round(first_paint_ms),
         "frames": len(frames),
         "frame_p50_ms": round(statistics.median(frames), 1),
