@@ -101,18 +101,23 @@ async def test_the_senders_mail_reaches_the_sink_and_its_organisation_reads_only
     assert (bad.status_code, bad.json()["field"]) == (400, "limit")
 
 
+async def send_mail(server: asyncio.Server, n: int) -> None:
+    """Send mail number ``n`` (subject ``mail n``) to the sink over SMTP."""
+    message = EmailMessage()
+    message["From"] = "a@example.com"
+    message["To"] = "b@example.com"
+    message["Subject"] = f"mail {n}"
+    message.set_content(f"body {n}")
+    await aiosmtplib.send(message, hostname="127.0.0.1", port=sink_port(server))
+
+
 async def test_the_sink_keeps_only_the_newest_mails(tmp_path: Path) -> None:
     """Past its limit the sink removes the oldest mails; the newest come first when read."""
     folder = tmp_path / "small"
     server = await start_mail_sink(folder, keep=3)
     try:
         for n in range(5):
-            message = EmailMessage()
-            message["From"] = "a@example.com"
-            message["To"] = "b@example.com"
-            message["Subject"] = f"mail {n}"
-            message.set_content(f"body {n}")
-            await aiosmtplib.send(message, hostname="127.0.0.1", port=sink_port(server))
+            await send_mail(server, n)
     finally:
         server.close()
         await server.wait_closed()
@@ -124,20 +129,11 @@ async def test_mails_sent_at_once_are_all_kept(tmp_path: Path) -> None:
     once, and the limit still holds while they arrive together."""
     folder = tmp_path / "burst"
     server = await start_mail_sink(folder, keep=25)
-
-    async def send(n: int) -> None:
-        message = EmailMessage()
-        message["From"] = "a@example.com"
-        message["To"] = "b@example.com"
-        message["Subject"] = f"mail {n}"
-        message.set_content(f"body {n}")
-        await aiosmtplib.send(message, hostname="127.0.0.1", port=sink_port(server))
-
     try:
-        await asyncio.gather(*(send(n) for n in range(20)))
+        await asyncio.gather(*(send_mail(server, n) for n in range(20)))
         kept = sorted(m.subject for m in read_mails(folder, 100))
         assert kept == sorted(f"mail {n}" for n in range(20))
-        await asyncio.gather(*(send(n) for n in range(20, 40)))
+        await asyncio.gather(*(send_mail(server, n) for n in range(20, 40)))
     finally:
         server.close()
         await server.wait_closed()

@@ -14,9 +14,11 @@ import pytest
 
 from schemas.planning import PlanningBreak, PlanningOrder, PlanningProblem, PlanningVehicle
 from solver.feasibility import precheck
+from solver.instance import Instance
 from solver.portfolio import (
     EVERY_ORDER,
     PARALLEL_MIN_ORDERS,
+    Candidate,
     Choice,
     Job,
     choose_engine,
@@ -208,6 +210,14 @@ def test_every_job_is_named_by_its_own_engine_and_search() -> None:
     assert search.endswith("GUIDED_LOCAL_SEARCH")
 
 
+def required_search(instance: Instance) -> Candidate:
+    """Half a second of the PyVRP search that must serve every order of ``instance``."""
+    return run_job(
+        instance, precheck(instance), Job(kind="pyvrp", required=True), SearchTuning(),
+        time.monotonic() + 0.5, on_progress=None, should_stop=None,
+    )  # fmt: skip
+
+
 def test_a_search_that_must_serve_every_order_serves_all_or_finds_nothing() -> None:
     """The search with every order required serves all six orders a van can carry. Of two
     orders 40 km apart due in the same minute, one van can serve only one: that search finds
@@ -217,10 +227,7 @@ def test_a_search_that_must_serve_every_order_serves_all_or_finds_nothing() -> N
     six = [drop(f"o{k}", 1000 + 100 * k, 0, size=[1]) for k in range(6)]
     fits = compiled(day(van_of_ten, six))
     assert fleet_carries_all(fits, range(6))
-    served = run_job(
-        fits, precheck(fits), Job(kind="pyvrp", required=True), SearchTuning(),
-        time.monotonic() + 0.5, on_progress=None, should_stop=None,
-    )  # fmt: skip
+    served = required_search(fits)
     assert served.sequences is not None
     assert sorted(served.sequences[0]) == list(range(6))
     assert served.search.endswith(EVERY_ORDER)
@@ -232,10 +239,7 @@ def test_a_search_that_must_serve_every_order_serves_all_or_finds_nothing() -> N
     ]
     one_of_two = compiled(day(van_of_ten, apart))
     assert fleet_carries_all(one_of_two, range(2))
-    nothing = run_job(
-        one_of_two, precheck(one_of_two), Job(kind="pyvrp", required=True), SearchTuning(),
-        time.monotonic() + 0.5, on_progress=None, should_stop=None,
-    )  # fmt: skip
+    nothing = required_search(one_of_two)
     assert (nothing.status, nothing.sequences) == ("no_solution", None)
     result = plan(day(van_of_ten, apart, time_limit_s=2.0), tuning=SearchTuning(processes=2))
     assert result.stats.processes == 2
