@@ -197,11 +197,16 @@ def names_of(job: Job, tuning: SearchTuning) -> tuple[Engine, str]:
         return "ortools", ortools_search_name(tuning)
     if job.kind == "ortools_gls":
         return "ortools", ortools_search_name(_gls(tuning))
+    return "pyvrp", pyvrp_search_name(job)
+
+
+def pyvrp_search_name(job: Job) -> str:
+    """How a PyVRP job's plan names its search: PyVRP's own, and how the job varied it."""
     from solver.pyvrp_search import SEARCH
 
     if job.kind == "pyvrp_breaks":
-        return "pyvrp", SEARCH + BREAKS_ROOM
-    return "pyvrp", SEARCH + (EVERY_ORDER if job.required else "")
+        return SEARCH + BREAKS_ROOM
+    return SEARCH + (EVERY_ORDER if job.required else "")
 
 
 def _gls(tuning: SearchTuning) -> SearchTuning:
@@ -242,7 +247,7 @@ def _run_pyvrp(
     on_progress: ProgressCallback | None,
     should_stop: Callable[[], bool] | None,
 ) -> Candidate:
-    from solver.pyvrp_search import SEARCH, PyvrpModel, run_pyvrp
+    from solver.pyvrp_search import PyvrpModel, run_pyvrp
 
     began = clock.monotonic()
     found: list[float] = []
@@ -270,7 +275,7 @@ def _run_pyvrp(
     return Candidate(
         job=job,
         engine="pyvrp",
-        search=SEARCH + (EVERY_ORDER if job.required else ""),
+        search=pyvrp_search_name(job),
         status=status,
         objective=found[-1] if found else 0.0,
         solutions_found=len(found),
@@ -317,7 +322,7 @@ def _run_breaks(
 ) -> Candidate:
     """PyVRP on a day with breaks, with room kept for them; then the breaks are taken and the
     stops that would be late are left out (:mod:`solver.repair`)."""
-    from solver.pyvrp_search import SEARCH, PyvrpModel, run_pyvrp
+    from solver.pyvrp_search import PyvrpModel, run_pyvrp
     from solver.repair import repair
 
     model = PyvrpModel(instance, _candidates(verdicts), room_for_breaks=True)
@@ -333,7 +338,7 @@ def _run_breaks(
     return Candidate(
         job=job,
         engine="pyvrp",
-        search=SEARCH + BREAKS_ROOM,
+        search=pyvrp_search_name(job),
         status="cancelled" if stopped else "success" if feasible else "no_solution",
         objective=0.0,
         solutions_found=1 if repaired is not None else 0,
