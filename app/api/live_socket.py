@@ -39,7 +39,7 @@ from realtime.hub import LatestSubscription, Overflowed, Subscription
 from realtime.live import latest_positions, open_windows
 from realtime.streams import EntryId, decode_live, parse_entry_id
 from schemas.codecs import EVENT_DECODER, LIVE_JSON
-from schemas.eta import EtaChanged
+from schemas.eta import ArrivalWindow, EtaChanged
 from schemas.events import DeliveryUpdate
 from schemas.ids import OrgId
 from schemas.live import (
@@ -143,23 +143,30 @@ async def snapshot(
         if day is None:
             day = now.astimezone(ZoneInfo(zone)).date()
         present = await route_store.day_views(conn, org_id, day)
+    windows = await open_windows(resources.redis, resources.names, present)
     first, *rest = route_parts(present, resources.settings.snapshot_part_stops)
-    redis, names = resources.redis, resources.names
     head = Snapshot(
         as_of=now,
         day=day.isoformat(),
         time_zone=zone,
         drivers=_within(drivers, bbox),
         routes=first,
-        windows=await open_windows(redis, names, first),
+        windows=_of_routes(windows, first),
         following=[route.id for part in rest for route in part],
         replay=replayed,
     )
     parts: list[Snapshot | RoutesPart] = [head]
     for n, part in enumerate(rest, start=1):
-        windows = await open_windows(redis, names, part)
-        parts.append(RoutesPart(routes=part, windows=windows, last=n == len(rest)))
+        parts.append(
+            RoutesPart(routes=part, windows=_of_routes(windows, part), last=n == len(rest))
+        )
     return parts
+
+
+def _of_routes(windows: list[ArrivalWindow], routes: list[RouteView]) -> list[ArrivalWindow]:
+    """The windows of the stops of ``routes``."""
+    stops = {stop.id for route in routes for stop in route.stops}
+    return [window for window in windows if window.stop_id in stops]
 
 
 def route_parts(routes: list[RouteView], budget: int) -> list[list[RouteView]]:
