@@ -78,13 +78,13 @@ async def simulation_setup(settings: Settings) -> Simulation:
     pool = await open_pool(settings.database_url or "", max_size=1)
     try:
         async with pool.connection() as conn:
-            org_id, key = await _simulation_org(settings, conn)
             path = settings.data_dir / "demo" / "simulation.json"
             saved = kept.load(path)
+            org_id, key = await _simulation_org(settings, conn, saved)
             password = await kept.dispatcher_password(
                 conn, org_id, FLEET_EMAIL, "Fleet dispatcher", saved.get("password")
             )
-            kept.save(path, {**saved, "password": password})
+            kept.save(path, {"org_id": org_id, "key": key, "password": password})
             retired = await simulated.retire_leftovers(conn, org_id)
     finally:
         await pool.close()
@@ -121,17 +121,15 @@ async def simulation_setup(settings: Settings) -> Simulation:
     return Simulation(config, password)
 
 
-async def _simulation_org(settings: Settings, conn: Any) -> tuple[Any, str]:
-    """The simulated fleet's organisation and its dispatcher key: the ones kept in the data
-    folder while the key still works, else new ones (kept there)."""
+async def _simulation_org(settings: Settings, conn: Any, saved: dict[str, Any]) -> tuple[Any, str]:
+    """The simulated fleet's organisation and its dispatcher key: the ones ``saved`` in the data
+    folder while the key still works, else new ones."""
     from app.api.notification_rules import default_rules
     from app.auth import hash_token, issue_api_key
     from app.process.mail_sink import prefer_email
     from schemas.ids import OrgId
     from store import tenants
 
-    path = settings.data_dir / "demo" / "simulation.json"
-    saved = kept.load(path)
     try:
         org_id, key = OrgId(int(saved["org_id"])), str(saved["key"])
     except (ValueError, KeyError, TypeError):
@@ -146,7 +144,6 @@ async def _simulation_org(settings: Settings, conn: Any) -> tuple[Any, str]:
         if settings.demo_mail_dir is not None:  # serve --demo's mail sink: mail first
             await prefer_email(conn, org_id, default_rules(settings))
     key = await issue_api_key(conn, org_id, role="dispatcher", name="simulated fleet dispatcher")
-    kept.save(path, {"org_id": org_id, "key": key})
     return org_id, key
 
 
