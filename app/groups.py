@@ -54,6 +54,7 @@ WATCHED: Final[dict[WorkerName, Callable[[StreamNames], list[str]]]] = {
     "planner": lambda names: [names.plans],
     "notify": lambda names: [names.events],
     "webhooks": lambda names: [names.events],
+    "rollups": lambda names: [names.events],
 }
 """Each stream-consuming worker's group and the streams it reads (the sender polls the outbox
 and has no consumer group to watch)."""

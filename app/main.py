@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from app.api import (
+    analytics,
     credentials,
     customer_answers,
     customer_proof,
@@ -174,6 +175,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         *pages.routes(),
         Route("/v1/driver/stops/{stop_id}/proof", proofs.capture_proof, methods=["POST"]),
         Route("/v1/proofs", proofs.search_proofs),
+        Route("/v1/analytics/deliveries", analytics.deliveries),
+        Route("/v1/analytics/routes", analytics.routes),
         Route("/v1/proofs/{proof_id}", proofs.get_proof),
         Route("/v1/stops/{stop_id}/proof", proofs.stop_proof),
         Route("/v1/stops/{stop_id}/proof-override", proofs.override, methods=["POST"]),

@@ -21,7 +21,7 @@ from schemas.notifications import parse_quiet_hours
 
 PREFIX = "LASTMILE_"
 
-WorkerName = Literal["persist", "planner", "eta", "notify", "sender", "webhooks"]
+WorkerName = Literal["persist", "planner", "eta", "notify", "sender", "webhooks", "rollups"]
 """The workers there are: the one declaration that settings, ``serve`` and ``worker`` read."""
 WORKER_NAMES: tuple[WorkerName, ...] = get_args(WorkerName)
 
@@ -129,6 +129,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_quiet_hours: Annotated[str, Meta(pattern=r"^(\d\d:\d\d-\d\d:\d\d)?$")] = ""
     """``HH:MM-HH:MM`` in each organisation's time zone (empty: none): customer messages due
     then are dropped."""
+    rollups_batch: Positive = 200
+    """Events the rollups worker (the analytics facts) reads at once."""
+    on_time_tolerance_s: Annotated[float, Meta(ge=0, le=7200)] = 0.0
+    """How far outside the customer's window an arrival still counts as on time."""
+    zone_h3_res: Annotated[int, Meta(ge=4, le=11)] = 8
+    """The H3 resolution of the zones analytics groups stops by (8: cells of about 0.7 km²)."""
+    grid_co2_kg_per_kwh: Annotated[float, Meta(ge=0, le=2)] = 0.4
+    """CO₂ per kWh of the grid that charges electric vehicles."""
     sender_batch: Annotated[int, Meta(ge=1, le=1000)] = 20
     """Outbox rows a sender claims per pass."""
     sender_max_tries: Annotated[int, Meta(ge=1, le=100)] = 10

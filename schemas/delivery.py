@@ -75,6 +75,10 @@ Skill = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z
 Skills = Annotated[list[Skill], Meta(max_length=50)]
 Cost = Annotated[float, Meta(ge=0.0, le=1e9, description="in the organisation's currency")]
 ServiceS = Annotated[int, Meta(ge=0, le=86_400, description="seconds at the stop")]
+EnergySource = Literal["diesel", "petrol", "electric", "none"]
+Consumption = Annotated[
+    float, Meta(ge=0.0, le=10.0, description="litres (kWh when electric) per km driven")
+]
 BreakS = Annotated[int, Meta(gt=0, le=43_200, description="break length, seconds")]
 MaxDurationS = Annotated[int, Meta(gt=0, le=172_800, description="longest route, seconds")]
 Priority = Annotated[int, Meta(ge=0, le=2, description="0 low, 1 normal, 2 high")]
@@ -217,6 +221,10 @@ class VehicleIn(_In, frozen=True, kw_only=True):
     cost_per_hour: Cost = 0.0
     carrier_id: CarrierId | None = None
     active: bool = True
+    energy: EnergySource | None = None
+    """What it runs on (``none``: a bicycle, on foot); with ``consumption_per_km``, the route
+    reports give its fuel or electricity and CO₂."""
+    consumption_per_km: Consumption | None = None
 
 
 class VehiclePatch(_In, frozen=True, kw_only=True):
@@ -232,6 +240,8 @@ class VehiclePatch(_In, frozen=True, kw_only=True):
     cost_per_hour: Cost | UnsetType = UNSET
     carrier_id: CarrierId | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
+    energy: EnergySource | UnsetType | None = UNSET
+    consumption_per_km: Consumption | UnsetType | None = UNSET
 
 
 class Vehicle(VehicleIn, frozen=True, kw_only=True):

@@ -173,6 +173,8 @@ _VEHICLE_COLUMNS: Final = (
     "cost_per_hour",
     "carrier_id",
     "active",
+    "energy",
+    "consumption_per_km",
 )
 VEHICLES: Final[Entity[VehicleIn, Vehicle]] = Entity(
     table="vehicles",
@@ -188,6 +190,8 @@ VEHICLES: Final[Entity[VehicleIn, Vehicle]] = Entity(
         v.cost_per_hour,
         v.carrier_id,
         v.active,
+        v.energy,
+        v.consumption_per_km,
     ),
     select=_select(*_VEHICLE_COLUMNS),
     read=_same_names(Vehicle),

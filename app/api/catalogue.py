@@ -23,6 +23,7 @@ from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import ErrorBody
 from app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
+from schemas.analytics import DeliveryGroup, DeliveryReport, RouteGroup, RouteReport
 from schemas.auth import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -353,6 +354,7 @@ MULTIPART: Final = "multipart/form-data"
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[!-~]+$")]
 ProofText = Annotated[str, Meta(max_length=200)]
 ProofLimit = Annotated[int, Meta(ge=1, le=1000)]
+ReportFormat = Literal["json", "csv"]
 
 
 class ProofUpload(msgspec.Struct, frozen=True, kw_only=True):
@@ -1001,6 +1003,29 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                ex.AUDIT_CHECK)),
     ),
     *section(
+        "analytics",
+        api("GET", "/v1/analytics/deliveries", "Delivery performance over a range of days",
+            READERS,
+            Answer(200, "One row per group; `format=csv` (or `Accept: text/csv`) for a"
+                   " spreadsheet.", DeliveryReport, example=Example(ex.DELIVERY_REPORT),
+                   alternatives={"text/csv": str}),
+            params=(query("from", date, "First day, `YYYY-MM-DD` (organisation's days;"
+                          " default: six days before `to`)."),
+                    query("to", date, "Last day (default: today in the organisation's time"
+                          " zone); at most 366 days."),
+                    query("by", DeliveryGroup, "Group by `day` (default), `driver`, `carrier`,"
+                          " `zone` (H3 cell) or `reason` (failed stops by failure code)."),
+                    query("format", ReportFormat, "`json` (default) or `csv`."))),
+        api("GET", "/v1/analytics/routes", "Route efficiency over a range of days", READERS,
+            Answer(200, "One row per group; `format=csv` (or `Accept: text/csv`) for a"
+                   " spreadsheet.", RouteReport, example=Example(ex.ROUTE_REPORT),
+                   alternatives={"text/csv": str}),
+            params=(query("from", date, "First day, `YYYY-MM-DD`."),
+                    query("to", date, "Last day; at most 366 days."),
+                    query("by", RouteGroup, "Group by `day` (default), `driver` or `carrier`."),
+                    query("format", ReportFormat, "`json` (default) or `csv`."))),
+    ),
+    *section(
         "webhooks",
         api("GET", "/v1/webhooks", "List the organisation's webhook endpoints", READERS,
             ok("By id, without their secrets.", WebhookList, WebhookList(webhooks=[ex.WEBHOOK]))),
@@ -1117,6 +1142,7 @@ TAGS: Final = (
     {"name": "driver", "description": "The driver app: its route and stop outcomes."},
     {"name": "proofs", "description": "Proof of delivery: search, requirements, audit."},
     {"name": "tracking", "description": "Customer tracking links and views."},
+    {"name": "analytics", "description": "What the days really were: facts and reports."},
     {"name": "webhooks", "description": "Signed webhooks to integrations: endpoints, log, replay."},
     {"name": "notifications", "description": "Messages to customers: what, to whom, how far."},
 )

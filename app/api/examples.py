@@ -12,6 +12,13 @@ from typing import Final
 
 from msgspec.structs import replace
 
+from schemas.analytics import (
+    DeliveryReport,
+    DeliveryRow,
+    EtaAccuracy,
+    RouteReport,
+    RouteRow,
+)
 from schemas.auth import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -789,3 +796,59 @@ FAIL_STOP_CODED: Final = FailStopIn(code="not_home", reason="rang twice; card le
 REATTEMPT_IN: Final = ReattemptIn(day=date(2026, 11, 25))
 REATTEMPT: Final = Reattempt(order_id=OrderId(301), day=date(2026, 11, 25), attempt=2)
 AUDIT_CHECK: Final = AuditCheck(org_id=OrgId(1), ok=True, entries=1204)
+
+# --- analytics -------------------------------------------------------------------------------
+
+DELIVERY_REPORT: Final = DeliveryReport(
+    from_day=date(2026, 11, 18),
+    to_day=DAY,
+    by="driver",
+    rows=[
+        DeliveryRow(
+            key="7",
+            label="Ada",
+            stops=212,
+            delivered=205,
+            failed=7,
+            first_attempts=209,
+            first_attempt_success_rate=0.9713,
+            with_window=198,
+            on_time=181,
+            early=4,
+            late=13,
+            on_time_rate=0.9141,
+            mean_lateness_s=644.2,
+            mean_wait_s=21.5,
+            mean_service_s=174.0,
+            arrival_mae_s=402.7,
+            ratings=31,
+            rating_mean=4.71,
+            eta=[EtaAccuracy(horizon_min=30, arrivals=190, mae_s=233.4, inside_rate=0.8158)],
+        )
+    ],
+)
+ROUTE_REPORT: Final = RouteReport(
+    from_day=date(2026, 11, 18),
+    to_day=DAY,
+    by="day",
+    rows=[
+        RouteRow(
+            key="2026-11-24",
+            label="2026-11-24",
+            routes=9,
+            stops=238,
+            delivered=231,
+            planned_km=412.6,
+            driven_km=447.9,
+            route_efficiency=0.9212,
+            stops_per_hour=6.1,
+            planned_h=37.5,
+            actual_h=39.0,
+            idle_h=1.4,
+            fuel_l=38.1,
+            electricity_kwh=42.0,
+            co2_kg=118.2,
+            gps_jumps=3,
+        )
+    ],
+)

@@ -47,6 +47,7 @@ from workers.lease import Leases, ShardKeeper, holder_name
 from workers.notify import NotifyConsumer
 from workers.persist import PersistConsumer
 from workers.planner import run_planner
+from workers.rollups import RollupsConsumer, Rules
 from workers.runner import Runner, RunnerConfig
 from workers.sender import Channels, Sender, SenderConfig
 
@@ -288,7 +289,7 @@ async def _run_on_streams(
             stop=stop,
         )
         return
-    consumer: PersistConsumer | NotifyConsumer
+    consumer: PersistConsumer | NotifyConsumer | RollupsConsumer
     if name == "persist":
         consumer = PersistConsumer(names=names, database_url=database_url)
         config = dataclasses.replace(
@@ -299,6 +300,18 @@ async def _run_on_streams(
             linger_s=settings.persist_linger_s,
         )
         trim = trim_consumed
+    elif name == "rollups":
+        consumer = RollupsConsumer(
+            names=names,
+            database_url=database_url,
+            rules=Rules(
+                on_time_tolerance_s=settings.on_time_tolerance_s,
+                zone_res=settings.zone_h3_res,
+                grid_co2_kg_per_kwh=settings.grid_co2_kg_per_kwh,
+            ),
+        )
+        config = dataclasses.replace(base, batch_entries=settings.rollups_batch)
+        trim = None
     else:  # notify
         consumer = NotifyConsumer(
             names=names,

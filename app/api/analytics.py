@@ -1,0 +1,223 @@
+"""``GET /v1/analytics/deliveries`` and ``GET /v1/analytics/routes``: the facts, reported.
+
+Both take a range of the organisation's days (``from``, ``to``; by default the last seven days
+up to today in its time zone, at most 366 days), a grouping (``by``) and a format (``format=csv``
+or ``Accept: text/csv`` for a spreadsheet, JSON otherwise). A CSV cell that a spreadsheet would
+run as a formula (a driver named ``=HYPERLINK(...)``) is written with a leading ``'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta
+from typing import Any, Final, cast, get_args
+from zoneinfo import ZoneInfo
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.auth import READERS
+from app.errors import BadParameter
+from app.http import answer, query_date, resources_of
+from schemas.analytics import (
+    DeliveryGroup,
+    DeliveryReport,
+    DeliveryRow,
+    EtaAccuracy,
+    RouteGroup,
+    RouteReport,
+    RouteRow,
+)
+from schemas.ids import OrgId
+from store import reports, tenants
+
+MAX_DAYS: Final = 366
+DEFAULT_DAYS: Final = 7
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return None if whole <= 0 else round(part / whole, 4)
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+async def _range(request: Request, org_id: OrgId) -> tuple[date, date]:
+    """The report's days: as asked, else the last :data:`DEFAULT_DAYS` in the organisation's
+    time zone; 400 naming the parameter for a backwards or too long range."""
+    day_from, day_to = query_date(request, "from"), query_date(request, "to")
+    if day_to is None:
+        if day_from is not None:
+            day_to = day_from + timedelta(days=DEFAULT_DAYS - 1)
+        else:
+            async with resources_of(request).pool.connection() as conn:
+                org = await tenants.organisation(conn, org_id)
+            zone = ZoneInfo(org.time_zone if org is not None else "UTC")
+            day_to = datetime.now(zone).date()
+    if day_from is None:
+        day_from = day_to - timedelta(days=DEFAULT_DAYS - 1)
+    if day_from > day_to:
+        raise BadParameter("to", f"expected a day on or after {day_from}, got {day_to}")
+    if (day_to - day_from).days + 1 > MAX_DAYS:
+        raise BadParameter("to", f"expected at most {MAX_DAYS} days from {day_from}, got {day_to}")
+    return day_from, day_to
+
+
+def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = request.query_params.get(name) or default
+    if raw not in allowed:
+        raise BadParameter(name, f"expected one of {', '.join(allowed)}, got {raw[:40]!r}")
+    return raw
+
+
+def _wants_csv(request: Request) -> bool:
+    if request.query_params.get("format"):
+        return _choice(request, "format", ("json", "csv"), "json") == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """``rows`` as CSV with a header of ``columns``; formula-like text neutralised."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else _cell(row.get(c)) for c in columns])
+    return out.getvalue()
+
+
+def _csv_answer(text: str, name: str) -> Response:
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "content-disposition": f'attachment; filename="{name}.csv"',
+            "cache-control": "no-store",  # drivers' names and performance
+            "x-content-type-options": "nosniff",
+        },
+    )
+
+
+def _delivery_rows(
+    totals: list[reports.DeliveryTotals], etas: list[reports.EtaTotals]
+) -> list[DeliveryRow]:
+    by_key: dict[str, list[EtaAccuracy]] = {}
+    for e in etas:
+        by_key.setdefault(e.key, []).append(
+            EtaAccuracy(
+                horizon_min=e.horizon_min,
+                arrivals=e.arrivals,
+                mae_s=round(e.mae_s, 1),
+                inside_rate=round(e.inside_rate, 4),
+            )
+        )
+    return [
+        DeliveryRow(
+            key=t.key,
+            label=t.label,
+            stops=t.stops,
+            delivered=t.delivered,
+            failed=t.failed,
+            first_attempts=t.first_attempts,
+            first_attempt_success_rate=_ratio(t.first_delivered, t.first_attempts),
+            with_window=t.with_window,
+            on_time=t.on_time,
+            early=t.early,
+            late=t.late,
+            on_time_rate=_ratio(t.on_time, t.with_window),
+            mean_lateness_s=_round(t.mean_lateness_s),
+            mean_wait_s=_round(t.mean_wait_s),
+            mean_service_s=_round(t.mean_service_s),
+            arrival_mae_s=_round(t.arrival_mae_s),
+            ratings=t.ratings,
+            rating_mean=_round(t.rating_mean, 2),
+            eta=by_key.get(t.key, []),
+        )
+        for t in totals
+    ]
+
+
+def _flat_delivery(row: DeliveryRow) -> dict[str, Any]:
+    flat: dict[str, Any] = msgspec.to_builtins(row)
+    del flat["eta"]
+    for e in row.eta:
+        flat[f"eta_{e.horizon_min}min_arrivals"] = e.arrivals
+        flat[f"eta_{e.horizon_min}min_mae_s"] = e.mae_s
+        flat[f"eta_{e.horizon_min}min_inside_rate"] = e.inside_rate
+    return flat
+
+
+DELIVERY_COLUMNS: Final = [
+    *(f for f in DeliveryRow.__struct_fields__ if f != "eta"),
+    *(
+        f"eta_{h}min_{what}"
+        for h in (5, 15, 30, 60)
+        for what in ("arrivals", "mae_s", "inside_rate")
+    ),
+]
+
+
+async def deliveries(request: Request) -> Response:
+    """``GET /v1/analytics/deliveries``: punctuality, first-attempt success, failures, service
+    times, ratings and ETA accuracy per day, driver, carrier, zone or failure reason."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, READERS)
+    by = cast("DeliveryGroup", _choice(request, "by", get_args(DeliveryGroup), "day"))
+    wants_csv = _wants_csv(request)
+    day_from, day_to = await _range(request, principal.org_id)
+    async with resources.pool.connection() as conn:
+        totals = await reports.delivery_totals(conn, principal.org_id, day_from, day_to, by)
+        etas = await reports.eta_totals(conn, principal.org_id, day_from, day_to, by)
+    rows = _delivery_rows(totals, etas)
+    if wants_csv:
+        text = to_csv([_flat_delivery(r) for r in rows], DELIVERY_COLUMNS)
+        return _csv_answer(text, f"deliveries-{day_from}-{day_to}-by-{by}")
+    return answer(DeliveryReport(from_day=day_from, to_day=day_to, by=by, rows=rows))
+
+
+def _route_row(t: reports.RouteTotals) -> RouteRow:
+    return RouteRow(
+        key=t.key,
+        label=t.label,
+        routes=t.routes,
+        stops=t.stops,
+        delivered=t.delivered,
+        planned_km=round(t.planned_m / 1000, 2),
+        driven_km=round(t.driven_m / 1000, 2),
+        route_efficiency=_ratio(t.planned_m, t.driven_m),
+        stops_per_hour=_ratio(t.stops * 3600, t.actual_s),
+        planned_h=round(t.planned_s / 3600, 2),
+        actual_h=round(t.actual_s / 3600, 2),
+        idle_h=round(t.idle_s / 3600, 2),
+        fuel_l=round(t.fuel_l, 2),
+        electricity_kwh=round(t.electricity_kwh, 2),
+        co2_kg=round(t.co2_kg, 2),
+        gps_jumps=t.gps_jumps,
+    )
+
+
+async def routes(request: Request) -> Response:
+    """``GET /v1/analytics/routes``: planned against driven distance, stops per hour, idle time,
+    energy and CO₂ per day, driver or carrier."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, READERS)
+    by = cast("RouteGroup", _choice(request, "by", get_args(RouteGroup), "day"))
+    wants_csv = _wants_csv(request)
+    day_from, day_to = await _range(request, principal.org_id)
+    async with resources.pool.connection() as conn:
+        totals = await reports.route_totals(conn, principal.org_id, day_from, day_to, by)
+    rows = [_route_row(t) for t in totals]
+    if wants_csv:
+        text = to_csv([msgspec.to_builtins(r) for r in rows], list(RouteRow.__struct_fields__))
+        return _csv_answer(text, f"routes-{day_from}-{day_to}-by-{by}")
+    return answer(RouteReport(from_day=day_from, to_day=day_to, by=by, rows=rows))
