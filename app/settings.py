@@ -137,6 +137,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """The H3 resolution of the zones analytics groups stops by (8: cells of about 0.7 km²)."""
     grid_co2_kg_per_kwh: Annotated[float, Meta(ge=0, le=2)] = 0.4
     """CO₂ per kWh of the grid that charges electric vehicles."""
+    learning: bool = True
+    """Learn speeds and service times from the fleet's days, and plan with them (off: neither)."""
+    learn_days: Annotated[int, Meta(ge=1, le=366)] = 28
+    """How many of an organisation's latest days the learning reads."""
+    learn_interval_h: Annotated[float, Meta(gt=0, le=24 * 30)] = 24.0
+    """How often an organisation with new days is learned from again (the rollups worker)."""
     sender_batch: Annotated[int, Meta(ge=1, le=1000)] = 20
     """Outbox rows a sender claims per pass."""
     sender_max_tries: Annotated[int, Meta(ge=1, le=100)] = 10

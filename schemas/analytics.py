@@ -8,7 +8,7 @@ kilometres, CO₂ kilograms.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 import msgspec
@@ -92,3 +92,48 @@ class RouteReport(msgspec.Struct, frozen=True, kw_only=True):
     to_day: date
     by: RouteGroup
     rows: list[RouteRow]
+
+
+class LearnedCell(msgspec.Struct, frozen=True, kw_only=True):
+    """A cell's learned driving speed over all hours; ``lat``/``lon`` its centre."""
+
+    cell: str
+    lat: float
+    lon: float
+    speed_kmh: float
+    samples: int
+
+
+class LearnedHour(msgspec.Struct, frozen=True, kw_only=True):
+    """The city's learned speed in one hour of the week (0: Monday 00:00-01:00, local)."""
+
+    hour_of_week: int
+    speed_kmh: float
+
+
+class LearnedModel(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/analytics/learned``: the organisation's model in use, as people read it.
+
+    None of the speeds when there were too few passes; none of the service times when too few
+    stops had a known arrival.
+    """
+
+    id: int
+    learned_at: datetime
+    day_from: date
+    day_to: date
+    routes: int
+    city_speed_kmh: float | None
+    observed_circuity: float | None
+    """Driven over straight-line distance between stops (the planner's model assumes its
+    configured circuity)."""
+    speed_samples: int
+    cells: list[LearnedCell]
+    hours: list[LearnedHour]
+    cell_hours: int
+    """Cell and hour pairs with a figure of their own."""
+    service_overall_s: float | None
+    service_by_size: dict[str, float]
+    service_addresses: int
+    service_customers: int
+    service_samples: int

@@ -113,6 +113,10 @@ class PlanOutcome(msgspec.Struct, frozen=True, kw_only=True):
     engine: str = ""
     engine_reason: str = ""
     processes: int = 1
+    model: str = ""
+    """What the plan travelled and served by: the configured speed, or a learned model (its
+    id, days, and what of it was used)."""
+    model_id: int | None = None
 
 
 class PlanView(msgspec.Struct, frozen=True, kw_only=True):

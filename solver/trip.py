@@ -104,10 +104,7 @@ def trip_of(
     for start, end in visits:
         if end < start:
             raise ProblemError("visit", f"expected an end at or after {start}, got {end}")
-    ordered = sorted(fixes, key=lambda f: f.time)
-    unique = [f for i, f in enumerate(ordered) if i == 0 or f.time != ordered[i - 1].time]
-    accurate = [f for f in unique if f.accuracy_m is None or f.accuracy_m <= rules.max_accuracy_m]
-    segments = _segments(accurate, rules.max_speed_mps)
+    unique, accurate, segments = _cleaned(fixes, rules)
     used = sum(len(s) for s in segments)
 
     driven_m = moving_s = stationary_s = 0.0
@@ -140,6 +137,23 @@ def trip_of(
         jumps=len(accurate) - used,
         inaccurate=len(unique) - len(accurate),
     )
+
+
+def clean_track(fixes: Sequence[Fix], rules: TripRules = DEFAULT_RULES) -> list[list[Fix]]:
+    """The fixes :func:`trip_of` trusts (rules 1 to 3), in time order, split where a relocation
+    breaks the trace (rule 6)."""
+    return _cleaned(fixes, rules)[2]
+
+
+def _cleaned(
+    fixes: Sequence[Fix], rules: TripRules
+) -> tuple[list[Fix], list[Fix], list[list[Fix]]]:
+    """The fixes without same-time duplicates, those of them accurate enough, and the accepted
+    ones by segment."""
+    ordered = sorted(fixes, key=lambda f: f.time)
+    unique = [f for i, f in enumerate(ordered) if i == 0 or f.time != ordered[i - 1].time]
+    accurate = [f for f in unique if f.accuracy_m is None or f.accuracy_m <= rules.max_accuracy_m]
+    return unique, accurate, _segments(accurate, rules.max_speed_mps)
 
 
 def _segments(fixes: Sequence[Fix], max_speed_mps: float) -> list[list[Fix]]:

@@ -248,6 +248,12 @@ class DayOrder(msgspec.Struct, frozen=True, kw_only=True):
     priority: int
     required_skills: list[str]
     status: OrderStatus
+    service_s_given: bool = True
+    """False: ``service_s`` is the organisation's default (a learned figure may replace it)."""
+    address: str = ""
+    customer: str | None = None
+    """The customer's email, else phone: who learned service times are kept for."""
+    parcels: int = 1
 
 
 class DeliveryDay(msgspec.Struct, frozen=True, kw_only=True):
@@ -289,7 +295,10 @@ ORDER BY s.id
 """
 _DAY_ORDERS: Final = """
 SELECT id AS order_id, external_ref, lat, lon, window_starts, window_ends, service_s, size,
-       priority, required_skills, status
+       priority, required_skills, status, service_s_given, address,
+       coalesce(nullif(email, ''), phone) AS customer,
+       greatest(1, (SELECT count(*) FROM parcels p WHERE p.order_id = orders.id)::int,
+                coalesce((size->>'parcels')::numeric::int, 1)) AS parcels
 FROM orders WHERE org_id = %s AND day = %s AND status = ANY(%s)
 ORDER BY id
 """
@@ -367,6 +376,10 @@ def _day_order(row: dict[str, Any], dims: Sequence[str]) -> DayOrder:
         priority=row["priority"],
         required_skills=list(row["required_skills"]),
         status=row["status"],
+        service_s_given=row["service_s_given"],
+        address=row["address"],
+        customer=row["customer"],
+        parcels=row["parcels"],
     )
 
 

@@ -57,12 +57,17 @@ _SELECT: Final = (
     "           WHERE p.order_id = o.id), '{}'::text[]) AS barcodes"
     " FROM orders o"
 )
+_STORED: Final = (*_WRITTEN, "service_s_given")
+"""What a write stores: the columns read back, and whether the service time was given."""
 _INSERT: Final = (
-    f"INSERT INTO orders (org_id, external_ref, {', '.join(_WRITTEN)})"
-    f" VALUES (%s, %s, {', '.join(['%s'] * len(_WRITTEN))}) RETURNING id"
+    f"INSERT INTO orders (org_id, external_ref, {', '.join(_STORED)})"
+    f" VALUES (%s, %s, {', '.join(['%s'] * len(_STORED))}) RETURNING id"
 )
 _UPDATE: Final = (
-    f"UPDATE orders SET {', '.join(f'{c} = %s' for c in _WRITTEN)}, updated_at = now()"
+    f"UPDATE orders SET {', '.join(f'{c} = %s' for c in _WRITTEN)},"
+    # Given when named and either given before or changed (a PATCH carries the stored value).
+    " service_s_given = %s::boolean AND (service_s_given OR service_s IS DISTINCT FROM %s::int),"
+    " updated_at = now()"
     " WHERE org_id = %s AND id = %s"
 )
 _CANCELLABLE_FROM: Final[tuple[OrderStatus, ...]] = ("pending", "planned", "dispatched", "failed")
@@ -77,7 +82,7 @@ async def default_service_s(conn: AsyncConnection, org_id: OrgId) -> int:
 
 
 def _values(order: OrderIn, service_s: int) -> tuple[Any, ...]:
-    """The :data:`_WRITTEN` columns of ``order``; ``service_s`` where it names none."""
+    """The :data:`_STORED` columns of ``order``; ``service_s`` where it names none."""
     return (
         order.customer_name,
         order.phone,
@@ -95,6 +100,7 @@ def _values(order: OrderIn, service_s: int) -> tuple[Any, ...]:
         sorted(set(order.required_skills)),
         order.notes,
         order.notifications_opt_out,
+        order.service_s is not None,
     )
 
 
@@ -200,7 +206,9 @@ async def update_order(
     """
     async with translated(), conn.transaction():
         service_s = await default_service_s(conn, org_id)
-        cursor = await conn.execute(_UPDATE, (*_values(order, service_s), org_id, order_id))
+        values = _values(order, service_s)
+        new_service_s = values[_WRITTEN.index("service_s")]
+        cursor = await conn.execute(_UPDATE, (*values, new_service_s, org_id, order_id))
         if cursor.rowcount != 1:
             return None
         await _write_parcels(conn, org_id, order_id, order.parcels)
@@ -260,14 +268,14 @@ _STAGE: Final = (
     " lon float8,"
     " day date, window_starts timestamptz[], window_ends timestamptz[], service_s int,"
     " size jsonb, priority smallint, required_skills text[], notes text,"
-    " notifications_opt_out boolean) ON COMMIT DROP;"
+    " notifications_opt_out boolean, service_s_given boolean) ON COMMIT DROP;"
     " CREATE TEMP TABLE import_parcels (line int NOT NULL, position smallint NOT NULL,"
     " barcode text NOT NULL) ON COMMIT DROP"
 )
 _MERGE: Final = f"""
 WITH inserted AS (
-    INSERT INTO orders (org_id, external_ref, {", ".join(_WRITTEN)})
-    SELECT %(org)s, external_ref, {", ".join(_WRITTEN)} FROM import_orders ORDER BY line
+    INSERT INTO orders (org_id, external_ref, {", ".join(_STORED)})
+    SELECT %(org)s, external_ref, {", ".join(_STORED)} FROM import_orders ORDER BY line
     ON CONFLICT ON CONSTRAINT orders_org_ref_key DO NOTHING
     RETURNING id, external_ref
 ), parcel_rows AS (
@@ -298,7 +306,7 @@ async def import_orders(
         await conn.execute(_STAGE)
         async with conn.cursor() as cur:
             async with cur.copy(
-                f"COPY import_orders (line, external_ref, {', '.join(_WRITTEN)}) FROM STDIN"
+                f"COPY import_orders (line, external_ref, {', '.join(_STORED)}) FROM STDIN"
             ) as copy:
                 for line, order in rows:
                     await copy.write_row((line, order.external_ref, *_values(order, service_s)))

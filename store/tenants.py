@@ -68,6 +68,12 @@ async def auto_resequence(conn: AsyncConnection, org_id: OrgId) -> bool:
     return bool(found)
 
 
+async def org_ids(conn: AsyncConnection) -> list[OrgId]:
+    """Every organisation's id, in order."""
+    rows = await fetch_all(conn, scalar_row, "SELECT id FROM orgs ORDER BY id")
+    return [OrgId(r) for r in rows]
+
+
 async def org_exists(conn: AsyncConnection, org_id: OrgId) -> bool:
     """Whether organisation ``org_id`` exists."""
     row = await (await conn.execute("SELECT 1 FROM orgs WHERE id = %s", (org_id,))).fetchone()

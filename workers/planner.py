@@ -54,8 +54,10 @@ from solver.search import Progress
 from solver.vrptw import solve
 from store import plans as plans_store
 from store.delivery import load_day
+from store.learning import latest_model
 from workers.connection import OwnConnection
 from workers.errors import InvalidPlan, PoisonEntry, is_transient
+from workers.learner import planning_model
 from workers.plan_problem import outcome_of, problem_of, settings_of
 from workers.runner import DeadLetter, Entry, Runner, RunnerConfig, backoff_s
 
@@ -156,6 +158,8 @@ class Planner(OwnConnection):
     max_s: float
     lease_s: float
     block_ms: int = 1000
+    learning: bool = True
+    """Plan with the organisation's learned model when it has one."""
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
     _seen: str = field(default="$", repr=False)
 
@@ -235,6 +239,9 @@ class Planner(OwnConnection):
             await plans_store.fail_plan(conn, plan.id, exc.detail)
             return
         day = await load_day(conn, plan.org_id, plan.day)
+        model = await latest_model(conn, plan.org_id) if self.learning else None
+        chosen = planning_model(day, self.provider, model)
+        day = chosen.day
         problem = problem_of(day, options, plan.order_ids)
         loop = asyncio.get_running_loop()
         halt = threading.Event()
@@ -264,7 +271,7 @@ class Planner(OwnConnection):
             asyncio.to_thread(
                 solve,
                 problem,
-                self.provider,
+                chosen.provider,
                 on_progress=on_progress,
                 tuning=tuning,
                 should_stop=halt.is_set,
@@ -286,7 +293,9 @@ class Planner(OwnConnection):
         if stopped and await plans_store.release_plan(conn, plan.id, self.name):
             log.info("planner stopping; plan queued again", plan=plan.id)
             return
-        outcome = outcome_of(day, result)
+        outcome = msgspec.structs.replace(
+            outcome_of(day, result), model=chosen.note, model_id=chosen.model_id
+        )
         final = PlanProgress(
             objective=result.stats.objective,
             solutions_found=result.stats.solutions_found,
@@ -355,6 +364,7 @@ async def run_planner(
     max_s: float,
     lease_s: float,
     stop: asyncio.Event,
+    learning: bool = True,
 ) -> None:
     """One planner process: the :class:`Planner` and the job checker, until ``stop`` is set."""
     consumer = PlannerConsumer(names=names, database_url=database_url)
@@ -369,6 +379,7 @@ async def run_planner(
         max_s=max_s,
         lease_s=lease_s,
         block_ms=config.block_ms,
+        learning=learning,
     )
     try:
         async with asyncio.TaskGroup() as group:  # one failing stops the other

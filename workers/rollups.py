@@ -16,7 +16,6 @@ its detected arrival reached this worker is computed again when it does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from schemas.eta import (
 )
 from schemas.events import DeliveryUpdate, Event, StopDelivered, StopFailed
 from schemas.ids import RouteId, StopId
-from solver import facts, trip
+from solver import facts, learning, trip
 from store.facts import (
     ClosedStop,
     PublicationRow,
@@ -129,14 +128,6 @@ def observe(events: Sequence[Event]) -> Observed:
     return seen
 
 
-_SPACES = re.compile(r"\s+")
-
-
-def address_key(address: str) -> str:
-    """An address as repeated failures are grouped by: case and spacing left out."""
-    return _SPACES.sub(" ", address).strip().casefold()
-
-
 def stop_fact_row(
     stop: ClosedStop, published: Sequence[PublicationRow], rules: Rules
 ) -> tuple[StopFactRow, list[tuple[StopId, int, int, bool]]]:
@@ -179,7 +170,7 @@ def stop_fact_row(
         driver_id=stop.driver_id,
         carrier_id=stop.carrier_id,
         zone=h3.latlng_to_cell(stop.lat, stop.lon, rules.zone_res),
-        address_key=address_key(stop.address),
+        address_key=learning.address_key(stop.address),
         outcome=stop.outcome,
         failure_code=stop.failure_code if stop.outcome == "failed" else None,
         attempt=stop.attempt,

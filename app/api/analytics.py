@@ -1,4 +1,5 @@
-"""``GET /v1/analytics/deliveries`` and ``GET /v1/analytics/routes``: the facts, reported.
+"""``GET /v1/analytics/deliveries`` and ``GET /v1/analytics/routes``: the facts, reported;
+``GET /v1/analytics/learned``: what was learned from them.
 
 Both take a range of the organisation's days (``from``, ``to``; by default the last seven days
 up to today in its time zone, at most 366 days), a grouping (``by``) and a format (``format=csv``
@@ -14,24 +15,30 @@ from datetime import date, datetime, timedelta
 from typing import Any, Final, cast, get_args
 from zoneinfo import ZoneInfo
 
+import h3
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import READERS
-from app.errors import BadParameter
+from app.errors import BadParameter, NotFound
 from app.http import answer, query_date, resources_of
 from schemas.analytics import (
     DeliveryGroup,
     DeliveryReport,
     DeliveryRow,
     EtaAccuracy,
+    LearnedCell,
+    LearnedHour,
+    LearnedModel,
     RouteGroup,
     RouteReport,
     RouteRow,
 )
 from schemas.ids import OrgId
+from store import learning as learning_store
 from store import reports, tenants
+from workers.learner import tables_of
 
 MAX_DAYS: Final = 366
 DEFAULT_DAYS: Final = 7
@@ -221,3 +228,53 @@ async def routes(request: Request) -> Response:
         text = to_csv([msgspec.to_builtins(r) for r in rows], list(RouteRow.__struct_fields__))
         return _csv_answer(text, f"routes-{day_from}-{day_to}-by-{by}")
     return answer(RouteReport(from_day=day_from, to_day=day_to, by=by, rows=rows))
+
+
+async def learned(request: Request) -> Response:
+    """``GET /v1/analytics/learned``: what was learned from the organisation's days (the
+    model plans use), or 404 when nothing has been learned yet."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, READERS)
+    async with resources.pool.connection() as conn:
+        model = await learning_store.latest_model(conn, principal.org_id)
+    if model is None:
+        raise NotFound("nothing learned yet: run `lastmile learn` or wait for the rollups worker")
+    speeds, service = tables_of(model)
+    cells = []
+    if speeds is not None:
+        for cell, speed in sorted(speeds.by_cell.items()):
+            lat, lon = h3.cell_to_latlng(cell)
+            cells.append(
+                LearnedCell(
+                    cell=cell,
+                    lat=round(lat, 6),
+                    lon=round(lon, 6),
+                    speed_kmh=round(speed * 3.6, 1),
+                    samples=speeds.cell_samples.get(cell, 0),
+                )
+            )
+    return answer(
+        LearnedModel(
+            id=model.id,
+            learned_at=model.learned_at,
+            day_from=model.day_from,
+            day_to=model.day_to,
+            routes=model.routes,
+            city_speed_kmh=None if speeds is None else round(speeds.city_mps * 3.6, 1),
+            observed_circuity=None if speeds is None else speeds.observed_circuity,
+            speed_samples=0 if speeds is None else speeds.samples,
+            cells=cells,
+            hours=[]
+            if speeds is None
+            else [
+                LearnedHour(hour_of_week=h, speed_kmh=round(v * 3.6, 1))
+                for h, v in sorted(speeds.by_hour.items())
+            ],
+            cell_hours=0 if speeds is None else len(speeds.by_cell_hour),
+            service_overall_s=None if service is None else service.overall_s,
+            service_by_size={} if service is None else service.by_size,
+            service_addresses=0 if service is None else len(service.by_address),
+            service_customers=0 if service is None else len(service.by_customer),
+            service_samples=0 if service is None else service.samples,
+        )
+    )

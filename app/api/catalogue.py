@@ -23,7 +23,13 @@ from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import ErrorBody
 from app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
-from schemas.analytics import DeliveryGroup, DeliveryReport, RouteGroup, RouteReport
+from schemas.analytics import (
+    DeliveryGroup,
+    DeliveryReport,
+    LearnedModel,
+    RouteGroup,
+    RouteReport,
+)
 from schemas.auth import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -1024,6 +1030,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                     query("to", date, "Last day; at most 366 days."),
                     query("by", RouteGroup, "Group by `day` (default), `driver` or `carrier`."),
                     query("format", ReportFormat, "`json` (default) or `csv`."))),
+        api("GET", "/v1/analytics/learned", "What was learned from the fleet's days", READERS,
+            ok("The model plans use: speeds per cell and hour, service times.", LearnedModel,
+               ex.LEARNED_MODEL),
+            errors=(404,)),
     ),
     *section(
         "webhooks",

@@ -16,6 +16,9 @@ from schemas.analytics import (
     DeliveryReport,
     DeliveryRow,
     EtaAccuracy,
+    LearnedCell,
+    LearnedHour,
+    LearnedModel,
     RouteReport,
     RouteRow,
 )
@@ -851,4 +854,24 @@ ROUTE_REPORT: Final = RouteReport(
             gps_jumps=3,
         )
     ],
+)
+LEARNED_MODEL: Final = LearnedModel(
+    id=12,
+    learned_at=datetime(2026, 11, 24, 2, 0, tzinfo=UTC),
+    day_from=date(2026, 10, 28),
+    day_to=date(2026, 11, 24),
+    routes=412,
+    city_speed_kmh=24.3,
+    observed_circuity=1.27,
+    speed_samples=18_220,
+    cells=[
+        LearnedCell(cell="881f1d4887fffff", lat=52.5186, lon=13.4081, speed_kmh=17.9, samples=311)
+    ],
+    hours=[LearnedHour(hour_of_week=8, speed_kmh=19.4)],
+    cell_hours=2_204,
+    service_overall_s=142.0,
+    service_by_size={"1": 118.0, "2": 151.0, "3-5": 209.0, "6+": 340.0},
+    service_addresses=1_840,
+    service_customers=2_106,
+    service_samples=9_874,
 )

@@ -43,6 +43,7 @@ from app.settings import WORKER_NAMES, Settings, SettingsError
 from realtime.streams import trim_consumed
 from workers.eta import EtaConsumer
 from workers.hooks import HooksConsumer, HookSender, HookSenderConfig
+from workers.learner import run_learner
 from workers.lease import Leases, ShardKeeper, holder_name
 from workers.notify import NotifyConsumer
 from workers.persist import PersistConsumer
@@ -273,6 +274,9 @@ async def _run_on_streams(
     if name == "webhooks":
         await _run_webhooks(settings, database_url, redis, base, stop)
         return
+    if name == "rollups":
+        await _run_rollups(settings, database_url, redis, base, stop)
+        return
     if name == "eta":
         config = dataclasses.replace(base, batch_entries=settings.eta_batch)
         await _run_eta(settings, database_url, redis, config, stop)
@@ -287,9 +291,10 @@ async def _run_on_streams(
             max_s=settings.plan_max_s,
             lease_s=settings.plan_lease_s,
             stop=stop,
+            learning=settings.learning,
         )
         return
-    consumer: PersistConsumer | NotifyConsumer | RollupsConsumer
+    consumer: PersistConsumer | NotifyConsumer
     if name == "persist":
         consumer = PersistConsumer(names=names, database_url=database_url)
         config = dataclasses.replace(
@@ -300,18 +305,6 @@ async def _run_on_streams(
             linger_s=settings.persist_linger_s,
         )
         trim = trim_consumed
-    elif name == "rollups":
-        consumer = RollupsConsumer(
-            names=names,
-            database_url=database_url,
-            rules=Rules(
-                on_time_tolerance_s=settings.on_time_tolerance_s,
-                zone_res=settings.zone_h3_res,
-                grid_co2_kg_per_kwh=settings.grid_co2_kg_per_kwh,
-            ),
-        )
-        config = dataclasses.replace(base, batch_entries=settings.rollups_batch)
-        trim = None
     else:  # notify
         consumer = NotifyConsumer(
             names=names,
@@ -324,6 +317,39 @@ async def _run_on_streams(
         trim = None
     try:
         await Runner(redis, consumer, config, trim=trim).run(stop)  # type: ignore[misc]
+    finally:
+        await consumer.close()
+
+
+async def _run_rollups(
+    settings: Settings, database_url: str, redis: Redis, config: RunnerConfig, stop: asyncio.Event
+) -> None:
+    """The rollups worker (the analytics facts, a consumer group on the events stream) and, when
+    learning is on, the learner on its schedule, side by side in this process."""
+    consumer = RollupsConsumer(
+        names=stream_names(settings),
+        database_url=database_url,
+        rules=Rules(
+            on_time_tolerance_s=settings.on_time_tolerance_s,
+            zone_res=settings.zone_h3_res,
+            grid_co2_kg_per_kwh=settings.grid_co2_kg_per_kwh,
+        ),
+    )
+    try:
+        async with asyncio.TaskGroup() as group:
+            runner = Runner(
+                redis, consumer, dataclasses.replace(config, batch_entries=settings.rollups_batch)
+            )
+            group.create_task(runner.run(stop))
+            if settings.learning:
+                group.create_task(
+                    run_learner(
+                        database_url,
+                        stop,
+                        days=settings.learn_days,
+                        interval_s=settings.learn_interval_h * 3600,
+                    )
+                )
     finally:
         await consumer.close()
 

@@ -1,0 +1,316 @@
+"""Learning from what the fleet really did: driving speeds per H3 cell and hour of the week,
+and service times per address, customer and order size.
+
+Speeds. A route's cleaned GPS track (:func:`solver.trip.clean_track`), outside its stop visits,
+is cut into *passes*: for each (cell, hour of week) the route drove in, the metres and seconds
+of its steps there (a step counts in the cell of its midpoint and the local hour it began;
+waiting at a red light is part of driving, a gap longer than ``max_gap_s`` is not). Each pass
+of at least ``min_pass_s`` is one sample, its speed ``metres / seconds``. Estimates are
+**medians** (a driver stuck behind a crash, or racing an empty street, moves them little), kept
+only for groups of at least ``min_samples`` passes, and **shrunk** towards the broader figure by
+``prior_weight`` pseudo-samples: ``(n * median + k * prior) / (n + k)``. The levels: the
+city-wide median; the city per hour of week (shrunk towards the city); each cell over all
+hours, as the median of its passes' speeds relative to their hour's (shrunk towards 1, so a
+cell driven mostly at rush hour is not taken for a slow one); each cell per hour of week
+(shrunk towards what the two above predict together, ``cell * hour / city``). A lookup falls
+back level by level, so a cell never seen drives at the city's speed of that hour.
+
+The planner's model is great-circle distance x its configured circuity over a speed. GPS steps
+measure the road actually driven, so :class:`LearnedSpeeds` also scales by the *observed*
+circuity (the median over legs between stops of GPS-driven over straight-line distance): with
+``configured / observed`` the model's distances and the learned road speeds give the observed
+driving times.
+
+Service times. Samples are the closed stops whose arrival was reported or detected. The same
+median-and-shrinkage gives a figure per order size (parcels: 1, 2, 3-5, 6+), per customer and per
+address, each shrunk towards the overall median; :meth:`ServiceTable.estimate` answers with the
+most specific one known (address, then customer, then size, then overall).
+
+Pure: the learner (:mod:`workers.learner`) reads positions and facts and stores the tables.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Final
+from zoneinfo import ZoneInfo
+
+import h3
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from schemas.planning import Location
+from solver.geo import haversine_m
+from solver.trip import Fix
+
+HOURS_OF_WEEK: Final = 168
+
+
+class LearningRules(msgspec.Struct, frozen=True, kw_only=True):
+    """How much evidence the learning wants before it believes a figure."""
+
+    res: int = 8
+    """H3 resolution of the speed cells (8: about 0.7 km²)."""
+    max_gap_s: float = 120.0
+    """A step over a longer gap between fixes is not counted (signal lost, phone off)."""
+    min_pass_s: float = 30.0
+    """A pass shorter than this in a cell and hour is too little to time."""
+    min_samples: int = 5
+    """Groups with fewer samples are not kept (the lookup falls back to the broader figure)."""
+    prior_weight: float = 5.0
+    """Pseudo-samples of the broader figure each estimate is shrunk towards."""
+    min_speed_mps: float = 0.5
+    max_speed_mps: float = 40.0
+
+
+DEFAULT_RULES: Final = LearningRules()
+
+
+class SpeedPass(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One route's driving in one cell during one hour of the week."""
+
+    cell: str
+    hour_of_week: int
+    metres: float
+    seconds: float
+
+
+class SpeedTable(msgspec.Struct, frozen=True, kw_only=True):
+    """Learned driving speeds (m/s): ``by_cell_hour`` keys are ``"{cell}/{hour_of_week}"``."""
+
+    res: int
+    city_mps: float
+    by_hour: dict[int, float] = {}
+    by_cell: dict[str, float] = {}
+    by_cell_hour: dict[str, float] = {}
+    samples: int = 0
+    cell_samples: dict[str, int] = {}
+    observed_circuity: float | None = None
+    """Median GPS-driven over straight-line distance of the legs between stops."""
+
+    def speed_mps(self, cell: str, hour_of_week: int) -> float:
+        """The speed in ``cell`` at ``hour_of_week``, falling back level by level."""
+        exact = self.by_cell_hour.get(f"{cell}/{hour_of_week}")
+        if exact is not None:
+            return exact
+        hour = self.by_hour.get(hour_of_week, self.city_mps)
+        return self.by_cell.get(cell, self.city_mps) * hour / self.city_mps
+
+
+class ServiceSample(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    address_key: str
+    customer_key: str | None
+    size_key: str
+    service_s: float
+
+
+class ServiceTable(msgspec.Struct, frozen=True, kw_only=True):
+    """Learned service times (seconds) and how many samples each rests on."""
+
+    overall_s: float
+    by_size: dict[str, float] = {}
+    by_customer: dict[str, float] = {}
+    by_address: dict[str, float] = {}
+    samples: int = 0
+
+    def estimate(
+        self, address_key: str, customer_key: str | None, size_key: str
+    ) -> tuple[float, str]:
+        """The most specific learned figure and what it is for (``address``, ``customer``,
+        ``size`` or ``overall``)."""
+        if address_key in self.by_address:
+            return self.by_address[address_key], "address"
+        if customer_key is not None and customer_key in self.by_customer:
+            return self.by_customer[customer_key], "customer"
+        if size_key in self.by_size:
+            return self.by_size[size_key], "size"
+        return self.overall_s, "overall"
+
+
+def hour_of_week(instant: datetime, zone: ZoneInfo) -> int:
+    """Hours since Monday 00:00 local time (0-167)."""
+    local = instant.astimezone(zone)
+    return local.weekday() * 24 + local.hour
+
+
+_SPACES: Final = re.compile(r"\s+")
+_PHONE_NOISE: Final = re.compile(r"[^0-9+]")
+
+
+def address_key(address: str) -> str:
+    """An address as learned service times and repeated failures are kept by: case and spacing
+    left out."""
+    return _SPACES.sub(" ", address).strip().casefold()
+
+
+def customer_key(email_or_phone: str | None) -> str | None:
+    """A customer as learned service times are kept by: an email without case, or a phone's
+    digits (and leading ``+``)."""
+    if not email_or_phone or not email_or_phone.strip():
+        return None
+    text = email_or_phone.strip()
+    return text.casefold() if "@" in text else _PHONE_NOISE.sub("", text) or None
+
+
+def size_key(parcels: int) -> str:
+    """The order-size bucket of a parcel count."""
+    if parcels <= 1:
+        return "1"
+    if parcels == 2:
+        return "2"
+    return "3-5" if parcels <= 5 else "6+"
+
+
+def speed_passes(
+    segments: Sequence[Sequence[Fix]],
+    visits: Sequence[tuple[datetime, datetime]],
+    zone: ZoneInfo,
+    rules: LearningRules = DEFAULT_RULES,
+) -> list[SpeedPass]:
+    """One route's passes (see the module docstring); steps that touch a stop visit are the
+    stop's, not driving."""
+    totals: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for segment in segments:
+        for a, b in pairwise(segment):
+            dt_s = (b.time - a.time).total_seconds()
+            if dt_s <= 0 or dt_s > rules.max_gap_s:
+                continue
+            if any(start < b.time and a.time < end for start, end in visits):
+                continue
+            cell = h3.latlng_to_cell((a.lat + b.lat) / 2, (a.lon + b.lon) / 2, rules.res)
+            total = totals[(cell, hour_of_week(a.time, zone))]
+            total[0] += haversine_m(a.lat, a.lon, b.lat, b.lon)
+            total[1] += dt_s
+    return [
+        SpeedPass(cell=cell, hour_of_week=how, metres=m, seconds=s)
+        for (cell, how), (m, s) in totals.items()
+        if s >= rules.min_pass_s
+    ]
+
+
+def _shrunk(values: Sequence[float], prior: float, weight: float) -> float:
+    n = len(values)
+    return (n * statistics.median(values) + weight * prior) / (n + weight)
+
+
+def learn_speeds(
+    passes: Iterable[SpeedPass],
+    rules: LearningRules = DEFAULT_RULES,
+    observed_circuity: float | None = None,
+) -> SpeedTable | None:
+    """The speed table the passes support, or None when there are fewer than ``min_samples``."""
+    kept = [
+        (p.cell, p.hour_of_week, p.metres / p.seconds)
+        for p in passes
+        if p.seconds > 0 and rules.min_speed_mps <= p.metres / p.seconds <= rules.max_speed_mps
+    ]
+    if len(kept) < rules.min_samples:
+        return None
+    city = statistics.median(s for _, _, s in kept)
+    hours: dict[int, list[float]] = defaultdict(list)
+    cell_hours: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for cell, how, speed in kept:
+        hours[how].append(speed)
+        cell_hours[(cell, how)].append(speed)
+    k, enough = rules.prior_weight, rules.min_samples
+    by_hour = {h: _shrunk(v, city, k) for h, v in hours.items() if len(v) >= enough}
+    # A cell's figure over all hours is its samples' speed relative to their hour's, so that
+    # a cell driven mostly at rush hour is not taken for a slow one.
+    relative: dict[str, list[float]] = defaultdict(list)
+    for cell, how, speed in kept:
+        relative[cell].append(speed / by_hour.get(how, city))
+    by_cell = {c: city * _shrunk(v, 1.0, k) for c, v in relative.items() if len(v) >= enough}
+    table = SpeedTable(res=rules.res, city_mps=city, by_hour=by_hour, by_cell=by_cell)
+    by_cell_hour = {
+        f"{c}/{h}": _shrunk(v, table.speed_mps(c, h), k)
+        for (c, h), v in cell_hours.items()
+        if len(v) >= enough
+    }
+    return msgspec.structs.replace(
+        table,
+        by_cell_hour=by_cell_hour,
+        samples=len(kept),
+        cell_samples={c: len(v) for c, v in relative.items() if c in by_cell},
+        observed_circuity=observed_circuity,
+    )
+
+
+def learn_service(
+    samples: Iterable[ServiceSample], min_samples: int = 3, prior_weight: float = 3.0
+) -> ServiceTable | None:
+    """The service-time table the samples support, or None with fewer than ``min_samples``."""
+    kept = [s for s in samples if math.isfinite(s.service_s) and s.service_s >= 0]
+    if len(kept) < min_samples:
+        return None
+    overall = statistics.median(s.service_s for s in kept)
+    groups: dict[str, dict[str, list[float]]] = {
+        "size": defaultdict(list),
+        "customer": defaultdict(list),
+        "address": defaultdict(list),
+    }
+    for s in kept:
+        groups["size"][s.size_key].append(s.service_s)
+        groups["address"][s.address_key].append(s.service_s)
+        if s.customer_key is not None:
+            groups["customer"][s.customer_key].append(s.service_s)
+
+    def table(kind: str) -> dict[str, float]:
+        return {
+            key: round(_shrunk(v, overall, prior_weight), 1)
+            for key, v in groups[kind].items()
+            if len(v) >= min_samples
+        }
+
+    return ServiceTable(
+        overall_s=round(overall, 1),
+        by_size=table("size"),
+        by_customer=table("customer"),
+        by_address=table("address"),
+        samples=len(kept),
+    )
+
+
+def leg_circuity(driven_m: float, straight_m: float) -> float | None:
+    """GPS-driven over straight-line distance of one leg; None for legs too short to say."""
+    if straight_m < 200 or driven_m <= 0:
+        return None
+    return driven_m / straight_m
+
+
+class LearnedSpeeds:
+    """A :class:`~solver.matrix.SpeedModel` from a :class:`SpeedTable`, in the organisation's
+    time zone; ``circuity`` is the planner's configured factor (see the module docstring)."""
+
+    def __init__(self, table: SpeedTable, zone: ZoneInfo, circuity: float) -> None:
+        self.table = table
+        self.zone = zone
+        observed = table.observed_circuity
+        self.scale = circuity / observed if observed else 1.0
+
+    def __repr__(self) -> str:
+        return f"LearnedSpeeds(city_mps={self.table.city_mps:.2f}, scale={self.scale:.3f})"
+
+    def speed_matrix_mps(
+        self, points: Sequence[Location], depart_epoch_s: int
+    ) -> NDArray[np.float64]:
+        """The speed of each pair: the harmonic mean of the two ends' cells at the departure's
+        hour of week (half the way in each), times the circuity scale."""
+        how = hour_of_week(datetime.fromtimestamp(depart_epoch_s, UTC), self.zone)
+        speeds = np.array(
+            [
+                self.table.speed_mps(h3.latlng_to_cell(p.lat, p.lon, self.table.res), how)
+                if p.lat is not None and p.lon is not None
+                else self.table.city_mps
+                for p in points
+            ],
+            dtype=np.float64,
+        )
+        pace = 1.0 / speeds
+        return np.asarray(2.0 / (pace[:, None] + pace[None, :]) * self.scale, dtype=np.float64)

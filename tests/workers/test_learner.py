@@ -1,0 +1,206 @@
+"""The learner on rolled-up days whose answers are known, and the planner using what it learned:
+learned speeds and service times when a model exists, the configured speed when none does."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+
+from schemas.ids import DriverId, OrgId, RouteId, StopId
+from schemas.planning import Location
+from solver.geo import haversine_m
+from solver.learning import LearnedSpeeds
+from solver.matrix import ConstantSpeed, GreatCircleProvider
+from store import learning as learning_store
+from store import routes as route_store
+from store.delivery import load_day
+from store.positions import write_positions
+from tests.conftest import Tenant
+from tests.days import Day, key, make_day, plan_and_dispatch
+from workers.learner import learn, planning_model
+from workers.rollups import Rules, compute_facts
+
+START = (52.40, 13.05)
+SPEED_MPS = 9.0
+LEG_S = 300
+SERVICE_S = 120
+DAYS = 3
+STOPS = 6
+METRES_PER_DEGREE = haversine_m(52.0, 13.0, 53.0, 13.0)
+
+
+async def _one(db: psycopg.AsyncConnection, query: str, params: tuple[Any, ...]) -> Any:
+    row = await (await db.execute(query, params)).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return row[0]
+
+
+async def driven_day(
+    db: psycopg.AsyncConnection, org_id: OrgId, driver: DriverId, day: date
+) -> None:
+    """A route north in a straight line at 9 m/s: five minutes of driving (a fix every 10 s)
+    to each of six stops, two minutes at each, closed and rolled up."""
+    vehicle = await _one(
+        db, "INSERT INTO vehicles (org_id, name) VALUES (%s, 'Van') RETURNING id", (org_id,)
+    )
+    t0 = datetime(day.year, day.month, day.day, 7, tzinfo=UTC)
+    shift = await _one(
+        db,
+        "INSERT INTO shifts (org_id, driver_id, vehicle_id, day, start_lat, start_lon,"
+        " work_start, work_end) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (org_id, driver, vehicle, day, *START, t0, t0 + timedelta(hours=10)),
+    )
+    plan = await _one(
+        db, "INSERT INTO plans (org_id, day, status) VALUES (%s, %s, 'done') RETURNING id",
+        (org_id, day),
+    )  # fmt: skip
+    route = RouteId(await _one(
+        db,
+        "INSERT INTO routes (org_id, plan_id, shift_id, driver_id, vehicle_id, day,"
+        " planned_start, planned_end, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id",
+        (org_id, plan, shift, driver, vehicle, day, t0, t0 + timedelta(hours=2), t0),
+    ))  # fmt: skip
+    fixes: list[tuple[Any, ...]] = []
+    lat, t = START[0], t0
+    stops: list[tuple[StopId, Any, datetime, datetime]] = []
+    for n in range(STOPS):
+        for _ in range(LEG_S // 10):
+            fixes.append(_fix(driver, t, lat, START[1]))
+            lat += SPEED_MPS * 10 / METRES_PER_DEGREE
+            t += timedelta(seconds=10)
+        arrived = t
+        for step in range(SERVICE_S // 10):
+            fixes.append(_fix(driver, t + timedelta(seconds=10 * step), lat, START[1]))
+        t += timedelta(seconds=SERVICE_S)
+        order = await _one(
+            db,
+            "INSERT INTO orders (org_id, external_ref, address, lat, lon, day, service_s,"
+            " status, email) VALUES (%s, %s, %s, %s, %s, %s, 0, 'dispatched', %s) RETURNING id",
+            (org_id, f"{day}-{n}", f"{n} North Rd", lat, START[1], day, f"c{n}@example.com"),
+        )
+        stop = await _one(
+            db,
+            "INSERT INTO stops (org_id, route_id, order_id, seq, planned_arrival,"
+            " planned_departure) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (org_id, route, order, n, arrived, t),
+        )
+        stops.append((StopId(stop), order, arrived, t))
+    fixes.append(_fix(driver, t, lat, START[1]))
+    await write_positions(db, fixes)
+    for stop_id, order, arrived, done in stops:
+        assert await route_store.arrive(db, stop_id, arrived)
+        ref = route_store.StopRef(stop_id, route, order, "arrived")
+        assert await route_store.complete(db, org_id, ref, delivered=True, reason=None, at=done)
+    await compute_facts(db, [s[0] for s in stops], [route], Rules())
+
+
+def _fix(driver: DriverId, time: datetime, lat: float, lon: float) -> tuple[Any, ...]:
+    return (driver, time, lat, lon, None, None, 5.0, None, None, None, "test", time)
+
+
+@pytest.fixture
+async def learned(db: psycopg.AsyncConnection, tenant: Tenant) -> learning_store.ModelRow:
+    """Three driven days of the tenant, learned from."""
+    last = date(2026, 11, 20)
+    for n in range(DAYS):
+        await driven_day(db, tenant.org_id, tenant.drivers[0].id, last - timedelta(days=n))
+    summary = await learn(db, tenant.org_id, days=28, today=last)
+    assert summary.routes == DAYS
+    model = await learning_store.latest_model(db, tenant.org_id)
+    assert model is not None
+    assert model.id == summary.model_id
+    return model
+
+
+async def test_the_learner_finds_the_speed_the_circuity_and_the_service_time(
+    learned: learning_store.ModelRow,
+) -> None:
+    """Drives at 9 m/s in straight lines with two minutes at each stop learn a city speed of
+    9 m/s, an observed circuity of 1 and a service time of 120 s, for every order size."""
+    speeds = learned.speeds
+    assert speeds["city_mps"] == pytest.approx(SPEED_MPS, rel=0.01)
+    assert speeds["observed_circuity"] == pytest.approx(1.0, abs=0.01)
+    assert learned.service["overall_s"] == SERVICE_S
+    assert learned.service["by_size"] == {"1": SERVICE_S}
+
+
+async def test_the_planner_uses_learned_speeds_and_service_times_when_they_exist(
+    db: psycopg.AsyncConnection, tenant: Tenant, learned: learning_store.ModelRow
+) -> None:
+    """With a model, a 1 km leg takes what the fleet drove it in (1000 / 9 s, the configured
+    circuity cancelled by the observed one) and orders without a service time of their own get
+    the learned one; without a model, the configured 8 m/s and the orders' own."""
+    configured = GreatCircleProvider(speed=ConstantSpeed(8.0), circuity=1.3)
+    await db.execute(
+        "INSERT INTO orders (org_id, external_ref, address, lat, lon, day, service_s,"
+        " service_s_given) VALUES (%s, 'given', 'x', 52.5, 13.4, '2026-11-30', 45, true),"
+        " (%s, 'default', 'y', 52.5, 13.4, '2026-11-30', 45, false)",
+        (tenant.org_id, tenant.org_id),
+    )
+    day = await load_day(db, tenant.org_id, date(2026, 11, 30))
+    a = Location(lat=52.5, lon=13.4)
+    b = Location(lat=52.5 + 1000 / METRES_PER_DEGREE, lon=13.4)
+    chosen = planning_model(day, configured, learned)
+    assert isinstance(chosen.provider, GreatCircleProvider)
+    assert isinstance(chosen.provider.speed, LearnedSpeeds)
+    (leg,) = chosen.provider.durations([(a, b)], depart_epoch_s=1_764_000_000)
+    assert leg == pytest.approx(1000 / SPEED_MPS, abs=2)
+    assert {o.external_ref: o.service_s for o in chosen.day.orders} == {
+        "given": 45,
+        "default": SERVICE_S,
+    }
+    assert chosen.model_id == learned.id
+    assert chosen.note.startswith(f"learned model {learned.id} ")
+    plain = planning_model(day, configured, None)
+    (leg,) = plain.provider.durations([(a, b)], depart_epoch_s=1_764_000_000)
+    assert leg == round(round(1000 * 1.3) / 8.0)
+    assert {o.external_ref: o.service_s for o in plain.day.orders} == {"given": 45, "default": 45}
+    assert (plain.model_id, plain.note.startswith("configured: ")) == (None, True)
+
+
+async def test_a_plan_names_the_learned_model_it_used(
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    planner: None,
+    learned: learning_store.ModelRow,
+) -> None:
+    """A plan computed after learning says which model it travelled by, and so does the
+    learned-model report."""
+    day = await make_day(
+        http, tenant, date(2026, 12, 1), shift_window={"start": "2026-12-01T07:00:00Z",
+                                                       "end": "2026-12-01T19:00:00Z"}
+    )  # fmt: skip
+    plan = await plan_and_dispatch(http, tenant, Day(day.day, day.shift_ids, day.orders))
+    assert plan["outcome"]["model_id"] == learned.id, plan["outcome"]
+    assert plan["outcome"]["model"].startswith(f"learned model {learned.id} ")
+    report = await http.get("/v1/analytics/learned", headers=key(tenant))
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert (body["id"], body["routes"]) == (learned.id, DAYS)
+    assert body["city_speed_kmh"] == pytest.approx(SPEED_MPS * 3.6, abs=0.5)
+
+
+async def test_nothing_learned_is_a_404(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    """An organisation that has learned nothing yet gets 404 from the learned-model report."""
+    report = await http.get("/v1/analytics/learned", headers=key(tenant))
+    assert report.status_code == 404, report.text
+
+
+def test_the_model_row_round_trips() -> None:
+    """What the learner stores reads back as the tables it learned (int hour keys included)."""
+    from solver.learning import SpeedTable
+    from workers.learner import tables_of
+
+    table = SpeedTable(res=8, city_mps=8.0, by_hour={3: 7.0})
+    row = learning_store.ModelRow(
+        id=1, org_id=OrgId(1), learned_at=datetime.now(UTC), day_from=date(2026, 1, 1),
+        day_to=date(2026, 1, 2), routes=1, service=None,
+        speeds=msgspec.json.decode(msgspec.json.encode(table)),
+    )  # fmt: skip
+    assert tables_of(row) == (table, None)

@@ -1,0 +1,251 @@
+"""The learner: an organisation's recent days → its learned speeds and service times.
+
+:func:`learn` reads the routes rolled up over the last ``days`` of the organisation's days
+(their GPS tracks, their stops in the order served) and the closed stops' service times, learns
+the tables of :mod:`solver.learning` and keeps them as the organisation's newest model, which
+plans use from then on. :func:`run_learner` runs it on a schedule beside the rollups worker:
+every ``check_every_s`` it looks for organisations whose newest model is older than
+``interval_s`` and that have routes rolled up since. ``lastmile learn`` runs it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+import msgspec
+import psycopg
+import structlog
+from prometheus_client import Counter
+
+from schemas.ids import OrgId, RouteId
+from solver import learning, trip
+from solver.geo import haversine_m
+from solver.matrix import GreatCircleProvider, MatrixProvider
+from store import learning as store
+from store import tenants
+from store.delivery import DeliveryDay
+from store.facts import fixes_of
+
+log = structlog.get_logger(__name__)
+
+RUNS = Counter("lastmile_learner_runs_total", "Models learned")
+MIN_LEGS = 5
+"""Legs needed before the observed circuity is believed."""
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What one run learned, in short."""
+
+    model_id: int
+    org_id: OrgId
+    day_from: date
+    day_to: date
+    routes: int
+    speed_samples: int
+    cells: int
+    city_speed_mps: float | None
+    observed_circuity: float | None
+    service_samples: int
+    service_overall_s: float | None
+
+    def describe(self) -> str:
+        """One line for people."""
+        speed = (
+            "no speeds (too few passes)"
+            if self.city_speed_mps is None
+            else f"{self.speed_samples} passes, {self.cells} cells, city"
+            f" {self.city_speed_mps * 3.6:.1f} km/h"
+        )
+        circuity = (
+            "" if self.observed_circuity is None else f", circuity {self.observed_circuity:.2f}"
+        )
+        service = (
+            "no service times"
+            if self.service_overall_s is None
+            else f"{self.service_samples} service times, median {self.service_overall_s:.0f} s"
+        )
+        return (
+            f"org {self.org_id}: model {self.model_id} from {self.day_from} to {self.day_to},"
+            f" {self.routes} routes; {speed}{circuity}; {service}"
+        )
+
+
+async def learn(
+    conn: psycopg.AsyncConnection,
+    org_id: OrgId,
+    *,
+    days: int = 28,
+    rules: learning.LearningRules = learning.DEFAULT_RULES,
+    today: date | None = None,
+) -> Learned:
+    """Learn from the organisation's last ``days`` days (up to ``today``, by default today in
+    its time zone) and keep the result as its newest model."""
+    org = await tenants.organisation(conn, org_id)
+    zone = ZoneInfo(org.time_zone if org is not None else "UTC")
+    day_to = today or datetime.now(zone).date()
+    day_from = day_to - timedelta(days=days - 1)
+    routes = await store.routes_to_learn(conn, org_id, day_from, day_to)
+    visits: dict[RouteId, list[store.StopVisit]] = {}
+    for v in await store.visits_in_order(conn, [r.route_id for r in routes]):
+        visits.setdefault(v.route_id, []).append(v)
+    passes: list[learning.SpeedPass] = []
+    circuities: list[float] = []
+    for route in routes:
+        fixes = [
+            trip.Fix(time=f.time, lat=f.lat, lon=f.lon, accuracy_m=f.accuracy_m)
+            for f in await fixes_of(conn, route.driver_id, route.started_at, route.completed_at)
+        ]
+        stops = visits.get(route.route_id, [])
+        segments = trip.clean_track(fixes)
+        passes += learning.speed_passes(
+            segments, [(s.arrived_at, s.completed_at) for s in stops], zone, rules
+        )
+        for a, b in pairwise(stops):
+            leg = [f for f in fixes if a.completed_at <= f.time <= b.arrived_at]
+            ratio = learning.leg_circuity(
+                trip.trip_of(leg).driven_m, haversine_m(a.lat, a.lon, b.lat, b.lon)
+            )
+            if ratio is not None:
+                circuities.append(ratio)
+    observed = statistics.median(circuities) if len(circuities) >= MIN_LEGS else None
+    speeds = learning.learn_speeds(passes, rules, observed)
+    service = learning.learn_service(
+        learning.ServiceSample(
+            address_key=r.address_key,
+            customer_key=learning.customer_key(r.customer),
+            size_key=learning.size_key(r.parcels),
+            service_s=float(r.service_s),
+        )
+        for r in await store.service_rows(conn, org_id, day_from, day_to)
+    )
+    model_id = await store.store_model(
+        conn,
+        org_id,
+        day_from,
+        day_to,
+        len(routes),
+        None if speeds is None else msgspec.to_builtins(speeds),
+        None if service is None else msgspec.to_builtins(service),
+    )
+    RUNS.inc()
+    return Learned(
+        model_id=model_id,
+        org_id=org_id,
+        day_from=day_from,
+        day_to=day_to,
+        routes=len(routes),
+        speed_samples=0 if speeds is None else speeds.samples,
+        cells=0 if speeds is None else len(speeds.by_cell),
+        city_speed_mps=None if speeds is None else speeds.city_mps,
+        observed_circuity=observed,
+        service_samples=0 if service is None else service.samples,
+        service_overall_s=None if service is None else service.overall_s,
+    )
+
+
+def tables_of(
+    model: store.ModelRow,
+) -> tuple[learning.SpeedTable | None, learning.ServiceTable | None]:
+    """A stored model's tables."""
+    speeds = (
+        None
+        if model.speeds is None
+        else msgspec.convert(model.speeds, learning.SpeedTable, strict=False)
+    )
+    service = (
+        None
+        if model.service is None
+        else msgspec.convert(model.service, learning.ServiceTable, strict=False)
+    )
+    return speeds, service
+
+
+async def run_learner(
+    database_url: str,
+    stop: asyncio.Event,
+    *,
+    days: int,
+    interval_s: float,
+    check_every_s: float = 600.0,
+) -> None:
+    """Learn for every organisation that is due, every ``check_every_s``, until ``stop``."""
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+                older_than = datetime.now(UTC) - timedelta(seconds=interval_s)
+                for org_id in await store.orgs_due(conn, older_than):
+                    if stop.is_set():
+                        break
+                    learned = await learn(conn, org_id, days=days)
+                    log.info("learned", summary=learned.describe())
+        except (psycopg.Error, OSError) as exc:
+            log.warning("learning failed; trying again later", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=check_every_s)
+
+
+@dataclass(frozen=True)
+class PlanningModel:
+    """What a plan travels and serves by: the provider, the day with learned service times
+    where its orders gave none, and a note naming the model for the plan's outcome."""
+
+    provider: MatrixProvider
+    day: DeliveryDay
+    model_id: int | None
+    note: str
+
+
+def planning_model(
+    day: DeliveryDay, provider: MatrixProvider, model: store.ModelRow | None
+) -> PlanningModel:
+    """Plan ``day`` with ``model`` where it knows something: learned speeds replace a
+    great-circle provider's speed model (a road router's times are kept), learned service times
+    replace the organisation's default on orders that gave none. Without a model (or with
+    learning off), the configured provider and the orders' own service times."""
+    if model is None:
+        return PlanningModel(provider, day, None, f"configured: {_describe(provider)}")
+    speeds, service = tables_of(model)
+    used: list[str] = []
+    if speeds is not None and isinstance(provider, GreatCircleProvider):
+        zone = ZoneInfo(day.timezone)
+        learned = learning.LearnedSpeeds(speeds, zone, provider.circuity)
+        provider = GreatCircleProvider(speed=learned, circuity=provider.circuity)
+        used.append(
+            f"speeds of {len(speeds.by_cell)} cells (city {speeds.city_mps * 3.6:.1f} km/h)"
+        )
+    if service is not None:
+        orders = []
+        replaced = 0
+        for order in day.orders:
+            if order.service_s_given:
+                orders.append(order)
+                continue
+            estimate, _level = service.estimate(
+                learning.address_key(order.address),
+                learning.customer_key(order.customer),
+                learning.size_key(order.parcels),
+            )
+            orders.append(msgspec.structs.replace(order, service_s=round(estimate)))
+            replaced += 1
+        day = msgspec.structs.replace(day, orders=orders)
+        used.append(f"service times of {replaced} orders")
+    what = ", ".join(used) if used else "nothing usable"
+    return PlanningModel(
+        provider,
+        day,
+        model.id,
+        f"learned model {model.id} ({model.day_from} to {model.day_to}): {what}",
+    )
+
+
+def _describe(provider: MatrixProvider) -> str:
+    if isinstance(provider, GreatCircleProvider):
+        return f"great circle x {provider.circuity} at {provider.speed!r}"
+    return type(provider).__name__
