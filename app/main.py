@@ -178,6 +178,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Starle
         Route("/v1/analytics/deliveries", analytics.deliveries),
         Route("/v1/analytics/routes", analytics.routes),
         Route("/v1/analytics/learned", analytics.learned),
+        Route("/v1/analytics/patterns", analytics.patterns),
         Route("/v1/proofs/{proof_id}", proofs.get_proof),
         Route("/v1/stops/{stop_id}/proof", proofs.stop_proof),
         Route("/v1/stops/{stop_id}/proof-override", proofs.override, methods=["POST"]),

@@ -137,3 +137,44 @@ class LearnedModel(msgspec.Struct, frozen=True, kw_only=True):
     service_addresses: int
     service_customers: int
     service_samples: int
+
+
+PatternKind = Literal[
+    "late_zone", "failing_address", "failing_zone", "slow_service", "fast_service"
+]
+
+
+class Pattern(msgspec.Struct, frozen=True, kw_only=True):
+    """Something worth acting on, with its evidence.
+
+    ``late_zone``: a zone (H3 cell) with late stops day after day. ``failing_address`` and
+    ``failing_zone``: repeated failed first attempts, with their reasons. ``slow_service`` and
+    ``fast_service``: a driver whose median service time stands out from the fleet's.
+    """
+
+    kind: PatternKind
+    key: str
+    """The zone's cell, the address (without case or spacing), or the driver's id."""
+    label: str
+    """The address as entered (customer text: escape it where it is shown), or the driver's
+    name."""
+    summary: str
+    zone: str | None = None
+    days: int | None = None
+    """Days of the range it showed on."""
+    stops: int | None = None
+    late: int | None = None
+    mean_lateness_s: float | None = None
+    failed: int | None = None
+    first_attempts: int | None = None
+    reasons: dict[str, int] = {}
+    median_service_s: float | None = None
+    fleet_median_service_s: float | None = None
+
+
+class PatternReport(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/analytics/patterns``: most telling first within each kind."""
+
+    from_day: date
+    to_day: date
+    patterns: list[Pattern]

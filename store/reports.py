@@ -17,6 +17,7 @@ from psycopg.rows import class_row
 
 from schemas.analytics import DeliveryGroup, RouteGroup
 from schemas.ids import OrgId
+from store.rows import fetch_all
 
 _GROUPS: Final[dict[str, tuple[LiteralString, LiteralString]]] = {
     "day": ("f.day::text", "f.day::text"),
@@ -161,3 +162,111 @@ async def route_totals(
         " GROUP BY 1 ORDER BY 2, 1"
     ).format(key=sql.SQL(key), label=sql.SQL(label), names=sql.SQL(_NAMES))
     return await _rows(conn, RouteTotals, query, (org_id, day_from, day_to))
+
+
+@dataclass(frozen=True)
+class LateZone:
+    zone: str
+    days: int
+    late_days: int
+    with_window: int
+    late: int
+    mean_lateness_s: float
+
+
+@dataclass(frozen=True)
+class FailingPlace:
+    key: str
+    label: str
+    zone: str
+    failed: int
+    first_attempts: int
+    days: int
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class DriverService:
+    driver_id: int
+    label: str
+    stops: int
+    median_service_s: float
+
+
+async def late_zones(
+    conn: AsyncConnection[Any], org_id: OrgId, day_from: date, day_to: date, min_days: int
+) -> list[LateZone]:
+    """Zones with late stops on at least ``min_days`` days of the range, most late days first."""
+    return await fetch_all(
+        conn,
+        class_row(LateZone),
+        "SELECT zone, count(DISTINCT day)::int AS days,"
+        " count(DISTINCT day) FILTER (WHERE punctuality = 'late')::int AS late_days,"
+        " count(punctuality)::int AS with_window,"
+        " count(*) FILTER (WHERE punctuality = 'late')::int AS late,"
+        " coalesce(avg(lateness_s) FILTER (WHERE punctuality = 'late'), 0)::float8"
+        "  AS mean_lateness_s"
+        " FROM stop_facts WHERE org_id = %s AND day BETWEEN %s AND %s GROUP BY zone"
+        " HAVING count(DISTINCT day) FILTER (WHERE punctuality = 'late') >= %s"
+        " ORDER BY late_days DESC, late DESC, zone LIMIT 50",
+        (org_id, day_from, day_to, min_days),
+    )
+
+
+async def failing_addresses(
+    conn: AsyncConnection[Any], org_id: OrgId, day_from: date, day_to: date, min_failed: int
+) -> list[FailingPlace]:
+    """Addresses whose first attempts failed at least ``min_failed`` times, with the reasons."""
+    return await fetch_all(
+        conn,
+        class_row(FailingPlace),
+        "SELECT f.address_key AS key, max(o.address) AS label, max(f.zone) AS zone,"
+        " count(*) FILTER (WHERE f.outcome = 'failed')::int AS failed,"
+        " count(*)::int AS first_attempts,"
+        " count(DISTINCT f.day) FILTER (WHERE f.outcome = 'failed')::int AS days,"
+        " array_agg(coalesce(f.failure_code, 'unspecified') ORDER BY f.completed_at)"
+        "  FILTER (WHERE f.outcome = 'failed') AS reasons"
+        " FROM stop_facts f JOIN orders o ON o.id = f.order_id"
+        " WHERE f.org_id = %s AND f.day BETWEEN %s AND %s AND f.attempt = 1"
+        " GROUP BY f.address_key"
+        " HAVING count(*) FILTER (WHERE f.outcome = 'failed') >= %s"
+        " ORDER BY failed DESC, key LIMIT 50",
+        (org_id, day_from, day_to, min_failed),
+    )
+
+
+async def failing_zones(
+    conn: AsyncConnection[Any], org_id: OrgId, day_from: date, day_to: date, min_failed: int
+) -> list[FailingPlace]:
+    """Zones with at least ``min_failed`` failed first attempts, with the reasons."""
+    return await fetch_all(
+        conn,
+        class_row(FailingPlace),
+        "SELECT zone AS key, zone AS label, zone,"
+        " count(*) FILTER (WHERE outcome = 'failed')::int AS failed,"
+        " count(*)::int AS first_attempts,"
+        " count(DISTINCT day) FILTER (WHERE outcome = 'failed')::int AS days,"
+        " array_agg(coalesce(failure_code, 'unspecified') ORDER BY completed_at)"
+        "  FILTER (WHERE outcome = 'failed') AS reasons"
+        " FROM stop_facts WHERE org_id = %s AND day BETWEEN %s AND %s AND attempt = 1"
+        " GROUP BY zone HAVING count(*) FILTER (WHERE outcome = 'failed') >= %s"
+        " ORDER BY failed DESC, key LIMIT 200",
+        (org_id, day_from, day_to, min_failed),
+    )
+
+
+async def driver_service(
+    conn: AsyncConnection[Any], org_id: OrgId, day_from: date, day_to: date
+) -> list[DriverService]:
+    """Each driver's median service time over the stops whose arrival is known."""
+    return await fetch_all(
+        conn,
+        class_row(DriverService),
+        "SELECT f.driver_id, max(coalesce(d.name, 'driver ' || f.driver_id)) AS label,"
+        " count(*)::int AS stops,"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY f.service_s)::float8 AS median_service_s"
+        " FROM stop_facts f LEFT JOIN drivers d ON d.id = f.driver_id"
+        " WHERE f.org_id = %s AND f.day BETWEEN %s AND %s AND f.arrival_source <> 'completion'"
+        " GROUP BY f.driver_id ORDER BY f.driver_id",
+        (org_id, day_from, day_to),
+    )

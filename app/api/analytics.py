@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 from datetime import date, datetime, timedelta
 from typing import Any, Final, cast, get_args
 from zoneinfo import ZoneInfo
@@ -31,6 +32,8 @@ from schemas.analytics import (
     LearnedCell,
     LearnedHour,
     LearnedModel,
+    Pattern,
+    PatternReport,
     RouteGroup,
     RouteReport,
     RouteRow,
@@ -278,3 +281,117 @@ async def learned(request: Request) -> Response:
             service_samples=0 if service is None else service.samples,
         )
     )
+
+
+LATE_ZONE_MIN_DAYS: Final = 3
+"""A zone runs late "day after day" when it has late stops on at least this many days of the
+range, and on at least half the days it had stops."""
+FAILING_ADDRESS_MIN: Final = 2
+FAILING_ZONE_MIN: Final = 3
+FAILING_ZONE_FACTOR: Final = 2.0
+"""A zone's first attempts fail "repeatedly" when at least this many times the organisation's
+rate (and at least :data:`FAILING_ZONE_MIN` of them)."""
+SERVICE_MIN_STOPS: Final = 20
+SLOW_FACTOR: Final = 1.5
+FAST_FACTOR: Final = 0.6
+"""A driver's median service time stands out at this many times the fleet's (the median of the
+drivers' medians), over at least :data:`SERVICE_MIN_STOPS` stops."""
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min"
+
+
+def _reasons(codes: list[str]) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for code in codes:
+        counted[code] = counted.get(code, 0) + 1
+    return dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+async def patterns(request: Request) -> Response:
+    """``GET /v1/analytics/patterns``: zones late day after day, addresses and zones whose first
+    attempts keep failing (with why), drivers whose service times stand out."""
+    resources = resources_of(request)
+    principal = await resources.auth.require_api_key(request, READERS)
+    day_from, day_to = await _range(request, principal.org_id)
+    org = principal.org_id
+    found: list[Pattern] = []
+    async with resources.pool.connection() as conn:
+        for z in await reports.late_zones(conn, org, day_from, day_to, LATE_ZONE_MIN_DAYS):
+            if z.late_days * 2 < z.days:
+                continue
+            found.append(
+                Pattern(
+                    kind="late_zone",
+                    key=z.zone,
+                    label=z.zone,
+                    zone=z.zone,
+                    summary=f"late on {z.late_days} of {z.days} days: {z.late} of"
+                    f" {z.with_window} stops with a window, {_minutes(z.mean_lateness_s)}"
+                    " late on average",
+                    days=z.late_days,
+                    stops=z.with_window,
+                    late=z.late,
+                    mean_lateness_s=round(z.mean_lateness_s, 1),
+                )
+            )
+        for a in await reports.failing_addresses(conn, org, day_from, day_to, FAILING_ADDRESS_MIN):
+            reasons = _reasons(a.reasons)
+            found.append(
+                Pattern(
+                    kind="failing_address",
+                    key=a.key,
+                    label=a.label,
+                    zone=a.zone,
+                    summary=f"{a.failed} of {a.first_attempts} first attempts failed on"
+                    f" {a.days} days ({', '.join(f'{k} {n}' for k, n in reasons.items())})",
+                    days=a.days,
+                    failed=a.failed,
+                    first_attempts=a.first_attempts,
+                    reasons=reasons,
+                )
+            )
+        totals = await reports.delivery_totals(conn, org, day_from, day_to, "day")
+        first = sum(t.first_attempts for t in totals)
+        failed_first = first - sum(t.first_delivered for t in totals)
+        rate = failed_first / first if first else 0.0
+        for fz in await reports.failing_zones(conn, org, day_from, day_to, FAILING_ZONE_MIN):
+            if fz.failed < FAILING_ZONE_FACTOR * rate * fz.first_attempts:
+                continue
+            reasons = _reasons(fz.reasons)
+            found.append(
+                Pattern(
+                    kind="failing_zone",
+                    key=fz.key,
+                    label=fz.label,
+                    zone=fz.zone,
+                    summary=f"{fz.failed} of {fz.first_attempts} first attempts failed"
+                    f" ({fz.failed / fz.first_attempts:.0%}; the organisation's {rate:.0%})",
+                    days=fz.days,
+                    failed=fz.failed,
+                    first_attempts=fz.first_attempts,
+                    reasons=reasons,
+                )
+            )
+        drivers = await reports.driver_service(conn, org, day_from, day_to)
+    enough = [d for d in drivers if d.stops >= SERVICE_MIN_STOPS]
+    if len(enough) >= 2:
+        fleet = statistics.median(d.median_service_s for d in enough)
+        for d in enough:
+            ratio = d.median_service_s / fleet if fleet > 0 else 1.0
+            if FAST_FACTOR < ratio < SLOW_FACTOR:
+                continue
+            found.append(
+                Pattern(
+                    kind="slow_service" if ratio >= SLOW_FACTOR else "fast_service",
+                    key=str(d.driver_id),
+                    label=d.label,
+                    summary=f"median service {d.median_service_s:.0f} s over {d.stops} stops,"
+                    f" {ratio:.1f} times the fleet's {fleet:.0f} s",
+                    stops=d.stops,
+                    median_service_s=round(d.median_service_s, 1),
+                    fleet_median_service_s=round(fleet, 1),
+                )
+            )
+    return answer(PatternReport(from_day=day_from, to_day=day_to, patterns=found))

@@ -27,6 +27,7 @@ from schemas.analytics import (
     DeliveryGroup,
     DeliveryReport,
     LearnedModel,
+    PatternReport,
     RouteGroup,
     RouteReport,
 )
@@ -1030,6 +1031,14 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                     query("to", date, "Last day; at most 366 days."),
                     query("by", RouteGroup, "Group by `day` (default), `driver` or `carrier`."),
                     query("format", ReportFormat, "`json` (default) or `csv`."))),
+        api("GET", "/v1/analytics/patterns", "Patterns worth acting on, with their evidence",
+            READERS,
+            ok("Zones late day after day, addresses and zones whose first attempts keep"
+               " failing, drivers whose service times stand out.", PatternReport,
+               ex.PATTERN_REPORT),
+            params=(query("from", date, "First day, `YYYY-MM-DD` (default: six days before"
+                          " `to`)."),
+                    query("to", date, "Last day (default: today); at most 366 days."))),
         api("GET", "/v1/analytics/learned", "What was learned from the fleet's days", READERS,
             ok("The model plans use: speeds per cell and hour, service times.", LearnedModel,
                ex.LEARNED_MODEL),

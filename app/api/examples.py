@@ -19,6 +19,8 @@ from schemas.analytics import (
     LearnedCell,
     LearnedHour,
     LearnedModel,
+    Pattern,
+    PatternReport,
     RouteReport,
     RouteRow,
 )
@@ -874,4 +876,32 @@ LEARNED_MODEL: Final = LearnedModel(
     service_addresses=1_840,
     service_customers=2_106,
     service_samples=9_874,
+)
+PATTERN_REPORT: Final = PatternReport(
+    from_day=date(2026, 11, 18),
+    to_day=DAY,
+    patterns=[
+        Pattern(
+            kind="late_zone",
+            key="881f1d4887fffff",
+            label="881f1d4887fffff",
+            zone="881f1d4887fffff",
+            summary="late on 5 of 6 days: 14 of 52 stops with a window, 18 min late on average",
+            days=5,
+            stops=52,
+            late=14,
+            mean_lateness_s=1084.0,
+        ),
+        Pattern(
+            kind="failing_address",
+            key="12 linden st",
+            label="12 Linden St",
+            zone="881f1d4887fffff",
+            summary="3 of 3 first attempts failed on 3 days (not_home 2, access 1)",
+            days=3,
+            failed=3,
+            first_attempts=3,
+            reasons={"not_home": 2, "access": 1},
+        ),
+    ],
 )
