@@ -55,6 +55,8 @@ class DeliveryRow(msgspec.Struct, frozen=True, kw_only=True):
     ratings: int
     rating_mean: float | None
     eta: list[EtaAccuracy] = []
+    boundary: list[tuple[float, float]] | None = None
+    """Grouped by zone: the cell's outline, ``[lat, lon]`` corners (not in the CSV)."""
 
 
 class DeliveryReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,6 +104,8 @@ class LearnedCell(msgspec.Struct, frozen=True, kw_only=True):
     lon: float
     speed_kmh: float
     samples: int
+    boundary: list[tuple[float, float]] = []
+    """The cell's outline, ``[lat, lon]`` corners."""
 
 
 class LearnedHour(msgspec.Struct, frozen=True, kw_only=True):

@@ -119,7 +119,7 @@ def _csv_answer(text: str, name: str) -> Response:
 
 
 def _delivery_rows(
-    totals: list[reports.DeliveryTotals], etas: list[reports.EtaTotals]
+    totals: list[reports.DeliveryTotals], etas: list[reports.EtaTotals], *, zones: bool
 ) -> list[DeliveryRow]:
     by_key: dict[str, list[EtaAccuracy]] = {}
     for e in etas:
@@ -152,14 +152,20 @@ def _delivery_rows(
             ratings=t.ratings,
             rating_mean=_round(t.rating_mean, 2),
             eta=by_key.get(t.key, []),
+            boundary=_outline(t.key) if zones else None,
         )
         for t in totals
     ]
 
 
+def _outline(cell: str) -> list[tuple[float, float]]:
+    """An H3 cell's corners, rounded to about a metre."""
+    return [(round(lat, 5), round(lon, 5)) for lat, lon in h3.cell_to_boundary(cell)]
+
+
 def _flat_delivery(row: DeliveryRow) -> dict[str, Any]:
     flat: dict[str, Any] = msgspec.to_builtins(row)
-    del flat["eta"]
+    del flat["eta"], flat["boundary"]
     for e in row.eta:
         flat[f"eta_{e.horizon_min}min_arrivals"] = e.arrivals
         flat[f"eta_{e.horizon_min}min_mae_s"] = e.mae_s
@@ -168,7 +174,7 @@ def _flat_delivery(row: DeliveryRow) -> dict[str, Any]:
 
 
 DELIVERY_COLUMNS: Final = [
-    *(f for f in DeliveryRow.__struct_fields__ if f != "eta"),
+    *(f for f in DeliveryRow.__struct_fields__ if f not in ("eta", "boundary")),
     *(
         f"eta_{h}min_{what}"
         for h in (5, 15, 30, 60)
@@ -188,7 +194,7 @@ async def deliveries(request: Request) -> Response:
     async with resources.pool.connection() as conn:
         totals = await reports.delivery_totals(conn, principal.org_id, day_from, day_to, by)
         etas = await reports.eta_totals(conn, principal.org_id, day_from, day_to, by)
-    rows = _delivery_rows(totals, etas)
+    rows = _delivery_rows(totals, etas, zones=by == "zone" and not wants_csv)
     if wants_csv:
         text = to_csv([_flat_delivery(r) for r in rows], DELIVERY_COLUMNS)
         return _csv_answer(text, f"deliveries-{day_from}-{day_to}-by-{by}")
@@ -254,6 +260,7 @@ async def learned(request: Request) -> Response:
                     lon=round(lon, 6),
                     speed_kmh=round(speed * 3.6, 1),
                     samples=speeds.cell_samples.get(cell, 0),
+                    boundary=_outline(cell),
                 )
             )
     return answer(

@@ -524,6 +524,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         public("GET", "/plan", "Plan a day: orders, shifts, plans, review, dispatch",
                page("The page; a user signs in on it, or it reads an API key from the fragment"
                     " `#key=lmk_…`.")),
+        public("GET", "/analytics", "Analytics: trends, drivers, zones, patterns, exports",
+               page("The page; a user signs in on it, or it reads an API key from the fragment"
+                    " `#key=lmk_…`.")),
         public("GET", "/admin", "Settings: the organisation, users, API keys, devices",
                page("The page; a user signs in on it, or it reads an API key from the fragment"
                     " `#key=lmk_…`.")),

@@ -105,6 +105,7 @@ async def docs_page(request: Request) -> Response:
 LINKS: Final = {
     "dispatch": "/dispatch",
     "plan": "/plan",
+    "analytics": "/analytics",
     "admin": "/admin",
     "docs": "/docs",
     "openapi": "/openapi.json",

@@ -1,5 +1,6 @@
 """The pages the app serves: ``/dispatch`` (dispatcher live map), ``/plan`` (planning a day and
-dispatching it), ``/admin`` (settings, users, keys and devices), ``/t/{token}`` (customer) and
+dispatching it), ``/analytics`` (what the days really were), ``/admin`` (settings, users, keys
+and devices), ``/t/{token}`` (customer) and
 ``/driver`` (the driver app, an installable web app with its service worker at ``/driver/sw.js``).
 
 They are static shells: the HTML carries no data and no credential, only configuration in
@@ -19,9 +20,10 @@ all share), and its scripts read the API and the sockets themselves:
 
 The assets are served from ``/static/<page>/`` (ours), ``/static/leaflet/`` and
 ``/static/markercluster/`` (the ``xstatic-leaflet`` and ``xstatic-leaflet-markercluster``
-packages), so the pages need no CDN and work offline apart from the map tiles. Every page
-answer carries a Content-Security-Policy that allows scripts from this origin only and images
-from the tile server too.
+packages) and ``/static/plotly/`` (plotly.js from the ``plotly`` package), so the pages need
+no CDN and work offline apart from the map tiles. Every page answer carries a
+Content-Security-Policy that allows scripts from this origin only and images from the tile
+server too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import plotly
 import xstatic.pkg.leaflet
 import xstatic.pkg.leaflet_markercluster
 from starlette.requests import Request
@@ -42,8 +45,10 @@ from app.settings import Settings
 HERE = Path(__file__).parent
 LEAFLET = Path(xstatic.pkg.leaflet.BASE_DIR)
 MARKERCLUSTER = Path(xstatic.pkg.leaflet_markercluster.BASE_DIR)
+PLOTLY = Path(plotly.__file__).parent / "package_data"
+"""Where the ``plotly`` package keeps plotly.js (``plotly.min.js``), the analytics page's charts."""
 TILES_OFF = "off"
-PAGE_FOLDERS = ("dispatch", "track", "common", "driver", "mail", "admin", "plan")
+PAGE_FOLDERS = ("dispatch", "track", "common", "driver", "mail", "admin", "plan", "analytics")
 """The folders whose files are served under ``/static/<folder>/``."""
 
 
@@ -67,6 +72,10 @@ def routes() -> list[BaseRoute]:
         """Planning a day: orders, shifts, plans compared and reviewed, dispatch (signed in)."""
         return _page(templates, request, "plan/index.html", {})
 
+    async def analytics(request: Request) -> Response:
+        """Analytics: figures, trends, drivers, the zone map, patterns, exports (signed in)."""
+        return _page(templates, request, "analytics/index.html", {})
+
     async def track(request: Request) -> Response:
         """The customer's tracking page for the token in the path (checked by the API)."""
         return _page(
@@ -89,6 +98,7 @@ def routes() -> list[BaseRoute]:
         Route("/dispatch", dispatch, name="dispatch_page"),
         Route("/admin", admin, name="admin_page"),
         Route("/plan", plan, name="plan_page"),
+        Route("/analytics", analytics, name="analytics_page"),
         Route("/t/{token}", track, name="track_page"),
         Route("/driver", driver, name="driver_page"),
         Route("/demo/mail", mail, name="mail_page"),
@@ -97,6 +107,7 @@ def routes() -> list[BaseRoute]:
         Route("/favicon.ico", favicon, name="favicon"),
         Mount("/static/leaflet", StaticFiles(directory=LEAFLET), name="leaflet"),
         Mount("/static/markercluster", StaticFiles(directory=MARKERCLUSTER), name="markercluster"),
+        Mount("/static/plotly", StaticFiles(directory=PLOTLY), name="plotly"),
         *(
             Mount(f"/static/{folder}", StaticFiles(directory=HERE / folder), name=folder)
             for folder in PAGE_FOLDERS
