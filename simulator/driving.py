@@ -18,6 +18,10 @@ route, arrive, deliver or fail). Randomness is per driver and seeded (:class:`Dr
 * a jam for delayed drivers: on one leg the driver crawls for ``jam_s`` extra seconds;
 * GPS noise on every fix: a few metres of position error, speed and heading jitter, a reported
   accuracy, and a battery that drains over the simulated day.
+
+With a :class:`~simulator.world.World`, the city's hidden truth multiplies in: each leg's speed
+by its zone's and hour's factor (at the leg's midpoint and start) and the city-wide error, each
+stop's service time by its customer's factor.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from collections.abc import Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
+
+from simulator.world import World
 
 EARTH_RADIUS_M = 6_371_008.8
 BASE_SPEED_MPS = 8.0
@@ -340,8 +346,10 @@ class DriverModel:
         base_speed_mps: float = BASE_SPEED_MPS,
         circuity: float = CIRCUITY,
         gps_sigma_m: float = GPS_SIGMA_M,
+        world: World | None = None,
     ) -> None:
         self.seed = seed
+        self.world = world
         self.profile = profile
         self.base_speed_mps = base_speed_mps
         self.circuity = circuity
@@ -393,7 +401,7 @@ class DriverModel:
                 t = drive.end_s
             here = stop.point
             actions.append(Action(t, "arrive", stop.stop_id))
-            done_s = service_start(t, stop.windows) + self._dwell(stop.service_s)
+            done_s = service_start(t, stop.windows) + self._dwell(stop.service_s, stop.point)
             phases.append(Hold(here, t, done_s, stop.stop_id))
             kind: ActionKind = "deliver" if stop.fail_reason is None else "fail"
             actions.append(Action(done_s, kind, stop.stop_id, stop.fail_reason))
@@ -493,6 +501,9 @@ class DriverModel:
         if dist < 1.0:
             return None
         road = self.base_speed_mps * self.profile.speed_factor * noise
+        if self.world is not None:  # the city's own speed there, then (the leg's midpoint)
+            middle = along(origin, destination, 0.5)
+            road *= self.world.speed_factor(middle.lat, middle.lon, start_s)
         progress = road / self.circuity
         if leg != self._jam_leg:
             return Drive(
@@ -509,8 +520,10 @@ class DriverModel:
         segments = (Segment(t0, f0, road), Segment(t1, f1, crawl_road), Segment(t2, 1.0, road))
         return Drive(origin, destination, start_s, segments, leg)
 
-    def _dwell(self, service_s: float) -> float:
+    def _dwell(self, service_s: float, place: Point) -> float:
         noise = min(2.0, max(0.5, self._route_rng.lognormvariate(0.0, DWELL_SIGMA)))
+        if self.world is not None:  # what this customer really takes
+            service_s *= self.world.service_factor(place.lat, place.lon)
         return service_s * noise
 
 

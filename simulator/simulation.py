@@ -57,6 +57,7 @@ from simulator.driving import (
     draw_profiles,
 )
 from simulator.fleet import Api, ApiError, DaySpec, Fleet, create_fleet, plan_and_dispatch, retire
+from simulator.world import World
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +107,9 @@ class SimulationConfig:
     ca_file: Path | None = None
     """Certificates to trust for an ``https`` server (a local authority's), besides the
     system's."""
+    world: World | None = None
+    """The city's hidden truth (zone, hour and city-wide speeds, customers' service times) the
+    drivers live in and the planner does not know; None: the planner's own model, noise aside."""
 
     def tls(self) -> ssl.SSLContext | None:
         """How HTTPS and WSS connections check the server: None for plain HTTP."""
@@ -454,7 +458,7 @@ class Simulation:
         seats = []
         for route in routes:
             n = index[route.driver_id]
-            model = DriverModel(derive_seed(c.seed, n), profiles[n])
+            model = DriverModel(derive_seed(c.seed, n), profiles[n], world=c.world)
             stops = [self._stop_of(s, fleet.fail_reasons) for s in route.stops]
             itinerary = model.itinerary(
                 depot, clock.sim_start_s, route.planned_start.timestamp(), stops, depot

@@ -237,6 +237,20 @@ async def simulate_in_server(config: SimulationConfig, stop: asyncio.Event) -> N
     help="Start a day already this many hours under way (its past replayed in seconds, the"
     " rest on the server's clock); needs --speedup 1.",
 )
+@click.option(
+    "--world/--no-world",
+    default=False,
+    show_default=True,
+    help="Drive in a city whose speeds (by zone and hour) and customers' service times differ"
+    " from the planner's model, for learning to find (docs/simulator.md).",
+)
+@click.option(
+    "--city-factor",
+    type=click.FloatRange(0.1, 10),
+    default=1.0,
+    show_default=True,
+    help="With --world: every driver's speed against the planner's model.",
+)
 @click.pass_context
 def simulate_command(
     ctx: click.Context,
@@ -250,6 +264,8 @@ def simulate_command(
     seed: int,
     ping_interval_s: float,
     under_way_h: float,
+    world: bool,
+    city_factor: float,
 ) -> None:
     """Drive a simulated delivery day through a running server (docs/simulator.md)."""
     require_simulator()
@@ -262,6 +278,7 @@ def simulate_command(
 
     from simulator.fleet import ApiError
     from simulator.simulation import SimulationConfig, simulate
+    from simulator.world import World
 
     try:
         config = SimulationConfig(
@@ -275,6 +292,7 @@ def simulate_command(
             seed=seed,
             ping_interval_s=ping_interval_s,
             under_way_h=under_way_h,
+            world=World(seed=seed, city_factor=city_factor) if world else None,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

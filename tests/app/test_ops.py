@@ -79,6 +79,7 @@ async def test_readiness_names_a_stuck_consumer_group_and_the_api_stays_ready(
         "eta": "ok",
         "notify": "ok",
         "webhooks": "ok",
+        "rollups": "ok",
     }
     stream = server.settings.redis_prefix + "plans"
     await redis.xgroup_create(stream, "planner", id="0", mkstream=True)
