@@ -18,6 +18,10 @@ batch, so another worker, or this one after a restart, continues where it was; a
 batch finds its pings already seen by the state, and fires nothing twice. One consumer works on
 a ping shard at a time, holding that shard's lease (:mod:`workers.lease`); ETA processes share
 the shards, and :func:`app.process.server.run_worker` runs one consumer over the shards held.
+
+With ``learning`` on, a driver's windows are predicted with the speeds learned from their
+organisation's days (:mod:`workers.learner`; its newest model, read again every ``model_ttl_s``)
+instead of the configured speed: the prior that the driver's own pace then corrects.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ from schemas.ping import PingBatch
 from solver.eta import DEFAULT_CONFIG, on_route_changed, route_from_view, update
 from solver.matrix import MatrixProvider
 from store import routes as route_store
+from store import tenants
+from store.learning import latest_model
 from workers.connection import OwnConnection
+from workers.learner import tables_of, with_speeds
 from workers.runner import Entry
 
 GROUP = "eta"
@@ -53,6 +60,8 @@ class _Tracked:
     state: TrackerState | None
     checked: float
     generation: object = None
+    provider: MatrixProvider | None = None
+    """The driver's organisation's travel model (learned speeds, when it has them)."""
 
 
 @dataclass
@@ -68,7 +77,11 @@ class EtaConsumer(OwnConnection):
     group: str = GROUP
     shards: Sequence[int] | None = None
     """The ping shards this consumer reads (default: all of them)."""
+    learning: bool = False
+    """Predict with each organisation's learned speeds (re-read every ``model_ttl_s``)."""
+    model_ttl_s: float = 600.0
     _tracked: dict[DriverId, _Tracked] = field(default_factory=dict)
+    _providers: dict[OrgId, tuple[float, MatrixProvider]] = field(default_factory=dict)
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
 
     def streams(self) -> Sequence[str]:
@@ -113,7 +126,9 @@ class EtaConsumer(OwnConnection):
         windows = []
         details = []
         for ping in sorted(batch.pings, key=lambda p: p.time):
-            state, published, detected = update(state, route, ping, self.provider, self.config)
+            state, published, detected = update(
+                state, route, ping, tracked.provider or self.provider, self.config
+            )
             windows += published
             details += detected
         tracked.state = state
@@ -153,9 +168,28 @@ class EtaConsumer(OwnConnection):
             state=state if route is not None else None,
             checked=time.monotonic(),
             generation=generation,
+            provider=await self._provider_of(org_id) if route is not None else None,
         )
         self._tracked[driver_id] = fresh
         return fresh
+
+    async def _provider_of(self, org_id: OrgId) -> MatrixProvider:
+        """The organisation's travel model: the configured one driven at its learned speeds
+        (its newest model, read at most every ``model_ttl_s``), else the configured one."""
+        if not self.learning:
+            return self.provider
+        kept = self._providers.get(org_id)
+        if kept is not None and time.monotonic() - kept[0] < self.model_ttl_s:
+            return kept[1]
+        conn = await self._connection()
+        model = await latest_model(conn, org_id)
+        provider = self.provider
+        if model is not None:
+            org = await tenants.organisation(conn, org_id)
+            speeds, _service = tables_of(model)
+            provider = with_speeds(self.provider, speeds, org.time_zone if org else "UTC")
+        self._providers[org_id] = (time.monotonic(), provider)
+        return provider
 
     async def _saved(self, driver_id: DriverId, route: EtaRoute | None) -> TrackerState | None:
         if route is None:

@@ -213,10 +213,9 @@ def planning_model(
         return PlanningModel(provider, day, None, f"configured: {_describe(provider)}")
     speeds, service = tables_of(model)
     used: list[str] = []
-    if speeds is not None and isinstance(provider, GreatCircleProvider):
-        zone = ZoneInfo(day.timezone)
-        learned = learning.LearnedSpeeds(speeds, zone, provider.circuity)
-        provider = GreatCircleProvider(speed=learned, circuity=provider.circuity)
+    learned = with_speeds(provider, speeds, day.timezone)
+    if learned is not provider and speeds is not None:
+        provider = learned
         used.append(
             f"speeds of {len(speeds.by_cell)} cells (city {speeds.city_mps * 3.6:.1f} km/h)"
         )
@@ -243,6 +242,17 @@ def planning_model(
         model.id,
         f"learned model {model.id} ({model.day_from} to {model.day_to}): {what}",
     )
+
+
+def with_speeds(
+    provider: MatrixProvider, speeds: learning.SpeedTable | None, timezone: str
+) -> MatrixProvider:
+    """``provider`` driven at learned ``speeds`` when it is the great-circle model (a road
+    router's times are kept, and so is everything without speeds)."""
+    if speeds is None or not isinstance(provider, GreatCircleProvider):
+        return provider
+    model = learning.LearnedSpeeds(speeds, ZoneInfo(timezone), provider.circuity)
+    return GreatCircleProvider(speed=model, circuity=provider.circuity)
 
 
 def _describe(provider: MatrixProvider) -> str:

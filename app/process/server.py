@@ -414,6 +414,7 @@ async def _run_eta(
             provider=live_provider(settings),
             redis=redis,
             shards=shards,
+            learning=settings.learning,
         )
         try:
             await Runner(redis, consumer, config).run(halt)

@@ -10,7 +10,9 @@ import httpx
 import msgspec
 import psycopg
 import pytest
+from redis.asyncio import Redis
 
+from realtime.streams import StreamNames
 from schemas.ids import DriverId, OrgId, RouteId, StopId
 from schemas.planning import Location
 from solver.geo import haversine_m
@@ -22,6 +24,7 @@ from store.delivery import load_day
 from store.positions import write_positions
 from tests.conftest import Tenant
 from tests.days import Day, key, make_day, plan_and_dispatch
+from workers.eta import EtaConsumer
 from workers.learner import learn, planning_model
 from workers.rollups import Rules, compute_facts
 
@@ -204,3 +207,27 @@ def test_the_model_row_round_trips() -> None:
         speeds=msgspec.json.decode(msgspec.json.encode(table)),
     )  # fmt: skip
     assert tables_of(row) == (table, None)
+
+
+async def test_the_eta_worker_predicts_with_the_learned_speeds_when_learning_is_on(
+    tenant: Tenant, learned: learning_store.ModelRow, database_url: str, redis: Redis
+) -> None:
+    """With learning on, the ETA worker times a 1 km leg of the organisation's drivers as the
+    fleet drove it; with learning off, at the configured speed."""
+    configured = GreatCircleProvider(speed=ConstantSpeed(8.0), circuity=1.3)
+    a = Location(lat=52.5, lon=13.4)
+    b = Location(lat=52.5 + 1000 / METRES_PER_DEGREE, lon=13.4)
+    for learning, expected in ((True, 1000 / SPEED_MPS), (False, round(1300 / 8.0))):
+        consumer = EtaConsumer(
+            names=StreamNames(prefix="t-eta"),
+            database_url=database_url,
+            provider=configured,
+            redis=redis,
+            learning=learning,
+        )
+        try:
+            provider = await consumer._provider_of(tenant.org_id)
+        finally:
+            await consumer.close()
+        (leg,) = provider.durations([(a, b)], depart_epoch_s=1_764_000_000)
+        assert leg == pytest.approx(expected, abs=2), learning
