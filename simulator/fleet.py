@@ -17,7 +17,7 @@ import math
 import random
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import httpx
@@ -147,6 +147,9 @@ class DaySpec:
     day_hours: float = 8.0
     window_hours: float = 2.0
     city: City = BERLIN
+    service_given: bool = True
+    """Orders tell the server their service time; off, they leave it to the organisation's
+    default (and to what the server learned), and only the simulator knows it."""
 
     @property
     def day(self) -> date:
@@ -164,6 +167,9 @@ class DayOrders:
 
     bodies: list[OrderIn]
     fail_reasons: dict[str, str]
+    service_s: dict[str, int] = field(default_factory=dict)
+    """Each order's true service time, by reference (what it tells the server, unless
+    :attr:`DaySpec.service_given` is off)."""
 
     @property
     def parcels(self) -> int:
@@ -182,6 +188,12 @@ def day_orders(spec: DaySpec, run: str, dimensions: Sequence[str]) -> DayOrders:
     rng = random.Random(spec.seed)
     slots = max(0, math.floor(spec.day_hours - spec.window_hours))
     bodies = []
+    truth: dict[str, int] = {}
+
+    def service(ref: str, seconds: int) -> int | None:
+        truth[ref] = seconds
+        return seconds if spec.service_given else None
+
     for i in range(spec.orders):
         district = rng.choice(spec.city.districts)
         spot = shifted(
@@ -219,7 +231,7 @@ def day_orders(spec: DaySpec, run: str, dimensions: Sequence[str]) -> DayOrders:
                 lon=round(spot.lon, 6),
                 day=spec.day,
                 time_windows=windows,
-                service_s=60 + 60 * parcels + rng.randint(0, 120),
+                service_s=service(ref, 60 + 60 * parcels + rng.randint(0, 120)),
                 size={k: v for k, v in size.items() if k in dimensions},
                 priority=2 if rng.random() < 0.1 else 1,
                 parcels=[Parcel(barcode=f"SIM{run.upper()}{i:05d}{n}") for n in range(parcels)],
@@ -228,7 +240,7 @@ def day_orders(spec: DaySpec, run: str, dimensions: Sequence[str]) -> DayOrders:
         )
     failing = rng.sample(range(spec.orders), round_share(spec.orders, spec.fail_share))
     reasons = {bodies[i].external_ref: rng.choice(FAILURE_REASONS) for i in sorted(failing)}
-    return DayOrders(bodies, reasons)
+    return DayOrders(bodies, reasons, truth)
 
 
 def vehicle_body(
@@ -414,6 +426,8 @@ class Fleet:
     order_ids: dict[str, OrderId]
     fail_reasons: dict[OrderId, str]
     other_shifts: int
+    service_s: dict[OrderId, int] = field(default_factory=dict)
+    """Each order's true service time (see :attr:`DayOrders.service_s`)."""
 
 
 async def create_fleet(api: Api, spec: DaySpec, run: str) -> Fleet:
@@ -491,6 +505,7 @@ async def create_fleet(api: Api, spec: DaySpec, run: str) -> Fleet:
         order_ids=order_ids,
         fail_reasons={order_ids[ref]: why for ref, why in orders.fail_reasons.items()},
         other_shifts=others,
+        service_s={order_ids[ref]: s for ref, s in orders.service_s.items() if ref in order_ids},
     )
 
 

@@ -108,6 +108,9 @@ class SimulationConfig:
     """Certificates to trust for an ``https`` server (a local authority's), besides the
     system's."""
     world: World | None = None
+    service_given: bool = True
+    """Orders tell the server their service time; off, only the simulator knows it (the
+    organisation's default, and what was learned, stand in for it when planning)."""
     """The city's hidden truth (zone, hour and city-wide speeds, customers' service times) the
     drivers live in and the planner does not know; None: the planner's own model, noise aside."""
 
@@ -334,6 +337,7 @@ class _Seat:
     report: DriverReport
     fail_reasons: dict[OrderId, str]
     depot: Point
+    service_s: dict[OrderId, int] = field(default_factory=dict)
     device_clock: DeviceClock = field(default_factory=DeviceClock)
     done: set[tuple[ActionKind, int | None]] = field(default_factory=set)
     seq: int = 0
@@ -365,6 +369,7 @@ class Simulation:
             fail_share=config.fail_share,
             day_hours=config.day_hours,
             window_hours=config.window_hours,
+            service_given=config.service_given,
         )
         self._say = say
         self._stop = stop or asyncio.Event()
@@ -459,7 +464,7 @@ class Simulation:
         for route in routes:
             n = index[route.driver_id]
             model = DriverModel(derive_seed(c.seed, n), profiles[n], world=c.world)
-            stops = [self._stop_of(s, fleet.fail_reasons) for s in route.stops]
+            stops = [self._stop_of(s, fleet.fail_reasons, fleet.service_s) for s in route.stops]
             itinerary = model.itinerary(
                 depot, clock.sim_start_s, route.planned_start.timestamp(), stops, depot
             )
@@ -476,6 +481,7 @@ class Simulation:
                     report,
                     fleet.fail_reasons,
                     depot,
+                    service_s=fleet.service_s,
                 )
             )
         if not seats:
@@ -498,11 +504,13 @@ class Simulation:
                 await progress
 
     @staticmethod
-    def _stop_of(stop: RouteStop, fail_reasons: dict[OrderId, str]) -> Stop:
+    def _stop_of(
+        stop: RouteStop, fail_reasons: dict[OrderId, str], service_s: dict[OrderId, int]
+    ) -> Stop:
         return Stop(
             stop_id=stop.id,
             point=Point(stop.lat, stop.lon),
-            service_s=stop.service_s,
+            service_s=service_s.get(stop.order_id, stop.service_s),
             windows=tuple((w.start.timestamp(), w.end.timestamp()) for w in stop.windows),
             fail_reason=fail_reasons.get(stop.order_id),
         )
@@ -558,7 +566,7 @@ class Simulation:
             opened = []
         if [s.id for s in opened] == expected:
             return
-        stops = [self._stop_of(s, seat.fail_reasons) for s in opened]
+        stops = [self._stop_of(s, seat.fail_reasons, seat.service_s) for s in opened]
         seat.itinerary = seat.model.replan(seat.itinerary, now_s, stops, seat.depot)
         seat.report.replans += 1
         log.info(

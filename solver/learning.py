@@ -288,9 +288,10 @@ class LearnedSpeeds:
     """A :class:`~solver.matrix.SpeedModel` from a :class:`SpeedTable`, in the organisation's
     time zone; ``circuity`` is the planner's configured factor (see the module docstring)."""
 
-    def __init__(self, table: SpeedTable, zone: ZoneInfo, circuity: float) -> None:
+    def __init__(self, table: SpeedTable, zone: ZoneInfo, circuity: float, span_h: int = 1) -> None:
         self.table = table
         self.zone = zone
+        self.span_h = max(1, span_h)
         observed = table.observed_circuity
         self.scale = circuity / observed if observed else 1.0
 
@@ -300,12 +301,15 @@ class LearnedSpeeds:
     def speed_matrix_mps(
         self, points: Sequence[Location], depart_epoch_s: int
     ) -> NDArray[np.float64]:
-        """The speed of each pair: the harmonic mean of the two ends' cells at the departure's
-        hour of week (half the way in each), times the circuity scale."""
-        how = hour_of_week(datetime.fromtimestamp(depart_epoch_s, UTC), self.zone)
+        """The speed of each pair: the harmonic mean of the two ends' cells (half the way in
+        each), each over the ``span_h`` hours of week from the departure's (a plan's one matrix
+        serves the whole day: its legs are driven at every hour of it), times the circuity
+        scale."""
+        first = hour_of_week(datetime.fromtimestamp(depart_epoch_s, UTC), self.zone)
+        hours = [(first + h) % HOURS_OF_WEEK for h in range(self.span_h)]
         speeds = np.array(
             [
-                self.table.speed_mps(h3.latlng_to_cell(p.lat, p.lon, self.table.res), how)
+                self._over_hours(h3.latlng_to_cell(p.lat, p.lon, self.table.res), hours)
                 if p.lat is not None and p.lon is not None
                 else self.table.city_mps
                 for p in points
@@ -314,3 +318,7 @@ class LearnedSpeeds:
         )
         pace = 1.0 / speeds
         return np.asarray(2.0 / (pace[:, None] + pace[None, :]) * self.scale, dtype=np.float64)
+
+    def _over_hours(self, cell: str, hours: Sequence[int]) -> float:
+        """The cell's speed over ``hours``: the harmonic mean (equal time in each hour)."""
+        return len(hours) / sum(1.0 / self.table.speed_mps(cell, h) for h in hours)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -213,7 +214,8 @@ def planning_model(
         return PlanningModel(provider, day, None, f"configured: {_describe(provider)}")
     speeds, service = tables_of(model)
     used: list[str] = []
-    learned = with_speeds(provider, speeds, day.timezone)
+    span_h = _span_h(day)
+    learned = with_speeds(provider, speeds, day.timezone, span_h)
     if learned is not provider and speeds is not None:
         provider = learned
         used.append(
@@ -245,14 +247,27 @@ def planning_model(
 
 
 def with_speeds(
-    provider: MatrixProvider, speeds: learning.SpeedTable | None, timezone: str
+    provider: MatrixProvider,
+    speeds: learning.SpeedTable | None,
+    timezone: str,
+    span_h: int = 1,
 ) -> MatrixProvider:
     """``provider`` driven at learned ``speeds`` when it is the great-circle model (a road
-    router's times are kept, and so is everything without speeds)."""
+    router's times are kept, and so is everything without speeds); ``span_h`` hours from the
+    departure are averaged (a plan's matrix serves its whole day)."""
     if speeds is None or not isinstance(provider, GreatCircleProvider):
         return provider
-    model = learning.LearnedSpeeds(speeds, ZoneInfo(timezone), provider.circuity)
+    model = learning.LearnedSpeeds(speeds, ZoneInfo(timezone), provider.circuity, span_h)
     return GreatCircleProvider(speed=model, circuity=provider.circuity)
+
+
+def _span_h(day: DeliveryDay) -> int:
+    """The hours from the day's first shift start to its last shift end (at least 1)."""
+    if not day.shifts:
+        return 1
+    start = min(s.working_window.start for s in day.shifts)
+    end = max(s.working_window.end for s in day.shifts)
+    return max(1, math.ceil((end - start).total_seconds() / 3600))
 
 
 def _describe(provider: MatrixProvider) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 from redis.asyncio import Redis
@@ -195,6 +197,18 @@ def test_the_days_orders_are_seeded_and_lie_in_the_city_and_the_day() -> None:
             assert start <= window.start < window.end <= start + timedelta(hours=8)
             assert window.end - window.start == timedelta(hours=2)
         assert 120 <= body.service_s <= 420
+
+
+def test_orders_can_keep_their_service_time_to_the_simulator() -> None:
+    """Without ``service_given`` the same seeded day tells the server no service time, and the
+    simulator keeps the ones it would have told."""
+    start = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    spec = DaySpec(drivers=2, orders=12, start=start, seed=5)
+    told = day_orders(spec, "abc", DIMENSIONS)
+    kept = day_orders(replace(spec, service_given=False), "abc", DIMENSIONS)
+    assert {b.external_ref: b.service_s for b in told.bodies} == kept.service_s == told.service_s
+    assert {b.service_s for b in kept.bodies} == {None}
+    assert [msgspec.structs.replace(b, service_s=None) for b in told.bodies] == kept.bodies
 
 
 def test_orders_are_sized_only_in_the_organisations_dimensions() -> None:

@@ -158,3 +158,16 @@ def test_keys_leave_out_case_spacing_and_phone_punctuation() -> None:
         "6+",
         "6+",
     ]
+
+
+def test_a_plan_spanning_hours_drives_at_their_harmonic_mean() -> None:
+    """A matrix for a day from 08:00 over two hours drives at the harmonic mean of the hours'
+    speeds (equal time in each), not at the departure hour's alone."""
+    table = SpeedTable(res=6, city_mps=8.0, by_hour={8: 5.0, 9: 10.0})
+    a, b = h3.cell_to_latlng(CELL_A), h3.cell_to_latlng(CELL_B)
+    points = [Location(lat=a[0], lon=a[1]), Location(lat=b[0], lon=b[1])]
+    at_eight = int((MONDAY + timedelta(hours=8)).timestamp())
+    one = LearnedSpeeds(table, BERLIN, circuity=1.3).speed_matrix_mps(points, at_eight)
+    two = LearnedSpeeds(table, BERLIN, circuity=1.3, span_h=2).speed_matrix_mps(points, at_eight)
+    assert one[0, 1] == pytest.approx(5.0)
+    assert two[0, 1] == pytest.approx(2 / (1 / 5 + 1 / 10))
