@@ -143,6 +143,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How many of an organisation's latest days the learning reads."""
     learn_interval_h: Annotated[float, Meta(gt=0, le=24 * 30)] = 24.0
     """How often an organisation with new days is learned from again (the rollups worker)."""
+    learned_model_ttl_s: Annotated[float, Meta(ge=0, le=86_400)] = 600.0
+    """How long the ETA worker keeps an organisation's learned model before reading it again."""
     sender_batch: Annotated[int, Meta(ge=1, le=1000)] = 20
     """Outbox rows a sender claims per pass."""
     sender_max_tries: Annotated[int, Meta(ge=1, le=100)] = 10

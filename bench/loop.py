@@ -201,6 +201,8 @@ def main() -> None:
     started = datetime.now(UTC)
     with bench_env() as env:
         os.environ["LASTMILE_PING_MAX_AGE_S"] = str(2 * 86_400)
+        # A simulated day passes in a minute: the ETA worker reads each night's model at once.
+        os.environ["LASTMILE_LEARNED_MODEL_TTL_S"] = "1"
         tenant = make_tenant(env.database_url, 0)
         port = free_port()
         with server_process(env, port, workers=True):

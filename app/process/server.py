@@ -415,6 +415,7 @@ async def _run_eta(
             redis=redis,
             shards=shards,
             learning=settings.learning,
+            model_ttl_s=settings.learned_model_ttl_s,
         )
         try:
             await Runner(redis, consumer, config).run(halt)
