@@ -33,6 +33,7 @@ from schemas.analytics import (
     LearnedHour,
     LearnedModel,
     Pattern,
+    PatternKind,
     PatternReport,
     RouteGroup,
     RouteReport,
@@ -316,6 +317,23 @@ def _reasons(codes: list[str]) -> dict[str, int]:
     return dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _failing(kind: PatternKind, place: reports.FailingPlace, detail: str) -> Pattern:
+    """A place whose first attempts keep failing, with how often and why."""
+    reasons = _reasons(place.reasons)
+    why = ", ".join(f"{code} {n}" for code, n in reasons.items())
+    return Pattern(
+        kind=kind,
+        key=place.key,
+        label=place.label,
+        zone=place.zone,
+        summary=f"{place.failed} of {place.first_attempts} first attempts failed{detail}: {why}",
+        days=place.days,
+        failed=place.failed,
+        first_attempts=place.first_attempts,
+        reasons=reasons,
+    )
+
+
 async def patterns(request: Request) -> Response:
     """``GET /v1/analytics/patterns``: zones late day after day, addresses and zones whose first
     attempts keep failing (with why), drivers whose service times stand out."""
@@ -344,21 +362,7 @@ async def patterns(request: Request) -> Response:
                 )
             )
         for a in await reports.failing_addresses(conn, org, day_from, day_to, FAILING_ADDRESS_MIN):
-            reasons = _reasons(a.reasons)
-            found.append(
-                Pattern(
-                    kind="failing_address",
-                    key=a.key,
-                    label=a.label,
-                    zone=a.zone,
-                    summary=f"{a.failed} of {a.first_attempts} first attempts failed on"
-                    f" {a.days} days ({', '.join(f'{k} {n}' for k, n in reasons.items())})",
-                    days=a.days,
-                    failed=a.failed,
-                    first_attempts=a.first_attempts,
-                    reasons=reasons,
-                )
-            )
+            found.append(_failing("failing_address", a, f" on {a.days} days"))
         totals = await reports.delivery_totals(conn, org, day_from, day_to, "day")
         first = sum(t.first_attempts for t in totals)
         failed_first = first - sum(t.first_delivered for t in totals)
@@ -366,21 +370,8 @@ async def patterns(request: Request) -> Response:
         for fz in await reports.failing_zones(conn, org, day_from, day_to, FAILING_ZONE_MIN):
             if fz.failed < FAILING_ZONE_FACTOR * rate * fz.first_attempts:
                 continue
-            reasons = _reasons(fz.reasons)
-            found.append(
-                Pattern(
-                    kind="failing_zone",
-                    key=fz.key,
-                    label=fz.label,
-                    zone=fz.zone,
-                    summary=f"{fz.failed} of {fz.first_attempts} first attempts failed"
-                    f" ({fz.failed / fz.first_attempts:.0%}; the organisation's {rate:.0%})",
-                    days=fz.days,
-                    failed=fz.failed,
-                    first_attempts=fz.first_attempts,
-                    reasons=reasons,
-                )
-            )
+            share = f" ({fz.failed / fz.first_attempts:.0%}; the organisation's {rate:.0%})"
+            found.append(_failing("failing_zone", fz, share))
         drivers = await reports.driver_service(conn, org, day_from, day_to)
     enough = [d for d in drivers if d.stops >= SERVICE_MIN_STOPS]
     if len(enough) >= 2:
