@@ -78,10 +78,9 @@ class StopFact(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Publication(msgspec.Struct, frozen=True, kw_only=True):
-    """An arrival window as published; ``at`` None means in force since before anything was
-    recorded."""
+    """An arrival window as published at ``at``."""
 
-    at: datetime | None
+    at: datetime
     likely_at: datetime
     lower_at: datetime
     upper_at: datetime
@@ -170,15 +169,11 @@ def eta_errors(
     """For each horizon ``h``, the window in force ``h`` minutes before ``arrived`` (the last
     published at or before then) scored against the arrival; a horizon with no window in force
     then is left out, not guessed."""
-    earliest = [p for p in published if p.at is None]
-    timed = sorted((p for p in published if p.at is not None), key=lambda p: p.at or arrived)
+    timed = sorted(published, key=lambda p: p.at)
     errors: list[EtaError] = []
     for horizon in horizons_min:
         then = arrived - timedelta(minutes=horizon)
-        in_force = earliest[-1] if earliest else None
-        for p in timed:
-            if p.at is not None and p.at <= then:
-                in_force = p
+        in_force = next((p for p in reversed(timed) if p.at <= then), None)
         if in_force is None:
             continue
         errors.append(

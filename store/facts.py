@@ -33,7 +33,7 @@ class Signal:
 @dataclass(frozen=True)
 class PublicationRow:
     stop_id: StopId
-    at: datetime | None
+    at: datetime
     likely_at: datetime
     lower_at: datetime
     upper_at: datetime
@@ -165,7 +165,7 @@ async def record_publications(conn: AsyncConnection[Any], rows: Sequence[Publica
         " SELECT u.* FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[],"
         "   %s::timestamptz[], %s::timestamptz[]) AS u (stop_id, at, likely_at, lower_at, upper_at)"
         " WHERE EXISTS (SELECT 1 FROM stops s WHERE s.id = u.stop_id)"
-        " ON CONFLICT (stop_id, coalesce(at, '-infinity'::timestamptz)) DO NOTHING",
+        " ON CONFLICT (stop_id, at) DO NOTHING",
         (
             [r.stop_id for r in rows],
             [r.at for r in rows],
@@ -205,7 +205,7 @@ async def publications_of(
         conn,
         class_row(PublicationRow),
         "SELECT stop_id, at, likely_at, lower_at, upper_at FROM eta_publications"
-        " WHERE stop_id = ANY(%s) ORDER BY stop_id, at NULLS FIRST",
+        " WHERE stop_id = ANY(%s) ORDER BY stop_id, at",
         (list(stop_ids),),
     )
 

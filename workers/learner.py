@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import math
 import statistics
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -108,8 +109,9 @@ async def learn(
         passes += learning.speed_passes(
             segments, [(s.arrived_at, s.completed_at) for s in stops], zone, rules
         )
+        times = [f.time for f in fixes]  # in time order, as read
         for a, b in pairwise(stops):
-            leg = [f for f in fixes if a.completed_at <= f.time <= b.arrived_at]
+            leg = fixes[bisect_left(times, a.completed_at) : bisect_right(times, b.arrived_at)]
             ratio = learning.leg_circuity(
                 trip.trip_of(leg).driven_m, haversine_m(a.lat, a.lon, b.lat, b.lon)
             )

@@ -2,11 +2,10 @@
 
 ``stop_signals`` keeps what the ETA worker detected at a stop (arrival, departure) for stops
 whose driver app never reported arriving. ``eta_publications`` keeps each arrival window the
-ETA worker published for a stop (``at``: the instant it was computed; NULL for a window known
-to be in force since before anything was recorded), so that the window in force 5, 15, 30
-and 60 minutes before the arrival can be scored. ``stop_facts`` and ``route_facts`` are one
-row per closed stop and per completed route, written by the rollups worker
-(``INSERT ... ON CONFLICT DO UPDATE``: recomputing is safe);
+ETA worker published for a stop (``at``: the instant it was computed), so that the window in
+force 5, 15, 30 and 60 minutes before the arrival can be scored. ``stop_facts`` and
+``route_facts`` are one row per closed stop and per completed route, written by the rollups
+worker (``INSERT ... ON CONFLICT DO UPDATE``: recomputing is safe);
 ``stop_eta_errors`` holds a stop's ETA error per horizon. ``day`` is the route's day, which is
 the organisation's local day, so reports group by the day the organisation lived.
 
@@ -42,13 +41,12 @@ def upgrade() -> None:
 
     CREATE TABLE eta_publications (
         stop_id    bigint      NOT NULL REFERENCES stops (id) ON DELETE CASCADE,
-        at         timestamptz,
+        at         timestamptz NOT NULL,
         likely_at  timestamptz NOT NULL,
         lower_at   timestamptz NOT NULL,
         upper_at   timestamptz NOT NULL
     );
-    CREATE UNIQUE INDEX eta_publications_key
-        ON eta_publications (stop_id, coalesce(at, '-infinity'::timestamptz));
+    CREATE UNIQUE INDEX eta_publications_key ON eta_publications (stop_id, at);
 
     CREATE TABLE stop_facts (
         stop_id            bigint      PRIMARY KEY REFERENCES stops (id) ON DELETE CASCADE,
