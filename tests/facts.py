@@ -28,7 +28,8 @@ class Fact:
     service_s: int = 120
 
 
-async def _one(db: psycopg.AsyncConnection, query: str, params: tuple[Any, ...]) -> Any:
+async def one(db: psycopg.AsyncConnection, query: str, params: tuple[Any, ...]) -> Any:
+    """The first column of the one row ``query`` gives (an ``INSERT ... RETURNING id``)."""
     row = await (await db.execute(query, params)).fetchone()
     assert row is not None
     return row[0]
@@ -36,23 +37,23 @@ async def _one(db: psycopg.AsyncConnection, query: str, params: tuple[Any, ...])
 
 async def seed(db: psycopg.AsyncConnection, org: OrgId, facts: list[Fact]) -> None:
     """Stops (on one route per driver and day) with these facts."""
-    vehicle = await _one(
+    vehicle = await one(
         db, "INSERT INTO vehicles (org_id, name) VALUES (%s, 'Van') RETURNING id", (org,)
     )
     routes: dict[tuple[date, DriverId], int] = {}
     for n, fact in enumerate(facts):
         at = datetime(fact.day.year, fact.day.month, fact.day.day, 9, tzinfo=UTC)
         if (fact.day, fact.driver) not in routes:
-            shift = await _one(
+            shift = await one(
                 db,
                 "INSERT INTO shifts (org_id, driver_id, vehicle_id, day, start_lat, start_lon,"
                 " work_start, work_end) VALUES (%s, %s, %s, %s, 52.5, 13.4, %s, %s) RETURNING id",
                 (org, fact.driver, vehicle, fact.day, at, at + timedelta(hours=9)),
             )
-            plan = await _one(
+            plan = await one(
                 db, "INSERT INTO plans (org_id, day) VALUES (%s, %s) RETURNING id", (org, fact.day)
             )
-            routes[(fact.day, fact.driver)] = await _one(
+            routes[(fact.day, fact.driver)] = await one(
                 db,
                 "INSERT INTO routes (org_id, plan_id, shift_id, driver_id, vehicle_id, day,"
                 " planned_start, planned_end) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -60,13 +61,13 @@ async def seed(db: psycopg.AsyncConnection, org: OrgId, facts: list[Fact]) -> No
                 (org, plan, shift, fact.driver, vehicle, fact.day, at, at + timedelta(hours=9)),
             )
         route = routes[(fact.day, fact.driver)]
-        order = await _one(
+        order = await one(
             db,
             "INSERT INTO orders (org_id, external_ref, address, lat, lon, day) VALUES"
             " (%s, %s, %s, 52.5, 13.4, %s) RETURNING id",
             (org, f"o{n}", fact.address, fact.day),
         )
-        stop = await _one(
+        stop = await one(
             db,
             "INSERT INTO stops (org_id, route_id, order_id, seq, planned_arrival,"
             " planned_departure, status) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",

@@ -24,6 +24,7 @@ from store.delivery import load_day
 from store.positions import write_positions
 from tests.conftest import Tenant
 from tests.days import Day, key, make_day, plan_and_dispatch
+from tests.facts import one
 from workers.eta import EtaConsumer
 from workers.learner import learn, planning_model
 from workers.rollups import Rules, compute_facts
@@ -37,32 +38,26 @@ STOPS = 6
 METRES_PER_DEGREE = haversine_m(52.0, 13.0, 53.0, 13.0)
 
 
-async def _one(db: psycopg.AsyncConnection, query: str, params: tuple[Any, ...]) -> Any:
-    row = await (await db.execute(query, params)).fetchone()  # type: ignore[arg-type]
-    assert row is not None
-    return row[0]
-
-
 async def driven_day(
     db: psycopg.AsyncConnection, org_id: OrgId, driver: DriverId, day: date
 ) -> None:
     """A route north in a straight line at 9 m/s: five minutes of driving (a fix every 10 s)
     to each of six stops, two minutes at each, closed and rolled up."""
-    vehicle = await _one(
+    vehicle = await one(
         db, "INSERT INTO vehicles (org_id, name) VALUES (%s, 'Van') RETURNING id", (org_id,)
     )
     t0 = datetime(day.year, day.month, day.day, 7, tzinfo=UTC)
-    shift = await _one(
+    shift = await one(
         db,
         "INSERT INTO shifts (org_id, driver_id, vehicle_id, day, start_lat, start_lon,"
         " work_start, work_end) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (org_id, driver, vehicle, day, *START, t0, t0 + timedelta(hours=10)),
     )
-    plan = await _one(
+    plan = await one(
         db, "INSERT INTO plans (org_id, day, status) VALUES (%s, %s, 'done') RETURNING id",
         (org_id, day),
     )  # fmt: skip
-    route = RouteId(await _one(
+    route = RouteId(await one(
         db,
         "INSERT INTO routes (org_id, plan_id, shift_id, driver_id, vehicle_id, day,"
         " planned_start, planned_end, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -81,13 +76,13 @@ async def driven_day(
         for step in range(SERVICE_S // 10):
             fixes.append(_fix(driver, t + timedelta(seconds=10 * step), lat, START[1]))
         t += timedelta(seconds=SERVICE_S)
-        order = await _one(
+        order = await one(
             db,
             "INSERT INTO orders (org_id, external_ref, address, lat, lon, day, service_s,"
             " status, email) VALUES (%s, %s, %s, %s, %s, %s, 0, 'dispatched', %s) RETURNING id",
             (org_id, f"{day}-{n}", f"{n} North Rd", lat, START[1], day, f"c{n}@example.com"),
         )
-        stop = await _one(
+        stop = await one(
             db,
             "INSERT INTO stops (org_id, route_id, order_id, seq, planned_arrival,"
             " planned_departure) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",

@@ -23,6 +23,7 @@ from solver.geo import haversine_m
 from store import routes as route_store
 from store.positions import write_positions
 from tests.conftest import Tenant, make_tenant
+from tests.facts import one
 from workers.rollups import RollupsConsumer, Rules
 from workers.runner import Entry
 
@@ -55,34 +56,28 @@ PLAN: dict[str, tuple[tuple[datetime, datetime] | None, datetime, int]] = {
 }
 
 
-async def _one(db: psycopg.AsyncConnection, query: str, params: tuple[Any, ...]) -> Any:
-    row = await (await db.execute(query, params)).fetchone()
-    assert row is not None
-    return row[0]
-
-
 async def build_day(db: psycopg.AsyncConnection, tenant: Tenant) -> Built:
     """An Auckland organisation's route of five stops, planned from 08:00."""
     org_id, driver_id = tenant.org_id, tenant.drivers[0].id
     await db.execute("UPDATE orgs SET timezone = 'Pacific/Auckland' WHERE id = %s", (org_id,))
-    vehicle = await _one(
+    vehicle = await one(
         db,
         "INSERT INTO vehicles (org_id, name, energy, consumption_per_km)"
         " VALUES (%s, 'Van', 'diesel', 0.1) RETURNING id",
         (org_id,),
     )
-    shift = await _one(
+    shift = await one(
         db,
         "INSERT INTO shifts (org_id, driver_id, vehicle_id, day, start_lat, start_lon,"
         " work_start, work_end) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (org_id, driver_id, vehicle, DAY, *START, local(8), local(18)),
     )
-    plan = await _one(
+    plan = await one(
         db,
         "INSERT INTO plans (org_id, day, status) VALUES (%s, %s, 'done') RETURNING id",
         (org_id, DAY),
     )
-    route = await _one(
+    route = await one(
         db,
         "INSERT INTO routes (org_id, plan_id, shift_id, driver_id, vehicle_id, day,"
         " planned_start, planned_end, distance_m, started_at)"
@@ -94,14 +89,14 @@ async def build_day(db: psycopg.AsyncConnection, tenant: Tenant) -> Built:
     for seq, (name, (window, planned, attempt)) in enumerate(PLAN.items()):
         starts = [] if window is None else [window[0]]
         ends = [] if window is None else [window[1]]
-        orders[name] = await _one(
+        orders[name] = await one(
             db,
             "INSERT INTO orders (org_id, external_ref, address, lat, lon, day, window_starts,"
             " window_ends, service_s, attempt, status)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 300, %s, 'dispatched') RETURNING id",
             (org_id, name, f"{seq + 1}  Queen   St", *START, DAY, starts, ends, attempt),
         )
-        stops[name] = await _one(
+        stops[name] = await one(
             db,
             "INSERT INTO stops (org_id, route_id, order_id, seq, planned_arrival,"
             " planned_departure, attempt) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
