@@ -23,8 +23,9 @@ driving times.
 
 Service times. Samples are the closed stops whose arrival was reported or detected. A 10 %
 trimmed mean (not the median: a plan adds service times up, and the median of a right-skewed
-service time makes every route late), with the same shrinkage, gives a figure per order size
-(parcels: 1, 2, 3-5, 6+), per customer and per address, each shrunk towards the overall one;
+service time is below its mean, so every stop would be planned a little short), with the same
+shrinkage, gives a figure per order size (parcels: 1, 2, 3-5, 6+), per customer and per
+address, each shrunk towards the overall one;
 :meth:`ServiceTable.estimate` answers with the most specific one known (address, then
 customer, then size, then overall).
 
