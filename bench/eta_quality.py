@@ -10,7 +10,9 @@ customer windows on three stops in four (one in five of those opening after the 
 arrival, so the plan waits). The truth differs from the plan the way real days do:
 
 * each route is driven slower or faster than planned by a random factor (log-normal, sigma
-  ``--driver-sigma`` 0.2: the driver, and the plan's one speed being wrong for the area);
+  ``--driver-sigma`` 0.2: the driver, and the plan's one speed being wrong for the area),
+  times ``--city-factor`` (1: the travel model right on average; 0.45 or 2, wrong for the
+  whole city, as it is before an organisation has learned speeds);
 * every leg by its own noise (sigma 0.15), and one leg in twenty (``--jam-probability``)
   holds a traffic jam of 3-15 minutes;
 * service times vary by driver (sigma ``--service-driver-sigma`` 0.25) and by stop (0.3);
@@ -79,6 +81,7 @@ def provider() -> GreatCircleProvider:
 class Noise:
     """How the true day departs from the plan (log-normal sigmas, probabilities, seconds)."""
 
+    city_factor: float = 1.0
     driver_sigma: float = 0.2
     leg_sigma: float = 0.15
     jam_probability: float = 0.05
@@ -219,7 +222,7 @@ def driver_day(rng: random.Random, day: int, driver: int, n_stops: int, noise: N
         start_epoch_s=route_start,
     )
 
-    pace = math.exp(rng.gauss(0.0, noise.driver_sigma))
+    pace = noise.city_factor * math.exp(rng.gauss(0.0, noise.driver_sigma))
     service_pace = math.exp(rng.gauss(0.0, noise.service_driver_sigma))
     clock = route_start + rng.uniform(*noise.start_delay_s)
     segments = [Segment(clock - 120.0, clock, depot, depot, leg=0)]
@@ -425,12 +428,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drivers", type=int, default=5, help="drivers per day")
     parser.add_argument("--stops", type=int, default=15, help="stops per route")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--city-factor",
+        type=float,
+        default=Noise.city_factor,
+        help="true over modelled driving time for every driver (the model wrong city-wide)",
+    )
     parser.add_argument("--driver-sigma", type=float, default=Noise.driver_sigma)
     parser.add_argument("--jam-probability", type=float, default=Noise.jam_probability)
     parser.add_argument("--service-driver-sigma", type=float, default=Noise.service_driver_sigma)
     args = parser.parse_args(argv)
     config = EtaConfig()
     noise = Noise(
+        city_factor=args.city_factor,
         driver_sigma=args.driver_sigma,
         jam_probability=args.jam_probability,
         service_driver_sigma=args.service_driver_sigma,

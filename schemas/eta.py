@@ -242,13 +242,16 @@ class StopTrack(msgspec.Struct, frozen=True, kw_only=True):
 class DriverPace(msgspec.Struct, frozen=True, kw_only=True):
     """How this driver runs against the travel-time provider and the planned service times.
 
-    ``travel_factor`` is actual over predicted driving time, ``service_factor`` observed over
-    planned service time; both are exponentially smoothed in log space over ``travel_legs``
-    and ``service_stops`` observations. A worker may seed them from the driver's history.
+    ``travel_factor`` is actual over predicted driving time, estimated in log space from
+    ``travel_legs`` legs with ``travel_var`` the variance of that estimate (``None``: nothing
+    learned yet, the prior :attr:`EtaConfig.pace_prior_sd` squared). ``service_factor`` is
+    observed over planned service time, exponentially smoothed in log space over
+    ``service_stops`` services. A worker may seed them from the driver's history.
     """
 
     travel_factor: Annotated[float, Meta(gt=0.0)] = 1.0
     travel_legs: Annotated[int, Meta(ge=0)] = 0
+    travel_var: Annotated[float, Meta(ge=0.0)] | None = None
     service_factor: Annotated[float, Meta(gt=0.0)] = 1.0
     service_stops: Annotated[int, Meta(ge=0)] = 0
 
@@ -301,21 +304,28 @@ class EtaConfig(msgspec.Struct, frozen=True, kw_only=True):
     **Publication**: a window is published again when it moved by more than
     ``publish_threshold_s``.
 
-    **Learning**: each leg (of at least ``min_leg_s`` predicted driving) and each service moves
-    the driver's factors ``pace_smoothing`` of the way towards the observed ratio in log space,
-    counting a ratio at most ``pace_outlier`` times off the current factor (a jam says little
-    about the next legs) and keeping the factors within ``[pace_min, pace_max]``. On the
-    current leg, its own pace so far weighs up to ``leg_pace_weight`` (times the share of the
-    leg driven). A service under way always has at least ``overrun_ratio`` of its expected
-    length left (service times have a long tail).
+    **Learning the travel pace** is a Kalman filter on the log of the driver's travel factor:
+    before any leg it is 1 with standard deviation ``pace_prior_sd`` (the travel model may be
+    wrong for the whole city, by × 0.45 to × 2); each leg (of at least ``min_leg_s`` predicted
+    driving) observes it with noise ``pace_leg_sd``, the factor may drift by ``pace_drift_sd``
+    between legs, and a leg's evidence counts as at most ``pace_outlier_sd`` standard
+    deviations off the estimate (a jam says little about the next legs). Consistent evidence
+    so moves the factor most of the way in one leg while it is uncertain and little once it is
+    known. The factor stays within ``[pace_min, pace_max]``. On the current leg, its own pace
+    so far weighs up to ``leg_pace_weight`` (times the share of the leg driven).
+
+    **Learning the service pace**: each service moves the factor ``service_smoothing`` of the
+    way towards the observed ratio in log space, counting a ratio at most ``service_outlier``
+    times off the current factor. A service under way always has at least ``overrun_ratio`` of
+    its expected length left (service times have a long tail).
 
     **Spread**, in standard deviations turned into bounds at ``window_quantiles``:
     ``spread_base_s`` at the next stop, ``spread_leg_ratio`` of each leg's driving
-    (independent per leg), ``spread_pace_ratio`` of all driving ahead (one error shared by the
-    legs, shrinking as ``1 / sqrt(1 + legs observed)``) and ``spread_service_ratio`` of each
-    service ahead; the late bound adds ``spread_delay_ratio`` of the driving ahead, because
-    jams and incidents only ever delay. The defaults are calibrated with
-    ``python -m bench.eta_quality`` (see ``docs/eta.md``).
+    (independent per leg), the travel factor's own uncertainty (one error shared by all the
+    driving ahead, from the filter's variance, so windows are wide while the pace is unknown)
+    and ``spread_service_ratio`` of each service ahead; the late bound adds
+    ``spread_delay_ratio`` of the driving ahead, because jams and incidents only ever delay.
+    The defaults are calibrated with ``python -m bench.eta_quality`` (see ``docs/eta.md``).
     """
 
     arrival_radius_m: Annotated[float, Meta(gt=0.0)] = 75.0
@@ -329,19 +339,22 @@ class EtaConfig(msgspec.Struct, frozen=True, kw_only=True):
     publish_threshold_s: Annotated[int, Meta(ge=0)] = 120
 
     min_leg_s: Annotated[int, Meta(ge=0)] = 60
-    pace_smoothing: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.3
-    pace_outlier: Annotated[float, Meta(ge=1.0)] = 1.25
-    pace_min: Annotated[float, Meta(gt=0.0)] = 0.5
-    pace_max: Annotated[float, Meta(gt=0.0)] = 2.0
+    pace_prior_sd: Annotated[float, Meta(ge=0.0)] = 0.45
+    pace_leg_sd: Annotated[float, Meta(gt=0.0)] = 0.2
+    pace_drift_sd: Annotated[float, Meta(ge=0.0)] = 0.02
+    pace_outlier_sd: Annotated[float, Meta(gt=0.0)] = 2.0
+    pace_min: Annotated[float, Meta(gt=0.0)] = 0.25
+    pace_max: Annotated[float, Meta(gt=0.0)] = 4.0
     leg_pace_weight: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
+    service_smoothing: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.3
+    service_outlier: Annotated[float, Meta(ge=1.0)] = 1.25
     overrun_ratio: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.25
 
     window_quantiles: tuple[float, float] = (0.1, 0.9)
     spread_base_s: Annotated[float, Meta(ge=0.0)] = 40.0
-    spread_leg_ratio: Annotated[float, Meta(ge=0.0)] = 0.1
-    spread_pace_ratio: Annotated[float, Meta(ge=0.0)] = 0.15
-    spread_service_ratio: Annotated[float, Meta(ge=0.0)] = 0.3
-    spread_delay_ratio: Annotated[float, Meta(ge=0.0)] = 0.35
+    spread_leg_ratio: Annotated[float, Meta(ge=0.0)] = 0.08
+    spread_service_ratio: Annotated[float, Meta(ge=0.0)] = 0.45
+    spread_delay_ratio: Annotated[float, Meta(ge=0.0)] = 0.2
 
     def __post_init__(self) -> None:
         low, high = self.window_quantiles

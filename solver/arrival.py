@@ -451,26 +451,55 @@ def learn_service(
         return pace
     return msgspec.structs.replace(
         pace,
-        service_factor=smoothed(
+        service_factor=smoothed_service(
             pace.service_factor, pace.service_stops, observed / track.service_s, config
         ),
         service_stops=pace.service_stops + 1,
     )
 
 
-def smoothed(factor: float, observations: int, ratio: float, config: EtaConfig) -> float:
-    """``factor`` moved towards ``ratio`` in log space, robustly.
+def smoothed_service(factor: float, observations: int, ratio: float, config: EtaConfig) -> float:
+    """The service ``factor`` moved towards ``ratio`` in log space, robustly.
 
-    The ratio counts as at most ``pace_outlier`` times above or below ``factor`` (a traffic
-    jam says little about the next legs), and the result stays in ``[pace_min, pace_max]``.
-    The weight of the new ratio is ``pace_smoothing``, or ``1 / (observations + 2)`` when that
-    is larger, so the first few observations count more than the neutral prior.
+    The ratio counts as at most ``service_outlier`` times above or below ``factor`` (one long
+    delivery says little about the next), and the result stays in ``[pace_min, pace_max]``.
+    The weight of the new ratio is ``service_smoothing``, or ``1 / (observations + 2)`` when
+    that is larger, so the first few observations count more than the neutral prior.
     """
-    weight = max(config.pace_smoothing, 1.0 / (observations + 2))
-    limit = math.log(config.pace_outlier)
+    weight = max(config.service_smoothing, 1.0 / (observations + 2))
+    limit = math.log(config.service_outlier)
     step = min(max(math.log(ratio) - math.log(factor), -limit), limit)
     moved = math.exp(math.log(factor) + weight * step)
     return min(max(moved, config.pace_min), config.pace_max)
+
+
+def travel_variance(pace: DriverPace, config: EtaConfig) -> float:
+    """The variance of the log travel factor: what the legs left, else the prior's."""
+    return config.pace_prior_sd**2 if pace.travel_var is None else pace.travel_var
+
+
+def learned_travel(pace: DriverPace, ratio: float, config: EtaConfig) -> DriverPace:
+    """``pace`` after a leg driven in ``ratio`` times the provider's time: one filter step.
+
+    In log space, the factor first drifts (its variance grows by ``pace_drift_sd`` squared),
+    then the leg observes it with noise ``pace_leg_sd``: the estimate moves by the gain
+    ``var / (var + noise)`` times the leg's residual, counted at most ``pace_outlier_sd``
+    standard deviations of that residual either way, and the variance shrinks by the same
+    gain. Consistent evidence thus converges within a few legs, however wrong the prior was,
+    and an outlier moves the estimate a bounded step.
+    """
+    var = travel_variance(pace, config) + config.pace_drift_sd**2
+    total = var + config.pace_leg_sd**2
+    limit = config.pace_outlier_sd * math.sqrt(total)
+    residual = min(max(math.log(ratio) - math.log(pace.travel_factor), -limit), limit)
+    gain = var / total
+    moved = math.exp(math.log(pace.travel_factor) + gain * residual)
+    return msgspec.structs.replace(
+        pace,
+        travel_factor=min(max(moved, config.pace_min), config.pace_max),
+        travel_legs=pace.travel_legs + 1,
+        travel_var=(1.0 - gain) * var,
+    )
 
 
 def _dwelled(track: StopTrack, now: int, config: EtaConfig) -> bool:
@@ -508,11 +537,7 @@ def _learn_travel(
     actual = track.inside_since_epoch_s - leg.start_epoch_s
     if predicted < max(config.min_leg_s, 1) or actual <= 0:
         return pace
-    return msgspec.structs.replace(
-        pace,
-        travel_factor=smoothed(pace.travel_factor, pace.travel_legs, actual / predicted, config),
-        travel_legs=pace.travel_legs + 1,
-    )
+    return learned_travel(pace, actual / predicted, config)
 
 
 def _drive_s(

@@ -18,7 +18,8 @@ opens, and lasts the planned ``service_s`` times the learned ``service_factor``.
 **The window.** Around the likely arrival, each side's offset is ``z`` standard deviations of
 an error combining a base (``spread_base_s``), an independent share of every leg's driving
 (``spread_leg_ratio``), one share of all the driving ahead for the pace not yet learned
-(``spread_pace_ratio``, shrinking with the legs observed) and a share of each service ahead
+(the travel factor's standard deviation, shrinking as legs are observed) and a share of each
+service ahead
 (``spread_service_ratio``), with ``z`` from :attr:`~schemas.eta.EtaConfig.window_quantiles`;
 the late side adds ``spread_delay_ratio`` of the driving ahead (delays only add up). Waiting
 for a window absorbs lateness: what a side carries past a stop is what is left of it after
@@ -73,6 +74,7 @@ from solver.arrival import (
     event_head,
     mark_completed,
     stop_windows,
+    travel_variance,
 )
 from solver.instance import Window
 from solver.matrix import MatrixProvider, trip_durations
@@ -261,26 +263,36 @@ class _Spread:
     """One side of the window: independent variance, and driving under shared errors.
 
     Its offset from the likely arrival is ``z`` standard deviations of the independent and
-    shared-pace errors, plus ``delay_ratio`` of the driving (delays only ever add up).
+    shared-pace errors (``pace_ratio`` of the driver's driving, one standard deviation on this
+    side), plus ``delay_ratio`` of the road's driving time as the provider has it: jams and
+    incidents only ever add up, and they come with the road, however fast the driver is.
     """
 
-    __slots__ = ("delay_ratio", "driving_s", "variance_s2", "z")
+    __slots__ = ("delay_ratio", "driving_s", "pace_ratio", "road_s", "variance_s2", "z")
 
-    def __init__(self, variance_s2: float, z: float, delay_ratio: float) -> None:
+    def __init__(self, variance_s2: float, z: float, delay_ratio: float, pace_ratio: float) -> None:
         self.variance_s2 = variance_s2
         self.z = z
         self.delay_ratio = delay_ratio
+        self.pace_ratio = pace_ratio
         self.driving_s = 0.0
+        self.road_s = 0.0
 
-    def offset_s(self, pace_sd: float) -> float:
-        spread = math.sqrt(self.variance_s2 + (pace_sd * self.driving_s) ** 2)
-        return self.z * spread + self.delay_ratio * self.driving_s
+    def add_leg(self, drive_s: float, road_s: float, leg_ratio: float) -> None:
+        self.variance_s2 += (leg_ratio * drive_s) ** 2
+        self.driving_s += drive_s
+        self.road_s += road_s
+
+    def offset_s(self) -> float:
+        spread = math.sqrt(self.variance_s2 + (self.pace_ratio * self.driving_s) ** 2)
+        return self.z * spread + self.delay_ratio * self.road_s
 
     def rescale(self, before_s: float, after_s: float) -> None:
         # What a wait leaves of this side's spread: shrink every part alike.
         k = after_s / before_s if before_s > 0.0 else 1.0
         self.variance_s2 *= k * k
         self.driving_s *= k
+        self.road_s *= k
 
 
 def _predict(
@@ -379,25 +391,33 @@ def _time_pending(
     if on_leg and base.leg_start_epoch_s is not None:
         first_factor = _leg_factor(
             pace.travel_factor,
+            travel_variance(pace, config),
             now - base.leg_start_epoch_s,
             legs[-1],
             legs[0],
             config,
         )
 
-    pace_sd = config.spread_pace_ratio / math.sqrt(1.0 + pace.travel_legs)
-    late = _Spread(first_var, config.z_late, config.spread_delay_ratio)
-    early = _Spread(first_var, config.z_early, 0.0)
+    # The factor is log-normal: its uncertainty stretches the late side more than the early.
+    pace_sd = math.sqrt(travel_variance(pace, config))
+    late = _Spread(
+        first_var,
+        config.z_late,
+        config.spread_delay_ratio,
+        math.expm1(config.z_late * pace_sd) / config.z_late,
+    )
+    early = _Spread(
+        first_var, config.z_early, 0.0, -math.expm1(-config.z_early * pace_sd) / config.z_early
+    )
     computed: dict[int, ArrivalWindow] = {}
     for k, i in enumerate(pending):
         stop = stops[i]
         drive = (first_factor if k == 0 else pace.travel_factor) * legs[k]
         arrival = clock + drive
         for side in (late, early):
-            side.variance_s2 += (config.spread_leg_ratio * drive) ** 2
-            side.driving_s += drive
-        late_s = late.offset_s(pace_sd)
-        early_s = early.offset_s(pace_sd)
+            side.add_leg(drive, legs[k], config.spread_leg_ratio)
+        late_s = late.offset_s()
+        early_s = early.offset_s()
         windows = stop_windows(stop)
         computed[i] = _window(stop, windows, arrival, early_s, late_s, now)
         start = service_start(round(arrival), windows)[0]
@@ -420,18 +440,24 @@ def _leg_known(state: TrackerState) -> bool:
 
 
 def _leg_factor(
-    factor: float, elapsed_s: int, leg_s: int, remaining_s: int, config: EtaConfig
+    factor: float,
+    variance: float,
+    elapsed_s: int,
+    leg_s: int,
+    remaining_s: int,
+    config: EtaConfig,
 ) -> float:
     """The travel factor for the rest of the current leg, leaning on how this leg went so far.
 
     The leg's own ratio (time spent over driving time covered, counted at most
-    ``pace_outlier`` times off ``factor``) weighs ``leg_pace_weight`` times the share of the
-    leg covered; nothing changes before ``min_leg_s`` of driving is covered.
+    ``pace_outlier_sd`` standard deviations of a leg's residual off ``factor``, as
+    :func:`~solver.arrival.learned_travel` counts a whole leg) weighs ``leg_pace_weight`` times
+    the share of the leg covered; nothing changes before ``min_leg_s`` of driving is covered.
     """
     covered = leg_s - remaining_s
     if config.leg_pace_weight <= 0.0 or covered < max(config.min_leg_s, 1) or elapsed_s <= 0:
         return factor
-    limit = math.log(config.pace_outlier)
+    limit = config.pace_outlier_sd * math.sqrt(variance + config.pace_leg_sd**2)
     step = min(max(math.log(elapsed_s / covered) - math.log(factor), -limit), limit)
     return math.exp(math.log(factor) + config.leg_pace_weight * covered / leg_s * step)
 

@@ -3,7 +3,8 @@
 Stops s1, s2, s3 sit at x = 3000, 6000 and 9000 m; the provider drives straight lines at
 10 m/s, so legs take 300 s and a driver at x reaches x' after |x' - x| / 10 seconds. Each stop
 takes 60 s of service. Unless a test says otherwise, windows collapse onto the likely arrival
-(no spread), the driver's pace on the current leg is not blended in, and ``approaching`` means
+(no spread: the travel model is taken as exact, so no leg moves the driver's travel factor
+either), the driver's pace on the current leg is not blended in, and ``approaching`` means
 two minutes away, so every expected instant below is worked out by hand.
 """
 
@@ -51,9 +52,10 @@ EXACT = EtaConfig(
     approach_s=120,
     approach_m=None,
     leg_pace_weight=0.0,
+    pace_prior_sd=0.0,
+    pace_drift_sd=0.0,
     spread_base_s=0.0,
     spread_leg_ratio=0.0,
-    spread_pace_ratio=0.0,
     spread_service_ratio=0.0,
     spread_delay_ratio=0.0,
 )
@@ -219,7 +221,7 @@ def test_an_on_time_driver_gets_the_planned_windows_once_and_every_event_in_orde
     ]
     assert d.state is not None
     assert d.state.pace == DriverPace(
-        travel_factor=1.0, travel_legs=3, service_factor=1.0, service_stops=3
+        travel_factor=1.0, travel_legs=3, travel_var=0.0, service_factor=1.0, service_stops=3
     )
 
 
@@ -423,17 +425,85 @@ def test_fixes_less_accurate_than_allowed_never_arrive() -> None:
 
 
 def test_a_slow_driver_learns_a_travel_factor_that_makes_later_windows_later() -> None:
-    """Taking 600 s for a 300 s leg moves the factor to sqrt(1.25) (ratio capped at 1.25)."""
-    d = Driver(line())
+    """Taking 600 s for a 300 s leg, with a prior sd of 0.45 and a leg noise of 0.2 (log space):
+    the gain is 0.2025 / 0.2425, so the factor becomes 2 ** 0.835 = 1.78392, and the variance
+    0.2025 * 0.04 / 0.2425 = 0.0334."""
+    config = msgspec.structs.replace(EXACT, pace_prior_sd=0.45, pace_leg_sd=0.2)
+    d = Driver(line(), config)
     d.fix(0, 0.0)
     d.move(3000, 600)
     d.stay(660)
     d.fix(680, 3200.0)
     assert d.state is not None
-    assert d.state.pace.travel_factor == pytest.approx(1.25**0.5)
+    assert d.state.pace.travel_factor == pytest.approx(1.78392, abs=1e-5)
+    assert d.state.pace.travel_var == pytest.approx(0.033402, abs=1e-6)
     assert d.state.pace.travel_legs == 1
-    # From x = 3200 at 680: 280 s of driving becomes 313.05 s, where a nominal driver takes 280.
-    assert d.likely(2) == 993
+    # From x = 3200 at 680: 280 s of driving becomes 499.5 s, where a nominal driver takes 280.
+    assert d.likely(2) == 1179
+
+
+def fast_legs(d: Driver, legs: int, ratio: float) -> None:
+    """Drive ``legs`` legs of 3000 m along the line, each in ``ratio`` of the model's 300 s
+    (rounded to the driver's fix interval, so a fix lands on each stop), with a 60 s stop at
+    the end of each (the route ``long_line`` lays out)."""
+    d.fix(0, 0.0)
+    for _ in range(legs):
+        d.move(d.x + 3000, d.t + d.step_s * round(300 * ratio / d.step_s))
+        d.stay(d.t + 60)
+
+
+def long_line(n: int) -> EtaRoute:
+    """Route 7 of driver 1 with ``n`` stops every 3000 m along the x axis."""
+    stops = [stop(k, 3000 * k) for k in range(1, n + 1)]
+    return EtaRoute(driver_id=DriverId(1), route_id=RouteId(7), version=1, stops=stops)
+
+
+@pytest.mark.parametrize("ratio", [0.45, 2.0])
+def test_consistent_legs_pull_a_badly_wrong_pace_in_within_three_legs(ratio: float) -> None:
+    """The model is wrong by x 0.45 (or x 2) for the whole city: with the default learning,
+    three legs at that pace bring the factor within 10 % of it (the earlier rule, a ratio
+    counted at most 1.25 times off the factor and a 30 % step, needed about ten legs to move
+    it by x 2)."""
+    d = Driver(long_line(6), EtaConfig(leg_pace_weight=0.0), step_s=5)
+    fast_legs(d, 3, ratio)
+    assert d.state is not None
+    assert d.state.pace.travel_legs == 3
+    assert d.state.pace.travel_factor == pytest.approx(ratio, rel=0.10)
+
+
+def test_windows_are_wide_while_the_pace_is_unknown_and_narrow_as_legs_agree() -> None:
+    """Before any leg, s6's window spans the prior's doubt about 1,500 s of driving ahead;
+    after three legs driven at the model's pace it is less than half as wide, and it holds
+    the arrival the driver keeps to."""
+    config = EtaConfig(leg_pace_weight=0.0)
+    d = Driver(long_line(6), config)
+    d.fix(0, 0.0)
+    before = d.window(6)
+    fast_legs(d, 3, 1.0)
+    after = d.window(6)
+    width_before = before.upper_epoch_s - before.lower_epoch_s
+    width_after = after.upper_epoch_s - after.lower_epoch_s
+    assert width_after < width_before / 2
+    # The late side stretches more than the early one: the factor is log-normal.
+    assert (
+        before.upper_epoch_s - before.likely_epoch_s > before.likely_epoch_s - before.lower_epoch_s
+    )
+    # Leaving s3 at 1080: three legs of 300 s and two services of 60 s to s6.
+    assert after.lower_epoch_s <= 1080 + 3 * 300 + 2 * 60 <= after.upper_epoch_s
+
+
+def test_one_jammed_leg_after_consistent_ones_moves_the_factor_a_bounded_step() -> None:
+    """Five legs on the model's pace, then one four times as long: the residual counts as at
+    most two of its standard deviations, so the factor grows by less than x 1.25."""
+    config = EtaConfig(leg_pace_weight=0.0)
+    d = Driver(long_line(7), config)
+    fast_legs(d, 5, 1.0)
+    assert d.state is not None
+    settled = d.state.pace
+    d.move(d.x + 3000, d.t + 1200)
+    d.stay(d.t + 60)
+    assert d.state.pace.travel_legs == settled.travel_legs + 1
+    assert 1.0 < d.state.pace.travel_factor / settled.travel_factor < 1.25
 
 
 def test_windows_count_from_the_planned_start_until_the_driver_moves() -> None:
