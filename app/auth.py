@@ -101,6 +101,8 @@ FLEET_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher")
 ORDER_WRITERS: Final[tuple[Role, ...]] = ("admin", "dispatcher", "integration")
 """Roles that may create and change orders."""
 ADMINS: Final[tuple[Role, ...]] = ("admin",)
+DISPATCHERS: Final[tuple[Role, ...]] = ("admin", "dispatcher")
+"""Roles of the people who run the deliveries (not integrations): the weekly summary."""
 
 
 _UNCACHED: Final = object()

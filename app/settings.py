@@ -145,6 +145,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How often an organisation with new days is learned from again (the rollups worker)."""
     learned_model_ttl_s: Annotated[float, Meta(ge=0, le=86_400)] = 600.0
     """How long the ETA worker keeps an organisation's learned model before reading it again."""
+    summary_hour: Annotated[int, Meta(ge=0, le=23)] = 7
+    """The hour on Monday, in each organisation's time zone, from which its weekly summary of
+    the week before is emailed (by the rollups worker, when an SMTP relay is configured)."""
     sender_batch: Annotated[int, Meta(ge=1, le=1000)] = 20
     """Outbox rows a sender claims per pass."""
     sender_max_tries: Annotated[int, Meta(ge=1, le=100)] = 10
@@ -220,6 +223,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         }
         hidden = {n: "***" for n in SECRET_FIELDS if getattr(self, n) is not None}
         return f"Settings({shown | hidden})"
+
+    @property
+    def email_configured(self) -> bool:
+        """True when an SMTP relay and a ``From`` address are set: email can be sent."""
+        return self.smtp_host is not None and self.smtp_from is not None
 
     @property
     def embedded(self) -> bool:

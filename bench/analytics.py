@@ -5,7 +5,8 @@
 
 Seeds one organisation with ``days`` days of ``drivers`` routes of ``stops`` closed stops each:
 orders, routes and stops, their facts (``stop_facts`` with four ETA errors per stop,
-``route_facts``), ratings on one stop in five, a learned model, and optionally
+``route_facts``), ratings on one stop in five, four customer messages per stop in the
+notification outbox, a learned model, and optionally
 ``positions-per-day`` positions a day (the reports never read them, but they share the
 database's cache). Then, against ``lastmile serve``, it asks every report for the whole month
 ``repeat`` times and prints the median and the slowest answer, beside the raw ceiling measured
@@ -50,7 +51,10 @@ REPORTS = [
     "routes?by=driver",
     "patterns",
     "learned",
+    "weekly-summary",
 ]
+"""The reports asked for, each over the whole range; the weekly summary (its last complete
+week beside the week before, with the week's patterns) takes no range."""
 
 
 def zones(count: int) -> list[str]:
@@ -177,6 +181,22 @@ async def seed(
             " FROM stop_facts f WHERE f.org_id = %s AND f.stop_id %% 5 = 0",
             (org,),
         )
+        # Four customer messages per stop, on the stop's day: two texts and two emails, one
+        # in thirty failed and one in fifty still on its way.
+        await conn.execute(
+            "INSERT INTO outbox (org_id, order_id, event_id, kind, recipient_kind, channel,"
+            " address, template, language, idempotency_key, state, created_at)"
+            " SELECT f.org_id, f.order_id, 'bench', k.kind, 'customer', k.channel,"
+            "  'c@example.com', k.kind || '.' || k.channel, 'en',"
+            "  'bench:' || f.stop_id || ':' || k.kind || ':' || k.channel,"
+            "  CASE WHEN random() < 1.0 / 30 THEN 'failed' WHEN random() < 0.02 THEN 'pending'"
+            "   ELSE 'sent' END,"
+            "  f.arrived_at - k.ahead * interval '1 min'"
+            " FROM stop_facts f, (VALUES ('en_route', 'sms', 30), ('approaching', 'sms', 10),"
+            "  ('en_route', 'email', 30), ('delivered', 'email', -3)) k(kind, channel, ahead)"
+            " WHERE f.org_id = %s",
+            (org,),
+        )
         table = SpeedTable(
             res=8,
             city_mps=7.5,
@@ -203,7 +223,7 @@ async def seed(
                     (start, start, [d for d, _ in tenant.drivers], per_driver),
                 )
         counts: dict[str, int] = {}
-        for table_name in ("stop_facts", "stop_eta_errors", "route_facts", "positions"):
+        for table_name in ("stop_facts", "stop_eta_errors", "route_facts", "outbox", "positions"):
             row = await (await conn.execute(f"SELECT count(*) FROM {table_name}")).fetchone()
             counts[table_name] = int(row[0]) if row else 0
         await conn.execute("VACUUM ANALYZE")
@@ -234,6 +254,8 @@ async def ask(port: int, key: str, first: date, last: date, repeat: int) -> list
         for report in REPORTS:
             joiner = "&" if "?" in report else "?"
             url = f"/v1/analytics/{report}{joiner}from={first}&to={last}"
+            if report == "weekly-summary":
+                url = f"/v1/analytics/{report}"
             times, size = [], 0
             for _ in range(repeat + 1):  # the first warms the caches
                 started = time.perf_counter()
@@ -287,6 +309,7 @@ def run(args: argparse.Namespace, report: Report, env: BenchEnv) -> None:
             days=args.days,
             drivers=args.drivers,
             stop_facts=counts["stop_facts"],
+            outbox=counts["outbox"],
             positions=counts["positions"],
             raw_count_s=ceiling,
         )

@@ -1,4 +1,5 @@
-"""Analytics reports: ``GET /v1/analytics/deliveries`` and ``GET /v1/analytics/routes``.
+"""Analytics reports: ``GET /v1/analytics/deliveries`` and ``GET /v1/analytics/routes``; the
+weekly summary.
 
 Each report covers a range of the organisation's days (its own time zone: a day is the day the
 routes ran) and has one row per group. Rates are shares in ``[0, 1]`` and None where nothing
@@ -13,6 +14,8 @@ from typing import Literal
 
 import msgspec
 
+from schemas.notifications import Channel
+
 DeliveryGroup = Literal["day", "driver", "carrier", "zone", "reason"]
 RouteGroup = Literal["day", "driver", "carrier"]
 
@@ -26,6 +29,16 @@ class EtaAccuracy(msgspec.Struct, frozen=True, kw_only=True):
     """Mean absolute error of the likely arrival."""
     inside_rate: float
     """Share of arrivals inside the window (the windows promise 80 %)."""
+
+
+class ChannelMessages(msgspec.Struct, frozen=True, kw_only=True):
+    """The messages about a group's stops on one channel (customers' and dispatchers' alike):
+    ``sent`` the provider took (or reported delivered), ``failed`` it refused or that were
+    given up after their retries. Messages still on their way are in neither."""
+
+    channel: Channel
+    sent: int
+    failed: int
 
 
 class DeliveryRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +70,9 @@ class DeliveryRow(msgspec.Struct, frozen=True, kw_only=True):
     eta: list[EtaAccuracy] = []
     boundary: list[tuple[float, float]] | None = None
     """Grouped by zone: the cell's outline, ``[lat, lon]`` corners (not in the CSV)."""
+    notifications: list[ChannelMessages] = []
+    """Every channel, in the order of :data:`~schemas.notifications.Channel`: a message counts
+    for its order's stop on the organisation's day it was created."""
 
 
 class DeliveryReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,3 +198,76 @@ class PatternReport(msgspec.Struct, frozen=True, kw_only=True):
     from_day: date
     to_day: date
     patterns: list[Pattern]
+
+
+# --- the weekly summary ------------------------------------------------------------------------
+
+
+class ReasonCount(msgspec.Struct, frozen=True, kw_only=True):
+    """How many stops failed for one reason (a failure code, ``unspecified`` for none)."""
+
+    code: str
+    failed: int
+
+
+class WeekFigures(msgspec.Struct, frozen=True, kw_only=True):
+    """One week (Monday to Sunday, the organisation's days) of deliveries and routes."""
+
+    week_start: date
+    """The Monday."""
+    week_end: date
+    """The Sunday."""
+    stops: int
+    delivered: int
+    failed: int
+    on_time_rate: float | None
+    """Over the stops whose customer gave a window."""
+    first_attempt_success_rate: float | None
+    failures_by_reason: list[ReasonCount]
+    """Most failures first."""
+    planned_km: float
+    driven_km: float
+    route_efficiency: float | None
+    """Planned over driven distance of the completed routes."""
+    stops_per_hour: float | None
+    eta_30min_arrivals: int
+    eta_30min_mae_s: float | None
+    """The arrival windows in force 30 minutes before arrivals: mean absolute error."""
+    eta_30min_inside_rate: float | None
+    notifications: list[ChannelMessages]
+
+
+class WeeklySummary(msgspec.Struct, frozen=True, kw_only=True):
+    """An organisation's last complete week in figures, with the week before to compare with,
+    and the patterns worth acting on that week (the first few of
+    ``GET /v1/analytics/patterns``). Labels of patterns are customer or driver text."""
+
+    org_name: str
+    time_zone: str
+    locale: str
+    composed_at: datetime
+    week: WeekFigures
+    previous: WeekFigures
+    patterns: list[Pattern]
+    more_patterns: int
+    """Patterns of the week beyond those listed."""
+
+
+class WeeklySummaryPreview(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/analytics/weekly-summary``: the figures and the email as it would be sent."""
+
+    summary: WeeklySummary
+    recipients: list[str]
+    """The organisation's ``summary_emails``; empty: no summary is sent on schedule."""
+    subject: str
+    text: str
+    html: str
+
+
+class WeeklySummarySent(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /v1/analytics/weekly-summary/send``: one email per recipient, queued in the
+    notification outbox (the email sender delivers them, with its retries)."""
+
+    week_start: date
+    recipients: list[str]
+    queued: int

@@ -48,8 +48,10 @@ NotificationKind = Literal[
     "running_late",
     "eta_changed",
     "out_of_sequence",
+    "weekly_summary",
 ]
-"""The ``kind`` of an outbox row: a customer kind, or an alert kind for dispatchers."""
+"""The ``kind`` of an outbox row: a customer kind, an alert kind for dispatchers, or the
+organisation's weekly summary (:mod:`workers.summary`: by email, about no order)."""
 TemplateKind = Literal[
     "en_route",
     "approaching",
@@ -95,9 +97,11 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     """One message due, as the outbox stores it."""
 
     org_id: OrgId
-    order_id: OrderId
+    order_id: OrderId | None
+    """None for a message about no one order (the weekly summary)."""
     event_id: str
-    """The events stream entry id the message was decided from."""
+    """The events stream entry id the message was decided from (the weekly summary's: its
+    organisation and week)."""
     kind: NotificationKind
     recipient_kind: RecipientKind
     channel: Channel

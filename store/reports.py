@@ -1,9 +1,9 @@
 """Analytics reports over the facts (``stop_facts``, ``stop_eta_errors``, ``route_facts``).
 
 Each report is one grouped query over an organisation's day range (plus one for the ETA
-accuracy by horizon), served by the ``(org_id, day)`` indexes; rates and means that need care
-with empty groups are finished in :mod:`app.api.analytics`. A group's ``key`` and ``label``
-come from a fixed table of SQL expressions, never from the request.
+accuracy by horizon and one for the messages sent), served by the ``(org_id, day)`` indexes;
+rates and means that need care with empty groups are finished in :mod:`app.api.analytics`. A
+group's ``key`` and ``label`` come from a fixed table of SQL expressions, never from the request.
 """
 
 from __future__ import annotations
@@ -62,6 +62,14 @@ class EtaTotals:
     arrivals: int
     mae_s: float
     inside_rate: float
+
+
+@dataclass(frozen=True)
+class NotificationTotals:
+    key: str
+    channel: str
+    sent: int
+    failed: int
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,44 @@ async def eta_totals(
         " GROUP BY 1, 2 ORDER BY 1, 2"
     ).format(key=sql.SQL(key), failed=_failed_only(by))
     return await _rows(conn, EtaTotals, query, (org_id, day_from, day_to))
+
+
+async def notification_totals(
+    conn: AsyncConnection[Any], org_id: OrgId, day_from: date, day_to: date, by: DeliveryGroup
+) -> list[NotificationTotals]:
+    """The outbox messages of the range's closed stops per group and channel.
+
+    A message belongs to the stop of its order on the organisation's day it was created (its
+    time zone's day, as ``stop_facts.day``; of two stops of one order that day, the later
+    attempt): so a re-attempted order's messages count on each attempt's day, once. ``sent``:
+    the provider took it or reported it delivered; ``failed``: refused, or given up after its
+    retries; messages still on their way are in neither, and messages of no order (the weekly
+    summary) in none. Only the range's orders' messages are read (by order: ``outbox_order``).
+    """
+    key, _label = _GROUPS[by]
+    query = sql.SQL(
+        "WITH f AS (SELECT DISTINCT ON (f.order_id, f.day) f.order_id, f.day, f.driver_id,"
+        "  f.carrier_id, f.zone, f.failure_code FROM stop_facts f"
+        "  WHERE f.org_id = %(org)s AND f.day BETWEEN %(from)s AND %(to)s{failed}"
+        "  ORDER BY f.order_id, f.day, f.attempt DESC, f.stop_id DESC)"
+        " SELECT {key} AS key, o.channel,"
+        " count(*) FILTER (WHERE o.state IN ('sent', 'delivered'))::int AS sent,"
+        " count(*) FILTER (WHERE o.state IN ('failed', 'dead'))::int AS failed"
+        " FROM f JOIN outbox o ON o.order_id = f.order_id"
+        # The stop's day in the organisation's zone; the zone is one value for the query (an
+        # init plan), so the bounds can be an index condition on outbox_order.
+        "  AND o.created_at >= f.day::timestamp AT TIME ZONE {zone}"
+        "  AND o.created_at < (f.day + 1)::timestamp AT TIME ZONE {zone}"
+        " WHERE o.org_id = %(org)s AND o.state IN ('sent', 'delivered', 'failed', 'dead')"
+        " GROUP BY 1, 2 ORDER BY 1, 2"
+    ).format(
+        key=sql.SQL(key),
+        failed=_failed_only(by),
+        zone=sql.SQL("(SELECT timezone FROM orgs WHERE id = %(org)s)"),
+    )
+    async with conn.cursor(row_factory=class_row(NotificationTotals)) as cursor:
+        await cursor.execute(query, {"org": org_id, "from": day_from, "to": day_to})
+        return await cursor.fetchall()
 
 
 async def route_totals(

@@ -7,6 +7,7 @@ Secrets never reach this module in clear: callers pass the SHA-256 of a token (s
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, scalar_row
@@ -15,6 +16,10 @@ from schemas.auth import ApiPrincipal, Credential, DevicePrincipal, Role
 from schemas.ids import ApiKeyId, DeviceId, DriverId, OrgId, VehicleId
 from schemas.organisation import Organisation
 from store.rows import fetch_all, fetch_one, returned
+
+_ORGANISATION: Final = (
+    "id, name, timezone AS time_zone, locale, default_service_s, auto_resequence, summary_emails"
+)
 
 
 async def create_org(conn: AsyncConnection, name: str, timezone: str = "UTC") -> OrgId:
@@ -33,8 +38,7 @@ async def organisation(conn: AsyncConnection, org_id: OrgId) -> Organisation | N
     return await fetch_one(
         conn,
         class_row(Organisation),
-        "SELECT id, name, timezone AS time_zone, locale, default_service_s, auto_resequence"
-        " FROM orgs WHERE id = %s",
+        f"SELECT {_ORGANISATION} FROM orgs WHERE id = %s",
         (org_id,),
     )
 
@@ -47,14 +51,14 @@ async def update_organisation(
         conn,
         class_row(Organisation),
         "UPDATE orgs SET name = %s, timezone = %s, locale = %s, default_service_s = %s,"
-        " auto_resequence = %s WHERE id = %s"
-        " RETURNING id, name, timezone AS time_zone, locale, default_service_s, auto_resequence",
+        f" auto_resequence = %s, summary_emails = %s WHERE id = %s RETURNING {_ORGANISATION}",
         (
             wanted.name,
             wanted.time_zone,
             wanted.locale,
             wanted.default_service_s,
             wanted.auto_resequence,
+            wanted.summary_emails,
             org_id,
         ),
     )

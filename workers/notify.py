@@ -283,7 +283,7 @@ def facts_of(
 def in_language(n: Notification, orders: dict[OrderId, OrderFacts]) -> Notification:
     """A customer's message in the order's own language, where it names one (decide gave it
     the organisation's)."""
-    order = orders.get(n.order_id)
+    order = None if n.order_id is None else orders.get(n.order_id)
     if n.recipient_kind != "customer" or order is None or not order.language:
         return n
     return msgspec.structs.replace(n, language=order.language)
@@ -394,13 +394,19 @@ class NotifyConsumer(OwnConnection):
         earlier messages carry, else a new one)."""
         if not due:
             return []
-        customers = {(n.org_id, n.order_id) for _, _, n in due if n.recipient_kind == "customer"}
+        customers = {
+            (n.org_id, n.order_id)
+            for _, _, n in due
+            if n.recipient_kind == "customer" and n.order_id is not None
+        }
         tokens = await links_of(conn, customers)
         wanted = {pair: secrets.token_urlsafe(18) for pair in customers if pair[1] not in tokens}
         tokens |= await new_links(conn, wanted)
         base = self.public_url.rstrip("/")
         bodies: list[Body] = []
         for entry, rules, n in due:
+            if n.order_id is None:
+                continue  # decide makes none: every event it reads is about an order
             org, order = orgs.get(n.org_id), orders.get(n.order_id)
             if org is None or order is None:
                 continue  # deleted since decided: the sender renders the default

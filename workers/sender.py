@@ -84,6 +84,7 @@ _SUBJECTS: dict[NotificationKind, str] = {
     "running_late": "Your delivery is running late",
     "eta_changed": "Your delivery window has changed",
     "out_of_sequence": "A driver stopped out of sequence",
+    "weekly_summary": "The week in figures",
 }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from datetime import date, datetime, timedelta
 from typing import Any, Final, cast, get_args
 from zoneinfo import ZoneInfo
@@ -25,6 +24,7 @@ from app.auth import READERS
 from app.errors import BadParameter, NotFound
 from app.http import answer, query_date, resources_of
 from schemas.analytics import (
+    ChannelMessages,
     DeliveryGroup,
     DeliveryReport,
     DeliveryRow,
@@ -32,21 +32,22 @@ from schemas.analytics import (
     LearnedCell,
     LearnedHour,
     LearnedModel,
-    Pattern,
-    PatternKind,
     PatternReport,
     RouteGroup,
     RouteReport,
     RouteRow,
 )
 from schemas.ids import OrgId
+from schemas.notifications import Channel
 from store import learning as learning_store
 from store import reports, tenants
 from workers.learner import tables_of
+from workers.patterns import find_patterns
 
 MAX_DAYS: Final = 366
 DEFAULT_DAYS: Final = 7
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+CHANNELS: Final[tuple[Channel, ...]] = get_args(Channel)
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -119,9 +120,31 @@ def _csv_answer(text: str, name: str) -> Response:
     )
 
 
+def _by_channel(
+    found: list[reports.NotificationTotals],
+) -> dict[str, list[ChannelMessages]]:
+    """Each group's messages on every channel (zero where it had none), by group key."""
+    counts: dict[str, dict[str, tuple[int, int]]] = {}
+    for n in found:
+        counts.setdefault(n.key, {})[n.channel] = (n.sent, n.failed)
+    made: dict[str, list[ChannelMessages]] = {}
+    for key, by_channel in counts.items():
+        made[key] = []
+        for channel in CHANNELS:
+            sent, failed = by_channel.get(channel, (0, 0))
+            made[key].append(ChannelMessages(channel=channel, sent=sent, failed=failed))
+    return made
+
+
 def _delivery_rows(
-    totals: list[reports.DeliveryTotals], etas: list[reports.EtaTotals], *, zones: bool
+    totals: list[reports.DeliveryTotals],
+    etas: list[reports.EtaTotals],
+    messages: list[reports.NotificationTotals],
+    *,
+    zones: bool,
 ) -> list[DeliveryRow]:
+    sent = _by_channel(messages)
+    none = [ChannelMessages(channel=c, sent=0, failed=0) for c in CHANNELS]
     by_key: dict[str, list[EtaAccuracy]] = {}
     for e in etas:
         by_key.setdefault(e.key, []).append(
@@ -154,6 +177,7 @@ def _delivery_rows(
             rating_mean=_round(t.rating_mean, 2),
             eta=by_key.get(t.key, []),
             boundary=_outline(t.key) if zones else None,
+            notifications=sent.get(t.key, none),
         )
         for t in totals
     ]
@@ -166,27 +190,33 @@ def _outline(cell: str) -> list[tuple[float, float]]:
 
 def _flat_delivery(row: DeliveryRow) -> dict[str, Any]:
     flat: dict[str, Any] = msgspec.to_builtins(row)
-    del flat["eta"], flat["boundary"]
+    del flat["eta"], flat["boundary"], flat["notifications"]
     for e in row.eta:
         flat[f"eta_{e.horizon_min}min_arrivals"] = e.arrivals
         flat[f"eta_{e.horizon_min}min_mae_s"] = e.mae_s
         flat[f"eta_{e.horizon_min}min_inside_rate"] = e.inside_rate
+    for m in row.notifications:
+        flat[f"notifications_{m.channel}_sent"] = m.sent
+        flat[f"notifications_{m.channel}_failed"] = m.failed
     return flat
 
 
+_NESTED: Final = ("eta", "boundary", "notifications")
 DELIVERY_COLUMNS: Final = [
-    *(f for f in DeliveryRow.__struct_fields__ if f not in ("eta", "boundary")),
+    *(f for f in DeliveryRow.__struct_fields__ if f not in _NESTED),
     *(
         f"eta_{h}min_{what}"
         for h in (5, 15, 30, 60)
         for what in ("arrivals", "mae_s", "inside_rate")
     ),
+    *(f"notifications_{c}_{what}" for c in CHANNELS for what in ("sent", "failed")),
 ]
 
 
 async def deliveries(request: Request) -> Response:
     """``GET /v1/analytics/deliveries``: punctuality, first-attempt success, failures, service
-    times, ratings and ETA accuracy per day, driver, carrier, zone or failure reason."""
+    times, ratings, ETA accuracy and the messages sent per day, driver, carrier, zone or failure
+    reason."""
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, READERS)
     by = cast("DeliveryGroup", _choice(request, "by", get_args(DeliveryGroup), "day"))
@@ -195,7 +225,8 @@ async def deliveries(request: Request) -> Response:
     async with resources.pool.connection() as conn:
         totals = await reports.delivery_totals(conn, principal.org_id, day_from, day_to, by)
         etas = await reports.eta_totals(conn, principal.org_id, day_from, day_to, by)
-    rows = _delivery_rows(totals, etas, zones=by == "zone" and not wants_csv)
+        messages = await reports.notification_totals(conn, principal.org_id, day_from, day_to, by)
+    rows = _delivery_rows(totals, etas, messages, zones=by == "zone" and not wants_csv)
     if wants_csv:
         text = to_csv([_flat_delivery(r) for r in rows], DELIVERY_COLUMNS)
         return _csv_answer(text, f"deliveries-{day_from}-{day_to}-by-{by}")
@@ -291,105 +322,12 @@ async def learned(request: Request) -> Response:
     )
 
 
-LATE_ZONE_MIN_DAYS: Final = 3
-"""A zone runs late "day after day" when it has late stops on at least this many days of the
-range, and on at least half the days it had stops."""
-FAILING_ADDRESS_MIN: Final = 2
-FAILING_ZONE_MIN: Final = 3
-FAILING_ZONE_FACTOR: Final = 2.0
-"""A zone's first attempts fail "repeatedly" when at least this many times the organisation's
-rate (and at least :data:`FAILING_ZONE_MIN` of them)."""
-SERVICE_MIN_STOPS: Final = 20
-SLOW_FACTOR: Final = 1.5
-FAST_FACTOR: Final = 0.6
-"""A driver's median service time stands out at this many times the fleet's (the median of the
-drivers' medians), over at least :data:`SERVICE_MIN_STOPS` stops."""
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min"
-
-
-def _reasons(codes: list[str]) -> dict[str, int]:
-    counted: dict[str, int] = {}
-    for code in codes:
-        counted[code] = counted.get(code, 0) + 1
-    return dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _failing(kind: PatternKind, place: reports.FailingPlace, detail: str) -> Pattern:
-    """A place whose first attempts keep failing, with how often and why."""
-    reasons = _reasons(place.reasons)
-    why = ", ".join(f"{code} {n}" for code, n in reasons.items())
-    return Pattern(
-        kind=kind,
-        key=place.key,
-        label=place.label,
-        zone=place.zone,
-        summary=f"{place.failed} of {place.first_attempts} first attempts failed{detail}: {why}",
-        days=place.days,
-        failed=place.failed,
-        first_attempts=place.first_attempts,
-        reasons=reasons,
-    )
-
-
 async def patterns(request: Request) -> Response:
     """``GET /v1/analytics/patterns``: zones late day after day, addresses and zones whose first
     attempts keep failing (with why), drivers whose service times stand out."""
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, READERS)
     day_from, day_to = await _range(request, principal.org_id)
-    org = principal.org_id
-    found: list[Pattern] = []
     async with resources.pool.connection() as conn:
-        for z in await reports.late_zones(conn, org, day_from, day_to, LATE_ZONE_MIN_DAYS):
-            if z.late_days * 2 < z.days:
-                continue
-            found.append(
-                Pattern(
-                    kind="late_zone",
-                    key=z.zone,
-                    label=z.zone,
-                    zone=z.zone,
-                    summary=f"late on {z.late_days} of {z.days} days: {z.late} of"
-                    f" {z.with_window} stops with a window, {_minutes(z.mean_lateness_s)}"
-                    " late on average",
-                    days=z.late_days,
-                    stops=z.with_window,
-                    late=z.late,
-                    mean_lateness_s=round(z.mean_lateness_s, 1),
-                )
-            )
-        for a in await reports.failing_addresses(conn, org, day_from, day_to, FAILING_ADDRESS_MIN):
-            found.append(_failing("failing_address", a, f" on {a.days} days"))
-        totals = await reports.delivery_totals(conn, org, day_from, day_to, "day")
-        first = sum(t.first_attempts for t in totals)
-        failed_first = first - sum(t.first_delivered for t in totals)
-        rate = failed_first / first if first else 0.0
-        for fz in await reports.failing_zones(conn, org, day_from, day_to, FAILING_ZONE_MIN):
-            if fz.failed < FAILING_ZONE_FACTOR * rate * fz.first_attempts:
-                continue
-            share = f" ({fz.failed / fz.first_attempts:.0%}; the organisation's {rate:.0%})"
-            found.append(_failing("failing_zone", fz, share))
-        drivers = await reports.driver_service(conn, org, day_from, day_to)
-    enough = [d for d in drivers if d.stops >= SERVICE_MIN_STOPS]
-    if len(enough) >= 2:
-        fleet = statistics.median(d.median_service_s for d in enough)
-        for d in enough:
-            ratio = d.median_service_s / fleet if fleet > 0 else 1.0
-            if FAST_FACTOR < ratio < SLOW_FACTOR:
-                continue
-            found.append(
-                Pattern(
-                    kind="slow_service" if ratio >= SLOW_FACTOR else "fast_service",
-                    key=str(d.driver_id),
-                    label=d.label,
-                    summary=f"median service {d.median_service_s:.0f} s over {d.stops} stops,"
-                    f" {ratio:.1f} times the fleet's {fleet:.0f} s",
-                    stops=d.stops,
-                    median_service_s=round(d.median_service_s, 1),
-                    fleet_median_service_s=round(fleet, 1),
-                )
-            )
+        found = await find_patterns(conn, principal.org_id, day_from, day_to)
     return answer(PatternReport(from_day=day_from, to_day=day_to, patterns=found))

@@ -19,7 +19,7 @@ import msgspec
 from msgspec import Meta
 
 from app.api import examples as ex
-from app.auth import ADMINS, FLEET_WRITERS, ORDER_WRITERS, READERS
+from app.auth import ADMINS, DISPATCHERS, FLEET_WRITERS, ORDER_WRITERS, READERS
 from app.errors import ErrorBody
 from app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.openapi import JSON, Answer, Body, Example, Operation, Param, Socket
@@ -30,6 +30,8 @@ from schemas.analytics import (
     PatternReport,
     RouteGroup,
     RouteReport,
+    WeeklySummaryPreview,
+    WeeklySummarySent,
 )
 from schemas.auth import (
     ApiKeyCreated,
@@ -350,6 +352,14 @@ def query(name: str, kind: Any, description: str) -> Param:
 
 DAY: Final = Param(
     "day", date, "A calendar day, `YYYY-MM-DD`.", example=ex.DAY, empty_is_absent=True
+)
+WEEK: Final = Param(
+    "week",
+    date,
+    "The Monday of a week that is over (within the last year), `YYYY-MM-DD`;"
+    " default: the last complete week in the organisation's time zone.",
+    example=date(2026, 11, 16),
+    empty_is_absent=True,
 )
 ACTIVE: Final = Param(
     "active", bool, "Only active (`true`) or inactive (`false`) ones.", empty_is_absent=True
@@ -694,8 +704,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         api("POST", "/v1/shifts/{shift_id}/cancel", "Cancel a shift (idempotent)", FLEET_WRITERS,
             ok("The cancelled shift.", Shift, ex.CANCELLED_SHIFT)),
         api("GET", "/v1/settings/organisation", "The organisation's settings", READERS,
-            ok("Name, time zone, locale and default service time.", Organisation,
-               ex.ORGANISATION)),
+            ok("Name, time zone, locale, default service time and the weekly summary's"
+               " recipients.", Organisation, ex.ORGANISATION)),
         api("PATCH", "/v1/settings/organisation", "Change the organisation's settings", ADMINS,
             ok("As stored now.", Organisation, ex.ORGANISATION),
             body=json_body(OrganisationPatch, ex.ORGANISATION_PATCH),
@@ -706,7 +716,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             " `default_service_s` is given to orders stored without `service_s` from then"
             " on. `auto_resequence` re-orders a late driver's remaining stops by itself on each"
             " `running_late`, when a less late order exists (at most every ten minutes per"
-            " route; the event `route_changed` says `auto_resequenced`)."),
+            " route; the event `route_changed` says `auto_resequenced`). `summary_emails` (at"
+            " most 20, duplicates dropped; `[]`: off) get the weekly summary every Monday"
+            " morning, when the deployment has an SMTP relay; an address that is not one is a"
+            " 400 naming `summary_emails[i]`."),
         api("GET", "/v1/settings/dimensions", "The organisation's capacity dimensions", READERS,
             ok("In the order amounts are planned.", Dimensions, ex.DIMENSIONS)),
         api("GET", "/v1/settings/customer-proof", "Whether customers see the proof photo",
@@ -1046,6 +1059,24 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ok("The model plans use: speeds per cell and hour, service times.", LearnedModel,
                ex.LEARNED_MODEL),
             errors=(404,)),
+        api("GET", "/v1/analytics/weekly-summary", "The weekly summary, as it would be emailed",
+            DISPATCHERS,
+            ok("A week's figures beside the week before's, its top patterns, and the email"
+               " (subject, text, HTML).", WeeklySummaryPreview, ex.WEEKLY_SUMMARY_PREVIEW),
+            params=(WEEK,),
+            description="Monday to Sunday in the organisation's time zone; numbers and dates in"
+            " its locale. Emailed every Monday from `LASTMILE_SUMMARY_HOUR` (its time zone) to"
+            " `summary_emails` of `/v1/settings/organisation`, when the deployment has an SMTP"
+            " relay. See docs/analytics.md."),
+        api("POST", "/v1/analytics/weekly-summary/send", "Email the weekly summary now",
+            DISPATCHERS,
+            ok("Queued in the notification outbox, one email per recipient; the email sender"
+               " delivers them with its retries.", WeeklySummarySent, ex.WEEKLY_SUMMARY_SENT,
+               status=202),
+            params=(WEEK,), errors=(409,),
+            description="Besides the scheduled summary, never instead of it. 409 when the"
+            " organisation names no `summary_emails`, or when the deployment has no SMTP relay"
+            " (`LASTMILE_SMTP_HOST`, `LASTMILE_SMTP_FROM`)."),
     ),
     *section(
         "webhooks",

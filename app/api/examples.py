@@ -13,6 +13,7 @@ from typing import Final
 from msgspec.structs import replace
 
 from schemas.analytics import (
+    ChannelMessages,
     DeliveryReport,
     DeliveryRow,
     EtaAccuracy,
@@ -21,8 +22,13 @@ from schemas.analytics import (
     LearnedModel,
     Pattern,
     PatternReport,
+    ReasonCount,
     RouteReport,
     RouteRow,
+    WeekFigures,
+    WeeklySummary,
+    WeeklySummaryPreview,
+    WeeklySummarySent,
 )
 from schemas.auth import (
     ApiKeyCreated,
@@ -326,7 +332,7 @@ ACTION_PREVIEW: Final = ActionPreview(
 )
 ORGANISATION: Final = Organisation(
     id=OrgId(1), name="Acme Deliveries", time_zone="Europe/Berlin", locale="de",
-    default_service_s=180,
+    default_service_s=180, summary_emails=["ops@acme.example"],
 )  # fmt: skip
 ORGANISATION_PATCH: Final = OrganisationPatch(
     time_zone="Europe/Berlin", default_service_s=180, auto_resequence=True
@@ -829,6 +835,11 @@ DELIVERY_REPORT: Final = DeliveryReport(
             ratings=31,
             rating_mean=4.71,
             eta=[EtaAccuracy(horizon_min=30, arrivals=190, mae_s=233.4, inside_rate=0.8158)],
+            notifications=[
+                ChannelMessages(channel="sms", sent=598, failed=4),
+                ChannelMessages(channel="email", sent=61, failed=0),
+                ChannelMessages(channel="webhook", sent=0, failed=0),
+            ],
         )
     ],
 )
@@ -904,4 +915,56 @@ PATTERN_REPORT: Final = PatternReport(
             reasons={"not_home": 2, "access": 1},
         ),
     ],
+)
+
+_WEEK: Final = WeekFigures(
+    week_start=date(2026, 11, 16),
+    week_end=date(2026, 11, 22),
+    stops=1_204,
+    delivered=1_162,
+    failed=42,
+    on_time_rate=0.9214,
+    first_attempt_success_rate=0.9611,
+    failures_by_reason=[
+        ReasonCount(code="not_home", failed=29),
+        ReasonCount(code="access", failed=9),
+    ],
+    planned_km=2_310.4,
+    driven_km=2_498.2,
+    route_efficiency=0.9248,
+    stops_per_hour=6.2,
+    eta_30min_arrivals=1_101,
+    eta_30min_mae_s=241.3,
+    eta_30min_inside_rate=0.8127,
+    notifications=[
+        ChannelMessages(channel="sms", sent=3_390, failed=12),
+        ChannelMessages(channel="email", sent=402, failed=1),
+        ChannelMessages(channel="webhook", sent=0, failed=0),
+    ],
+)
+WEEKLY_SUMMARY_PREVIEW: Final = WeeklySummaryPreview(
+    summary=WeeklySummary(
+        org_name="Acme Deliveries",
+        time_zone="Europe/Berlin",
+        locale="en-GB",
+        composed_at=datetime(2026, 11, 23, 6, 0, tzinfo=UTC),
+        week=_WEEK,
+        previous=replace(
+            _WEEK,
+            week_start=date(2026, 11, 9),
+            week_end=date(2026, 11, 15),
+            on_time_rate=0.9033,
+            delivered=1_120,
+        ),
+        patterns=PATTERN_REPORT.patterns,
+        more_patterns=0,
+    ),
+    recipients=["ops@acme.example"],
+    subject="Acme Deliveries: the week of 16 – 22 Nov 2026",
+    text="Acme Deliveries: the week of 16 – 22 Nov 2026\n(the week before: 9 – 15 Nov 2026)\n\n"
+    "Deliveries: 1,162 (week before 1,120; +42)\nOn time: 92.1% (week before 90.3%; +1.8 pts)\n…",
+    html="<!doctype html><html><body>…</body></html>",
+)
+WEEKLY_SUMMARY_SENT: Final = WeeklySummarySent(
+    week_start=date(2026, 11, 16), recipients=["ops@acme.example"], queued=1
 )

@@ -1,5 +1,5 @@
-"""``GET|PATCH /v1/settings/organisation``: the organisation's name, time zone, locale and
-default service time (readers read; admins change).
+"""``GET|PATCH /v1/settings/organisation``: the organisation's name, time zone, locale,
+default service time and weekly summary recipients (readers read; admins change).
 
 A new time zone applies from the next request on: days not yet planned begin and end in it,
 and pages, messages and emails show times in it. Stored instants (windows, arrivals) do not
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
+from email.headerregistry import Address
+from email.message import EmailMessage
 
 import msgspec
 from starlette.requests import Request
@@ -34,6 +36,25 @@ def check_time_zone(name: str, field: str = "time_zone") -> None:
         raise InvalidField(field, f"expected an IANA time zone such as Europe/Berlin, got {name!r}")
 
 
+def check_emails(addresses: list[str], field: str) -> list[str]:
+    """``addresses`` without duplicates (any case), in order; 400 naming ``field[i]`` for one
+    that is not a single deliverable address (``name@example.com``, a domain with a dot)."""
+    kept: dict[str, str] = {}
+    for n, text in enumerate(addresses):
+        message = EmailMessage()
+        try:
+            message["To"] = text
+            found: tuple[Address, ...] = message["To"].addresses
+        except (ValueError, IndexError):
+            found = ()
+        if len(found) != 1 or found[0].addr_spec != text.strip() or "." not in found[0].domain:
+            raise InvalidField(
+                f"{field}[{n}]", f"expected an address like name@example.com, got {text!r}"
+            )
+        kept.setdefault(text.strip().lower(), text.strip())
+    return list(kept.values())
+
+
 async def organisation(request: Request) -> Response:
     """Read the settings (any reader) or change some of them (admins)."""
     resources = resources_of(request)
@@ -50,6 +71,10 @@ async def organisation(request: Request) -> Response:
         ):
             raise InvalidField(
                 "locale", f"expected a locale such as en-GB or de, got {patch.locale!r}"
+            )
+        if not isinstance(patch.summary_emails, msgspec.UnsetType):
+            patch = msgspec.structs.replace(
+                patch, summary_emails=check_emails(patch.summary_emails, "summary_emails")
             )
     async with resources.pool.connection() as conn, conn.transaction():
         current = await tenants.organisation(conn, principal.org_id)

@@ -51,6 +51,7 @@ from workers.planner import run_planner
 from workers.rollups import RollupsConsumer, Rules
 from workers.runner import Runner, RunnerConfig
 from workers.sender import Channels, Sender, SenderConfig
+from workers.summary import run_summaries
 
 log = structlog.get_logger(__name__)
 
@@ -325,7 +326,8 @@ async def _run_rollups(
     settings: Settings, database_url: str, redis: Redis, config: RunnerConfig, stop: asyncio.Event
 ) -> None:
     """The rollups worker (the analytics facts, a consumer group on the events stream) and, when
-    learning is on, the learner on its schedule, side by side in this process."""
+    learning is on, the learner on its schedule, and, when email can be sent, the weekly
+    summaries on theirs, side by side in this process."""
     consumer = RollupsConsumer(
         names=stream_names(settings),
         database_url=database_url,
@@ -348,6 +350,15 @@ async def _run_rollups(
                         stop,
                         days=settings.learn_days,
                         interval_s=settings.learn_interval_h * 3600,
+                    )
+                )
+            if settings.email_configured:
+                group.create_task(
+                    run_summaries(
+                        database_url,
+                        stop,
+                        send_hour=settings.summary_hour,
+                        analytics_url=f"{base_url(settings)}/analytics",
                     )
                 )
     finally:

@@ -48,11 +48,17 @@ async def test_an_admin_runs_the_organisation_from_the_settings_page(
     await page.locator("#org-zone").select_option("Europe/Berlin")
     await page.locator("#org-service").fill("3")
     await page.locator("#org-auto").check()
+    await page.locator("#org-summary").fill("not an address")
+    await page.locator("#org-form button[type=submit]").click()
+    await expect(page.locator("#org-error")).to_contain_text("summary_emails", timeout=WAIT_MS)
+    await page.locator("#org-summary").fill("ops@example.com\nboss@example.com")
     await page.locator("#org-form button[type=submit]").click()
     await expect(page.locator("#notice")).to_contain_text("saved", timeout=WAIT_MS)
     org = (await http.get("/v1/settings/organisation", headers=bearer(tenant.api_key))).json()
     assert (org["time_zone"], org["default_service_s"]) == ("Europe/Berlin", 180)
     assert org["auto_resequence"] is True
+    assert org["summary_emails"] == ["ops@example.com", "boss@example.com"]
+    await expect(page.locator("#org-summary")).to_have_value("ops@example.com\nboss@example.com")
 
     new = f"new-{tenant.org_id}@example.com"
     await page.locator("#user-email").fill(new)

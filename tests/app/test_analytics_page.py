@@ -1,6 +1,6 @@
-"""The /analytics page in headless Chromium, from seeded days: its charts render, the zone map
-draws a cell per zone (and the learned speeds on the other layer), a customer-typed address
-stays text, and the CSV export downloads."""
+"""The /analytics page in headless Chromium, from seeded days: its charts render, the messages
+sent are counted per channel, the zone map draws a cell per zone (and the learned speeds on the
+other layer), a customer-typed address stays text, and the CSV export downloads."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from playwright.async_api import expect
 
 from app.settings import Settings
 from solver.learning import SpeedTable
+from store.notifications import insert_many
 from tests.browser import UNREACHABLE_TILES, WAIT_MS, Pages
 from tests.conftest import LiveServer, make_tenant
-from tests.facts import CALM_ZONE, Fact, seed
+from tests.facts import CALM_ZONE, Fact, one, seed
+from tests.workers.outbox_rows import customer_message
 
 HOSTILE = '<img src=x onerror="document.title=1">'
 OTHER_ZONE = "881f1d4887fffff"
@@ -33,8 +35,8 @@ async def test_the_analytics_page_charts_a_seeded_week(
     server: LiveServer, db: psycopg.AsyncConnection, pages: Pages
 ) -> None:
     """Five seeded days (UTC, the organisation's zone) draw the trend, driver and ETA charts,
-    two zone cells, the patterns with the hostile address as text, three learned cells on the
-    speed layer, and a CSV export."""
+    the messages of today's stop per channel, two zone cells, the patterns with the hostile
+    address as text, three learned cells on the speed layer, and a CSV export."""
     tenant = await make_tenant(db, drivers=2, role="dispatcher")
     ada, bo = (d.id for d in tenant.drivers)
     today = datetime.now(UTC).date()
@@ -62,6 +64,18 @@ async def test_the_analytics_page_charts_a_seeded_week(
         (tenant.org_id, today - timedelta(days=4), today, msgspec.json.encode(table).decode()),
     )
 
+    order = await one(
+        db, "SELECT order_id FROM stop_facts WHERE org_id = %s AND day = %s LIMIT 1",
+        (tenant.org_id, today),
+    )  # fmt: skip
+    for n, (channel, state) in enumerate((("sms", "sent"), ("email", "failed"))):
+        note = customer_message(tenant.org_id, order, f"page-{order}-{n}", "x", channel=channel)
+        await insert_many(db, [note])
+        await db.execute(
+            "UPDATE outbox SET state = %s WHERE idempotency_key = %s",
+            (state, note.idempotency_key),
+        )
+
     page = await pages.new_page(accept_downloads=True)
     await page.goto(f"{server.url}/analytics#key={tenant.api_key}")
     await expect(page.locator("body[data-loaded=true]")).to_have_count(1, timeout=WAIT_MS)
@@ -71,6 +85,10 @@ async def test_the_analytics_page_charts_a_seeded_week(
     await expect(page.locator("#trend-chart .xtick")).to_have_count(5)
     await expect(page.locator("path.zone-cell")).to_have_count(2)
     await expect(page.locator("#drivers-table tbody tr")).to_have_count(2)
+    messages = page.locator("#messages-table tbody tr")
+    await expect(messages).to_have_count(2)
+    await expect(messages.nth(0).locator("td")).to_have_text(["SMS", "1", "0", "0%"])
+    await expect(messages.nth(1).locator("td")).to_have_text(["Email", "0", "1", "100%"])
     patterns = page.locator("#patterns li")
     await expect(patterns.filter(has_text=HOSTILE)).to_have_count(1)
     await expect(page.locator("#patterns img")).to_have_count(0)

@@ -41,7 +41,7 @@ async def test_an_admin_changes_some_settings_and_readers_read_them(
     assert first.status_code == 200
     assert first.json() | {"name": ""} == {
         "id": tenant.org_id, "name": "", "time_zone": "UTC", "locale": "en",
-        "default_service_s": 0, "auto_resequence": False,
+        "default_service_s": 0, "auto_resequence": False, "summary_emails": [],
     }  # fmt: skip
     changed = await http.patch(
         SETTINGS, json={"time_zone": "Europe/Berlin", "locale": "de-AT"}, headers=admin
@@ -74,6 +74,10 @@ async def test_an_admin_changes_some_settings_and_readers_read_them(
         ({"default_service_s": 86_401}, "default_service_s"),
         ({"name": ""}, "name"),
         ({"timezone": "UTC"}, "timezone"),
+        ({"summary_emails": ["ops@acme.example", "not an address"]}, "summary_emails[1]"),
+        ({"summary_emails": ["ops@localhost"]}, "summary_emails[0]"),
+        ({"summary_emails": "ops@acme.example"}, "summary_emails"),
+        ({"summary_emails": [f"o{n}@acme.example" for n in range(21)]}, "summary_emails"),
     ],
 )
 async def test_a_bad_setting_is_a_400_naming_it(
@@ -82,6 +86,19 @@ async def test_a_bad_setting_is_a_400_naming_it(
     answer = await http.patch(SETTINGS, json=body, headers=admin)
     assert answer.status_code == 400, answer.text
     assert answer.json()["field"] == field
+
+
+async def test_the_weekly_summary_recipients_are_kept_once_each_and_cleared_with_none(
+    http: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    """An address given twice (in any case) is kept once, as first given; ``[]`` turns the
+    summary off."""
+    emails = ["Ops@Acme.example", "lead@acme.example", "ops@acme.example"]
+    changed = await http.patch(SETTINGS, json={"summary_emails": emails}, headers=admin)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["summary_emails"] == ["Ops@Acme.example", "lead@acme.example"]
+    cleared = await http.patch(SETTINGS, json={"summary_emails": []}, headers=admin)
+    assert cleared.json()["summary_emails"] == []
 
 
 async def test_the_default_service_time_goes_to_orders_that_name_none(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,15 +31,6 @@ from tests.days import Day, device, key, plan_and_dispatch, running_worker
 from tests.helpers import eventually
 from tests.workers.outbox_rows import customer_message
 from workers.sender import Sender, SenderConfig
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    """A real SMTP server (aiosmtpd) recording every message it accepts."""
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

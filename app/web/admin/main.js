@@ -47,7 +47,9 @@ async function loadOrganisation() {
   $("org-locale").value = org.locale;
   $("org-service").value = String(org.default_service_s / 60);
   $("org-auto").checked = org.auto_resequence;
-  for (const field of ["org-name", "org-zone", "org-locale", "org-service", "org-auto"]) {
+  $("org-summary").value = org.summary_emails.join("\n");
+  const fields = ["org-name", "org-zone", "org-locale", "org-service", "org-auto", "org-summary"];
+  for (const field of fields) {
     $(field).disabled = !isAdmin;
   }
 }
@@ -61,6 +63,7 @@ $("org-form").addEventListener("submit", (event) => {
       locale: $("org-locale").value.trim(),
       default_service_s: Math.round(Number($("org-service").value) * 60),
       auto_resequence: $("org-auto").checked,
+      summary_emails: $("org-summary").value.split(/[\s,;]+/).filter((address) => address),
     });
     await loadOrganisation();
     await Promise.all([loadUsers(), loadKeys(), loadDevices()]);

@@ -1,6 +1,7 @@
-// Analytics (/analytics): the days in figures, trends by day, drivers side by side, a zone map
-// of lateness (and of the learned driving speeds), the patterns worth acting on, the accuracy of
-// the arrival windows, and CSV exports. Only the public API is used (/v1/analytics/...).
+// Analytics (/analytics): the days in figures and the messages sent about their stops, trends by
+// day, drivers side by side, a zone map of lateness (and of the learned driving speeds), the
+// patterns worth acting on, the accuracy of the arrival windows, and CSV exports. Only the
+// public API is used (/v1/analytics/...).
 //
 // Days are the organisation's (GET /v1/settings/organisation gives its zone); numbers are shown
 // in the reader's locale. What people typed (drivers' names, addresses) is drawn as text.
@@ -70,6 +71,7 @@ async function load() {
     ]);
     loaded = { byZone, learned };
     drawFigures(byDay.rows, routesByDay.rows);
+    drawMessages(byDay.rows);
     drawTrend(byDay.rows);
     drawDrivers(byDriver.rows, routesByDriver.rows);
     drawMap();
@@ -107,6 +109,28 @@ function drawFigures(days, routes) {
   $("figures").replaceChildren(
     ...figures.map(([label, value]) => el("div", {}, el("dt", {}, label), el("dd", {}, value))),
   );
+}
+
+const CHANNELS = { sms: "SMS", email: "Email", webhook: "Webhook" };
+
+function drawMessages(days) {
+  const totals = new Map();
+  for (const day of days) {
+    for (const m of day.notifications || []) {
+      const total = totals.get(m.channel) || { sent: 0, failed: 0 };
+      total.sent += m.sent;
+      total.failed += m.failed;
+      totals.set(m.channel, total);
+    }
+  }
+  const used = [...totals].filter(([, t]) => t.sent + t.failed > 0);
+  $("messages-table").tBodies[0].replaceChildren(...(used.length
+    ? used.map(([channel, t]) => el("tr", { dataset: { channel } },
+      el("td", {}, CHANNELS[channel] || channel),
+      el("td", {}, number.format(t.sent)),
+      el("td", {}, number.format(t.failed)),
+      el("td", {}, ratio(t.failed / (t.sent + t.failed)))))
+    : [el("tr", {}, el("td", { class: "muted", colspan: 4 }, "No messages about these days' stops."))]));
 }
 
 // --- charts ----------------------------------------------------------------------------------
