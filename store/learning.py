@@ -3,8 +3,9 @@ model a plan uses.
 
 The learner reads an organisation's completed routes of a day range (from ``route_facts``), each
 with its closed stops in the order they were served, and the closed stops' service times with
-their order's address, customer and size. ``learned_models`` keeps every run; the newest one of
-an organisation is the one in use.
+their order's address, customer and size. ``route_passes`` keeps what it cut from each route's
+track, so a route's positions are read once, not every night. ``learned_models`` keeps every
+run; the newest one of an organisation is the one in use.
 """
 
 from __future__ import annotations
@@ -25,8 +26,34 @@ from store.rows import fetch_all, fetch_one, returned
 class RouteToLearn:
     route_id: RouteId
     driver_id: DriverId
+    day: date
     started_at: datetime
     completed_at: datetime
+    computed_at: datetime
+    """When its fact was (last) computed: passes cut before are cut again."""
+
+
+@dataclass(frozen=True)
+class KeptPasses:
+    """What the learner cut from a route before (see :func:`kept_passes`)."""
+
+    route_id: RouteId
+    facts_computed_at: datetime
+    passes: bytes
+    """``solver.learning.SpeedPass`` values as MessagePack."""
+    circuities: list[float]
+
+
+@dataclass(frozen=True)
+class CutPasses:
+    """What the learner cut from a route now, to keep (see :func:`keep_passes`)."""
+
+    route_id: RouteId
+    org_id: OrgId
+    day: date
+    facts_computed_at: datetime
+    passes: bytes
+    circuities: list[float]
 
 
 @dataclass(frozen=True)
@@ -68,10 +95,40 @@ async def routes_to_learn(
     return await fetch_all(
         conn,
         class_row(RouteToLearn),
-        "SELECT route_id, driver_id, started_at, completed_at FROM route_facts"
+        "SELECT route_id, driver_id, day, started_at, completed_at, computed_at FROM route_facts"
         " WHERE org_id = %s AND day BETWEEN %s AND %s ORDER BY started_at",
         (org_id, day_from, day_to),
     )
+
+
+async def kept_passes(
+    conn: AsyncConnection[Any], route_ids: list[RouteId], basis: str
+) -> dict[RouteId, KeptPasses]:
+    """The passes kept for ``route_ids`` that were cut on ``basis`` (rules and time zone)."""
+    rows = await fetch_all(
+        conn,
+        class_row(KeptPasses),
+        "SELECT route_id, facts_computed_at, passes, circuities FROM route_passes"
+        " WHERE route_id = ANY(%s) AND basis = %s",
+        (route_ids, basis),
+    )
+    return {r.route_id: r for r in rows}
+
+
+async def keep_passes(conn: AsyncConnection[Any], basis: str, cut: list[CutPasses]) -> None:
+    """Keep what was cut from routes now, in place of what was kept for them before."""
+    async with conn.cursor() as cursor:
+        await cursor.executemany(
+            "INSERT INTO route_passes (route_id, org_id, day, basis, facts_computed_at, passes,"
+            " circuities) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (route_id) DO UPDATE SET basis = excluded.basis,"
+            "  facts_computed_at = excluded.facts_computed_at, passes = excluded.passes,"
+            "  circuities = excluded.circuities, cut_at = now()",
+            [
+                (c.route_id, c.org_id, c.day, basis, c.facts_computed_at, c.passes, c.circuities)
+                for c in cut
+            ],
+        )
 
 
 async def visits_in_order(conn: AsyncConnection[Any], route_ids: list[RouteId]) -> list[StopVisit]:
@@ -158,3 +215,14 @@ async def orgs_due(conn: AsyncConnection[Any], older_than: datetime) -> list[Org
         (older_than,),
     )
     return [OrgId(r) for r in rows]
+
+
+async def model_by_id(conn: AsyncConnection[Any], org_id: OrgId, model_id: int) -> ModelRow | None:
+    """The organisation's model ``model_id`` (a row never changes once stored), or None."""
+    return await fetch_one(
+        conn,
+        class_row(ModelRow),
+        "SELECT id, org_id, learned_at, day_from, day_to, routes, speeds, service"
+        " FROM learned_models WHERE id = %s AND org_id = %s",
+        (model_id, org_id),
+    )

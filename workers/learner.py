@@ -3,9 +3,12 @@
 :func:`learn` reads the routes rolled up over the last ``days`` of the organisation's days
 (their GPS tracks, their stops in the order served) and the closed stops' service times, learns
 the tables of :mod:`solver.learning` and keeps them as the organisation's newest model, which
-plans use from then on. :func:`run_learner` runs it on a schedule beside the rollups worker:
-every ``check_every_s`` it looks for organisations whose newest model is older than
-``interval_s`` and that have routes rolled up since. ``lastmile learn`` runs it at once.
+plans use from then on. A route's track is read once: what is cut from it (its speed passes
+and leg circuities) is kept in ``route_passes`` and reused by the next runs, unless the rules
+or the organisation's time zone changed or the route's fact was recomputed since.
+:func:`run_learner` runs it on a schedule beside the rollups worker: every ``check_every_s`` it
+looks for organisations whose newest model is older than ``interval_s`` and that have routes
+rolled up since. ``lastmile learn`` runs it at once.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ from store.facts import fixes_of
 log = structlog.get_logger(__name__)
 
 RUNS = Counter("lastmile_learner_runs_total", "Models learned")
+ROUTES_READ = Counter(
+    "lastmile_learner_routes_read_total", "Routes whose positions the learner read and cut"
+)
+PASSES_ENCODER = msgspec.msgpack.Encoder()
+PASSES_DECODER = msgspec.msgpack.Decoder(list[learning.SpeedPass])
 MIN_LEGS = 5
 """Legs needed before the observed circuity is believed."""
 
@@ -50,6 +58,8 @@ class Learned:
     day_from: date
     day_to: date
     routes: int
+    routes_read: int
+    """Routes whose positions were read this run (the others' passes were kept)."""
     speed_samples: int
     cells: int
     city_speed_mps: float | None
@@ -75,7 +85,8 @@ class Learned:
         )
         return (
             f"org {self.org_id}: model {self.model_id} from {self.day_from} to {self.day_to},"
-            f" {self.routes} routes; {speed}{circuity}; {service}"
+            f" {self.routes} routes ({self.routes_read} read from positions); {speed}{circuity};"
+            f" {service}"
         )
 
 
@@ -94,29 +105,40 @@ async def learn(
     day_to = today or datetime.now(zone).date()
     day_from = day_to - timedelta(days=days - 1)
     routes = await store.routes_to_learn(conn, org_id, day_from, day_to)
+    basis = basis_of(rules, zone)
+    kept = await store.kept_passes(conn, [r.route_id for r in routes], basis)
+    fresh = [
+        r
+        for r in routes
+        if r.route_id not in kept or kept[r.route_id].facts_computed_at < r.computed_at
+    ]
     visits: dict[RouteId, list[store.StopVisit]] = {}
-    for v in await store.visits_in_order(conn, [r.route_id for r in routes]):
+    for v in await store.visits_in_order(conn, [r.route_id for r in fresh]):
         visits.setdefault(v.route_id, []).append(v)
     passes: list[learning.SpeedPass] = []
     circuities: list[float] = []
-    for route in routes:
-        fixes = [
-            trip.Fix(time=f.time, lat=f.lat, lon=f.lon, accuracy_m=f.accuracy_m)
-            for f in await fixes_of(conn, route.driver_id, route.started_at, route.completed_at)
-        ]
-        stops = visits.get(route.route_id, [])
-        segments = trip.clean_track(fixes)
-        passes += learning.speed_passes(
-            segments, [(s.arrived_at, s.completed_at) for s in stops], zone, rules
-        )
-        times = [f.time for f in fixes]  # in time order, as read
-        for a, b in pairwise(stops):
-            leg = fixes[bisect_left(times, a.completed_at) : bisect_right(times, b.arrived_at)]
-            ratio = learning.leg_circuity(
-                trip.trip_of(leg).driven_m, haversine_m(a.lat, a.lon, b.lat, b.lon)
+    cut: list[store.CutPasses] = []
+    for route in fresh:
+        route_passes, legs = await _cut(conn, route, visits.get(route.route_id, []), zone, rules)
+        cut.append(
+            store.CutPasses(
+                route_id=route.route_id,
+                org_id=org_id,
+                day=route.day,
+                facts_computed_at=route.computed_at,
+                passes=PASSES_ENCODER.encode(route_passes),
+                circuities=legs,
             )
-            if ratio is not None:
-                circuities.append(ratio)
+        )
+        passes += route_passes
+        circuities += legs
+    await store.keep_passes(conn, basis, cut)
+    ROUTES_READ.inc(len(cut))
+    cut_now = {c.route_id for c in cut}
+    for route_id, earlier in kept.items():
+        if route_id not in cut_now:
+            passes += PASSES_DECODER.decode(earlier.passes)
+            circuities += earlier.circuities
     observed = statistics.median(circuities) if len(circuities) >= MIN_LEGS else None
     speeds = learning.learn_speeds(passes, rules, observed)
     service = learning.learn_service(
@@ -144,6 +166,7 @@ async def learn(
         day_from=day_from,
         day_to=day_to,
         routes=len(routes),
+        routes_read=len(fresh),
         speed_samples=0 if speeds is None else speeds.samples,
         cells=0 if speeds is None else len(speeds.by_cell),
         city_speed_mps=None if speeds is None else speeds.city_mps,
@@ -192,6 +215,39 @@ async def run_learner(
             log.warning("learning failed; trying again later", error=str(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=check_every_s)
+
+
+def basis_of(rules: learning.LearningRules, zone: ZoneInfo) -> str:
+    """What passes are cut by: the rules and the time zone (hours of the week are local)."""
+    return f"{zone.key} {msgspec.json.encode(rules).decode()}"
+
+
+async def _cut(
+    conn: psycopg.AsyncConnection,
+    route: store.RouteToLearn,
+    stops: list[store.StopVisit],
+    zone: ZoneInfo,
+    rules: learning.LearningRules,
+) -> tuple[list[learning.SpeedPass], list[float]]:
+    """A route's speed passes (its cleaned track outside its stop visits) and the circuity of
+    each leg between its stops, from its positions."""
+    fixes = [
+        trip.Fix(time=f.time, lat=f.lat, lon=f.lon, accuracy_m=f.accuracy_m)
+        for f in await fixes_of(conn, route.driver_id, route.started_at, route.completed_at)
+    ]
+    passes = learning.speed_passes(
+        trip.clean_track(fixes), [(s.arrived_at, s.completed_at) for s in stops], zone, rules
+    )
+    circuities: list[float] = []
+    times = [f.time for f in fixes]  # in time order, as read
+    for a, b in pairwise(stops):
+        leg = fixes[bisect_left(times, a.completed_at) : bisect_right(times, b.arrived_at)]
+        ratio = learning.leg_circuity(
+            trip.trip_of(leg).driven_m, haversine_m(a.lat, a.lon, b.lat, b.lon)
+        )
+        if ratio is not None:
+            circuities.append(ratio)
+    return passes, circuities
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from realtime.streams import StreamNames
 from schemas.ids import DriverId, OrgId, RouteId, StopId
 from schemas.planning import Location
 from solver.geo import haversine_m
-from solver.learning import LearnedSpeeds
+from solver.learning import LearnedSpeeds, LearningRules
 from solver.matrix import ConstantSpeed, GreatCircleProvider
 from store import learning as learning_store
 from store import routes as route_store
@@ -126,6 +126,41 @@ async def test_the_learner_finds_the_speed_the_circuity_and_the_service_time(
     assert speeds["observed_circuity"] == pytest.approx(1.0, abs=0.01)
     assert learned.service["overall_s"] == SERVICE_S
     assert learned.service["by_size"] == {"1": SERVICE_S}
+
+
+async def test_a_routes_track_is_read_once_and_again_only_when_what_it_was_cut_by_changed(
+    db: psycopg.AsyncConnection, tenant: Tenant, learned: learning_store.ModelRow
+) -> None:
+    """Learning again reads no positions: with the driver's positions gone, the kept passes
+    still give 9 m/s. A route whose fact was recomputed is read again; new rules (H3
+    resolution 7) read every route again, and find nothing where the positions are gone."""
+    last = date(2026, 11, 20)
+    again = await learn(db, tenant.org_id, days=28, today=last)
+    assert (again.routes, again.routes_read) == (DAYS, 0)
+    await db.execute("DELETE FROM positions WHERE driver_id = %s", (tenant.drivers[0].id,))
+    kept = await learn(db, tenant.org_id, days=28, today=last)
+    assert (kept.routes_read, kept.cells, kept.speed_samples) == (
+        0,
+        again.cells,
+        again.speed_samples,
+    )
+    assert kept.city_speed_mps == pytest.approx(SPEED_MPS, rel=0.01)
+    assert kept.observed_circuity == pytest.approx(1.0, abs=0.01)
+
+    await db.execute(
+        "UPDATE route_facts SET computed_at = now() WHERE route_id = (SELECT min(route_id)"
+        " FROM route_facts WHERE org_id = %s)",
+        (tenant.org_id,),
+    )
+    recomputed = await learn(db, tenant.org_id, days=28, today=last)
+    assert recomputed.routes_read == 1
+    # Read again with its positions gone, that route has no passes left: two routes' remain.
+    assert 0 < recomputed.speed_samples < again.speed_samples
+    assert recomputed.city_speed_mps == pytest.approx(SPEED_MPS, rel=0.01)
+
+    coarser = LearningRules(res=7)
+    other = await learn(db, tenant.org_id, days=28, today=last, rules=coarser)
+    assert (other.routes_read, other.city_speed_mps) == (DAYS, None)
 
 
 async def test_the_planner_uses_learned_speeds_and_service_times_when_they_exist(
