@@ -3,9 +3,9 @@
 :func:`learn` reads the routes rolled up over the last ``days`` of the organisation's days
 (their GPS tracks, their stops in the order served) and the closed stops' service times, learns
 the tables of :mod:`solver.learning` and keeps them as the organisation's newest model, which
-plans use from then on. A route's track is read once: what is cut from it (its speed passes
-and leg circuities) is kept in ``route_passes`` and reused by the next runs, unless the rules
-or the organisation's time zone changed or the route's fact was recomputed since.
+plans use from then on. A settled route's track is read once: what is cut from it (its speed
+passes and leg circuities) is kept in ``route_passes`` and reused by the next runs, unless the
+rules or the organisation's time zone changed or the route's fact was recomputed since.
 :func:`run_learner` runs it on a schedule beside the rollups worker: every ``check_every_s`` it
 looks for organisations whose newest model is older than ``interval_s`` and that have routes
 rolled up since. ``lastmile learn`` runs it at once.
@@ -47,6 +47,8 @@ PASSES_ENCODER = msgspec.msgpack.Encoder()
 PASSES_DECODER = msgspec.msgpack.Decoder(list[learning.SpeedPass])
 MIN_LEGS = 5
 """Legs needed before the observed circuity is believed."""
+SETTLE = timedelta(hours=24)
+"""How long after a route's completion what is cut from its track is kept (see :func:`learn`)."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,14 @@ async def learn(
     days: int = 28,
     rules: learning.LearningRules = learning.DEFAULT_RULES,
     today: date | None = None,
+    settle: timedelta = SETTLE,
 ) -> Learned:
     """Learn from the organisation's last ``days`` days (up to ``today``, by default today in
-    its time zone) and keep the result as its newest model."""
+    its time zone) and keep the result as its newest model.
+
+    What is cut from a route completed at least ``settle`` ago is kept for the next runs; a
+    more recent route is read again next time, since positions a phone sent late (after a
+    stretch without signal) may still arrive."""
     org = await tenants.organisation(conn, org_id)
     zone = ZoneInfo(org.time_zone if org is not None else "UTC")
     day_to = today or datetime.now(zone).date()
@@ -118,8 +125,13 @@ async def learn(
     passes: list[learning.SpeedPass] = []
     circuities: list[float] = []
     cut: list[store.CutPasses] = []
+    settled = datetime.now(UTC) - settle
     for route in fresh:
         route_passes, legs = await _cut(conn, route, visits.get(route.route_id, []), zone, rules)
+        passes += route_passes
+        circuities += legs
+        if route.completed_at > settled:
+            continue
         cut.append(
             store.CutPasses(
                 route_id=route.route_id,
@@ -130,13 +142,11 @@ async def learn(
                 circuities=legs,
             )
         )
-        passes += route_passes
-        circuities += legs
     await store.keep_passes(conn, basis, cut)
-    ROUTES_READ.inc(len(cut))
-    cut_now = {c.route_id for c in cut}
+    ROUTES_READ.inc(len(fresh))
+    read_now = {r.route_id for r in fresh}
     for route_id, earlier in kept.items():
-        if route_id not in cut_now:
+        if route_id not in read_now:
             passes += PASSES_DECODER.decode(earlier.passes)
             circuities += earlier.circuities
     observed = statistics.median(circuities) if len(circuities) >= MIN_LEGS else None

@@ -163,6 +163,24 @@ async def test_a_routes_track_is_read_once_and_again_only_when_what_it_was_cut_b
     assert (other.routes_read, other.city_speed_mps) == (DAYS, None)
 
 
+async def test_a_route_completed_lately_is_read_again_until_it_settles(
+    db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """Routes completed within the settling time are read on every run and kept from none
+    (a phone may still send positions it could not send on the road); once settled, kept."""
+    last = date(2026, 11, 20)
+    for n in range(DAYS):
+        await driven_day(db, tenant.org_id, tenant.drivers[0].id, last - timedelta(days=n))
+    recent = timedelta(days=36_500)  # every route completed within it
+    for _ in range(2):
+        run = await learn(db, tenant.org_id, days=28, today=last, settle=recent)
+        assert run.routes_read == DAYS
+        assert run.city_speed_mps == pytest.approx(SPEED_MPS, rel=0.01)
+    settled = await learn(db, tenant.org_id, days=28, today=last)
+    assert settled.routes_read == DAYS
+    assert (await learn(db, tenant.org_id, days=28, today=last)).routes_read == 0
+
+
 async def test_the_planner_uses_learned_speeds_and_service_times_when_they_exist(
     db: psycopg.AsyncConnection, tenant: Tenant, learned: learning_store.ModelRow
 ) -> None:
