@@ -3,6 +3,9 @@
 :func:`open_resources` opens the Redis client, the PostgreSQL pool, the ping appender and the
 authenticator, and starts the process's upkeep tasks (daily partitions ahead of time, stream
 lag for ``/metrics``); leaving it cancels the tasks and closes the clients in reverse order.
+
+It also keeps the learned speed tables the process has read (:class:`LearnedModels`), which
+re-optimisation sends to the solver pool with the calls of routes planned at learned speeds.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import structlog
+from cachetools import LRUCache
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -34,9 +40,12 @@ from app.settings import Settings
 from app.throttle import FailedCredentials
 from realtime.hub import Hub
 from realtime.streams import APPEND_SCRIPT, PingAppender, StreamNames
+from schemas.ids import OrgId
 from solver.matrix import ConstantSpeed, GreatCircleProvider, MatrixProvider
 from store.db import open_pool
+from store.learning import model_by_id
 from store.partitions import ensure_window
+from workers.learner import tables_of
 from workers.planner import requeue_lost
 
 log = structlog.get_logger(__name__)
@@ -46,6 +55,37 @@ LAG_SAMPLE_S = 5.0
 REQUEUE_S = 15.0
 REQUEUE_AFTER = timedelta(seconds=10)
 """A plan committed this long ago whose job is not on the stream is handed over again."""
+
+
+MODELS_KEPT = 32
+"""Learned speed tables an API process keeps: about one per organisation re-optimising, each
+its JSON (a dense table of every cell of a city at every working hour is about 2 MB)."""
+
+
+class LearnedModels:
+    """The speed tables of the learned models this API process has read, by model id.
+
+    A stored model never changes (the learner adds a new one), so a table read once serves
+    every later call, and a re-optimisation reads one only the first time its plan's model comes
+    up. At most :data:`MODELS_KEPT` are kept, the least recently used leaving first.
+    """
+
+    def __init__(self, limit: int = MODELS_KEPT) -> None:
+        self._kept: LRUCache[tuple[OrgId, int], bytes | None] = LRUCache(maxsize=limit)
+
+    async def speeds_json(
+        self, conn: AsyncConnection[Any], org_id: OrgId, model_id: int
+    ) -> bytes | None:
+        """Model ``model_id``'s :class:`~solver.learning.SpeedTable` as msgspec JSON; None when
+        it learned no speeds or ``org_id`` has no such model."""
+        key = (org_id, model_id)
+        if key in self._kept:
+            return self._kept[key]
+        model = await model_by_id(conn, org_id, model_id)
+        speeds = None if model is None else tables_of(model)[0]
+        encoded = None if speeds is None else msgspec.json.encode(speeds)
+        self._kept[key] = encoded
+        return encoded
 
 
 @dataclass(frozen=True)
@@ -63,6 +103,8 @@ class Resources:
     images: ThreadPoolExecutor
     """Where proof photos are decoded: few threads, so that decoded pixels in memory are
     bounded by them (and malloc keeps few arenas), not by how many uploads arrive together."""
+    models: LearnedModels
+    """The learned speed tables read so far, for re-optimisation."""
 
 
 IMAGE_WORKERS = 2
@@ -76,6 +118,13 @@ def matrix_provider(settings: Settings) -> MatrixProvider:
 
         return OsrmProvider(settings.osrm_url)
     return live_provider(settings)
+
+
+def drives_learned_speeds(settings: Settings) -> bool:
+    """Whether re-optimisation drives at the learned speeds a route was planned with: learning
+    is on and travel times are the great-circle model's (a road router's are kept, as the
+    planner keeps them)."""
+    return settings.learning and not settings.osrm_url
 
 
 def live_provider(settings: Settings) -> MatrixProvider:
@@ -149,6 +198,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             hub=hub,
             solver=solver,
             images=images,
+            models=LearnedModels(),
         )
         tasks = [
             asyncio.create_task(_every(PARTITION_UPKEEP_S, _partitions, resources)),

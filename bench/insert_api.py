@@ -1,12 +1,18 @@
 """Urgent-order insertion end to end: ``POST /v1/routes/insert`` on a running 100-stop day.
 
-    python -m bench.insert_api [--drivers 10] [--orders 100] [--urgent 20]
+    python -m bench.insert_api [--drivers 10] [--orders 100] [--urgent 20] [--learned]
 
 Starts one server process (with its planner worker) against the configured or embedded
 services, creates a day through the API (a depot, ``drivers`` vans and shifts, ``orders``
 orders), plans and dispatches it, starts every route, then times the insertion of ``urgent``
 new orders one by one, each a separate request: state read from PostgreSQL and Redis, the
 re-optimiser, the write and the push to the driver.
+
+With ``--learned`` the organisation has a learned model before the day is planned, so the plan
+and every insertion drive at its speeds: the plan's model read per call, its speed table sent
+to the solver process with each call. The table is dense on purpose (every H3 cell of the area,
+each with a figure for every working hour of the week, about 30,000 in all), an upper bound of
+what the learner keeps, which only keeps groups with enough samples.
 """
 
 from __future__ import annotations
@@ -18,11 +24,72 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import h3
 import httpx
+import msgspec
+import psycopg
 
 from bench.harness import bench_env, make_tenant, server_process
+from schemas.ids import OrgId
+from solver.learning import SpeedTable
+from store.learning import store_model
 
 CENTRE = (52.52, 13.405)
+SPREAD = (0.08, 0.12)
+"""How far orders lie from the centre, in degrees of latitude and longitude."""
+
+
+def learned_table(rng: random.Random) -> SpeedTable:
+    """A dense learned table over the orders' area: a city speed of 6 m/s (the configured
+    default is 8), slower at rush hours, each cell faster or slower than the city."""
+    lat, lon = CENTRE
+    d_lat, d_lon = SPREAD
+    area = h3.LatLngPoly(
+        [
+            (lat - d_lat, lon - d_lon),
+            (lat - d_lat, lon + d_lon),
+            (lat + d_lat, lon + d_lon),
+            (lat + d_lat, lon - d_lon),
+        ]
+    )
+    cells = sorted(h3.polygon_to_cells(area, 8))
+    city = 6.0
+    by_hour = {
+        h: city * (0.8 if h % 24 in (8, 9, 17, 18) else 1.0 if 7 <= h % 24 <= 21 else 1.2)
+        for h in range(168)
+    }
+    by_cell = {c: city * rng.uniform(0.7, 1.3) for c in cells}
+    working = [d * 24 + h for d in range(7) for h in range(7, 22)]
+    by_cell_hour = {
+        f"{c}/{h}": by_cell[c] * by_hour[h] / city * rng.uniform(0.9, 1.1)
+        for c in cells
+        for h in working
+    }
+    return SpeedTable(
+        res=8,
+        city_mps=city,
+        by_hour=by_hour,
+        by_cell=by_cell,
+        by_cell_hour=by_cell_hour,
+        samples=len(by_cell_hour) * 5,
+        cell_samples={c: 5 * len(working) for c in cells},
+        observed_circuity=1.3,
+    )
+
+
+def store_learned(database_url: str, org_id: OrgId, table: SpeedTable) -> int:
+    """Keep ``table`` as the organisation's newest learned model; its id."""
+    import asyncio
+
+    async def go() -> int:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            today = datetime.now(UTC).date()
+            speeds = msgspec.to_builtins(table)
+            return await store_model(
+                conn, org_id, today - timedelta(days=28), today, 200, speeds, None
+            )
+
+    return asyncio.run(go())
 
 
 def main() -> None:
@@ -32,10 +99,18 @@ def main() -> None:
     parser.add_argument("--urgent", type=int, default=20)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--port", type=int, default=18090)
+    parser.add_argument(
+        "--learned", action="store_true", help="plan and insert with a dense learned model"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with bench_env() as env:
         tenant = make_tenant(env.database_url, args.drivers)
+        table_kb = 0.0
+        if args.learned:
+            table = learned_table(random.Random(args.seed))
+            table_kb = len(msgspec.json.encode(table)) / 1024
+            store_learned(env.database_url, tenant.org_id, table)
         with server_process(env, args.port, workers=True):
             client = httpx.Client(
                 base_url=f"http://127.0.0.1:{args.port}",
@@ -59,8 +134,8 @@ def main() -> None:
                     {
                         "external_ref": ref,
                         "address": ref,
-                        "lat": CENTRE[0] + rng.uniform(-0.08, 0.08),
-                        "lon": CENTRE[1] + rng.uniform(-0.12, 0.12),
+                        "lat": CENTRE[0] + rng.uniform(-SPREAD[0], SPREAD[0]),
+                        "lon": CENTRE[1] + rng.uniform(-SPREAD[1], SPREAD[1]),
                         "day": day.isoformat(),
                         "time_windows": [{"start": at(8), "end": at(20)}],
                         "service_s": 180,
@@ -107,8 +182,15 @@ def main() -> None:
                 took = time.perf_counter() - started
                 timings.append(took)
                 (placed_s if reply.status_code == 200 else refused_s).append(took)
-            print(f"# python -m bench.insert_api --drivers {args.drivers} --orders {args.orders}")
+            learned = " --learned" if args.learned else ""
+            print(
+                f"# python -m bench.insert_api --drivers {args.drivers} --orders {args.orders}"
+                f" --urgent {args.urgent}{learned}"
+            )
             print(f"day: {args.drivers} drivers, {routes} stops dispatched and started")
+            print(f"planned with: {status['outcome'].get('model', '?')}")
+            if args.learned:
+                print(f"learned speed table: {table_kb:.0f} KiB as JSON")
             print(
                 f"POST /v1/routes/insert x{args.urgent}: median"
                 f" {1000 * statistics.median(timings):.0f} ms, max {1000 * max(timings):.0f} ms;"

@@ -30,7 +30,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row, scalar_row
 from psycopg.types.json import Jsonb
 
-from schemas.ids import OrderId, OrgId, PlanId
+from schemas.ids import OrderId, OrgId, PlanId, RouteId
 from store.rows import fetch_all, fetch_one, returned
 
 MAX_CLAIMS = 3
@@ -279,3 +279,23 @@ async def cancel_plan(conn: AsyncConnection, org_id: OrgId, plan_id: PlanId) -> 
         (plan_id, org_id),
     )
     return cancelled if cancelled is not None else await get_plan(conn, org_id, plan_id)
+
+
+async def models_of_routes(
+    conn: AsyncConnection, org_id: OrgId, route_ids: Sequence[RouteId]
+) -> list[int]:
+    """The learned models the plans of ``route_ids`` were made with, each once, by id (a plan
+    made at the configured speed, or without an outcome, adds nothing).
+
+    One indexed read per call (``routes`` and ``plans`` by primary key): re-optimisation asks
+    on every insertion, move and re-sequence, so that a route is re-timed with its plan's model.
+    """
+    return await fetch_all(
+        conn,
+        scalar_row,
+        "SELECT DISTINCT (p.result->>'model_id')::bigint FROM routes r"
+        " JOIN plans p ON p.org_id = r.org_id AND p.id = r.plan_id"
+        " WHERE r.org_id = %s AND r.id = ANY(%s) AND p.result->>'model_id' IS NOT NULL"
+        " ORDER BY 1",
+        (org_id, list(route_ids)),
+    )

@@ -9,8 +9,8 @@ From the tracking page, authenticated by the link's token (:func:`app.api.tracki
   to dispatchers.
 * ``POST /v1/track/{token}/reschedule`` asks for another day: the order is pending again on that
   day (its windows moved with it), its stop leaves today's route through the re-optimisation
-  that cancelling uses (the rest re-timed, the driver told), and an ``order_rescheduled`` event
-  is on the events stream.
+  that cancelling uses (the rest re-timed at the speeds the route was planned with, the driver
+  told), and an ``order_rescheduled`` event is on the events stream.
 * ``POST /v1/track/{token}/rating``: once the order is delivered, 1 to 5 stars and a comment,
   once (a second is 409); stored with the driver who delivered.
 * ``GET /v1/track/{token}/answers``: what the customer said so far (for the page).
@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.running import announce, state, write
+from app.api.running import announce, state, travel_of, write
 from app.api.tracking import order_of_link
 from app.auth import READERS
 from app.errors import Conflict, InvalidField, NotFound
@@ -157,7 +157,8 @@ async def reschedule(
             # The cancel path of the re-optimisation: take the stop out and re-time the rest.
             st = await state(conn, resources, org_id, route_id)
             rest = without_stop(st.route, OrderRef(str(order_id)))
-            timeline = await resources.solver.run(retime, rest)
+            travel = await travel_of(conn, resources, org_id, [st])
+            timeline = await resources.solver.run(retime, rest, travel=travel)
         async with conn.transaction():
             if st is not None and timeline is not None:
                 # Locked, so the driver cannot reach the stop between this check and the move.

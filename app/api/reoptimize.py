@@ -7,7 +7,9 @@ stop off its route. Each has a ``…/preview`` twin that answers what it would c
 pending stop of each route it rewrites, its planned arrival before and after) and changes
 nothing, so a page can show the consequences before the dispatcher confirms. Visited stops
 stay; the rest starts from where the driver is. The solver runs in the API process's solver
-pool, every change is an event, and the driver's app gets the new route at once.
+pool, at the speeds the routes were planned with (:func:`app.api.running.travel_of`: their
+plan's learned model, or the configured speed), every change is an event, and the driver's app
+gets the new route at once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.running import State, announce, pending_stop, state, states, write
+from app.api.running import State, announce, pending_stop, state, states, travel_of, write
 from app.auth import FLEET_WRITERS
 from app.errors import Conflict, InvalidField, NotFound, UnknownIds
 from app.http import answer, decode, path_id, request_body, resources_of
@@ -137,7 +139,12 @@ async def _insert(request: Request, *, only_preview: bool) -> Response:
         )
         if not running:
             raise Conflict("order_id", f"no route is running on {day}")
-        placed = await resources.solver.run(cheapest_insertion, [s.route for s in running], stop)
+        placed = await resources.solver.run(
+            cheapest_insertion,
+            [s.route for s in running],
+            stop,
+            travel=await travel_of(conn, resources, org_id, running),
+        )
         if isinstance(placed, Unplaceable):
             raise Conflict("order_id", placed.reason)
         target = next(s for s in running if s.route.vehicle_ref == placed.vehicle_ref)
@@ -200,6 +207,7 @@ async def _move(request: Request, *, only_preview: bool) -> Response:
             target.route,
             OrderRef(str(order_id)),
             position=wanted.position,
+            travel=await travel_of(conn, resources, org_id, [source, target]),
         )
         if isinstance(moved, Unplaceable):
             raise Conflict("route_id", moved.reason)
@@ -242,7 +250,12 @@ async def _resequence(request: Request, *, only_preview: bool) -> Response:
     route_id = RouteId(path_id(request, "route_id"))
     async with resources.pool.connection() as conn:
         st = await state(conn, resources, principal.org_id, route_id)
-        timeline = await resources.solver.run(resequence, st.route, time_limit_s=RESEQUENCE_LIMIT_S)
+        timeline = await resources.solver.run(
+            resequence,
+            st.route,
+            time_limit_s=RESEQUENCE_LIMIT_S,
+            travel=await travel_of(conn, resources, principal.org_id, [st]),
+        )
         if only_preview:
             return await preview(conn, principal.org_id, [(st, timeline)])
         async with conn.transaction():
@@ -272,8 +285,11 @@ async def resequence_late(resources: Resources, org_id: OrgId, route_id: RouteId
             st = await state(conn, resources, org_id, route_id)
         except (NotFound, Conflict):  # finished, cancelled or gone meanwhile
             return False
-        current = await resources.solver.run(retime, st.route)
-        timeline = await resources.solver.run(resequence, st.route, time_limit_s=RESEQUENCE_LIMIT_S)
+        travel = await travel_of(conn, resources, org_id, [st])
+        current = await resources.solver.run(retime, st.route, travel=travel)
+        timeline = await resources.solver.run(
+            resequence, st.route, time_limit_s=RESEQUENCE_LIMIT_S, travel=travel
+        )
         if timeline.lateness_s >= current.lateness_s:
             return False
         try:
@@ -301,7 +317,9 @@ async def cancel_preview(resources: Resources, org_id: OrgId, order_id: OrderId)
             return answer(ActionPreview(routes=[]))
         st = await state(conn, resources, org_id, found[1])
         rest = without_stop(st.route, OrderRef(str(order_id)))
-        return await preview(conn, org_id, [(st, await resources.solver.run(retime, rest))])
+        travel = await travel_of(conn, resources, org_id, [st])
+        timeline = await resources.solver.run(retime, rest, travel=travel)
+        return await preview(conn, org_id, [(st, timeline)])
 
 
 async def after_cancel(resources: Resources, org_id: OrgId, order_id: OrderId) -> None:
@@ -313,7 +331,8 @@ async def after_cancel(resources: Resources, org_id: OrgId, order_id: OrderId) -
             route_id = found[1]
             st = await state(conn, resources, org_id, route_id)
             rest = without_stop(st.route, OrderRef(str(order_id)))
-            timeline = await resources.solver.run(retime, rest)
+            travel = await travel_of(conn, resources, org_id, [st])
+            timeline = await resources.solver.run(retime, rest, travel=travel)
             async with conn.transaction():
                 await write(conn, st, timeline, removed=[order_id])
         cancelled = OrderCancelled(

@@ -6,10 +6,16 @@ current instant, and the pending stops), asks the pure re-optimiser in ``solver/
 and writes the answer back with an optimistic version check, so a route that changed meanwhile
 is never overwritten (the caller gets a conflict and retries). Visited stops never move. After
 the commit every affected driver's app gets its new route and an event records the change.
+
+The solver drives at the speeds the routes were planned with (:func:`travel_of`): the learned
+model named by their plan's outcome, when learning is on, else the configured provider. A
+route planned at learned speeds and re-timed at the configured one would see every pending
+arrival jump at the first insertion.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +24,8 @@ from datetime import UTC, date, datetime
 from psycopg import AsyncConnection
 
 from app.errors import Conflict, NotFound
-from app.resources import Resources
+from app.process.solver_pool import LearnedTravel
+from app.resources import Resources, drives_learned_speeds
 from realtime.events import emit, push_route
 from realtime.live import latest_position
 from schemas.events import Event, RouteChanged
@@ -28,6 +35,7 @@ from schemas.reoptimize import RemainingStop, RunningRoute, Timeline
 from schemas.route import RouteView
 from store import routes as store
 from store.delivery import DeliveryDay, aligned, load_day, org_settings
+from store.plans import models_of_routes
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,8 @@ class State:
 
     head: store.RouteHead
     route: RunningRoute
+    timezone: str
+    """The organisation's time zone (learned speeds are by local hour of week)."""
 
 
 def _epoch(moment: datetime) -> int:
@@ -99,7 +109,38 @@ async def _state(
         capacity=shift.capacity,
         skills=frozenset(shift.skills),
     )
-    return State(head, route)
+    return State(head, route, day.timezone)
+
+
+async def travel_of(
+    conn: AsyncConnection, resources: Resources, org_id: OrgId, running: Sequence[State]
+) -> LearnedTravel | None:
+    """The learned speeds a re-optimisation of ``running`` drives at, for the solver pool; None
+    for the configured provider.
+
+    It is the learned model their plans were made with (routes of plans with different models
+    take the newest of them), averaged over the hours from now to the latest end of their
+    shifts, when learning is on and the provider is the great-circle model. None when it is
+    off, when no plan used a model, or when the model learned no speeds. One indexed query per
+    call; a model's table is read once per API process.
+    """
+    if not running or not drives_learned_speeds(resources.settings):
+        return None
+    model_ids = await models_of_routes(conn, org_id, [st.head.route_id for st in running])
+    if not model_ids:
+        return None
+    model_id = max(model_ids)  # ids grow: the highest is the newest
+    speeds_json = await resources.models.speeds_json(conn, org_id, model_id)
+    if speeds_json is None:
+        return None
+    now_s = min(st.route.now_epoch_s for st in running)
+    end_s = max(st.route.shift_end_epoch_s for st in running)
+    return LearnedTravel(
+        model_id=model_id,
+        timezone=running[0].timezone,
+        speeds_json=speeds_json,
+        span_h=max(1, math.ceil((end_s - now_s) / 3600)),
+    )
 
 
 def remaining(stop: store.OpenStop, dimensions: Sequence[str]) -> RemainingStop:

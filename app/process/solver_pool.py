@@ -12,6 +12,13 @@ Processes are spawned (not forked: the API process has threads and an event loop
 starts (``LASTMILE_WARM_SOLVER``, on by default; off, the first call waits about a second for
 the imports); a pool whose process died is replaced, and the call retried once, since every
 call here is a pure function.
+
+A route planned at learned speeds is re-optimised at them too: the caller passes the plan's
+model as :class:`LearnedTravel`, and each process keeps the providers it built for the last
+:data:`PROVIDERS_KEPT` (model, time zone, span), so a table is decoded once per process and
+span, not per call; a call without one uses the configured provider. The table goes with every
+call as msgspec JSON, since the caller cannot know which process takes it: a dense one (every
+cell of ``bench.insert_api --learned``'s area at every working hour, 1.8 MB) adds about 2 ms.
 """
 
 from __future__ import annotations
@@ -22,19 +29,47 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
 import structlog
+from cachetools import LRUCache
 
 from app.settings import Settings
+from solver.learning import SpeedTable
 from solver.matrix import MatrixProvider
+from workers.learner import with_speeds
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+PROVIDERS_KEPT = 8
+"""Providers at learned speeds a solver process keeps (each holds its own pair cache)."""
+
+
+@dataclass(frozen=True)
+class LearnedTravel:
+    """The learned speeds a call drives at: what a solver process needs to build, once, the
+    configured provider driven at them (:func:`workers.learner.with_speeds`)."""
+
+    model_id: int
+    timezone: str
+    """The organisation's IANA time zone: the table's hours of week are local."""
+    speeds_json: bytes
+    """The model's :class:`~solver.learning.SpeedTable`, msgspec JSON."""
+    span_h: int
+    """Hours of week averaged from each departure's (at least 1)."""
+
+
 _provider: MatrixProvider | None = None
 """The travel-time provider of this solver process (set by :func:`_start`)."""
+
+_learned: LRUCache[tuple[int, str, int], MatrixProvider] = LRUCache(maxsize=PROVIDERS_KEPT)
+"""This process's providers at learned speeds, by (model id, time zone, span)."""
+
+_SPEEDS = msgspec.json.Decoder(SpeedTable)
 
 
 def _start(settings: Settings) -> None:
@@ -52,10 +87,28 @@ def _ready() -> None:
     """Nothing: submitting it starts a process, which runs :func:`_start` first."""
 
 
-def _call(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+def _provider_for(travel: LearnedTravel | None) -> MatrixProvider:
+    """The configured provider, driven at ``travel``'s speeds when it names some."""
     if _provider is None:
         raise RuntimeError("a solver process was used before it started")
-    return fn(*args, provider=_provider, **kwargs)
+    if travel is None:
+        return _provider
+    key = (travel.model_id, travel.timezone, travel.span_h)
+    provider = _learned.get(key)
+    if provider is None:
+        speeds = _SPEEDS.decode(travel.speeds_json)
+        provider = with_speeds(_provider, speeds, travel.timezone, travel.span_h)
+        _learned[key] = provider
+    return provider
+
+
+def _call(
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    travel: LearnedTravel | None = None,
+) -> T:
+    return fn(*args, provider=_provider_for(travel), **kwargs)
 
 
 class SolverPool:
@@ -74,8 +127,16 @@ class SolverPool:
             initargs=(self._settings,),
         )
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, provider=<the process's provider>, **kwargs)`` in a solver process.
+    async def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        travel: LearnedTravel | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``fn(*args, provider=<the process's provider>, **kwargs)`` in a solver process; the
+        provider drives at ``travel``'s learned speeds when given (``travel`` is the pool's,
+        never passed to ``fn``).
 
         ``fn`` must be a module-level function and its arguments and answer picklable; its
         exceptions come back as raised.
@@ -83,13 +144,13 @@ class SolverPool:
         loop = asyncio.get_running_loop()
         executor = self._executor
         try:
-            return await loop.run_in_executor(executor, _call, fn, args, kwargs)
+            return await loop.run_in_executor(executor, _call, fn, args, kwargs, travel)
         except BrokenProcessPool:
             if self._executor is executor:  # the first call to see it replaces the pool
                 log.warning("a solver process died; starting a new pool", function=fn.__name__)
                 executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = self._new()
-            return await loop.run_in_executor(self._executor, _call, fn, args, kwargs)
+            return await loop.run_in_executor(self._executor, _call, fn, args, kwargs, travel)
 
     def warm(self) -> None:
         """Start the processes now, so that the first call does not wait for them."""
