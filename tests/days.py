@@ -218,21 +218,34 @@ async def eta_worker(settings: Settings, redis: Redis) -> AsyncIterator[None]:
         yield
 
 
-@pytest.fixture
-async def second_server(settings: Settings, server: LiveServer) -> AsyncIterator[LiveServer]:
-    """Another API process on the same PostgreSQL and Redis, as behind a load balancer."""
+@contextlib.asynccontextmanager
+async def another_server(settings: Settings, **changes: Any) -> AsyncIterator[LiveServer]:
+    """Another API process on the same PostgreSQL and Redis, as behind a load balancer, with
+    ``changes`` to its settings."""
     sockets = (bound_socket(), bound_socket())
     other = msgspec.structs.replace(
-        settings, port=sockets[0].getsockname()[1], osmand_port=sockets[1].getsockname()[1]
+        settings,
+        port=sockets[0].getsockname()[1],
+        osmand_port=sockets[1].getsockname()[1],
+        **changes,
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(serve_api(other, stop, on_ready=ready.set, sockets=sockets))
     await asyncio.wait_for(ready.wait(), 30)
-    yield LiveServer(other)
-    stop.set()
-    await asyncio.wait_for(task, 30)
-    for sock in sockets:
-        sock.close()
+    try:
+        yield LiveServer(other)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture
+async def second_server(settings: Settings, server: LiveServer) -> AsyncIterator[LiveServer]:
+    """Another API process on the same PostgreSQL and Redis, as behind a load balancer."""
+    async with another_server(settings) as other:
+        yield other
 
 
 def moved_window(

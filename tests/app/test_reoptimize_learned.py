@@ -9,7 +9,6 @@ each stop, no waiting (the orders' windows are the shift's).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,14 +19,13 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from app.process.server import serve_api
 from app.settings import Settings
 from schemas.ids import OrgId
 from solver.geo import haversine_m
 from solver.learning import SpeedTable
 from store import learning as learning_store
-from tests.conftest import LiveServer, Tenant, bound_socket
-from tests.days import DEPOT, Day, at, key, make_day, order, plan_and_dispatch
+from tests.conftest import LiveServer, Tenant
+from tests.days import DEPOT, Day, another_server, at, key, make_day, order, plan_and_dispatch
 from tests.facts import one
 
 CONFIGURED_MPS = 8.0
@@ -120,21 +118,8 @@ async def insert_and_resequence(
 @pytest.fixture
 async def learning_off(settings: Settings, server: LiveServer) -> AsyncIterator[LiveServer]:
     """Another API process on the same services, with ``learning`` off."""
-    sockets = (bound_socket(), bound_socket())
-    other = msgspec.structs.replace(
-        settings,
-        port=sockets[0].getsockname()[1],
-        osmand_port=sockets[1].getsockname()[1],
-        learning=False,
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve_api(other, stop, on_ready=ready.set, sockets=sockets))
-    await asyncio.wait_for(ready.wait(), 30)
-    yield LiveServer(other)
-    stop.set()
-    await asyncio.wait_for(task, 30)
-    for sock in sockets:
-        sock.close()
+    async with another_server(settings, learning=False) as other:
+        yield other
 
 
 async def test_a_route_planned_at_learned_speeds_is_re_optimised_at_them(
