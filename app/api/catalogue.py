@@ -1073,7 +1073,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ok("Queued in the notification outbox, one email per recipient; the email sender"
                " delivers them with its retries.", WeeklySummarySent, ex.WEEKLY_SUMMARY_SENT,
                status=202),
-            params=(WEEK,), errors=(409,),
+            params=(WEEK,), errors=(409,), idempotent=True,
             description="Besides the scheduled summary, never instead of it. 409 when the"
             " organisation names no `summary_emails`, or when the deployment has no SMTP relay"
             " (`LASTMILE_SMTP_HOST`, `LASTMILE_SMTP_FROM`)."),

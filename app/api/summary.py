@@ -20,7 +20,8 @@ from starlette.responses import Response
 
 from app.auth import DISPATCHERS
 from app.errors import BadParameter, Conflict, NotFound
-from app.http import answer, query_date, resources_of
+from app.http import answer, encode, query_date, resources_of
+from app.idempotency import Answer, run_create
 from schemas.analytics import WeeklySummaryPreview, WeeklySummarySent
 from schemas.ids import OrgId
 from schemas.organisation import Organisation
@@ -84,13 +85,16 @@ async def preview(request: Request) -> Response:
 
 async def send(request: Request) -> Response:
     """``POST /v1/analytics/weekly-summary/send``: email the week's summary to the recipients
-    now; 409 when there are none, or when this deployment cannot send email."""
+    now; 409 when there are none, or when this deployment cannot send email. With an
+    ``Idempotency-Key`` (:mod:`app.idempotency`), a retried request queues nothing again and
+    replays the first answer."""
     resources = resources_of(request)
     principal = await resources.auth.require_api_key(request, DISPATCHERS)
     if not resources.settings.email_configured:
         raise Conflict(None, "no SMTP relay configured: set LASTMILE_SMTP_HOST and _FROM")
     now = datetime.now(UTC)
-    async with resources.pool.connection() as conn, conn.transaction():
+
+    async def command(conn: AsyncConnection[Any]) -> Answer:
         org = await _org(conn, principal.org_id)
         week = _week(request, org, now)
         if not org.summary_emails:
@@ -101,7 +105,11 @@ async def send(request: Request) -> Response:
         # refused for a week already sent.
         key = f"{summary.schedule_key(org.id, week)}:now:{secrets.token_hex(8)}"
         queued = await summary.queue(conn, org, mail, key, now)
-    return answer(
-        WeeklySummarySent(week_start=week, recipients=list(org.summary_emails), queued=queued),
-        status=202,
-    )
+        sent = WeeklySummarySent(
+            week_start=week, recipients=list(org.summary_emails), queued=queued
+        )
+        return Answer(202, encode(sent))
+
+    # The request says what it asks in its query (the week): that stands for the body when
+    # the key's fingerprint tells one request from another.
+    return await run_create(request, principal, request.url.query.encode(), command)

@@ -4,6 +4,8 @@ recipients through the outbox, refused to integrations and for weeks that are no
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import msgspec
 import psycopg
@@ -67,6 +69,35 @@ async def test_a_dispatcher_previews_a_week_and_sends_it_now(
         await db.execute("SELECT 1 FROM weekly_summaries WHERE org_id = %s", (fortnight.org_id,))
     ).fetchall()
     assert scheduled == []  # sending now is no stand-in for Monday's
+
+
+async def test_a_retried_send_with_its_key_queues_nothing_again(
+    db: psycopg.AsyncConnection, http: httpx.AsyncClient
+) -> None:
+    """The same ``Idempotency-Key`` for the same week replays the first answer and queues
+    nothing more; for another week it is refused (422); a new key sends again."""
+    fortnight = await build_fortnight(db)
+    key = bearer(await issue_api_key(db, fortnight.org_id, role="dispatcher", name="d"))
+    once = {**key, "idempotency-key": "send-once"}
+    first = await http.post(f"{SUMMARY}/send", params={"week": str(WEEK)}, headers=once)
+    again = await http.post(f"{SUMMARY}/send", params={"week": str(WEEK)}, headers=once)
+    assert (first.status_code, again.status_code) == (202, 202), again.text
+    assert again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    earlier = str(WEEK - timedelta(days=7))
+    reused = await http.post(f"{SUMMARY}/send", params={"week": earlier}, headers=once)
+    assert reused.status_code == 422, reused.text
+    fresh = {**key, "idempotency-key": "send-twice"}
+    assert (
+        await http.post(f"{SUMMARY}/send", params={"week": earlier}, headers=fresh)
+    ).status_code == 202
+    count = await (
+        await db.execute(
+            "SELECT count(*) FROM outbox WHERE org_id = %s AND kind = 'weekly_summary'",
+            (fortnight.org_id,),
+        )
+    ).fetchone()
+    assert count == (2 * len(fortnight.emails),)
 
 
 async def test_who_and_which_week_may_ask(
