@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final, get_args
 
 from prometheus_client import Gauge
 
-from schemas.notifications import Channel, OutboxState
+from schemas.notifications import CHANNELS, OutboxState
 from store.notifications import count_by_state, oldest_due_s
 
 if TYPE_CHECKING:  # app.resources starts the sampler: imported for the type only
@@ -39,7 +39,6 @@ OUTBOX_OLDEST_DUE = Gauge(
     ["channel"],
     multiprocess_mode="mostrecent",
 )
-CHANNELS: Final[tuple[str, ...]] = get_args(Channel)
 STATES: Final[tuple[str, ...]] = get_args(OutboxState)
 
 

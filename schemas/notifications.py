@@ -32,6 +32,8 @@ from schemas.ids import OrderId, OrgId
 
 RecipientKind = Literal["customer", "dispatcher", "integration"]
 Channel = Literal["sms", "email", "webhook"]
+CHANNELS: Final[tuple[Channel, ...]] = get_args(Channel)
+"""Every channel, in a fixed order (reports list them all, zero where nothing was sent)."""
 CustomerChannel = Literal["sms", "email"]
 CustomerKind = Literal[
     "en_route", "approaching", "delivered", "failed", "running_late", "eta_changed"

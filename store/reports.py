@@ -64,6 +64,11 @@ class EtaTotals:
     inside_rate: float
 
 
+def ratio(part: float, whole: float, digits: int = 4) -> float | None:
+    """``part / whole`` rounded to ``digits``; None for an empty group (``whole`` 0)."""
+    return None if whole <= 0 else round(part / whole, digits)
+
+
 @dataclass(frozen=True)
 class NotificationTotals:
     key: str

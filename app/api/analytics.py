@@ -38,7 +38,7 @@ from schemas.analytics import (
     RouteRow,
 )
 from schemas.ids import OrgId
-from schemas.notifications import Channel
+from schemas.notifications import CHANNELS
 from store import learning as learning_store
 from store import reports, tenants
 from workers.learner import tables_of
@@ -47,11 +47,6 @@ from workers.patterns import find_patterns
 MAX_DAYS: Final = 366
 DEFAULT_DAYS: Final = 7
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
-CHANNELS: Final[tuple[Channel, ...]] = get_args(Channel)
-
-
-def _ratio(part: float, whole: float) -> float | None:
-    return None if whole <= 0 else round(part / whole, 4)
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
@@ -163,12 +158,12 @@ def _delivery_rows(
             delivered=t.delivered,
             failed=t.failed,
             first_attempts=t.first_attempts,
-            first_attempt_success_rate=_ratio(t.first_delivered, t.first_attempts),
+            first_attempt_success_rate=reports.ratio(t.first_delivered, t.first_attempts),
             with_window=t.with_window,
             on_time=t.on_time,
             early=t.early,
             late=t.late,
-            on_time_rate=_ratio(t.on_time, t.with_window),
+            on_time_rate=reports.ratio(t.on_time, t.with_window),
             mean_lateness_s=_round(t.mean_lateness_s),
             mean_wait_s=_round(t.mean_wait_s),
             mean_service_s=_round(t.mean_service_s),
@@ -242,8 +237,8 @@ def _route_row(t: reports.RouteTotals) -> RouteRow:
         delivered=t.delivered,
         planned_km=round(t.planned_m / 1000, 2),
         driven_km=round(t.driven_m / 1000, 2),
-        route_efficiency=_ratio(t.planned_m, t.driven_m),
-        stops_per_hour=_ratio(t.stops * 3600, t.actual_s),
+        route_efficiency=reports.ratio(t.planned_m, t.driven_m),
+        stops_per_hour=reports.ratio(t.stops * 3600, t.actual_s),
         planned_h=round(t.planned_s / 3600, 2),
         actual_h=round(t.actual_s / 3600, 2),
         idle_h=round(t.idle_s / 3600, 2),
