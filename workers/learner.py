@@ -14,7 +14,6 @@ rolled up since. ``lastmile learn`` runs it at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import statistics
 from bisect import bisect_left, bisect_right
@@ -36,6 +35,7 @@ from store import learning as store
 from store import tenants
 from store.delivery import DeliveryDay
 from store.facts import fixes_of
+from workers.schedule import every
 
 log = structlog.get_logger(__name__)
 
@@ -212,19 +212,16 @@ async def run_learner(
     check_every_s: float = 600.0,
 ) -> None:
     """Learn for every organisation that is due, every ``check_every_s``, until ``stop``."""
-    while not stop.is_set():
-        try:
-            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-                older_than = datetime.now(UTC) - timedelta(seconds=interval_s)
-                for org_id in await store.orgs_due(conn, older_than):
-                    if stop.is_set():
-                        break
-                    learned = await learn(conn, org_id, days=days)
-                    log.info("learned", summary=learned.describe())
-        except (psycopg.Error, OSError) as exc:
-            log.warning("learning failed; trying again later", error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=check_every_s)
+
+    async def learn_due(conn: psycopg.AsyncConnection) -> None:
+        older_than = datetime.now(UTC) - timedelta(seconds=interval_s)
+        for org_id in await store.orgs_due(conn, older_than):
+            if stop.is_set():
+                break
+            learned = await learn(conn, org_id, days=days)
+            log.info("learned", summary=learned.describe())
+
+    await every(check_every_s, stop, database_url, "learning", learn_due)
 
 
 def basis_of(rules: learning.LearningRules, zone: ZoneInfo) -> str:

@@ -21,13 +21,12 @@ week missed while nothing ran goes out late rather than never.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -46,7 +45,7 @@ from schemas.analytics import (
     WeeklySummary,
 )
 from schemas.ids import OrgId
-from schemas.notifications import Channel, Notification, Rendered
+from schemas.notifications import CHANNELS, Notification, Rendered
 from schemas.organisation import Organisation
 from store import reports, tenants
 from store import summaries as store
@@ -54,6 +53,7 @@ from store.notification_rules import Body, store_bodies
 from store.notifications import insert_many
 from workers.messages import locale_of, zone_of
 from workers.patterns import find_patterns
+from workers.schedule import every
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,6 @@ KIND: Final = "weekly_summary"
 TEMPLATES: Final = Path(__file__).with_name("templates")
 MAX_PATTERNS: Final = 5
 TOP_REASONS: Final = 3
-CHANNELS: Final[tuple[Channel, ...]] = get_args(Channel)
 _KINDS: Final = {
     "late_zone": "Late day after day",
     "failing_address": "First attempts keep failing",
@@ -82,10 +81,6 @@ def last_complete_week(now: datetime, zone: ZoneInfo, send_hour: int = 0) -> dat
 
 
 # --- the figures ---------------------------------------------------------------------------------
-
-
-def _ratio(part: float, whole: float, digits: int = 4) -> float | None:
-    return None if whole <= 0 else round(part / whole, digits)
 
 
 def _week(
@@ -119,8 +114,8 @@ def _week(
         stops=sum(d.stops for d in days),
         delivered=sum(d.delivered for d in days),
         failed=sum(d.failed for d in days),
-        on_time_rate=_ratio(sum(d.on_time for d in days), sum(d.with_window for d in days)),
-        first_attempt_success_rate=_ratio(
+        on_time_rate=reports.ratio(sum(d.on_time for d in days), sum(d.with_window for d in days)),
+        first_attempt_success_rate=reports.ratio(
             sum(d.first_delivered for d in days), sum(d.first_attempts for d in days)
         ),
         failures_by_reason=[
@@ -129,13 +124,13 @@ def _week(
         ],
         planned_km=round(planned_m / 1000, 2),
         driven_km=round(driven_m / 1000, 2),
-        route_efficiency=_ratio(planned_m, driven_m),
-        stops_per_hour=_ratio(
+        route_efficiency=reports.ratio(planned_m, driven_m),
+        stops_per_hour=reports.ratio(
             sum(r.stops for r in routes) * 3600, sum(r.actual_s for r in routes), 2
         ),
         eta_30min_arrivals=arrivals,
-        eta_30min_mae_s=_ratio(sum(e.mae_s * e.arrivals for e in eta), arrivals, 1),
-        eta_30min_inside_rate=_ratio(sum(e.inside_rate * e.arrivals for e in eta), arrivals),
+        eta_30min_mae_s=reports.ratio(sum(e.mae_s * e.arrivals for e in eta), arrivals, 1),
+        eta_30min_inside_rate=reports.ratio(sum(e.inside_rate * e.arrivals for e in eta), arrivals),
         notifications=[
             ChannelMessages(channel=c, sent=sent.get(c, 0), failed=failed.get(c, 0))
             for c in CHANNELS
@@ -399,20 +394,15 @@ async def run_summaries(
     check_every_s: float = 600.0,
 ) -> None:
     """Queue the summaries due every ``check_every_s`` until ``stop``."""
-    while not stop.is_set():
-        try:
-            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-                now = datetime.now(UTC)
-                for q in await queue_due(
-                    conn, now, send_hour=send_hour, analytics_url=analytics_url
-                ):
-                    log.info(
-                        "weekly summary queued",
-                        org_id=q.org_id,
-                        week_start=str(q.week_start),
-                        emails=q.emails,
-                    )
-        except (psycopg.Error, OSError) as exc:
-            log.warning("weekly summaries failed; trying again later", error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=check_every_s)
+
+    async def queue_now(conn: psycopg.AsyncConnection) -> None:
+        now = datetime.now(UTC)
+        for q in await queue_due(conn, now, send_hour=send_hour, analytics_url=analytics_url):
+            log.info(
+                "weekly summary queued",
+                org_id=q.org_id,
+                week_start=str(q.week_start),
+                emails=q.emails,
+            )
+
+    await every(check_every_s, stop, database_url, "weekly summaries", queue_now)
