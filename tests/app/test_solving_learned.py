@@ -54,12 +54,26 @@ async def test_a_call_with_a_model_drives_at_its_speeds(pool: SolverPool) -> Non
     assert again == configured
 
 
+def kept(*, provider: MatrixProvider) -> list[tuple[int, str, int]]:
+    """The (model, time zone, span) of the learned providers this solver process keeps."""
+    from app.process import solver_pool
+
+    return list(solver_pool._learned.keys())
+
+
 async def test_a_process_builds_a_models_provider_once_per_span(pool: SolverPool) -> None:
     """The same model and span give the same provider in a process; another span or model, a
-    provider of its own."""
+    provider of its own. (Object ids alone would not show it: a provider dropped after a call
+    may leave its id to the next one.)"""
     _, first, pid = await pool.run(driving, BERLIN, POTSDAM, travel=travel(1, 5.0))
     _, same, same_pid = await pool.run(driving, BERLIN, POTSDAM, travel=travel(1, 5.0))
     assert (same, same_pid) == (first, pid)
+    assert await pool.run(kept) == [(1, "Europe/Berlin", 3)]
     _, other_span, _ = await pool.run(driving, BERLIN, POTSDAM, travel=travel(1, 5.0, span_h=4))
     _, other_model, _ = await pool.run(driving, BERLIN, POTSDAM, travel=travel(2, 5.0))
     assert len({first, other_span, other_model}) == 3
+    assert sorted(await pool.run(kept)) == [
+        (1, "Europe/Berlin", 3),
+        (1, "Europe/Berlin", 4),
+        (2, "Europe/Berlin", 3),
+    ]
