@@ -52,6 +52,7 @@ class Day:
     day: date
     shift_ids: list[int]
     orders: dict[str, int]
+    window: dict[str, str] | None = None  # the orders' window; None: 08:00-18:00 UTC
 
 
 @contextlib.asynccontextmanager
@@ -155,7 +156,7 @@ async def make_day(
         lon = DEPOT[1] + (0.03 if i < 3 else -0.03) + i * 0.001
         ref = f"o{i}"
         orders[ref] = await order(http, tenant, day, ref, DEPOT[0] + 0.002 * i, lon, order_window)
-    return Day(day, shift_ids, orders)
+    return Day(day, shift_ids, orders, order_window)
 
 
 @pytest.fixture

@@ -143,8 +143,11 @@ async def test_the_dispatcher_cancels_moves_inserts_and_resequences_from_the_map
             lambda r: moving["order_id"] not in order_ids(r), "the moved stop off the second"
         )
 
-        # Insert: an urgent order near the depot, picked from the day's pending orders.
-        urgent = await order(http, tenant, today.day, "urgent", DEPOT[0], DEPOT[1] + 0.01)
+        # Insert: an urgent order near the depot, picked from the day's pending orders (wanted
+        # in the day's window around now: a fixed daytime window has passed in the evening).
+        urgent = await order(
+            http, tenant, today.day, "urgent", DEPOT[0], DEPOT[1] + 0.01, today.window
+        )
         await page.locator("#urgent-button").click()
         await page.locator(
             f".urgent-list li[data-order-id='{urgent}'] [data-action='insert-order']"
