@@ -6,14 +6,17 @@ is cut into *passes*: for each (cell, hour of week) the route drove in, the metr
 of its steps there (a step counts in the cell of its midpoint and the local hour it began;
 waiting at a red light is part of driving, a gap longer than ``max_gap_s`` is not). Each pass
 of at least ``min_pass_s`` is one sample, its speed ``metres / seconds``. Estimates are
-**medians** (a driver stuck behind a crash, or racing an empty street, moves them little), kept
-only for groups of at least ``min_samples`` passes, and **shrunk** towards the broader figure by
-``prior_weight`` pseudo-samples: ``(n * median + k * prior) / (n + k)``. The levels: the
-city-wide median; the city per hour of week (shrunk towards the city); each cell over all
-hours, as the median of its passes' speeds relative to their hour's (shrunk towards 1, so a
-cell driven mostly at rush hour is not taken for a slow one); each cell per hour of week
-(shrunk towards what the two above predict together, ``cell * hour / city``). A lookup falls
-back level by level, so a cell never seen drives at the city's speed of that hour.
+**mean paces** (seconds per metre) of the passes that are not outliers (:func:`mean_pace`: a
+driver stuck behind a crash, or racing an empty street, is left out), not median speeds: a
+plan adds travel times up, and the median speed of passes that vary is faster than the one
+that gives their mean time, so every leg would be planned a little short. Estimates are kept
+only for groups of at least ``min_samples`` passes, and **shrunk** towards the broader figure
+by ``prior_weight`` pseudo-samples, in pace: ``(n * pace + k * prior pace) / (n + k)``. The
+levels: the city-wide figure; the city per hour of week (shrunk towards the city); each cell
+over all hours, from its passes' speeds relative to their hour's (shrunk towards 1, so a cell
+driven mostly at rush hour is not taken for a slow one); each cell per hour of week (shrunk
+towards what the two above predict together, ``cell * hour / city``). A lookup falls back
+level by level, so a cell never seen drives at the city's speed of that hour.
 
 The planner's model is great-circle distance x its configured circuity over a speed. GPS steps
 measure the road actually driven, so :class:`LearnedSpeeds` also scales by the *observed*
@@ -54,6 +57,11 @@ from solver.geo import haversine_m
 from solver.trip import Fix
 
 HOURS_OF_WEEK: Final = 168
+MAD_TO_SD: Final = 1.4826
+"""The median absolute deviation of normal data times this is its standard deviation."""
+OUTLIER_SDS: Final = 3.0
+"""A pass's log pace this many robust standard deviations from its group's median is an
+outlier."""
 
 
 class LearningRules(msgspec.Struct, frozen=True, kw_only=True):
@@ -198,9 +206,23 @@ def speed_passes(
     ]
 
 
-def _shrunk(values: Sequence[float], prior: float, weight: float) -> float:
-    n = len(values)
-    return (n * statistics.median(values) + weight * prior) / (n + weight)
+def mean_pace(speeds: Sequence[float]) -> float:
+    """The speed of the mean pace (seconds per metre) of ``speeds`` without their outliers:
+    paces whose logarithm lies more than ``OUTLIER_SDS`` robust standard deviations (from the
+    median absolute deviation) from the median one are left out, so a crash or an empty street
+    moves it little, while the ordinary spread of passes, and a group that mixes slow and fast
+    places, count as they are."""
+    logs = [math.log(1.0 / s) for s in speeds]
+    middle = statistics.median(logs)
+    limit = OUTLIER_SDS * MAD_TO_SD * statistics.median(abs(x - middle) for x in logs)
+    return 1.0 / statistics.fmean(math.exp(x) for x in logs if abs(x - middle) <= limit)
+
+
+def _shrunk_speed(speeds: Sequence[float], prior: float, weight: float) -> float:
+    """The mean pace of ``speeds`` shrunk towards ``prior``'s by ``weight`` pseudo-samples, as
+    a speed: ``(n + k) / (n / mean_pace_speed + k / prior)``."""
+    n = len(speeds)
+    return (n + weight) / (n / mean_pace(speeds) + weight / prior)
 
 
 def trimmed_mean(values: Sequence[float], trim: float = 0.1) -> float:
@@ -229,23 +251,23 @@ def learn_speeds(
     ]
     if len(kept) < rules.min_samples:
         return None
-    city = statistics.median(s for _, _, s in kept)
+    city = mean_pace([s for _, _, s in kept])
     hours: dict[int, list[float]] = defaultdict(list)
     cell_hours: dict[tuple[str, int], list[float]] = defaultdict(list)
     for cell, how, speed in kept:
         hours[how].append(speed)
         cell_hours[(cell, how)].append(speed)
     k, enough = rules.prior_weight, rules.min_samples
-    by_hour = {h: _shrunk(v, city, k) for h, v in hours.items() if len(v) >= enough}
+    by_hour = {h: _shrunk_speed(v, city, k) for h, v in hours.items() if len(v) >= enough}
     # A cell's figure over all hours is its samples' speed relative to their hour's, so that
     # a cell driven mostly at rush hour is not taken for a slow one.
     relative: dict[str, list[float]] = defaultdict(list)
     for cell, how, speed in kept:
         relative[cell].append(speed / by_hour.get(how, city))
-    by_cell = {c: city * _shrunk(v, 1.0, k) for c, v in relative.items() if len(v) >= enough}
+    by_cell = {c: city * _shrunk_speed(v, 1.0, k) for c, v in relative.items() if len(v) >= enough}
     table = SpeedTable(res=rules.res, city_mps=city, by_hour=by_hour, by_cell=by_cell)
     by_cell_hour = {
-        f"{c}/{h}": _shrunk(v, table.speed_mps(c, h), k)
+        f"{c}/{h}": _shrunk_speed(v, table.speed_mps(c, h), k)
         for (c, h), v in cell_hours.items()
         if len(v) >= enough
     }

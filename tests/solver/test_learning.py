@@ -96,15 +96,15 @@ def test_a_pass_counts_in_the_local_hour_and_leaves_stop_visits_out() -> None:
 
 def test_a_thin_cell_is_shrunk_towards_the_city_and_an_unseen_one_drives_at_it() -> None:
     """A cell of five slow passes (2 m/s) among many fast ones (10 m/s) is pulled halfway to the
-    city's speed by five pseudo-samples; a cell never driven drives at the city's speed of the
+    city's pace by five pseudo-samples; a cell never driven drives at the city's speed of the
     hour; four passes are too few to learn anything."""
     many = [SpeedPass(cell="fast", hour_of_week=8, metres=600.0, seconds=60.0)] * 50
     few = [SpeedPass(cell="slow", hour_of_week=8, metres=120.0, seconds=60.0)] * 5
     table = learn_speeds(many + few, RULES)
     assert table is not None
-    assert table.city_mps == 10.0
-    # relative speed 0.2, shrunk towards 1: (5 * 0.2 + 5 * 1) / 10 = 0.6 of the city's
-    assert table.by_cell["slow"] == pytest.approx(6.0)
+    assert table.city_mps == pytest.approx(10.0)
+    # relative pace 5, shrunk towards 1 in pace: (5 * 5 + 5 * 1) / 10 = 3, a third of the city's
+    assert table.by_cell["slow"] == pytest.approx(10.0 / 3)
     assert table.speed_mps("never seen", 8) == pytest.approx(table.by_hour[8])
     assert learn_speeds(few[:4], RULES) is None
 
