@@ -10,8 +10,9 @@ fleet simulator driving in a :class:`~simulator.world.World` (speeds by H3 zone 
 city-wide error of ``city-factor`` against the planner's model, per-customer service times).
 Each day is a simulated day whose shifts ended ``SLACK_H`` hours ago (a day already under way,
 ``under_way_h``), so it is replayed within a minute or two with its own times, however late it
-runs, on today's date: the days are runs, each with its own drivers, routes and orders (a new
-seed each, in the same world). After each day the benchmark waits for the rollups worker to
+runs, on today's date: the days are runs, each with its own routes and orders (a new seed
+each, in the same world), driven by one fleet (the same drivers, each with their own pace,
+every day: ``fleet_seed``). After each day the benchmark waits for the rollups worker to
 have read every event, then learns (as the nightly job does) from every day so far, so the
 next plan and the next ETAs use it. Per day it reports:
 
@@ -162,6 +163,7 @@ async def _days(
                         world=world,
                         delay_share=args.delay_share,
                         service_given=False,
+                        fleet_seed=args.seed,  # one fleet: the same drivers every day
                     )
                 )
                 routes = [d.route_id for d in summary.drivers if d.route_id is not None]

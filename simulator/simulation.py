@@ -108,11 +108,14 @@ class SimulationConfig:
     """Certificates to trust for an ``https`` server (a local authority's), besides the
     system's."""
     world: World | None = None
+    """The city's hidden truth (zone, hour and city-wide speeds, customers' service times) the
+    drivers live in and the planner does not know; None: the planner's own model, noise aside."""
     service_given: bool = True
     """Orders tell the server their service time; off, only the simulator knows it (the
     organisation's default, and what was learned, stand in for it when planning)."""
-    """The city's hidden truth (zone, hour and city-wide speeds, customers' service times) the
-    drivers live in and the planner does not know; None: the planner's own model, noise aside."""
+    fleet_seed: int | None = None
+    """The seed of the drivers themselves (each one's pace, battery and jam): the same value on
+    runs with different ``seed`` drives the same fleet on other days; None: ``seed``."""
 
     def tls(self) -> ssl.SSLContext | None:
         """How HTTPS and WSS connections check the server: None for plain HTTP."""
@@ -457,7 +460,8 @@ class Simulation:
             if c.under_way_h
             else SimClock(time.time(), fleet.spec.start.timestamp(), c.speedup)
         )
-        profiles = draw_profiles(c.seed, c.drivers, c.delay_share)
+        fleet_seed = c.seed if c.fleet_seed is None else c.fleet_seed
+        profiles = draw_profiles(fleet_seed, c.drivers, c.delay_share)
         tokens = {d.driver_id: d.token for d in fleet.drivers}
         index = {d.driver_id: n for n, d in enumerate(fleet.drivers)}
         seats = []
