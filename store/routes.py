@@ -33,6 +33,10 @@ class NewStop:
     order_id: OrderId
     planned_arrival: datetime
     planned_departure: datetime
+    service_s: int | None = None
+    """The service time the plan gave the stop: an order that named none takes it (the
+    organisation's default or a learned estimate), so the driver's route, the live ETAs,
+    re-optimisation and the day's facts time the stop as its plan did. None: the order's own."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,10 @@ async def dispatch_routes(
 ) -> Dispatched:
     """Create the routes and stops of a plan in one transaction; orders become ``dispatched``.
 
-    An order that is no longer pending (cancelled, or already on another dispatched route) or
-    no longer for ``day`` (moved to another day by its customer) is skipped and reported. A
+    An order that named no service time takes the one its stop was planned with
+    (:attr:`NewStop.service_s`). An order that is no longer pending (cancelled, or already on
+    another dispatched route) or no longer for ``day`` (moved to another day by its customer)
+    is skipped and reported. A
     route dispatched before from this plan is not created twice (``(plan, shift)`` is unique);
     re-dispatching returns the existing one.
     """
@@ -115,6 +121,13 @@ async def dispatch_routes(
                         stop.planned_departure,
                     ),
                 )
+                if stop.service_s is not None:
+                    await conn.execute(
+                        "UPDATE orders SET service_s = %s, updated_at = now()"
+                        " WHERE org_id = %s AND id = %s AND NOT service_s_given"
+                        "  AND service_s <> %s",
+                        (stop.service_s, org_id, stop.order_id, stop.service_s),
+                    )
                 seq += 1
             placed = [stop.order_id for stop in route.stops if stop.order_id not in skipped]
             await audit.append(

@@ -228,7 +228,15 @@ async def dispatch_plan(request: Request) -> Response:
                     planned_start=r.start,
                     planned_end=r.end,
                     distance_m=r.distance_m,
-                    stops=[store.NewStop(v.order_id, v.arrival, v.departure) for v in r.visits],
+                    stops=[
+                        store.NewStop(
+                            v.order_id,
+                            v.arrival,
+                            v.departure,
+                            round((v.departure - v.service_start).total_seconds()),
+                        )
+                        for v in r.visits
+                    ],
                 )
                 for r in chosen
             ],

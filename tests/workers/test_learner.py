@@ -23,7 +23,7 @@ from store import routes as route_store
 from store.delivery import load_day
 from store.positions import write_positions
 from tests.conftest import Tenant
-from tests.days import Day, key, make_day, plan_and_dispatch
+from tests.days import DEPOT, Day, key, make_day, plan_and_dispatch
 from tests.facts import one
 from workers.eta import EtaConsumer
 from workers.learner import learn, planning_model
@@ -222,14 +222,34 @@ async def test_a_plan_names_the_learned_model_it_used(
     learned: learning_store.ModelRow,
 ) -> None:
     """A plan computed after learning says which model it travelled by, and so does the
-    learned-model report."""
+    learned-model report. Dispatched, an order that named no service time takes the learned
+    one its stop was planned with (on the order and the driver's route); one that named its
+    own keeps it."""
     day = await make_day(
         http, tenant, date(2026, 12, 1), shift_window={"start": "2026-12-01T07:00:00Z",
                                                        "end": "2026-12-01T19:00:00Z"}
     )  # fmt: skip
-    plan = await plan_and_dispatch(http, tenant, Day(day.day, day.shift_ids, day.orders))
+    unnamed = await http.post(
+        "/v1/orders",
+        json={"external_ref": "unnamed", "address": "x", "lat": DEPOT[0], "lon": DEPOT[1] + 0.01,
+              "day": "2026-12-01", "size": {"parcels": 1}},
+        headers=key(tenant),
+    )  # fmt: skip
+    assert unnamed.status_code == 201, unnamed.text
+    unnamed_id = unnamed.json()["id"]
+    assert unnamed.json()["service_s"] != SERVICE_S  # the organisation's default
+    orders = day.orders | {"unnamed": unnamed_id}
+    plan = await plan_and_dispatch(http, tenant, Day(day.day, day.shift_ids, orders))
     assert plan["outcome"]["model_id"] == learned.id, plan["outcome"]
     assert plan["outcome"]["model"].startswith(f"learned model {learned.id} ")
+    services = {
+        ref: (await http.get(f"/v1/orders/{order_id}", headers=key(tenant))).json()["service_s"]
+        for ref, order_id in orders.items()
+    }
+    assert services == dict.fromkeys(day.orders, 300) | {"unnamed": SERVICE_S}
+    routes = (await http.get("/v1/routes?day=2026-12-01", headers=key(tenant))).json()["routes"]
+    stops = {s["order_id"]: s["service_s"] for r in routes for s in r["stops"]}
+    assert stops[unnamed_id] == SERVICE_S
     report = await http.get("/v1/analytics/learned", headers=key(tenant))
     assert report.status_code == 200, report.text
     body = report.json()
