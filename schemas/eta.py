@@ -306,10 +306,13 @@ class EtaConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     **Learning the travel pace** is a Kalman filter on the log of the driver's travel factor:
     before any leg it is 1 with standard deviation ``pace_prior_sd`` (the travel model may be
-    wrong for the whole city, by × 0.45 to × 2); each leg (of at least ``min_leg_s`` predicted
-    driving) observes it with noise ``pace_leg_sd``, the factor may drift by ``pace_drift_sd``
-    between legs, and a leg's evidence counts as at most ``pace_outlier_sd`` standard
-    deviations off the estimate (a jam says little about the next legs). Consistent evidence
+    wrong for the whole city, by × 0.45 to × 2), or, where the organisation's learned speeds
+    say how far a whole route strays from them, that spread (at least
+    ``pace_prior_learned_min``, at most ``pace_prior_sd``; see :meth:`with_learned_prior`);
+    each leg (of at least ``min_leg_s`` predicted driving) observes it with noise
+    ``pace_leg_sd``, the factor may drift by ``pace_drift_sd`` between legs, and a leg's
+    evidence counts as at most ``pace_outlier_sd`` standard deviations off the estimate (a jam
+    says little about the next legs). Consistent evidence
     so moves the factor most of the way in one leg while it is uncertain and little once it is
     known. The factor stays within ``[pace_min, pace_max]``. On the current leg, its own pace
     so far weighs up to ``leg_pace_weight`` (times the share of the leg driven).
@@ -340,6 +343,7 @@ class EtaConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     min_leg_s: Annotated[int, Meta(ge=0)] = 60
     pace_prior_sd: Annotated[float, Meta(ge=0.0)] = 0.45
+    pace_prior_learned_min: Annotated[float, Meta(ge=0.0)] = 0.1
     pace_leg_sd: Annotated[float, Meta(gt=0.0)] = 0.2
     pace_drift_sd: Annotated[float, Meta(ge=0.0)] = 0.02
     pace_outlier_sd: Annotated[float, Meta(gt=0.0)] = 2.0
@@ -371,6 +375,15 @@ class EtaConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(
                 f"expected pace_min <= 1 <= pace_max, got {self.pace_min}, {self.pace_max}"
             )
+
+    def with_learned_prior(self, route_pace_sd: float | None) -> EtaConfig:
+        """This configuration with the pace prior a learned model measured (its spread of
+        whole routes' driving time against it), kept within ``[pace_prior_learned_min,
+        pace_prior_sd]``; unchanged without one."""
+        if route_pace_sd is None:
+            return self
+        prior = min(self.pace_prior_sd, max(self.pace_prior_learned_min, route_pace_sd))
+        return msgspec.structs.replace(self, pace_prior_sd=prior)
 
     @property
     def z_early(self) -> float:

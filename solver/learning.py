@@ -105,6 +105,11 @@ class SpeedTable(msgspec.Struct, frozen=True, kw_only=True):
     cell_samples: dict[str, int] = {}
     observed_circuity: float | None = None
     """Median GPS-driven over straight-line distance of the legs between stops."""
+    route_pace_sd: float | None = None
+    """How far a whole route's driving strays from this table: a robust standard deviation of
+    the log of each learned route's driving time over the time the table gives its passes
+    (:func:`route_pace_sd`), around 0, so a table that is wrong on the whole counts too. The ETA
+    model's prior on a driver's pace; None: too few routes to say."""
 
     def speed_mps(self, cell: str, hour_of_week: int) -> float:
         """The speed in ``cell`` at ``hour_of_week``, falling back level by level."""
@@ -313,6 +318,34 @@ def learn_service(
         by_address=table("address"),
         samples=len(kept),
     )
+
+
+def route_pace_sd(
+    table: SpeedTable,
+    routes: Iterable[Sequence[SpeedPass]],
+    rules: LearningRules = DEFAULT_RULES,
+    min_routes: int = 5,
+    min_route_s: float = 600.0,
+) -> float | None:
+    """The spread of whole routes' driving time against ``table`` (see
+    :attr:`SpeedTable.route_pace_sd`): ``MAD_TO_SD`` times the median absolute log ratio of
+    each route's seconds to the table's seconds for its passes, over the routes with at least
+    ``min_route_s`` of passes; None with fewer than ``min_routes`` of them."""
+    logs = []
+    for passes in routes:
+        kept = [
+            p
+            for p in passes
+            if p.seconds > 0 and rules.min_speed_mps <= p.metres / p.seconds <= rules.max_speed_mps
+        ]
+        driven = sum(p.seconds for p in kept)
+        if driven < min_route_s:
+            continue
+        modelled = sum(p.metres / table.speed_mps(p.cell, p.hour_of_week) for p in kept)
+        logs.append(math.log(driven / modelled))
+    if len(logs) < min_routes:
+        return None
+    return MAD_TO_SD * statistics.median(abs(x) for x in logs)
 
 
 def leg_circuity(driven_m: float, straight_m: float) -> float | None:

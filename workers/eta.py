@@ -21,7 +21,8 @@ the shards, and :func:`app.process.server.run_worker` runs one consumer over the
 
 With ``learning`` on, a driver's windows are predicted with the speeds learned from their
 organisation's days (:mod:`workers.learner`; its newest model, read again every ``model_ttl_s``)
-instead of the configured speed: the prior that the driver's own pace then corrects.
+instead of the configured speed: the prior that the driver's own pace then corrects, as sure
+of itself as the model's routes were close to it (:meth:`EtaConfig.with_learned_prior`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class _Tracked:
     generation: object = None
     provider: MatrixProvider | None = None
     """The driver's organisation's travel model (learned speeds, when it has them)."""
+    config: EtaConfig | None = None
+    """The model's configuration for the organisation (the pace prior its learned speeds
+    measured, when they did)."""
 
 
 @dataclass
@@ -81,7 +85,7 @@ class EtaConsumer(OwnConnection):
     """Predict with each organisation's learned speeds (re-read every ``model_ttl_s``)."""
     model_ttl_s: float = 600.0
     _tracked: dict[DriverId, _Tracked] = field(default_factory=dict)
-    _providers: dict[OrgId, tuple[float, MatrixProvider]] = field(default_factory=dict)
+    _models: dict[OrgId, tuple[float, MatrixProvider, EtaConfig]] = field(default_factory=dict)
     _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
 
     def streams(self) -> Sequence[str]:
@@ -127,7 +131,11 @@ class EtaConsumer(OwnConnection):
         details = []
         for ping in sorted(batch.pings, key=lambda p: p.time):
             state, published, detected = update(
-                state, route, ping, tracked.provider or self.provider, self.config
+                state,
+                route,
+                ping,
+                tracked.provider or self.provider,
+                tracked.config or self.config,
             )
             windows += published
             details += detected
@@ -163,33 +171,41 @@ class EtaConsumer(OwnConnection):
             same_route = same_route and tracked.route == route  # type: ignore[union-attr]
             if not same_route:
                 state = on_route_changed(state, route)
+        provider, config = (
+            await self._model_of(org_id) if route is not None else (self.provider, self.config)
+        )
         fresh = _Tracked(
             route=route,
             state=state if route is not None else None,
             checked=time.monotonic(),
             generation=generation,
-            provider=await self._provider_of(org_id) if route is not None else None,
+            provider=provider,
+            config=config,
         )
         self._tracked[driver_id] = fresh
         return fresh
 
-    async def _provider_of(self, org_id: OrgId) -> MatrixProvider:
-        """The organisation's travel model: the configured one driven at its learned speeds
-        (its newest model, read at most every ``model_ttl_s``), else the configured one."""
+    async def _model_of(self, org_id: OrgId) -> tuple[MatrixProvider, EtaConfig]:
+        """The organisation's travel model and configuration: the configured provider driven
+        at its learned speeds, with the pace prior they measured (its newest model, read at
+        most every ``model_ttl_s``), else the configured ones."""
         if not self.learning:
-            return self.provider
-        kept = self._providers.get(org_id)
+            return self.provider, self.config
+        kept = self._models.get(org_id)
         if kept is not None and time.monotonic() - kept[0] < self.model_ttl_s:
-            return kept[1]
+            return kept[1], kept[2]
         conn = await self._connection()
         model = await latest_model(conn, org_id)
-        provider = self.provider
+        provider, config = self.provider, self.config
         if model is not None:
             org = await tenants.organisation(conn, org_id)
             speeds, _service = tables_of(model)
-            provider = with_speeds(self.provider, speeds, org.time_zone if org else "UTC")
-        self._providers[org_id] = (time.monotonic(), provider)
-        return provider
+            learned = with_speeds(self.provider, speeds, org.time_zone if org else "UTC")
+            if learned is not provider and speeds is not None:
+                provider = learned
+                config = self.config.with_learned_prior(speeds.route_pace_sd)
+        self._models[org_id] = (time.monotonic(), provider, config)
+        return provider, config
 
     async def _saved(self, driver_id: DriverId, route: EtaRoute | None) -> TrackerState | None:
         if route is None:

@@ -3,6 +3,7 @@ evidence is shrunk towards the city, service times answer from the most specific
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -11,9 +12,11 @@ import h3
 import numpy as np
 import pytest
 
+from schemas.eta import EtaConfig
 from schemas.planning import Location
 from solver.geo import haversine_m
 from solver.learning import (
+    MAD_TO_SD,
     LearnedSpeeds,
     LearningRules,
     ServiceSample,
@@ -24,6 +27,7 @@ from solver.learning import (
     hour_of_week,
     learn_service,
     learn_speeds,
+    route_pace_sd,
     size_key,
     speed_passes,
 )
@@ -171,3 +175,33 @@ def test_a_plan_spanning_hours_drives_at_their_harmonic_mean() -> None:
     two = LearnedSpeeds(table, BERLIN, circuity=1.3, span_h=2).speed_matrix_mps(points, at_eight)
     assert one[0, 1] == pytest.approx(5.0)
     assert two[0, 1] == pytest.approx(2 / (1 / 5 + 1 / 10))
+
+
+def test_a_routes_spread_against_the_table_is_the_prior_of_a_drivers_pace() -> None:
+    """Routes driven at × e^0.2 and × e^-0.2 the table's time give a spread of 0.2 robust
+    standard deviations, the same when the table is wrong on the whole by e^0.2 one way (every
+    route then strays by 0 or 0.4: a wrong table counts); routes under ten minutes of passes
+    count for nothing, and fewer than five routes say nothing."""
+    table = SpeedTable(res=8, city_mps=10.0)
+
+    def route(log_factor: float, seconds: float = 900.0) -> list[SpeedPass]:
+        metres = 10.0 * seconds / math.exp(log_factor)
+        return [SpeedPass(cell="c", hour_of_week=8, metres=metres / 3, seconds=seconds / 3)] * 3
+
+    both_ways = [route(0.2), route(-0.2)] * 5
+    assert route_pace_sd(table, both_ways) == pytest.approx(0.2 * MAD_TO_SD)
+    one_way = [route(0.0), route(0.4), route(0.4)] * 3
+    assert route_pace_sd(table, one_way) == pytest.approx(0.4 * MAD_TO_SD)
+    short = [route(2.0, seconds=300.0)] * 20
+    assert route_pace_sd(table, both_ways + short) == pytest.approx(0.2 * MAD_TO_SD)
+    assert route_pace_sd(table, both_ways[:4] + short) is None
+
+
+def test_the_eta_prior_takes_the_learned_spread_within_its_bounds() -> None:
+    """A learned spread replaces the pace prior, no narrower than ``pace_prior_learned_min``
+    and no wider than the configured prior; without one the configuration stays."""
+    config = EtaConfig()
+    assert config.with_learned_prior(None) is config
+    assert config.with_learned_prior(0.2).pace_prior_sd == pytest.approx(0.2)
+    assert config.with_learned_prior(0.01).pace_prior_sd == config.pace_prior_learned_min
+    assert config.with_learned_prior(3.0).pace_prior_sd == config.pace_prior_sd

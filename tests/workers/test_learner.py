@@ -26,7 +26,7 @@ from tests.conftest import Tenant
 from tests.days import DEPOT, Day, key, make_day, plan_and_dispatch
 from tests.facts import one
 from workers.eta import EtaConsumer
-from workers.learner import learn, planning_model
+from workers.learner import learn, planning_model, tables_of
 from workers.rollups import Rules, compute_facts
 
 START = (52.40, 13.05)
@@ -126,6 +126,22 @@ async def test_the_learner_finds_the_speed_the_circuity_and_the_service_time(
     assert speeds["observed_circuity"] == pytest.approx(1.0, abs=0.01)
     assert learned.service["overall_s"] == SERVICE_S
     assert learned.service["by_size"] == {"1": SERVICE_S}
+
+
+async def test_five_routes_driven_alike_give_the_eta_a_narrow_pace_prior(
+    db: psycopg.AsyncConnection, tenant: Tenant
+) -> None:
+    """Five days driven at the same speed stray nothing from what was learned from them: the
+    model's spread is 0 (the ETA's narrowest prior), where three routes said nothing."""
+    last = date(2026, 11, 20)
+    for n in range(5):
+        await driven_day(db, tenant.org_id, tenant.drivers[0].id, last - timedelta(days=n))
+    await learn(db, tenant.org_id, days=28, today=last)
+    model = await learning_store.latest_model(db, tenant.org_id)
+    assert model is not None
+    speeds, _service = tables_of(model)
+    assert speeds is not None
+    assert speeds.route_pace_sd == pytest.approx(0.0, abs=0.01)
 
 
 async def test_a_routes_track_is_read_once_and_again_only_when_what_it_was_cut_by_changed(
@@ -266,7 +282,6 @@ async def test_nothing_learned_is_a_404(http: httpx.AsyncClient, tenant: Tenant)
 def test_the_model_row_round_trips() -> None:
     """What the learner stores reads back as the tables it learned (int hour keys included)."""
     from solver.learning import SpeedTable
-    from workers.learner import tables_of
 
     table = SpeedTable(res=8, city_mps=8.0, by_hour={3: 7.0})
     row = learning_store.ModelRow(
@@ -281,7 +296,9 @@ async def test_the_eta_worker_predicts_with_the_learned_speeds_when_learning_is_
     tenant: Tenant, learned: learning_store.ModelRow, database_url: str, redis: Redis
 ) -> None:
     """With learning on, the ETA worker times a 1 km leg of the organisation's drivers as the
-    fleet drove it; with learning off, at the configured speed."""
+    fleet drove it, and takes its pace prior from how far the model's routes strayed from it
+    (three routes cannot say: the configured prior); with learning off, the configured speed
+    and prior."""
     configured = GreatCircleProvider(speed=ConstantSpeed(8.0), circuity=1.3)
     a = Location(lat=52.5, lon=13.4)
     b = Location(lat=52.5 + 1000 / METRES_PER_DEGREE, lon=13.4)
@@ -294,8 +311,31 @@ async def test_the_eta_worker_predicts_with_the_learned_speeds_when_learning_is_
             learning=learning,
         )
         try:
-            provider = await consumer._provider_of(tenant.org_id)
+            provider, config = await consumer._model_of(tenant.org_id)
         finally:
             await consumer.close()
         (leg,) = provider.durations([(a, b)], depart_epoch_s=1_764_000_000)
         assert leg == pytest.approx(expected, abs=2), learning
+        assert config == consumer.config
+    speeds, _service = tables_of(learned)
+    assert speeds is not None
+    assert speeds.route_pace_sd is None
+    spread = msgspec.structs.replace(speeds, route_pace_sd=0.15)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        await learning_store.store_model(
+            db, tenant.org_id, learned.day_from, learned.day_to, 12,
+            msgspec.to_builtins(spread), learned.service,
+        )  # fmt: skip
+    consumer = EtaConsumer(
+        names=StreamNames(prefix="t-eta"),
+        database_url=database_url,
+        provider=configured,
+        redis=redis,
+        learning=True,
+    )
+    try:
+        _provider, config = await consumer._model_of(tenant.org_id)
+    finally:
+        await consumer.close()
+    assert config.pace_prior_sd == pytest.approx(0.15)
+    assert consumer.config.pace_prior_sd == pytest.approx(0.45)
