@@ -20,7 +20,8 @@ level by level, so a cell never seen drives at the city's speed of that hour.
 
 The planner's model is great-circle distance x its configured circuity over a speed. GPS steps
 measure the road actually driven, so :class:`LearnedSpeeds` also scales by the *observed*
-circuity (the median over legs between stops of GPS-driven over straight-line distance): with
+circuity (the median over legs between stops of GPS-driven over straight-line distance, the
+ends from and to the stops included): with
 ``configured / observed`` the model's distances and the learned road speeds give the observed
 driving times.
 

@@ -255,8 +255,15 @@ async def _cut(
     times = [f.time for f in fixes]  # in time order, as read
     for a, b in pairwise(stops):
         leg = fixes[bisect_left(times, a.completed_at) : bisect_right(times, b.arrived_at)]
+        if not leg:
+            continue
+        # The leg's first fix comes up to a ping interval after leaving, its last up to one
+        # before arriving: the pieces from the stop and to the next are driven too.
+        ends_m = haversine_m(a.lat, a.lon, leg[0].lat, leg[0].lon) + haversine_m(
+            leg[-1].lat, leg[-1].lon, b.lat, b.lon
+        )
         ratio = learning.leg_circuity(
-            trip.trip_of(leg).driven_m, haversine_m(a.lat, a.lon, b.lat, b.lon)
+            trip.trip_of(leg).driven_m + ends_m, haversine_m(a.lat, a.lon, b.lat, b.lon)
         )
         if ratio is not None:
             circuities.append(ratio)
