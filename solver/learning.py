@@ -25,11 +25,11 @@ ends from and to the stops included): with
 ``configured / observed`` the model's distances and the learned road speeds give the observed
 driving times.
 
-Service times. Samples are the closed stops whose arrival was reported or detected. A 10 %
-trimmed mean (not the median: a plan adds service times up, and the median of a right-skewed
-service time is below its mean, so every stop would be planned a little short), with the same
-shrinkage, gives a figure per order size (parcels: 1, 2, 3-5, 6+), per customer and per
-address, each shrunk towards the overall one;
+Service times. Samples are the closed stops whose arrival was reported or detected. The mean
+without outliers (:func:`robust_mean`; not the median, nor a trimmed mean: a plan adds service
+times up, and both sit below the mean of a right-skewed service time, so every stop would be
+planned a little short), with the same shrinkage, gives a figure per order size (parcels: 1,
+2, 3-5, 6+), per customer and per address, each shrunk towards the overall one;
 :meth:`ServiceTable.estimate` answers with the most specific one known (address, then
 customer, then size, then overall).
 
@@ -60,9 +60,10 @@ from solver.trip import Fix
 HOURS_OF_WEEK: Final = 168
 MAD_TO_SD: Final = 1.4826
 """The median absolute deviation of normal data times this is its standard deviation."""
-OUTLIER_SDS: Final = 3.0
-"""A pass's log pace this many robust standard deviations from its group's median is an
-outlier."""
+OUTLIER_SDS: Final = 5.0
+"""A value (a pass's pace, a service time) whose logarithm is this many robust standard
+deviations from its group's median one is an outlier: wide, because the figures are skewed and
+their spread must count (three cut a tight group's eight-minute stops among three-minute ones)."""
 
 
 class LearningRules(msgspec.Struct, frozen=True, kw_only=True):
@@ -212,16 +213,26 @@ def speed_passes(
     ]
 
 
-def mean_pace(speeds: Sequence[float]) -> float:
-    """The speed of the mean pace (seconds per metre) of ``speeds`` without their outliers:
-    paces whose logarithm lies more than ``OUTLIER_SDS`` robust standard deviations (from the
-    median absolute deviation) from the median one are left out, so a crash or an empty street
-    moves it little, while the ordinary spread of passes, and a group that mixes slow and fast
-    places, count as they are."""
-    logs = [math.log(1.0 / s) for s in speeds]
+def robust_mean(values: Sequence[float]) -> float:
+    """The mean of ``values`` without their outliers: those whose logarithm lies more than
+    ``OUTLIER_SDS`` robust standard deviations (from the median absolute deviation) from the
+    median one are left out, so a crash, an empty street or a two-hour stop moves it little,
+    while the ordinary spread of a right-skewed figure (a travel pace, a service time) still
+    counts in full: a trimmed mean or a median would sit below the mean that sums need.
+    Values under 1 count as 1 in the outlier test."""
+    logs = [math.log(max(v, 1.0)) for v in values]
     middle = statistics.median(logs)
     limit = OUTLIER_SDS * MAD_TO_SD * statistics.median(abs(x - middle) for x in logs)
-    return 1.0 / statistics.fmean(math.exp(x) for x in logs if abs(x - middle) <= limit)
+    return statistics.fmean(
+        v for v, x in zip(values, logs, strict=True) if abs(x - middle) <= limit
+    )
+
+
+def mean_pace(speeds: Sequence[float]) -> float:
+    """The speed of the mean pace (seconds per metre) of ``speeds`` without their outliers
+    (:func:`robust_mean`; paces in seconds per kilometre, so that the outlier test sees them
+    above 1)."""
+    return 1000.0 / robust_mean([1000.0 / s for s in speeds])
 
 
 def _shrunk_speed(speeds: Sequence[float], prior: float, weight: float) -> float:
@@ -231,17 +242,9 @@ def _shrunk_speed(speeds: Sequence[float], prior: float, weight: float) -> float
     return (n + weight) / (n / mean_pace(speeds) + weight / prior)
 
 
-def trimmed_mean(values: Sequence[float], trim: float = 0.1) -> float:
-    """The mean of ``values`` without the lowest and highest ``trim`` share of them."""
-    ordered = sorted(values)
-    cut = math.floor(len(ordered) * trim)
-    kept = ordered[cut : len(ordered) - cut] or ordered
-    return statistics.fmean(kept)
-
-
 def _shrunk_mean(values: Sequence[float], prior: float, weight: float) -> float:
     n = len(values)
-    return (n * trimmed_mean(values) + weight * prior) / (n + weight)
+    return (n * robust_mean(values) + weight * prior) / (n + weight)
 
 
 def learn_speeds(
@@ -293,7 +296,7 @@ def learn_service(
     kept = [s for s in samples if math.isfinite(s.service_s) and s.service_s >= 0]
     if len(kept) < min_samples:
         return None
-    overall = trimmed_mean([s.service_s for s in kept])
+    overall = robust_mean([s.service_s for s in kept])
     groups: dict[str, dict[str, list[float]]] = {
         "size": defaultdict(list),
         "customer": defaultdict(list),

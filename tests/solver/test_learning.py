@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -205,3 +206,17 @@ def test_the_eta_prior_takes_the_learned_spread_within_its_bounds() -> None:
     assert config.with_learned_prior(0.2).pace_prior_sd == pytest.approx(0.2)
     assert config.with_learned_prior(0.01).pace_prior_sd == config.pace_prior_learned_min
     assert config.with_learned_prior(3.0).pace_prior_sd == config.pace_prior_sd
+
+
+def test_a_service_time_is_the_mean_without_outliers() -> None:
+    """Right-skewed services (most 2-4 minutes, a few 8) give their mean, above the median a
+    trimmed mean would lean to; a two-hour stop among them is left out."""
+    usual = [120.0, 150.0, 180.0, 180.0, 200.0, 210.0, 240.0, 240.0, 480.0, 480.0]
+    samples = [
+        ServiceSample(address_key=f"{n} a st", customer_key=None, size_key="1", service_s=s)
+        for n, s in enumerate([*usual, 7200.0])
+    ]
+    table = learn_service(samples)
+    assert table is not None
+    assert table.overall_s == pytest.approx(sum(usual) / len(usual), abs=0.1)
+    assert table.overall_s > statistics.median(usual)
