@@ -147,6 +147,10 @@ class LearnedModel(msgspec.Struct, frozen=True, kw_only=True):
     observed_circuity: float | None
     """Driven over straight-line distance between stops (the planner's model assumes its
     configured circuity)."""
+    route_pace_sd: float | None = None
+    """How far whole routes' driving strayed from the learned speeds (a robust standard
+    deviation of the log ratio): the live ETA's prior on a driver's pace. None: too few
+    routes."""
     speed_samples: int
     cells: list[LearnedCell]
     hours: list[LearnedHour]

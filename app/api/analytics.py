@@ -299,6 +299,9 @@ async def learned(request: Request) -> Response:
             routes=model.routes,
             city_speed_kmh=None if speeds is None else round(speeds.city_mps * 3.6, 1),
             observed_circuity=None if speeds is None else speeds.observed_circuity,
+            route_pace_sd=None
+            if speeds is None or speeds.route_pace_sd is None
+            else round(speeds.route_pace_sd, 3),
             speed_samples=0 if speeds is None else speeds.samples,
             cells=cells,
             hours=[]

@@ -876,6 +876,7 @@ LEARNED_MODEL: Final = LearnedModel(
     routes=412,
     city_speed_kmh=24.3,
     observed_circuity=1.27,
+    route_pace_sd=0.14,
     speed_samples=18_220,
     cells=[
         LearnedCell(cell="881f1d4887fffff", lat=52.5186, lon=13.4081, speed_kmh=17.9, samples=311)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import h3
@@ -28,6 +28,7 @@ from solver.learning import (
     hour_of_week,
     learn_service,
     learn_speeds,
+    route_log_ratios,
     route_pace_sd,
     size_key,
     speed_passes,
@@ -178,24 +179,25 @@ def test_a_plan_spanning_hours_drives_at_their_harmonic_mean() -> None:
     assert two[0, 1] == pytest.approx(2 / (1 / 5 + 1 / 10))
 
 
-def test_a_routes_spread_against_the_table_is_the_prior_of_a_drivers_pace() -> None:
-    """Routes driven at × e^0.2 and × e^-0.2 the table's time give a spread of 0.2 robust
-    standard deviations, the same when the table is wrong on the whole by e^0.2 one way (every
-    route then strays by 0 or 0.4: a wrong table counts); routes under ten minutes of passes
-    count for nothing, and fewer than five routes say nothing."""
-    table = SpeedTable(res=8, city_mps=10.0)
+def test_a_routes_spread_is_measured_on_days_the_speeds_were_not_learned_from() -> None:
+    """Four days of routes driven at × e^0.2 and × e^-0.2 a city's 10 m/s: each of the last
+    three days measured against the speeds of the other days strays by 0.2 in log (the mean
+    pace of the two sits at cosh 0.2), a robust standard deviation of 0.2; one day alone has no
+    other day to be measured against, and routes under ten minutes of passes count for
+    nothing."""
 
     def route(log_factor: float, seconds: float = 900.0) -> list[SpeedPass]:
         metres = 10.0 * seconds / math.exp(log_factor)
         return [SpeedPass(cell="c", hour_of_week=8, metres=metres / 3, seconds=seconds / 3)] * 3
 
-    both_ways = [route(0.2), route(-0.2)] * 5
-    assert route_pace_sd(table, both_ways) == pytest.approx(0.2 * MAD_TO_SD)
-    one_way = [route(0.0), route(0.4), route(0.4)] * 3
-    assert route_pace_sd(table, one_way) == pytest.approx(0.4 * MAD_TO_SD)
-    short = [route(2.0, seconds=300.0)] * 20
-    assert route_pace_sd(table, both_ways + short) == pytest.approx(0.2 * MAD_TO_SD)
-    assert route_pace_sd(table, both_ways[:4] + short) is None
+    days = [date(2026, 11, d) for d in (2, 3, 4, 5)]
+    routes = [(day, route(f)) for day in days for f in (0.2, -0.2, 0.2, -0.2)]
+    assert route_pace_sd(routes, RULES) == pytest.approx(0.2 * MAD_TO_SD, rel=0.01)
+    table = learn_speeds([p for _, ps in routes for p in ps], RULES)
+    assert table is not None
+    logs = route_log_ratios(table, [route(0.2), route(0.2, seconds=300.0)], RULES)
+    assert logs == [pytest.approx(0.2 - math.log(math.cosh(0.2)), abs=0.002)]
+    assert route_pace_sd([r for r in routes if r[0] == days[0]], RULES) is None
 
 
 def test_the_eta_prior_takes_the_learned_spread_within_its_bounds() -> None:

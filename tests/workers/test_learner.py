@@ -83,7 +83,7 @@ async def driven_day(
             db,
             "INSERT INTO orders (org_id, external_ref, address, lat, lon, day, service_s,"
             " status, email) VALUES (%s, %s, %s, %s, %s, %s, 0, 'dispatched', %s) RETURNING id",
-            (org_id, f"{day}-{n}", f"{n} North Rd", lat, START[1], day, f"c{n}@example.com"),
+            (org_id, f"{day}-{driver}-{n}", f"{n} North Rd", lat, START[1], day, f"c{n}@example.com"),
         )
         stop = await one(
             db,
@@ -147,20 +147,25 @@ async def test_legs_count_the_way_from_a_stop_to_the_first_fix_and_from_the_last
     assert learned.city_speed_mps == pytest.approx(SPEED_MPS, rel=0.01)
 
 
-async def test_five_routes_driven_alike_give_the_eta_a_narrow_pace_prior(
-    db: psycopg.AsyncConnection, tenant: Tenant
+async def test_routes_driven_alike_give_the_eta_a_narrow_pace_prior(
+    db: psycopg.AsyncConnection, tenant: Tenant, http: httpx.AsyncClient
 ) -> None:
-    """Five days driven at the same speed stray nothing from what was learned from them: the
-    model's spread is 0 (the ETA's narrowest prior), where three routes said nothing."""
+    """Two drivers' four days driven at the same speed: each of the last three days strays
+    nothing from what the other days taught, so the model's spread is 0 (the ETA's narrowest
+    prior), where three routes said nothing; the learned-model report shows it."""
     last = date(2026, 11, 20)
-    for n in range(5):
-        await driven_day(db, tenant.org_id, tenant.drivers[0].id, last - timedelta(days=n))
+    for n in range(4):
+        for driver in tenant.drivers[:2]:
+            await driven_day(db, tenant.org_id, driver.id, last - timedelta(days=n))
     await learn(db, tenant.org_id, days=28, today=last)
     model = await learning_store.latest_model(db, tenant.org_id)
     assert model is not None
     speeds, _service = tables_of(model)
     assert speeds is not None
     assert speeds.route_pace_sd == pytest.approx(0.0, abs=0.01)
+    report = await http.get("/v1/analytics/learned", headers=key(tenant))
+    assert report.status_code == 200, report.text
+    assert report.json()["route_pace_sd"] == pytest.approx(0.0, abs=0.01)
 
 
 async def test_a_routes_track_is_read_once_and_again_only_when_what_it_was_cut_by_changed(
