@@ -83,7 +83,15 @@ async def driven_day(
             db,
             "INSERT INTO orders (org_id, external_ref, address, lat, lon, day, service_s,"
             " status, email) VALUES (%s, %s, %s, %s, %s, %s, 0, 'dispatched', %s) RETURNING id",
-            (org_id, f"{day}-{driver}-{n}", f"{n} North Rd", lat, START[1], day, f"c{n}@example.com"),
+            (
+                org_id,
+                f"{day}-{driver}-{n}",
+                f"{n} North Rd",
+                lat,
+                START[1],
+                day,
+                f"c{n}@example.com",
+            ),
         )
         stop = await one(
             db,
