@@ -13,11 +13,12 @@ import pytest
 from redis.asyncio import Redis
 
 from realtime.streams import StreamNames
+from schemas.eta import EtaConfig
 from schemas.ids import DriverId, OrgId, RouteId, StopId
 from schemas.planning import Location
 from solver.geo import haversine_m
 from solver.learning import LearnedSpeeds, LearningRules
-from solver.matrix import ConstantSpeed, GreatCircleProvider
+from solver.matrix import ConstantSpeed, GreatCircleProvider, MatrixProvider
 from store import learning as learning_store
 from store import routes as route_store
 from store.delivery import load_day
@@ -334,7 +335,9 @@ async def test_the_eta_worker_predicts_with_the_learned_speeds_when_learning_is_
     configured = GreatCircleProvider(speed=ConstantSpeed(8.0), circuity=1.3)
     a = Location(lat=52.5, lon=13.4)
     b = Location(lat=52.5 + 1000 / METRES_PER_DEGREE, lon=13.4)
-    for learning, expected in ((True, 1000 / SPEED_MPS), (False, round(1300 / 8.0))):
+
+    async def model_of(learning: bool) -> tuple[MatrixProvider, EtaConfig]:
+        """The organisation's travel model and configuration, as a fresh ETA worker reads them."""
         consumer = EtaConsumer(
             names=StreamNames(prefix="t-eta"),
             database_url=database_url,
@@ -343,12 +346,15 @@ async def test_the_eta_worker_predicts_with_the_learned_speeds_when_learning_is_
             learning=learning,
         )
         try:
-            provider, config = await consumer._model_of(tenant.org_id)
+            return await consumer._model_of(tenant.org_id)
         finally:
             await consumer.close()
+
+    for learning, expected in ((True, 1000 / SPEED_MPS), (False, round(1300 / 8.0))):
+        provider, config = await model_of(learning)
         (leg,) = provider.durations([(a, b)], depart_epoch_s=1_764_000_000)
         assert leg == pytest.approx(expected, abs=2), learning
-        assert config == consumer.config
+        assert config == EtaConfig()
     speeds, _service = tables_of(learned)
     assert speeds is not None
     assert speeds.route_pace_sd is None
@@ -358,16 +364,7 @@ async def test_the_eta_worker_predicts_with_the_learned_speeds_when_learning_is_
             db, tenant.org_id, learned.day_from, learned.day_to, 12,
             msgspec.to_builtins(spread), learned.service,
         )  # fmt: skip
-    consumer = EtaConsumer(
-        names=StreamNames(prefix="t-eta"),
-        database_url=database_url,
-        provider=configured,
-        redis=redis,
-        learning=True,
-    )
-    try:
-        _provider, config = await consumer._model_of(tenant.org_id)
-    finally:
-        await consumer.close()
+    _provider, config = await model_of(True)
     assert config.pace_prior_sd == pytest.approx(0.15)
-    assert consumer.config.pace_prior_sd == pytest.approx(0.45)
+    _provider, config = await model_of(False)
+    assert config.pace_prior_sd == pytest.approx(0.45)
