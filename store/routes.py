@@ -68,9 +68,8 @@ async def dispatch_routes(
     An order that named no service time takes the one its stop was planned with
     (:attr:`NewStop.service_s`). An order that is no longer pending (cancelled, or already on
     another dispatched route) or no longer for ``day`` (moved to another day by its customer)
-    is skipped and reported. A
-    route dispatched before from this plan is not created twice (``(plan, shift)`` is unique);
-    re-dispatching returns the existing one.
+    is skipped and reported. A route dispatched before from this plan is not created twice
+    (``(plan, shift)`` is unique); re-dispatching returns the existing one.
     """
     created: list[RouteId] = []
     skipped: list[OrderId] = []
@@ -106,7 +105,7 @@ async def dispatch_routes(
             route_id = RouteId(returned(new_id))
             seq = 0
             for stop in route.stops:
-                if not await take_order(conn, org_id, stop.order_id, day):
+                if not await take_order(conn, org_id, stop.order_id, day, stop.service_s):
                     skipped.append(stop.order_id)
                     continue
                 await conn.execute(
@@ -121,13 +120,6 @@ async def dispatch_routes(
                         stop.planned_departure,
                     ),
                 )
-                if stop.service_s is not None:
-                    await conn.execute(
-                        "UPDATE orders SET service_s = %s, updated_at = now()"
-                        " WHERE org_id = %s AND id = %s AND NOT service_s_given"
-                        "  AND service_s <> %s",
-                        (stop.service_s, org_id, stop.order_id, stop.service_s),
-                    )
                 seq += 1
             placed = [stop.order_id for stop in route.stops if stop.order_id not in skipped]
             await audit.append(
@@ -548,15 +540,23 @@ async def live_stop_of_order(
 
 
 async def take_order(
-    conn: AsyncConnection, org_id: OrgId, order_id: OrderId, day: date | None = None
+    conn: AsyncConnection,
+    org_id: OrgId,
+    order_id: OrderId,
+    day: date | None = None,
+    service_s: int | None = None,
 ) -> bool:
     """Mark a pending order dispatched (it is being put on a route); False if not pending, or
-    when ``day`` is given and the order is no longer for that day (its customer moved it)."""
+    when ``day`` is given and the order is no longer for that day (its customer moved it).
+    ``service_s``, the time its stop was planned with, becomes its service time if it named
+    none."""
     cursor = await conn.execute(
-        "UPDATE orders SET status = 'dispatched', updated_at = now()"
+        "UPDATE orders SET status = 'dispatched', updated_at = now(),"
+        " service_s = CASE WHEN service_s_given THEN service_s"
+        "  ELSE coalesce(%s::int, service_s) END"
         " WHERE org_id = %s AND id = %s AND status IN ('pending', 'planned')"
         " AND (%s::date IS NULL OR day = %s::date)",
-        (org_id, order_id, day, day),
+        (service_s, org_id, order_id, day, day),
     )
     return cursor.rowcount == 1
 
