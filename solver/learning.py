@@ -247,17 +247,19 @@ def _shrunk_mean(values: Sequence[float], prior: float, weight: float) -> float:
     return (n * robust_mean(values) + weight * prior) / (n + weight)
 
 
+def _usable(speed_pass: SpeedPass, rules: LearningRules) -> bool:
+    """A pass timed, at a speed the rules believe."""
+    seconds = speed_pass.seconds
+    return seconds > 0 and rules.min_speed_mps <= speed_pass.metres / seconds <= rules.max_speed_mps
+
+
 def learn_speeds(
     passes: Iterable[SpeedPass],
     rules: LearningRules = DEFAULT_RULES,
     observed_circuity: float | None = None,
 ) -> SpeedTable | None:
     """The speed table the passes support, or None when there are fewer than ``min_samples``."""
-    kept = [
-        (p.cell, p.hour_of_week, p.metres / p.seconds)
-        for p in passes
-        if p.seconds > 0 and rules.min_speed_mps <= p.metres / p.seconds <= rules.max_speed_mps
-    ]
+    kept = [(p.cell, p.hour_of_week, p.metres / p.seconds) for p in passes if _usable(p, rules)]
     if len(kept) < rules.min_samples:
         return None
     city = mean_pace([s for _, _, s in kept])
@@ -334,11 +336,7 @@ def route_log_ratios(
     the time ``table`` gives the same passes."""
     logs = []
     for passes in routes:
-        kept = [
-            p
-            for p in passes
-            if p.seconds > 0 and rules.min_speed_mps <= p.metres / p.seconds <= rules.max_speed_mps
-        ]
+        kept = [p for p in passes if _usable(p, rules)]
         driven = sum(p.seconds for p in kept)
         if driven < min_route_s:
             continue

@@ -122,7 +122,6 @@ async def learn(
     visits: dict[RouteId, list[store.StopVisit]] = {}
     for v in await store.visits_in_order(conn, [r.route_id for r in fresh]):
         visits.setdefault(v.route_id, []).append(v)
-    passes: list[learning.SpeedPass] = []
     by_route: list[tuple[date, list[learning.SpeedPass]]] = []
     day_of = {r.route_id: r.day for r in routes}
     circuities: list[float] = []
@@ -130,7 +129,6 @@ async def learn(
     settled = datetime.now(UTC) - settle
     for route in fresh:
         route_passes, legs = await _cut(conn, route, visits.get(route.route_id, []), zone, rules)
-        passes += route_passes
         by_route.append((route.day, route_passes))
         circuities += legs
         if route.completed_at > settled:
@@ -151,9 +149,9 @@ async def learn(
     for route_id, earlier in kept.items():
         if route_id not in read_now:
             by_route.append((day_of[route_id], PASSES_DECODER.decode(earlier.passes)))
-            passes += by_route[-1][1]
             circuities += earlier.circuities
     observed = statistics.median(circuities) if len(circuities) >= MIN_LEGS else None
+    passes = [p for _day, of_route in by_route for p in of_route]
     speeds = learning.learn_speeds(passes, rules, observed)
     if speeds is not None:
         spread = learning.route_pace_sd(by_route, rules)
