@@ -312,10 +312,10 @@ class EtaConfig(msgspec.Struct, frozen=True, kw_only=True):
     each leg (of at least ``min_leg_s`` predicted driving) observes it with noise
     ``pace_leg_sd``, the factor may drift by ``pace_drift_sd`` between legs, and a leg's
     evidence counts as at most ``pace_outlier_sd`` standard deviations off the estimate (a jam
-    says little about the next legs). Consistent evidence
-    so moves the factor most of the way in one leg while it is uncertain and little once it is
-    known. The factor stays within ``[pace_min, pace_max]``. On the current leg, its own pace
-    so far weighs up to ``leg_pace_weight`` (times the share of the leg driven).
+    says little about the next legs). Consistent evidence so moves the factor most of the way
+    in one leg while it is uncertain and little once it is known. The factor stays within
+    ``[pace_min, pace_max]``. On the current leg, its own pace so far weighs up to
+    ``leg_pace_weight`` (times the share of the leg driven).
 
     **Learning the service pace**: each service moves the factor ``service_smoothing`` of the
     way towards the observed ratio in log space, counting a ratio at most ``service_outlier``
