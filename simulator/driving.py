@@ -2,11 +2,13 @@
 
 Pure: no I/O, no clocks read. Times are simulated instants in epoch seconds (``float``).
 
-There is no road network. A driver moves along the great circle between consecutive places at
-a *progress* speed of ``road speed / circuity`` — the same assumption the planner makes by
-default (``LASTMILE_TRAVEL_SPEED_MPS`` over great-circle distance × ``LASTMILE_CIRCUITY``), so
-legs take about as long as planned while the GPS reports the road speed a real device would.
-The track is a straight line on the map, not a street.
+Without a street map, a driver moves along the great circle between consecutive places at a
+*progress* speed of ``road speed / circuity`` — the same assumption the planner makes by default
+(``LASTMILE_TRAVEL_SPEED_MPS`` over great-circle distance × ``LASTMILE_CIRCUITY``), so legs take
+about as long as planned while the GPS reports the road speed a real device would; the track is
+a straight line on the map. With one (:class:`~simulator.streets.StreetMap`), each leg follows
+the shortest way along the streets at the road speed: the leg's own circuity is its street
+length over the straight line, and the track follows the streets.
 
 A route becomes an :class:`Itinerary`: a gapless timeline of phases — :class:`Hold` (standing at
 the depot, waiting for a window to open, serving a stop) and :class:`Drive` (a leg, made of
@@ -27,14 +29,18 @@ stop's service time by its customer's factor.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from simulator.world import World
+
+if TYPE_CHECKING:
+    from simulator.streets import StreetMap
 
 EARTH_RADIUS_M = 6_371_008.8
 BASE_SPEED_MPS = 8.0
@@ -138,6 +144,10 @@ class Drive:
     start_s: float
     segments: tuple[Segment, ...]
     leg: int
+    path: tuple[Point, ...] = ()
+    """The streets driven, from ``origin`` to ``destination``; empty: the straight line."""
+    path_m: tuple[float, ...] = ()
+    """How far along ``path`` each of its points is, in metres."""
 
     @property
     def end_s(self) -> float:
@@ -156,9 +166,21 @@ class Drive:
 
     def at(self, t_s: float) -> Motion:
         fraction, speed = self.fraction_at(t_s)
+        if len(self.path) >= 2:
+            point, course = self._on_path(fraction)
+            return Motion(point, speed, course)
         point = along(self.origin, self.destination, fraction)
         towards = self.origin if fraction >= 1.0 else point
         return Motion(point, speed, bearing_deg(towards, self.destination))
+
+    def _on_path(self, fraction: float) -> tuple[Point, float]:
+        """The point ``fraction`` of the way along the streets, and the street's course there."""
+        goal = min(1.0, max(0.0, fraction)) * self.path_m[-1]
+        i = min(max(bisect.bisect_right(self.path_m, goal), 1), len(self.path) - 1)
+        a, b = self.path[i - 1], self.path[i]
+        span = self.path_m[i] - self.path_m[i - 1]
+        share = 0.0 if span <= 0 else (goal - self.path_m[i - 1]) / span
+        return along(a, b, min(1.0, share)), bearing_deg(a, b)
 
     def cut(self, t_s: float) -> Drive:
         """This leg as driven until ``t_s`` (the driver turns elsewhere then)."""
@@ -347,9 +369,11 @@ class DriverModel:
         circuity: float = CIRCUITY,
         gps_sigma_m: float = GPS_SIGMA_M,
         world: World | None = None,
+        streets: StreetMap | None = None,
     ) -> None:
         self.seed = seed
         self.world = world
+        self.streets = streets
         self.profile = profile
         self.base_speed_mps = base_speed_mps
         self.circuity = circuity
@@ -504,27 +528,41 @@ class DriverModel:
         if self.world is not None:  # the city's own speed there, then (the leg's midpoint)
             middle = along(origin, destination, 0.5)
             road *= self.world.speed_factor(middle.lat, middle.lon, start_s)
-        progress = road / self.circuity
+        circuity = self.circuity
+        path: tuple[Point, ...] = ()
+        path_m: tuple[float, ...] = ()
+        if self.streets is not None:
+            path = self.streets.route(origin, destination)
+            path_m = cumulative_m(path)
+            circuity = max(1.0, path_m[-1] / dist)
+        progress = road / circuity
         if leg != self._jam_leg:
-            return Drive(
-                origin, destination, start_s, (Segment(start_s + dist / progress, 1.0, road),), leg
-            )
+            only = (Segment(start_s + dist / progress, 1.0, road),)
+            return Drive(origin, destination, start_s, only, leg, path, path_m)
         # A jam adds exactly ``jam_s``: the crawl distance takes jam_s longer than at speed.
         f0 = self.profile.jam_fraction
-        crawl_m = min(JAM_CRAWL_MPS / self.circuity * self.profile.jam_s, (1 - f0) * dist / 2)
+        crawl_m = min(JAM_CRAWL_MPS / circuity * self.profile.jam_s, (1 - f0) * dist / 2)
         f1 = f0 + crawl_m / dist
         t0 = start_s + f0 * dist / progress
         t1 = t0 + crawl_m / progress + self.profile.jam_s
         t2 = t1 + (1 - f1) * dist / progress
-        crawl_road = crawl_m * self.circuity / (t1 - t0)
+        crawl_road = crawl_m * circuity / (t1 - t0)
         segments = (Segment(t0, f0, road), Segment(t1, f1, crawl_road), Segment(t2, 1.0, road))
-        return Drive(origin, destination, start_s, segments, leg)
+        return Drive(origin, destination, start_s, segments, leg, path, path_m)
 
     def _dwell(self, service_s: float, place: Point) -> float:
         noise = min(2.0, max(0.5, self._route_rng.lognormvariate(0.0, DWELL_SIGMA)))
         if self.world is not None:  # what this customer really takes
             service_s *= self.world.service_factor(place.lat, place.lon)
         return service_s * noise
+
+
+def cumulative_m(path: Sequence[Point]) -> tuple[float, ...]:
+    """How far along ``path`` each of its points is, in metres."""
+    out = [0.0]
+    for a, b in itertools.pairwise(path):
+        out.append(out[-1] + distance_m(a, b))
+    return tuple(out)
 
 
 # --- time ----------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from schemas.ids import DepotId, DriverId, OrderId, VehicleId
 from schemas.plan import DispatchRequest, DispatchResult, LeftOut, PlanRequest, PlanView
 from schemas.route import RouteView
 from simulator.driving import Point, round_share, shifted
+from simulator.streets import StreetMap
 
 log = structlog.get_logger(__name__)
 
@@ -150,6 +151,9 @@ class DaySpec:
     service_given: bool = True
     """Orders tell the server their service time; off, they leave it to the organisation's
     default (and to what the server learned), and only the simulator knows it."""
+    streets: StreetMap | None = None
+    """The city's streets: each customer lives at the street corner nearest the place drawn for
+    it; None: where it was drawn."""
 
     @property
     def day(self) -> date:
@@ -201,6 +205,8 @@ def day_orders(spec: DaySpec, run: str, dimensions: Sequence[str]) -> DayOrders:
             rng.gauss(0.0, district.spread_m),
             rng.gauss(0.0, district.spread_m),
         )
+        if spec.streets is not None:
+            spot = spec.streets.snap(spot)
         parcels = rng.choices((1, 2, 3), weights=(6, 3, 1))[0]
         size = {
             "parcels": parcels,

@@ -57,6 +57,7 @@ from simulator.driving import (
     draw_profiles,
 )
 from simulator.fleet import Api, ApiError, DaySpec, Fleet, create_fleet, plan_and_dispatch, retire
+from simulator.streets import berlin
 from simulator.world import World
 
 log = structlog.get_logger(__name__)
@@ -116,6 +117,9 @@ class SimulationConfig:
     fleet_seed: int | None = None
     """The seed of the drivers themselves (each one's pace, battery and jam): the same value on
     runs with different ``seed`` drives the same fleet on other days; None: ``seed``."""
+    streets: bool = False
+    """Drive along the city's streets (the packaged street map, :mod:`simulator.streets`),
+    customers living on them; off, straight lines between places as the planner assumes."""
 
     def tls(self) -> ssl.SSLContext | None:
         """How HTTPS and WSS connections check the server: None for plain HTTP."""
@@ -373,6 +377,7 @@ class Simulation:
             day_hours=config.day_hours,
             window_hours=config.window_hours,
             service_given=config.service_given,
+            streets=berlin() if config.streets else None,
         )
         self._say = say
         self._stop = stop or asyncio.Event()
@@ -467,7 +472,9 @@ class Simulation:
         seats = []
         for route in routes:
             n = index[route.driver_id]
-            model = DriverModel(derive_seed(c.seed, n), profiles[n], world=c.world)
+            model = DriverModel(
+                derive_seed(c.seed, n), profiles[n], world=c.world, streets=fleet.spec.streets
+            )
             stops = [self._stop_of(s, fleet.fail_reasons, fleet.service_s) for s in route.stops]
             itinerary = model.itinerary(
                 depot, clock.sim_start_s, route.planned_start.timestamp(), stops, depot

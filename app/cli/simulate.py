@@ -116,6 +116,7 @@ async def simulation_setup(settings: Settings) -> Simulation:
         start=start,
         speedup=1.0,
         under_way_h=DEMO_UNDER_WAY_H,
+        streets=True,
         ca_file=ca if settings.tls_cert is not None and ca.exists() else None,
     )
     return Simulation(config, password)
@@ -251,6 +252,13 @@ async def simulate_in_server(config: SimulationConfig, stop: asyncio.Event) -> N
     show_default=True,
     help="With --world: every driver's speed against the planner's model.",
 )
+@click.option(
+    "--streets/--straight",
+    default=True,
+    show_default=True,
+    help="Drive along Berlin's streets (a packaged street map), or in straight lines between"
+    " places as the planner assumes.",
+)
 @click.pass_context
 def simulate_command(
     ctx: click.Context,
@@ -266,6 +274,7 @@ def simulate_command(
     under_way_h: float,
     world: bool,
     city_factor: float,
+    streets: bool,
 ) -> None:
     """Drive a simulated delivery day through a running server (docs/simulator.md)."""
     require_simulator()
@@ -293,6 +302,7 @@ def simulate_command(
             ping_interval_s=ping_interval_s,
             under_way_h=under_way_h,
             world=World(seed=seed, city_factor=city_factor) if world else None,
+            streets=streets,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -23,6 +23,7 @@ async def test_a_restart_keeps_the_key_and_ends_the_day_a_killed_run_left(
     first = await simulation_setup(settings)
     assert first.config.speedup == 1.0
     assert first.config.under_way_h > 0
+    assert first.config.streets, "the demo's drivers follow the streets"
     kept = settings.data_dir / "demo" / "simulation.json"
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     principal = await tenants.find_api_key(db, hash_token(first.config.api_key))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import msgspec
+import numpy as np
 import psycopg
 import pytest
 from redis.asyncio import Redis
@@ -19,6 +20,7 @@ from schemas.ids import DriverId
 from simulator.driving import Point, distance_m
 from simulator.fleet import BERLIN, DaySpec, day_orders
 from simulator.simulation import SimulationConfig, Summary, default_start, simulate
+from simulator.streets import StreetMap, berlin
 from tests.conftest import LiveServer, Tenant, WorkerHandle
 from tests.helpers import wait_for_positions
 
@@ -262,3 +264,55 @@ async def test_a_day_under_way_replays_its_past_at_once_with_its_own_times(
         assert done_at < began - timedelta(minutes=2), stop_row  # its own, past time
         assert done_at >= datetime.fromisoformat(stop_row["arrived_at"])
     assert sum(d.pings_accepted for d in summary.drivers) > 0
+
+
+def metres_off_the_streets(streets: StreetMap, points: list[tuple[float, float]]) -> list[float]:
+    """How far each (lat, lon) is from the nearest piece of street, in metres (every piece of
+    the map measured, not only the nearest corner's)."""
+    starts, ends = [], []
+    for way in streets.ways:
+        corners = list(zip(way.xs, way.ys, strict=True))
+        starts += corners[:-1]
+        ends += corners[1:]
+    a, b = np.array(starts), np.array(ends)
+    span = b - a
+    length2 = np.maximum((span**2).sum(axis=1), 1e-9)
+    out = []
+    for lat, lon in points:
+        p = np.array(streets.flat.xy(lat, lon))
+        share = np.clip(((p - a) * span).sum(axis=1) / length2, 0.0, 1.0)
+        nearest = a + share[:, None] * span
+        out.append(float(np.sqrt(((nearest - p) ** 2).sum(axis=1)).min()))
+    return out
+
+
+async def test_a_day_on_the_streets_is_driven_along_them(
+    server: LiveServer,
+    tenant: Tenant,
+    planner: None,
+    persist_worker: WorkerHandle,
+    db: psycopg.AsyncConnection,
+) -> None:
+    """With the city's streets (as the demo drives), every stored position of the day lies on
+    a street of the map, give or take the phone's GPS error, and so does every customer."""
+    config = small_day(server, tenant, streets=True, ping_interval_s=20.0)
+    summary = await asyncio.wait_for(simulate(config, say=lambda _: None), timeout=90)
+    assert (summary.delivered + summary.failed, summary.unassigned) == (6, 0)
+
+    streets = berlin()
+    fixes: list[tuple[float, float]] = []
+    for report in summary.drivers:
+        assert report.pings_accepted > 10
+        driver = DriverId(report.driver_id)
+        assert await wait_for_positions(db, driver, report.pings_accepted) == report.pings_accepted
+        cur = await db.execute("SELECT lat, lon FROM positions WHERE driver_id = %s", (driver,))
+        fixes += [(float(lat), float(lon)) for lat, lon in await cur.fetchall()]
+    off = metres_off_the_streets(streets, fixes)
+    # GPS error is 4 m a side: 25 m is more than five of it; the depot stands 68 m off its street.
+    depot_m = distance_m(BERLIN.depot, streets.snap(BERLIN.depot))
+    assert sum(m <= 25.0 for m in off) >= 0.9 * len(off), sorted(off)[-20:]
+    assert max(off) <= depot_m + 25.0
+    cur = await db.execute("SELECT lat, lon FROM orders WHERE org_id = %s", (tenant.org_id,))
+    places = [(float(lat), float(lon)) for lat, lon in await cur.fetchall()]
+    assert len(places) == 6
+    assert max(metres_off_the_streets(streets, places)) < 1.0
