@@ -93,16 +93,15 @@ class StreetMap:
         lat0, lon0 = data["origin"]
         self.flat = Flat(float(lat0), float(lon0))
         """The projection the ways' corners are in (metres east and north of ``origin``)."""
-        self._xy = self.flat.xy
         flat = data["nodes"]
         self.nodes: list[tuple[float, float]] = [
-            self._xy(flat[i] / E5, flat[i + 1] / E5) for i in range(0, len(flat), 2)
+            self.flat.xy(flat[i] / E5, flat[i + 1] / E5) for i in range(0, len(flat), 2)
         ]
         self.ways: list[Way] = []
         self.links: list[list[tuple[int, int, float]]] = [[] for _ in self.nodes]
         for raw in data["ways"]:
             start, end = int(raw[0]), int(raw[1])
-            inner = [self._xy(raw[i] / E5, raw[i + 1] / E5) for i in range(2, len(raw), 2)]
+            inner = [self.flat.xy(raw[i] / E5, raw[i + 1] / E5) for i in range(2, len(raw), 2)]
             points = dense([self.nodes[start], *inner, self.nodes[end]], CORNER_M)
             along = [0.0]
             for (x0, y0), (x1, y1) in itertools.pairwise(points):
@@ -145,7 +144,7 @@ class StreetMap:
 
     def nearest(self, point: Point) -> Corner:
         """The corner of a street nearest ``point`` (searching outwards ring by ring)."""
-        x, y = self._xy(point.lat, point.lon)
+        x, y = self.flat.xy(point.lat, point.lon)
         cx, cy = self._cell(x, y)
         best: tuple[float, int, int] | None = None
         ring = 0
@@ -207,7 +206,7 @@ class StreetMap:
         if way_b.start == way_b.end:
             exits = {way_b.start: min(exits.values())}
         best_m = math.inf
-        best: tuple[int, ...] | None = None  # the junction the path leaves the graph at
+        leave: int | None = None  # the junction the path leaves the graph at
         if a.way == b.way:
             best_m = abs(a.from_start_m - b.from_start_m)
         cost: dict[int, float] = {}
@@ -226,18 +225,18 @@ class StreetMap:
                 continue
             done.add(node)
             if node in exits and metres + exits[node] < best_m:
-                best_m, best = metres + exits[node], (node,)
+                best_m, leave = metres + exits[node], node
             for other, number, length in self.links[node]:
                 total = metres + length
                 if total < cost.get(other, math.inf):
                     cost[other], came[other] = total, (node, number)
                     heapq.heappush(heap, (total + self._to(other, tx, ty), total, other))
-        if best is None:  # the same way, or no way through: along the way or straight
+        if leave is None:  # the same way, or no way through: along the way or straight
             if a.way == b.way:
                 return tuple(self._piece(a.way, a.index, b.index))
             return ((way_a.xs[a.index], way_a.ys[a.index]), (tx, ty))
         # Back from the exit junction to the source one, way by way.
-        (node,) = best
+        node = leave
         tail = self._piece(b.way, 0 if node == way_b.start else len(way_b.xs) - 1, b.index)
         middle: list[tuple[float, float]] = []
         while (step := came[node]) is not None:
