@@ -458,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.all:
         folder, suffix = ("instances_vrplib", "vrp") if vrplib_format else ("instances", "txt")
         names = sorted(p.stem for p in (data / folder).glob(f"{args.match}.{suffix}"))
+        if not names:
+            parser.error(f"no instances matching {args.match!r} in {data / folder}")
     else:
         names = [n.strip().upper() for n in args.instances.split(",") if n.strip()]
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
@@ -490,7 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(report) + "\n")
-    return 0
+    # A benchmark whose solver broke a constraint has measured nothing: fail like a test would.
+    return 0 if all(o.evaluation.feasible for o in outcomes) else 1
 
 
 if __name__ == "__main__":
