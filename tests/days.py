@@ -28,6 +28,7 @@ from schemas.eta import ArrivalWindow, EtaChanged
 from schemas.events import DeliveryUpdate
 from schemas.ids import DriverId, OrgId, RouteId, StopId
 from tests.conftest import LiveServer, Tenant, bound_socket
+from tests.helpers import stream_entries
 
 DEPOT = (52.5200, 13.4050)
 
@@ -193,7 +194,7 @@ async def cancel_plan(http: httpx.AsyncClient, tenant: Tenant, plan_id: int) -> 
 
 
 async def events_of(redis: Redis, names: StreamNames, org_id: int) -> list[str]:
-    entries = await redis.xrange(names.events)
+    entries = stream_entries(await redis.xrange(names.events))
     decoded = [EVENT_DECODER.decode(fields[b"e"]) for _, fields in entries]
     return [type(e).__name__ for e in decoded if e.org_id == org_id]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -32,6 +32,13 @@ HOSTILE_ORG = "Acme & <Sons>"
 
 def local(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=AUCKLAND)
+
+
+class Outcome(TypedDict):
+    """How a :class:`~tests.facts.Fact`'s stop ended."""
+
+    outcome: str
+    punctuality: str | None
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ async def build_fortnight(db: psycopg.AsyncConnection) -> Fortnight:
         " summary_emails = %s WHERE id = %s",
         (HOSTILE_ORG, emails, org),
     )
-    failed = {"outcome": "failed", "punctuality": None}
+    failed: Outcome = {"outcome": "failed", "punctuality": None}
     await seed(
         db,
         org,

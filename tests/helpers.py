@@ -8,16 +8,26 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import psycopg
 from redis.asyncio import Redis
+from redis.typing import StreamRangeResponse
 
 from schemas.ids import DriverId
 from store.positions import count_positions
 
 T = TypeVar("T")
+
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+"""A stream's entries, ``(entry id, fields)``, as the suite's clients read them: in bytes."""
+
+
+def stream_entries(reply: StreamRangeResponse | None) -> StreamEntries:
+    """An ``XRANGE`` or ``XREVRANGE`` reply typed as it is here: redis-py types it for any
+    client (``str`` when decoding responses, ``None`` for no reply), the suite's decode none."""
+    return cast(StreamEntries, reply)
 
 
 class Trace:

@@ -320,7 +320,7 @@ def subscriber_process(redis_url: str, channel: str) -> Work:
             if message is not None and message.get("type") == "message":
                 recv.append(time.time())
                 sent.append(float(message["data"].split(b"|", 1)[0]))
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await redis.aclose()
 
     return work

@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import expect
 
 from app.settings import Settings
+from schemas.notifications import Channel
 from solver.learning import SpeedTable
 from store.notifications import insert_many
 from tests.browser import UNREACHABLE_TILES, WAIT_MS, Pages
@@ -68,7 +69,8 @@ async def test_the_analytics_page_charts_a_seeded_week(
         db, "SELECT order_id FROM stop_facts WHERE org_id = %s AND day = %s LIMIT 1",
         (tenant.org_id, today),
     )  # fmt: skip
-    for n, (channel, state) in enumerate((("sms", "sent"), ("email", "failed"))):
+    outcomes: tuple[tuple[Channel, str], ...] = (("sms", "sent"), ("email", "failed"))
+    for n, (channel, state) in enumerate(outcomes):
         note = customer_message(tenant.org_id, order, f"page-{order}-{n}", "x", channel=channel)
         await insert_many(db, [note])
         await db.execute(

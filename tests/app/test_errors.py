@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Message, Scope
 from starlette.websockets import WebSocket
 
 from app import errors
@@ -84,18 +85,18 @@ def _app(make: Make) -> Starlette:
     )
 
 
-async def _close_of(app: Starlette) -> dict[str, object]:
+async def _close_of(app: Starlette) -> Message:
     """Drive one WebSocket connection through the ASGI interface; the close message it sent."""
-    scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "query_string": b"",
+    scope: Scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "query_string": b"",
              "headers": [], "scheme": "ws", "server": ("127.0.0.1", 80), "root_path": "",
              "subprotocols": [], "asgi": {"version": "3.0"}}  # fmt: skip
-    incoming = [{"type": "websocket.connect"}]
-    sent: list[dict[str, object]] = []
+    incoming: list[Message] = [{"type": "websocket.connect"}]
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Message:
         return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await app(scope, receive, send)

@@ -253,7 +253,9 @@ def from_msgpack(ctx: Any, response: Response) -> Any:
 
 
 @schemathesis.check
-def error_names_field_and_reason(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+def error_names_field_and_reason(
+    ctx: CheckContext, response: Response, case: Case[Any]
+) -> bool | None:
     """An error answer is ``{"error", "field", "reason"}`` with a reason; a 400, 413, 415 or
     422 also names the field. Answers documented with a body of their own (a batch's
     rejections, an import's rows, readiness) are left to the schema check."""
@@ -289,7 +291,7 @@ def _node_id(request: pytest.FixtureRequest) -> None:
 
 
 @schema.parametrize()
-def test_every_operation_answers_as_documented(case: Case, fuzzed: Fuzzed) -> None:
+def test_every_operation_answers_as_documented(case: Case[Any], fuzzed: Fuzzed) -> None:
     """No 5xx; every answer as documented; every refusal names its field and reason."""
     case.call_and_validate(base_url=fuzzed.server.url)
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from realtime.streams import StreamNames, shard_of
 from schemas.codecs import PING_BATCH_DECODER
 from tests.conftest import LiveServer, Tenant, WorkerHandle
-from tests.helpers import Trace, wait_for_positions
+from tests.helpers import Trace, stream_entries, wait_for_positions
 
 KNOT_MPS = 1852 / 3600
 
@@ -186,7 +186,9 @@ async def test_driver_socket_acknowledges_every_message(
         bad = trace.pings(2, offset=4)
         bad[0]["lon"] = 200
         await socket.send(msgspec.msgpack.encode({"type": "pings", "id": 3, "pings": bad}))
-        ack = msgspec.msgpack.decode(await socket.recv())
+        reply = await socket.recv()
+        assert isinstance(reply, bytes)  # a binary frame, as the request was
+        ack = msgspec.msgpack.decode(reply)
         assert ack["id"] == 3
         assert ack["accepted"] == 1
         assert [(r["index"], r["field"]) for r in ack["rejected"]] == [(0, "lon")]
@@ -222,7 +224,7 @@ async def test_osmand_fix_without_timestamp_is_stored_server_timed(
         )
     assert answer.status_code == 200, answer.text
     names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
-    entries = await redis.xrange(names.pings(shard_of(driver.id, names.shards)))
+    entries = stream_entries(await redis.xrange(names.pings(shard_of(driver.id, names.shards))))
     batches = [PING_BATCH_DECODER.decode(fields[b"b"]) for _, fields in entries]
     [batch] = [b for b in batches if b.driver_id == driver.id]
     assert (batch.source, batch.time_source) == ("osmand", "server")

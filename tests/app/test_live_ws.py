@@ -12,17 +12,19 @@ import psycopg
 import pytest
 import websockets
 from redis.asyncio import Redis
+from websockets.asyncio.client import ClientConnection
 
 from realtime.events import emit
 from realtime.streams import StreamNames
 from schemas.eta import ArrivalWindow, EtaChanged
 from schemas.events import DeliveryUpdate, OrderCancelled
+from schemas.ids import OrderId, RouteId, StopId
 from tests.conftest import LiveServer, Tenant, make_tenant
 from tests.days import Day, plan_and_dispatch
-from tests.helpers import Trace
+from tests.helpers import Trace, stream_entries
 
 
-async def receive(socket: Any, kind: str) -> dict[str, Any]:
+async def receive(socket: ClientConnection, kind: str) -> dict[str, Any]:
     """The next message of type ``kind`` (others are skipped)."""
     while True:
         message: dict[str, Any] = json.loads(await asyncio.wait_for(socket.recv(), 10))
@@ -76,7 +78,9 @@ async def test_events_arrive_in_order_and_a_reconnect_resumes_after_the_last_see
     names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
 
     def cancelled(order_id: int) -> OrderCancelled:
-        return OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=order_id)
+        return OrderCancelled(
+            org_id=tenant.org_id, at=datetime.now(UTC), order_id=OrderId(order_id)
+        )
 
     url = f"{server.ws_url}/v1/live/ws?token={tenant.api_key}"
     async with websockets.connect(url) as socket:
@@ -106,15 +110,20 @@ async def test_a_gap_older_than_the_kept_events_gets_a_snapshot_that_says_so(
     await emit(
         redis,
         names,
-        *(OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=n) for n in range(5)),
+        *(
+            OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=OrderId(n))
+            for n in range(5)
+        ),
     )
-    [(oldest, _)] = await redis.xrange(names.org_events(tenant.org_id), count=1)
+    [(oldest, _)] = stream_entries(await redis.xrange(names.org_events(tenant.org_id), count=1))
     await redis.xtrim(names.org_events(tenant.org_id), maxlen=2, approximate=False)
     url = f"{server.ws_url}/v1/live/ws?token={tenant.api_key}&since={oldest.decode()}"
     async with websockets.connect(url) as socket:
         assert (await receive(socket, "snapshot"))["replay"] == "too_old"
         await emit(
-            redis, names, OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=9)
+            redis,
+            names,
+            OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=OrderId(9)),
         )
         assert (await receive(socket, "event"))["event"]["order_id"] == 9
 
@@ -122,8 +131,8 @@ async def test_a_gap_older_than_the_kept_events_gets_a_snapshot_that_says_so(
 def moved(tenant: Tenant, stop_id: int, likely_s: int) -> DeliveryUpdate:
     """The ETA worker's ``eta_changed`` for ``stop_id``, now expected at ``likely_s``."""
     window = ArrivalWindow(
-        stop_id=stop_id,
-        order_id=stop_id,
+        stop_id=StopId(stop_id),
+        order_id=OrderId(stop_id),
         likely_epoch_s=likely_s,
         lower_epoch_s=likely_s - 300,
         upper_epoch_s=likely_s + 600,
@@ -131,10 +140,10 @@ def moved(tenant: Tenant, stop_id: int, likely_s: int) -> DeliveryUpdate:
     )
     detail = EtaChanged(
         driver_id=tenant.drivers[0].id,
-        route_id=1,
+        route_id=RouteId(1),
         route_version=1,
-        stop_id=stop_id,
-        order_id=stop_id,
+        stop_id=StopId(stop_id),
+        order_id=OrderId(stop_id),
         at_epoch_s=window.computed_epoch_s,
         previous=window,
         window=window,
@@ -155,12 +164,16 @@ async def test_moved_windows_are_coalesced_per_stop_and_never_cut_a_screen_off(
     async with websockets.connect(url) as socket:
         await receive(socket, "snapshot")
         await emit(
-            redis, names, OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=1)
+            redis,
+            names,
+            OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=OrderId(1)),
         )
         before = await receive(socket, "event")
         await emit(redis, names, *burst)
         await emit(
-            redis, names, OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=2)
+            redis,
+            names,
+            OrderCancelled(org_id=tenant.org_id, at=datetime.now(UTC), order_id=OrderId(2)),
         )
         newest: dict[int, int] = {}
         after: list[int] = []

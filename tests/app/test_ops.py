@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import httpx
 from redis.asyncio import Redis
@@ -83,7 +84,7 @@ async def test_readiness_names_a_stuck_consumer_group_and_the_api_stays_ready(
     }
     stream = server.settings.redis_prefix + "plans"
     await redis.xgroup_create(stream, "planner", id="0", mkstream=True)
-    entry_id = await redis.xadd(stream, {b"job": b"{}"})
+    entry_id = cast(bytes, await redis.xadd(stream, {b"job": b"{}"}))
     await redis.xreadgroup("planner", "gone-consumer", {stream: ">"})
     # As if it had been claimed again and again by consumers that crashed on it.
     await redis.xclaim(stream, "planner", "gone-consumer", 0, [entry_id], retrycount=50)

@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket as sockets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -67,7 +67,8 @@ class StalledClient:
         self.protocol.receive_data(data)
         for frame in self.protocol.events_received():
             if isinstance(frame, Frame) and frame.opcode is Opcode.TEXT:
-                self.messages.append(json.loads(frame.data))
+                # The parser hands over the bytes it read (BytesLike only in the frame's type).
+                self.messages.append(json.loads(cast(bytes, frame.data)))
         await self._flush()
 
     async def _flush(self) -> None:

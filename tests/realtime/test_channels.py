@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from realtime.events import channels
 from realtime.streams import StreamNames
@@ -10,10 +11,22 @@ from schemas.eta import ArrivalDetected, OutOfSequence
 from schemas.events import DeliveryUpdate
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
 
+
+class StopFields(TypedDict):
+    """The fields every stop event has."""
+
+    driver_id: DriverId
+    route_id: RouteId
+    route_version: int
+    stop_id: StopId
+    order_id: OrderId
+    at_epoch_s: int
+
+
 NAMES = StreamNames(prefix="t:")
 ORG = OrgId(3)
 AT = datetime(2026, 12, 6, 9, tzinfo=UTC)
-STOP = {
+STOP: StopFields = {
     "driver_id": DriverId(5),
     "route_id": RouteId(8),
     "route_version": 1,

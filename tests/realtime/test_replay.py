@@ -12,7 +12,8 @@ from realtime.events import emit, replay
 from realtime.streams import StreamNames, parse_entry_id
 from schemas.eta import ArrivalWindow, EtaChanged
 from schemas.events import DeliveryUpdate, Event, OrderCancelled
-from schemas.ids import DriverId, OrgId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
+from tests.helpers import stream_entries
 
 OURS, THEIRS = OrgId(1), OrgId(2)
 
@@ -25,14 +26,14 @@ def names(settings: Settings) -> StreamNames:
 
 def cancelled(org_id: OrgId, order_id: int) -> OrderCancelled:
     """An order of ``org_id`` was cancelled: the simplest event to tell apart by its order."""
-    return OrderCancelled(org_id=org_id, at=datetime.now(UTC), order_id=order_id)
+    return OrderCancelled(org_id=org_id, at=datetime.now(UTC), order_id=OrderId(order_id))
 
 
 def moved_window(org_id: OrgId, stop_id: int) -> DeliveryUpdate:
     """The ETA worker's ``eta_changed`` for ``stop_id``."""
     window = ArrivalWindow(
         stop_id=StopId(stop_id),
-        order_id=stop_id,
+        order_id=OrderId(stop_id),
         likely_epoch_s=1_900_000_000,
         lower_epoch_s=1_899_999_700,
         upper_epoch_s=1_900_000_600,
@@ -43,7 +44,7 @@ def moved_window(org_id: OrgId, stop_id: int) -> DeliveryUpdate:
         route_id=RouteId(1),
         route_version=1,
         stop_id=StopId(stop_id),
-        order_id=stop_id,
+        order_id=OrderId(stop_id),
         at_epoch_s=window.computed_epoch_s,
         previous=window,
         window=window,
@@ -53,7 +54,7 @@ def moved_window(org_id: OrgId, stop_id: int) -> DeliveryUpdate:
 
 async def last_id(redis: Redis, names: StreamNames, org_id: OrgId) -> tuple[int, int]:
     """The id of the newest entry on ``org_id``'s own events stream."""
-    [(entry_id, _)] = await redis.xrevrange(names.org_events(org_id), count=1)
+    [(entry_id, _)] = stream_entries(await redis.xrevrange(names.org_events(org_id), count=1))
     return parse_entry_id(entry_id.decode())
 
 
@@ -106,7 +107,7 @@ async def test_an_id_older_than_the_kept_events_is_too_old(
 ) -> None:
     """Once the events after a screen's last one may have been trimmed, none are replayed."""
     await emit(redis, names, *(cancelled(OURS, n) for n in range(5)))
-    [(first, _)] = await redis.xrange(names.org_events(OURS), count=1)
+    [(first, _)] = stream_entries(await redis.xrange(names.org_events(OURS), count=1))
     await redis.xtrim(names.org_events(OURS), maxlen=2, approximate=False)
     missed = await replay(redis, names, OURS, parse_entry_id(first.decode()))
     assert (missed.outcome, missed.events) == ("too_old", [])

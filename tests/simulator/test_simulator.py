@@ -22,7 +22,7 @@ from simulator.fleet import BERLIN, DaySpec, day_orders
 from simulator.simulation import SimulationConfig, Summary, default_start, simulate
 from simulator.streets import StreetMap, berlin
 from tests.conftest import LiveServer, Tenant, WorkerHandle
-from tests.helpers import wait_for_positions
+from tests.helpers import stream_entries, wait_for_positions
 
 DIMENSIONS = ("weight_kg", "volume_l", "parcels")
 
@@ -49,7 +49,7 @@ def small_day(server: LiveServer, tenant: Tenant, **overrides: object) -> Simula
 
 async def event_types(redis: Redis, server: LiveServer, tenant: Tenant) -> Counter[str]:
     names = StreamNames(prefix=server.settings.redis_prefix, shards=server.settings.ping_shards)
-    entries = await redis.xrange(names.events)
+    entries = stream_entries(await redis.xrange(names.events))
     decoded = [EVENT_DECODER.decode(fields[b"e"]) for _, fields in entries]
     return Counter(type(e).__name__ for e in decoded if e.org_id == tenant.org_id)
 
@@ -198,6 +198,7 @@ def test_the_days_orders_are_seeded_and_lie_in_the_city_and_the_day() -> None:
         for window in body.time_windows:
             assert start <= window.start < window.end <= start + timedelta(hours=8)
             assert window.end - window.start == timedelta(hours=2)
+        assert body.service_s is not None
         assert 120 <= body.service_s <= 420
 
 

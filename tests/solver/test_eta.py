@@ -33,7 +33,7 @@ from schemas.eta import (
     StopTrack,
     TrackerState,
 )
-from schemas.ids import DriverId, PlanId, RouteId, StopId
+from schemas.ids import DriverId, OrderId, PlanId, RouteId, ShiftId, StopId, VehicleId
 from schemas.ping import Ping
 from schemas.planning import Location, PlanningTimeWindow
 from schemas.route import RouteStop, RouteView, StopStatus, Window
@@ -78,7 +78,7 @@ def stop(n: int, x_m: float, *, window: tuple[int, int] | None = None) -> EtaSto
     """Stop s<n> at (x_m, 0) with 60 s of service, planned as if driven on time from 0."""
     return EtaStop(
         stop_id=StopId(n),
-        order_id=100 + n,
+        order_id=OrderId(100 + n),
         location=Location(x_m=x_m, y_m=0.0),
         time_windows=[]
         if window is None
@@ -277,7 +277,7 @@ def test_a_driver_early_at_a_stop_waits_there_and_the_next_window_does_not_move(
     assert [w.likely_epoch_s for _, w in d.published if w.stop_id == 3] == [1260]
     assert d.window(3) == ArrivalWindow(
         stop_id=StopId(3),
-        order_id=103,
+        order_id=OrderId(103),
         likely_epoch_s=1260,
         lower_epoch_s=1260,
         upper_epoch_s=1260,
@@ -593,7 +593,7 @@ def test_pings_on_a_geographic_route_arrive_by_great_circle_distance() -> None:
         stops=[
             EtaStop(
                 stop_id=StopId(1),
-                order_id=101,
+                order_id=OrderId(101),
                 location=Location(lat=52.5200, lon=13.4050),
                 planned_arrival_epoch_s=int(here.timestamp()),
             )
@@ -621,7 +621,7 @@ def test_a_dispatched_route_view_becomes_the_open_stops_in_sequence() -> None:
             id=StopId(n),
             seq=seq,
             status=status,
-            order_id=100 + n,
+            order_id=OrderId(100 + n),
             order_ref=f"o{n}",
             address="somewhere",
             lat=52.5,
@@ -637,8 +637,8 @@ def test_a_dispatched_route_view_becomes_the_open_stops_in_sequence() -> None:
         id=RouteId(7),
         plan_id=PlanId(1),
         driver_id=DriverId(1),
-        vehicle_id=1,
-        shift_id=1,
+        vehicle_id=VehicleId(1),
+        shift_id=ShiftId(1),
         day="2025-06-02",
         status="started",
         version=3,

@@ -12,7 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.settings import Settings
-from tests.helpers import eventually
+from tests.helpers import eventually, stream_entries
 from workers.errors import PoisonEntry
 from workers.runner import DeadLetter, Entry, Runner, RunnerConfig, dead_letter_stream
 
@@ -89,5 +89,5 @@ async def seen_at_least(consumer: Picky, count: int) -> None:
 async def dead_letters(redis: Redis, settings: Settings, group: str) -> list[dict[bytes, bytes]]:
     """The fields of the group's dead letters, oldest first."""
     target = dead_letter_stream(f"{settings.redis_prefix}dead", group)
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(target)  # type: ignore[assignment]
+    entries = stream_entries(await redis.xrange(target))
     return [fields for _, fields in entries]

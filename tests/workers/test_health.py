@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis.asyncio import Redis
 
 from app.settings import Settings
@@ -29,7 +31,7 @@ async def test_entries_a_vanished_consumer_holds_show_as_pending_with_the_oldest
     first, second = f"{settings.redis_prefix}s0", f"{settings.redis_prefix}s1"
     for stream in (first, second):
         await redis.xgroup_create(stream, "g", id="0", mkstream=True)
-    oldest = (await redis.xadd(first, {"v": "1"})).decode()
+    oldest = cast(bytes, await redis.xadd(first, {"v": "1"})).decode()
     await redis.xadd(second, {"v": "2"})
     await redis.xadd(second, {"v": "3"})
     for stream in (first, second):
@@ -78,7 +80,7 @@ async def test_health_reads_the_same_with_a_client_that_decodes_responses(
     """A Redis client answering str instead of bytes gets the same report."""
     stream = f"{settings.redis_prefix}s"
     await redis.xgroup_create(stream, "g", id="0", mkstream=True)
-    entry = (await redis.xadd(stream, {"v": "1"})).decode()
+    entry = cast(bytes, await redis.xadd(stream, {"v": "1"})).decode()
     await redis.xreadgroup("g", "c", {stream: ">"})
     text = Redis.from_url(settings.redis_url or "", decode_responses=True)
     try:

@@ -258,6 +258,7 @@ async def test_the_planner_uses_learned_speeds_and_service_times_when_they_exist
     assert chosen.model_id == learned.id
     assert chosen.note.startswith(f"learned model {learned.id} ")
     plain = planning_model(day, configured, None)
+    assert isinstance(plain.provider, GreatCircleProvider)
     (leg,) = plain.provider.durations([(a, b)], depart_epoch_s=1_764_000_000)
     assert leg == round(round(1000 * 1.3) / 8.0)
     assert {o.external_ref: o.service_s for o in plain.day.orders} == {"given": 45, "default": 45}
@@ -352,6 +353,7 @@ async def test_the_eta_worker_predicts_with_the_learned_speeds_when_learning_is_
 
     for learning, expected in ((True, 1000 / SPEED_MPS), (False, round(1300 / 8.0))):
         provider, config = await model_of(learning)
+        assert isinstance(provider, GreatCircleProvider), learning
         (leg,) = provider.durations([(a, b)], depart_epoch_s=1_764_000_000)
         assert leg == pytest.approx(expected, abs=2), learning
         assert config == EtaConfig()

@@ -39,7 +39,9 @@ def batch_of(org_id: OrgId, driver_id: DriverId, *pings: Ping) -> bytes:
     )
 
 
-async def letters_of(redis: Redis, settings: Settings, group: str, count: int) -> list[dict]:
+async def letters_of(
+    redis: Redis, settings: Settings, group: str, count: int
+) -> list[dict[bytes, bytes]]:
     """Wait until ``group`` dead-lettered ``count`` entries; their fields, oldest first."""
 
     async def enough() -> list[dict[bytes, bytes]]:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from app.settings import Settings
 from realtime.streams import trim_consumed
-from tests.helpers import eventually, relayed_redis
+from tests.helpers import StreamEntries, eventually, relayed_redis, stream_entries
 from tests.workers.consumers import Picky, dead_letters, quick, running, seen_at_least
 from workers.runner import DeadLetter, Entry, Runner, RunnerConfig, backoff_s
 
@@ -77,7 +77,7 @@ async def test_undecodable_entries_are_dead_lettered_and_the_rest_handled(
     )
     await run_until(Runner(redis, consumer, config), done)
     assert consumer.seen == ["a", "b"]
-    dead = await redis.xrange(f"{settings.redis_prefix}dead:recorder")
+    dead = stream_entries(await redis.xrange(f"{settings.redis_prefix}dead:recorder"))
     assert [d[1][b"v"] for d in dead] == [b"poison"]
     letter = dead[0][1]
     assert letter[b"_stream"] == stream.encode()
@@ -139,8 +139,11 @@ async def test_trimming_keeps_unread_and_pending_entries(redis: Redis, settings:
     stream = f"{settings.redis_prefix}s"
     await redis.xgroup_create(stream, "fast", id="0", mkstream=True)
     await redis.xgroup_create(stream, "slow", id="0", mkstream=True)
-    ids = [await redis.xadd(stream, {"v": str(i)}) for i in range(6)]
-    fast = await redis.xreadgroup("fast", "f", {stream: ">"}, count=10)
+    ids = [cast(bytes, await redis.xadd(stream, {"v": str(i)})) for i in range(6)]
+    fast = cast(
+        "list[tuple[bytes, StreamEntries]]",
+        await redis.xreadgroup("fast", "f", {stream: ">"}, count=10),
+    )
     await redis.xack(stream, "fast", *[e[0] for e in fast[0][1]])
     await redis.xreadgroup("slow", "s", {stream: ">"}, count=4)
     await redis.xack(stream, "slow", ids[0], ids[1])
@@ -151,7 +154,7 @@ async def test_trimming_keeps_unread_and_pending_entries(redis: Redis, settings:
             break
         await asyncio.sleep(0.001)
     removed = await trim_consumed(redis, stream, retention_s=0)
-    remaining = [e[0] for e in await redis.xrange(stream)]
+    remaining = [e[0] for e in stream_entries(await redis.xrange(stream))]
     groups = await redis.xinfo_groups(stream)
     assert removed == 2, (removed, ids, remaining, groups)
     assert remaining == ids[2:]
