@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypedDict
 
 from realtime.events import channels
 from realtime.streams import StreamNames
 from schemas.eta import ArrivalDetected, OutOfSequence
 from schemas.events import DeliveryUpdate
 from schemas.ids import DriverId, OrderId, OrgId, RouteId, StopId
-
-
-class StopFields(TypedDict):
-    """The fields every stop event has."""
-
-    driver_id: DriverId
-    route_id: RouteId
-    route_version: int
-    stop_id: StopId
-    order_id: OrderId
-    at_epoch_s: int
-
+from solver.arrival import EventHead
 
 NAMES = StreamNames(prefix="t:")
 ORG = OrgId(3)
 AT = datetime(2026, 12, 6, 9, tzinfo=UTC)
-STOP: StopFields = {
+STOP: EventHead = {
     "driver_id": DriverId(5),
     "route_id": RouteId(8),
     "route_version": 1,
